@@ -1,0 +1,20 @@
+"""Decoders: one interface (:class:`Decoder`), several backends, sliding windows, sinter.
+
+>>> from qecd.decoder import backend_names
+>>> backend_names()
+['bp-cluster', 'pymatching', 'uf']
+"""
+
+from qecd.decoder.base import Decoder, pack_bits, unpack_bits
+from qecd.decoder.fault_table import FaultTable
+from qecd.decoder.registry import backend_class, backend_names, make_decoder
+
+__all__ = [
+    "Decoder",
+    "FaultTable",
+    "backend_class",
+    "backend_names",
+    "make_decoder",
+    "pack_bits",
+    "unpack_bits",
+]
