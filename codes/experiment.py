@@ -1,0 +1,116 @@
+"""Experiments: a spec turned into a circuit or DEM, its round layout and code parameters.
+
+Example
+-------
+>>> exp = build_experiment("surface:d=3,r=3,p=0.001")
+>>> exp.layout.round_sizes
+(4, 8, 8, 4)
+>>> dets, obs = exp.sample(4, seed=7)
+>>> dets.shape, obs.shape, dets.dtype
+((4, 24), (4, 1), dtype('uint8'))
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import stim
+
+from qecd.codes.layout import RoundLayout
+from qecd.codes.spec import ExperimentSpec, parse_spec
+
+
+@dataclass(frozen=True, eq=False)
+class Experiment:
+    """A sampled-and-decoded experiment.
+
+    Attributes
+    ----------
+    spec : ExperimentSpec
+    circuit : stim.Circuit or None
+        The noisy circuit (circuit-level families); None for DEM-only (phenomenological) ones.
+    dem : stim.DetectorErrorModel
+        With detector coordinates (last = time). Decomposed into graph-like components for
+        surface and repetition codes (``decompose_errors=True``).
+    layout : RoundLayout
+    name, n, k, d, d_note
+        Code name and parameters; ``d_note`` says whether ``d`` is exact or a bound.
+    """
+
+    spec: ExperimentSpec
+    circuit: stim.Circuit | None
+    dem: stim.DetectorErrorModel
+    layout: RoundLayout
+    name: str
+    n: int
+    k: int
+    d: int | None
+    d_note: str
+
+    @property
+    def graph_like(self) -> bool:
+        """True when the DEM decomposes into edges of at most two detectors."""
+        return self.spec.family in ("surface", "repetition")
+
+    def sample(self, shots: int, *, seed: int | None = None, bit_packed: bool = False
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Sample ``shots`` shots: detection events and the true observable flips.
+
+        Returns uint8 arrays ``(shots, num_detectors)`` and ``(shots, num_observables)``, or
+        bit-packed (stim's little bit order) when ``bit_packed``. The same seed gives the same
+        shots (stim's seeded samplers).
+        """
+        if self.circuit is not None:
+            sampler = self.circuit.compile_detector_sampler(seed=seed)
+            dets, obs = sampler.sample(shots, separate_observables=True, bit_packed=bit_packed)
+        else:
+            sampler = self.dem.compile_sampler(seed=seed)
+            dets, obs, _ = sampler.sample(shots, bit_packed=bit_packed)
+        return dets.astype(np.uint8, copy=False), obs.astype(np.uint8, copy=False)
+
+
+def _build(spec: ExperimentSpec) -> Experiment:
+    f = spec.family
+    if f in ("surface", "repetition"):
+        d, r, p = spec["d"], spec["r"], spec["p"]
+        if f == "surface":
+            from qecd.codes.surface import surface_code_circuit
+
+            circuit = surface_code_circuit(d=d, rounds=r, p=p, noise=spec["noise"],
+                                           basis=spec["basis"])
+            name, n, k = f"rotated surface code d={d}", d * d, 1
+        else:
+            from qecd.codes.repetition import repetition_code_circuit
+
+            circuit = repetition_code_circuit(d=d, rounds=r, p=p, noise=spec["noise"])
+            name, n, k = f"repetition code d={d}", d, 1
+        dem = circuit.detector_error_model(decompose_errors=True)
+        return Experiment(spec, circuit, dem, RoundLayout.from_dem(dem), name, n, k, d, "exact")
+    from qecd.codes.catalog import css_code_for
+    from qecd.codes.phenomenological import phenomenological_dem
+
+    code = css_code_for(f, spec.as_dict())
+    dem = phenomenological_dem(code, rounds=spec["r"], p=spec["p"], q=spec["q"],
+                               basis=spec["basis"])
+    return Experiment(spec, None, dem, RoundLayout.from_dem(dem), code.name, code.n, code.k,
+                      code.distance, code.distance_note)
+
+
+@lru_cache(maxsize=64)
+def _build_cached(spec: ExperimentSpec) -> Experiment:
+    return _build(spec)
+
+
+def build_experiment(spec: str | ExperimentSpec) -> Experiment:
+    """Build (and cache) the experiment a spec names.
+
+    Parameters
+    ----------
+    spec : str or ExperimentSpec
+        e.g. ``"surface:d=5,r=5,p=0.001,noise=si1000,basis=z"`` or ``"bb:n=144,p=0.003"``.
+    """
+    if isinstance(spec, str):
+        spec = parse_spec(spec)
+    return _build_cached(spec)
