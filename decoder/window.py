@@ -205,6 +205,25 @@ class StreamDecoder:
         """Distinct backend instances built (windows of the same shape share one)."""
         return len(self._cache)
 
+    def fork(self) -> StreamDecoder:
+        """A new stream over the same plan: window decoders, fault table and caches are
+        shared (built once), per-stream state is fresh. Streams served from one thread may
+        share a plan; a backend's workspace is only used inside one decode call.
+
+        >>> from qecd.codes import build_experiment
+        >>> exp = build_experiment("repetition:d=3,r=4,p=0.01")
+        >>> a = StreamDecoder(exp.dem, exp.layout, "pymatching", window=2, commit=1)
+        >>> b = a.fork()
+        >>> b.num_window_decoders == a.num_window_decoders and b._carry is not a._carry
+        True
+        """
+        twin = object.__new__(StreamDecoder)
+        twin.__dict__.update(self.__dict__)
+        twin._shot_bits = np.zeros_like(self._shot_bits)
+        twin._carry = np.zeros_like(self._carry)
+        twin.reset()
+        return twin
+
     # -- streaming --------------------------------------------------------------------------
     def reset(self) -> None:
         """Forget the current shot; the next round pushed is round 0 of a new shot."""

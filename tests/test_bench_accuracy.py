@@ -1,0 +1,55 @@
+"""bench/accuracy.py: one set of shots, several decoders, honest statistics."""
+
+import json
+
+from qecd.bench.accuracy import run_accuracy
+from qecd.bench.stats import wilson_interval
+from qecd.cli import main
+
+
+def test_reference_is_pymatching_for_graph_like_and_ratios_are_relative_to_it():
+    r = run_accuracy("surface:d=3,r=3,p=0.01", ["pymatching-w4c2"], shots=2000, seed=3)
+    assert r["reference"] == "pymatching"
+    names = [d["name"] for d in r["decoders"]]
+    assert names == ["pymatching", "pymatching-w4c2"]
+    ref = r["decoders"][0]
+    assert ref["time_ratio_to_reference"] == 1.0
+    for d in r["decoders"]:
+        lo, hi = d["ler_ci95"]
+        assert lo <= d["ler"] <= hi
+        assert d["us_per_round"] * r["rounds"] == d["us_per_shot"]
+
+
+def test_reference_is_ldpc_bposd_for_qldpc():
+    r = run_accuracy("bb:n=72,r=2,p=0.002", [], shots=50, seed=1)
+    assert r["reference"] == "ldpc-bposd"
+    assert r["code"]["n"] == 72 and r["code"]["k"] == 12
+
+
+def test_same_seed_same_failures():
+    a = run_accuracy("repetition:d=3,r=3,p=0.03", ["pymatching"], shots=1000, seed=9)
+    b = run_accuracy("repetition:d=3,r=3,p=0.03", ["pymatching"], shots=1000, seed=9)
+    assert a["decoders"][0]["failures"] == b["decoders"][0]["failures"]
+
+
+def test_wilson_interval_contains_the_rate_and_shrinks_with_shots():
+    lo1, hi1 = wilson_interval(10, 1000)
+    lo2, hi2 = wilson_interval(100, 10000)
+    assert lo1 < 0.01 < hi1 and lo2 < 0.01 < hi2
+    assert hi2 - lo2 < hi1 - lo1
+    assert wilson_interval(0, 100)[0] == 0.0
+
+
+def test_cli_bench_accuracy_writes_json(tmp_path, capsys):
+    out = tmp_path / "acc.json"
+    code = main(["bench", "accuracy", "--spec", "repetition:d=3,r=2,p=0.02",
+                 "--decoders", "pymatching", "--shots", "300", "--json", str(out)])
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert report["schema"] == "qecd.bench.accuracy/1"
+    assert "pymatching" in capsys.readouterr().out
+
+
+def test_cli_reports_bad_spec_with_exit_code_2(capsys):
+    assert main(["bench", "accuracy", "--spec", "surface:d=4"]) == 2
+    assert "'d'" in capsys.readouterr().err
