@@ -1,0 +1,286 @@
+"""The ``bp-cluster`` backend: Numba belief propagation, then BP-guided clusters (qLDPC codes).
+
+Min-sum BP (scaling 0.625 by default) runs on the Tanner graph of the DEM's check matrix
+(detectors x faults, hyperedges allowed) and stops as soon as its hard decision reproduces the
+syndrome. When it does not converge, clusters grow from the flagged detectors, most likely
+fault (BP posterior) first, each with incremental GF(2) elimination until its local syndrome is
+in the span of its columns; each cluster is then solved like OSD-0 on its own columns (with an
+optional combination sweep, ``lsd_order``). This is the idea of BP+LSD (Hillmann et al.,
+arXiv 2406.18655) with global best-first growth; see :mod:`qecd.decoder._bp_kernels`.
+
+Options use ldpc's vocabulary: ``max_iter``, ``bp_method``, ``ms_scaling_factor``,
+``schedule``, ``lsd_order``. The answer always reproduces the syndrome exactly; a syndrome no
+set of faults can explain raises :class:`~qecd.errors.DecoderError` (never a silent guess).
+
+Example
+-------
+>>> import numpy as np, stim
+>>> from qecd.decoder.bp_cluster import BpClusterDecoder
+>>> dem = stim.DetectorErrorModel('''
+...     error(0.1) D0 L0
+...     error(0.1) D0 D1 D2
+...     error(0.1) D1 D2 L0
+...     error(0.1) D2
+... ''')
+>>> dec = BpClusterDecoder.from_dem(dem)
+>>> dec.decode(np.array([1, 1, 1], np.uint8)).tolist()
+[0]
+>>> dec.decode_to_faults(np.array([1, 1, 1], np.uint8)).tolist()
+[1]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import stim
+
+from qecd.decoder import _bp_kernels as K
+from qecd.decoder.base import Decoder, pack_bits
+from qecd.decoder.fault_table import FaultTable
+from qecd.errors import DecoderError
+
+__all__ = ["BpClusterDecoder", "BpClusterOptions"]
+
+_BP_METHODS = {"minimum_sum": 0, "min_sum": 0, "ms": 0, "product_sum": 1, "ps": 1}
+_SCHEDULES = {"parallel": 0, "serial": 1}
+
+
+@dataclass(frozen=True)
+class BpClusterOptions:
+    """Settings of :class:`BpClusterDecoder` (ldpc's names and meanings).
+
+    Attributes
+    ----------
+    max_iter : int
+        BP iterations before the cluster stage takes over (>= 1). Default 30.
+    bp_method : str
+        ``"minimum_sum"`` (default) or ``"product_sum"`` (aliases ``"ms"``, ``"ps"``).
+    ms_scaling_factor : float
+        Min-sum scaling of check-to-fault messages, in (0, 1]. Default 0.625 (ldpc's default
+        1.0 is several times worse on qLDPC codes).
+    schedule : str
+        ``"parallel"`` (flooding, default) or ``"serial"`` (fault by fault, ldpc's serial).
+    lsd_order : int
+        Combination-sweep order inside each cluster (0 = OSD-0 per cluster). Default 0.
+
+    >>> BpClusterOptions(max_iter=10).lsd_order
+    0
+    """
+
+    max_iter: int = 30
+    bp_method: str = "minimum_sum"
+    ms_scaling_factor: float = 0.625
+    schedule: str = "parallel"
+    lsd_order: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_iter, bool) or not isinstance(self.max_iter, (int, np.integer)) \
+                or self.max_iter < 1:
+            raise DecoderError(f"bp-cluster: max_iter must be an integer >= 1, got "
+                               f"{self.max_iter!r}")
+        if self.bp_method not in _BP_METHODS:
+            raise DecoderError(f"bp-cluster: bp_method must be one of "
+                               f"{sorted(_BP_METHODS)}, got {self.bp_method!r}")
+        f = self.ms_scaling_factor
+        if isinstance(f, bool) or not isinstance(f, (int, float, np.floating)) \
+                or not 0.0 < float(f) <= 1.0:
+            raise DecoderError(f"bp-cluster: ms_scaling_factor must be a number in (0, 1], "
+                               f"got {f!r}")
+        if self.schedule not in _SCHEDULES:
+            raise DecoderError(f"bp-cluster: schedule must be one of {sorted(_SCHEDULES)}, "
+                               f"got {self.schedule!r}")
+        if isinstance(self.lsd_order, bool) or not isinstance(self.lsd_order, (int, np.integer)) \
+                or self.lsd_order < 0:
+            raise DecoderError(f"bp-cluster: lsd_order must be an integer >= 0, got "
+                               f"{self.lsd_order!r}")
+
+    def params(self) -> tuple[int, int, int, float, int]:
+        """The kernels' ``params`` tuple ``(max_iter, bp_method, schedule, ms_scaling,
+        lsd_order)``."""
+        return (int(self.max_iter), _BP_METHODS[self.bp_method], _SCHEDULES[self.schedule],
+                float(self.ms_scaling_factor), int(self.lsd_order))
+
+
+_OPTION_NAMES = tuple(BpClusterOptions.__dataclass_fields__)
+
+
+class BpClusterDecoder(Decoder):
+    """BP + BP-guided cluster decoding over a DEM's faults (hypergraph columns).
+
+    Build with :meth:`from_dem` (or :meth:`from_fault_table`); construction compiles (or loads
+    from Numba's cache) and warms every kernel, so no later call compiles. One decoder owns one
+    workspace: use one decoder per thread (the kernels release the GIL).
+
+    Parameters
+    ----------
+    faults : FaultTable
+        Hypergraph fault table (``FaultTable.from_dem(dem, graph=False)``).
+    options : BpClusterOptions
+
+    Examples
+    --------
+    >>> import numpy as np, stim
+    >>> c = stim.Circuit.generated("repetition_code:memory", distance=5, rounds=3,
+    ...                            after_clifford_depolarization=0.02)
+    >>> dec = BpClusterDecoder.from_dem(c.detector_error_model(), lsd_order=2)
+    >>> shots = c.compile_detector_sampler(seed=1).sample(64, bit_packed=True)
+    >>> dec.decode_batch_packed(shots).shape
+    (64, 1)
+    """
+
+    name = "bp-cluster"
+
+    def __init__(self, faults: FaultTable, options: BpClusterOptions | None = None) -> None:
+        self.faults = faults
+        self.options = options if options is not None else BpClusterOptions()
+        n = faults.num_faults
+        obs_packed = pack_bits(faults.obs_mask) if faults.num_observables else \
+            np.zeros((n, 1), np.uint8)
+        if obs_packed.shape[1] == 0:
+            obs_packed = np.zeros((n, 1), np.uint8)
+        self._graph = K.build_graph(faults.det_indptr, faults.det_indices, faults.num_detectors,
+                                    faults.probabilities, obs_packed)
+        self._params = self.options.params()
+        self._ws = K.make_workspace(self._graph)
+        self._out_faults = np.zeros(max(n, 1), np.int64)
+        self._warm_up()
+
+    # -- construction ---------------------------------------------------------------------
+    @classmethod
+    def from_dem(cls, dem: stim.DetectorErrorModel, **options: object) -> BpClusterDecoder:
+        """Build and warm a decoder for ``dem`` (hyperedges and ``repeat`` blocks allowed).
+
+        Parameters
+        ----------
+        dem : stim.DetectorErrorModel
+        **options
+            Fields of :class:`BpClusterOptions`; anything else raises DecoderError.
+
+        >>> dem = stim.DetectorErrorModel("error(0.1) D0 L0\\nerror(0.1) D0 D1")
+        >>> BpClusterDecoder.from_dem(dem, max_iter=5).options.max_iter
+        5
+        """
+        return cls.from_fault_table(FaultTable.from_dem(dem, graph=False), **options)
+
+    @classmethod
+    def from_fault_table(cls, faults: FaultTable, **options: object) -> BpClusterDecoder:
+        """Build and warm a decoder for an existing hypergraph :class:`FaultTable`."""
+        unknown = sorted(set(options) - set(_OPTION_NAMES))
+        if unknown:
+            raise DecoderError(f"bp-cluster: unknown options {unknown}; allowed: "
+                               f"{', '.join(_OPTION_NAMES)}")
+        return cls(faults, BpClusterOptions(**options))  # type: ignore[arg-type]
+
+    def _warm_up(self) -> None:
+        """Compile/load every kernel with the real argument types: a zero syndrome, a fault's
+        syndrome, the cluster stage alone (``max_iter=0``), and both batch kernels."""
+        m, n = self.num_detectors, self.faults.num_faults
+        zero = np.zeros(m, np.uint8)
+        K.decode_shot(zero, self._out_faults, self._graph, self._params, self._ws)
+        if n:
+            one = self.faults.syndrome_of(np.array([0]))
+            K.decode_shot(one, self._out_faults, self._graph, self._params, self._ws)
+            no_bp = (0,) + self._params[1:]
+            K.decode_shot(one, self._out_faults, self._graph, no_bp, self._ws)
+            batch = np.stack([zero, one])
+        else:
+            batch = zero[None, :]
+        self.decode_batch(batch)
+        self.decode_batch_packed(pack_bits(batch))
+
+    # -- Numba server loop hooks ----------------------------------------------------------
+    @staticmethod
+    def kernel():  # noqa: ANN205 (a Numba dispatcher)
+        """The single-shot kernel ``decode_shot(syndrome, out_faults, graph, params, ws) ->
+        int64``: ``syndrome`` uint8 (m,), ``out_faults`` int64 (>= num_faults,); returns the
+        fault count or a negative status (see :mod:`qecd.decoder._bp_kernels`)."""
+        return K.decode_shot
+
+    def kernel_args(self) -> tuple[tuple, tuple, tuple]:
+        """``(graph, params, ws)`` for :meth:`kernel`; ``ws`` is this decoder's workspace, so
+        do not call the kernel concurrently with this decoder's methods.
+
+        >>> import stim
+        >>> dec = BpClusterDecoder.from_dem(stim.DetectorErrorModel("error(0.1) D0 L0"))
+        >>> graph, params, ws = dec.kernel_args()
+        >>> out = np.zeros(dec.faults.num_faults, np.int64)
+        >>> int(dec.kernel()(np.array([1], np.uint8), out, graph, params, ws)), out[:1].tolist()
+        (1, [0])
+        """
+        return self._graph, self._params, self._ws
+
+    @property
+    def last_info(self) -> dict[str, int]:
+        """Statistics of the last decoded shot: BP iterations (0 = BP did not converge),
+        whether the cluster stage ran, and the biggest cluster (faults)."""
+        info = self._ws[K.WS_FIELDS.index("info")]
+        return {"bp_iterations": int(info[0]), "cluster_stage": int(info[1]),
+                "max_cluster_faults": int(info[2])}
+
+    # -- decoding ---------------------------------------------------------------------------
+    def _raise_status(self, status: int, shot: int | None = None) -> None:
+        where = "" if shot is None else f" (shot {shot})"
+        if status == K.STATUS_NOT_IN_SPAN:
+            raise DecoderError(f"bp-cluster: syndrome{where} is not explained by any set of "
+                               "faults of this DEM (not in the column space of its check matrix)")
+        raise DecoderError(f"bp-cluster: a cluster{where} outgrew the elimination buffers "
+                           f"(status {status})")
+
+    def decode_to_faults(self, syndrome: np.ndarray) -> np.ndarray:
+        """Fault ids (int64, sorted) whose detectors XOR exactly to ``syndrome``.
+
+        Raises
+        ------
+        DecoderError
+            On a wrong shape, or a syndrome that no set of faults explains.
+        """
+        s = np.ascontiguousarray(self._check_syndrome(syndrome))
+        cnt = K.decode_shot(s, self._out_faults, self._graph, self._params, self._ws)
+        if cnt < 0:
+            self._raise_status(cnt)
+        return np.sort(self._out_faults[:cnt])
+
+    def decode(self, syndrome: np.ndarray) -> np.ndarray:
+        """Predicted observable flips (uint8, shape (num_observables,)) for one shot."""
+        s = np.ascontiguousarray(self._check_syndrome(syndrome))
+        out = np.zeros((1, self.num_observables), np.uint8)
+        status = np.zeros(1, np.int64)
+        K.decode_batch(s[None, :], out, status, self._out_faults, self._graph, self._params,
+                       self._ws)
+        if status[0] < 0:
+            self._raise_status(int(status[0]))
+        return out[0]
+
+    def decode_batch(self, dets: np.ndarray) -> np.ndarray:
+        """Predictions (uint8, (shots, num_observables)) for unpacked detection events
+        (uint8/bool, (shots, num_detectors)); the whole batch runs in one Numba call."""
+        d = np.ascontiguousarray(self._check_batch(dets))
+        out = np.zeros((d.shape[0], self.num_observables), np.uint8)
+        status = np.zeros(d.shape[0], np.int64)
+        K.decode_batch(d, out, status, self._out_faults, self._graph, self._params, self._ws)
+        self._check_statuses(status)
+        return out
+
+    def decode_batch_packed(self, packed: np.ndarray) -> np.ndarray:
+        """Bit-packed in (uint8, (shots, ceil(D/8)), stim's little bit order), bit-packed out
+        (uint8, (shots, ceil(O/8))); the whole batch runs in one Numba call."""
+        p = np.asarray(packed)
+        nbytes = (self.num_detectors + 7) // 8
+        if p.ndim != 2 or p.shape[1] != nbytes or p.dtype != np.uint8:
+            raise DecoderError(f"packed batch: expected uint8 of shape (shots, {nbytes}), got "
+                               f"{p.dtype} {p.shape}")
+        p = np.ascontiguousarray(p)
+        obytes = (self.num_observables + 7) // 8
+        out = np.zeros((p.shape[0], max(obytes, 1)), np.uint8)
+        status = np.zeros(p.shape[0], np.int64)
+        K.decode_batch_packed(p, out, status, self._out_faults, self._graph, self._params,
+                              self._ws)
+        self._check_statuses(status)
+        return out[:, :obytes]
+
+    def _check_statuses(self, status: np.ndarray) -> None:
+        bad = np.flatnonzero(status < 0)
+        if bad.size:
+            self._raise_status(int(status[bad[0]]), int(bad[0]))
