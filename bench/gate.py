@@ -1,0 +1,125 @@
+"""CI regression gates on ratios measured in one run (``qecd bench gate``).
+
+Raw times move with the machine (a busier or slower CI runner); ratios of two codes timed
+on the same shots, in the same process, a few milliseconds apart, mostly do not. The gate
+times each candidate and its reference alternately (``repeats`` rounds, medians), computes
+``candidate / reference``, and fails when a ratio exceeds its limit in the baseline file
+(JSON: ``{"ratios": {name: {"max": x, "baseline": y}}}``). ``--write-baseline`` records
+the measured ratios with the limit ``baseline * (1 + tolerance)`` (capped by any hard limit
+an issue set, e.g. uf <= 0.5 x pymatching per round).
+
+pytest-benchmark's own ``--benchmark-compare-fail`` (medians against a stored run) is the
+other half of ``make bench-gate``; see the README.
+
+Example
+-------
+>>> r = measure_ratio("repetition:d=3,r=3,p=0.01", "pymatching", "pymatching",
+...                   shots=200, repeats=3)
+>>> 0.2 < r["ratio"] < 5
+True
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from qecd.codes import build_experiment
+from qecd.decoder import make_decoder
+
+SCHEMA = "qecd.bench.gate/1"
+
+#: name -> (spec, candidate, reference, hard limit or None)
+DEFAULT_RATIOS: dict[str, tuple[str, str, str, float | None]] = {
+    "uf_over_pymatching_surface_d7_p0.001": ("surface:d=7,p=0.001", "uf", "pymatching", 0.5),
+    "uf_over_pymatching_surface_d7_p0.003": ("surface:d=7,p=0.003", "uf", "pymatching", 0.5),
+    "uf_over_pymatching_surface_d11_p0.001": ("surface:d=11,p=0.001", "uf", "pymatching", 0.5),
+}
+
+
+def _median_ns(fn: Callable[[], object]) -> int:
+    t0 = time.perf_counter_ns()
+    fn()
+    return time.perf_counter_ns() - t0
+
+
+def measure_ratio(spec: str, candidate: str, reference: str, *, shots: int = 5000,
+                  repeats: int = 7, seed: int = 2026) -> dict:
+    """Median decode time of ``candidate`` over ``reference`` on the same packed shots,
+    timed alternately so that load on the machine hits both alike."""
+    exp = build_experiment(spec)
+    packed, _ = exp.sample(shots, seed=seed, bit_packed=True)
+    cand = make_decoder(candidate, exp.dem)
+    ref = make_decoder(reference, exp.dem)
+    tc, tr = [], []
+    for _ in range(repeats):
+        tc.append(_median_ns(lambda: cand.decode_batch_packed(packed)))
+        tr.append(_median_ns(lambda: ref.decode_batch_packed(packed)))
+    mc, mr = float(np.median(tc)), float(np.median(tr))
+    rounds = int(exp.spec["r"])
+    return {
+        "spec": str(exp.spec), "candidate": candidate, "reference": reference,
+        "shots": shots, "repeats": repeats,
+        "candidate_us_per_round": mc / 1e3 / shots / rounds,
+        "reference_us_per_round": mr / 1e3 / shots / rounds,
+        "ratio": mc / mr,
+    }
+
+
+def run_gate(baseline: dict | None, *, ratios: dict = DEFAULT_RATIOS, shots: int = 5000,
+             repeats: int = 7, tolerance: float = 0.3) -> dict:
+    """Measure every ratio; compare with ``baseline`` (or build one when None)."""
+    results = {}
+    ok = True
+    for name, (spec, cand, ref, hard) in ratios.items():
+        m = measure_ratio(spec, cand, ref, shots=shots, repeats=repeats)
+        limit = None
+        if baseline is not None:
+            entry = baseline.get("ratios", {}).get(name)
+            limit = entry["max"] if entry else hard
+        else:
+            limit = m["ratio"] * (1 + tolerance)
+            if hard is not None:
+                limit = min(limit, hard)  # an issue's hard limit is never loosened
+        passed = limit is None or m["ratio"] <= limit
+        ok &= passed
+        results[name] = {**m, "max": limit, "baseline": m["ratio"] if baseline is None else
+                         (baseline.get("ratios", {}).get(name) or {}).get("baseline"),
+                         "passed": passed}
+    return {"schema": SCHEMA, "tolerance": tolerance, "passed": ok, "ratios": results}
+
+
+def format_gate(report: dict) -> str:
+    lines = [f"{'ratio':<42}{'measured':>10}{'max':>10}{'cand us/rd':>12}{'ref us/rd':>11}  ok"]
+    for name, r in report["ratios"].items():
+        mx = "-" if r["max"] is None else f"{r['max']:.3f}"
+        lines.append(f"{name:<42}{r['ratio']:>10.3f}{mx:>10}{r['candidate_us_per_round']:>12.4f}"
+                     f"{r['reference_us_per_round']:>11.4f}  {'PASS' if r['passed'] else 'FAIL'}")
+    lines.append("gate: " + ("PASS" if report["passed"] else "FAIL"))
+    return "\n".join(lines)
+
+
+def gate_main(baseline_path: str, *, write: bool = False, shots: int = 5000,
+              repeats: int = 7, json_path: str | None = None) -> int:
+    """CLI body: exit 0 when every ratio is within its limit (or a baseline was written)."""
+    if write:
+        report = run_gate(None, shots=shots, repeats=repeats)
+        baseline = {"schema": SCHEMA, "ratios": {
+            k: {"max": v["max"], "baseline": v["ratio"], "spec": v["spec"]}
+            for k, v in report["ratios"].items()}}
+        with open(baseline_path, "w") as f:
+            json.dump(baseline, f, indent=2)
+        print(format_gate(report))
+        print(f"wrote {baseline_path}")
+        return 0
+    with open(baseline_path) as f:
+        baseline = json.load(f)
+    report = run_gate(baseline, shots=shots, repeats=repeats)
+    print(format_gate(report))
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(report, f, indent=2)
+    return 0 if report["passed"] else 1
