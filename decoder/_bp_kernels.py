@@ -19,10 +19,13 @@ Data passed to the kernels (the decoder's :meth:`kernel_args` returns ``(graph, 
     6 ``weight``   float64 (n)  cost of a fault in cluster solutions (the prior LLR: a
       solution of least total weight is the most likely one under independent faults)
     7 ``obs``      uint8 (n, ceil(O/8))  observables of each fault, packed little-endian
+    8 ``r1``       float64 (E)  BP's first-iteration detector messages for a zero syndrome
+      (row order; depends on ``bp_method`` and ``ms_scaling``: see :func:`first_iteration`)
+    9 ``post1``    float64 (n)  the posteriors those messages give
 
-``params`` ``(max_iter, bp_method, schedule, ms_scaling, lsd_order)`` as
-    ``(int64, int64, int64, float64, int64)``; ``bp_method`` 0 = minimum-sum,
-    1 = product-sum; ``schedule`` 0 = parallel (flooding), 1 = serial (bit by bit).
+``params`` ``(max_iter, bp_method, schedule, ms_scaling, lsd_order, lsd_min_free)`` as
+    ``(int64, int64, int64, float64, int64, int64)``; ``bp_method`` 0 = minimum-sum,
+    1 = product-sum; ``schedule`` 0 = parallel (flooding), 1 = serial (fault by fault).
 
 ``ws`` (workspace, written by every shot; one per thread) — see :func:`make_workspace`.
 
@@ -36,8 +39,9 @@ Algorithm (one shot)
    it touches merge, and its column joins the merged cluster's incremental GF(2) elimination
    (reduced columns stored as dense bit vectors over detector ids, with word spans). A cluster
    is *valid* once its local syndrome is in the span of its columns; it then stops growing
-   (until an invalid cluster merges into it). Growth is global best-first: the column added
-   next, anywhere, is the most likely one touching an invalid cluster.
+   (until an invalid cluster merges into it), or, with ``lsd_min_free = F > 0``, once it also
+   holds ``F`` free (dependent) columns. Growth is global best-first: the column added next,
+   anywhere, is the most likely one touching a growing cluster.
 3. Each final cluster is solved on its own: columns sorted by posterior (most likely first),
    reduced row echelon form, pivot variables from the syndrome and free variables 0 (as OSD-0);
    with ``lsd_order = L > 0`` also the OSD combination sweep inside the cluster (flip each of the
@@ -61,6 +65,8 @@ _JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
 
 #: magnitude standing in for "certain" (a detector with a single fault fixes that fault)
 _BIG_LLR = 1.0e4
+#: |tanh| cap of the product-sum rule (keeps arctanh finite)
+_TANH_CAP = 0.999999999999
 
 STATUS_NOT_IN_SPAN = -1
 STATUS_TOO_LARGE = -2
@@ -80,10 +86,10 @@ _CL_COLS = 10
 
 # workspace tuple positions (see make_workspace)
 WS_FIELDS = (
-    "q", "r", "post", "hard", "synd", "cl", "ck_cl", "ck_next", "bit_cl", "bit_next",
+    "q", "r", "post", "par", "synd", "cl", "ck_cl", "ck_next", "bit_cl", "bit_next",
     "heap_key", "heap_bit", "in_heap", "arena", "bmeta", "b_next", "sred", "tmp",
     "loc_row", "cols", "col_key", "mat", "rhs", "pivcol", "is_piv", "xsol", "best", "free", "roots",
-    "scratch", "info", "post2",
+    "scratch", "info", "post2", "flips",
 )
 
 
@@ -115,7 +121,7 @@ def make_workspace(graph: tuple, max_cluster_words: int = 1 << 22) -> tuple:
         "q": np.zeros(max(e, 1), np.float64),
         "r": np.zeros(max(e, 1), np.float64),
         "post": np.zeros(nn, np.float64),
-        "hard": np.zeros(nn, np.uint8),
+        "par": np.zeros(mm, np.uint8),
         "synd": np.zeros(mm, np.uint8),
         "cl": np.zeros((mm, _CL_COLS), np.int32),
         "ck_cl": np.full(mm, -1, np.int32),
@@ -144,13 +150,16 @@ def make_workspace(graph: tuple, max_cluster_words: int = 1 << 22) -> tuple:
         "scratch": np.zeros(max(max_row, max_col, 1), np.float64),
         "info": np.zeros(4, np.int64),
         "post2": np.zeros(nn, np.float64),
+        "flips": np.zeros(nn, np.int32),
     }
     return tuple(ws[name] for name in WS_FIELDS)
 
 
 def build_graph(col_ptr: np.ndarray, col_idx: np.ndarray, num_detectors: int,
-                probabilities: np.ndarray, obs_packed: np.ndarray) -> tuple:
-    """The ``graph`` tuple for a check matrix given by columns (CSR), with fault priors.
+                probabilities: np.ndarray, obs_packed: np.ndarray, bp_method: int = 0,
+                ms_scaling: float = 0.625) -> tuple:
+    """The ``graph`` tuple for a check matrix given by columns (CSR), with fault priors (and
+    BP's precomputed first iteration for ``bp_method`` / ``ms_scaling``).
 
     >>> g = build_graph(np.array([0, 1, 3], np.int32), np.array([0, 0, 1], np.int32), 2,
     ...                 np.array([0.1, 0.1]), np.zeros((2, 1), np.uint8))
@@ -171,8 +180,10 @@ def build_graph(col_ptr: np.ndarray, col_idx: np.ndarray, num_detectors: int,
     p = np.asarray(probabilities, dtype=np.float64)
     prior = np.log((1.0 - p) / p)
     weight = prior.copy()
-    return (col_ptr, col_idx, row_ptr, row_idx, row_edge, prior, weight,
-            np.ascontiguousarray(obs_packed, dtype=np.uint8))
+    graph = (col_ptr, col_idx, row_ptr, row_idx, row_edge, prior, weight,
+             np.ascontiguousarray(obs_packed, dtype=np.uint8))
+    r1, post1 = first_iteration(graph, bp_method, ms_scaling)
+    return graph + (r1, post1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -220,64 +231,91 @@ def _check_to_bit_prodsum(c, synd, row_ptr, row_edge, q, r, scratch):
     for k in range(b - 1, a - 1, -1):
         e = row_edge[k]
         t = scratch[k - a] * suffix
-        if t > 0.999999999999:
-            t = 0.999999999999
-        elif t < -0.999999999999:
-            t = -0.999999999999
+        if t > _TANH_CAP:
+            t = _TANH_CAP
+        elif t < -_TANH_CAP:
+            t = -_TANH_CAP
         r[e] = sign * 2.0 * np.arctanh(t)
         suffix *= np.tanh(0.5 * q[e])
 
 
 @njit(**_JIT)
-def _syndrome_ok(synd, hard, row_ptr, row_idx):
-    m = row_ptr.shape[0] - 1
-    for c in range(m):
-        par = synd[c]
-        for k in range(row_ptr[c], row_ptr[c + 1]):
-            par ^= hard[row_idx[k]]
-        if par:
-            return False
-    return True
+def _decision_ok(synd, nflag, post, col_ptr, col_idx, flips, par):
+    """Collect the hard decision (``post <= 0``) into ``flips``; return its size if its
+    syndrome is ``synd`` (which has ``nflag`` ones), else -1.
+
+    Costs one pass over the faults plus the edges of the flipped ones, not a pass over all
+    edges. ``par`` (uint8, (m,)) is scratch that is all-zero on entry and on exit.
+    """
+    n = post.shape[0]
+    nf = 0
+    for v in range(n):
+        if post[v] <= 0.0:
+            flips[nf] = v
+            nf += 1
+    for i in range(nf):
+        v = flips[i]
+        for e in range(col_ptr[v], col_ptr[v + 1]):
+            par[col_idx[e]] ^= 1
+    ok = True
+    ones = 0
+    for i in range(nf):
+        v = flips[i]
+        for e in range(col_ptr[v], col_ptr[v + 1]):
+            c = col_idx[e]
+            if par[c] == 1:
+                if synd[c]:
+                    ones += 1
+                    par[c] = 2  # count each detector once
+                else:
+                    ok = False
+    for i in range(nf):
+        v = flips[i]
+        for e in range(col_ptr[v], col_ptr[v + 1]):
+            par[col_idx[e]] = 0
+    if ok and ones == nflag:
+        return nf
+    return -1
 
 
 @njit(**_JIT)
-def _bp_parallel(synd, row_ptr, row_idx, prior, max_iter, method, alpha, r, post, post2,
-                 scratch):
-    """Flooding BP in one fused pass over the detectors per iteration.
+def _bp_parallel(synd, nflag, col_ptr, col_idx, row_ptr, row_idx, prior, r1, post1, max_iter,
+                 method, alpha, r, post, post2, scratch, flips, par):
+    """Flooding BP; returns ``(iteration that converged or 0, 1 if the latest posterior is in
+    post2, size of the converged decision in flips)``.
 
     Messages live in row order (``r[k]``, detector to fault); a fault-to-detector message is
-    recomputed on the fly as ``posterior - r[k]``, so one sequential sweep over the rows reads
-    the previous posteriors (``old``), checks the previous hard decision against the syndrome,
-    computes the new detector messages and accumulates the new posteriors (``new``). Returns
-    ``(iteration that converged or 0, 1 if the latest posterior is in post2)``.
+    recomputed on the fly as ``posterior - r[k]``, so an iteration is one sequential sweep over
+    the rows (reading the previous posteriors ``old``, writing new detector messages and
+    accumulating the new posteriors ``new``) plus an early-exit syndrome check.
+
+    Iteration 1 is precomputed: every fault-to-detector message is its prior, so detector
+    ``c`` sends ``(-1)^s_c r1[k]`` where ``r1`` only depends on the priors; the posteriors are
+    ``post1`` (the zero-syndrome ones) corrected on the faults of flagged detectors only.
     """
     n = prior.shape[0]
     m = row_ptr.shape[0] - 1
-    cur = 0  # 0: `post` holds the latest posterior, 1: `post2` does
-    for v in range(n):
-        post[v] = prior[v]
     for k in range(r.shape[0]):
-        r[k] = 0.0
-    for it in range(1, max_iter + 2):
+        r[k] = r1[k]
+    for v in range(n):
+        post[v] = post1[v]
+    for c in range(m):
+        if synd[c]:
+            for k in range(row_ptr[c], row_ptr[c + 1]):
+                r[k] = -r1[k]
+                post[row_idx[k]] -= 2.0 * r1[k]
+    nf = _decision_ok(synd, nflag, post, col_ptr, col_idx, flips, par)
+    if nf >= 0:
+        return 1, 0, nf
+    cur = 0  # 0: `post` holds the latest posterior, 1: `post2` does
+    for it in range(2, max_iter + 1):
         old = post if cur == 0 else post2
         new = post2 if cur == 0 else post
-        final = it == max_iter + 1  # only check the last posterior
-        if not final:
-            for v in range(n):
-                new[v] = prior[v]
-        ok = True
+        for v in range(n):
+            new[v] = prior[v]
         for c in range(m):
             a = row_ptr[c]
             b = row_ptr[c + 1]
-            par = synd[c]
-            if final:
-                for k in range(a, b):
-                    if old[row_idx[k]] <= 0.0:
-                        par ^= 1
-                if par:
-                    ok = False
-                    break
-                continue
             if method == 0:
                 # branch-free two-minimum search (most rows have a handful of entries)
                 sgn = synd[c]
@@ -285,29 +323,25 @@ def _bp_parallel(synd, row_ptr, row_idx, prior, max_iter, method, alpha, r, post
                 min2 = _BIG_LLR
                 amin = a
                 for k in range(a, b):
-                    pv = old[row_idx[k]]
-                    par ^= pv <= 0.0
-                    x = pv - r[k]
+                    x = old[row_idx[k]] - r[k]
                     scratch[k - a] = x
                     sgn ^= x < 0.0
                     ax = abs(x)
                     min2 = min(min2, max(min1, ax))
                     amin = k if ax < min1 else amin
                     min1 = min(min1, ax)
-                am1 = alpha * min1
-                am2 = alpha * min2
+                scale = -alpha if sgn else alpha  # sign of the whole row, folded in
+                am1 = scale * min1
+                am2 = scale * min2
                 for k in range(a, b):
                     mag = am2 if k == amin else am1
-                    rk = -mag if (sgn ^ (scratch[k - a] < 0.0)) else mag
+                    rk = -mag if scratch[k - a] < 0.0 else mag  # remove this entry's sign
                     r[k] = rk
                     new[row_idx[k]] += rk
             else:
                 acc = 1.0
                 for k in range(a, b):
-                    pv = old[row_idx[k]]
-                    if pv <= 0.0:
-                        par ^= 1
-                    t = np.tanh(0.5 * (pv - r[k]))
+                    t = np.tanh(0.5 * (old[row_idx[k]] - r[k]))
                     scratch[k - a] = acc  # prefix product
                     acc *= t
                     r[k] = t  # stash tanh(q/2) until the suffix pass
@@ -316,31 +350,61 @@ def _bp_parallel(synd, row_ptr, row_idx, prior, max_iter, method, alpha, r, post
                 for k in range(b - 1, a - 1, -1):
                     t = r[k]
                     pr = scratch[k - a] * suffix
-                    if pr > 0.999999999999:
-                        pr = 0.999999999999
-                    elif pr < -0.999999999999:
-                        pr = -0.999999999999
+                    if pr > _TANH_CAP:
+                        pr = _TANH_CAP
+                    elif pr < -_TANH_CAP:
+                        pr = -_TANH_CAP
                     rk = sign * 2.0 * np.arctanh(pr)
                     suffix *= t
                     r[k] = rk
                     new[row_idx[k]] += rk
-            if par:
-                ok = False
-        if ok:
-            return it - 1, cur
-        if not final:
-            cur = 1 - cur
-    return 0, cur
+        cur = 1 - cur
+        nf = _decision_ok(synd, nflag, new, col_ptr, col_idx, flips, par)
+        if nf >= 0:
+            return it, cur, nf
+    return 0, cur, 0
+
+
+def first_iteration(graph: tuple, bp_method: int, ms_scaling: float) -> tuple[np.ndarray,
+                                                                              np.ndarray]:
+    """``(r1, post1)``: BP's first-iteration detector messages for a zero syndrome (row
+    order) and the posteriors they give; a flagged detector only flips the sign of its ``r1``.
+
+    >>> g = build_graph(np.array([0, 1, 3], np.int32), np.array([0, 0, 1], np.int32), 2,
+    ...                 np.array([0.1, 0.1]), np.zeros((2, 1), np.uint8))
+    >>> r1, post1 = first_iteration(g, 0, 1.0)
+    >>> np.round(r1, 3).tolist(), np.round(post1 - g[5], 3).tolist()
+    ([2.197, 2.197, 10000.0], [2.197, 10002.197])
+    """
+    row_ptr, row_idx, prior = graph[2], graph[3], graph[5]
+    m = row_ptr.shape[0] - 1
+    r1 = np.zeros(row_idx.shape[0], np.float64)
+    for c in range(m):
+        a, b = int(row_ptr[c]), int(row_ptr[c + 1])
+        q = prior[row_idx[a:b]]
+        if b - a == 1:
+            r1[a] = ms_scaling * _BIG_LLR if bp_method == 0 else 2.0 * np.arctanh(_TANH_CAP)
+        elif bp_method == 0:
+            order = np.argsort(q, kind="stable")
+            r1[a:b] = ms_scaling * q[order[0]]
+            r1[a + order[0]] = ms_scaling * q[order[1]]
+        else:
+            t = np.tanh(0.5 * q)
+            prefix = np.concatenate(([1.0], np.cumprod(t)[:-1]))
+            suffix = np.concatenate((np.cumprod(t[::-1])[::-1][1:], [1.0]))
+            r1[a:b] = 2.0 * np.arctanh(np.minimum(prefix * suffix, _TANH_CAP))
+    post1 = prior.copy()
+    np.add.at(post1, row_idx, r1)
+    return r1, post1
 
 
 @njit(**_JIT)
-def _bp_serial(synd, col_ptr, col_idx, row_ptr, row_idx, row_edge, prior, max_iter, method, alpha,
-               q, r, post, hard, scratch):
+def _bp_serial(synd, nflag, col_ptr, col_idx, row_ptr, row_edge, prior, max_iter, method,
+               alpha, q, r, post, scratch, flips, par):
     """Serial BP as ldpc's: fault by fault, each pulls fresh messages from its detectors."""
     n = prior.shape[0]
     for v in range(n):
         post[v] = prior[v]
-        hard[v] = 0
         for e in range(col_ptr[v], col_ptr[v + 1]):
             q[e] = prior[v]
     for it in range(1, max_iter + 1):
@@ -356,37 +420,36 @@ def _bp_serial(synd, col_ptr, col_idx, row_ptr, row_idx, row_edge, prior, max_it
                     _check_to_bit_prodsum(c, synd, row_ptr, row_edge, q, r, scratch)
                 tot += r[e]
             post[v] = tot
-            hard[v] = 1 if tot <= 0.0 else 0
             for e in range(a, b):
                 q[e] = tot - r[e]
-        if _syndrome_ok(synd, hard, row_ptr, row_idx):
-            return it
-    return 0
+        nf = _decision_ok(synd, nflag, post, col_ptr, col_idx, flips, par)
+        if nf >= 0:
+            return it, nf
+    return 0, 0
 
 
 @njit(**_JIT)
-def bp_decode(synd, graph, params, ws):
-    """Run BP on one syndrome; ``ws.post``/``ws.hard`` hold the posteriors and the decision.
-
-    Returns the iteration after which the hard decision matched the syndrome (>= 1), or 0
-    when BP did not converge within ``max_iter`` (``ws.post`` then guides the clusters).
+def bp_decode(synd, nflag, graph, params, ws):
+    """Run BP on one syndrome with ``nflag`` flagged detectors; ``ws.post`` holds the final
+    posteriors. Returns ``(iteration, count)``: the iteration after which the hard decision
+    reproduced the syndrome (0 when BP did not converge within ``max_iter``; ``ws.post`` then
+    guides the clusters) and the size of that decision, listed in ``ws.flips[:count]``.
     """
     col_ptr, col_idx, row_ptr, row_idx, row_edge, prior = (
         graph[0], graph[1], graph[2], graph[3], graph[4], graph[5])
     max_iter, method, schedule, alpha = params[0], params[1], params[2], params[3]
-    q, r, post, hard, post2, scratch = ws[0], ws[1], ws[2], ws[3], ws[31], ws[29]
+    q, r, post, par, post2, scratch, flips = ws[0], ws[1], ws[2], ws[3], ws[31], ws[29], ws[32]
     n = prior.shape[0]
     if schedule == 1:
-        return _bp_serial(synd, col_ptr, col_idx, row_ptr, row_idx, row_edge, prior, max_iter,
-                          method, alpha, q, r, post, hard, scratch)
-    it, cur = _bp_parallel(synd, row_ptr, row_idx, prior, max_iter, method, alpha, r, post,
-                           post2, scratch)
-    if cur == 1:
+        return _bp_serial(synd, nflag, col_ptr, col_idx, row_ptr, row_edge, prior, max_iter,
+                          method, alpha, q, r, post, scratch, flips, par)
+    it, cur, nf = _bp_parallel(synd, nflag, col_ptr, col_idx, row_ptr, row_idx, prior,
+                               graph[8], graph[9], max_iter, method, alpha, r, post, post2,
+                               scratch, flips, par)
+    if cur == 1 and it == 0:
         for v in range(n):
             post[v] = post2[v]
-    for v in range(n):
-        hard[v] = 1 if post[v] <= 0.0 else 0
-    return it
+    return it, nf
 
 
 # ---------------------------------------------------------------------------------------------
@@ -671,9 +734,9 @@ def cluster_decode(synd, graph, params, ws, out_faults):
         if synd[c]:
             hsize = _push_neighbours(c, row_ptr, row_idx, post, bit_cl, in_heap,
                                      heap_key, heap_bit, hsize)
-    # a cluster stays *active* (keeps growing) while it is invalid or, when lsd_order > 0,
-    # while it has fewer than lsd_order free (dependent) columns for the combination sweep
-    want_free = lsd_order
+    # a cluster stays *active* (keeps growing) while it is invalid or while it has fewer than
+    # lsd_min_free free (dependent) columns for the combination sweep
+    want_free = params[5]
     n_active = ncl
     nbasis = 0
     arena_used = 0
@@ -876,27 +939,21 @@ def decode_shot(syndrome, out_faults, graph, params, ws):
     An all-zero syndrome returns 0 at once.
     """
     info = ws[30]
-    hard = ws[3]
+    flips = ws[32]
     info[0] = 0
     info[1] = 0
     info[2] = 0
     m = syndrome.shape[0]
-    nz = False
+    nflag = 0
     for c in range(m):
-        if syndrome[c]:
-            nz = True
-            break
-    if not nz:
+        nflag += syndrome[c] != 0
+    if nflag == 0:
         return 0
-    it = bp_decode(syndrome, graph, params, ws)
+    it, cnt = bp_decode(syndrome, nflag, graph, params, ws)
     info[0] = it
     if it > 0:
-        n = hard.shape[0]
-        cnt = 0
-        for v in range(n):
-            if hard[v]:
-                out_faults[cnt] = v
-                cnt += 1
+        for i in range(cnt):
+            out_faults[i] = flips[i]
         return cnt
     info[1] = 1
     return cluster_decode(syndrome, graph, params, ws, out_faults)

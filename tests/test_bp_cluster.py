@@ -331,7 +331,8 @@ def test_unknown_and_bad_options_are_rejected_by_name():
     with pytest.raises(DecoderError, match="allowed: max_iter, bp_method"):
         BpClusterDecoder.from_dem(dem, osd_order=7)
     for bad in ({"max_iter": 0}, {"bp_method": "bogus"}, {"ms_scaling_factor": 0.0},
-                {"schedule": "random"}, {"lsd_order": -1}, {"max_iter": True}):
+                {"schedule": "random"}, {"lsd_order": -1}, {"max_iter": True},
+                {"lsd_min_free": -2}):
         with pytest.raises(DecoderError, match=next(iter(bad))):
             BpClusterDecoder.from_dem(dem, **bad)
     dec = BpClusterDecoder.from_dem(dem)
