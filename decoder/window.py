@@ -95,6 +95,7 @@ class _Window:
     decoder: Decoder
     local_to_global: np.ndarray  # window DEM error line -> global fault id
     syndrome: np.ndarray  # preallocated uint8 (len(det_ids),)
+    template: str  # the window's DEM text (windows with equal text share a decoder)
 
 
 class StreamDecoder:
@@ -198,7 +199,7 @@ class StreamDecoder:
             self._cache[text] = decoder
         local_to_global = np.array([f for *_, f in lines], dtype=np.int64)
         return _Window(start, stop, commit_stop, final, det_ids, decoder, local_to_global,
-                       np.zeros(len(det_ids), dtype=np.uint8))
+                       np.zeros(len(det_ids), dtype=np.uint8), text)
 
     @property
     def num_window_decoders(self) -> int:

@@ -1,0 +1,274 @@
+"""A stream decoder compiled end to end: the sliding window of :mod:`qecd.decoder.window`
+with the ``uf`` backend, as Numba kernels over flat arrays (no Python per round).
+
+:class:`~qecd.decoder.window.StreamDecoder` plans the windows of a shot once; this module
+flattens that plan. Every distinct window problem (first, bulk, last...) becomes one
+component of a single *union* matching graph (their disjoint union, detectors offset), decoded
+by one :class:`~qecd.decoder.union_find.UnionFindDecoder`: decoding window ``w`` writes its
+syndrome into its component's detectors only, so union-find touches nothing else and costs
+what the window alone would. Committing, the carry across the boundary and the observable
+flips are done by :func:`push_round_kernel`, which a server loop (the shared-memory ring
+server) calls directly from Numba.
+
+Per round the kernel stores the round's bits (bit-packed, stim order, or one byte per
+detector) into the shot buffer; when the round completes a window it decodes and commits.
+Nothing is allocated: every buffer is made here, at construction, with the kernel compiled
+and warmed.
+
+Example
+-------
+>>> from qecd.codes import build_experiment
+>>> from qecd.decoder.window import StreamDecoder
+>>> exp = build_experiment("surface:d=3,r=9,p=0.01")
+>>> sd = StreamDecoder(exp.dem, exp.layout, "uf", window=6, commit=3)
+>>> cs = CompiledStream(sd)
+>>> dets, obs = exp.sample(50, seed=3)
+>>> bool((cs.decode_batch(dets) == sd.decode_batch(dets)).all())
+True
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import stim
+
+from qecd.decoder._uf_kernels import uf_decode_into
+from qecd.decoder.union_find import UnionFindDecoder
+from qecd.decoder.window import Correction, StreamDecoder
+from qecd.errors import DecoderError
+
+_JIT = dict(cache=True, nogil=True, _nrt=False)
+
+#: push_round_kernel return codes (>= 0: a correction with that many committed faults)
+NO_CORRECTION = -1
+NO_SOLUTION = -2
+
+
+@numba.njit(**_JIT)
+def _decode_window(w, st, shot_bits, carry, out_obs, out_faults_committed,
+                   win_commit_stop, win_tmpl, win_det_ptr, win_dets, win_l2g_ptr, win_l2g,
+                   tmpl_det_off, tmpl_line_off, layout_pos, round_of, fault_first_round,
+                   fault_det_ptr, fault_dets, fault_obs, fault_dem_index,
+                   union_syn, union_dem_index, uf_out, uf_args):
+    k = win_tmpl[w]
+    base = tmpl_det_off[k]
+    p0 = win_det_ptr[w]
+    n_det = win_det_ptr[w + 1] - p0
+    for i in range(n_det):
+        d = win_dets[p0 + i]
+        union_syn[base + i] = shot_bits[layout_pos[d]] ^ carry[d]
+    n = uf_decode_into(union_syn, *uf_args, uf_out)
+    for i in range(n_det):
+        union_syn[base + i] = 0
+    if n < 0:
+        return NO_SOLUTION
+    commit_stop = win_commit_stop[w]
+    line0 = tmpl_line_off[k]
+    l2g0 = win_l2g_ptr[w]
+    n_obs = out_obs.shape[0]
+    for j in range(n_obs):
+        out_obs[j] = 0
+    m = 0
+    for j in range(n):
+        g = win_l2g[l2g0 + union_dem_index[uf_out[j]] - line0]
+        if fault_first_round[g] >= commit_stop:
+            continue
+        for o in range(n_obs):
+            out_obs[o] ^= fault_obs[g, o]
+        for q in range(fault_det_ptr[g], fault_det_ptr[g + 1]):
+            d = fault_dets[q]
+            if round_of[d] >= commit_stop:
+                carry[d] ^= 1
+        out_faults_committed[m] = fault_dem_index[g]
+        m += 1
+    return m
+
+
+@numba.njit(**_JIT)
+def push_round_kernel(bits, packed, st, shot_bits, carry, out_obs, out_faults_committed,
+                      round_offsets, trigger, win_final,
+                      win_commit_stop, win_tmpl, win_det_ptr, win_dets, win_l2g_ptr, win_l2g,
+                      tmpl_det_off, tmpl_line_off, layout_pos, round_of, fault_first_round,
+                      fault_det_ptr, fault_dets, fault_obs, fault_dem_index,
+                      union_syn, union_dem_index, uf_out, uf_args):
+    """Store the next round of the stream and decode if it completes a window.
+
+    Parameters
+    ----------
+    bits : numpy.ndarray of uint8
+        The round's detection events: bit-packed (stim's little bit order) when ``packed``
+        is True, else one byte per detector.
+    st : numpy.ndarray of int64, shape (4,)
+        Stream state: ``st[0]`` next round, ``st[1]`` window just decoded (or -1),
+        ``st[2]`` 1 if that window was final, ``st[3]`` shots completed.
+    (the rest) : the arrays of :meth:`CompiledStream.kernel_args`.
+
+    Returns
+    -------
+    int
+        ``NO_CORRECTION`` (-1), ``NO_SOLUTION`` (-2), or the number of committed faults
+        written to ``out_faults_committed`` (a correction is ready in ``out_obs``).
+    """
+    t = st[0]
+    lo = round_offsets[t]
+    hi = round_offsets[t + 1]
+    if packed:
+        for i in range(hi - lo):
+            shot_bits[lo + i] = (bits[i >> 3] >> (i & 7)) & 1
+    else:
+        for i in range(hi - lo):
+            shot_bits[lo + i] = 1 if bits[i] else 0
+    st[0] = t + 1
+    w = trigger[t]
+    st[1] = w
+    if w < 0:
+        return NO_CORRECTION
+    r = _decode_window(w, st, shot_bits, carry, out_obs, out_faults_committed,
+                       win_commit_stop, win_tmpl, win_det_ptr, win_dets, win_l2g_ptr, win_l2g,
+                       tmpl_det_off, tmpl_line_off, layout_pos, round_of, fault_first_round,
+                       fault_det_ptr, fault_dets, fault_obs, fault_dem_index,
+                       union_syn, union_dem_index, uf_out, uf_args)
+    st[2] = win_final[w]
+    if win_final[w]:
+        st[0] = 0
+        st[3] += 1
+        for i in range(carry.shape[0]):
+            carry[i] = 0
+    return r
+
+
+class CompiledStream:
+    """A :class:`StreamDecoder` plan (backend ``uf``) compiled for a Numba loop.
+
+    Parameters
+    ----------
+    sd : StreamDecoder
+        A stream decoder built with ``backend="uf"`` (any window; whole-shot works too).
+    """
+
+    def __init__(self, sd: StreamDecoder) -> None:
+        if sd.backend != "uf":
+            raise DecoderError(f"CompiledStream needs the uf backend, got {sd.backend!r}")
+        self.layout = sd.layout
+        self.num_rounds = sd.num_rounds
+        self.num_observables = sd.num_observables
+        wins = sd._windows
+        templates: dict[str, int] = {}
+        for w in wins:
+            templates.setdefault(w.template, len(templates))
+        tmpl_dems = [stim.DetectorErrorModel(t) for t in templates]
+        det_off = np.zeros(len(tmpl_dems) + 1, dtype=np.int64)
+        line_off = np.zeros(len(tmpl_dems) + 1, dtype=np.int64)
+        lines: list[str] = []
+        for k, dem in enumerate(tmpl_dems):
+            det_off[k + 1] = det_off[k] + dem.num_detectors
+            n_lines = 0
+            for inst in dem.flattened():
+                if inst.type != "error":
+                    continue
+                targets = []
+                for t in inst.targets_copy():
+                    if t.is_relative_detector_id():
+                        targets.append(f"D{t.val + det_off[k]}")
+                    elif t.is_logical_observable_id():
+                        targets.append(f"L{t.val}")
+                lines.append(f"error({inst.args_copy()[0]!r}) " + " ".join(targets))
+                n_lines += 1
+            line_off[k + 1] = line_off[k] + n_lines
+        header = f"detector D{int(det_off[-1]) - 1}\n" + "".join(
+            f"logical_observable L{o}\n" for o in range(sd.num_observables))
+        self.union = UnionFindDecoder.from_dem(stim.DetectorErrorModel(header + "\n".join(lines)))
+        f = sd.faults
+        n_rounds = sd.num_rounds
+        trigger = np.full(n_rounds, -1, dtype=np.int64)
+        for i, w in enumerate(wins):
+            trigger[w.stop - 1] = i
+        det_ptr = np.zeros(len(wins) + 1, dtype=np.int64)
+        l2g_ptr = np.zeros(len(wins) + 1, dtype=np.int64)
+        for i, w in enumerate(wins):
+            det_ptr[i + 1] = det_ptr[i] + len(w.det_ids)
+            l2g_ptr[i + 1] = l2g_ptr[i] + len(w.local_to_global)
+        nd, no = sd.layout.num_detectors, sd.num_observables
+        self._plan = (
+            sd._offsets.astype(np.int64),
+            trigger,
+            np.array([int(w.final) for w in wins], dtype=np.int64),
+            np.array([w.commit_stop for w in wins], dtype=np.int64),
+            np.array([templates[w.template] for w in wins], dtype=np.int64),
+            det_ptr,
+            np.concatenate([w.det_ids for w in wins]).astype(np.int64),
+            l2g_ptr,
+            np.concatenate([w.local_to_global for w in wins]).astype(np.int64),
+            det_off[:-1].copy(),
+            line_off,
+            sd._layout_pos.astype(np.int64),
+            sd._round_of.astype(np.int64),
+            sd._fault_first_round.astype(np.int64),
+            f.det_indptr.astype(np.int64),
+            f.det_indices.astype(np.int64),
+            np.ascontiguousarray(f.obs_mask, dtype=np.uint8),
+            f.dem_index.astype(np.int64),
+            np.zeros(int(det_off[-1]), dtype=np.uint8),
+            self.union.faults.dem_index.astype(np.int64),
+            np.zeros(int(det_off[-1]) + 1, dtype=np.int64),
+            self.union.kernel_args(),
+        )
+        self.max_faults = int(det_off[-1]) + 1
+        self._state = self.new_state()
+        self._warm_up()
+
+    def new_state(self) -> tuple:
+        """Fresh per-stream state: ``(st, shot_bits, carry, out_obs, out_faults)``."""
+        nd, no = self.layout.num_detectors, self.num_observables
+        return (np.zeros(4, dtype=np.int64), np.zeros(nd, dtype=np.uint8),
+                np.zeros(nd, dtype=np.uint8), np.zeros(no, dtype=np.uint8),
+                np.zeros(self.max_faults, dtype=np.int64))
+
+    def kernel_args(self) -> tuple:
+        """The plan arrays :func:`push_round_kernel` takes after the per-stream state."""
+        return self._plan
+
+    def _warm_up(self) -> None:
+        state = self.new_state()
+        for t, size in enumerate(self.layout.round_sizes):
+            push_round_kernel(np.zeros(size, np.uint8), False, *state, *self._plan)
+        for t, size in enumerate(self.layout.round_sizes):
+            push_round_kernel(np.zeros((size + 7) // 8, np.uint8), True, *state, *self._plan)
+
+    @property
+    def next_round(self) -> int:
+        return int(self._state[0][0])
+
+    def push_round(self, bits: np.ndarray, *, packed: bool = False) -> Correction | None:
+        """Python-side twin of :meth:`StreamDecoder.push_round` (for tests and tools)."""
+        st, _, _, out_obs, out_faults = self._state
+        t = int(st[0])
+        n = push_round_kernel(np.ascontiguousarray(bits, dtype=np.uint8), packed,
+                              *self._state, *self._plan)
+        if n == NO_CORRECTION:
+            return None
+        if n == NO_SOLUTION:
+            raise DecoderError(f"uf: no set of faults explains the window ending at round {t}")
+        w = int(st[1])
+        start = int(self._windows_start(w))
+        return Correction(start, int(self._plan[3][w]) - 1, out_obs.copy(),
+                          np.sort(out_faults[:n]), bool(st[2]))
+
+    def _windows_start(self, w: int) -> int:
+        # the first round window w decodes: commit_stop of the previous window (0 for the first)
+        return 0 if w == 0 else int(self._plan[3][w - 1])
+
+    def decode_shot(self, dets: np.ndarray) -> np.ndarray:
+        d = np.asarray(dets, dtype=np.uint8)
+        out = np.zeros(self.num_observables, dtype=np.uint8)
+        for ids in self.layout.detectors:
+            c = self.push_round(d[ids])
+            if c is not None:
+                out ^= c.observables
+        return out
+
+    def decode_batch(self, dets: np.ndarray) -> np.ndarray:
+        d = np.asarray(dets, dtype=np.uint8)
+        return np.array([self.decode_shot(s) for s in d], dtype=np.uint8).reshape(
+            d.shape[0], self.num_observables)

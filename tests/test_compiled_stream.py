@@ -1,0 +1,47 @@
+"""decoder/compiled_stream.py: the Numba stream loop equals the Python StreamDecoder."""
+
+import numpy as np
+import pytest
+
+from qecd.codes import build_experiment
+from qecd.decoder.compiled_stream import CompiledStream
+from qecd.decoder.window import StreamDecoder
+from qecd.errors import DecoderError
+
+
+@pytest.mark.parametrize("spec, window, commit", [
+    ("surface:d=3,r=3,p=0.01", None, None),
+    ("surface:d=3,r=12,p=0.01", 6, 3),
+    ("surface:d=5,r=20,p=0.005,basis=x", 10, 5),
+    ("repetition:d=5,r=9,p=0.03", 4, 1),
+])
+def test_compiled_stream_equals_python_stream_decoder(spec, window, commit):
+    exp = build_experiment(spec)
+    sd = StreamDecoder(exp.dem, exp.layout, "uf", window=window, commit=commit)
+    cs = CompiledStream(sd)
+    dets, _ = exp.sample(200, seed=5)
+    for shot in dets:
+        for ids in exp.layout.detectors:
+            a = sd.push_round(shot[ids])
+            b = cs.push_round(np.packbits(shot[ids], bitorder="little"), packed=True)
+            assert (a is None) == (b is None)
+            if a is not None:
+                assert (a.first_round, a.last_round, a.final) == (b.first_round, b.last_round,
+                                                                  b.final)
+                assert np.array_equal(a.observables, b.observables)
+                assert np.array_equal(np.sort(a.faults), b.faults)
+
+
+def test_compiled_stream_resets_between_shots_and_counts_them():
+    exp = build_experiment("surface:d=3,r=3,p=0.02")
+    cs = CompiledStream(StreamDecoder(exp.dem, exp.layout, "uf"))
+    dets, obs = exp.sample(30, seed=1)
+    pred = cs.decode_batch(dets)
+    assert cs.next_round == 0 and int(cs._state[0][3]) == 30
+    assert pred.shape == obs.shape
+
+
+def test_compiled_stream_needs_uf():
+    exp = build_experiment("surface:d=3,r=3,p=0.02")
+    with pytest.raises(DecoderError, match="uf"):
+        CompiledStream(StreamDecoder(exp.dem, exp.layout, "pymatching"))
