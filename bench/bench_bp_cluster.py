@@ -17,7 +17,7 @@ is part of its figure (about 1 µs of the total, negligible next to its tens of 
 Run::
 
     .venv/bin/python -m qecd.bench.bench_bp_cluster --codes 72,144 --p 0.003,0.005 \\
-        --shots 20000 --lsd_order 7
+        --shots 20000 --max_iter 5
 """
 
 from __future__ import annotations
@@ -88,12 +88,13 @@ class Row:
 
 
 def run_one(n: int, p: float, rounds: int, shots: int, max_iter: int, lsd_order: int,
-            seed: int, with_lsd: bool) -> Row:
+            lsd_min_free: int, seed: int, with_lsd: bool) -> Row:
     from ldpc import BpLsdDecoder, BpOsdDecoder
 
     code = bb_code(n)
     dem = phenomenological_dem(code, rounds=rounds, p=p)
-    dec = BpClusterDecoder.from_dem(dem, max_iter=max_iter, lsd_order=lsd_order)
+    dec = BpClusterDecoder.from_dem(dem, max_iter=max_iter, lsd_order=lsd_order,
+                                    lsd_min_free=lsd_min_free)
     ft = dec.faults
     h = sp.csc_matrix((np.ones(ft.det_indices.size, np.uint8), ft.det_indices, ft.det_indptr),
                       shape=(ft.num_detectors, ft.num_faults))
@@ -159,8 +160,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--p", default="0.003,0.005", help="physical error rates")
     ap.add_argument("--rounds", type=int, default=0, help="noisy rounds (0: the distance)")
     ap.add_argument("--shots", type=int, default=10000)
-    ap.add_argument("--max_iter", type=int, default=30)
+    ap.add_argument("--max_iter", type=int, default=5, help="BP iterations, both decoders")
     ap.add_argument("--lsd_order", type=int, default=7)
+    ap.add_argument("--lsd_min_free", type=int, default=0)
     ap.add_argument("--seed", type=int, default=2024)
     ap.add_argument("--ldpc_lsd", action="store_true", help="also run ldpc's BpLsdDecoder")
     args = ap.parse_args(argv)
@@ -169,10 +171,11 @@ def main(argv: list[str] | None = None) -> None:
         for p in [float(x) for x in args.p.split(",")]:
             rounds = args.rounds or _DISTANCE[n]
             rows.append(run_one(n, p, rounds, args.shots, args.max_iter, args.lsd_order,
-                                args.seed, args.ldpc_lsd))
+                                args.lsd_min_free, args.seed, args.ldpc_lsd))
     print(f"bp-cluster (max_iter={args.max_iter}, ms_scaling_factor=0.625, "
-          f"lsd_order={args.lsd_order}) vs ldpc BpOsdDecoder osd_cs order 7 "
-          f"(max_iter={args.max_iter}, ms 0.625); phenomenological noise, basis z")
+          f"lsd_order={args.lsd_order}, lsd_min_free={args.lsd_min_free}) vs ldpc "
+          f"BpOsdDecoder osd_cs order 7 (max_iter={args.max_iter}, ms 0.625); "
+          "phenomenological noise, basis z")
     head = ("| code | rounds | p | shots | LER ours [95%] | LER ldpc CS7 [95%] | only ours "
             "/ only ldpc (McNemar p) | µs/shot ours median (mean) | ours batch mean | "
             "ldpc median (mean) | ratio median (mean) |")
