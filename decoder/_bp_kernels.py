@@ -3,7 +3,8 @@
 Everything here is a plain function over flat arrays; :class:`~qecd.decoder.bp_cluster.
 BpClusterDecoder` owns the arrays, checks input and warms the kernels up. Every kernel is
 ``nopython``, ``nogil`` and cached; none allocates, raises or touches a Python object inside the
-per-shot loop (the only allocation-free exception: none; statuses are negative return codes).
+per-shot loop (failures are negative return codes). Per shot, BP rewrites its message arrays
+(every message takes part) while the cluster stage resets only the entries it touched.
 
 Data passed to the kernels (the decoder's :meth:`kernel_args` returns ``(graph, params, ws)``):
 
@@ -32,7 +33,9 @@ Data passed to the kernels (the decoder's :meth:`kernel_args` returns ``(graph, 
 Algorithm (one shot)
 --------------------
 1. Min-sum (or product-sum) BP on the Tanner graph with the fault priors, stopping as soon as
-   the hard decision reproduces the syndrome: that decision is the answer.
+   the hard decision reproduces the syndrome: that decision is the answer. The flooding
+   schedule runs one fused sweep over the detectors per iteration, iteration 1 comes
+   precomputed (``r1``, ``post1``) and the convergence check only visits the flipped faults.
 2. Otherwise clusters (Hillmann et al., BP+LSD, arXiv 2406.18655; Delfosse, Londe & Beverland,
    arXiv 2103.08049): one cluster per flagged detector. A min-heap keyed by the BP posterior LLR
    holds the faults touching an *invalid* cluster; the most likely one is popped, the clusters
@@ -51,8 +54,8 @@ Algorithm (one shot)
 Return codes of :func:`decode_shot`: ``>= 0`` the number of faults written to ``out_faults``;
 ``STATUS_NOT_IN_SPAN`` (-1) when no set of faults explains the syndrome (a cluster swallowed its
 whole connected component and stayed invalid); ``STATUS_TOO_LARGE`` (-2) when a cluster outgrew
-the preallocated elimination buffers (never for the buffer sizes the decoder allocates unless a
-cluster grows past ``max_cluster_words``).
+the preallocated elimination buffers (only possible when :func:`make_workspace` had to cap them
+at ``max_cluster_words``, i.e. for DEMs with ``m * ceil(n / 64)`` above 4M words).
 """
 
 from __future__ import annotations
@@ -84,7 +87,7 @@ _B_TAIL = 8
 _RANK = 9  # number of basis vectors (rank of the cluster's columns)
 _CL_COLS = 10
 
-# workspace tuple positions (see make_workspace)
+# workspace tuple: the kernels index ``ws`` by position, so this order is part of their ABI
 WS_FIELDS = (
     "q", "r", "post", "par", "synd", "cl", "ck_cl", "ck_next", "bit_cl", "bit_next",
     "heap_key", "heap_bit", "in_heap", "arena", "bmeta", "b_next", "sred", "tmp",

@@ -358,6 +358,19 @@ def test_unknown_and_bad_options_are_rejected_by_name():
         dec.decode_batch_packed(np.zeros((1, 2), np.uint8))
 
 
+def test_no_call_compiles_after_construction(bb72_phenom):
+    kernels = (K.decode_shot, K.decode_batch, K.decode_batch_packed)
+    before = [len(k.signatures) for k in kernels]
+    dets = np.stack([bb72_phenom.faults.syndrome_of(np.array([i, i + 7])) for i in range(5)])
+    bb72_phenom.decode(dets[0])
+    bb72_phenom.decode(dets[1].astype(bool))
+    bb72_phenom.decode_to_faults(dets[2][::-1].copy()[::-1])  # a negative-stride view
+    bb72_phenom.decode_batch(dets.astype(bool))
+    bb72_phenom.decode_batch(np.asfortranarray(dets))
+    bb72_phenom.decode_batch_packed(pack_bits(dets))
+    assert [len(k.signatures) for k in kernels] == before
+
+
 def test_registry_builds_bp_cluster():
     dem = stim.DetectorErrorModel("error(0.1) D0 L0\nerror(0.1) D0 D1\nerror(0.1) D1")
     dec = make_decoder("bp-cluster", dem, lsd_order=2)
