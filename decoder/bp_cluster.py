@@ -9,7 +9,7 @@ optional combination sweep, ``lsd_order``). This is the idea of BP+LSD (Hillmann
 arXiv 2406.18655) with global best-first growth; see :mod:`qecd.decoder._bp_kernels`.
 
 Options use ldpc's vocabulary: ``max_iter``, ``bp_method``, ``ms_scaling_factor``,
-``schedule``, ``lsd_order``. The answer always reproduces the syndrome exactly; a syndrome no
+``schedule``, ``lsd_order`` (plus ``lsd_min_free``, see :class:`BpClusterOptions`). The answer always reproduces the syndrome exactly; a syndrome no
 set of faults can explain raises :class:`~qecd.errors.DecoderError` (never a silent guess).
 
 Example
@@ -188,16 +188,17 @@ class BpClusterDecoder(Decoder):
         return cls(faults, BpClusterOptions(**options))  # type: ignore[arg-type]
 
     def _warm_up(self) -> None:
-        """Compile/load every kernel with the real argument types: a zero syndrome, a fault's
-        syndrome, the cluster stage alone (``max_iter=0``), and both batch kernels."""
+        """Compile/load every kernel with the real argument types and run each path once: a
+        zero syndrome, a fault's syndrome, the cluster stage on BP's prior, both batch
+        kernels."""
         m, n = self.num_detectors, self.faults.num_faults
         zero = np.zeros(m, np.uint8)
         K.decode_shot(zero, self._out_faults, self._graph, self._params, self._ws)
         if n:
             one = self.faults.syndrome_of(np.array([0]))
             K.decode_shot(one, self._out_faults, self._graph, self._params, self._ws)
-            no_bp = (0,) + self._params[1:]
-            K.decode_shot(one, self._out_faults, self._graph, no_bp, self._ws)
+            self._ws[K.WS_FIELDS.index("post")][:] = self._graph[5]
+            K.cluster_decode(one, self._graph, self._params, self._ws, self._out_faults)
             batch = np.stack([zero, one])
         else:
             batch = zero[None, :]
