@@ -215,6 +215,8 @@ class CompiledStream:
             self.union.kernel_args(),
         )
         self.max_faults = int(det_off[-1]) + 1
+        #: CORRECTIONs per shot (one per window)
+        self.corrections_per_shot = int((trigger >= 0).sum())
         self._state = self.new_state()
         self._warm_up()
 

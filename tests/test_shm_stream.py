@@ -1,0 +1,141 @@
+"""transport/shm_stream.py + shm_service.py: one stream served by a Numba loop over a
+shared-memory ring pair; real shared memory, real threads and processes."""
+
+import glob
+import multiprocessing as mp
+
+import numpy as np
+import pytest
+
+from qecd.codes import build_experiment
+from qecd.decoder.window import StreamDecoder
+from qecd.transport import protocol as P
+from qecd.transport.shm_service import ShmStreamClient, ShmStreamServer
+from qecd.transport.shm_stream import EXIT_BYE, EXIT_STOP
+
+
+def _segments():
+    return set(glob.glob("/dev/shm/qecd-*"))
+
+
+@pytest.fixture
+def served():
+    made = []
+
+    def make(spec, window=None, commit=None, attach=True, **kw):
+        exp = build_experiment(spec)
+        srv = ShmStreamServer.for_experiment(exp, stream_id=9, window=window, commit=commit,
+                                             n_slots=64, record_capacity=100_000, **kw)
+        srv.start()
+        cli = None
+        if attach:
+            cli = ShmStreamClient.attach(srv.region_name, exp.layout, stream_id=9,
+                                         corrections_per_shot=srv.corrections_per_shot)
+        made.append((srv, cli))
+        return exp, srv, cli
+
+    before = _segments()
+    yield make
+    for srv, cli in made:
+        if cli is not None:
+            cli.close()
+        srv.close()
+    assert _segments() <= before, "a /dev/shm segment outlived its test"
+
+
+@pytest.mark.parametrize("spec, window, commit", [
+    ("surface:d=3,r=3,p=0.01", None, None),
+    ("surface:d=3,r=12,p=0.01", 6, 3),
+])
+def test_ring_stream_equals_offline_decode(served, spec, window, commit):
+    exp, srv, cli = served(spec, window, commit)
+    dets, obs = exp.sample(300, seed=2)
+    res = cli.stream_shots(dets, timeout_s=20)
+    offline = StreamDecoder(exp.dem, exp.layout, "uf", window=window,
+                            commit=commit).decode_batch(dets)
+    assert (res.lost, res.duplicated, res.errors, res.status) == (0, 0, 0, 0)
+    assert np.array_equal(res.predictions, offline)
+    rec = srv.records()
+    assert len(rec["service_ns"]) == dets.shape[0] * exp.layout.num_rounds
+    assert rec["decoded"].sum() == res.received
+    cli.bye()
+    srv.join(5)
+    assert srv.exit_code == EXIT_BYE
+
+
+def test_ring_packets_are_the_wire_protocol(served):
+    """What the Numba loop writes parses with protocol.py, byte for byte."""
+    exp, srv, cli = served("surface:d=3,r=3,p=0.01", want_faults=True)
+    lay = P.SyndromeLayout(list(exp.layout.round_sizes))
+    dets, _ = exp.sample(1, seed=3)
+    shot = dets[0]
+    shot[:] = 0
+    shot[exp.layout.detectors[1][0]] = 1  # one event, surely answered with faults
+    for t, ids in enumerate(exp.layout.detectors):
+        cli.pair.send_bytes(P.encode_syndrome(shot[ids], lay, stream_id=9, first_round=t,
+                                              timestamp_ns=1000 + t))
+    frame = cli.pair.recv_bytes(timeout=5)
+    hdr, payload = P.parse_packet(frame)
+    c = P.decode_correction(hdr, payload)
+    assert hdr.msg_type == P.MsgType.CORRECTION and hdr.stream_id == 9
+    assert (c.first_round, c.last_round, c.shot_end) == (0, 3, True)
+    assert hdr.timestamp_ns == 1003 and c.service_ns > 0
+    assert c.fault_ids is not None and len(c.fault_ids) >= 1
+
+
+@pytest.mark.parametrize("mutate, code", [
+    (lambda f: b"XX" + f[2:], P.ErrorCode.BAD_MAGIC),
+    (lambda f: f[:2] + b"\x09" + f[3:], P.ErrorCode.UNSUPPORTED_VERSION),
+    (lambda f: f[:16] + (5).to_bytes(8, "little") + f[24:], P.ErrorCode.ROUND_GAP),
+    (lambda f: f[:8] + (77).to_bytes(4, "little") + f[12:], P.ErrorCode.UNKNOWN_STREAM),
+    (lambda f: f[:-1] + b"\xf0", P.ErrorCode.BAD_PAYLOAD),  # padding bits set
+    (lambda f: f + b"\x00", P.ErrorCode.LENGTH_MISMATCH),
+    (lambda f: f[:10], P.ErrorCode.SHORT_FRAME),
+])
+def test_bad_packets_get_errors_and_the_stream_carries_on(served, mutate, code):
+    exp, srv, cli = served("surface:d=3,r=3,p=0.01")
+    lay = P.SyndromeLayout(list(exp.layout.round_sizes))
+    good = P.encode_syndrome(np.zeros(4, np.uint8), lay, stream_id=9, first_round=0)
+    cli.pair.send_bytes(mutate(good))
+    hdr, payload = P.parse_packet(cli.pair.recv_bytes(timeout=5))
+    err = P.decode_error(hdr, payload)
+    assert err.code == code
+    assert err.next_round == 0
+    dets, _ = exp.sample(50, seed=4)
+    res = cli.stream_shots(dets, timeout_s=20)
+    assert res.lost == 0 and res.errors == 0
+
+
+def test_stop_request_ends_the_loop(served):
+    exp, srv, cli = served("repetition:d=3,r=2,p=0.01")
+    srv.stop()
+    srv.join(5)
+    assert srv.exit_code == EXIT_STOP
+
+
+def _client_process(name, spec, cps, q):
+    exp = build_experiment(spec)
+    cli = ShmStreamClient.attach(name, exp.layout, stream_id=9, corrections_per_shot=cps)
+    dets, _ = exp.sample(200, seed=7)
+    res = cli.stream_shots(dets, timeout_s=20)
+    q.put((res.lost, res.errors, res.predictions.tolist()))
+    cli.bye()
+    cli.close()
+
+
+def test_client_in_another_process(served):
+    spec = "surface:d=3,r=6,p=0.01"
+    exp, srv, _ = served(spec, 4, 2, attach=False)
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_client_process, args=(srv.region_name, spec,
+                                                  srv.corrections_per_shot, q))
+    p.start()
+    lost, errors, preds = q.get(timeout=120)
+    p.join(30)
+    dets, _ = exp.sample(200, seed=7)
+    offline = StreamDecoder(exp.dem, exp.layout, "uf", window=4, commit=2).decode_batch(dets)
+    assert (lost, errors) == (0, 0)
+    assert np.array_equal(np.array(preds, dtype=np.uint8), offline)
+    srv.join(5)
+    assert srv.exit_code == EXIT_BYE

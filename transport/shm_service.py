@@ -1,0 +1,263 @@
+"""Python owners of the shared-memory hot path: the server side of one stream
+(:class:`ShmStreamServer`) and the emulator's side (:class:`ShmStreamClient`).
+
+The server creates the region (owner-only POSIX shared memory, see
+:mod:`qecd.transport.shm_ring`), so its name and geometry can be handed to the client in the
+ACCEPT of the ZeroMQ control channel; :meth:`ShmStreamServer.start` runs
+:func:`~qecd.transport.shm_stream.serve_stream_kernel` in a thread, which releases the GIL
+for the whole loop (the control thread keeps serving ZeroMQ). Everything the loop touches is
+allocated here, before the first round: state, plan, packet buffers and the per-round
+records.
+
+Example
+-------
+>>> import numpy as np
+>>> from qecd.codes import build_experiment
+>>> exp = build_experiment("surface:d=3,r=3,p=0.01")
+>>> srv = ShmStreamServer.for_experiment(exp, stream_id=1)
+>>> srv.start()
+>>> cli = ShmStreamClient.attach(srv.region_name, exp.layout, stream_id=1)
+>>> dets, obs = exp.sample(20, seed=1)
+>>> res = cli.stream_shots(dets)
+>>> res.lost, res.errors, res.predictions.shape
+(0, 0, (20, 1))
+>>> cli.bye(); srv.join(timeout=5); srv.exit_code
+0
+>>> cli.close(); srv.close()
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from qecd.codes.layout import RoundLayout
+from qecd.decoder.compiled_stream import CompiledStream
+from qecd.decoder.window import StreamDecoder
+from qecd.transport import protocol as P
+from qecd.transport.shm_ring import RingPair, slot_size_for
+from qecd.transport.shm_stream import (
+    CTL_CORRECTIONS,
+    CTL_ERRORS,
+    CTL_NEXT_ROUND,
+    CTL_ROUNDS,
+    CTL_STOP,
+    client_stream_kernel,
+    serve_stream_kernel,
+)
+
+SERVER_SIDE = 1
+
+
+def _slot_size(layout: RoundLayout, num_observables: int, max_faults: int,
+               rounds_per_packet: int = 1) -> int:
+    syn = P.HEADER_SIZE + rounds_per_packet * max((s + 7) // 8 for s in layout.round_sizes)
+    corr = P.correction_frame_len(num_observables, max_faults)
+    return slot_size_for(max(syn, corr, P.HEADER_SIZE + 16))
+
+
+class ShmStreamServer:
+    """One stream served from a shared-memory ring pair by a Numba loop.
+
+    Parameters
+    ----------
+    compiled : CompiledStream
+        The stream's decoder (uf backend, any window), built and warmed.
+    stream_id : int
+        The id the client must put in its packets (from the ACCEPT).
+    want_faults : bool
+        Put the committed fault ids in every CORRECTION.
+    n_slots : int
+        Slots per ring (a power of two).
+    record_capacity : int
+        Rounds whose service time / lag are recorded (later rounds are served, not recorded).
+    """
+
+    def __init__(self, compiled: CompiledStream, *, stream_id: int, want_faults: bool = False,
+                 n_slots: int = 256, record_capacity: int = 2_000_000,
+                 idle_timeout_s: float = 30.0) -> None:
+        self.compiled = compiled
+        self.stream_id = int(stream_id)
+        self.want_faults = bool(want_faults)
+        self.idle_timeout_ns = int(idle_timeout_s * 1e9)
+        slot = _slot_size(compiled.layout, compiled.num_observables,
+                          compiled.max_faults if want_faults else 0)
+        self.pair = RingPair.create(n_slots=n_slots, slot_size=slot, side="server")
+        self.region_name = self.pair.region.name
+        self.n_slots, self.slot_size = n_slots, slot
+        self.in_buf = np.zeros(slot, dtype=np.uint8)
+        self.out_buf = np.zeros(slot, dtype=np.uint8)
+        self.ctl = np.zeros(8, dtype=np.int64)
+        self.rec_service = np.zeros(record_capacity, dtype=np.int64)
+        self.rec_lag = np.zeros(record_capacity, dtype=np.int64)
+        self.rec_flags = np.zeros(record_capacity, dtype=np.uint8)
+        self.rec_n = np.zeros(1, dtype=np.int64)
+        self.state = compiled.new_state()
+        self.corrections_per_shot = compiled.corrections_per_shot
+        self.exit_code: int | None = None
+        self._thread: threading.Thread | None = None
+        self.cpu: int | None = None
+
+    @classmethod
+    def for_experiment(cls, exp, *, stream_id: int, window: int | None = None,
+                       commit: int | None = None, **kw) -> ShmStreamServer:
+        """Build the uf stream decoder for an experiment and the server around it."""
+        sd = StreamDecoder(exp.dem, exp.layout, "uf", window=window, commit=commit)
+        return cls(CompiledStream(sd), stream_id=stream_id, **kw)
+
+    def _run(self) -> None:
+        if self.cpu is not None:
+            import os
+
+            os.sched_setaffinity(threading.get_native_id(), {self.cpu})
+        words, buf, tx_off, rx_off, n_slots, slot_size = self.pair.kernel_args()
+        self.exit_code = int(serve_stream_kernel(
+            words, buf, tx_off, rx_off, n_slots, slot_size, SERVER_SIDE, self.in_buf,
+            self.out_buf, self.ctl, self.rec_service, self.rec_lag, self.rec_flags,
+            self.rec_n, self.stream_id, self.want_faults, self.idle_timeout_ns,
+            1_000_000_000, *self.state, *self.compiled.kernel_args()))
+
+    def start(self, cpu: int | None = None) -> None:
+        """Run the loop in a thread (pinned to ``cpu`` when given)."""
+        self.cpu = cpu
+        self._thread = threading.Thread(target=self._run, name=f"qecd-shm-{self.stream_id}",
+                                        daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the loop to return (it checks every 256 idle polls)."""
+        self.ctl[CTL_STOP] = 1
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def counters(self) -> dict:
+        return {"rounds": int(self.ctl[CTL_ROUNDS]), "errors": int(self.ctl[CTL_ERRORS]),
+                "corrections": int(self.ctl[CTL_CORRECTIONS]),
+                "next_round": int(self.ctl[CTL_NEXT_ROUND])}
+
+    def records(self) -> dict[str, np.ndarray]:
+        """Per-round records so far: service ns, lag ns, decode flag."""
+        n = int(self.rec_n[0])
+        return {"service_ns": self.rec_service[:n].copy(), "lag_ns": self.rec_lag[:n].copy(),
+                "decoded": self.rec_flags[:n].copy()}
+
+    def close(self) -> None:
+        self.stop()
+        self.join(timeout=5)
+        self.pair.close()
+        try:
+            self.pair.unlink()
+        except Exception:  # already unlinked by the finalizer
+            pass
+
+
+@dataclass
+class StreamResult:
+    """What the client saw: predictions per shot and every timestamp."""
+
+    predictions: np.ndarray  # uint8 (shots, num_observables), XOR of each shot's corrections
+    send_ns: np.ndarray  # per packet: scheduled (paced) or actual send time
+    corr_first: np.ndarray
+    corr_last: np.ndarray
+    corr_recv_ns: np.ndarray
+    corr_ts: np.ndarray
+    corr_service_ns: np.ndarray
+    expected: int
+    received: int
+    errors: int
+    lost: int
+    duplicated: int
+    status: int
+
+    @property
+    def reaction_ns(self) -> np.ndarray:
+        """Per correction: receive time minus the send time of the round that triggered it."""
+        return self.corr_recv_ns - self.corr_ts
+
+
+class ShmStreamClient:
+    """The emulator's side of a ring pair: sends SYNDROME packets, collects CORRECTIONs."""
+
+    def __init__(self, pair: RingPair, layout: RoundLayout, stream_id: int,
+                 corrections_per_shot: int) -> None:
+        self.pair = pair
+        self.layout = layout
+        self.stream_id = int(stream_id)
+        self.corrections_per_shot = int(corrections_per_shot)
+        self.syn_layout = P.SyndromeLayout(list(layout.round_sizes))
+        self.next_round = 0
+        self.rx_buf = np.zeros(pair.region.slot_size if hasattr(pair.region, "slot_size")
+                               else 4096, dtype=np.uint8)
+
+    @classmethod
+    def attach(cls, name: str, layout: RoundLayout, *, stream_id: int,
+               corrections_per_shot: int | None = None) -> ShmStreamClient:
+        pair = RingPair.attach(name, side="client")
+        cps = corrections_per_shot
+        if cps is None:
+            cps = 1
+        return cls(pair, layout, stream_id, cps)
+
+    def build_packets(self, dets: np.ndarray, rounds_per_packet: int = 1
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """SYNDROME frames for every round of every shot (built before the timed loop)."""
+        frames = []
+        rnd = self.next_round
+        R = self.layout.num_rounds
+        for shot in np.asarray(dets, dtype=np.uint8):
+            per_round = [shot[ids] for ids in self.layout.detectors]
+            for t in range(0, R, rounds_per_packet):
+                cnt = min(rounds_per_packet, R - t)
+                bits = np.concatenate(per_round[t:t + cnt])
+                frames.append(P.encode_syndrome(bits, self.syn_layout, stream_id=self.stream_id,
+                                                first_round=rnd, count=cnt))
+                rnd += cnt
+        ptr = np.zeros(len(frames) + 1, dtype=np.int64)
+        ptr[1:] = np.cumsum([len(f) for f in frames])
+        return np.frombuffer(b"".join(frames), dtype=np.uint8).copy(), ptr
+
+    def stream_shots(self, dets: np.ndarray, *, cycle_ns: int = 0, timeout_s: float = 30.0,
+                     corrections_per_shot: int | None = None) -> StreamResult:
+        """Stream whole shots (uint8 (shots, num_detectors)); returns what came back."""
+        shots = int(np.asarray(dets).shape[0])
+        cps = corrections_per_shot or self.corrections_per_shot
+        packets, ptr = self.build_packets(dets)
+        expected = shots * cps
+        cap = expected + 16
+        n_obs = self.layout.num_observables
+        send_ns = np.zeros(len(ptr) - 1, dtype=np.int64)
+        cf, cl = np.zeros(cap, np.int64), np.zeros(cap, np.int64)
+        co = np.zeros((cap, n_obs), np.uint8)
+        crecv, cts, csvc = np.zeros(cap, np.int64), np.zeros(cap, np.int64), np.zeros(cap, np.int64)
+        n_corr, n_err = np.zeros(1, np.int64), np.zeros(1, np.int64)
+        words, buf, tx_off, rx_off, n_slots, slot_size = self.pair.kernel_args()
+        rx = np.zeros(slot_size, dtype=np.uint8)
+        status = client_stream_kernel(words, buf, tx_off, rx_off, n_slots, slot_size, packets,
+                                      ptr, int(cycle_ns), send_ns, rx, cf, cl, co, crecv, cts,
+                                      csvc, n_corr, expected, n_err, int(timeout_s * 1e9))
+        k = int(n_corr[0])
+        R = self.layout.num_rounds
+        base = self.next_round
+        preds = np.zeros((shots, n_obs), dtype=np.uint8)
+        seen: dict[tuple[int, int], int] = {}
+        for i in range(k):
+            key = (int(cf[i]), int(cl[i]))
+            seen[key] = seen.get(key, 0) + 1
+            shot = (int(cl[i]) - base) // R
+            if 0 <= shot < shots:
+                preds[shot] ^= co[i]
+        self.next_round = base + shots * R
+        dup = sum(v - 1 for v in seen.values())
+        return StreamResult(preds, send_ns, cf[:k], cl[:k], crecv[:k], cts[:k], csvc[:k],
+                            expected, k, int(n_err[0]), max(0, expected - (k - dup)), dup,
+                            int(status))
+
+    def bye(self, timeout_s: float = 5.0) -> None:
+        self.pair.send_bytes(P.encode_bye(stream_id=self.stream_id), timeout=timeout_s)
+
+    def close(self) -> None:
+        self.pair.close()

@@ -1,0 +1,360 @@
+"""The shared-memory hot path: one stream served end to end inside Numba.
+
+A co-located control stack and the decoder share a :class:`~qecd.transport.shm_ring.RingPair`
+(one SPSC ring per direction). Each slot holds one packet in the wire protocol's layout
+(:mod:`qecd.transport.protocol`): the client writes SYNDROME packets, the server answers with
+CORRECTION (and ERROR / HEARTBEAT / BYE) packets, byte for byte what the ZeroMQ transport
+carries. :func:`serve_stream_kernel` is the server's per-stream loop: poll the request ring,
+validate the header and round number, append each round to the stream's shot buffer, decode
+a window when one is due (the ``uf`` backend compiled with the window logic,
+:mod:`qecd.decoder.compiled_stream`), write the CORRECTION into the reply ring and ring its
+doorbell. No interpreter, no allocation, no system call on the path (the clock is the vDSO
+``clock_gettime``). It returns to Python only on BYE, a stop request, or an idle timeout.
+
+:func:`client_stream_kernel` is the emulator's side: it sends pre-built SYNDROME packets as
+fast as possible or paced at a fixed cycle (busy-waiting on the monotonic clock; the packet's
+``timestamp_ns`` is its *scheduled* send time, so reaction times include any queueing: no
+coordinated omission), drains corrections between sends, and records every timestamp.
+
+Service time per round is measured in the server from the moment the packet is taken off the
+ring to the moment the reply's doorbell is rung (or, for a round that triggers nothing, the
+moment the round is stored); a packet carrying several rounds charges its time to its last
+round. The server also records the lag of each packet behind its scheduled send time (the
+backlog, in time, at the offered rate).
+
+Example
+-------
+>>> import numpy as np
+>>> out = np.zeros(8, np.uint8)
+>>> _put_u32(out, 0, 0x01020304); _get_u32(out, 0) == 0x01020304, out[:4].tolist()
+(True, [4, 3, 2, 1])
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from qecd.decoder.compiled_stream import NO_CORRECTION, NO_SOLUTION, push_round_kernel
+from qecd.transport._atomics import cpu_relax, load_acquire, monotonic_ns
+from qecd.transport.shm_ring import region_beat, ring_send, ring_try_recv, ring_try_send
+
+_JIT = dict(cache=True, nogil=True, _nrt=False)
+
+MAGIC = 0x4451
+VERSION = 1
+T_SYNDROME, T_CORRECTION, T_ERROR, T_HEARTBEAT, T_BYE = 3, 4, 5, 7, 8
+F_FAULT_IDS, F_SHOT_END = 1, 2
+E_BAD_MAGIC, E_VERSION, E_UNKNOWN_TYPE, E_SHORT, E_LENGTH = 1, 2, 3, 4, 5
+E_BAD_HEADER, E_BAD_PAYLOAD, E_UNKNOWN_STREAM, E_GAP, E_DUP, E_UNEXPECTED = 8, 16, 32, 34, 35, 36
+E_DECODER = 48
+HEADER_SIZE = 32
+CORR_FIXED = 32
+
+#: serve_stream_kernel exit codes
+EXIT_BYE, EXIT_STOP, EXIT_IDLE, EXIT_SEND_FAILED, EXIT_RECORD_FULL = 0, 1, 2, 3, 4
+#: ctl array slots (int64): stop flag (written by the control thread), rounds served, ERRORs
+CTL_STOP, CTL_ROUNDS, CTL_ERRORS, CTL_CORRECTIONS, CTL_NEXT_ROUND = 0, 1, 2, 3, 4
+
+
+@numba.njit(inline="always", **_JIT)
+def _get_u16(b, o):
+    return np.int64(b[o]) | (np.int64(b[o + 1]) << 8)
+
+
+@numba.njit(inline="always", **_JIT)
+def _get_u32(b, o):
+    return _get_u16(b, o) | (_get_u16(b, o + 2) << 16)
+
+
+@numba.njit(inline="always", **_JIT)
+def _get_u64(b, o):
+    return _get_u32(b, o) | (_get_u32(b, o + 4) << 32)
+
+
+@numba.njit(inline="always", **_JIT)
+def _put_u16(b, o, v):
+    b[o] = v & 0xFF
+    b[o + 1] = (v >> 8) & 0xFF
+
+
+@numba.njit(inline="always", **_JIT)
+def _put_u32(b, o, v):
+    _put_u16(b, o, v & 0xFFFF)
+    _put_u16(b, o + 2, (v >> 16) & 0xFFFF)
+
+
+@numba.njit(inline="always", **_JIT)
+def _put_u64(b, o, v):
+    _put_u32(b, o, v & 0xFFFFFFFF)
+    _put_u32(b, o + 4, (v >> 32) & 0xFFFFFFFF)
+
+
+@numba.njit(inline="always", **_JIT)
+def _header(b, msg_type, flags, count, stream_id, payload_len, rnd, ts):
+    _put_u16(b, 0, MAGIC)
+    b[2] = VERSION
+    b[3] = msg_type
+    _put_u16(b, 4, flags)
+    _put_u16(b, 6, count)
+    _put_u32(b, 8, stream_id)
+    _put_u32(b, 12, payload_len)
+    _put_u64(b, 16, rnd)
+    _put_u64(b, 24, ts)
+
+
+@numba.njit(**_JIT)
+def _error(out, code, ref_type, stream_id, rnd, ts, next_round):
+    """An ERROR packet with an empty reason (the code says it; see docs/protocol.md)."""
+    _header(out, T_ERROR, 0, 0, stream_id, 16, rnd, ts)
+    _put_u16(out, 32, code)
+    _put_u16(out, 34, 1 << (VERSION - 1))
+    out[36] = ref_type
+    out[37] = 0
+    _put_u16(out, 38, 0)
+    _put_u64(out, 40, next_round)
+    return HEADER_SIZE + 16
+
+
+@numba.njit(**_JIT)
+def _correction(out, stream_id, seq, ts, first_round, last_round, service_ns, obs, faults,
+                n_faults, want_faults, shot_end):
+    n_obs = obs.shape[0]
+    obs_len = 4 * ((n_obs + 31) // 32)
+    nf = n_faults if want_faults else 0
+    payload = CORR_FIXED + obs_len + 4 * nf
+    flags = (F_SHOT_END if shot_end else 0) | (F_FAULT_IDS if want_faults else 0)
+    _header(out, T_CORRECTION, flags, 0, stream_id, payload, seq, ts)
+    o = HEADER_SIZE
+    _put_u64(out, o, first_round)
+    _put_u64(out, o + 8, last_round)
+    _put_u64(out, o + 16, service_ns)
+    _put_u32(out, o + 24, n_obs)
+    _put_u32(out, o + 28, nf)
+    o += CORR_FIXED
+    for i in range(obs_len):
+        out[o + i] = 0
+    for j in range(n_obs):
+        if obs[j]:
+            out[o + (j >> 3)] |= np.uint8(1 << (j & 7))
+    o += obs_len
+    for i in range(nf):
+        _put_u32(out, o + 4 * i, faults[i])
+    return HEADER_SIZE + payload
+
+
+@numba.njit(**_JIT)
+def serve_stream_kernel(words, buf, tx_off, rx_off, n_slots, slot_size, server_side,
+                        in_buf, out_buf, ctl, rec_service, rec_lag, rec_flags, rec_n,
+                        stream_id, want_faults, idle_timeout_ns, send_timeout_ns,
+                        st, shot_bits, carry, out_obs, out_faults, round_offsets, trigger,
+                        win_final, win_commit_stop, win_tmpl, win_det_ptr, win_dets,
+                        win_l2g_ptr, win_l2g, tmpl_det_off, tmpl_line_off, layout_pos, round_of,
+                        fault_first_round, fault_det_ptr, fault_dets, fault_obs,
+                        fault_dem_index, union_syn, union_dem_index, uf_out, uf_args):
+    """Serve one stream on a ring pair until BYE, a stop request or an idle timeout.
+
+    ``ctl`` (int64) is shared with the control thread: ``ctl[CTL_STOP]`` != 0 asks the loop
+    to return; the loop keeps ``ctl[CTL_ROUNDS]``, ``CTL_ERRORS``, ``CTL_CORRECTIONS`` and
+    ``CTL_NEXT_ROUND`` (the next absolute round it expects) up to date. Per processed round
+    ``rec_service[i]`` (ns), ``rec_lag[i]`` (ns behind the packet's timestamp) and
+    ``rec_flags[i]`` (1 = triggered a decode) are written at ``i = rec_n[0]``.
+    Returns an ``EXIT_*`` code.
+    """
+    n_rounds = round_offsets.shape[0] - 1
+    polls = 0
+    last_activity = monotonic_ns()
+    next_round = ctl[CTL_NEXT_ROUND]
+    while True:
+        n = ring_try_recv(words, buf, rx_off, n_slots, slot_size, in_buf)
+        if n < 0:
+            polls += 1
+            if (polls & 255) == 0:
+                if load_acquire(ctl, CTL_STOP) != 0:
+                    return EXIT_STOP
+                now = monotonic_ns()
+                region_beat(words, server_side)
+                if idle_timeout_ns > 0 and now - last_activity > idle_timeout_ns:
+                    return EXIT_IDLE
+            cpu_relax()
+            continue
+        t0 = monotonic_ns()
+        last_activity = t0
+        reply = 0
+        decoded = 0
+        if n < HEADER_SIZE:
+            reply = _error(out_buf, E_SHORT, 0, stream_id, 0, 0, next_round)
+        else:
+            mtype = np.int64(in_buf[3])
+            count = _get_u16(in_buf, 6)
+            sid = _get_u32(in_buf, 8)
+            plen = _get_u32(in_buf, 12)
+            rnd = _get_u64(in_buf, 16)
+            ts = _get_u64(in_buf, 24)
+            if _get_u16(in_buf, 0) != MAGIC:
+                reply = _error(out_buf, E_BAD_MAGIC, 0, 0, 0, 0, next_round)
+            elif in_buf[2] != VERSION:
+                reply = _error(out_buf, E_VERSION, mtype, sid, rnd, ts, next_round)
+            elif plen != n - HEADER_SIZE:
+                reply = _error(out_buf, E_LENGTH, mtype, sid, rnd, ts, next_round)
+            elif mtype == T_BYE:
+                _header(out_buf, T_BYE, 0, 0, stream_id, 0, rnd, ts)
+                ring_send(words, buf, tx_off, n_slots, slot_size, out_buf, HEADER_SIZE,
+                          send_timeout_ns, -1)
+                ctl[CTL_NEXT_ROUND] = next_round
+                return EXIT_BYE
+            elif mtype == T_HEARTBEAT:
+                _header(out_buf, T_HEARTBEAT, 0, 0, sid, 0, rnd, ts)
+                reply = HEADER_SIZE
+            elif mtype != T_SYNDROME:
+                reply = _error(out_buf, E_UNEXPECTED, mtype, sid, rnd, ts, next_round)
+            elif sid != stream_id:
+                reply = _error(out_buf, E_UNKNOWN_STREAM, mtype, sid, rnd, ts, next_round)
+            elif count < 1:
+                reply = _error(out_buf, E_BAD_HEADER, mtype, sid, rnd, ts, next_round)
+            elif rnd > next_round:
+                reply = _error(out_buf, E_GAP, mtype, sid, rnd, ts, next_round)
+            elif rnd < next_round:
+                reply = _error(out_buf, E_DUP, mtype, sid, rnd, ts, next_round)
+            else:
+                # payload length and padding bits, before anything is stored
+                need = 0
+                bad_pad = False
+                o = HEADER_SIZE
+                for i in range(count):
+                    t = (rnd + i) % n_rounds
+                    size = round_offsets[t + 1] - round_offsets[t]
+                    nb = (size + 7) >> 3
+                    if o + nb <= n and size & 7 and (in_buf[o + nb - 1] >> (size & 7)) != 0:
+                        bad_pad = True
+                    need += nb
+                    o += nb
+                if need != plen or bad_pad:
+                    reply = _error(out_buf, E_BAD_PAYLOAD, mtype, sid, rnd, ts, next_round)
+                else:
+                    o = HEADER_SIZE
+                    for i in range(count):
+                        t = (rnd + i) % n_rounds
+                        nb = (round_offsets[t + 1] - round_offsets[t] + 7) >> 3
+                        r = push_round_kernel(in_buf[o:o + nb], True, st, shot_bits, carry,
+                                              out_obs, out_faults, round_offsets, trigger,
+                                              win_final, win_commit_stop, win_tmpl, win_det_ptr,
+                                              win_dets, win_l2g_ptr, win_l2g, tmpl_det_off,
+                                              tmpl_line_off, layout_pos, round_of,
+                                              fault_first_round, fault_det_ptr, fault_dets,
+                                              fault_obs, fault_dem_index, union_syn,
+                                              union_dem_index, uf_out, uf_args)
+                        o += nb
+                        if r == NO_CORRECTION:
+                            continue
+                        if r == NO_SOLUTION:
+                            ln = _error(out_buf, E_DECODER, mtype, sid, rnd, ts, next_round)
+                            ring_send(words, buf, tx_off, n_slots, slot_size, out_buf, ln,
+                                      send_timeout_ns, -1)
+                            ctl[CTL_ERRORS] += 1
+                            continue
+                        decoded = 1
+                        w = st[1]
+                        shot_base = rnd + i - t
+                        first = shot_base + (0 if w == 0 else win_commit_stop[w - 1])
+                        last = shot_base + win_commit_stop[w] - 1
+                        ln = _correction(out_buf, stream_id, rnd + count - 1, ts, first, last,
+                                         monotonic_ns() - t0, out_obs, out_faults, r,
+                                         want_faults, st[2] != 0)
+                        if ring_send(words, buf, tx_off, n_slots, slot_size, out_buf, ln,
+                                     send_timeout_ns, -1) != 0:
+                            ctl[CTL_NEXT_ROUND] = next_round + i + 1
+                            return EXIT_SEND_FAILED
+                        ctl[CTL_CORRECTIONS] += 1
+                    next_round += count
+                    ctl[CTL_NEXT_ROUND] = next_round
+                    ctl[CTL_ROUNDS] += count
+                    k = rec_n[0]
+                    if k < rec_service.shape[0]:
+                        t1 = monotonic_ns()
+                        rec_service[k] = t1 - t0
+                        rec_lag[k] = t0 - ts if ts > 0 else 0
+                        rec_flags[k] = decoded
+                        rec_n[0] = k + 1
+                    continue
+        if reply > 0:
+            if out_buf[3] == T_ERROR:
+                ctl[CTL_ERRORS] += 1
+            if ring_send(words, buf, tx_off, n_slots, slot_size, out_buf, reply,
+                         send_timeout_ns, -1) != 0:
+                return EXIT_SEND_FAILED
+
+
+@numba.njit(**_JIT)
+def client_stream_kernel(words, buf, tx_off, rx_off, n_slots, slot_size, packets, pkt_ptr,
+                         cycle_ns, send_ns, rx_buf, corr_first, corr_last, corr_obs,
+                         corr_recv_ns, corr_ts, corr_service, n_corr, expected_corr,
+                         n_errors, timeout_ns):
+    """Send every packet (paced at ``cycle_ns`` when > 0, else back to back), draining
+    replies between sends; then wait for ``expected_corr`` corrections or ``timeout_ns``.
+
+    ``packets`` is the concatenation of whole SYNDROME frames (``pkt_ptr`` offsets); each
+    frame's ``timestamp_ns`` is overwritten with its scheduled (paced) or actual send time,
+    also stored in ``send_ns``. Replies: CORRECTIONs fill ``corr_*`` at index ``n_corr[0]``
+    (observables unpacked into ``corr_obs``), ERRORs count in ``n_errors[0]``.
+    Returns 0, or -3 when the wait for corrections timed out.
+    """
+    n_pkt = pkt_ptr.shape[0] - 1
+    n_obs = corr_obs.shape[1]
+    start = monotonic_ns() + 1000
+    for k in range(n_pkt):
+        p0 = pkt_ptr[k]
+        ln = pkt_ptr[k + 1] - p0
+        if cycle_ns > 0:
+            sched = start + k * cycle_ns
+            while monotonic_ns() < sched:
+                cpu_relax()
+            ts = sched
+        else:
+            ts = monotonic_ns()
+        _put_u64(packets, p0 + 24, ts)
+        send_ns[k] = ts
+        while ring_try_send(words, buf, tx_off, n_slots, slot_size, packets[p0:p0 + ln],
+                            ln) != 0:
+            _drain(words, buf, rx_off, n_slots, slot_size, rx_buf, corr_first, corr_last,
+                   corr_obs, corr_recv_ns, corr_ts, corr_service, n_corr, n_errors, n_obs)
+            cpu_relax()
+        _drain(words, buf, rx_off, n_slots, slot_size, rx_buf, corr_first, corr_last,
+               corr_obs, corr_recv_ns, corr_ts, corr_service, n_corr, n_errors, n_obs)
+    deadline = monotonic_ns() + timeout_ns
+    while n_corr[0] < expected_corr:
+        _drain(words, buf, rx_off, n_slots, slot_size, rx_buf, corr_first, corr_last,
+               corr_obs, corr_recv_ns, corr_ts, corr_service, n_corr, n_errors, n_obs)
+        if monotonic_ns() > deadline:
+            return -3
+        cpu_relax()
+    return 0
+
+
+@numba.njit(**_JIT)
+def _drain(words, buf, rx_off, n_slots, slot_size, rx_buf, corr_first, corr_last, corr_obs,
+           corr_recv_ns, corr_ts, corr_service, n_corr, n_errors, n_obs):
+    while True:
+        n = ring_try_recv(words, buf, rx_off, n_slots, slot_size, rx_buf)
+        if n < 0:
+            return
+        now = monotonic_ns()
+        if n < HEADER_SIZE:
+            n_errors[0] += 1
+            continue
+        mtype = rx_buf[3]
+        if mtype == T_CORRECTION:
+            k = n_corr[0]
+            if k >= corr_first.shape[0]:
+                n_errors[0] += 1
+                continue
+            corr_first[k] = _get_u64(rx_buf, 32)
+            corr_last[k] = _get_u64(rx_buf, 40)
+            corr_service[k] = _get_u64(rx_buf, 48)
+            corr_ts[k] = _get_u64(rx_buf, 24)
+            corr_recv_ns[k] = now
+            for j in range(n_obs):
+                corr_obs[k, j] = (rx_buf[64 + (j >> 3)] >> (j & 7)) & 1
+            n_corr[0] = k + 1
+        elif mtype == T_ERROR:
+            n_errors[0] += 1
