@@ -8,6 +8,11 @@ Subcommands
     The same shots through several decoders, with intervals and ratios to the reference.
 ``qecd run``
     The main job on the embedded default (see :mod:`qecd.run`).
+``qecd serve --bind tcp://127.0.0.1:5555 [--bind ipc:///tmp/qecd.sock] [--metrics-port N] ...``
+    The decoder service (:func:`qecd.transport.server.run_server`) until SIGINT/SIGTERM.
+``qecd emulate --connect ADDR --spec S | --dem FILE [--decoder D] [--shots N] ...``
+    The control-system emulator (:func:`qecd.transport.emulator.run_emulation`); exits 1
+    unless every correction arrived once and matched the offline decode.
 
 Example
 -------
@@ -60,6 +65,50 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return main_job(quick=args.quick)
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from qecd.transport.auth import CurveServerKeys
+    from qecd.transport.server import ServerConfig, run_server
+    from qecd.transport.session import SessionLimits
+
+    if (args.curve_secret_key is None) != (args.curve_allow is None):
+        print("qecd serve: error: --curve-secret-key and --curve-allow go together",
+              file=sys.stderr)
+        return 2
+    curve = None
+    if args.curve_secret_key:
+        curve = CurveServerKeys.from_files(args.curve_secret_key, args.curve_allow)
+    limits = SessionLimits(timeout_ms=int(args.stream_timeout * 1000),
+                           heartbeat_ms=max(1, int(args.stream_timeout * 1000) // 5),
+                           max_backlog=args.max_backlog)
+    config = ServerConfig(binds=tuple(args.bind or ["tcp://127.0.0.1:5555"]), limits=limits,
+                          max_streams=args.max_streams, sndhwm=args.hwm, rcvhwm=args.hwm,
+                          record_capacity=args.record_capacity, curve=curve)
+    return run_server(config, metrics_port=args.metrics_port, record_path=args.record,
+                      cpu=args.cpu)
+
+
+def _cmd_emulate(args: argparse.Namespace) -> int:
+    from qecd.transport.auth import CurveClientKeys
+    from qecd.transport.emulator import EmulateConfig, format_report, run_emulation, write_report
+
+    if (args.spec is None) == (args.dem is None):
+        print("qecd emulate: error: give exactly one of --spec and --dem", file=sys.stderr)
+        return 2
+    curve = None
+    if args.curve_secret_key or args.curve_server_key:
+        curve = CurveClientKeys.from_files(args.curve_secret_key, args.curve_server_key)
+    report = run_emulation(EmulateConfig(
+        connect=args.connect, spec=args.spec, dem_path=args.dem, time_coord=args.time_coord,
+        decoder=args.decoder, window=args.window, commit=args.commit, shots=args.shots,
+        streams=args.streams, cycle_us=args.cycle_us, seed=args.seed,
+        max_inflight=args.max_inflight, rtt_samples=args.rtt_samples, timeout_s=args.timeout,
+        curve=curve, cpu=args.cpu))
+    print(format_report(report))
+    if args.json:
+        write_report(report, args.json)
+    return 0 if report["ok"] else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for docs and tests)."""
     p = argparse.ArgumentParser(prog="qecd", description="qecd: a real-time QEC decoder service")
@@ -73,6 +122,53 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="the main job on the embedded default")
     r.add_argument("--quick", action="store_true", help="a smaller run (for smoke tests)")
     r.set_defaults(func=_cmd_run)
+
+    v = sub.add_parser("serve", help="run the decoder service (ZeroMQ ROUTER)")
+    v.add_argument("--bind", action="append", help="endpoint to bind (repeatable; default "
+                   "tcp://127.0.0.1:5555), e.g. ipc:///tmp/qecd.sock")
+    v.add_argument("--metrics-port", type=int, default=None,
+                   help="serve Prometheus metrics on 127.0.0.1:PORT/metrics")
+    v.add_argument("--curve-secret-key", default=None,
+                   help="server CURVE secret key file (zmq.auth .key_secret)")
+    v.add_argument("--curve-allow", default=None,
+                   help="directory of allowed client public keys (.key)")
+    v.add_argument("--record", default=None,
+                   help="write per-round service times to this .npz at shutdown")
+    v.add_argument("--record-capacity", type=int, default=1 << 20,
+                   help="rounds kept raw for --record (the newest)")
+    v.add_argument("--stream-timeout", type=float, default=10.0,
+                   help="seconds of silence after which a stream is freed")
+    v.add_argument("--max-streams", type=int, default=1024)
+    v.add_argument("--max-backlog", type=int, default=1024,
+                   help="rounds a stream may have queued before SERVER_BUSY")
+    v.add_argument("--hwm", type=int, default=10_000, help="ZeroMQ SNDHWM/RCVHWM (messages)")
+    v.add_argument("--cpu", type=int, default=None, help="pin the server to this CPU")
+    v.set_defaults(func=_cmd_serve)
+
+    e = sub.add_parser("emulate", help="stream sampled shots to a server and check them")
+    e.add_argument("--connect", required=True, help="server endpoint, e.g. tcp://127.0.0.1:5555")
+    e.add_argument("--spec", default=None, help="experiment spec, e.g. surface:d=5,p=0.003")
+    e.add_argument("--dem", default=None, help="stim DEM file with detector coordinates")
+    e.add_argument("--time-coord", type=int, default=-1,
+                   help="with --dem: which detector coordinate is time")
+    e.add_argument("--decoder", default="pymatching", help="pymatching, uf, bp-cluster, ...")
+    e.add_argument("--window", type=int, default=None, help="sliding window (rounds)")
+    e.add_argument("--commit", type=int, default=None, help="rounds committed per window")
+    e.add_argument("--shots", type=int, default=1000)
+    e.add_argument("--streams", type=int, default=1, help="concurrent streams")
+    e.add_argument("--cycle-us", type=float, default=None,
+                   help="send one round per stream every X us (default: as fast as possible)")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--max-inflight", type=int, default=None,
+                   help="rounds per stream sent and not yet corrected")
+    e.add_argument("--rtt-samples", type=int, default=1000,
+                   help="HEARTBEAT round trips measured first")
+    e.add_argument("--timeout", type=float, default=30.0, help="longest wait for a reply (s)")
+    e.add_argument("--curve-secret-key", default=None, help="client CURVE secret key file")
+    e.add_argument("--curve-server-key", default=None, help="server CURVE public key file")
+    e.add_argument("--cpu", type=int, default=None, help="pin the emulator to this CPU")
+    e.add_argument("--json", default=None, help="write the JSON report (qecd.emulate/1) here")
+    e.set_defaults(func=_cmd_emulate)
 
     b = sub.add_parser("bench", help="benchmarks")
     bsub = b.add_subparsers(dest="bench_command")

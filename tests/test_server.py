@@ -1,0 +1,256 @@
+"""The ZeroMQ server end to end: real sockets (tcp on loopback, ipc in a temp dir), real
+decoders, hard timeouts, cleanup in fixtures.
+
+Several clients with several streams each decode concurrently and every stream's corrections
+equal an offline decode of its own shots; the control messages do what docs/protocol.md says;
+SIGTERM drains, reports the rounds no correction will cover, says BYE and exits 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+import zmq
+
+from qecd.codes import build_experiment
+from qecd.decoder.window import StreamDecoder
+from qecd.transport.client import Client, ServerError
+from qecd.transport.metrics import start_metrics_http
+from qecd.transport.protocol import (
+    ErrorCode,
+    MsgType,
+    encode_heartbeat,
+)
+from qecd.transport.server import Server, ServerConfig
+
+pytestmark = pytest.mark.timeout(120)
+
+
+@contextlib.contextmanager
+def running_server(tmp_path=None, **kw):
+    """A server on a random tcp port (and an ipc socket in ``tmp_path``) on a thread."""
+    binds = ["tcp://127.0.0.1:0"]
+    if tmp_path is not None:
+        binds.append(f"ipc://{tmp_path}/qecd.sock")
+    server = Server(ServerConfig(binds=tuple(binds), **kw))
+    try:
+        server.start_thread()
+        yield server
+    finally:
+        server.stop(timeout_s=10)
+
+
+def offline_commits(exp, dets, window=None, commit=None, backend="pymatching"):
+    """(first, last, observables) of every commit of an offline decode, absolute rounds."""
+    sd = StreamDecoder(exp.dem, exp.layout, backend, window=window, commit=commit)
+    R, out = exp.layout.num_rounds, []
+    for j, d in enumerate(dets):
+        for ids in exp.layout.detectors:
+            c = sd.push_round(d[ids])
+            if c is not None:
+                out.append((j * R + c.first_round, j * R + c.last_round,
+                            c.observables.tolist()))
+    return out
+
+
+def stream_shots(client, streams, shots_of, exp):
+    """Send every stream's shots round by round (interleaved), collect its commits."""
+    got = {s.stream_id: [] for s in streams}
+    R = exp.layout.num_rounds
+    n_rounds = {s.stream_id: len(shots_of[s.stream_id]) * R for s in streams}
+    for i in range(max(n_rounds.values())):
+        j, t = divmod(i, R)
+        for s in streams:
+            if i < n_rounds[s.stream_id]:
+                s.send_round(shots_of[s.stream_id][j][exp.layout.detectors[t]])
+        while (r := client.poll()) is not None:
+            got[r.stream_id].append(r)
+    deadline = time.monotonic() + 30
+    done = lambda: all(sum(1 for r in got[s.stream_id] if r.msg_type == MsgType.CORRECTION  # noqa: E731
+                                  and r.body.shot_end) == len(shots_of[s.stream_id])
+                       for s in streams)
+    while not done() and time.monotonic() < deadline:
+        r = client.recv(timeout_s=5, raise_errors=False)
+        got[r.stream_id].append(r)
+    return {sid: [(r.body.first_round, r.body.last_round, r.body.observables.tolist())
+                  for r in rs if r.msg_type == MsgType.CORRECTION]
+            for sid, rs in got.items()}, got
+
+
+def test_two_clients_with_several_streams_each_match_the_offline_decode(tmp_path):
+    exp = build_experiment("surface:d=3,r=5,p=0.02")
+    dets, _ = exp.sample(120, seed=3)
+    settings = [(None, None), (4, 2), (3, 1)]
+    results, errors = {}, []
+
+    def client_run(name, endpoint, first_shot):
+        try:
+            with Client(endpoint, timeout_s=30) as client:
+                streams, shots_of, want = [], {}, {}
+                for k, (w, c) in enumerate(settings):
+                    s = client.open_stream("surface:d=3,r=5,p=0.02", window=w, commit=c)
+                    mine = dets[first_shot + 20 * k: first_shot + 20 * (k + 1)]
+                    streams.append(s)
+                    shots_of[s.stream_id] = mine
+                    want[s.stream_id] = offline_commits(exp, mine, w, c)
+                got, _ = stream_shots(client, streams, shots_of, exp)
+                results[name] = (got, want)
+        except Exception as e:  # surfaced by the main thread's assertion
+            errors.append(e)
+
+    with running_server(tmp_path) as server:
+        threads = [threading.Thread(target=client_run, args=("tcp", server.endpoints[0], 0)),
+                   threading.Thread(target=client_run, args=("ipc", server.endpoints[1], 60))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(90)
+        assert not errors, errors
+        stats = server.stats()
+    assert set(results) == {"tcp", "ipc"}
+    for got, want in results.values():
+        assert set(got) == set(want) and len(got) == 3
+        for sid in got:
+            assert got[sid] == want[sid]
+    assert stats["streams_opened"] == 6 and stats["errors_sent"] == 0
+    assert stats["rounds_received"] == 120 * 6 and not stats["dropped"]
+
+
+def test_control_messages_heartbeat_stats_bye(tmp_path):
+    with running_server() as server, Client(server.endpoints[0]) as client:
+        # HEARTBEAT is echoed byte for byte
+        hb = encode_heartbeat(seq=77, timestamp_ns=123456789)
+        client.send_frame(hb)
+        assert client.socket.poll(5000)
+        assert client.socket.recv() == hb
+        stream = client.open_stream("repetition:d=3,r=2,p=0.01", want_faults=True)
+        assert client.heartbeat(stream.stream_id) > 0
+        for size in stream.slice_sizes:
+            stream.send_round(np.zeros(size, np.uint8))
+        c = stream.recv_correction(5)
+        assert c.fault_ids is not None and c.fault_ids.tolist() == [] and c.service_ns > 0
+        st = stream.stats()
+        assert (st["rounds_received"], st["corrections_sent"], st["next_round"]) == (3, 1, 3)
+        assert st["service_count"] == 3 and st["service_max_ns"] >= st["service_p50_ns"] > 0
+        whole = client.stats()
+        for key in ("streams_open", "uptime_ns", "packets_received", "service_p99_ns",
+                    "errors_by_code", "dropped", "backlog_rounds", "input_lag_ns"):
+            assert key in whole
+        stream.send_round(np.zeros(stream.slice_sizes[0], np.uint8))
+        assert stream.close() == 4  # BYE answers the final next round
+        with pytest.raises(ServerError) as e:
+            client.stats(stream.stream_id)
+        assert e.value.code == ErrorCode.UNKNOWN_STREAM
+
+
+def test_hello_waiting_for_a_build_gets_shutting_down_on_shutdown():
+    server = Server(ServerConfig(binds=("tcp://127.0.0.1:0",)))
+    server.start_thread()
+    try:
+        with Client(server.endpoints[0]) as client:
+            # a plan nobody has built yet: takes a while
+            with pytest.raises(ServerError) as e:
+                t = threading.Timer(0.05, server.request_shutdown)
+                t.start()
+                client.open_stream("surface:d=7,r=30,p=0.001", timeout_s=30)
+            t.join()
+            assert e.value.code == ErrorCode.SHUTTING_DOWN
+    finally:
+        server.stop()
+
+
+def test_prometheus_endpoint_exposes_qecd_metrics():
+    with running_server() as server, Client(server.endpoints[0]) as client:
+        httpd = start_metrics_http(0, server.counters, server.recorder)
+        try:
+            s = client.open_stream("repetition:d=3,r=2,p=0.01")
+            for size in s.slice_sizes:
+                s.send_round(np.zeros(size, np.uint8))
+            s.recv_correction(5)
+            client.send_frame(b"QD")  # 2 bytes: SHORT_FRAME
+            with pytest.raises(ServerError):
+                client.recv(5)
+            server.recorder.fold()
+            url = f"http://127.0.0.1:{httpd.server_port}/metrics"
+            text = urllib.request.urlopen(url, timeout=5).read().decode()
+        finally:
+            httpd.shutdown()
+            httpd.server_close()
+    for line in ("qecd_rounds_total 3.0", "qecd_corrections_total 1.0",
+                 'qecd_errors_total{code="SHORT_FRAME"} 1.0', "qecd_streams_open 1.0",
+                 "qecd_backlog_rounds 0.0", 'qecd_round_service_seconds_bucket{le="+Inf"} 3.0',
+                 'qecd_round_service_seconds_bucket{le="1e-07"}'):
+        assert line in text, line
+
+
+def _serve_subprocess(tmp_path, *extra):
+    ep = f"ipc://{tmp_path}/s.sock"
+    proc = subprocess.Popen([sys.executable, "-m", "qecd", "serve", "--bind", ep, *extra],
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not os.path.exists(f"{tmp_path}/s.sock"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"qecd serve did not start: {proc.stderr.read()}")
+        time.sleep(0.05)
+    return proc, ep
+
+
+def test_sigterm_reports_uncommitted_rounds_says_bye_and_exits_0(tmp_path):
+    record = tmp_path / "rec.npz"
+    proc, ep = _serve_subprocess(tmp_path, "--record", str(record))
+    try:
+        with Client(ep, timeout_s=30) as client:
+            whole = client.open_stream("surface:d=3,r=5,p=0.001")  # 6 rounds per shot
+            win = client.open_stream("surface:d=3,r=5,p=0.001", window=2, commit=1)
+            for s, n in ((whole, 9), (win, 4)):  # one shot and a half / a few windows
+                for r in range(n):
+                    s.send_round(np.zeros(s.slice_sizes[r % 6], np.uint8))
+            assert whole.recv_correction(10).last_round == 5
+            assert client.stats()["rounds_received"] == 13  # all processed
+            proc.send_signal(signal.SIGTERM)
+            replies = []
+            while not sum(r.msg_type == MsgType.BYE for r in replies) == 2:
+                replies.append(client.recv(timeout_s=10, raise_errors=False))
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+    by = {}
+    for r in replies:
+        by.setdefault(r.stream_id, []).append(r)
+    w = [r for r in by[win.stream_id] if r.msg_type == MsgType.CORRECTION]
+    last_committed = max(r.body.last_round for r in w)
+    drops = {sid: [r for r in rs if r.msg_type == MsgType.ERROR] for sid, rs in by.items()}
+    e_whole, = drops[whole.stream_id]
+    assert e_whole.body.code == ErrorCode.SYNDROMES_DROPPED
+    assert "rounds 6..8" in e_whole.body.reason and e_whole.body.next_round == 9
+    e_win, = drops[win.stream_id]
+    assert f"rounds {last_committed + 1}..3" in e_win.body.reason
+    byes = {r.stream_id: r.seq for r in replies if r.msg_type == MsgType.BYE}
+    assert byes == {whole.stream_id: 9, win.stream_id: 4}
+    data = np.load(record)
+    assert int(data["total_rounds"]) == 13 and data["service_ns"].shape == (13,)
+    assert data["decoded"].sum() >= 2 and (data["decode_ns"][data["decoded"] == 1] > 0).all()
+
+
+def test_server_close_releases_its_endpoints(tmp_path):
+    with running_server(tmp_path) as server:
+        ep = server.endpoints[0]
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.ROUTER)
+    try:
+        sock.bind(ep)  # the port is free again
+    finally:
+        sock.close(0)

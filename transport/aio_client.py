@@ -1,0 +1,247 @@
+"""The asyncio qecd client: the blocking client's API as coroutines (``zmq.asyncio``).
+
+Same semantics as :mod:`qecd.transport.client` (same :class:`~qecd.transport.client.Reply`,
+:class:`~qecd.transport.client.ServerError` and
+:class:`~qecd.transport.client.ServerTimeout`); one :class:`AsyncClient` is one DEALER
+socket and may own many streams. Use it from one event loop; concurrent ``recv`` calls of
+different streams on the same client are fine (each takes only its own replies), as long as
+something keeps reading.
+
+Example
+-------
+>>> import asyncio, numpy as np
+>>> from qecd.transport.server import Server, ServerConfig
+>>> async def one_shot(endpoint):
+...     async with AsyncClient(endpoint) as client:
+...         stream = await client.open_stream("repetition:d=3,r=2,p=0.01")
+...         for size in stream.slice_sizes:
+...             await stream.send_round(np.zeros(size, np.uint8))
+...         c = await stream.recv_correction(timeout_s=5)
+...         await stream.close()
+...         return c.last_round, c.shot_end
+>>> with Server(ServerConfig(binds=("tcp://127.0.0.1:0",))) as server:
+...     _ = server.start_thread()
+...     asyncio.run(one_shot(server.endpoints[0]))
+(2, True)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import numpy as np
+import zmq
+import zmq.asyncio
+
+from qecd.errors import QecdError
+from qecd.transport.auth import CurveClientKeys, configure_client_socket
+from qecd.transport.client import (
+    HELLO_TIMEOUT_S,
+    Reply,
+    ServerTimeout,
+    _hello,
+    _Inbox,
+    decode_reply,
+)
+from qecd.transport.protocol import (
+    HEADER_SIZE,
+    Accept,
+    Correction,
+    MsgType,
+    SyndromeLayout,
+    encode_bye,
+    encode_heartbeat,
+    encode_hello,
+    encode_stats,
+    pack_syndrome_into,
+    parse_packet,
+)
+
+__all__ = ["AsyncClient", "AsyncStream"]
+
+
+class AsyncClient:
+    """An asyncio client connection (one DEALER socket); see :class:`~qecd.transport.client.
+    Client` for the parameters."""
+
+    def __init__(self, endpoint: str, *, curve: CurveClientKeys | None = None,
+                 timeout_s: float = 10.0, hwm: int = 10_000,
+                 context: zmq.asyncio.Context | None = None) -> None:
+        self.endpoint = endpoint
+        self.timeout_s = timeout_s
+        ctx = context or zmq.asyncio.Context.instance()
+        sock = ctx.socket(zmq.DEALER)
+        try:
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.SNDHWM, hwm)
+            sock.setsockopt(zmq.RCVHWM, hwm)
+            if curve is not None:
+                configure_client_socket(sock, curve)
+            sock.connect(endpoint)
+        except BaseException:
+            sock.close(0)
+            raise
+        self.socket = sock
+        self._inbox = _Inbox()
+        self._seq = 0
+        self._reading = asyncio.Lock()
+        self.streams: dict[int, AsyncStream] = {}
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the socket (LINGER 0). Idempotent."""
+        self.socket.close(0)
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    async def send_frame(self, frame: bytes | memoryview | bytearray) -> None:
+        """Send one raw packet; waits at most ``timeout_s`` for room in the queue."""
+        try:
+            await asyncio.wait_for(self.socket.send(frame, copy=True), self.timeout_s)
+        except asyncio.TimeoutError:
+            raise ServerTimeout(f"send: no room in the queue to {self.endpoint} for "
+                                f"{self.timeout_s} s (the server is not reading)") from None
+
+    async def _wait(self, match: Callable[[Reply], bool] | None, timeout_s: float | None,
+                    what: str) -> Reply:
+        timeout = self.timeout_s if timeout_s is None else timeout_s
+        deadline = time.perf_counter() + timeout
+        while True:
+            r = self._inbox.take(match)
+            if r is not None:
+                return r
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                raise ServerTimeout(f"{what}: no reply from {self.endpoint} within {timeout} s")
+            # one reader at a time, polling in short slices so that the other waiters (of
+            # other streams) get their turn and find their replies in the inbox
+            async with self._reading:
+                r = self._inbox.take(match)
+                if r is not None:
+                    return r
+                if not await self.socket.poll(min(50, int(remaining * 1000) + 1)):
+                    continue
+                frame = await self.socket.recv(copy=True)
+            r = decode_reply(frame, time.perf_counter_ns())
+            if match is None or match(r):
+                return r
+            self._inbox.put(r)
+
+    async def recv(self, timeout_s: float | None = None, *, raise_errors: bool = True) -> Reply:
+        """The next reply of any stream (ERROR raises ServerError unless ``raise_errors``)."""
+        r = await self._wait(None, timeout_s, "recv")
+        if raise_errors and r.msg_type == MsgType.ERROR:
+            raise r.error
+        return r
+
+    async def _request(self, frame: bytes, types: tuple[int, ...], timeout_s: float | None,
+                       what: str) -> Reply:
+        await self.send_frame(frame)
+        h = parse_packet(frame)[0]
+
+        def match(r: Reply) -> bool:
+            if r.stream_id != h.stream_id and not (r.msg_type == MsgType.ACCEPT
+                                                   and h.msg_type == MsgType.HELLO):
+                return False
+            if r.msg_type == MsgType.ERROR:
+                return r.body.ref_type == h.msg_type and r.seq == h.round
+            if r.msg_type == MsgType.BYE:
+                return MsgType.BYE in types and r.timestamp_ns == h.timestamp_ns
+            return r.msg_type in types and r.seq == h.round
+
+        r = await self._wait(match, timeout_s, what)
+        if r.msg_type == MsgType.ERROR:
+            raise r.error
+        return r
+
+    async def open_stream(self, spec: str | None = None, *, dem: str | None = None,
+                          decoder: str = "pymatching", window: int | None = None,
+                          commit: int | None = None, want_faults: bool = False,
+                          time_coord: int = -1,
+                          timeout_s: float = HELLO_TIMEOUT_S) -> AsyncStream:
+        """Open a stream (HELLO, wait for ACCEPT); raises ServerError or ServerTimeout."""
+        hello = _hello(spec, dem, decoder, window, commit, want_faults, time_coord)
+        frame = encode_hello(hello, seq=self._next_seq(), timestamp_ns=time.perf_counter_ns())
+        r = await self._request(frame, (MsgType.ACCEPT,), timeout_s, "open_stream")
+        stream = AsyncStream(self, r.body)
+        self.streams[stream.stream_id] = stream
+        return stream
+
+    async def heartbeat(self, stream_id: int = 0, timeout_s: float | None = None) -> int:
+        """HEARTBEAT round trip in ns."""
+        t = time.perf_counter_ns()
+        r = await self._request(encode_heartbeat(stream_id=stream_id, seq=self._next_seq(),
+                                                 timestamp_ns=t),
+                                (MsgType.HEARTBEAT,), timeout_s, "heartbeat")
+        return r.recv_ns - t
+
+    async def stats(self, stream_id: int = 0, timeout_s: float | None = None) -> dict:
+        """STATS of the server (``stream_id`` 0) or of one of this client's streams."""
+        frame = encode_stats(None, stream_id=stream_id, seq=self._next_seq(),
+                             timestamp_ns=time.perf_counter_ns())
+        return (await self._request(frame, (MsgType.STATS,), timeout_s, "stats")).body
+
+
+class AsyncStream:
+    """An open stream of an :class:`AsyncClient` (see :class:`~qecd.transport.client.Stream`)."""
+
+    def __init__(self, client: AsyncClient, accept: Accept) -> None:
+        self.client = client
+        self.accept = accept
+        self.stream_id = accept.stream_id
+        self.layout = SyndromeLayout(accept.slice_sizes)
+        self.next_round = 0
+
+    @property
+    def slice_sizes(self) -> tuple[int, ...]:
+        return self.accept.slice_sizes
+
+    @property
+    def rounds_per_shot(self) -> int:
+        return self.accept.rounds_per_shot
+
+    async def send_round(self, bits: np.ndarray, *, count: int = 1,
+                         timestamp_ns: int | None = None) -> int:
+        """Send ``count`` rounds from :attr:`next_round`; returns the first round sent."""
+        first = self.next_round
+        buf = bytearray(HEADER_SIZE + self.layout.payload_len(first, count))
+        ts = time.perf_counter_ns() if timestamp_ns is None else timestamp_ns
+        pack_syndrome_into(buf, 0, bits, self.layout, stream_id=self.stream_id,
+                           first_round=first, count=count, timestamp_ns=ts)
+        await self.client.send_frame(buf)
+        self.next_round = first + count
+        return first
+
+    async def recv(self, timeout_s: float | None = None, *, raise_errors: bool = True) -> Reply:
+        """The next reply about this stream."""
+        sid = self.stream_id
+        r = await self.client._wait(lambda r: r.stream_id == sid, timeout_s,
+                                    f"stream {sid} recv")
+        if raise_errors and r.msg_type == MsgType.ERROR:
+            raise r.error
+        return r
+
+    async def recv_correction(self, timeout_s: float | None = None) -> Correction:
+        """The next CORRECTION of this stream (an ERROR for it raises ServerError)."""
+        r = await self.recv(timeout_s)
+        if r.msg_type != MsgType.CORRECTION:
+            raise QecdError(f"stream {self.stream_id}: expected a CORRECTION, got "
+                            f"{MsgType(r.msg_type).name}")
+        return r.body
+
+    async def close(self, timeout_s: float | None = None) -> int:
+        """BYE; returns the stream's final next round."""
+        frame = encode_bye(stream_id=self.stream_id, seq=self.client._next_seq(),
+                           timestamp_ns=time.perf_counter_ns())
+        r = await self.client._request(frame, (MsgType.BYE,), timeout_s, "close")
+        self.client.streams.pop(self.stream_id, None)
+        return r.seq

@@ -1,0 +1,435 @@
+"""The control-system emulator: stream sampled shots to a server and check every correction.
+
+:func:`run_emulation` samples shots with stim (a spec, or a DEM file with detector
+coordinates), decodes them offline with a :class:`~qecd.decoder.window.StreamDecoder` of the
+same settings, then streams them through :class:`~qecd.transport.client.Client`: ``streams``
+concurrent streams on one connection, each carrying its share of the shots back to back (round
+numbers continue across shots), one round per SYNDROME packet, interleaved round-robin across
+streams, either as fast as the server takes them (at most ``max_inflight`` rounds per stream
+sent and not yet covered by a correction) or paced at a fixed ``cycle_us`` per round. It
+collects every reply and reports, as JSON (schema ``qecd.emulate/1``, below):
+
+- ``rounds_sent``, ``corrections_expected`` (the offline decode's commits),
+  ``corrections_received``, ``lost`` (expected, never received), ``duplicated`` (received more
+  than once), ``unexpected`` (a range the offline decode never committed), ``errors_received``;
+- ``ler_wire`` and ``ler_offline``: logical error rates against stim's true observable flips,
+  with 95% Wilson intervals (``failures``, ``shots``, ``rate``, ``ci95``);
+- ``mismatches``: shots whose wire prediction (XOR of its corrections) differs from the
+  offline decode's, and ``correction_mismatches`` per commit. The same deterministic decoder
+  on the same rounds must agree exactly, so any mismatch fails the run;
+- ``service_time``: the server's per-round service time (its STATS, whole server since it
+  started; ``by_stream``: exact per stream), ``reaction_time``: client clock at a CORRECTION's
+  receipt minus the send time of the round that triggered it (in paced mode minus its
+  *scheduled* send time, so a late sender does not hide queueing), and ``bare_round_trip``:
+  HEARTBEAT ping-pong on the same connection before streaming, all as
+  :func:`~qecd.bench.latency_stats.summarize_ns` summaries (``count``, ``mean_us``,
+  ``p50_us``, ``p90_us``, ``p99_us``, ``p99.9_us``, ``max_us``);
+- ``spec``/``dem``, ``decoder``, ``window``, ``commit`` (in force, from ACCEPT), ``shots``,
+  ``streams``, ``rounds_per_shot``, ``mode``, ``cycle_us``, ``max_inflight``, ``throughput``
+  (wall time, rounds/s, late sends), ``seeds``, ``cpu_affinity``, ``machine``;
+- ``ok`` and ``failures`` (why not ok). ``qecd emulate`` exits 1 unless ``ok``.
+
+Example
+-------
+>>> from qecd.transport.server import Server, ServerConfig
+>>> with Server(ServerConfig(binds=("tcp://127.0.0.1:0",))) as server:
+...     _ = server.start_thread()
+...     report = run_emulation(EmulateConfig(connect=server.endpoints[0],
+...                            spec="repetition:d=3,r=3,p=0.02", shots=40, streams=2,
+...                            rtt_samples=20))
+>>> report["schema"], report["lost"], report["duplicated"], report["mismatches"], report["ok"]
+('qecd.emulate/1', 0, 0, 0, True)
+>>> report["corrections_received"] == report["corrections_expected"] == 40
+True
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+import stim
+
+from qecd.codes import RoundLayout, build_experiment
+from qecd.decoder.names import parse_decoder_name
+from qecd.decoder.window import StreamDecoder
+from qecd.errors import QecdError
+from qecd.transport.auth import CurveClientKeys
+from qecd.transport.client import Client, Reply, ServerTimeout
+from qecd.transport.protocol import MsgType
+
+__all__ = ["SCHEMA", "EmulateConfig", "run_emulation", "format_report", "write_report"]
+
+SCHEMA = "qecd.emulate/1"
+
+
+@dataclass(frozen=True)
+class EmulateConfig:
+    """What to emulate (``qecd emulate`` flags).
+
+    Attributes
+    ----------
+    connect : str
+        Server endpoint.
+    spec, dem_path : str or None
+        Exactly one: an experiment spec, or a stim DEM file with detector coordinates.
+    time_coord : int
+        With ``dem_path``: which detector coordinate is time.
+    decoder, window, commit
+        As in HELLO (``decoder`` may be ``backend-wWcC``).
+    shots, streams : int
+        Shots in total, split into ``streams`` contiguous blocks, one per stream.
+    cycle_us : float or None
+        Pace: one round per stream every ``cycle_us``; None = as fast as possible.
+    seed : int
+        stim sampling seed.
+    max_inflight : int or None
+        Rounds per stream sent and not yet covered by a correction; default
+        ``2 * (window or rounds_per_shot) + 16``.
+    rtt_samples : int
+        HEARTBEAT round trips measured before streaming.
+    timeout_s : float
+        Longest wait for a reply before giving up (the rest counts as lost).
+    curve : CurveClientKeys or None
+    cpu : int or None
+        Pin the emulator to this CPU.
+    """
+
+    connect: str
+    spec: str | None = None
+    dem_path: str | None = None
+    time_coord: int = -1
+    decoder: str = "pymatching"
+    window: int | None = None
+    commit: int | None = None
+    shots: int = 1000
+    streams: int = 1
+    cycle_us: float | None = None
+    seed: int = 0
+    max_inflight: int | None = None
+    rtt_samples: int = 1000
+    timeout_s: float = 30.0
+    curve: CurveClientKeys | None = None
+    cpu: int | None = None
+
+
+@dataclass
+class _Shots:
+    dem: stim.DetectorErrorModel
+    layout: RoundLayout
+    dem_text: str | None
+    dets: np.ndarray  # (shots, detectors) uint8
+    obs: np.ndarray  # (shots, observables) uint8
+
+
+def _sample(cfg: EmulateConfig) -> _Shots:
+    if (cfg.spec is None) == (cfg.dem_path is None):
+        raise QecdError("emulate: expected exactly one of spec and dem_path")
+    if cfg.spec is not None:
+        exp = build_experiment(cfg.spec)
+        dets, obs = exp.sample(cfg.shots, seed=cfg.seed)
+        return _Shots(exp.dem, exp.layout, None, dets, obs)
+    with open(cfg.dem_path) as f:
+        text = f.read()
+    dem = stim.DetectorErrorModel(text)
+    layout = RoundLayout.from_dem(dem, time_coord=cfg.time_coord)
+    dets, obs, _ = dem.compile_sampler(seed=cfg.seed).sample(cfg.shots)
+    return _Shots(dem, layout, text, dets.astype(np.uint8), obs.astype(np.uint8))
+
+
+def _offline(sh: _Shots, cfg: EmulateConfig, blocks: list[np.ndarray]):
+    """Per stream: the commits ``{(first, last): observables}`` of an offline decode of its
+    shots (absolute rounds), and the per-shot predictions."""
+    name = parse_decoder_name(cfg.decoder)
+    window, commit = (name.window, name.commit) if name.window else (cfg.window, cfg.commit)
+    sd = StreamDecoder(sh.dem, sh.layout, name.backend, window=window, commit=commit)
+    R = sh.layout.num_rounds
+    ids = sh.layout.detectors
+    pred = np.zeros_like(sh.obs)
+    commits: list[dict[tuple[int, int], np.ndarray]] = []
+    for shots in blocks:
+        mine: dict[tuple[int, int], np.ndarray] = {}
+        for j, g in enumerate(shots.tolist()):
+            base = j * R
+            d = sh.dets[g]
+            for t in range(R):
+                c = sd.push_round(d[ids[t]])
+                if c is not None:
+                    mine[(base + c.first_round, base + c.last_round)] = c.observables
+                    pred[g] ^= c.observables
+        commits.append(mine)
+    return commits, pred
+
+
+def _ler(pred: np.ndarray, obs: np.ndarray) -> dict:
+    from qecd.bench.stats import wilson_interval
+
+    fails = int(np.any(pred != obs, axis=1).sum())
+    n = int(obs.shape[0])
+    lo, hi = wilson_interval(fails, n)
+    return {"failures": fails, "shots": n, "rate": fails / n if n else None, "ci95": [lo, hi]}
+
+
+def _server_summary(stats: dict) -> dict:
+    out = {"count": stats.get("service_count")}
+    for k, name in (("p50", "p50"), ("p90", "p90"), ("p99", "p99"), ("p999", "p99.9"),
+                    ("max", "max")):
+        v = stats.get(f"service_{k}_ns")
+        out[f"{name}_us"] = None if v is None else v / 1e3
+    return out
+
+
+class _Wire:
+    """The streaming phase: one client, ``K`` streams, one thread."""
+
+    def __init__(self, client: Client, streams: list, blocks: list[np.ndarray], sh: _Shots,
+                 cfg: EmulateConfig, max_inflight: int) -> None:
+        self.client = client
+        self.streams = streams
+        self.blocks = blocks
+        self.cfg = cfg
+        self.R = sh.layout.num_rounds
+        self.max_inflight = max_inflight
+        self.index = {s.stream_id: k for k, s in enumerate(streams)}
+        K = len(streams)
+        self.total = [len(b) * self.R for b in blocks]
+        self.sent = [0] * K
+        self.covered = [0] * K
+        self.dead = [False] * K
+        self.received: list[list[tuple[int, int, np.ndarray]]] = [[] for _ in range(K)]
+        self.reaction: list[int] = []
+        self.errors: Counter[str] = Counter()
+        self.error_examples: list[str] = []
+        self.wire_pred = np.zeros_like(sh.obs)
+        self.late = 0
+        self.max_late_ns = 0
+        # per slice: the bit-packed detection events of every shot, (shots, bytes) uint8
+        self.payloads = [np.packbits(sh.dets[:, ids], axis=1, bitorder="little")
+                         for ids in sh.layout.detectors]
+
+    def _on(self, r: Reply) -> None:
+        k = self.index.get(r.stream_id)
+        if r.msg_type == MsgType.CORRECTION and k is not None:
+            c = r.body
+            self.reaction.append(r.recv_ns - r.timestamp_ns)
+            self.received[k].append((c.first_round, c.last_round, c.observables))
+            j = c.first_round // self.R
+            if j < len(self.blocks[k]):
+                self.wire_pred[self.blocks[k][j]] ^= c.observables
+            self.covered[k] = max(self.covered[k], c.last_round + 1)
+        elif r.msg_type == MsgType.ERROR:
+            name = r.error.code_name
+            self.errors[name] += 1
+            if len(self.error_examples) < 5:
+                self.error_examples.append(f"stream {r.stream_id}: {name}: {r.body.reason}")
+        elif r.msg_type == MsgType.BYE and k is not None:
+            self.dead[k] = True  # the server closed it (shutdown or timeout)
+
+    def _pump(self, timeout_ms: int) -> bool:
+        """Handle replies already here; with ``timeout_ms`` > 0 wait that long for one."""
+        got = False
+        if timeout_ms > 0 and not self.client.socket.poll(timeout_ms):
+            return False
+        while (r := self.client.poll()) is not None:
+            self._on(r)
+            got = True
+        return got
+
+    def _wait_credit(self, k: int) -> None:
+        deadline = time.perf_counter() + self.cfg.timeout_s
+        while self.sent[k] - self.covered[k] >= self.max_inflight and not self.dead[k]:
+            if not self._pump(100) and time.perf_counter() > deadline:
+                raise ServerTimeout(f"stream {self.streams[k].stream_id}: no correction for "
+                                    f"{self.cfg.timeout_s} s with {self.max_inflight} rounds "
+                                    "in flight")
+
+    def run(self) -> float:
+        cycle_ns = None if self.cfg.cycle_us is None else int(self.cfg.cycle_us * 1000)
+        K, R = len(self.streams), self.R
+        t0 = time.perf_counter_ns() + 1_000_000
+        clock = time.perf_counter_ns
+        for i in range(max(self.total)):
+            j, t = divmod(i, R)
+            ts = None
+            if cycle_ns is not None:
+                ts = t0 + i * cycle_ns
+                while (now := clock()) < ts:
+                    left_ms = (ts - now) // 1_000_000
+                    self._pump(int(left_ms) if left_ms >= 2 else 0)
+                late = clock() - ts
+                if late > cycle_ns:
+                    self.late += 1
+                    self.max_late_ns = max(self.max_late_ns, late)
+            for k in range(K):
+                if i >= self.total[k] or self.dead[k]:
+                    continue
+                if self.sent[k] - self.covered[k] >= self.max_inflight:
+                    self._wait_credit(k)
+                self.streams[k].send_payload(self.payloads[t][self.blocks[k][j]],
+                                             timestamp_ns=ts)
+                self.sent[k] += 1
+            self._pump(0)
+        t_end = clock()
+        deadline = time.perf_counter() + self.cfg.timeout_s
+        while any(c < n and not d for c, n, d in zip(self.covered, self.total, self.dead,
+                                                       strict=True)):
+            if self._pump(100):
+                deadline = time.perf_counter() + self.cfg.timeout_s
+            elif time.perf_counter() > deadline:
+                break
+        return (t_end - t0) / 1e9
+
+
+def run_emulation(cfg: EmulateConfig) -> dict:
+    """Sample, decode offline, stream through the server, compare; returns the report dict
+    (see the module docs for its schema)."""
+    from qecd.bench.latency_stats import summarize_ns
+    from qecd.bench.machine import machine_info
+
+    if cfg.streams < 1 or cfg.shots < cfg.streams:
+        raise QecdError(f"emulate: expected 1 <= streams <= shots, got streams={cfg.streams}, "
+                        f"shots={cfg.shots}")
+    if cfg.cpu is not None:
+        os.sched_setaffinity(0, {cfg.cpu})
+    sh = _sample(cfg)
+    R = sh.layout.num_rounds
+    blocks = np.array_split(np.arange(cfg.shots), cfg.streams)
+    commits, offline_pred = _offline(sh, cfg, blocks)
+    failures: list[str] = []
+    with Client(cfg.connect, curve=cfg.curve, timeout_s=cfg.timeout_s) as client:
+        rtt = np.array([client.heartbeat() for _ in range(cfg.rtt_samples)], dtype=np.int64)
+        streams = [client.open_stream(cfg.spec, dem=sh.dem_text, decoder=cfg.decoder,
+                                      window=cfg.window, commit=cfg.commit,
+                                      time_coord=cfg.time_coord)
+                   for _ in range(cfg.streams)]
+        acc = streams[0].accept
+        if tuple(acc.slice_sizes) != sh.layout.round_sizes:
+            raise QecdError(f"emulate: the server's layout {acc.slice_sizes} differs from the "
+                            f"local one {sh.layout.round_sizes}")
+        window_in_force = acc.window
+        max_inflight = cfg.max_inflight or 2 * (window_in_force or R) + 16
+        wire = _Wire(client, streams, blocks, sh, cfg, max_inflight)
+        try:
+            wall_s = wire.run()
+        except ServerTimeout as e:
+            failures.append(str(e))
+            wall_s = float("nan")
+        server_stats = client.stats()
+        by_stream = []
+        for k, s in enumerate(streams):
+            if wire.dead[k]:
+                continue
+            try:
+                by_stream.append(_server_summary(s.stats()))
+                s.close()
+            except QecdError as e:
+                failures.append(f"closing stream {s.stream_id}: {e}")
+        while (r := client.poll()) is not None:  # anything that raced the BYEs
+            wire._on(r)
+
+    expected = sum(len(c) for c in commits)
+    received = sum(len(r) for r in wire.received)
+    lost = duplicated = unexpected = corr_mismatch = 0
+    for k, mine in enumerate(commits):
+        seen = Counter((a, b) for a, b, _ in wire.received[k])
+        lost += sum(1 for key in mine if key not in seen)
+        duplicated += sum(n - 1 for n in seen.values() if n > 1)
+        unexpected += sum(1 for key in seen if key not in mine)
+        for a, b, o in wire.received[k]:
+            want = mine.get((a, b))
+            if want is not None and not np.array_equal(want, o):
+                corr_mismatch += 1
+    mismatches = int(np.any(wire.wire_pred != offline_pred, axis=1).sum())
+    errors_received = dict(wire.errors)
+    for name, v in (("lost", lost), ("duplicated", duplicated), ("unexpected", unexpected),
+                    ("mismatches", mismatches), ("correction_mismatches", corr_mismatch)):
+        if v:
+            failures.append(f"{name} = {v}")
+    if errors_received:
+        failures.append(f"errors received: {errors_received} (e.g. {wire.error_examples[:2]})")
+    rounds_sent = sum(wire.sent)
+    try:
+        affinity = sorted(os.sched_getaffinity(0))
+    except AttributeError:
+        affinity = None
+    return {
+        "schema": SCHEMA,
+        "spec": cfg.spec, "dem": cfg.dem_path, "decoder": cfg.decoder,
+        "window": window_in_force, "commit": acc.commit,
+        "shots": cfg.shots, "streams": cfg.streams, "rounds_per_shot": R,
+        "mode": "afap" if cfg.cycle_us is None else "paced", "cycle_us": cfg.cycle_us,
+        "max_inflight": max_inflight, "connect": cfg.connect,
+        "rounds_sent": rounds_sent, "corrections_expected": expected,
+        "corrections_received": received, "lost": lost, "duplicated": duplicated,
+        "unexpected": unexpected, "errors_received": errors_received,
+        "ler_wire": _ler(wire.wire_pred, sh.obs), "ler_offline": _ler(offline_pred, sh.obs),
+        "mismatches": mismatches, "correction_mismatches": corr_mismatch,
+        "service_time": {"scope": "server (all rounds since it started)",
+                         **_server_summary(server_stats), "by_stream": by_stream},
+        "reaction_time": summarize_ns(np.array(wire.reaction, dtype=np.int64)),
+        "bare_round_trip": {"method": "HEARTBEAT ping-pong, same connection, before "
+                            "streaming", **summarize_ns(rtt)},
+        "throughput": {"wall_s": wall_s, "rounds_per_s": rounds_sent / wall_s if wall_s else
+                       None, "late_sends": wire.late, "max_late_us": wire.max_late_ns / 1e3},
+        "server": {"server": server_stats.get("server"),
+                   "cpu_affinity": server_stats.get("cpu_affinity"),
+                   "dropped": server_stats.get("dropped"),
+                   "errors_by_code": server_stats.get("errors_by_code")},
+        "seeds": {"sample": cfg.seed},
+        "cpu_affinity": {"emulator": affinity},
+        "machine": machine_info(),
+        "ok": not failures, "failures": failures,
+    }
+
+
+def format_report(report: dict) -> str:
+    """A few human-readable lines summarising a report.
+
+    Examples
+    --------
+    >>> r = {"schema": SCHEMA, "spec": "s", "dem": None, "decoder": "uf", "window": None,
+    ...      "commit": None, "shots": 10, "streams": 1, "rounds_sent": 60,
+    ...      "corrections_expected": 10, "corrections_received": 10, "lost": 0,
+    ...      "duplicated": 0, "mismatches": 0, "ok": True, "failures": [],
+    ...      "ler_wire": {"rate": 0.1, "ci95": [0.01, 0.4]},
+    ...      "ler_offline": {"rate": 0.1, "ci95": [0.01, 0.4]},
+    ...      "service_time": {"p50_us": 1.0, "p99_us": 2.0, "p99.9_us": 3.0, "max_us": 4.0},
+    ...      "reaction_time": {"p50_us": 1.0, "p99_us": 2.0, "p99.9_us": 3.0, "max_us": 4.0},
+    ...      "bare_round_trip": {"p50_us": 1.0, "p99_us": 2.0, "p99.9_us": 3.0, "max_us": 4.0}}
+    >>> print(format_report(r).splitlines()[0])
+    qecd emulate: s, decoder uf, whole-shot, 10 shots on 1 stream(s): OK
+    """
+    r = report
+
+    def lat(s: dict) -> str:
+        f = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
+        return (f"p50 {f(s.get('p50_us'))} / p99 {f(s.get('p99_us'))} / p99.9 "
+                f"{f(s.get('p99.9_us'))} / max {f(s.get('max_us'))} us")
+
+    how = "whole-shot" if r["window"] is None else f"window {r['window']} commit {r['commit']}"
+    lw, lo = r["ler_wire"], r["ler_offline"]
+    lines = [
+        f"qecd emulate: {r['spec'] or r['dem']}, decoder {r['decoder']}, {how}, {r['shots']} "
+        f"shots on {r['streams']} stream(s): {'OK' if r['ok'] else 'FAILED'}",
+        f"  rounds sent {r['rounds_sent']}, corrections {r['corrections_received']}/"
+        f"{r['corrections_expected']}, lost {r['lost']}, duplicated {r['duplicated']}, "
+        f"mismatches {r['mismatches']}",
+        f"  LER wire {lw['rate']:.5f} [{lw['ci95'][0]:.5f}, {lw['ci95'][1]:.5f}], offline "
+        f"{lo['rate']:.5f} [{lo['ci95'][0]:.5f}, {lo['ci95'][1]:.5f}]",
+        f"  service time  {lat(r['service_time'])}",
+        f"  reaction time {lat(r['reaction_time'])}",
+        f"  bare RTT      {lat(r['bare_round_trip'])}",
+    ]
+    lines += [f"  failure: {f}" for f in r["failures"]]
+    return "\n".join(lines)
+
+
+def write_report(report: dict, path: str) -> None:
+    """Write the report as indented JSON."""
+    with open(path, "w") as f:
+        json.dump(report, f, indent=2, default=float)
+        f.write("\n")

@@ -1,0 +1,813 @@
+"""The qecd ZeroMQ server: one ROUTER socket, one hot-loop thread, many streams.
+
+The loop polls the ROUTER (tcp and/or ipc endpoints) and a wake-up socketpair, reads up to
+``batch`` packets without blocking, then handles them in arrival order: parse
+(:func:`~qecd.transport.protocol.parse_packet`), route by stream id to a
+:class:`~qecd.transport.session.StreamSession` (ownership checked), decode, reply. PyMatching
+holds the GIL, so decoding stays on this one thread; a single worker thread only builds new
+decoder plans (HELLOs whose plan is cached are answered at once; the others get their
+ACCEPT when the build finishes, without holding up other streams' packets, although the
+build competes for the GIL). Nothing is ever unpickled; msgpack only on the control path.
+
+Per-round service time
+    From the packet's receipt (a timestamp taken right after ``recv`` returned it) to the end
+    of the work that round triggers: appended to its stream's decoder, any window decode
+    finished and the CORRECTION handed to ZeroMQ (after ``send``). A SYNDROME carrying ``k``
+    rounds is timed per round inside the loop: round ``i``'s time runs from the packet's
+    receipt to the end of round ``i``'s own work, so it includes the rounds before it in the
+    packet (they arrived together; round ``i`` really waited for them). Times go into a
+    preallocated ring (:class:`~qecd.transport.metrics.ServiceRecorder`); STATS, Prometheus
+    and ``--record`` read from there. A CORRECTION's own ``service_ns`` field is stamped just
+    before its ``send`` (it cannot include the send).
+
+Backpressure policy
+    The server never blocks and never drops a round it accepted. It holds no queue of its
+    own: each packet is handled as soon as it is read, so a stream's backlog (rounds
+    received, not yet processed) is at most one packet's rounds, and a packet carrying more
+    than ``max_backlog`` rounds is refused with ERROR ``SERVER_BUSY`` naming ``next_round``.
+    When a client outruns the decoder, its packets wait in ZeroMQ, at most ``rcvhwm``
+    messages per peer, then in TCP buffers; then TCP flow control fills the client's send
+    queue (``SNDHWM``) and the client's ``send`` blocks: the client is slowed down, never
+    silently dropped. That upstream wait is visible per stream as ``input_lag_ns`` (STATS)
+    and ``qecd_input_lag_seconds``: a packet's one-way delay over the stream's fastest.
+    Outbound, replies are sent ``NOBLOCK`` with ``ROUTER_MANDATORY``: a reply to a vanished
+    peer, or to a peer whose queue (``sndhwm``) is full, is dropped and counted
+    (``dropped.corrections`` / ``dropped.replies``), because a client that does not read
+    must not stall every other stream; the client library bounds its rounds in flight so
+    that a well-behaved client never gets there. ERROR replies are limited to
+    ``error_budget_per_s`` per peer (beyond: counted drops, ``dropped.error_budget``).
+
+Shutdown policy (SIGINT/SIGTERM, or :meth:`Server.request_shutdown`)
+    New HELLOs get ``SHUTTING_DOWN``; everything already queued is read and answered (for at
+    most ``drain_s``); HELLOs whose plan is still building get ``SHUTTING_DOWN``; then every
+    stream with rounds received but not covered by a correction gets ERROR
+    ``SYNDROMES_DROPPED`` naming the range, and every stream an unsolicited BYE
+    (``round`` = next expected round, ``timestamp_ns`` 0). The socket then lingers up to
+    ``shutdown_linger_ms`` so these last messages leave; on every other close it lingers 0.
+
+Liveness
+    Any packet from a stream's owner refreshes it; a stream silent for ``timeout_ms`` is
+    freed (its uncommitted rounds reported as ``SYNDROMES_DROPPED``, then BYE, best effort)
+    and counted in ``streams_timed_out``.
+
+Errors
+    Every bad packet gets an ERROR reply with its code (subject to the error budget) or a
+    counted drop (a packet from which no reply can be made, an ERROR sent to the server).
+    An unexpected exception on the server path is counted, logged and answered ``INTERNAL``;
+    the loop keeps serving. Logs are JSON lines (:class:`JsonFormatter`): one event per
+    stream open/close and one summary per peer and error code per second, never per round.
+
+Example
+-------
+>>> from qecd.transport.client import Client
+>>> with Server(ServerConfig(binds=("tcp://127.0.0.1:0",))) as server:
+...     _ = server.start_thread()
+...     with Client(server.endpoints[0]) as client:
+...         rtt_ns = client.heartbeat()
+>>> server.counters.packets_received
+1
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import os
+import signal
+import socket
+import struct
+import sys
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import zmq
+
+from qecd.errors import ProtocolError
+from qecd.transport.auth import CurveServerKeys, configure_server_socket, start_authenticator
+from qecd.transport.metrics import ServerCounters, ServiceRecorder, start_metrics_http
+from qecd.transport.protocol import (
+    HEADER_SIZE,
+    ErrorCode,
+    Header,
+    MsgType,
+    decode_bye,
+    decode_error,
+    decode_heartbeat,
+    decode_hello,
+    decode_stats,
+    encode_accept,
+    encode_bye,
+    encode_error,
+    encode_error_reply,
+    encode_stats,
+    parse_packet,
+)
+from qecd.transport.session import (
+    DecoderPool,
+    PlanKey,
+    SessionLimits,
+    StreamPlan,
+    StreamSession,
+    plan_key,
+)
+
+__all__ = ["ServerConfig", "Server", "JsonFormatter", "configure_json_logging", "run_server"]
+
+log = logging.getLogger("qecd.server")
+_SERVICE_NS = struct.Struct("<Q")  # CORRECTION service_ns, packet offset 48
+_SERVICE_NS_OFFSET = HEADER_SIZE + 16
+_SYNDROME = int(MsgType.SYNDROME)
+_ERROR = int(MsgType.ERROR)
+_SEC = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """Everything ``qecd serve`` can set.
+
+    Attributes
+    ----------
+    binds : tuple of str
+        ZeroMQ endpoints to bind (``tcp://127.0.0.1:5555``, ``ipc:///tmp/qecd.sock``; port 0
+        picks a free port, see :attr:`Server.endpoints`).
+    limits : SessionLimits
+        Per-stream limits announced in ACCEPT (``timeout_ms`` is the stream timeout).
+    max_streams : int
+        Open streams (plus HELLOs being built) before HELLO gets SERVER_BUSY.
+    sndhwm, rcvhwm : int
+        ZeroMQ high-water marks of the ROUTER, messages per peer.
+    batch : int
+        Packets handled per loop turn before wake-ups and housekeeping are looked at.
+    error_budget_per_s, stats_budget_per_s : int
+        ERROR replies / STATS answers per peer per second (beyond: counted drop / SERVER_BUSY).
+    max_pending_builds : int
+        Distinct decoder plans being built at once before HELLO gets SERVER_BUSY.
+    record_capacity : int
+        Rounds kept raw in the service-time ring.
+    curve : CurveServerKeys or None
+        CURVE encryption and allow-list authentication; None = plain.
+    drain_s, shutdown_linger_ms : float, int
+        Graceful shutdown: how long to keep answering queued packets; how long the socket
+        may linger to deliver the final ERROR/BYE messages.
+    housekeeping_s : float
+        Period of timeouts, histogram folding and log summaries.
+    """
+
+    binds: tuple[str, ...] = ("tcp://127.0.0.1:5555",)
+    limits: SessionLimits = field(default_factory=SessionLimits)
+    max_streams: int = 1024
+    sndhwm: int = 10_000
+    rcvhwm: int = 10_000
+    batch: int = 64
+    error_budget_per_s: int = 1000
+    stats_budget_per_s: int = 100
+    max_pending_builds: int = 8
+    record_capacity: int = 1 << 20
+    curve: CurveServerKeys | None = None
+    drain_s: float = 2.0
+    shutdown_linger_ms: int = 1000
+    housekeeping_s: float = 0.1
+
+
+class _PendingHello(NamedTuple):
+    route: bytes
+    owner: bytes | str
+    head: bytes  # the HELLO's 32-byte header, for the reply's echo
+    seq: int
+    timestamp_ns: int
+    want_faults: bool
+
+
+class _RateLimiter:
+    """At most ``rate`` events per key in each whole second."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self._win: dict[object, list[int]] = {}
+
+    def allow(self, key: object, now_ns: int) -> bool:
+        sec = now_ns // _SEC
+        w = self._win.get(key)
+        if w is None or w[0] != sec:
+            self._win[key] = [sec, 1]
+            return self.rate > 0
+        if w[1] >= self.rate:
+            return False
+        w[1] += 1
+        return True
+
+    def prune(self, now_ns: int) -> None:
+        sec = now_ns // _SEC
+        for k in [k for k, w in self._win.items() if w[0] != sec]:
+            del self._win[k]
+
+
+def _peer(route: bytes) -> str:
+    return route.hex()
+
+
+class Server:
+    """The ROUTER server. Create, then :meth:`serve` (blocking) or :meth:`start_thread`.
+
+    Parameters
+    ----------
+    config : ServerConfig
+    context : zmq.Context, optional
+        Defaults to a private context (terminated on close).
+
+    Attributes
+    ----------
+    endpoints : list of str
+        The bound endpoints, with the real port for ``:0`` binds.
+    counters : ServerCounters
+    recorder : ServiceRecorder
+    pool : DecoderPool
+    """
+
+    def __init__(self, config: ServerConfig, *, context: zmq.Context | None = None) -> None:
+        self.config = config
+        self.limits = config.limits
+        self.counters = ServerCounters()
+        self.recorder = ServiceRecorder(config.record_capacity)
+        self.pool = DecoderPool(config.limits)
+        self._own_ctx = context is None
+        self._ctx = context or zmq.Context()
+        self._auth = None
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        sock = self._ctx.socket(zmq.ROUTER)
+        try:
+            sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+            sock.setsockopt(zmq.SNDHWM, config.sndhwm)
+            sock.setsockopt(zmq.RCVHWM, config.rcvhwm)
+            sock.setsockopt(zmq.LINGER, 0)
+            # a frame far above max_frame is refused by ZeroMQ itself (the peer is
+            # disconnected); frames up to twice max_frame still get an OVERSIZE reply
+            sock.setsockopt(zmq.MAXMSGSIZE, 2 * self.limits.max_frame)
+            if config.curve is not None:
+                self._auth = start_authenticator(self._ctx, config.curve.allow_dir)
+                configure_server_socket(sock, config.curve)
+            self.endpoints: list[str] = []
+            for ep in config.binds:
+                sock.bind(ep)
+                self.endpoints.append(sock.getsockopt_string(zmq.LAST_ENDPOINT))
+        except BaseException:
+            sock.close(0)
+            self._stop_aux()
+            raise
+        self._sock = sock
+        self._copy = config.curve is None  # User-Id needs zero-copy frames
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qecd-build")
+        self._streams: dict[int, StreamSession] = {}
+        self._by_owner: dict[bytes | str, set[int]] = {}
+        self._next_id = 1
+        self._builds: dict[PlanKey, Future] = {}
+        self._waiting: dict[PlanKey, list[_PendingHello]] = {}
+        self._stop = False
+        self._shutting_down = False
+        self._errors = _RateLimiter(config.error_budget_per_s)
+        self._stats = _RateLimiter(config.stats_budget_per_s)
+        self._bursts: dict[tuple[str, str], int] = {}
+        self._burst_sec = 0
+        self._t0 = time.perf_counter_ns()
+        self._handlers = {
+            MsgType.HELLO: self._on_hello, MsgType.HEARTBEAT: self._on_heartbeat,
+            MsgType.STATS: self._on_stats, MsgType.BYE: self._on_bye,
+            MsgType.ERROR: self._on_error, MsgType.ACCEPT: self._on_unexpected,
+            MsgType.CORRECTION: self._on_unexpected,
+        }
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start_thread(self) -> threading.Thread:
+        """Run :meth:`serve` on a daemon thread (tests, embedding); :meth:`stop` ends it."""
+        self._thread = threading.Thread(target=self.serve, name="qecd-server", daemon=True)
+        self._thread.start()
+        return self._thread
+
+    def request_shutdown(self) -> None:
+        """Ask the loop to shut down gracefully (thread- and signal-handler-safe)."""
+        self._stop = True
+        self._wake()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Graceful shutdown and wait for the loop thread (if any); then close."""
+        self.request_shutdown()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        self.close()
+
+    def close(self) -> None:
+        """Release sockets, threads and the context (LINGER 0). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._sock.close(0)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._stop_aux()
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def _stop_aux(self) -> None:
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
+        if self._own_ctx:
+            self._ctx.term()
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:  # full (a wake-up is already pending) or closed
+            pass
+
+    # -- the loop -------------------------------------------------------------------------
+    def serve(self) -> None:
+        """Serve until :meth:`request_shutdown`, then shut down gracefully (see module
+        docs). Blocking; call from one thread only."""
+        poller = zmq.Poller()
+        poller.register(self._sock, zmq.POLLIN)
+        poller.register(self._wake_r.fileno(), zmq.POLLIN)
+        wake_fd = self._wake_r.fileno()
+        hk_ns = int(self.config.housekeeping_s * _SEC)
+        next_hk = time.perf_counter_ns() + hk_ns
+        try:
+            while not self._stop:
+                wait_ms = max(0, (next_hk - time.perf_counter_ns()) // 1_000_000)
+                events = dict(poller.poll(wait_ms))
+                if wake_fd in events:
+                    self._drain_wake()
+                    self._collect_builds()
+                if self._sock in events:
+                    self._read_batch()
+                now = time.perf_counter_ns()
+                if now >= next_hk:
+                    self._housekeeping(now)
+                    next_hk = now + hk_ns
+            self._shutdown()
+        finally:
+            if not self._closed:
+                self._sock.close(0)
+
+    def _drain_wake(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except OSError:
+            pass
+
+    def _read_batch(self) -> int:
+        """Read and handle up to ``batch`` packets, each as soon as it is read (no read-ahead:
+        a packet's service time never includes waiting behind packets the server already
+        holds; the queue, if any, stays in ZeroMQ where the HWMs bound it)."""
+        sock, copy, handle, clock = self._sock, self._copy, self._handle, time.perf_counter_ns
+        n = 0
+        for n in range(1, self.config.batch + 1):  # noqa: B007 (n is the count handled)
+            try:
+                parts = sock.recv_multipart(zmq.NOBLOCK, copy=copy)
+            except zmq.Again:
+                return n - 1
+            handle(parts, clock())
+        return n
+
+    def _handle(self, parts: list, t_recv: int) -> None:
+        self.counters.packets_received += 1
+        if len(parts) < 2:
+            self.counters.drop("no_route")
+            return
+        if self._copy:
+            route, frame, owner = parts[0], parts[1], parts[0]
+        else:
+            route, frame = parts[0].bytes, parts[1].buffer
+            owner = parts[1].get("User-Id")
+        header = None
+        try:
+            if len(parts) > 2:
+                raise ProtocolError(ErrorCode.BAD_HEADER, f"ZeroMQ message: expected one part "
+                                    f"per packet (use a DEALER socket), got {len(parts) - 1}")
+            header, payload = parse_packet(frame, max_frame=self.limits.max_frame)
+            if header.msg_type == _SYNDROME:
+                self._on_syndrome(route, owner, header, payload, t_recv)
+            else:
+                self._handlers[header.msg_type](route, owner, header, payload, frame, t_recv)
+        except ProtocolError as e:
+            self._reply_error(route, owner, e, frame, header, t_recv)
+        except Exception as e:  # a server bug: count it, say so, keep serving
+            self.counters.drop("internal_exception")
+            log.exception("internal_error", extra={"qecd": {"peer": _peer(route),
+                                                            "exception": type(e).__name__}})
+            err = ProtocolError(ErrorCode.INTERNAL, f"internal server error "
+                                f"({type(e).__name__}); other streams are unaffected")
+            self._reply_error(route, owner, err, frame, header, t_recv)
+
+    # -- replies --------------------------------------------------------------------------
+    def _send(self, route: bytes, frame: object, what: str) -> bool:
+        try:
+            self._sock.send_multipart((route, frame), zmq.NOBLOCK)
+            return True
+        except zmq.Again:  # the peer's queue is full: never block the loop
+            self.counters.drop(what)
+        except zmq.ZMQError as e:
+            if e.errno != zmq.EHOSTUNREACH:
+                raise
+            self.counters.drop(what)  # the peer is gone
+        return False
+
+    def _reply_error(self, route: bytes, owner: bytes | str, err: ProtocolError, frame: object,
+                     header: Header | None, now_ns: int) -> None:
+        name = _code_name(err.code)
+        self._bursts[(_peer(route), name)] = self._bursts.get((_peer(route), name), 0) + 1
+        if len(frame) >= 4 and frame[0] == 0x51 and frame[1] == 0x44 and frame[3] == _ERROR:
+            self.counters.drop("ERROR")  # ERROR is never answered with ERROR (no ping-pong)
+            return
+        s = None
+        next_round = 0
+        if header is not None and header.stream_id:
+            s = self._streams.get(header.stream_id)
+            if s is not None and s.owner != owner:
+                s = None
+            if s is not None and header.msg_type == _SYNDROME:
+                next_round = s.next_round
+        if not self._errors.allow(route, now_ns):
+            self.counters.drop("error_budget")
+            if s is not None:
+                s.dropped["error_budget"] = s.dropped.get("error_budget", 0) + 1
+            return
+        if self._send(route, encode_error_reply(err, frame, next_round=next_round), "replies"):
+            self.counters.error(name)
+            if s is not None:
+                s.errors_sent += 1
+
+    def _send_error(self, s: StreamSession, code: ErrorCode, reason: str) -> None:
+        """An unsolicited ERROR about stream ``s`` (not subject to the error budget)."""
+        frame = encode_error(code, reason, stream_id=s.stream_id, next_round=s.next_round)
+        if self._send(s.route, frame, "replies"):
+            self.counters.error(code.name)
+            s.errors_sent += 1
+
+    # -- handlers -------------------------------------------------------------------------
+    def _owned(self, header: Header, owner: bytes | str, route: bytes,
+               now_ns: int) -> StreamSession:
+        s = self._streams.get(header.stream_id)
+        if s is None:
+            raise ProtocolError(ErrorCode.UNKNOWN_STREAM, f"field 'stream_id': no open stream "
+                                f"{header.stream_id} (never opened, closed or timed out)")
+        s.check_owner(owner)
+        s.last_seen_ns = now_ns
+        s.route = route
+        return s
+
+    def _on_syndrome(self, route: bytes, owner: bytes | str, header: Header, payload: object,
+                     t_recv: int) -> None:
+        s = self._owned(header, owner, route, t_recv)
+        count = s.begin(header, payload)  # all or nothing: round, size, payload checks
+        if header.timestamp_ns:
+            s.note_delay(t_recv - header.timestamp_ns)
+        counters = self.counters
+        counters.rounds_received += count
+        counters.backlog_rounds += count
+        s.queued = count
+        try:
+            self._run_rounds(s, route, header, count, t_recv)
+        finally:
+            counters.backlog_rounds -= s.queued
+            s.queued = 0
+
+    def _run_rounds(self, s: StreamSession, route: bytes, header: Header, count: int,
+                    t_recv: int) -> None:
+        record, clock, sid = self.recorder.record, time.perf_counter_ns, s.stream_id
+        seq, ts = header.round + count - 1, header.timestamp_ns
+        counters = self.counters
+        for i in range(count):
+            t0 = clock()
+            try:
+                c = s.push(i)
+            except Exception as e:  # the decoder failed on this stream's data
+                self._decoder_failed(s, i, e)
+                record(sid, clock() - t_recv, clock() - t0)
+                return
+            t1 = clock()
+            s.queued -= 1
+            counters.backlog_rounds -= 1
+            if c is None:
+                record(sid, t1 - t_recv, 0)
+                continue
+            frame = s.correction_frame(c, seq=seq, timestamp_ns=ts, service_ns=0)
+            _SERVICE_NS.pack_into(frame, _SERVICE_NS_OFFSET, clock() - t_recv)
+            if self._send(route, frame, "corrections"):
+                counters.corrections_sent += 1
+                s.corrections_sent += 1
+            record(sid, clock() - t_recv, t1 - t0)
+
+    def _decoder_failed(self, s: StreamSession, i: int, e: Exception) -> None:
+        first, last = s.fail(i)
+        self._bursts[(_peer(s.route), "DECODER_ERROR")] = 1 + self._bursts.get(
+            (_peer(s.route), "DECODER_ERROR"), 0)
+        log.warning("decoder_error", extra={"qecd": {
+            "stream_id": s.stream_id, "exception": type(e).__name__, "detail": str(e)[:200],
+            "dropped_first": first, "dropped_last": last, "next_round": s.next_round}})
+        self._send_error(s, ErrorCode.DECODER_ERROR, f"decoder {s.plan.decoder_name!r} failed "
+                         f"on stream {s.stream_id}: {type(e).__name__}: {str(e)[:300]}")
+        self._send_error(s, ErrorCode.SYNDROMES_DROPPED, f"rounds {first}..{last} of stream "
+                         f"{s.stream_id} were received but will not be corrected (decoder "
+                         f"error); resend from round {s.next_round} (next shot)")
+
+    def _on_hello(self, route, owner, header, payload, frame, now_ns) -> None:
+        hello = decode_hello(header, payload)
+        if self._shutting_down:
+            raise ProtocolError(ErrorCode.SHUTTING_DOWN, "HELLO: the server is shutting down "
+                                "and opens no new streams")
+        key = plan_key(hello, self.limits)
+        waiting = sum(len(w) for w in self._waiting.values())
+        if len(self._streams) + waiting >= self.config.max_streams:
+            raise ProtocolError(ErrorCode.SERVER_BUSY, f"HELLO: expected fewer than "
+                                f"max_streams={self.config.max_streams} open streams, got "
+                                f"{len(self._streams)} open and {waiting} being built")
+        pending = _PendingHello(route, owner, bytes(frame[:HEADER_SIZE]), header.round,
+                                header.timestamp_ns, hello.want_faults)
+        plan = self.pool.get(key)
+        if plan is not None:
+            self._open(plan, pending)
+            return
+        if key not in self._builds:
+            if len(self._builds) >= self.config.max_pending_builds:
+                raise ProtocolError(ErrorCode.SERVER_BUSY, f"HELLO: expected fewer than "
+                                    f"{self.config.max_pending_builds} decoders being built, "
+                                    "got that many: retry later")
+            fut = self._executor.submit(self.pool.build, key, hello)
+            fut.add_done_callback(lambda _f: self._wake())
+            self._builds[key] = fut
+            self._waiting[key] = []
+            self.counters.builds += 1
+        self._waiting[key].append(pending)
+
+    def _collect_builds(self) -> None:
+        for key in [k for k, f in self._builds.items() if f.done()]:
+            fut = self._builds.pop(key)
+            waiting = self._waiting.pop(key, [])
+            try:
+                plan: StreamPlan | None = fut.result()
+                err = None
+            except ProtocolError as e:
+                plan, err = None, e
+            except Exception as e:  # a bug in a builder, not the client's input
+                self.counters.drop("internal_exception")
+                log.error("build_failed", exc_info=e, extra={"qecd": {"key": str(key)}})
+                plan, err = None, ProtocolError(ErrorCode.INTERNAL, f"internal server error "
+                                                f"while building the decoder "
+                                                f"({type(e).__name__})")
+            for p in waiting:
+                if err is None and self._shutting_down:
+                    e2 = ProtocolError(ErrorCode.SHUTTING_DOWN, "HELLO: the server is "
+                                       "shutting down and opens no new streams")
+                elif err is None and len(self._streams) >= self.config.max_streams:
+                    e2 = ProtocolError(ErrorCode.SERVER_BUSY, f"HELLO: expected fewer than "
+                                       f"max_streams={self.config.max_streams} open streams")
+                else:
+                    e2 = err
+                if e2 is None:
+                    self._open(plan, p)
+                else:
+                    self._reply_error(p.route, p.owner, e2, p.head, None,
+                                      time.perf_counter_ns())
+
+    def _open(self, plan: StreamPlan, p: _PendingHello) -> None:
+        sid = self._next_id
+        self._next_id += 1
+        s = StreamSession(sid, plan, owner=p.owner, route=p.route, want_faults=p.want_faults,
+                          limits=self.limits, now_ns=time.perf_counter_ns())
+        self._streams[sid] = s
+        self._by_owner.setdefault(p.owner, set()).add(sid)
+        self.counters.streams_open += 1
+        self.counters.streams_opened += 1
+        self._send(p.route, encode_accept(s.accept(), seq=p.seq, timestamp_ns=p.timestamp_ns),
+                   "replies")
+        k = plan.key
+        log.info("stream_open", extra={"qecd": {
+            "stream_id": sid, "peer": _peer(p.route), "owner": _owner_text(p.owner),
+            "source": k.source, "experiment": k.experiment, "decoder": k.backend,
+            "window": plan.window, "commit": plan.commit, "slice_sizes": len(plan.slice_sizes),
+            "streams_open": len(self._streams)}})
+
+    def _close(self, s: StreamSession, why: str, *, notify: bool) -> None:
+        """Free a stream; with ``notify``, report its uncommitted rounds and send BYE."""
+        del self._streams[s.stream_id]
+        mine = self._by_owner.get(s.owner)
+        if mine is not None:
+            mine.discard(s.stream_id)
+            if not mine:
+                del self._by_owner[s.owner]
+        self.counters.streams_open -= 1
+        self.counters.streams_closed += 1
+        unc = s.uncommitted()
+        if notify:
+            if unc is not None:
+                self._send_error(s, ErrorCode.SYNDROMES_DROPPED, f"rounds {unc[0]}..{unc[1]} "
+                                 f"of stream {s.stream_id} were received but will not be "
+                                 f"corrected: stream closed ({why})")
+            self._send(s.route, encode_bye(stream_id=s.stream_id, seq=s.next_round), "replies")
+        log.info("stream_close", extra={"qecd": {
+            "stream_id": s.stream_id, "why": why, "peer": _peer(s.route),
+            "rounds_received": s.rounds_received, "corrections_sent": s.corrections_sent,
+            "errors_sent": s.errors_sent, "uncommitted": list(unc) if unc else None,
+            "streams_open": len(self._streams)}})
+
+    def _on_bye(self, route, owner, header, payload, frame, now_ns) -> None:
+        decode_bye(header, payload)
+        s = self._owned(header, owner, route, now_ns)
+        self._close(s, "client BYE", notify=False)  # an incomplete shot is discarded (§9)
+        self._send(route, encode_bye(stream_id=s.stream_id, seq=s.next_round,
+                                     timestamp_ns=header.timestamp_ns), "replies")
+
+    def _on_heartbeat(self, route, owner, header, payload, frame, now_ns) -> None:
+        decode_heartbeat(header, payload)
+        if header.stream_id:
+            self._owned(header, owner, route, now_ns)
+        else:
+            for sid in self._by_owner.get(owner, ()):
+                s = self._streams[sid]
+                s.last_seen_ns = now_ns
+                s.route = route
+        self._send(route, frame, "replies")  # the echo is byte-identical
+
+    def _on_stats(self, route, owner, header, payload, frame, now_ns) -> None:
+        if decode_stats(header, payload) is not None:
+            raise ProtocolError(ErrorCode.BAD_PAYLOAD, "STATS request: expected an empty "
+                                f"body, got {len(payload)} bytes")
+        s = self._owned(header, owner, route, now_ns) if header.stream_id else None
+        if not self._stats.allow(route, now_ns):
+            raise ProtocolError(ErrorCode.SERVER_BUSY, f"STATS: expected at most "
+                                f"{self.config.stats_budget_per_s} requests per second")
+        if s is None:
+            body = self.stats()
+        else:
+            body = s.stats()
+            summ = self.recorder.stream_summary(s.stream_id)
+            body.update({f"service_{k}": v for k, v in summ.items()})
+        self._send(route, encode_stats(body, stream_id=header.stream_id, seq=header.round,
+                                       timestamp_ns=header.timestamp_ns), "replies")
+
+    def _on_error(self, route, owner, header, payload, frame, now_ns) -> None:
+        try:  # ERROR is never answered with ERROR (§9): count and log it
+            info = decode_error(header, payload)
+            name = f"client_{_code_name(info.code)}"
+        except ProtocolError:
+            name = "client_bad_error"
+        self.counters.drop("ERROR")
+        self._bursts[(_peer(route), name)] = self._bursts.get((_peer(route), name), 0) + 1
+
+    def _on_unexpected(self, route, owner, header, payload, frame, now_ns) -> None:
+        raise ProtocolError(ErrorCode.UNEXPECTED_TYPE, f"field 'msg_type': "
+                            f"{MsgType(header.msg_type).name} is only sent by the server")
+
+    # -- stats, housekeeping, shutdown ----------------------------------------------------
+    def stats(self) -> dict[str, object]:
+        """The whole-server STATS map (see docs/protocol.md §6.6)."""
+        c = self.counters
+        summ = self.recorder.summary()
+        try:
+            cpus = ",".join(str(x) for x in sorted(os.sched_getaffinity(0)))
+        except (AttributeError, OSError):
+            cpus = ""
+        return {
+            "server": self.limits.server, "streams_open": len(self._streams),
+            "uptime_ns": time.perf_counter_ns() - self._t0,
+            "packets_received": c.packets_received, "rounds_received": c.rounds_received,
+            "corrections_sent": c.corrections_sent, "backlog_rounds": c.backlog_rounds,
+            "input_lag_ns": c.input_lag_ns,
+            "errors_sent": sum(c.errors_sent.values()), "errors_by_code": dict(c.errors_sent),
+            "dropped": dict(c.dropped), "streams_opened": c.streams_opened,
+            "streams_timed_out": c.streams_timed_out, "builds": c.builds,
+            "service_count": summ["count"],
+            **{f"service_{k}": v for k, v in summ.items() if k != "count"},
+            "cpu_affinity": cpus,
+        }
+
+    def _housekeeping(self, now_ns: int) -> None:
+        self.recorder.fold()
+        self.counters.input_lag_ns = max((s.lag_ns for s in self._streams.values()), default=0)
+        timeout_ns = self.limits.timeout_ms * 1_000_000
+        for s in [s for s in self._streams.values() if now_ns - s.last_seen_ns > timeout_ns]:
+            self.counters.streams_timed_out += 1
+            self._close(s, f"owner silent for more than {self.limits.timeout_ms} ms",
+                        notify=True)
+        if self._bursts and now_ns // _SEC != self._burst_sec:
+            self._burst_sec = now_ns // _SEC
+            items = sorted(self._bursts.items(), key=lambda kv: -kv[1])
+            for (peer, code), n in items[:20]:
+                log.warning("errors", extra={"qecd": {"peer": peer, "code": code, "count": n}})
+            if len(items) > 20:
+                log.warning("errors", extra={"qecd": {"peer": "others", "count":
+                                                      sum(n for _, n in items[20:])}})
+            self._bursts.clear()
+            self._errors.prune(now_ns)
+            self._stats.prune(now_ns)
+
+    def _shutdown(self) -> None:
+        self._shutting_down = True
+        log.info("shutdown_begin", extra={"qecd": {"streams_open": len(self._streams)}})
+        deadline = time.perf_counter_ns() + int(self.config.drain_s * _SEC)
+        while time.perf_counter_ns() < deadline and self._read_batch():
+            pass
+        for key in list(self._builds):  # HELLOs still waiting for a plan
+            self._builds.pop(key).cancel()
+            for p in self._waiting.pop(key, []):
+                self._reply_error(p.route, p.owner, ProtocolError(
+                    ErrorCode.SHUTTING_DOWN, "HELLO: the server is shutting down"),
+                    p.head, None, 0)
+        for s in list(self._streams.values()):
+            self._close(s, "server shutdown", notify=True)
+        self.recorder.fold()
+        self._sock.close(self.config.shutdown_linger_ms)
+        log.info("shutdown_end", extra={"qecd": self.stats()})
+
+
+def _code_name(code: int) -> str:
+    try:
+        return ErrorCode(code).name
+    except ValueError:
+        return str(code)
+
+
+def _owner_text(owner: bytes | str) -> str:
+    return owner.hex() if isinstance(owner, bytes) else str(owner)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``ts``, ``level``, ``logger``, ``event`` and the event's
+    fields (passed as ``extra={"qecd": {...}}``).
+
+    Examples
+    --------
+    >>> rec = logging.LogRecord("qecd.server", logging.INFO, "", 0, "stream_open", None, None)
+    >>> rec.qecd = {"stream_id": 1}
+    >>> json.loads(JsonFormatter().format(rec))["stream_id"]
+    1
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = {"ts": round(record.created, 6), "level": record.levelname,
+               "logger": record.name, "event": record.getMessage()}
+        out.update(getattr(record, "qecd", None) or {})
+        if record.exc_info:
+            out["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str)
+
+
+def configure_json_logging(stream=None, level: int = logging.INFO) -> logging.Handler:
+    """Send ``qecd.*`` logs to ``stream`` (default stderr) as JSON lines."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger("qecd")
+    root.addHandler(handler)
+    root.setLevel(level)
+    root.propagate = False
+    return handler
+
+
+def run_server(config: ServerConfig, *, metrics_port: int | None = None,
+               record_path: str | None = None, cpu: int | None = None) -> int:
+    """``qecd serve``: serve until SIGINT/SIGTERM, shut down gracefully, return 0.
+
+    Installs the signal handlers, JSON logging on stderr, the Prometheus endpoint
+    (``metrics_port``), pins the process to ``cpu`` if given, freezes the GC generation of
+    start-up objects, and writes the per-round arrays to ``record_path`` (``.npz``) at exit.
+    """
+    configure_json_logging()
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+    server = Server(config)
+    httpd = None
+    try:
+        if metrics_port is not None:
+            httpd = start_metrics_http(metrics_port, server.counters, server.recorder)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: server.request_shutdown())
+        gc.collect()
+        gc.freeze()
+        log.info("server_start", extra={"qecd": {
+            "endpoints": server.endpoints, "metrics_port": metrics_port, "pid": os.getpid(),
+            "curve": config.curve is not None, "timeout_ms": config.limits.timeout_ms,
+            "max_streams": config.max_streams, "cpu": cpu}})
+        server.serve()
+    finally:
+        server.close()
+        if httpd is not None:
+            httpd.shutdown()
+        if record_path:
+            server.recorder.save_npz(record_path)
+            log.info("record_written", extra={"qecd": {"path": record_path,
+                                                       "rounds": server.recorder.count}})
+    return 0

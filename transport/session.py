@@ -1,0 +1,493 @@
+"""Stream sessions: a HELLO validated into a decoder, rounds in, corrections out (no sockets).
+
+A :class:`DecoderPool` turns a HELLO into a :class:`StreamPlan`: the experiment (a spec
+string, or a client's DEM text with detector coordinates), its round layout and a built
+:class:`~qecd.decoder.window.StreamDecoder`. Plans are keyed by :class:`PlanKey` (experiment,
+backend, window, commit) and built once; every stream gets a cheap
+:meth:`~qecd.decoder.window.StreamDecoder.fork` of its plan. Building can take seconds (the
+server does it on a worker thread); looking a key up and forking take microseconds.
+
+A :class:`StreamSession` is one open stream: its owner, its round bookkeeping (the next
+expected round, the first round not yet covered by a correction), and the round-by-round
+path ``begin`` (validate and unpack one SYNDROME packet, all or nothing) then ``push`` for
+each of its rounds (feed the decoder; a :class:`~qecd.transport.protocol.Correction` with
+absolute round numbers when a window commits). Rounds are a per-stream u64 counter across
+shots: round ``r`` is slice ``r % R`` of shot ``r // R``.
+
+Every rejection raises :class:`~qecd.errors.ProtocolError` with the code the server sends
+back, and leaves the session unchanged.
+
+Example
+-------
+>>> import numpy as np
+>>> from qecd.transport.protocol import Hello, SyndromeLayout, encode_syndrome, parse_packet
+>>> pool = DecoderPool()
+>>> plan = pool.get_or_build(Hello(spec="repetition:d=3,r=2,p=0.01"))
+>>> s = StreamSession(1, plan, owner=b"peer", route=b"peer")
+>>> s.accept().slice_sizes
+(2, 2, 2)
+>>> lay = SyndromeLayout(s.accept().slice_sizes)
+>>> for r in range(3):  # one shot: three rounds; the last one triggers the decode
+...     frame = encode_syndrome(np.zeros(2, np.uint8), lay, stream_id=1, first_round=r)
+...     n = s.begin(*parse_packet(frame))
+...     c = s.push(0)
+>>> c.first_round, c.last_round, c.shot_end, s.next_round, s.committed
+(0, 2, True, 3, 3)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import stim
+
+from qecd import __version__
+from qecd.codes import RoundLayout, build_experiment, parse_spec
+from qecd.decoder.names import parse_decoder_name
+from qecd.decoder.window import StreamDecoder
+from qecd.errors import DecoderError, ProtocolError, QecdError
+from qecd.transport.protocol import (
+    DEFAULT_MAX_FRAME,
+    MAX_ROUNDS_PER_SHOT,
+    Accept,
+    Correction,
+    ErrorCode,
+    Header,
+    Hello,
+    SyndromeLayout,
+    check_round,
+    correction_frame_len,
+    pack_correction_into,
+)
+
+__all__ = ["SessionLimits", "PlanKey", "StreamPlan", "DecoderPool", "StreamSession",
+           "plan_key", "build_plan"]
+
+#: exceptions a library may raise on a client's spec, DEM or settings: answered BAD_HELLO
+_BAD_INPUT = (QecdError, ValueError, IndexError, KeyError, TypeError, OverflowError)
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    """What the server allows a stream (announced in ACCEPT).
+
+    Attributes
+    ----------
+    max_detectors : int
+        Largest detectors per shot a HELLO's experiment may have (BAD_HELLO above).
+    max_backlog : int
+        Rounds a stream may have read but not processed; a packet taking it above is
+        refused with SERVER_BUSY (so is any packet carrying more rounds than this).
+    heartbeat_ms, timeout_ms : int
+        Client heartbeat period; silence after which a stream is freed.
+    max_frame : int
+        Largest packet accepted (OVERSIZE above).
+    """
+
+    max_detectors: int = 1 << 18
+    max_backlog: int = 1024
+    heartbeat_ms: int = 1000
+    timeout_ms: int = 10_000
+    max_frame: int = DEFAULT_MAX_FRAME
+    server: str = f"qecd {__version__}"
+
+
+@dataclass(frozen=True)
+class PlanKey:
+    """What makes two streams share one plan.
+
+    Attributes
+    ----------
+    source : str
+        ``"spec"`` or ``"dem"``.
+    experiment : str
+        The canonical spec string, or ``sha256(dem text):time_coord``.
+    backend : str
+        Decoder backend (``"pymatching"``, ``"uf"``, ``"bp-cluster"``).
+    window, commit : int or None
+        Requested sliding window (None: whole-shot decoding); commit filled with the server
+        default (``max(1, window // 2)``) when the HELLO left it nil.
+    """
+
+    source: str
+    experiment: str
+    backend: str
+    window: int | None
+    commit: int | None
+
+
+def _bad_hello(reason: str) -> ProtocolError:
+    return ProtocolError(ErrorCode.BAD_HELLO, reason)
+
+
+def plan_key(hello: Hello, limits: SessionLimits | None = None) -> PlanKey:
+    """The pool key of a syntactically valid HELLO (fast: no experiment is built).
+
+    Checks what can be checked cheaply: the decoder name (a backend, optionally with
+    ``-w<W>c<C>`` when the HELLO's ``window`` is nil), the spec grammar, and an upper bound
+    on the detectors of specs that have ``d`` and ``r`` fields (``d * d * (r + 1)``, above
+    every such family's count) against ``limits.max_detectors``.
+
+    Raises
+    ------
+    ProtocolError
+        BAD_HELLO naming the field.
+
+    Examples
+    --------
+    >>> plan_key(Hello(spec="surface:d=3,p=0.001", decoder="pymatching-w6c3"))
+    PlanKey(source='spec', experiment='surface:d=3,r=3,p=0.001,noise=uniform,basis=z', \
+backend='pymatching', window=6, commit=3)
+    >>> plan_key(Hello(spec="surface:d=3", decoder="magic"))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    qecd.errors.ProtocolError: [17] HELLO key 'decoder': decoder name: expected ...
+    """
+    limits = limits or SessionLimits()
+    try:
+        name = parse_decoder_name(hello.decoder)
+    except DecoderError as e:
+        raise _bad_hello(f"HELLO key 'decoder': {e}") from None
+    window, commit = hello.window, hello.commit
+    if name.window is not None:
+        if window is not None:
+            raise _bad_hello(f"HELLO key 'window': expected nil when 'decoder' names a window "
+                             f"({hello.decoder!r}), got {window}")
+        window, commit = name.window, name.commit
+    if window is not None and commit is None:
+        commit = max(1, window // 2)
+    if hello.spec is not None:
+        try:
+            spec = parse_spec(hello.spec)
+        except QecdError as e:
+            raise _bad_hello(f"HELLO key 'spec': {e}") from None
+        fields = spec.as_dict()
+        d, r = fields.get("d"), fields.get("r")
+        if isinstance(d, int) and isinstance(r, int) and d * d * (r + 1) > limits.max_detectors:
+            raise _bad_hello(f"HELLO key 'spec': expected at most {limits.max_detectors} "
+                             f"detectors per shot, got a code with d={d}, r={r}")
+        return PlanKey("spec", str(spec), name.backend, window, commit)
+    digest = hashlib.sha256(hello.dem.encode("utf-8", "surrogatepass")).hexdigest()
+    return PlanKey("dem", f"{digest}:{hello.time_coord}", name.backend, window, commit)
+
+
+class StreamPlan:
+    """Everything the streams of one :class:`PlanKey` share, built once.
+
+    Attributes
+    ----------
+    key : PlanKey
+    decoder : StreamDecoder
+        The prototype; streams use :meth:`fork`.
+    slice_sizes : tuple of int
+        Detectors per round of a shot (wire order: increasing DEM detector id).
+    num_observables : int
+    window, commit : int or None
+        Settings in force: None/None for whole-shot decoding (also when the requested
+        window covers the whole shot).
+    num_faults : int
+        Faults in the decoder's table (bounds the fault ids of one CORRECTION).
+    """
+
+    def __init__(self, key: PlanKey, decoder: StreamDecoder) -> None:
+        self.key = key
+        self.decoder = decoder
+        self.slice_sizes = tuple(int(n) for n in decoder.layout.round_sizes)
+        self.syndrome_layout = SyndromeLayout(self.slice_sizes)
+        self.num_observables = int(decoder.num_observables)
+        whole = key.window is None or decoder.window >= decoder.num_rounds
+        self.window = None if whole else decoder.window
+        self.commit = None if whole else decoder.commit
+        self.num_faults = int(decoder.faults.num_faults)
+
+    @property
+    def decoder_name(self) -> str:
+        """The backend name (the window is in ``window``/``commit``)."""
+        return self.key.backend
+
+    def fork(self) -> StreamDecoder:
+        """A fresh stream decoder sharing this plan's built windows."""
+        return self.decoder.fork()
+
+
+def build_plan(key: PlanKey, hello: Hello, limits: SessionLimits | None = None) -> StreamPlan:
+    """Build the experiment and decoder a HELLO asks for (slow: seconds for large codes).
+
+    Raises
+    ------
+    ProtocolError
+        BAD_HELLO when the spec or DEM cannot be used (DEM syntax, missing coordinates, too
+        many detectors, no detectors, a DEM the backend refuses).
+
+    Examples
+    --------
+    >>> h = Hello(dem="error(0.1) D0 L0\\nerror(0.1) D0 D1\\nerror(0.1) D1\\n"
+    ...               "detector(0, 0) D0\\ndetector(1, 0) D1\\n")
+    >>> build_plan(plan_key(h), h).slice_sizes
+    (2,)
+    >>> h = Hello(dem="error(0.1) D0\\n")
+    >>> build_plan(plan_key(h), h)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    qecd.errors.ProtocolError: [17] HELLO key 'dem': 1 of 1 detectors have no coordinates ...
+    """
+    limits = limits or SessionLimits()
+    what = "spec" if key.source == "spec" else "dem"
+    try:
+        if key.source == "spec":
+            exp = build_experiment(key.experiment)
+            dem, layout = exp.dem, exp.layout
+        else:
+            dem = stim.DetectorErrorModel(hello.dem)
+            if dem.num_detectors > limits.max_detectors:
+                raise _bad_hello(f"HELLO key 'dem': expected at most {limits.max_detectors} "
+                                 f"detectors, got {dem.num_detectors}")
+            layout = RoundLayout.from_dem(dem, time_coord=hello.time_coord)
+        if dem.num_detectors == 0:
+            raise _bad_hello(f"HELLO key {what!r}: expected an experiment with detectors, got "
+                             "none")
+        if dem.num_detectors > limits.max_detectors:
+            raise _bad_hello(f"HELLO key {what!r}: expected at most {limits.max_detectors} "
+                             f"detectors, got {dem.num_detectors}")
+        if layout.num_rounds > MAX_ROUNDS_PER_SHOT:
+            raise _bad_hello(f"HELLO key {what!r}: expected at most {MAX_ROUNDS_PER_SHOT} "
+                             f"rounds per shot, got {layout.num_rounds}")
+        decoder = StreamDecoder(dem, layout, key.backend, window=key.window, commit=key.commit)
+    except ProtocolError:
+        raise
+    except _BAD_INPUT as e:
+        raise _bad_hello(f"HELLO key {what!r}: {e}") from None
+    return StreamPlan(key, decoder)
+
+
+class DecoderPool:
+    """Plans by key, built once, kept for reuse (least recently used dropped first).
+
+    Thread-safe: the server builds on a worker thread and looks up on its loop thread.
+    Open streams keep their plan alive even after the pool drops it.
+
+    Parameters
+    ----------
+    limits : SessionLimits, optional
+    max_plans : int
+        Plans kept for reuse.
+    """
+
+    def __init__(self, limits: SessionLimits | None = None, max_plans: int = 32) -> None:
+        self.limits = limits or SessionLimits()
+        self.max_plans = max_plans
+        self._plans: OrderedDict[PlanKey, StreamPlan] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._plans)
+
+    def get(self, key: PlanKey) -> StreamPlan | None:
+        """The cached plan for ``key``, or None (fast)."""
+        with self._lock:
+            plan = self._plans.get(key)
+            if plan is not None:
+                self._plans.move_to_end(key)
+            return plan
+
+    def build(self, key: PlanKey, hello: Hello) -> StreamPlan:
+        """Build the plan (slow; see :func:`build_plan`) and keep it."""
+        plan = build_plan(key, hello, self.limits)
+        with self._lock:
+            self._plans[key] = plan
+            self._plans.move_to_end(key)
+            while len(self._plans) > self.max_plans:
+                self._plans.popitem(last=False)
+        return plan
+
+    def get_or_build(self, hello: Hello) -> StreamPlan:
+        """Look up, else build (blocking): for tests and single-threaded callers."""
+        key = plan_key(hello, self.limits)
+        return self.get(key) or self.build(key, hello)
+
+
+class StreamSession:
+    """One open stream: owner, decoder fork, round bookkeeping, reply buffer.
+
+    Parameters
+    ----------
+    stream_id : int
+        Non-zero u32 the server assigned.
+    plan : StreamPlan
+    owner : bytes or str
+        Who may use the stream: the ZeroMQ routing id, or the CURVE ``User-Id``.
+    route : bytes
+        Where replies go (the routing id of the owner's latest packet).
+    want_faults : bool
+        Put fault ids in CORRECTIONs.
+    limits : SessionLimits, optional
+    now_ns : int
+        Monotonic time of the last packet from the owner (liveness).
+
+    Attributes
+    ----------
+    next_round : int
+        The round the stream expects next (absolute, across shots).
+    committed : int
+        First round not covered by a correction; rounds ``committed .. next_round-1`` were
+        received and are waiting for a window to commit.
+    queued : int
+        Rounds received for this stream and not yet processed (backlog): at most the rest of
+        the packet being handled, since the server handles each packet as it reads it.
+    lag_ns : int
+        Input lag estimate of the latest packet: its one-way delay (server receipt minus the
+        client's ``timestamp_ns``, clock offset included) minus the smallest such delay seen
+        on this stream, i.e. how much longer than the fastest packet it spent queued on the
+        way (in the client, ZeroMQ, TCP). Grows when a client outruns the server.
+    """
+
+    def __init__(self, stream_id: int, plan: StreamPlan, *, owner: bytes | str, route: bytes,
+                 want_faults: bool = False, limits: SessionLimits | None = None,
+                 now_ns: int = 0) -> None:
+        self.stream_id = stream_id
+        self.plan = plan
+        self.owner = owner
+        self.route = route
+        self.want_faults = want_faults
+        self.limits = limits or SessionLimits()
+        self.last_seen_ns = now_ns
+        self.decoder = plan.fork()
+        self.layout = plan.syndrome_layout
+        self.rounds_per_shot = self.layout.rounds_per_shot
+        self.next_round = 0
+        self.committed = 0
+        self.queued = 0
+        self.lag_ns = 0
+        self._min_delay = 1 << 63
+        self.rounds_received = 0
+        self.corrections_sent = 0
+        self.errors_sent = 0
+        self.dropped: dict[str, int] = {}
+        biggest = max(plan.slice_sizes)
+        self._bits = np.zeros(max(biggest, 1), dtype=np.uint8)
+        self._views = tuple(self._bits[:n] for n in plan.slice_sizes)  # count-1 packets
+        self._multi: list[np.ndarray] = []  # per-round views of a multi-round packet
+        self._pkt_first = 0
+        self._pkt_count = 0
+        self._out = bytearray(correction_frame_len(plan.num_observables))
+
+    # -- control ------------------------------------------------------------------------
+    def accept(self) -> Accept:
+        """The ACCEPT body for this stream."""
+        p, lim = self.plan, self.limits
+        return Accept(stream_id=self.stream_id, slice_sizes=p.slice_sizes,
+                      num_observables=p.num_observables, decoder=p.decoder_name,
+                      window=p.window, commit=p.commit, want_faults=self.want_faults,
+                      heartbeat_ms=lim.heartbeat_ms, timeout_ms=lim.timeout_ms,
+                      max_backlog=lim.max_backlog, max_frame=lim.max_frame, server=lim.server)
+
+    def check_owner(self, owner: bytes | str) -> None:
+        """Raise NOT_OWNER unless ``owner`` opened this stream."""
+        if owner != self.owner:
+            raise ProtocolError(ErrorCode.NOT_OWNER, f"field 'stream_id': stream "
+                                f"{self.stream_id} belongs to another client")
+
+    def note_delay(self, delay_ns: int) -> None:
+        """Update :attr:`lag_ns` from one packet's receipt time minus its timestamp."""
+        if delay_ns < self._min_delay:
+            self._min_delay = delay_ns
+        self.lag_ns = delay_ns - self._min_delay
+
+    def uncommitted(self) -> tuple[int, int] | None:
+        """Rounds received but not covered by a correction, as ``(first, last)``, or None."""
+        if self.next_round > self.committed:
+            return self.committed, self.next_round - 1
+        return None
+
+    def stats(self) -> dict[str, object]:
+        """Counters for a STATS reply (service-time percentiles are the server's to add)."""
+        return {"stream_id": self.stream_id, "rounds_received": self.rounds_received,
+                "rounds_committed": self.committed, "corrections_sent": self.corrections_sent,
+                "next_round": self.next_round, "backlog_rounds": self.queued,
+                "input_lag_ns": self.lag_ns,
+                "errors_sent": self.errors_sent, "dropped": dict(self.dropped)}
+
+    # -- the round path -----------------------------------------------------------------
+    def begin(self, header: Header, payload: memoryview | bytes) -> int:
+        """Validate one SYNDROME packet and take all its rounds, or none.
+
+        Checks the round (ROUND_GAP / ROUND_DUPLICATE), the size (SERVER_BUSY if it carries
+        more than ``max_backlog`` rounds) and the payload (BAD_PAYLOAD: length and padding
+        for the layout), then unpacks it and advances ``next_round`` by ``count``. Returns
+        ``count``; then call :meth:`push` for ``i = 0 .. count-1``.
+        """
+        check_round(header, self.next_round)
+        count = header.count
+        if count > self.limits.max_backlog:
+            raise ProtocolError(ErrorCode.SERVER_BUSY, f"SYNDROME field 'count': expected at "
+                                f"most max_backlog={self.limits.max_backlog} rounds per "
+                                f"packet, got {count}")
+        first = header.round
+        if count == 1:
+            self.layout.unpack_into(self._bits, first, 1, payload)
+        else:
+            n = self.layout.num_detectors_in(first, count)
+            if n > self._bits.shape[0]:
+                self._bits = np.zeros(n, dtype=np.uint8)
+                self._views = tuple(self._bits[:k] for k in self.plan.slice_sizes)
+            self.layout.unpack_into(self._bits, first, count, payload)
+            sizes, R = self.plan.slice_sizes, self.rounds_per_shot
+            views, at = [], 0
+            for r in range(first, first + count):
+                k = sizes[r % R]
+                views.append(self._bits[at:at + k])
+                at += k
+            self._multi = views
+        self._pkt_first, self._pkt_count = first, count
+        self.next_round = first + count
+        self.rounds_received += count
+        return count
+
+    def push(self, i: int) -> Correction | None:
+        """Feed round ``i`` of the packet taken by :meth:`begin` to the decoder.
+
+        Returns the Correction (absolute rounds; ``fault_ids`` as unique uint32 when the
+        stream asked for them; ``service_ns`` 0) when a window commits, else None. Decoder
+        exceptions propagate (the caller answers DECODER_ERROR and calls :meth:`fail`).
+        """
+        r = self._pkt_first + i
+        bits = self._views[r % self.rounds_per_shot] if self._pkt_count == 1 else self._multi[i]
+        c = self.decoder.push_round(bits)
+        if c is None:
+            return None
+        base = r - r % self.rounds_per_shot
+        last = base + c.last_round
+        self.committed = last + 1
+        faults = np.unique(c.faults).astype(np.uint32) if self.want_faults else None
+        return Correction(base + c.first_round, last, c.observables, faults, 0, c.final)
+
+    def fail(self, i: int) -> tuple[int, int]:
+        """Discard the shot whose round ``i`` (of the current packet) the decoder failed on.
+
+        The decoder is reset and the stream moves to the next shot boundary (rounds of the
+        packet after it are discarded too and expected again). Returns the received rounds
+        that no correction will cover, ``(first, last)``.
+        """
+        r = self._pkt_first + i
+        dropped = (self.committed, self.next_round - 1)
+        boundary = (r // self.rounds_per_shot + 1) * self.rounds_per_shot
+        self.decoder.reset()
+        self.next_round = self.committed = boundary
+        return dropped
+
+    def correction_frame(self, c: Correction, *, seq: int, timestamp_ns: int,
+                         service_ns: int) -> memoryview:
+        """Pack ``c`` into this session's reusable buffer; returns the frame (valid until
+        the next call: hand it to a copying send)."""
+        n_f = None if c.fault_ids is None else len(c.fault_ids)
+        need = correction_frame_len(len(c.observables), n_f)
+        if need > len(self._out):
+            self._out = bytearray(need)
+        n = pack_correction_into(self._out, 0, stream_id=self.stream_id, seq=seq,
+                                 first_round=c.first_round, last_round=c.last_round,
+                                 observables=c.observables, fault_ids=c.fault_ids,
+                                 service_ns=service_ns, timestamp_ns=timestamp_ns,
+                                 shot_end=c.shot_end)
+        return memoryview(self._out)[:n]
