@@ -10,8 +10,9 @@ Graph layout (node ``num_detectors`` is the boundary ``B``; it has no adjacency 
 a boundary edge is listed only at its detector):
 
 ``adj_ptr`` int32 (N+1,), ``adj`` int32 (2*nnz,)
-    CSR adjacency, interleaved: the k-th neighbour of ``v`` is ``adj[2k]`` via edge
-    ``adj[2k+1]`` for ``adj_ptr[v] <= k < adj_ptr[v+1]``.
+    CSR adjacency, interleaved: the k-th neighbour of ``v`` is ``adj[3k]``, via edge
+    ``adj[3k+1]`` of weight ``adj[3k+2]``, for ``adj_ptr[v] <= k < adj_ptr[v+1]`` (the weight
+    rides along so that a node's first look at its edges reads one contiguous row).
 ``edge_w`` int32 (E,)
     Integer edge weights (>= 1).
 ``edge_uv`` int32 (E, 2)
@@ -28,10 +29,10 @@ Per-decoder workspace (owned by the Python class; one decode at a time per works
     The other per-node fields (``F_*``), see :func:`fresh_node_workspace`.
 ``slack`` int32 (E,)
     Remaining growth of each edge (``edge_w`` when fresh, 0 once fully grown or internal).
-``touched``, ``stack`` int32 (N,); ``heap_key`` int64 (N,); ``heap_ver`` int32 (N,);
-``satq`` int32 (E,)
-    Scratch: nodes touched this shot, pre-match list / peeling stack, event heap, fully
-    grown edges.
+``touched`` int32 (N,); ``stack`` int32 (2N,); ``heap_key`` int64 (N,); ``heap_ver``
+int32 (N,); ``satq`` int32 (max(E, 2N),)
+    Scratch: nodes touched this shot; pre-match list, then peeling stack; event heap; first
+    look results, then fully grown edges.
 
 Algorithm (Delfosse & Nickerson, arXiv 1709.06218, with weighted growth as in Huang, Newman &
 Brown, arXiv 2004.04693; peeling after Delfosse & Zemor):
@@ -96,6 +97,9 @@ FL_INCL = 1  # the node belongs to a cluster this shot
 FL_TENT = 2  # the node's event is tentatively pre-matched
 FL_GROW = 4  # (at a root) the cluster is odd and does not touch the boundary: it grows
 FL_DEFECT = 8  # detection event still to be explained (peeling)
+FL_NB1 = 16  # (first look) exactly one neighbouring detection event
+FL_NB2 = 32  # (first look) two or more
+FL_ALL = 0xFF
 
 F_PARITY = 0  # number of detection events mod 2 (at a root)
 F_BND = 1  # a fully grown boundary edge of the cluster, or -1 (at a root)
@@ -107,12 +111,12 @@ F_SIZE = 6  # cluster size (at a root)
 F_VER = 7  # version of the root's heap entry
 F_DEG = 8  # number of incident peeling-forest edges
 F_XEDGE = 9  # XOR of the ids of those edges
-F_PMC = 10  # pre-matching: number of neighbouring detection events
-F_PME = 11  # pre-matching: the edge to the last one seen / the pre-matched edge
-NWS_FIELDS = 12
+F_PEND = 10  # growth of the node's edges owed from a cluster it has left by merging
+NWS_FIELDS = 12  # (padded)
 
 _FRESH_ROW = (0, -1, 0, -1, -1, -1, 1, 0, 0, 0, 0, 0)
 _INF = np.int64(1) << 40
+_INF32 = np.int64(2**31 - 1)
 
 
 def fresh_node_workspace(num_nodes: int) -> np.ndarray:
@@ -219,15 +223,16 @@ def build_kernel_args(num_detectors: int, edge_uv: np.ndarray, edge_w: np.ndarra
     counts = np.bincount(owners, minlength=n).astype(np.int32)
     adj_ptr = np.zeros(n + 1, dtype=np.int32)
     adj_ptr[1:] = np.cumsum(counts)
-    adj = np.zeros(2 * int(adj_ptr[-1]), dtype=np.int32)
+    adj = np.zeros(3 * int(adj_ptr[-1]), dtype=np.int32)
     fill = adj_ptr[:-1].copy()
     for e in range(ne):
         a, b = int(edge_uv[e, 0]), int(edge_uv[e, 1])
         for x, y in ((a, b), (b, a)):
             if x < num_detectors:
                 k = fill[x]
-                adj[2 * k] = y
-                adj[2 * k + 1] = e
+                adj[3 * k] = y
+                adj[3 * k + 1] = e
+                adj[3 * k + 2] = edge_w[e]
                 fill[x] += 1
     if prematch:
         pm_edge, pm_bnd = prematch_tables(num_detectors, edge_uv, edge_w)
@@ -247,8 +252,8 @@ def build_kernel_args(num_detectors: int, edge_uv: np.ndarray, edge_w: np.ndarra
         np.zeros(n, np.int32),  # touched
         np.zeros(n, np.int64),  # heap_key
         np.zeros(n, np.int32),  # heap_ver
-        np.zeros(max(ne, 1), np.int32),  # satq
-        np.zeros(n, np.int32),  # stack
+        np.zeros(max(ne, 2 * n), np.int32),  # satq (also first-look scratch)
+        np.zeros(2 * n, np.int32),  # stack (also the pre-match list)
     )
 
 
@@ -333,43 +338,37 @@ def _heap_pop(heap_key, heap_ver, n):
 
 
 @numba.njit(**_INLINE)
-def _add_event(flags, nws, v, touched, n_touched):
-    """Make detector ``v`` a one-node odd cluster."""
+def _add_event(flags, v, touched, n_touched):
+    """Mark detector ``v`` as a detection event (its node row is set up only if it is not
+    pre-matched, see :func:`_solve`)."""
     flags[v] = FL_INCL | FL_GROW | FL_DEFECT
-    nws[v, F_PARITY] = 1
-    nws[v, F_HEAD] = v
-    nws[v, F_TAIL] = v
     touched[n_touched] = v
     return n_touched + 1
 
 
 @numba.njit(**_INLINE)
-def _set_tentative(flags, nws, x, e):
-    """Undo :func:`_add_event` for an event pre-matched along edge ``e``."""
-    flags[x] = FL_TENT
-    nws[x, F_PARITY] = 0
-    nws[x, F_HEAD] = -1
-    nws[x, F_TAIL] = -1
-    nws[x, F_PMC] = 0
-    nws[x, F_PME] = e
-
-
-@numba.njit(**_INLINE)
 def _shrink_slack(x, t0, e_skip, adj_ptr, adj, slack):
     for k in range(adj_ptr[x], adj_ptr[x + 1]):
-        e = adj[2 * k + 1]
+        e = adj[3 * k + 1]
         if e != e_skip:
             slack[e] = max(slack[e] - t0, 1)
 
 
 @numba.njit(**_INLINE)
-def _materialize(x, bnd, adj_ptr, adj, edge_w, edge_uv, parent, flags, nws, slack, touched,
-                 n_touched):
+def _materialize(x, bnd, adj_ptr, adj, edge_w, edge_uv, pm_bnd, parent, flags, nws, slack,
+                 touched, n_touched):
     """Turn the tentative pre-match of node ``x`` into the neutral cluster union-find would
     have built: a pair joined by its edge at time ``ceil(w/2)`` (or an event joined to the
     boundary at time ``w``), its other edges grown by that time. A cluster reaches it only
-    after that time (see :func:`prematch_tables`), so this is exact. Returns n_touched."""
-    e = nws[x, F_PME]
+    after that time (see :func:`prematch_tables`), so this is exact. Returns n_touched.
+
+    The partner is ``x``'s only tentatively matched neighbour (a pre-matched event has no
+    other neighbouring event), or else the boundary."""
+    e = pm_bnd[x]
+    for k in range(adj_ptr[x], adj_ptr[x + 1]):
+        if flags[adj[3 * k]] & FL_TENT:
+            e = adj[3 * k + 1]
+            break
     a = edge_uv[e, 0]
     b = edge_uv[e, 1]
     slack[e] = 0
@@ -379,6 +378,7 @@ def _materialize(x, bnd, adj_ptr, adj, edge_w, edge_uv, parent, flags, nws, slac
     nws[a, F_XEDGE] = e
     touched[n_touched] = a
     n_touched += 1
+    nws[a, F_NEXT] = -1
     if b == bnd:
         nws[a, F_TAIL] = a
         nws[a, F_PARITY] = 1
@@ -401,9 +401,10 @@ def _materialize(x, bnd, adj_ptr, adj, edge_w, edge_uv, parent, flags, nws, slac
 
 
 @numba.njit(**_INLINE)
-def _scan(c, t, adj_ptr, adj, edge_w, edge_uv, parent, flags, nws, slack, touched, n_touched,
-          satq, nsat):
-    """Write growing root ``c``'s growth up to time ``t`` into its edges' slack.
+def _scan(c, v, prev, t, adj_ptr, adj, edge_w, edge_uv, pm_bnd, parent, flags, nws, slack,
+          touched, n_touched, satq, nsat):
+    """Write growing root ``c``'s growth up to time ``t`` into its edges' slack, for the nodes
+    of its growable list from ``v`` (preceded by ``prev``, -1 at the head) to the end.
 
     Drops nodes with nothing left to grow from the cluster's list, marks internal edges dead,
     materializes tentatively pre-matched neighbours, queues edges that are fully grown by time
@@ -411,33 +412,35 @@ def _scan(c, t, adj_ptr, adj, edge_w, edge_uv, parent, flags, nws, slack, touche
     cluster's next event, nsat, n_touched)``.
     """
     bnd = adj_ptr.shape[0] - 2
-    pend = t - nws[c, F_TLAST]
+    pend_c = t - nws[c, F_TLAST]
     nws[c, F_TLAST] = t
     best = _INF
-    prev = -1
-    v = nws[c, F_HEAD]
     while v != -1:
         nxt = nws[v, F_NEXT]
         alive = False
+        pend = pend_c + nws[v, F_PEND]
+        nws[v, F_PEND] = 0
         for k in range(adj_ptr[v], adj_ptr[v + 1]):
-            u = adj[2 * k]
-            e = adj[2 * k + 1]
+            u = adj[3 * k]
+            e = adj[3 * k + 1]
             fu = flags[u]  # the boundary's flags stay 0
             if fu & FL_TENT:
-                n_touched = _materialize(u, bnd, adj_ptr, adj, edge_w, edge_uv, parent, flags,
-                                         nws, slack, touched, n_touched)
+                n_touched = _materialize(u, bnd, adj_ptr, adj, edge_w, edge_uv, pm_bnd, parent,
+                                         flags, nws, slack, touched, n_touched)
                 fu = flags[u]
             s = slack[e]
             if s <= 0:
                 continue
             s -= pend
+            s2 = s
             if fu & FL_INCL:
                 ru = _find(parent, u)
                 if ru == c:
                     slack[e] = 0  # internal edge: never needed
                     continue
+                s2 = s - nws[u, F_PEND]  # what the other end owes is grown too
                 if flags[ru] & FL_GROW:
-                    s2 = s - (t - nws[ru, F_TLAST])
+                    s2 -= t - nws[ru, F_TLAST]
                     if s2 <= 0:
                         slack[e] = 0
                         satq[nsat] = e
@@ -449,15 +452,15 @@ def _scan(c, t, adj_ptr, adj, edge_w, edge_uv, parent, flags, nws, slack, touche
                     if s2 < best:
                         best = s2
                     continue
-            if s <= 0:
+            if s2 <= 0:
                 slack[e] = 0
                 satq[nsat] = e
                 nsat += 1
                 continue
             slack[e] = s
             alive = True
-            if s < best:
-                best = s
+            if s2 < best:
+                best = s2
         if alive:
             prev = v
         else:
@@ -472,28 +475,18 @@ def _scan(c, t, adj_ptr, adj, edge_w, edge_uv, parent, flags, nws, slack, touche
 
 
 @numba.njit(**_INLINE)
-def _write_growth(c, t, adj_ptr, adj, nws, slack, satq, nsat):
-    """Write growing root ``c``'s growth up to ``t`` (no neighbour look-ups); queue edges it
-    fully grows by itself. Returns nsat."""
+def _owe_growth(c, t, nws):
+    """Growing root ``c`` is about to merge at time ``t``: the growth its edges got since its
+    last scan is recorded per node (``F_PEND``, a handful of nodes) instead of being written
+    into every edge (many); whoever next reads such an edge's slack subtracts it."""
     pend = t - nws[c, F_TLAST]
     nws[c, F_TLAST] = t
     if pend == 0:
-        return nsat
+        return
     v = nws[c, F_HEAD]
     while v != -1:
-        for k in range(adj_ptr[v], adj_ptr[v + 1]):
-            e = adj[2 * k + 1]
-            s = slack[e]
-            if s <= 0:
-                continue
-            s -= pend
-            if s <= 0:
-                s = 0
-                satq[nsat] = e
-                nsat += 1
-            slack[e] = s
+        nws[v, F_PEND] += pend
         v = nws[v, F_NEXT]
-    return nsat
 
 
 @numba.njit(**_INLINE)
@@ -509,9 +502,11 @@ def _join(x, flags, nws, touched, n_touched):
 
 
 @numba.njit(**_INLINE)
-def _merge_queue(t, nsat, adj_ptr, adj, edge_uv, parent, flags, nws, slack, touched,
+def _merge_queue(c, t, nsat, adj_ptr, adj, edge_uv, parent, flags, nws, slack, touched,
                  n_touched, satq):
-    """Merge clusters along the queued fully grown edges; returns n_touched."""
+    """Merge clusters along the queued fully grown edges. The growable list of ``c``'s cluster
+    stays in front, so what it gained follows its old tail. Returns ``(n_touched, root of
+    c's cluster)``."""
     bnd = adj_ptr.shape[0] - 2
     j = 0
     while j < nsat:
@@ -523,22 +518,31 @@ def _merge_queue(t, nsat, adj_ptr, adj, edge_uv, parent, flags, nws, slack, touc
         if b == bnd:
             if nws[ra, F_BND] < 0:
                 nws[ra, F_BND] = e
-                flags[ra] &= ~FL_GROW
+                flags[ra] &= FL_ALL ^ FL_GROW
                 nws[a, F_DEG] += 1
                 nws[a, F_XEDGE] ^= e
             continue
         rb = _find(parent, b)
         if ra == rb:
             continue
-        # growth of both sides is written down to time t before they become one cluster
+        # growth of both sides up to time t is settled before they become one cluster
         if flags[ra] & FL_GROW:
-            nsat = _write_growth(ra, t, adj_ptr, adj, nws, slack, satq, nsat)
+            _owe_growth(ra, t, nws)
         if flags[rb] & FL_GROW:
-            nsat = _write_growth(rb, t, adj_ptr, adj, nws, slack, satq, nsat)
+            _owe_growth(rb, t, nws)
         n_touched = _join(a, flags, nws, touched, n_touched)
         n_touched = _join(b, flags, nws, touched, n_touched)
+        first, second = ra, rb
+        if rb == c:
+            first, second = rb, ra
+        hf = nws[first, F_HEAD]
+        tf = nws[first, F_TAIL]
+        hs = nws[second, F_HEAD]
+        ts = nws[second, F_TAIL]
         if nws[ra, F_SIZE] < nws[rb, F_SIZE]:
             ra, rb = rb, ra
+        if first == c:
+            c = ra
         parent[rb] = ra
         nws[ra, F_SIZE] += nws[rb, F_SIZE]
         nws[ra, F_PARITY] ^= nws[rb, F_PARITY]
@@ -554,64 +558,84 @@ def _merge_queue(t, nsat, adj_ptr, adj, edge_uv, parent, flags, nws, slack, touc
         if nws[ra, F_PARITY] == 1 and nws[ra, F_BND] < 0:
             flags[ra] |= FL_GROW
         else:
-            flags[ra] &= ~FL_GROW
-        hb = nws[rb, F_HEAD]
-        if hb != -1:
-            if nws[ra, F_HEAD] == -1:
-                nws[ra, F_HEAD] = hb
-            else:
-                nws[nws[ra, F_TAIL], F_NEXT] = hb
-            nws[ra, F_TAIL] = nws[rb, F_TAIL]
+            flags[ra] &= FL_ALL ^ FL_GROW
+        if hf == -1:
+            hf, tf = hs, ts
+        elif hs != -1:
+            nws[tf, F_NEXT] = hs
+            tf = ts
+        nws[ra, F_HEAD] = hf
+        nws[ra, F_TAIL] = tf
         nws[a, F_DEG] += 1
         nws[a, F_XEDGE] ^= e
         nws[b, F_DEG] += 1
         nws[b, F_XEDGE] ^= e
-    return n_touched
+    return n_touched, c
 
 
 @numba.njit(**_INLINE)
-def _prematch(n_touched, adj_ptr, adj, edge_uv, pm_edge, pm_bnd, flags, nws, touched, stack):
-    """Tentatively pre-match isolated pairs / isolated boundary events (step 0 of the module
-    docs). Returns ``(events left for union-find, pre-matches listed in stack)``."""
-    bnd = adj_ptr.shape[0] - 2
+def _first_look(n_touched, adj_ptr, adj, flags, touched, scratch):
+    """One pass over the events' edges (each a contiguous row) that touches no node row:
+    whether an event has one or more neighbouring events (``FL_NB1``/``FL_NB2``), the edge
+    to the last one (``scratch[2i]``, for pre-matching), and the time of its first growth
+    event (``scratch[2i+1]``), ``min(w)`` over its edges with an edge to another event
+    counting ``ceil(w / 2)`` (both ends grow). Nothing has grown yet: no slack is read."""
     for i in range(n_touched):
         v = touched[i]
         cnt = 0
         pe = -1
+        best = _INF32
         for k in range(adj_ptr[v], adj_ptr[v + 1]):
-            if flags[adj[2 * k]] & FL_INCL:
+            w = np.int64(adj[3 * k + 2])
+            if flags[adj[3 * k]] & FL_INCL:
                 cnt += 1
-                pe = adj[2 * k + 1]
-        nws[v, F_PMC] = cnt
-        nws[v, F_PME] = pe
+                pe = adj[3 * k + 1]
+                w = (w + 1) >> 1
+            best = min(best, w)
+        if cnt == 1:
+            flags[v] |= FL_NB1
+        elif cnt > 1:
+            flags[v] |= FL_NB2
+        scratch[2 * i] = pe
+        scratch[2 * i + 1] = best
+
+
+@numba.njit(**_INLINE)
+def _prematch(n_touched, adj_ptr, edge_uv, pm_edge, pm_bnd, flags, touched, scratch, stack):
+    """Tentatively pre-match isolated pairs / isolated boundary events (step 0 of the module
+    docs), after :func:`_first_look`. Kept events are compacted to the front of ``touched``
+    (their ``scratch`` entries with them); ``(event, edge)`` of each pre-match goes to
+    ``stack``. Returns ``(events kept, pre-matches)``. A kept event's neighbouring events
+    are all kept (a pre-matched one has no neighbouring event but its partner), so its first
+    event time stays exact."""
+    bnd = adj_ptr.shape[0] - 2
     n_keep = 0
     n_pm = 0
     for i in range(n_touched):
         v = touched[i]
-        if flags[v] & FL_INCL == 0:
+        fv = flags[v]
+        if fv & FL_INCL == 0:
             continue  # pre-matched as the partner of an earlier event
-        cnt = nws[v, F_PMC]
         e = -1
         u = bnd
-        if cnt == 0:
+        if fv & (FL_NB1 | FL_NB2) == 0:
             e = pm_bnd[v]
-        elif cnt == 1:
-            e = nws[v, F_PME]
+        elif fv & FL_NB1:
+            e = scratch[2 * i]
             u = edge_uv[e, 0] ^ edge_uv[e, 1] ^ v
-            if pm_edge[e] == 0 or nws[u, F_PMC] != 1:
+            if pm_edge[e] == 0 or flags[u] & FL_NB1 == 0:
                 e = -1
         if e < 0:
             touched[n_keep] = v
+            scratch[2 * n_keep + 1] = scratch[2 * i + 1]
             n_keep += 1
             continue
-        stack[n_pm] = v
+        stack[2 * n_pm] = v
+        stack[2 * n_pm + 1] = e
         n_pm += 1
-        _set_tentative(flags, nws, v, e)
+        flags[v] = FL_TENT
         if u != bnd:
-            _set_tentative(flags, nws, u, e)
-    for i in range(n_keep):
-        nws[touched[i], F_PMC] = 0
-        nws[touched[i], F_PME] = 0
+            flags[u] = FL_TENT
     return n_keep, n_pm
 
 
@@ -623,15 +647,18 @@ def _solve(n_touched, adj_ptr, adj, edge_w, edge_uv, pm_edge, pm_bnd, parent, fl
     bnd = adj_ptr.shape[0] - 2
     nf = 0
     n_pm = 0
+    _first_look(n_touched, adj_ptr, adj, flags, touched, satq)
     if pm_bnd.shape[0] != 0:
-        n_touched, n_pm = _prematch(n_touched, adj_ptr, adj, edge_uv, pm_edge, pm_bnd, flags,
-                                    nws, touched, stack)
+        n_touched, n_pm = _prematch(n_touched, adj_ptr, edge_uv, pm_edge, pm_bnd, flags,
+                                    touched, satq, stack)
     nh = 0
     for i in range(n_touched):
         c = touched[i]
-        best, _, n_touched = _scan(c, 0, adj_ptr, adj, edge_w, edge_uv, parent, flags, nws,
-                                   slack, touched, n_touched, satq, 0)
-        if best < _INF:
+        nws[c, F_PARITY] = 1
+        nws[c, F_HEAD] = c
+        nws[c, F_TAIL] = c
+        best = np.int64(satq[2 * i + 1])
+        if best < _INF32:
             nh = _heap_push(heap_key, heap_ver, nh, (best << 32) | c, 0)
 
     # -- grow: pop the cluster whose next event is due ----------------------------------------
@@ -643,17 +670,23 @@ def _solve(n_touched, adj_ptr, adj, edge_w, edge_uv, pm_edge, pm_bnd, parent, fl
         if parent[c] != c or nws[c, F_VER] != ver or flags[c] & FL_GROW == 0:
             continue  # stale: merged, re-queued or neutral since
         t = key >> 32
-        while True:
-            best, nsat, n_touched = _scan(c, t, adj_ptr, adj, edge_w, edge_uv, parent, flags,
-                                          nws, slack, touched, n_touched, satq, 0)
-            if nsat == 0:
-                break
-            n_touched = _merge_queue(t, nsat, adj_ptr, adj, edge_uv, parent, flags, nws,
-                                     slack, touched, n_touched, satq)
-            c = _find(parent, c)
+        best, nsat, n_touched = _scan(c, nws[c, F_HEAD], -1, t, adj_ptr, adj, edge_w, edge_uv,
+                                      pm_bnd, parent, flags, nws, slack, touched, n_touched,
+                                      satq, 0)
+        while nsat > 0:
+            tail = nws[c, F_TAIL]
+            n_touched, c = _merge_queue(c, t, nsat, adj_ptr, adj, edge_uv, parent, flags, nws,
+                                        slack, touched, n_touched, satq)
             if flags[c] & FL_GROW == 0:
                 best = _INF
                 break
+            # only what the cluster gained needs a look: its old part was just scanned (an
+            # edge of it that became internal gives an early prediction, which is harmless)
+            start = nws[c, F_HEAD] if tail == -1 else nws[tail, F_NEXT]
+            best2, nsat, n_touched = _scan(c, start, tail, t, adj_ptr, adj, edge_w, edge_uv,
+                                           pm_bnd, parent, flags, nws, slack, touched,
+                                           n_touched, satq, 0)
+            best = min(best, best2)
         if best < _INF:
             ver = nws[c, F_VER] + 1
             nws[c, F_VER] = ver
@@ -661,19 +694,14 @@ def _solve(n_touched, adj_ptr, adj, edge_w, edge_uv, pm_edge, pm_bnd, parent, fl
 
     # -- pre-matches no cluster ran into are final ----------------------------------------------
     for i in range(n_pm):
-        v = stack[i]
+        v = stack[2 * i]
         if flags[v] & FL_TENT == 0:
             continue  # materialized: peeled with its cluster
-        e = nws[v, F_PME]
+        e = stack[2 * i + 1]
         out_faults[nf] = e
         nf += 1
-        a = edge_uv[e, 0]
-        b = edge_uv[e, 1]
-        flags[a] = 0
-        nws[a, F_PME] = 0
-        if b != bnd:
-            flags[b] = 0
-            nws[b, F_PME] = 0
+        flags[edge_uv[e, 0]] = 0
+        flags[edge_uv[e, 1]] = 0  # the boundary's flags stay 0 anyway
 
     # -- peel the forest from its leaves ------------------------------------------------------
     top = 0
@@ -693,7 +721,7 @@ def _solve(n_touched, adj_ptr, adj, edge_w, edge_uv, pm_edge, pm_bnd, parent, fl
         if flags[v] & FL_DEFECT:
             out_faults[nf] = e
             nf += 1
-            flags[v] &= ~FL_DEFECT
+            flags[v] &= FL_ALL ^ FL_DEFECT
             if u != bnd:
                 flags[u] ^= FL_DEFECT
         if u != bnd:
@@ -709,8 +737,7 @@ def _solve(n_touched, adj_ptr, adj, edge_w, edge_uv, pm_edge, pm_bnd, parent, fl
         if flags[v] & FL_DEFECT:
             nf = UF_NO_BOUNDARY
         for k in range(adj_ptr[v], adj_ptr[v + 1]):
-            e = adj[2 * k + 1]
-            slack[e] = edge_w[e]
+            slack[adj[3 * k + 1]] = adj[3 * k + 2]
         parent[v] = v
         flags[v] = 0
         for f in range(NWS_FIELDS):
@@ -755,7 +782,7 @@ heap_key, heap_ver, satq, stack
     n_touched = 0
     for v in range(syndrome.shape[0]):
         if syndrome[v] != 0:
-            n_touched = _add_event(flags, nws, v, touched, n_touched)
+            n_touched = _add_event(flags, v, touched, n_touched)
     if n_touched == 0:
         return 0
     return _solve(n_touched, adj_ptr, adj, edge_w, edge_uv, pm_edge, pm_bnd, parent, flags,
@@ -792,7 +819,7 @@ def uf_decode_batch(dets, adj_ptr, adj, edge_w, edge_uv, pm_edge, pm_bnd, parent
                 continue  # eight quiet detectors at once: most of a low-p shot
             for v in range(c0, min(c0 + 8, ndet)):
                 if dets[s, v] != 0:
-                    n_touched = _add_event(flags, nws, v, touched, n_touched)
+                    n_touched = _add_event(flags, v, touched, n_touched)
         if n_touched == 0:
             continue
         nf = _solve(n_touched, adj_ptr, adj, edge_w, edge_uv, pm_edge, pm_bnd, parent, flags,
@@ -851,7 +878,7 @@ def uf_decode_batch_packed(packed, num_detectors, adj_ptr, adj, edge_w, edge_uv,
                     v = byte * 8 + bit
                     x ^= low
                     if v < num_detectors:
-                        n_touched = _add_event(flags, nws, v, touched, n_touched)
+                        n_touched = _add_event(flags, v, touched, n_touched)
         if n_touched == 0:
             continue
         nf = _solve(n_touched, adj_ptr, adj, edge_w, edge_uv, pm_edge, pm_bnd, parent, flags,
