@@ -35,6 +35,7 @@ Example
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import deque
 from collections.abc import Callable
@@ -67,6 +68,7 @@ from qecd.transport.protocol import (
 __all__ = ["Client", "Stream", "Reply", "ServerError", "ServerTimeout", "AuthenticationFailed",
            "decode_reply"]
 
+_MONITOR_IDS = itertools.count()
 HELLO_TIMEOUT_S = 60.0  #: docs/protocol.md §6.1: building a decoder can take seconds
 
 
@@ -226,9 +228,14 @@ class Client:
             sock.setsockopt(zmq.SNDTIMEO, int(timeout_s * 1000))
             if curve is not None:
                 configure_client_socket(sock, curve)
-                self._monitor = sock.get_monitor_socket(
-                    zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-                    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+                # a unique address: pyzmq's default names it after the socket's fd, which a
+                # later socket may reuse while the old monitor endpoint still lingers
+                addr = f"inproc://qecd-client-monitor-{next(_MONITOR_IDS)}"
+                sock.monitor(addr, zmq.EVENT_HANDSHAKE_FAILED_AUTH
+                             | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                             | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+                self._monitor = ctx.socket(zmq.PAIR)
+                self._monitor.connect(addr)
             sock.connect(endpoint)
         except BaseException:
             sock.close(0)
@@ -238,6 +245,7 @@ class Client:
         self._seq = 0
         self.streams: dict[int, Stream] = {}
         self._closed = False
+        self._refused: AuthenticationFailed | None = None
 
     def __enter__(self) -> Client:
         return self
@@ -263,15 +271,29 @@ class Client:
     # -- raw I/O --------------------------------------------------------------------------
     def send_frame(self, frame: bytes | memoryview | bytearray) -> None:
         """Send one raw packet (blocks at most ``timeout_s`` while the queue is full)."""
+        if self._refused is not None:
+            raise self._refused
+        if self._monitor is not None and not self.socket.poll(0, zmq.POLLOUT):
+            # no peer yet (CURVE handshake pending or refused): wait, watching the handshake
+            deadline = time.perf_counter() + self.timeout_s
+            while not self.socket.poll(50, zmq.POLLOUT):
+                self._check_auth()
+                if time.perf_counter() > deadline:
+                    break
         try:
             self.socket.send(frame, copy=True)
         except zmq.Again:
+            self._check_auth()  # a refused CURVE handshake leaves no peer to send to
             raise ServerTimeout(f"send: no room in the queue to {self.endpoint} for "
                                 f"{self.timeout_s} s (the server is not reading)") from None
 
     def _check_auth(self) -> None:
+        """Raise AuthenticationFailed if the CURVE handshake was refused (sticky: ZeroMQ does
+        not retry a connection the server refused)."""
         if self._monitor is None:
             return
+        if self._refused is not None:
+            raise self._refused
         from zmq.utils.monitor import recv_monitor_message
 
         while self._monitor.poll(0):
@@ -279,13 +301,18 @@ class Client:
             if ev["event"] in (zmq.EVENT_HANDSHAKE_FAILED_AUTH,
                                zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL,
                                zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL):
-                raise AuthenticationFailed(f"CURVE handshake with {self.endpoint} failed "
-                                           f"(event {ev['event']}, status {ev['value']}): "
-                                           "the server refused this client's key")
+                self._refused = AuthenticationFailed(
+                    f"CURVE handshake with {self.endpoint} failed (event {ev['event']}, "
+                    f"status {ev['value']}): the server refused this client's key")
+                raise self._refused
 
     def _recv_one(self, deadline: float) -> Reply | None:
         """Receive one packet before ``deadline`` (perf_counter seconds), or None."""
         remaining = deadline - time.perf_counter()
+        if self._monitor is not None:  # look at the CURVE handshake every 100 ms
+            while remaining > 0.1 and not self.socket.poll(100):
+                self._check_auth()
+                remaining = deadline - time.perf_counter()
         if remaining <= 0 or not self.socket.poll(max(0, int(remaining * 1000) + 1)):
             return None
         frame = self.socket.recv(copy=True)

@@ -1,0 +1,86 @@
+"""The emulator: ``qecd serve`` in one process, ``qecd emulate`` in another, and the report.
+
+Every correction arrives exactly once, the wire decode equals the offline decode of the same
+shots, the JSON report follows schema ``qecd.emulate/1``, and ``qecd emulate`` exits non-zero
+when something is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from test_server import _serve_subprocess, running_server
+
+from qecd.codes import build_experiment
+from qecd.transport.emulator import SCHEMA, EmulateConfig, run_emulation
+
+pytestmark = pytest.mark.timeout(180)
+
+SUMMARY_KEYS = {"count", "p50_us", "p99_us", "p99.9_us", "max_us"}
+
+
+def _emulate(*args, timeout=120):
+    return subprocess.run([sys.executable, "-m", "qecd", "emulate", *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def _check_schema(r):
+    for key in ("schema", "spec", "dem", "decoder", "window", "commit", "shots", "streams",
+                "rounds_sent", "corrections_expected", "corrections_received", "lost",
+                "duplicated", "ler_wire", "ler_offline", "mismatches", "service_time",
+                "reaction_time", "bare_round_trip", "machine", "seeds", "ok", "failures"):
+        assert key in r, key
+    assert r["schema"] == SCHEMA
+    for key in ("service_time", "reaction_time", "bare_round_trip"):
+        assert SUMMARY_KEYS <= set(r[key]), key
+    for key in ("ler_wire", "ler_offline"):
+        assert set(r[key]) >= {"failures", "shots", "rate", "ci95"}
+
+
+def test_serve_and_emulate_in_two_processes(tmp_path):
+    proc, ep = _serve_subprocess(tmp_path)
+    try:
+        out = _emulate("--connect", ep, "--spec", "surface:d=3,r=6,p=0.01", "--shots", "300",
+                       "--streams", "2", "--window", "4", "--commit", "2",
+                       "--rtt-samples", "100", "--json", str(tmp_path / "r.json"))
+        whole = _emulate("--connect", ep, "--spec", "surface:d=3,p=0.01", "--shots", "200",
+                         "--rtt-samples", "50")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        proc.stderr.close()
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert whole.returncode == 0, whole.stdout + whole.stderr
+    assert "OK" in out.stdout.splitlines()[0]
+    r = json.loads((tmp_path / "r.json").read_text())
+    _check_schema(r)
+    assert (r["lost"], r["duplicated"], r["unexpected"], r["mismatches"]) == (0, 0, 0, 0)
+    assert (r["window"], r["commit"], r["streams"], r["rounds_per_shot"]) == (4, 2, 2, 7)
+    assert r["rounds_sent"] == 300 * 7 and r["corrections_received"] == r["corrections_expected"]
+    assert r["ler_wire"] == r["ler_offline"] and r["ok"] and not r["failures"]
+    assert r["service_time"]["count"] == 300 * 7  # the server's own per-round record
+    assert r["reaction_time"]["count"] == r["corrections_received"]
+
+
+def test_emulate_a_dem_file_paced(tmp_path):
+    exp = build_experiment("repetition:d=5,r=4,p=0.03")
+    path = tmp_path / "rep.dem"
+    path.write_text(str(exp.dem))
+    with running_server() as server:
+        r = run_emulation(EmulateConfig(connect=server.endpoints[0], dem_path=str(path),
+                                        shots=60, cycle_us=200.0, rtt_samples=20, seed=4))
+    _check_schema(r)
+    assert r["ok"], r["failures"]
+    assert r["mode"] == "paced" and r["dem"] == str(path) and r["rounds_per_shot"] == 5
+    assert r["corrections_received"] == 60 and r["ler_wire"] == r["ler_offline"]
+
+
+def test_emulate_exits_non_zero_when_the_server_is_gone(tmp_path):
+    out = _emulate("--connect", f"ipc://{tmp_path}/nobody.sock", "--spec",
+                   "repetition:d=3,r=2,p=0.01", "--shots", "5", "--timeout", "1",
+                   "--rtt-samples", "1", timeout=60)
+    assert out.returncode != 0
+    assert "no reply" in out.stderr

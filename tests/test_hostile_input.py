@@ -1,0 +1,359 @@
+"""Hostile input against a live server: every bad packet gets its ERROR (or a counted drop),
+nothing disturbs another stream, the server stays up.
+
+The fuzz test interleaves thousands of random and mutated frames from a second DEALER with a
+live stream's rounds and checks that every live correction equals the offline decode, and
+that every hostile frame got exactly the replies the protocol promises.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+
+import msgpack
+import numpy as np
+import pytest
+import zmq
+from test_server import offline_commits, running_server
+
+from qecd.codes import build_experiment
+from qecd.errors import ProtocolError
+from qecd.transport.client import Client, decode_reply
+from qecd.transport.protocol import (
+    HEADER,
+    HEADER_SIZE,
+    MAGIC,
+    Correction,
+    ErrorCode,
+    Hello,
+    MsgType,
+    decode_hello,
+    encode_accept,
+    encode_bye,
+    encode_correction,
+    encode_error,
+    encode_frame,
+    encode_heartbeat,
+    encode_hello,
+    encode_stats,
+    encode_syndrome,
+    parse_packet,
+)
+from qecd.transport.session import SessionLimits
+
+pytestmark = pytest.mark.timeout(120)
+
+SPEC = "surface:d=3,r=5,p=0.02"
+MAX_FRAME = 4096
+
+
+@pytest.fixture(scope="module")
+def server():
+    with running_server(limits=SessionLimits(max_frame=MAX_FRAME, max_backlog=32),
+                        error_budget_per_s=1_000_000, stats_budget_per_s=1_000_000) as srv:
+        yield srv
+
+
+@pytest.fixture()
+def dealer(server):
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(server.endpoints[0])
+    yield sock
+    sock.close(0)
+
+
+@pytest.fixture(scope="module")
+def victim(server):
+    """Another client's open stream (for NOT_OWNER)."""
+    with Client(server.endpoints[0]) as client:
+        yield client.open_stream(SPEC)
+
+
+def _reply(sock, timeout_ms=5000):
+    assert sock.poll(timeout_ms), "no reply"
+    frames = sock.recv_multipart()
+    assert len(frames) == 1
+    return decode_reply(frames[0])
+
+
+def _expect_error(sock, frame, code, **echo):
+    sock.send(frame) if isinstance(frame, (bytes, bytearray)) else sock.send_multipart(frame)
+    r = _reply(sock)
+    assert r.msg_type == MsgType.ERROR, r
+    assert ErrorCode(r.body.code).name == code, r.body.reason
+    for k, v in echo.items():
+        assert getattr(r, k) == v, (k, r)
+    return r
+
+
+def _hdr(t, *, flags=0, count=0, sid=0, plen=0, rnd=0, ts=0, magic=MAGIC, version=1):
+    return HEADER.pack(magic, version, t, flags, count, sid, plen, rnd, ts)
+
+
+SYN = int(MsgType.SYNDROME)
+CASES = {
+    "empty frame": (b"", "SHORT_FRAME"),
+    "three bytes": (b"QD\x01", "SHORT_FRAME"),
+    "bad magic": (b"XD" + bytes(30), "BAD_MAGIC"),
+    "unknown version": (_hdr(7, version=9), "UNSUPPORTED_VERSION"),
+    "good magic, 20 bytes": (_hdr(7)[:20], "SHORT_FRAME"),
+    "unknown type": (_hdr(42), "UNKNOWN_TYPE"),
+    "type zero": (_hdr(0), "UNKNOWN_TYPE"),
+    "flag on a heartbeat": (_hdr(7, flags=1), "BAD_FLAGS"),
+    "payload_len too large": (_hdr(7, plen=100), "LENGTH_MISMATCH"),
+    "payload_len too small": (_hdr(6, plen=0) + b"xx", "LENGTH_MISMATCH"),
+    "syndrome with count 0": (_hdr(SYN, sid=5), "BAD_HEADER"),
+    "heartbeat with a count": (_hdr(7, count=3), "BAD_HEADER"),
+    "syndrome for stream 0": (_hdr(SYN, count=1, plen=1) + b"\0", "BAD_HEADER"),
+    "hello with a stream id": (_hdr(1, sid=9, plen=1) + b"\x80", "BAD_HEADER"),
+    "round overflow": (_hdr(SYN, count=2, sid=5, plen=1, rnd=2**64 - 1) + b"\0", "BAD_HEADER"),
+    "oversize frame": (_hdr(7, plen=MAX_FRAME) + bytes(MAX_FRAME), "OVERSIZE"),
+    "non-empty heartbeat": (_hdr(7, plen=2) + b"hi", "BAD_PAYLOAD"),
+    "non-empty bye": (_hdr(8, sid=3, plen=1) + b"\0", "BAD_PAYLOAD"),
+    "stats request with a body": (encode_stats({"x": 1}), "BAD_PAYLOAD"),
+    "hello not msgpack": (encode_frame(MsgType.HELLO, b"\xc1\xc1"), "BAD_HELLO"),
+    "hello a list": (encode_frame(MsgType.HELLO, msgpack.packb([1, 2])), "BAD_HELLO"),
+    "hello unknown key": (encode_frame(MsgType.HELLO, msgpack.packb(
+        {"spec": SPEC, "colour": "red"})), "BAD_HELLO"),
+    "hello both spec and dem": (encode_frame(MsgType.HELLO, msgpack.packb(
+        {"spec": SPEC, "dem": "x"})), "BAD_HELLO"),
+    "hello commit > window": (encode_frame(MsgType.HELLO, msgpack.packb(
+        {"spec": SPEC, "window": 2, "commit": 3})), "BAD_HELLO"),
+    "hello unknown decoder": (encode_hello(Hello(spec=SPEC, decoder="nope")), "BAD_HELLO"),
+    "hello bad spec": (encode_hello(Hello(spec="surface:d=2")), "BAD_HELLO"),
+    "hello malformed dem": (encode_hello(Hello(dem="error(0.1) D0 Q7\n")), "BAD_HELLO"),
+    "hello dem without coordinates": (encode_hello(Hello(dem="error(0.1) D0\n")), "BAD_HELLO"),
+    "hello dem with a huge detector": (encode_hello(Hello(dem="error(0.1) D99999999\n")),
+                                       "BAD_HELLO"),
+    "syndrome for an unknown stream": (_hdr(SYN, count=1, sid=999_999, plen=1) + b"\0",
+                                       "UNKNOWN_STREAM"),
+    "bye for an unknown stream": (encode_bye(stream_id=424242), "UNKNOWN_STREAM"),
+    "accept sent to the server": (encode_accept(
+        __import__("qecd.transport.protocol", fromlist=["Accept"]).Accept(
+            stream_id=3, slice_sizes=(1,), num_observables=1)), "UNEXPECTED_TYPE"),
+    "correction sent to the server": (encode_correction(
+        Correction(0, 0, np.zeros(1, np.uint8)), stream_id=3), "UNEXPECTED_TYPE"),
+    "two-part message": ([_hdr(7), b"more"], "BAD_HEADER"),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_each_bad_frame_gets_its_error_code(server, dealer, name):
+    frame, code = CASES[name]
+    first = frame[0] if isinstance(frame, list) else frame
+    echo = {}
+    if len(first) >= HEADER_SIZE and first[:2] == b"QD" and first[2] == 1:
+        h = HEADER.unpack_from(first)
+        echo = {"stream_id": h[5], "seq": h[7], "timestamp_ns": h[8]}
+    r = _expect_error(dealer, frame, code, **echo)
+    if code == "UNSUPPORTED_VERSION":
+        assert r.body.versions == (1,)
+    assert len(r.body.reason) > 10  # says what was wrong
+
+
+def test_stream_state_errors_name_the_next_round(server, dealer, victim):
+    with Client(server.endpoints[0]) as client:
+        s = client.open_stream(SPEC)
+        lay = s.layout
+        zeros = lambda r, n=1: np.zeros(lay.num_detectors_in(r, n), np.uint8)  # noqa: E731
+        for _ in range(3):
+            s.send_round(zeros(s.next_round))
+        gap = encode_syndrome(zeros(7), lay, stream_id=s.stream_id, first_round=7)
+        client.send_frame(gap)
+        r = s.recv(5, raise_errors=False)
+        assert (r.body.code, r.body.next_round, r.seq) == (ErrorCode.ROUND_GAP, 3, 7)
+        dup = encode_syndrome(zeros(1, 2), lay, stream_id=s.stream_id, first_round=1, count=2)
+        client.send_frame(dup)
+        r = s.recv(5, raise_errors=False)
+        assert (r.body.code, r.body.next_round) == (ErrorCode.ROUND_DUPLICATE, 3)
+        wrong = encode_frame(MsgType.SYNDROME, b"\0" * 5, stream_id=s.stream_id, count=1, seq=3)
+        client.send_frame(wrong)  # round 3 has 8 detectors: 1 byte, not 5
+        r = s.recv(5, raise_errors=False)
+        assert (r.body.code, r.body.next_round) == (ErrorCode.BAD_PAYLOAD, 3)
+        big = encode_syndrome(zeros(3, 33), lay, stream_id=s.stream_id, first_round=3, count=33)
+        client.send_frame(big)  # more rounds in one packet than max_backlog = 32
+        r = s.recv(5, raise_errors=False)
+        assert (r.body.code, r.body.next_round) == (ErrorCode.SERVER_BUSY, 3)
+        s.send_round(zeros(3, 3), count=3)  # the stream carries on from round 3
+        assert s.recv_correction(5).last_round == 5
+        # someone else's stream: not mine to write, read or close
+        for frame in (encode_syndrome(zeros(victim.next_round), lay, stream_id=victim.stream_id,
+                                      first_round=victim.next_round),
+                      encode_stats(None, stream_id=victim.stream_id),
+                      encode_heartbeat(stream_id=victim.stream_id),
+                      encode_bye(stream_id=victim.stream_id)):
+            r = _expect_error(dealer, frame, "NOT_OWNER", stream_id=victim.stream_id)
+            assert r.body.next_round == 0  # nothing about another client's stream leaks
+
+
+def test_an_error_packet_is_counted_never_answered(server, dealer):
+    before = server.counters.dropped.get("ERROR", 0)
+    dealer.send(encode_error(ErrorCode.BAD_PAYLOAD, "your CORRECTION was odd", stream_id=1))
+    dealer.send(_hdr(5, plen=3) + b"abc")  # an unreadable ERROR: not answered either
+    dealer.send(encode_heartbeat(seq=5))
+    r = _reply(dealer)
+    assert r.msg_type == MsgType.HEARTBEAT and r.seq == 5  # the only reply
+    assert server.counters.dropped["ERROR"] == before + 2
+
+
+def test_error_budget_turns_a_flood_into_counted_drops():
+    with running_server(error_budget_per_s=5) as srv:
+        sock = zmq.Context.instance().socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(srv.endpoints[0])
+        try:
+            for _ in range(40):
+                sock.send(b"junk")
+            sock.send(encode_heartbeat(seq=1))
+            replies = []
+            while True:
+                r = _reply(sock)
+                replies.append(r)
+                if r.msg_type == MsgType.HEARTBEAT:
+                    break
+        finally:
+            sock.close(0)
+        errors = sum(r.msg_type == MsgType.ERROR for r in replies)
+        assert 5 <= errors <= 10  # the budget is per whole second: at most two windows
+        assert srv.counters.dropped["error_budget"] == 40 - errors
+
+
+# -- the fuzz test ---------------------------------------------------------------------------
+
+def _mutants(rng, live_sid, layout):
+    """Random, truncated, extended and field-mutated frames (never a valid HELLO)."""
+    zeros = np.zeros(layout.num_detectors_in(0, 1), np.uint8)
+    templates = [
+        encode_heartbeat(seq=1), encode_heartbeat(stream_id=live_sid),
+        encode_stats(None), encode_stats(None, stream_id=live_sid),
+        encode_bye(stream_id=live_sid), encode_bye(stream_id=77),
+        encode_syndrome(zeros, layout, stream_id=live_sid, first_round=0),
+        encode_syndrome(zeros, layout, stream_id=5, first_round=0),
+        encode_hello(Hello(spec=SPEC)), encode_hello(Hello(dem="error(0.1) D0\n")),
+        encode_correction(Correction(0, 1, np.ones(1, np.uint8)), stream_id=live_sid),
+        encode_error(ErrorCode.INTERNAL, "x", stream_id=live_sid),
+    ]
+    while True:
+        kind = rng.integers(0, 10)
+        if kind == 0:
+            frame = rng.bytes(int(rng.integers(0, 80)))
+        else:
+            frame = bytearray(templates[rng.integers(len(templates))])
+            if kind <= 3:  # overwrite a header field with something odd
+                field = rng.integers(0, 9)
+                fmt_off = [(0, "<H"), (2, "<B"), (3, "<B"), (4, "<H"), (6, "<H"), (8, "<I"),
+                           (12, "<I"), (16, "<Q"), (24, "<Q")][field]
+                size = struct.calcsize(fmt_off[1])
+                val = [0, 1, 2, 3, 8, 255, 65535, live_sid, 2**32 - 1][rng.integers(9)]
+                val &= (1 << (8 * size)) - 1
+                struct.pack_into(fmt_off[1], frame, fmt_off[0], val)
+            elif kind <= 5:  # flip random bytes
+                for _ in range(rng.integers(1, 4)):
+                    i = rng.integers(len(frame))
+                    frame[i] ^= 1 << int(rng.integers(8))
+            elif kind == 6:
+                frame = frame[:rng.integers(len(frame))]
+            elif kind == 7:
+                frame += rng.bytes(int(rng.integers(1, 40)))
+            elif kind == 8:
+                frame += bytes(MAX_FRAME)  # oversize
+            frame = bytes(frame)
+        try:
+            h, p = parse_packet(frame, max_frame=MAX_FRAME)
+            if h.msg_type == MsgType.HELLO:
+                decode_hello(h, p)
+                continue  # a valid HELLO would open a stream: not part of this test
+        except ProtocolError:
+            pass
+        yield frame
+
+
+def _replies_expected(frame):
+    """ERROR packets (good magic, type 5) are never answered; everything else once."""
+    return 0 if len(frame) >= 4 and frame[:2] == b"QD" and frame[3] == 5 else 1
+
+
+def test_server_survives_random_frames_between_live_rounds(server):
+    exp = build_experiment(SPEC)
+    dets, _ = exp.sample(80, seed=17)
+    rng = np.random.default_rng(2026)
+    ctx = zmq.Context.instance()
+    hostile = ctx.socket(zmq.DEALER)
+    hostile.setsockopt(zmq.LINGER, 0)
+    hostile.connect(server.endpoints[0])
+    errors_before = sum(server.counters.errors_sent.values())
+    try:
+        with Client(server.endpoints[0], timeout_s=30) as client:
+            live = client.open_stream(SPEC, window=4, commit=2)
+            gen = _mutants(rng, live.stream_id, live.layout)
+            sent = expected = got = hostile_errors = 0
+            live_replies = []
+            for d in dets:
+                for ids in exp.layout.detectors:
+                    live.send_round(d[ids])
+                    for _ in range(6):
+                        frame = next(gen)
+                        if rng.random() < 0.03:
+                            hostile.send_multipart([frame, b"x"])  # multi-part: BAD_HEADER
+                        else:
+                            hostile.send(frame)
+                        expected += _replies_expected(frame)
+                        sent += 1
+                    while (r := client.poll()) is not None:
+                        live_replies.append(r)
+                while hostile.poll(0):
+                    got += 1
+                    hostile_errors += decode_reply(hostile.recv()).msg_type == MsgType.ERROR
+            deadline = time.monotonic() + 20
+            while got < expected and time.monotonic() < deadline:
+                if hostile.poll(200):
+                    got += 1
+                    hostile_errors += decode_reply(hostile.recv()).msg_type == MsgType.ERROR
+            want = offline_commits(exp, dets, 4, 2)
+            while len([r for r in live_replies if r.msg_type == MsgType.CORRECTION]) < len(want):
+                live_replies.append(client.recv(timeout_s=10, raise_errors=False))
+            assert client.heartbeat() > 0  # still up
+    finally:
+        hostile.close(0)
+    assert sent >= 2800
+    assert not [r for r in live_replies if r.msg_type != MsgType.CORRECTION]
+    assert [(r.body.first_round, r.body.last_round, r.body.observables.tolist())
+            for r in live_replies] == want
+    assert got == expected  # every hostile frame: exactly the reply it deserves
+    assert sum(server.counters.errors_sent.values()) - errors_before == hostile_errors
+    assert "internal_exception" not in server.counters.dropped
+
+
+def test_a_vanished_client_does_not_block_others_and_its_stream_is_freed():
+    exp = build_experiment(SPEC)
+    dets, _ = exp.sample(60, seed=5)
+    with running_server(limits=SessionLimits(timeout_ms=400)) as srv:
+        ghost = Client(srv.endpoints[0])
+        g = ghost.open_stream(SPEC)
+        for r in range(3):  # half a shot, then the client vanishes
+            g.send_round(np.zeros(g.slice_sizes[r], np.uint8))
+        ghost.close()
+        with Client(srv.endpoints[0]) as client:
+            live = client.open_stream(SPEC)
+            got = []
+            t0 = time.monotonic()
+            for d in dets:  # ~1 s of traffic: longer than the ghost's timeout
+                for ids in exp.layout.detectors:
+                    live.send_round(d[ids])
+                got.append(live.recv_correction(5).observables.tolist())
+                time.sleep(max(0.0, 0.015 - (time.monotonic() - t0) % 0.015))
+            deadline = time.monotonic() + 5
+            while srv.counters.streams_timed_out < 1 and time.monotonic() < deadline:
+                client.heartbeat()
+                time.sleep(0.05)
+            stats = client.stats()
+            with pytest.raises(Exception) as e:
+                client.stats(g.stream_id)
+        assert [o for *_, o in offline_commits(exp, dets)] == got
+        assert stats["streams_timed_out"] == 1 and stats["streams_open"] == 1
+        assert e.value.code == ErrorCode.UNKNOWN_STREAM
+        # its SYNDROMES_DROPPED and BYE had nowhere to go: counted drops, not a stall
+        assert srv.counters.dropped.get("replies", 0) >= 2
