@@ -81,7 +81,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                            heartbeat_ms=max(1, int(args.stream_timeout * 1000) // 5),
                            max_backlog=args.max_backlog)
     config = ServerConfig(binds=tuple(args.bind or ["tcp://127.0.0.1:5555"]), limits=limits,
-                          max_streams=args.max_streams, sndhwm=args.hwm, rcvhwm=args.hwm,
+                          max_streams=args.max_streams,
+                          max_streams_per_client=args.max_streams_per_client,
+                          sndhwm=args.hwm, rcvhwm=args.hwm,
                           record_capacity=args.record_capacity, curve=curve)
     return run_server(config, metrics_port=args.metrics_port, record_path=args.record,
                       cpu=args.cpu)
@@ -138,7 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rounds kept raw for --record (the newest)")
     v.add_argument("--stream-timeout", type=float, default=10.0,
                    help="seconds of silence after which a stream is freed")
-    v.add_argument("--max-streams", type=int, default=1024)
+    v.add_argument("--max-streams", type=int, default=1024, help="open streams in all")
+    v.add_argument("--max-streams-per-client", type=int, default=256,
+                   help="open streams one client (routing id or CURVE key) may hold")
     v.add_argument("--max-backlog", type=int, default=1024,
                    help="rounds a stream may have queued before SERVER_BUSY")
     v.add_argument("--hwm", type=int, default=10_000, help="ZeroMQ SNDHWM/RCVHWM (messages)")

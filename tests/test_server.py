@@ -254,3 +254,59 @@ def test_server_close_releases_its_endpoints(tmp_path):
         sock.bind(ep)  # the port is free again
     finally:
         sock.close(0)
+
+
+def test_one_client_cannot_take_every_stream_slot():
+    with running_server(max_streams=3, max_streams_per_client=2) as server, \
+            Client(server.endpoints[0]) as greedy, Client(server.endpoints[0]) as other:
+        for _ in range(2):
+            greedy.open_stream("repetition:d=3,r=2,p=0.01")
+        with pytest.raises(ServerError) as e:
+            greedy.open_stream("repetition:d=3,r=2,p=0.01")
+        assert e.value.code == ErrorCode.SERVER_BUSY and "per_client" in e.value.reason
+        other.open_stream("repetition:d=3,r=2,p=0.01")
+        with pytest.raises(ServerError) as e:  # the server as a whole is full now
+            other.open_stream("repetition:d=3,r=2,p=0.01")
+        assert e.value.code == ErrorCode.SERVER_BUSY and "max_streams=3" in e.value.reason
+
+
+def test_async_client_serves_two_streams_concurrently():
+    import asyncio
+
+    from qecd.transport.aio_client import AsyncClient
+
+    exp = build_experiment("surface:d=3,r=5,p=0.02")
+    dets, _ = exp.sample(12, seed=9)
+
+    async def run(endpoint):
+        async with AsyncClient(endpoint) as client:
+            a = await client.open_stream("surface:d=3,r=5,p=0.02")
+            b = await client.open_stream("surface:d=3,r=5,p=0.02", window=4, commit=2)
+
+            async def feed_and_collect(stream, shots, n_commits):
+                got = []
+
+                async def collect():
+                    while len(got) < n_commits:
+                        c = await stream.recv_correction(10)
+                        got.append((c.first_round, c.last_round, c.observables.tolist()))
+
+                reader = asyncio.create_task(collect())
+                for d in shots:
+                    for ids in exp.layout.detectors:
+                        await stream.send_round(d[ids])
+                await reader
+                return got
+
+            want_a = offline_commits(exp, dets[:6])
+            want_b = offline_commits(exp, dets[6:], 4, 2)
+            got_a, got_b = await asyncio.gather(feed_and_collect(a, dets[:6], len(want_a)),
+                                                feed_and_collect(b, dets[6:], len(want_b)))
+            with pytest.raises(ServerError) as e:
+                await client.stats(987654)
+            assert e.value.code == ErrorCode.UNKNOWN_STREAM
+            assert await b.close() == 36
+            return got_a == want_a, got_b == want_b
+
+    with running_server() as server:
+        assert asyncio.run(run(server.endpoints[0])) == (True, True)

@@ -12,6 +12,10 @@ the server expects; a wait that runs out raises :class:`ServerTimeout` (a
 :class:`TimeoutError`). With CURVE on, a server that refuses the client's key raises
 :class:`AuthenticationFailed` on the first wait instead of a bare timeout.
 
+Liveness: the server frees a stream whose owner has been silent for ``accept.timeout_ms``;
+a client that idles (sends no rounds) should call :meth:`Client.heartbeat` at least every
+``accept.heartbeat_ms`` (this client does not do it behind your back).
+
 Flow control: ``send`` blocks while ZeroMQ's queue to the server is full (the server's
 backpressure) for at most ``timeout_s``, then raises :class:`ServerTimeout`. The server
 never blocks on a reply, so a client must read its replies: keep the rounds in flight

@@ -138,6 +138,9 @@ class ServerConfig:
         Per-stream limits announced in ACCEPT (``timeout_ms`` is the stream timeout).
     max_streams : int
         Open streams (plus HELLOs being built) before HELLO gets SERVER_BUSY.
+    max_streams_per_client : int
+        Open streams one owner (routing id, or CURVE key) may hold (SERVER_BUSY above), so
+        one client cannot take every slot.
     sndhwm, rcvhwm : int
         ZeroMQ high-water marks of the ROUTER, messages per peer.
     batch : int
@@ -160,6 +163,7 @@ class ServerConfig:
     binds: tuple[str, ...] = ("tcp://127.0.0.1:5555",)
     limits: SessionLimits = field(default_factory=SessionLimits)
     max_streams: int = 1024
+    max_streams_per_client: int = 256
     sndhwm: int = 10_000
     rcvhwm: int = 10_000
     batch: int = 64
@@ -535,6 +539,11 @@ class Server:
             raise ProtocolError(ErrorCode.SERVER_BUSY, f"HELLO: expected fewer than "
                                 f"max_streams={self.config.max_streams} open streams, got "
                                 f"{len(self._streams)} open and {waiting} being built")
+        mine = len(self._by_owner.get(owner, ()))
+        if mine >= self.config.max_streams_per_client:
+            raise ProtocolError(ErrorCode.SERVER_BUSY, f"HELLO: expected fewer than "
+                                f"max_streams_per_client={self.config.max_streams_per_client}"
+                                f" open streams for this client, got {mine}")
         pending = _PendingHello(route, owner, bytes(frame[:HEADER_SIZE]), header.round,
                                 header.timestamp_ns, hello.want_faults)
         plan = self.pool.get(key)
@@ -696,6 +705,8 @@ class Server:
         }
 
     def _housekeeping(self, now_ns: int) -> None:
+        if self._builds:
+            self._collect_builds()  # the wake-up byte is the fast path; this the safety net
         self.recorder.fold()
         self.counters.input_lag_ns = max((s.lag_ns for s in self._streams.values()), default=0)
         timeout_ns = self.limits.timeout_ms * 1_000_000
