@@ -33,10 +33,15 @@ import numba
 import numpy as np
 import stim
 
-from qecd.decoder._uf_kernels import uf_decode_into
-from qecd.decoder.union_find import UnionFindDecoder
-from qecd.decoder.window import Correction, StreamDecoder
-from qecd.errors import DecoderError
+from qecd import jit_cache
+from qecd.decoder import _uf_kernels
+
+jit_cache.invalidate_if_changed(__file__, [_uf_kernels.__file__])
+
+from qecd.decoder._uf_kernels import uf_decode_into  # noqa: E402
+from qecd.decoder.union_find import UnionFindDecoder  # noqa: E402
+from qecd.decoder.window import Correction, StreamDecoder  # noqa: E402
+from qecd.errors import DecoderError  # noqa: E402
 
 _JIT = dict(cache=True, nogil=True, _nrt=False)
 

@@ -47,6 +47,19 @@ def _cmd_codes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_latency(args: argparse.Namespace) -> int:
+    from qecd.bench.latency_cli import latency_main
+
+    return latency_main(args)
+
+
+def _cmd_bench_gate(args: argparse.Namespace) -> int:
+    from qecd.bench.gate import gate_main
+
+    return gate_main(args.baseline, write=args.write_baseline, shots=args.shots,
+                     repeats=args.repeats, json_path=args.json)
+
+
 def _cmd_bench_accuracy(args: argparse.Namespace) -> int:
     from qecd.bench.accuracy import format_accuracy, run_accuracy
 
@@ -176,6 +189,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="benchmarks")
     bsub = b.add_subparsers(dest="bench_command")
+    from qecd.bench.latency_cli import add_latency_arguments
+    from qecd.bench.sweep import add_sweep_parser
+
+    lat = bsub.add_parser("latency", help="service/reaction latency, throughput, backlog, LER")
+    add_latency_arguments(lat)
+    lat.set_defaults(func=_cmd_bench_latency)
+    add_sweep_parser(bsub)
+    g = bsub.add_parser("gate", help="CI gate on ratios measured in one run")
+    g.add_argument("--baseline", default="bench/baseline/ratios.json")
+    g.add_argument("--write-baseline", "--write_baseline", dest="write_baseline",
+                   action="store_true", help="measure and write the baseline instead")
+    g.add_argument("--shots", type=int, default=5000)
+    g.add_argument("--repeats", type=int, default=7)
+    g.add_argument("--json", default=None, help="write the gate report here")
+    g.set_defaults(func=_cmd_bench_gate)
     a = bsub.add_parser("accuracy", help="LER and decode time of decoders on the same shots")
     a.add_argument("--spec", required=True, help="experiment spec, e.g. surface:d=5,p=0.003")
     a.add_argument("--decoders", default="pymatching,uf",

@@ -139,3 +139,27 @@ def test_client_in_another_process(served):
     assert np.array_equal(np.array(preds, dtype=np.uint8), offline)
     srv.join(5)
     assert srv.exit_code == EXIT_BYE
+
+
+def test_vectorised_packets_equal_protocol_encoder():
+    from qecd.transport.shm_ring import RingPair
+
+    exp = build_experiment("surface:d=3,r=4,p=0.05")
+    dets, _ = exp.sample(5, seed=1)
+    pair = RingPair.create(n_slots=4, slot_size=128, side="server")
+    try:
+        cli = ShmStreamClient(pair, exp.layout, stream_id=3, corrections_per_shot=1)
+        cli.next_round = 40
+        flat, ptr = cli.build_packets(dets)
+        lay = P.SyndromeLayout(list(exp.layout.round_sizes))
+        k = 0
+        for s, shot in enumerate(dets):
+            for t, ids in enumerate(exp.layout.detectors):
+                want = P.encode_syndrome(shot[ids], lay, stream_id=3,
+                                         first_round=40 + s * exp.layout.num_rounds + t)
+                assert bytes(flat[ptr[k]:ptr[k + 1]]) == want
+                k += 1
+        assert k == len(ptr) - 1
+    finally:
+        pair.close()
+        pair.unlink()

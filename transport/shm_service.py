@@ -44,6 +44,7 @@ from qecd.transport.shm_stream import (
     CTL_NEXT_ROUND,
     CTL_ROUNDS,
     CTL_STOP,
+    client_pingpong_kernel,
     client_stream_kernel,
     serve_stream_kernel,
 )
@@ -202,23 +203,37 @@ class ShmStreamClient:
             cps = 1
         return cls(pair, layout, stream_id, cps)
 
-    def build_packets(self, dets: np.ndarray, rounds_per_packet: int = 1
-                      ) -> tuple[np.ndarray, np.ndarray]:
-        """SYNDROME frames for every round of every shot (built before the timed loop)."""
-        frames = []
-        rnd = self.next_round
+    def build_packets(self, dets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One SYNDROME frame per round of every shot, built with numpy before the timed loop
+        (frames are byte-identical to :func:`qecd.transport.protocol.encode_syndrome`'s).
+
+        Returns the concatenated frames (uint8) and their offsets (int64, length frames + 1).
+        """
+        d = np.asarray(dets, dtype=np.uint8)
+        shots = d.shape[0]
         R = self.layout.num_rounds
-        for shot in np.asarray(dets, dtype=np.uint8):
-            per_round = [shot[ids] for ids in self.layout.detectors]
-            for t in range(0, R, rounds_per_packet):
-                cnt = min(rounds_per_packet, R - t)
-                bits = np.concatenate(per_round[t:t + cnt])
-                frames.append(P.encode_syndrome(bits, self.syn_layout, stream_id=self.stream_id,
-                                                first_round=rnd, count=cnt))
-                rnd += cnt
-        ptr = np.zeros(len(frames) + 1, dtype=np.int64)
-        ptr[1:] = np.cumsum([len(f) for f in frames])
-        return np.frombuffer(b"".join(frames), dtype=np.uint8).copy(), ptr
+        nbytes = np.array([(s + 7) // 8 for s in self.layout.round_sizes], dtype=np.int64)
+        flen = P.HEADER_SIZE + nbytes
+        round_off = np.concatenate([[0], np.cumsum(flen)])
+        shot_len = int(round_off[-1])
+        out = np.zeros(shots * shot_len, dtype=np.uint8)
+        hdr = np.zeros(shots, dtype=np.dtype([
+            ("magic", "<u2"), ("version", "u1"), ("type", "u1"), ("flags", "<u2"),
+            ("count", "<u2"), ("stream_id", "<u4"), ("payload_len", "<u4"), ("round", "<u8"),
+            ("ts", "<u8")]))
+        hdr["magic"], hdr["version"], hdr["type"] = P.MAGIC, P.VERSION, int(P.MsgType.SYNDROME)
+        hdr["count"], hdr["stream_id"] = 1, self.stream_id
+        base = self.next_round + np.arange(shots, dtype=np.uint64) * np.uint64(R)
+        starts = np.arange(shots, dtype=np.int64) * shot_len
+        for t, ids in enumerate(self.layout.detectors):
+            hdr["payload_len"] = nbytes[t]
+            hdr["round"] = base + np.uint64(t)
+            at = starts + round_off[t]
+            out[at[:, None] + np.arange(P.HEADER_SIZE)] = hdr.view(np.uint8).reshape(shots, -1)
+            packed = np.packbits(d[:, ids], axis=1, bitorder="little")
+            out[at[:, None] + P.HEADER_SIZE + np.arange(nbytes[t])] = packed
+        ptr = (starts[:, None] + round_off[:-1]).reshape(-1)
+        return out, np.concatenate([ptr, [shots * shot_len]]).astype(np.int64)
 
     def stream_shots(self, dets: np.ndarray, *, cycle_ns: int = 0, timeout_s: float = 30.0,
                      corrections_per_shot: int | None = None) -> StreamResult:
@@ -255,6 +270,16 @@ class ShmStreamClient:
         return StreamResult(preds, send_ns, cf[:k], cl[:k], crecv[:k], cts[:k], csvc[:k],
                             expected, k, int(n_err[0]), max(0, expected - (k - dup)), dup,
                             int(status))
+
+    def ping(self, n: int = 10_000, timeout_s: float = 5.0) -> np.ndarray:
+        """``n`` HEARTBEAT round trips through the server's loop; returns RTTs in ns."""
+        words, buf, tx_off, rx_off, n_slots, slot_size = self.pair.kernel_args()
+        pkt = np.frombuffer(P.encode_heartbeat(stream_id=self.stream_id), np.uint8).copy()
+        rtt = np.zeros(n, dtype=np.int64)
+        rx = np.zeros(slot_size, dtype=np.uint8)
+        done = client_pingpong_kernel(words, buf, tx_off, rx_off, n_slots, slot_size, pkt, n,
+                                      rtt, rx, int(timeout_s * 1e9))
+        return rtt[:done]
 
     def bye(self, timeout_s: float = 5.0) -> None:
         self.pair.send_bytes(P.encode_bye(stream_id=self.stream_id), timeout=timeout_s)

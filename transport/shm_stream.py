@@ -35,9 +35,25 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from qecd.decoder.compiled_stream import NO_CORRECTION, NO_SOLUTION, push_round_kernel
-from qecd.transport._atomics import cpu_relax, load_acquire, monotonic_ns
-from qecd.transport.shm_ring import region_beat, ring_send, ring_try_recv, ring_try_send
+from qecd import jit_cache
+from qecd.decoder import _uf_kernels, compiled_stream
+from qecd.transport import _atomics, shm_ring
+
+jit_cache.invalidate_if_changed(__file__, [_uf_kernels.__file__, compiled_stream.__file__,
+                                           _atomics.__file__, shm_ring.__file__])
+
+from qecd.decoder.compiled_stream import (  # noqa: E402
+    NO_CORRECTION,
+    NO_SOLUTION,
+    push_round_kernel,
+)
+from qecd.transport._atomics import cpu_relax, load_acquire, monotonic_ns  # noqa: E402
+from qecd.transport.shm_ring import (  # noqa: E402
+    region_beat,
+    ring_send,
+    ring_try_recv,
+    ring_try_send,
+)
 
 _JIT = dict(cache=True, nogil=True, _nrt=False)
 
@@ -358,3 +374,28 @@ def _drain(words, buf, rx_off, n_slots, slot_size, rx_buf, corr_first, corr_last
             n_corr[0] = k + 1
         elif mtype == T_ERROR:
             n_errors[0] += 1
+
+
+@numba.njit(**_JIT)
+def client_pingpong_kernel(words, buf, tx_off, rx_off, n_slots, slot_size, pkt, n, out_rtt,
+                           rx_buf, timeout_ns):
+    """``n`` HEARTBEAT round trips through the server loop (the bare transport floor: ring
+    write, doorbell, the server's poll and header parse, the echo). Round-trip times (ns)
+    go to ``out_rtt``; returns how many completed before a ``timeout_ns`` wait expired."""
+    ln = pkt.shape[0]
+    for k in range(n):
+        t0 = monotonic_ns()
+        _put_u64(pkt, 24, t0)
+        while ring_try_send(words, buf, tx_off, n_slots, slot_size, pkt, ln) != 0:
+            if monotonic_ns() - t0 > timeout_ns:
+                return k
+            cpu_relax()
+        while True:
+            r = ring_try_recv(words, buf, rx_off, n_slots, slot_size, rx_buf)
+            if r >= HEADER_SIZE and rx_buf[3] == T_HEARTBEAT:
+                break
+            if monotonic_ns() - t0 > timeout_ns:
+                return k
+            cpu_relax()
+        out_rtt[k] = monotonic_ns() - t0
+    return n

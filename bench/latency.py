@@ -1,0 +1,262 @@
+"""``qecd bench latency``: does the decoder keep up, and how soon is a correction ready?
+
+The harness starts the service in one process and the emulator in another (``spawn``), pins
+them to different CPUs when two are available, streams stim-sampled shots round by round,
+and reports, each beside its floor measured in the same run:
+
+- **service time per round** (server side, HdrHistogram): from taking the round's packet off
+  the transport to handing the reply (if any) to the transport;
+- **reaction time** (client side): from the send time of the round that completed a window
+  (its *scheduled* time when paced, so queueing counts) to receiving the CORRECTION;
+  floor: the **bare transport round trip** (HEARTBEAT echo through the same server loop);
+- **decode cost per round**: mean service time of the rounds that triggered a decode and of
+  all rounds; floor: the **offline batch decode** of the same shots per round;
+- **throughput** (rounds/s) and **backlog at the offered rate**: how far behind its scheduled
+  send time each packet was processed (µs and cycles), which grows without bound when the
+  service cannot keep up;
+- **logical error rate** over the wire, the offline rate on the same shots, and mismatches.
+
+``--budget-us B`` turns the p99 service time into the exit code (0 met, 1 missed).
+
+Example
+-------
+>>> r = run_latency("repetition:d=3,r=3,p=0.01", shots=200, ping=200, pin=False)
+>>> r["schema"], r["transport"], r["lost"], r["mismatches_vs_offline"]
+('qecd.bench.latency/1', 'shm', 0, 0)
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+import traceback
+
+import numpy as np
+
+from qecd.bench.latency_stats import budget_verdict, summarize_ns
+from qecd.bench.machine import machine_info
+from qecd.bench.stats import wilson_interval
+
+SCHEMA = "qecd.bench.latency/1"
+
+
+def _cpus(pin: bool) -> tuple[int | None, int | None]:
+    try:
+        cpus = sorted(os.sched_getaffinity(0))
+    except AttributeError:
+        return None, None
+    if not pin or len(cpus) < 2:
+        return None, None
+    return cpus[-1], cpus[0]  # server, emulator
+
+
+def _shm_server_proc(spec, window, commit, cpu, record_capacity, conn):
+    try:
+        from qecd.codes import build_experiment
+        from qecd.transport.shm_service import ShmStreamServer
+
+        exp = build_experiment(spec)
+        srv = ShmStreamServer.for_experiment(exp, stream_id=1, window=window, commit=commit,
+                                             record_capacity=record_capacity, n_slots=256)
+        srv.start(cpu=cpu)
+        conn.send(("ready", srv.region_name, srv.corrections_per_shot))
+        conn.recv()  # "stop"
+        srv.stop()
+        srv.join(10)
+        conn.send(("records", srv.records(), srv.counters(), srv.exit_code))
+        srv.close()
+    except Exception:
+        conn.send(("error", traceback.format_exc()))
+
+
+def _shm_emulator_proc(spec, window, commit, shots, seed, cycle_ns, ping, cpu, name, cps, conn):
+    try:
+        if cpu is not None:
+            os.sched_setaffinity(0, {cpu})
+        from qecd.codes import build_experiment
+        from qecd.decoder import make_decoder
+        from qecd.decoder.window import StreamDecoder
+        from qecd.transport.shm_service import ShmStreamClient
+
+        exp = build_experiment(spec)
+        cli = ShmStreamClient.attach(name, exp.layout, stream_id=1, corrections_per_shot=cps)
+        warm, _ = exp.sample(min(200, shots), seed=seed + 1)
+        cli.stream_shots(warm)
+        dets, obs = exp.sample(shots, seed=seed)
+        rtt = cli.ping(ping)
+        t0 = time.perf_counter_ns()
+        res = cli.stream_shots(dets, cycle_ns=cycle_ns, timeout_s=60)
+        wall_ns = time.perf_counter_ns() - t0
+        cli.bye()
+        cli.close()
+        # offline: the same decoder on the same shots, and the batch decode cost floor
+        offline = StreamDecoder(exp.dem, exp.layout, "uf", window=window,
+                                commit=commit).decode_batch(dets)
+        batch = make_decoder("uf", exp.dem)
+        packed = np.packbits(dets, axis=1, bitorder="little")
+        batch.decode_batch_packed(packed)
+        tb = time.perf_counter_ns()
+        batch.decode_batch_packed(packed)
+        batch_ns = time.perf_counter_ns() - tb
+        conn.send(("done", {
+            "predictions": res.predictions, "truth": obs, "offline": offline,
+            "send_ns": res.send_ns, "reaction_ns": res.reaction_ns,
+            "corr_service_ns": res.corr_service_ns, "received": res.received,
+            "expected": res.expected, "lost": res.lost, "duplicated": res.duplicated,
+            "errors": res.errors, "status": res.status, "rtt_ns": rtt, "wall_ns": wall_ns,
+            "batch_ns": batch_ns, "warm_rounds": int(warm.shape[0] * exp.layout.num_rounds),
+        }))
+    except Exception:
+        conn.send(("error", traceback.format_exc()))
+
+
+def _recv(conn, timeout: float, who: str):
+    if not conn.poll(timeout):
+        raise TimeoutError(f"{who} did not answer within {timeout} s")
+    msg = conn.recv()
+    if msg[0] == "error":
+        raise RuntimeError(f"{who} failed:\n{msg[1]}")
+    return msg
+
+
+def run_latency(spec: str = "surface:d=5,p=0.001", *, decoder: str = "uf",
+                transport: str = "shm", shots: int = 20_000, seed: int = 2026,
+                cycle_us: float = 0.0, window: int | None = None, commit: int | None = None,
+                ping: int = 20_000, pin: bool = True, budget_us: float | None = None,
+                progress=None) -> dict:
+    """Run one latency experiment and return the ``qecd.bench.latency/1`` report."""
+    if transport != "shm" or decoder != "uf":
+        from qecd.errors import QecdError
+
+        raise QecdError(f"transport {transport!r} with decoder {decoder!r}: only shm + uf is "
+                        "wired into the harness in this version")
+    from qecd.codes import build_experiment
+
+    exp = build_experiment(spec)
+    R = exp.layout.num_rounds
+    n_rounds = shots * R
+    server_cpu, emu_cpu = _cpus(pin)
+    ctx = mp.get_context("spawn")
+    s_parent, s_child = ctx.Pipe()
+    e_parent, e_child = ctx.Pipe()
+    server = ctx.Process(target=_shm_server_proc, args=(
+        str(exp.spec), window, commit, server_cpu, n_rounds + 50_000, s_child), daemon=True)
+    server.start()
+    emulator = None
+    try:
+        _, name, cps = _recv(s_parent, 300, "server")
+        if progress:
+            progress("server ready; streaming")
+        cycle_ns = int(round(cycle_us * 1000))
+        emulator = ctx.Process(target=_shm_emulator_proc, args=(
+            str(exp.spec), window, commit, shots, seed, cycle_ns, ping, emu_cpu, name, cps,
+            e_child), daemon=True)
+        emulator.start()
+        _, emu = _recv(e_parent, 600, "emulator")
+        s_parent.send("stop")
+        _, records, counters, exit_code = _recv(s_parent, 60, "server")
+    finally:
+        for p in (emulator, server):
+            if p is not None:
+                p.join(10)
+                if p.is_alive():
+                    p.kill()
+    warm = emu["warm_rounds"]
+    service = records["service_ns"][warm:]
+    lag = records["lag_ns"][warm:]
+    decoded = records["decoded"][warm:].astype(bool)
+    pred, truth, offline = emu["predictions"], emu["truth"], emu["offline"]
+    fails_wire = int(np.any(pred != truth, axis=1).sum())
+    fails_off = int(np.any(offline != truth, axis=1).sum())
+    summaries = {
+        "service": summarize_ns(service, include_hdr=True),
+        "service_decode_rounds": summarize_ns(service[decoded]),
+        "reaction": summarize_ns(emu["reaction_ns"], include_hdr=True),
+        "bare_round_trip": summarize_ns(emu["rtt_ns"]),
+        "lag": summarize_ns(lag),
+    }
+    wall_s = emu["wall_ns"] / 1e9
+    report = {
+        "schema": SCHEMA,
+        "spec": str(exp.spec),
+        "decoder": decoder,
+        "window": window,
+        "commit": commit,
+        "transport": transport,
+        "shots": shots,
+        "rounds": int(len(service)),
+        "rounds_per_shot": R,
+        "seed": seed,
+        "cycle_us": cycle_us,
+        "pinning": {"server_cpu": server_cpu, "emulator_cpu": emu_cpu},
+        "corrections_expected": emu["expected"],
+        "corrections_received": emu["received"],
+        "lost": emu["lost"],
+        "duplicated": emu["duplicated"],
+        "errors": emu["errors"],
+        "server_exit": exit_code,
+        "server_counters": counters,
+        "ler_wire": fails_wire / shots,
+        "ler_wire_ci95": list(wilson_interval(fails_wire, shots)),
+        "ler_offline": fails_off / shots,
+        "ler_offline_ci95": list(wilson_interval(fails_off, shots)),
+        "mismatches_vs_offline": int(np.any(pred != offline, axis=1).sum()),
+        "latency_us": summaries,
+        "decode_cost_us_per_round": {
+            "service_mean_all_rounds": float(service.mean()) / 1e3 if len(service) else None,
+            "offline_batch": emu["batch_ns"] / 1e3 / n_rounds,
+        },
+        "throughput_rounds_per_s": n_rounds / wall_s if wall_s else None,
+        "offered_rounds_per_s": 1e6 / cycle_us if cycle_us else None,
+        "backlog": {
+            "lag_p99_us": summaries["lag"]["p99_us"],
+            "lag_max_us": summaries["lag"]["max_us"],
+            "lag_p99_cycles": (summaries["lag"]["p99_us"] / cycle_us) if cycle_us else None,
+            "final_lag_us": float(lag[-1000:].mean()) / 1e3 if len(lag) else None,
+        },
+        "machine": machine_info(),
+    }
+    if budget_us is not None:
+        report["budget"] = budget_verdict(summaries, budget_us=budget_us)
+    report["_series"] = {"service_ns": service, "decoded": decoded,
+                         "reaction_ns": emu["reaction_ns"], "rtt_ns": emu["rtt_ns"]}
+    return report
+
+
+def format_latency(r: dict) -> str:
+    """A short human-readable summary with the floors beside each figure."""
+    s = r["latency_us"]
+
+    def row(name, d):
+        if not d or d.get("count", 0) == 0:
+            return f"  {name:<26} (no samples)"
+        return (f"  {name:<26} p50 {d['p50_us']:8.3f}  p90 {d['p90_us']:8.3f}  "
+                f"p99 {d['p99_us']:8.3f}  p99.9 {d['p99.9_us']:9.3f}  max {d['max_us']:10.1f}")
+
+    pin = r["pinning"]
+    lines = [
+        f"{r['spec']}  decoder={r['decoder']} window={r['window']} commit={r['commit']} "
+        f"transport={r['transport']}  shots={r['shots']} rounds={r['rounds']} "
+        f"cycle={r['cycle_us'] or 'unpaced'} us",
+        f"pinning: server cpu {pin['server_cpu']}, emulator cpu {pin['emulator_cpu']}",
+        "latency (us):",
+        row("service time / round", s["service"]),
+        row("  rounds with a decode", s["service_decode_rounds"]),
+        row("reaction time", s["reaction"]),
+        row("bare transport RTT (floor)", s["bare_round_trip"]),
+        row("lag behind schedule", s["lag"]),
+        f"decode cost: {r['decode_cost_us_per_round']['service_mean_all_rounds']:.3f} us/round "
+        f"served (offline batch floor {r['decode_cost_us_per_round']['offline_batch']:.3f})",
+        f"throughput: {r['throughput_rounds_per_s']:,.0f} rounds/s"
+        + (f" (offered {r['offered_rounds_per_s']:,.0f})" if r["offered_rounds_per_s"] else ""),
+        f"corrections: {r['corrections_received']}/{r['corrections_expected']}, "
+        f"lost {r['lost']}, duplicated {r['duplicated']}, errors {r['errors']}, "
+        f"mismatches vs offline {r['mismatches_vs_offline']}",
+        f"LER wire {r['ler_wire']:.2e} [{r['ler_wire_ci95'][0]:.1e}, {r['ler_wire_ci95'][1]:.1e}]"
+        f"  offline {r['ler_offline']:.2e}",
+    ]
+    if "budget" in r:
+        b = r["budget"]
+        lines.append(("PASS: " if b["met"] else "FAIL: ") + b["reason"])
+    return "\n".join(lines)

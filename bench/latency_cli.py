@@ -1,0 +1,92 @@
+"""Command-line body of ``qecd bench latency`` (arguments, progress, JSON, plots, exit code).
+
+The JSON schema ``qecd.bench.latency/1`` is documented in docs/benchmarks.md. Exit codes:
+0 = ran (and met ``--budget-us`` when given), 1 = missed the budget, 3 = lost, duplicated or
+mismatched corrections (a correctness failure outranks a latency one).
+
+>>> import argparse
+>>> p = argparse.ArgumentParser(); add_latency_arguments(p)
+>>> p.parse_args(["--budget-us", "10"]).budget_us
+10.0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+
+DEFAULT_SPEC = "surface:d=5,p=0.001"
+
+
+def add_latency_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--spec", default=DEFAULT_SPEC, help="experiment spec (default %(default)s)")
+    p.add_argument("--decoder", default="uf")
+    p.add_argument("--transport", default="shm", choices=["shm"],
+                   help="shm: shared-memory rings with a Numba server loop")
+    p.add_argument("--shots", type=int, default=20_000)
+    p.add_argument("--seed", type=int, default=2026)
+    p.add_argument("--cycle-us", "--cycle_us", dest="cycle_us", type=float, default=0.0,
+                   help="paced mode: one round every CYCLE_US microseconds (0 = as fast as "
+                        "possible)")
+    p.add_argument("--window", type=int, default=None)
+    p.add_argument("--commit", type=int, default=None)
+    p.add_argument("--ping", type=int, default=20_000, help="bare round trips to measure")
+    p.add_argument("--no-pin", "--no_pin", dest="pin", action="store_false",
+                   help="do not pin server and emulator to separate CPUs")
+    p.add_argument("--budget-us", "--budget_us", dest="budget_us", type=float, default=None,
+                   help="exit 1 unless the p99 per-round service time is under this")
+    p.add_argument("--json", default=None, help="write the report (schema qecd.bench.latency/1)")
+    p.add_argument("--plot", default=None, help="write PNGs into this directory")
+
+
+def _jsonable(report: dict) -> dict:
+    return {k: v for k, v in report.items() if not k.startswith("_")}
+
+
+def write_plots(report: dict, out_dir: str) -> list[str]:
+    """The latency CCDF (with the budget) and the per-round time series."""
+    from qecd.bench.plots import plot_latency_distribution, plot_time_series
+
+    os.makedirs(out_dir, exist_ok=True)
+    s = report["_series"]
+    budget = (report.get("budget") or {}).get("budget_us") or 10.0
+    title = f"{report['spec']}  {report['decoder']}  {report['transport']}"
+    a = plot_latency_distribution(
+        {"service time / round": s["service_ns"], "reaction time": s["reaction_ns"],
+         "bare transport RTT": s["rtt_ns"]}, budget,
+        os.path.join(out_dir, "latency_ccdf.png"), title=title)
+    b = plot_time_series(s["service_ns"], s["decoded"], os.path.join(out_dir, "service_series.png"),
+                         budget_us=budget, title=title)
+    return [a, b]
+
+
+def latency_main(args: argparse.Namespace) -> int:
+    from qecd.bench.latency import format_latency, run_latency
+
+    def progress(msg: str) -> None:
+        print(f"[qecd bench latency] {msg}", file=sys.stderr, flush=True)
+
+    progress(f"{args.spec}: {args.shots} shots, {args.transport}, {args.decoder}; "
+             "starting the service and the emulator")
+    r = run_latency(args.spec, decoder=args.decoder, transport=args.transport, shots=args.shots,
+                    seed=args.seed, cycle_us=args.cycle_us, window=args.window,
+                    commit=args.commit, ping=args.ping, pin=args.pin, budget_us=args.budget_us,
+                    progress=progress)
+    print(format_latency(r))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(_jsonable(r), f, indent=2, default=lambda o: o.tolist()
+                      if isinstance(o, np.ndarray) else str(o))
+        progress(f"wrote {args.json}")
+    if args.plot:
+        for path in write_plots(r, args.plot):
+            progress(f"wrote {path}")
+    if r["lost"] or r["duplicated"] or r["mismatches_vs_offline"]:
+        return 3
+    if "budget" in r and not r["budget"]["met"]:
+        return 1
+    return 0
