@@ -158,6 +158,11 @@ class ServerConfig:
         may linger to deliver the final ERROR/BYE messages.
     housekeeping_s : float
         Period of timeouts, histogram folding and log summaries.
+    build_switch_interval_s : float
+        While a decoder plan builds on the worker thread, the interpreter's GIL switch
+        interval is lowered to this (``sys.setswitchinterval``; restored when no build is
+        pending) so the loop thread gets the GIL back sooner; 0 leaves it alone. C code that
+        holds the GIL (stim, PyMatching graph construction) still delays the loop.
     """
 
     binds: tuple[str, ...] = ("tcp://127.0.0.1:5555",)
@@ -175,6 +180,7 @@ class ServerConfig:
     drain_s: float = 2.0
     shutdown_linger_ms: int = 1000
     housekeeping_s: float = 0.1
+    build_switch_interval_s: float = 0.0002
 
 
 class _PendingHello(NamedTuple):
@@ -280,6 +286,7 @@ class Server:
         self._stats = _RateLimiter(config.stats_budget_per_s)
         self._bursts: dict[tuple[str, str], int] = {}
         self._burst_sec = 0
+        self._switch_interval: float | None = None
         self._t0 = time.perf_counter_ns()
         self._handlers = {
             MsgType.HELLO: self._on_hello, MsgType.HEARTBEAT: self._on_heartbeat,
@@ -350,16 +357,23 @@ class Server:
         try:
             while not self._stop:
                 wait_ms = max(0, (next_hk - time.perf_counter_ns()) // 1_000_000)
-                events = dict(poller.poll(wait_ms))
-                if wake_fd in events:
-                    self._drain_wake()
-                    self._collect_builds()
-                if self._sock in events:
-                    self._read_batch()
-                now = time.perf_counter_ns()
-                if now >= next_hk:
-                    self._housekeeping(now)
-                    next_hk = now + hk_ns
+                try:
+                    events = dict(poller.poll(wait_ms))
+                    if wake_fd in events:
+                        self._drain_wake()
+                        self._collect_builds()
+                    if self._sock in events:
+                        self._read_batch()
+                    now = time.perf_counter_ns()
+                    if now >= next_hk:
+                        self._housekeeping(now)
+                        next_hk = now + hk_ns
+                except zmq.ContextTerminated:
+                    raise
+                except Exception as e:  # a bug outside any one packet: count, log, go on
+                    self.counters.drop("internal_exception")
+                    log.exception("loop_error", extra={"qecd": {"exception": type(e).__name__}})
+                    time.sleep(0.001)  # never spin hot on a persistent failure
             self._shutdown()
         finally:
             if not self._closed:
@@ -557,13 +571,20 @@ class Server:
                                     "got that many: retry later")
             fut = self._executor.submit(self.pool.build, key, hello)
             fut.add_done_callback(lambda _f: self._wake())
+            if not self._builds and self.config.build_switch_interval_s:
+                self._switch_interval = sys.getswitchinterval()
+                sys.setswitchinterval(self.config.build_switch_interval_s)
             self._builds[key] = fut
             self._waiting[key] = []
             self.counters.builds += 1
         self._waiting[key].append(pending)
 
     def _collect_builds(self) -> None:
-        for key in [k for k, f in self._builds.items() if f.done()]:
+        done = [k for k, f in self._builds.items() if f.done()]
+        if done and len(done) == len(self._builds) and self._switch_interval is not None:
+            sys.setswitchinterval(self._switch_interval)
+            self._switch_interval = None
+        for key in done:
             fut = self._builds.pop(key)
             waiting = self._waiting.pop(key, [])
             try:
@@ -732,6 +753,9 @@ class Server:
         deadline = time.perf_counter_ns() + int(self.config.drain_s * _SEC)
         while time.perf_counter_ns() < deadline and self._read_batch():
             pass
+        if self._switch_interval is not None:
+            sys.setswitchinterval(self._switch_interval)
+            self._switch_interval = None
         for key in list(self._builds):  # HELLOs still waiting for a plan
             self._builds.pop(key).cancel()
             for p in self._waiting.pop(key, []):

@@ -86,6 +86,8 @@ class SessionLimits:
         Client heartbeat period; silence after which a stream is freed.
     max_frame : int
         Largest packet accepted (OVERSIZE above).
+    server : str
+        Server software and version, announced in ACCEPT.
     """
 
     max_detectors: int = 1 << 18
