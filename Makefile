@@ -5,7 +5,11 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.qecd-installed
 REPORTS ?= reports
 
-.PHONY: run test bench bench-gate lint clean
+GATE_PCT       ?= 30
+BENCH_STORAGE  ?= file://bench/baseline
+RATIO_BASELINE ?= bench/baseline/ratios.json
+
+.PHONY: run test bench bench-gate bench-baseline lint clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,6 +22,30 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# Measure: pytest-benchmark suite (bench/test_*.py, not part of `make test`), the latency
+# harness and the same-run ratios; everything lands under $(REPORTS)/ (git-ignored).
+bench: $(STAMP)
+	@mkdir -p $(REPORTS)
+	$(PY) -m pytest bench -q -p no:cacheprovider --benchmark-only \
+	    --benchmark-json=$(REPORTS)/benchmarks.json --benchmark-columns=min,median,iqr,max,rounds
+	$(VENV)/bin/qecd bench latency --cycle-us 1 --budget-us 10 --shots 200000 \
+	    --json $(REPORTS)/latency.json --plot $(REPORTS)
+	$(VENV)/bin/qecd bench gate --baseline $(RATIO_BASELINE) --json $(REPORTS)/gate.json
+
+# CI gate: medians against the stored pytest-benchmark baseline (fails beyond GATE_PCT%),
+# then ratios measured in one run against their limits (survive slower CI machines).
+bench-gate: $(STAMP)
+	$(PY) -m pytest bench -q -p no:cacheprovider --benchmark-only \
+	    --benchmark-storage=$(BENCH_STORAGE) --benchmark-compare \
+	    --benchmark-compare-fail=median:$(GATE_PCT)%
+	$(VENV)/bin/qecd bench gate --baseline $(RATIO_BASELINE)
+
+# Refresh both baselines on the reference machine (commit bench/baseline/ afterwards).
+bench-baseline: $(STAMP)
+	$(PY) -m pytest bench -q -p no:cacheprovider --benchmark-only \
+	    --benchmark-storage=$(BENCH_STORAGE) --benchmark-save=baseline
+	$(VENV)/bin/qecd bench gate --write-baseline --baseline $(RATIO_BASELINE)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

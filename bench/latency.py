@@ -85,9 +85,26 @@ def _shm_emulator_proc(spec, window, commit, shots, seed, cycle_ns, ping, cpu, n
         cli.stream_shots(warm)
         dets, obs = exp.sample(shots, seed=seed)
         rtt = cli.ping(ping)
+        chunks = max(1, min(20, shots // 5000))
+        bounds = np.linspace(0, shots, chunks + 1).astype(int)
+        parts = []
         t0 = time.perf_counter_ns()
-        res = cli.stream_shots(dets, cycle_ns=cycle_ns, timeout_s=60)
+        for i in range(chunks):
+            parts.append(cli.stream_shots(dets[bounds[i]:bounds[i + 1]], cycle_ns=cycle_ns,
+                                          timeout_s=60))
+            conn.send(("progress", (i + 1) / chunks))
         wall_ns = time.perf_counter_ns() - t0
+        res = parts[0]
+        if len(parts) > 1:
+            from qecd.transport.shm_service import StreamResult
+
+            cat = lambda name: np.concatenate([getattr(p, name) for p in parts])  # noqa: E731
+            res = StreamResult(
+                cat("predictions"), cat("send_ns"), cat("corr_first"), cat("corr_last"),
+                cat("corr_recv_ns"), cat("corr_ts"), cat("corr_service_ns"),
+                sum(p.expected for p in parts), sum(p.received for p in parts),
+                sum(p.errors for p in parts), sum(p.lost for p in parts),
+                sum(p.duplicated for p in parts), min(p.status for p in parts))
         cli.bye()
         cli.close()
         # offline: the same decoder on the same shots, and the batch decode cost floor
@@ -147,13 +164,20 @@ def run_latency(spec: str = "surface:d=5,p=0.001", *, decoder: str = "uf",
     try:
         _, name, cps = _recv(s_parent, 300, "server")
         if progress:
-            progress("server ready; streaming")
+            progress("server ready; streaming")  # then fractions 0..1 as chunks complete
         cycle_ns = int(round(cycle_us * 1000))
         emulator = ctx.Process(target=_shm_emulator_proc, args=(
             str(exp.spec), window, commit, shots, seed, cycle_ns, ping, emu_cpu, name, cps,
             e_child), daemon=True)
         emulator.start()
-        _, emu = _recv(e_parent, 600, "emulator")
+        while True:
+            msg = _recv(e_parent, 600, "emulator")
+            if msg[0] == "progress":
+                if progress:
+                    progress(msg[1])
+                continue
+            emu = msg[1]
+            break
         s_parent.send("stop")
         _, records, counters, exit_code = _recv(s_parent, 60, "server")
     finally:

@@ -67,7 +67,13 @@ def write_plots(report: dict, out_dir: str) -> list[str]:
 def latency_main(args: argparse.Namespace) -> int:
     from qecd.bench.latency import format_latency, run_latency
 
-    def progress(msg: str) -> None:
+    def progress(msg) -> None:
+        if isinstance(msg, float):
+            bar = "#" * int(40 * msg)
+            end = "\n" if msg >= 1 else ""
+            print(f"\r[qecd bench latency] [{bar:<40}] {100 * msg:5.1f}%", end=end,
+                  file=sys.stderr, flush=True)
+            return
         print(f"[qecd bench latency] {msg}", file=sys.stderr, flush=True)
 
     progress(f"{args.spec}: {args.shots} shots, {args.transport}, {args.decoder}; "

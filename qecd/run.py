@@ -1,42 +1,51 @@
 """``make run`` / ``qecd run``: the main job on an embedded default.
 
-Until the service and the latency harness land, the main job is the offline pipeline a
-stream goes through: sample a surface-code experiment with stim, decode the same shots
-whole-shot and with a sliding window, and print the logical error rates with their 95%
-intervals, against PyMatching as the reference.
+The service (a shared-memory ring served by the Numba ``uf`` stream loop, the fastest
+transport qecd has) runs in one process and the control-system emulator in another; the
+emulator streams 200,000 stim-sampled shots of the d=5 rotated surface code at p=0.1%
+(1.2 million rounds) paced at the 1 µs cycle of superconducting hardware, checks every
+correction against stim's truth and an offline decode, and the harness ends with a verdict
+on the 10 µs budget. ``--quick`` runs a small version (used by the tests).
 
 >>> main_job(quick=True)  # doctest: +ELLIPSIS
-qecd ... main job: offline accuracy on the embedded default
+qecd ... main job: ...
 ...
 0
 """
 
 from __future__ import annotations
 
+import argparse
 import time
 
 from qecd import __version__
 
-DEFAULT_SPEC = "surface:d=5,r=20,p=0.003"
-DEFAULT_DECODERS = ("pymatching", "pymatching-w10c5")
+DEFAULT_SPEC = "surface:d=5,r=5,p=0.001"
+DEFAULT_SHOTS = 200_000
+BUDGET_US = 10.0
+CYCLE_US = 1.0
 
 
 def main_job(*, quick: bool = False) -> int:
-    """Run the default job; returns the process exit code."""
-    from qecd.bench.accuracy import format_accuracy, run_accuracy
-    from qecd.decoder.registry import backend_names
+    """Run the default job; returns the process exit code (see ``qecd bench latency``)."""
+    from qecd.bench.latency_cli import add_latency_arguments, latency_main
 
-    shots = 500 if quick else 20_000
-    decoders = list(DEFAULT_DECODERS)
-    try:
-        import qecd.decoder.union_find  # noqa: F401
+    shots = 2_000 if quick else DEFAULT_SHOTS
+    print(f"qecd {__version__} main job: {DEFAULT_SPEC}, uf decoder, shared-memory transport, "
+          f"{shots:,} shots paced at {CYCLE_US:g} us per round, budget {BUDGET_US:g} us (p99)")
+    p = argparse.ArgumentParser()
+    add_latency_arguments(p)
+    argv = ["--spec", DEFAULT_SPEC, "--shots", str(shots), "--cycle-us", str(CYCLE_US),
+            "--budget-us", str(BUDGET_US), "--ping", "2000" if quick else "20000"]
+    if not quick:
+        argv += ["--json", "reports/run.json", "--plot", "reports"]
+        import os
 
-        decoders += ["uf", "uf-w10c5"] if "uf" in backend_names() else []
-    except ImportError:
-        pass
-    print(f"qecd {__version__} main job: offline accuracy on the embedded default")
+        os.makedirs("reports", exist_ok=True)
     t0 = time.perf_counter()
-    report = run_accuracy(DEFAULT_SPEC, decoders, shots=shots, seed=2026)
-    print(format_accuracy(report))
-    print(f"done in {time.perf_counter() - t0:.1f} s")
-    return 0
+    code = latency_main(p.parse_args(argv))
+    verdict = {0: "PASS: every correction right and the p99 service time within budget",
+               1: "BUDGET MISSED: corrections right, but the p99 service time is over budget",
+               3: "FAIL: corrections lost, duplicated or different from the offline decode"}
+    print(f"verdict: {verdict.get(code, f'exit {code}')} ({time.perf_counter() - t0:.0f} s)")
+    return code
