@@ -5,7 +5,8 @@ PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.qecd-installed
 REPORTS ?= reports
 
-GATE_PCT       ?= 30
+GATE_STAT      ?= min
+GATE_PCT       ?= 35
 BENCH_STORAGE  ?= file://bench/baseline
 RATIO_BASELINE ?= bench/baseline/ratios.json
 
@@ -33,12 +34,13 @@ bench: $(STAMP)
 	    --json $(REPORTS)/latency.json --plot $(REPORTS)
 	$(VENV)/bin/qecd bench gate --baseline $(RATIO_BASELINE) --json $(REPORTS)/gate.json
 
-# CI gate: medians against the stored pytest-benchmark baseline (fails beyond GATE_PCT%),
+# CI gate: per-kernel minimum times against the stored pytest-benchmark baseline (fails
+# beyond GATE_PCT%; minimums survive a loaded machine, medians swung up to 76% here),
 # then ratios measured in one run against their limits (survive slower CI machines).
 bench-gate: $(STAMP)
 	$(PY) -m pytest bench -q -p no:cacheprovider --benchmark-only \
 	    --benchmark-storage=$(BENCH_STORAGE) --benchmark-compare \
-	    --benchmark-compare-fail=median:$(GATE_PCT)%
+	    --benchmark-compare-fail=$(GATE_STAT):$(GATE_PCT)%
 	$(VENV)/bin/qecd bench gate --baseline $(RATIO_BASELINE)
 
 # Refresh both baselines on the reference machine (commit bench/baseline/ afterwards).

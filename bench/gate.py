@@ -5,8 +5,9 @@ on the same shots, in the same process, a few milliseconds apart, mostly do not.
 times each candidate and its reference alternately (``repeats`` rounds, medians), computes
 ``candidate / reference``, and fails when a ratio exceeds its limit in the baseline file
 (JSON: ``{"ratios": {name: {"max": x, "baseline": y}}}``). ``--write-baseline`` records
-the measured ratios with the limit ``baseline * (1 + tolerance)`` (capped by any hard limit
-an issue set, e.g. uf <= 0.5 x pymatching per round).
+the measured ratios with the limit ``baseline * (1 + tolerance)``, capped by the target an
+issue set (e.g. uf <= 0.5 x pymatching per round) once that target is met, so a met target
+never regresses; an unmet target is reported (``target_met``) and only regressions gate.
 
 pytest-benchmark's own ``--benchmark-compare-fail`` (medians against a stored run) is the
 other half of ``make bench-gate``; see the README.
@@ -82,22 +83,27 @@ def run_gate(baseline: dict | None, *, ratios: dict = DEFAULT_RATIOS, shots: int
             limit = entry["max"] if entry else hard
         else:
             limit = m["ratio"] * (1 + tolerance)
-            if hard is not None:
-                limit = min(limit, hard)  # an issue's hard limit is never loosened
+            if hard is not None and m["ratio"] <= hard:
+                limit = min(limit, hard)  # a target once met is never loosened again
         passed = limit is None or m["ratio"] <= limit
         ok &= passed
-        results[name] = {**m, "max": limit, "baseline": m["ratio"] if baseline is None else
+        results[name] = {**m, "max": limit, "target": hard,
+                         "target_met": None if hard is None else m["ratio"] <= hard, "baseline": m["ratio"] if baseline is None else
                          (baseline.get("ratios", {}).get(name) or {}).get("baseline"),
                          "passed": passed}
     return {"schema": SCHEMA, "tolerance": tolerance, "passed": ok, "ratios": results}
 
 
 def format_gate(report: dict) -> str:
-    lines = [f"{'ratio':<42}{'measured':>10}{'max':>10}{'cand us/rd':>12}{'ref us/rd':>11}  ok"]
+    lines = [f"{'ratio':<42}{'measured':>10}{'max':>10}{'cand us/rd':>12}{'ref us/rd':>11}"
+             f"  gate  target"]
     for name, r in report["ratios"].items():
         mx = "-" if r["max"] is None else f"{r['max']:.3f}"
+        tgt = "-" if r.get("target") is None else (
+            f"<= {r['target']:g} {'met' if r['target_met'] else 'NOT MET'}")
         lines.append(f"{name:<42}{r['ratio']:>10.3f}{mx:>10}{r['candidate_us_per_round']:>12.4f}"
-                     f"{r['reference_us_per_round']:>11.4f}  {'PASS' if r['passed'] else 'FAIL'}")
+                     f"{r['reference_us_per_round']:>11.4f}  {'PASS' if r['passed'] else 'FAIL'}"
+                     f"  {tgt}")
     lines.append("gate: " + ("PASS" if report["passed"] else "FAIL"))
     return "\n".join(lines)
 
