@@ -138,22 +138,29 @@ def prematch_tables(num_detectors: int, edge_uv: np.ndarray,
                     edge_w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Where pre-matching gives exactly union-find's first event.
 
-    A detection event ``u`` whose only neighbouring event is ``v`` (and vice versa) meets
-    ``v`` at time ``ceil(w_uv / 2)``. Nothing else can reach them earlier when
-    ``2 * ceil(w_uv / 2) < w_min + m``, where ``m`` is the lightest other edge at ``u`` or
-    ``v`` and ``w_min`` the lightest edge of the graph: a one-sided edge of theirs needs time
-    ``m``, and another cluster, whose events are all at least two edges away, needs at least
-    ``(w_min + m) / 2``. Likewise an event with no neighbouring event reaches the boundary
-    through edge ``b`` first when ``2 * w_b < w_min + m``. Such pairs are matched before the
-    union-find runs. The one difference from plain union-find: a pre-matched pair is not left
-    behind as a neutral cluster that later clusters can merge into.
+    Take two neighbouring detection events ``a``, ``b`` that have no other neighbouring
+    event. Union-find joins them along their edge at time ``t0 = ceil(w_ab / 2)``, unless
+    something touches them first. Nothing does when, for every other edge ``f = (a, x)``
+    (and likewise at ``b``):
+
+    - ``t0 < w_f``: their own one-sided growth fully grows ``f`` only at time ``w_f``;
+    - ``2 * t0 < w_f + m_x``, with ``m_x`` the lightest edge at ``x`` not leading to ``a`` or
+      ``b``: any other cluster reaches ``x`` no earlier than ``m_x`` (a cluster only holds
+      nodes within its radius of its events, and ``x`` is not an event), after which ``f``
+      grows from both ends and is full no earlier than ``(m_x + w_f) / 2``.
+
+    The same with ``t0 = w_e`` (one-sided growth) decides when a lone event with no
+    neighbouring event reaches the boundary edge ``e`` first. Such events are matched
+    before union-find runs, tentatively: the first cluster that reaches one of them meets the
+    neutral cluster union-find would have built by then (:func:`_materialize`), so the
+    result is exactly plain union-find's.
 
     Returns
     -------
     pm_edge : numpy.ndarray of uint8, shape (E,)
         1 where an isolated pair may be matched along that (two-detector) edge.
     pm_bnd : numpy.ndarray of int32, shape (D + 1,)
-        The boundary edge an isolated event at that node may be matched to, or -1.
+        The boundary edge a lone event at that node may be matched to, or -1.
 
     >>> pe, pb = prematch_tables(2, np.array([[0, 1], [0, 2], [1, 2]], np.int32),
     ...                          np.array([4, 3, 9], np.int32))
@@ -161,37 +168,47 @@ def prematch_tables(num_detectors: int, edge_uv: np.ndarray,
     ([1, 0, 0], [1, -1, -1])
     """
     ne = edge_uv.shape[0]
+    nd = num_detectors
     pm_edge = np.zeros(ne, dtype=np.uint8)
-    pm_bnd = np.full(num_detectors + 1, -1, dtype=np.int32)
-    if ne == 0:
-        return pm_edge, pm_bnd
-    big = np.iinfo(np.int64).max // 4
+    pm_bnd = np.full(nd + 1, -1, dtype=np.int32)
+    uv = edge_uv.astype(np.int64)
     w = edge_w.astype(np.int64)
-    w_min = int(w.min())
-    m1 = np.full(num_detectors + 1, big, np.int64)  # lightest edge at each node
-    a1 = np.full(num_detectors + 1, -1, np.int64)  # ... and its id
-    m2 = np.full(num_detectors + 1, big, np.int64)  # second lightest
+    big = np.iinfo(np.int64).max // 4
+    # the three lightest edges at each node, as (weight, other end), for "lightest edge at x
+    # not leading to a or b"
+    top = [[(big, -1)] * 3 for _ in range(nd)]
+    inc: list[list[tuple[int, int, int]]] = [[] for _ in range(nd)]  # (edge, other end, w)
     for e in range(ne):
-        for x in (int(edge_uv[e, 0]), int(edge_uv[e, 1])):
-            if x >= num_detectors:
-                continue
-            if w[e] < m1[x]:
-                m2[x], m1[x], a1[x] = m1[x], w[e], e
-            elif w[e] < m2[x]:
-                m2[x] = w[e]
+        a, b = int(uv[e, 0]), int(uv[e, 1])
+        for x, y in ((a, b), (b, a)):
+            if x < nd:
+                inc[x].append((e, y, int(w[e])))
+                top[x] = sorted(top[x] + [(int(w[e]), y)])[:3]
 
-    def other_min(x: int, e: int) -> int:
-        return int(m2[x] if a1[x] == e else m1[x])
+    def lightest_away(x: int, a: int, b: int) -> int:
+        for wx, y in top[x]:
+            if y != a and y != b:
+                return wx
+        return big
+
+    def first_event_is(e: int, t0: int, ends: tuple[int, ...]) -> bool:
+        for z in ends:
+            for f, x, wf in inc[z]:
+                if f == e:
+                    continue
+                if t0 >= wf:
+                    return False
+                if x < nd and 2 * t0 >= wf + lightest_away(x, ends[0], ends[-1]):
+                    return False
+        return True
 
     for e in range(ne):
-        a, b = int(edge_uv[e, 0]), int(edge_uv[e, 1])
-        if b >= num_detectors:
-            if 2 * w[e] < w_min + other_min(a, e):
+        a, b = int(uv[e, 0]), int(uv[e, 1])
+        if b >= nd:
+            if first_event_is(e, int(w[e]), (a,)):
                 pm_bnd[a] = e
-        else:
-            m = min(other_min(a, e), other_min(b, e))
-            if 2 * ((w[e] + 1) // 2) < w_min + m:
-                pm_edge[e] = 1
+        elif first_event_is(e, int((w[e] + 1) // 2), (a, b)):
+            pm_edge[e] = 1
     return pm_edge, pm_bnd
 
 
