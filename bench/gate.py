@@ -87,9 +87,10 @@ def run_gate(baseline: dict | None, *, ratios: dict = DEFAULT_RATIOS, shots: int
                 limit = min(limit, hard)  # a target once met is never loosened again
         passed = limit is None or m["ratio"] <= limit
         ok &= passed
-        results[name] = {**m, "max": limit, "target": hard,
-                         "target_met": None if hard is None else m["ratio"] <= hard, "baseline": m["ratio"] if baseline is None else
-                         (baseline.get("ratios", {}).get(name) or {}).get("baseline"),
+        base = m["ratio"] if baseline is None else (
+            (baseline.get("ratios", {}).get(name) or {}).get("baseline"))
+        results[name] = {**m, "max": limit, "target": hard, "baseline": base,
+                         "target_met": None if hard is None else m["ratio"] <= hard,
                          "passed": passed}
     return {"schema": SCHEMA, "tolerance": tolerance, "passed": ok, "ratios": results}
 

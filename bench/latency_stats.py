@@ -34,7 +34,7 @@ def histogram_ns(samples_ns: np.ndarray):
         np.clip(np.asarray(samples_ns, dtype=np.int64), HDR_LOWEST_NS, HDR_HIGHEST_NS),
         return_counts=True,
     )
-    for v, c in zip(vals.tolist(), counts.tolist()):
+    for v, c in zip(vals.tolist(), counts.tolist(), strict=True):
         h.record_value(v, c)
     return h
 

@@ -33,4 +33,4 @@ def percentiles_us(samples_ns: Iterable[int] | np.ndarray,
     if a.size == 0:
         return {f"p{q:g}": float("nan") for q in pcts}
     vals = np.percentile(a, pcts)
-    return {f"p{q:g}": float(v) / 1e3 for q, v in zip(pcts, vals)}
+    return {f"p{q:g}": float(v) / 1e3 for q, v in zip(pcts, vals, strict=True)}

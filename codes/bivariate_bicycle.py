@@ -30,8 +30,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from qecd.codes.css import CssCode
 
+from qecd.codes.css import CssCode
 from qecd.errors import SpecError
 
 __all__ = ["BB_CODES", "BBParams", "bb_code", "bivariate_bicycle"]

@@ -36,8 +36,8 @@ import itertools
 from dataclasses import dataclass
 
 import numpy as np
-from qecd.codes.css import CssCode, _as_gf2_matrix, gf2_nullspace
 
+from qecd.codes.css import CssCode, _as_gf2_matrix, gf2_nullspace
 from qecd.errors import SpecError
 
 __all__ = ["HGP_SEEDS", "ClassicalSeed", "classical_distance", "hgp_code", "hypergraph_product"]

@@ -97,7 +97,8 @@ class RoundLayout:
             self.num_observables == other.num_observables
             and self.times == other.times
             and len(self.detectors) == len(other.detectors)
-            and all(np.array_equal(a, b) for a, b in zip(self.detectors, other.detectors))
+            and all(np.array_equal(a, b)
+                    for a, b in zip(self.detectors, other.detectors, strict=True))
         )
 
     __hash__ = None  # type: ignore[assignment]

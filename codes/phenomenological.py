@@ -36,8 +36,8 @@ import math
 
 import numpy as np
 import stim
-from qecd.codes.css import CssCode
 
+from qecd.codes.css import CssCode
 from qecd.errors import SpecError
 
 __all__ = ["code_capacity_dem", "phenomenological_dem"]

@@ -14,6 +14,7 @@ import stim
 from qecd.codes.surface import generated_memory
 
 
-def repetition_code_circuit(*, d: int, rounds: int, p: float, noise: str = "uniform") -> stim.Circuit:
+def repetition_code_circuit(*, d: int, rounds: int, p: float,
+                            noise: str = "uniform") -> stim.Circuit:
     """``d`` data qubits, ``d - 1`` ZZ checks measured ``rounds`` times, then data measured."""
     return generated_memory("repetition_code:memory", distance=d, rounds=rounds, p=p, noise=noise)

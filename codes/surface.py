@@ -14,7 +14,8 @@ import stim
 from qecd.codes.noise import si1000
 
 
-def generated_memory(task: str, *, distance: int, rounds: int, p: float, noise: str) -> stim.Circuit:
+def generated_memory(task: str, *, distance: int, rounds: int, p: float,
+                     noise: str) -> stim.Circuit:
     """A stim generated memory circuit of ``task`` under noise model ``noise``.
 
     ``uniform`` uses stim's own noise parameters (all equal to ``p``); ``si1000`` starts from

@@ -9,7 +9,8 @@ optional combination sweep, ``lsd_order``). This is the idea of BP+LSD (Hillmann
 arXiv 2406.18655) with global best-first growth; see :mod:`qecd.decoder._bp_kernels`.
 
 Options use ldpc's vocabulary: ``max_iter``, ``bp_method``, ``ms_scaling_factor``,
-``schedule``, ``lsd_order`` (plus ``lsd_min_free``, see :class:`BpClusterOptions`). The answer always reproduces the syndrome exactly; a syndrome no
+``schedule``, ``lsd_order`` (plus ``lsd_min_free``, see :class:`BpClusterOptions`). The
+answer always reproduces the syndrome exactly; a syndrome no
 set of faults can explain raises :class:`~qecd.errors.DecoderError` (never a silent guess).
 
 Example

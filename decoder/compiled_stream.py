@@ -194,7 +194,6 @@ class CompiledStream:
         for i, w in enumerate(wins):
             det_ptr[i + 1] = det_ptr[i] + len(w.det_ids)
             l2g_ptr[i + 1] = l2g_ptr[i] + len(w.local_to_global)
-        nd, no = sd.layout.num_detectors, sd.num_observables
         self._plan = (
             sd._offsets.astype(np.int64),
             trigger,
@@ -238,9 +237,9 @@ class CompiledStream:
 
     def _warm_up(self) -> None:
         state = self.new_state()
-        for t, size in enumerate(self.layout.round_sizes):
+        for size in self.layout.round_sizes:
             push_round_kernel(np.zeros(size, np.uint8), False, *state, *self._plan)
-        for t, size in enumerate(self.layout.round_sizes):
+        for size in self.layout.round_sizes:
             push_round_kernel(np.zeros((size + 7) // 8, np.uint8), True, *state, *self._plan)
 
     @property

@@ -302,7 +302,7 @@ class StreamDecoder:
         if self._next_round != 0:
             raise DecoderError("decode_shot: a shot is in progress on this stream")
         out = np.zeros(self.num_observables, dtype=np.uint8)
-        for r, ids in enumerate(self.layout.detectors):
+        for ids in self.layout.detectors:
             c = self.push_round(d[ids])
             if c is not None:
                 out ^= c.observables

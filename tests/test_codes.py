@@ -143,7 +143,8 @@ def test_surface_layout_has_half_size_first_and_final_rounds():
 
 def test_layout_time_coordinate_can_be_first():
     dem = stim.DetectorErrorModel(
-        "error(0.1) D0 D1\nerror(0.1) D1 D2\ndetector(0, 5) D0\ndetector(1, 5) D1\ndetector(1, 9) D2"
+        "error(0.1) D0 D1\nerror(0.1) D1 D2\n"
+        "detector(0, 5) D0\ndetector(1, 5) D1\ndetector(1, 9) D2"
     )
     assert RoundLayout.from_dem(dem, time_coord=0).round_sizes == (1, 2)
     assert RoundLayout.from_dem(dem).round_sizes == (2, 1)
@@ -160,7 +161,7 @@ def test_seeded_sampling_is_reproducible(spec):
     a = exp.sample(50, seed=11)
     b = exp.sample(50, seed=11)
     c = exp.sample(50, seed=12)
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
     assert not np.array_equal(a[0], c[0])
 
 

@@ -16,6 +16,7 @@ import stim
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+
 from qecd.codes import bivariate_bicycle as bb_mod
 from qecd.codes import css as css_mod
 from qecd.codes import hypergraph_product as hgp_mod
@@ -29,7 +30,6 @@ from qecd.codes.hypergraph_product import (
     hypergraph_product,
 )
 from qecd.codes.phenomenological import code_capacity_dem, phenomenological_dem
-
 from qecd.errors import SpecError
 
 FAST = settings(max_examples=40, deadline=None)
