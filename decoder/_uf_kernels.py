@@ -87,6 +87,7 @@ from __future__ import annotations
 
 import numba
 import numpy as np
+from numba.cpython.unsafe.numbers import trailing_zeros  # llvm.cttz, as Numba itself uses
 
 #: every kernel's compile options, in one place (``njit`` is always nopython). ``_nrt=False``
 #: turns off Numba's reference counting (the option Numba's own string helpers use): these
@@ -98,7 +99,7 @@ _INLINE = dict(inline="always", **_JIT)
 
 UF_NO_BOUNDARY = -1
 
-FL_INCL = 1  # the node belongs to a cluster this shot
+FL_INCL = 1  # the node belongs to a cluster this shot (bit 0: _first_look relies on it)
 FL_TENT = 2  # the node's event is tentatively pre-matched
 FL_GROW = 4  # (at a root) the cluster is odd and does not touch the boundary: it grows
 FL_DEFECT = 8  # detection event still to be explained (peeling)
@@ -281,6 +282,15 @@ def build_kernel_args(num_detectors: int, edge_uv: np.ndarray, edge_w: np.ndarra
 
 
 # -- small helpers ----------------------------------------------------------------------------
+@numba.njit(**_INLINE)
+def _load8(a, s, c0):
+    """``a[s, c0:c0+8]`` as one little-endian uint64 (LLVM merges it into one load)."""
+    return (np.uint64(a[s, c0]) | np.uint64(a[s, c0 + 1]) << np.uint64(8)
+            | np.uint64(a[s, c0 + 2]) << np.uint64(16) | np.uint64(a[s, c0 + 3]) << np.uint64(24)
+            | np.uint64(a[s, c0 + 4]) << np.uint64(32) | np.uint64(a[s, c0 + 5]) << np.uint64(40)
+            | np.uint64(a[s, c0 + 6]) << np.uint64(48) | np.uint64(a[s, c0 + 7]) << np.uint64(56))
+
+
 @numba.njit(**_INLINE)
 def _or8(a, s, c0):
     """OR of ``a[s, c0:c0+8]``, written out: LLVM turns it into one 8-byte load."""
@@ -606,12 +616,12 @@ def _first_look(n_touched, adj_ptr, adj, flags, touched, scratch):
         pe = 0
         best = _INF32
         for k in range(adj_ptr[v], adj_ptr[v + 1]):
-            w = np.int64(adj[3 * k + 2])
-            if flags[adj[3 * k]] & FL_INCL:
-                cnt += 1
-                pe = adj[3 * k + 1]
-                w = (w + 1) >> 1
-            best = min(best, w)
+            # branch-free (a neighbouring event sits at a random place in the row, so a
+            # branch on it would mispredict once per event): FL_INCL is bit 0
+            inc = np.int64(flags[adj[3 * k]] & FL_INCL)
+            cnt += inc
+            pe = max(pe, inc * adj[3 * k + 1])
+            best = min(best, (np.int64(adj[3 * k + 2]) + inc) >> inc)
         if cnt == 1:
             flags[v] |= FL_NB1
         elif cnt > 1:
@@ -858,23 +868,18 @@ def uf_decode_batch_packed(packed, num_detectors, adj_ptr, adj, edge_w, edge_uv,
     for s in range(packed.shape[0]):
         n_touched = 0
         for c0 in range(0, nbytes, 8):
-            if c0 < full and _or8(packed, s, c0) == 0:
-                continue  # 64 quiet detectors at once: most of a low-p shot
-            for byte in range(c0, min(c0 + 8, nbytes)):
-                x = np.int32(packed[s, byte])
-                while x != 0:
-                    low = x & -x
-                    bit = 0
-                    if low & 0xF0:
-                        bit += 4
-                    if low & 0xCC:
-                        bit += 2
-                    if low & 0xAA:
-                        bit += 1
-                    v = byte * 8 + bit
-                    x ^= low
-                    if v < num_detectors:
-                        n_touched = _add_event(flags, v, touched, n_touched)
+            # 64 detectors at a time, little-endian as stim packs them; most words are 0
+            word = np.uint64(0)
+            if c0 < full:
+                word = _load8(packed, s, c0)
+            else:
+                for byte in range(c0, nbytes):
+                    word |= np.uint64(packed[s, byte]) << np.uint64(8 * (byte - c0))
+            while word != 0:
+                v = 8 * c0 + np.int64(trailing_zeros(word))
+                word &= word - np.uint64(1)
+                if v < num_detectors:
+                    n_touched = _add_event(flags, v, touched, n_touched)
         if n_touched == 0:
             continue
         nf = _solve(n_touched, adj_ptr, adj, edge_w, edge_uv, pm_edge, pm_bnd, parent, flags,
