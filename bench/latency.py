@@ -142,12 +142,22 @@ def run_latency(spec: str = "surface:d=5,p=0.001", *, decoder: str = "uf",
                 cycle_us: float = 0.0, window: int | None = None, commit: int | None = None,
                 ping: int = 20_000, pin: bool = True, budget_us: float | None = None,
                 progress=None) -> dict:
-    """Run one latency experiment and return the ``qecd.bench.latency/1`` report."""
-    if transport != "shm" or decoder != "uf":
-        from qecd.errors import QecdError
+    """Run one latency experiment and return the ``qecd.bench.latency/1`` report.
 
-        raise QecdError(f"transport {transport!r} with decoder {decoder!r}: only shm + uf is "
-                        "wired into the harness in this version")
+    ``transport="shm"`` (decoder ``uf``): shared-memory rings served by the Numba stream
+    loop. ``transport="zmq"`` (any decoder): ``qecd serve`` over tcp loopback and the
+    ZeroMQ emulator of :mod:`qecd.transport.emulator`.
+    """
+    from qecd.errors import QecdError
+
+    if transport == "zmq":
+        return _run_zmq(spec, decoder=decoder, shots=shots, seed=seed, cycle_us=cycle_us,
+                        window=window, commit=commit, ping=ping, pin=pin,
+                        budget_us=budget_us, progress=progress)
+    if transport != "shm" or decoder != "uf":
+        raise QecdError(f"transport {transport!r} with decoder {decoder!r}: the shm transport "
+                        "serves the uf decoder (compiled into its Numba loop); use "
+                        "--transport zmq for other decoders")
     from qecd.codes import build_experiment
 
     exp = build_experiment(spec)
@@ -248,6 +258,14 @@ def run_latency(spec: str = "surface:d=5,p=0.001", *, decoder: str = "uf",
     return report
 
 
+def _count(v) -> int:
+    return int(sum(v.values())) if isinstance(v, dict) else int(v or 0)
+
+
+def _us(v) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
 def format_latency(r: dict) -> str:
     """A short human-readable summary with the floors beside each figure."""
     s = r["latency_us"]
@@ -270,12 +288,13 @@ def format_latency(r: dict) -> str:
         row("reaction time", s["reaction"]),
         row("bare transport RTT (floor)", s["bare_round_trip"]),
         row("lag behind schedule", s["lag"]),
-        f"decode cost: {r['decode_cost_us_per_round']['service_mean_all_rounds']:.3f} us/round "
-        f"served (offline batch floor {r['decode_cost_us_per_round']['offline_batch']:.3f})",
+        "decode cost: " + _us(r['decode_cost_us_per_round']['service_mean_all_rounds'])
+        + " us/round served (offline batch floor "
+        + _us(r['decode_cost_us_per_round']['offline_batch']) + ")",
         f"throughput: {r['throughput_rounds_per_s']:,.0f} rounds/s"
         + (f" (offered {r['offered_rounds_per_s']:,.0f})" if r["offered_rounds_per_s"] else ""),
         f"corrections: {r['corrections_received']}/{r['corrections_expected']}, "
-        f"lost {r['lost']}, duplicated {r['duplicated']}, errors {r['errors']}, "
+        f"lost {r['lost']}, duplicated {r['duplicated']}, errors {_count(r['errors'])}, "
         f"mismatches vs offline {r['mismatches_vs_offline']}",
         f"LER wire {r['ler_wire']:.2e} [{r['ler_wire_ci95'][0]:.1e}, {r['ler_wire_ci95'][1]:.1e}]"
         f"  offline {r['ler_offline']:.2e}",
@@ -284,3 +303,103 @@ def format_latency(r: dict) -> str:
         b = r["budget"]
         lines.append(("PASS: " if b["met"] else "FAIL: ") + b["reason"])
     return "\n".join(lines)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _zmq_emulator_proc(cfg, conn):
+    try:
+        from qecd.transport.emulator import run_emulation
+
+        conn.send(("done", run_emulation(cfg)))
+    except Exception:
+        conn.send(("error", traceback.format_exc()))
+
+
+def _run_zmq(spec, *, decoder, shots, seed, cycle_us, window, commit, ping, pin, budget_us,
+             progress) -> dict:
+    import signal
+    import subprocess
+    import sys
+    import tempfile
+
+    from qecd.codes import build_experiment
+    from qecd.transport.emulator import EmulateConfig
+
+    exp = build_experiment(spec)
+    server_cpu, emu_cpu = _cpus(pin)
+    port = _free_port()
+    tmp = tempfile.mkdtemp(prefix="qecd-lat-")
+    record = os.path.join(tmp, "service.npz")
+    cmd = [sys.executable, "-m", "qecd", "serve", "--bind", f"tcp://127.0.0.1:{port}",
+           "--record", record, "--record-capacity", str(shots * exp.layout.num_rounds + 10_000)]
+    if server_cpu is not None:
+        cmd += ["--cpu", str(server_cpu)]
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        cfg = EmulateConfig(connect=f"tcp://127.0.0.1:{port}", spec=str(exp.spec),
+                            decoder=decoder, window=window, commit=commit, shots=shots,
+                            cycle_us=cycle_us or None, seed=seed, rtt_samples=min(ping, 5000),
+                            cpu=emu_cpu, timeout_s=60.0)
+        ctx = mp.get_context("spawn")
+        parent, child = ctx.Pipe()
+        emu = ctx.Process(target=_zmq_emulator_proc, args=(cfg, child), daemon=True)
+        if progress:
+            progress(f"qecd serve on tcp://127.0.0.1:{port}; streaming over ZeroMQ")
+        emu.start()
+        _, rep = _recv(parent, 1800, "emulator")
+        emu.join(10)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    series = np.load(record) if os.path.exists(record) else None
+    service = series["service_ns"] if series is not None else np.zeros(0, np.int64)
+    decoded = (series["decoded"].astype(bool) if series is not None
+               else np.zeros(0, dtype=bool))
+    rt, bare = rep["reaction_time"], rep["bare_round_trip"]
+    summaries = {
+        "service": summarize_ns(service, include_hdr=True),
+        "service_decode_rounds": summarize_ns(service[decoded]),
+        "reaction": {k: v for k, v in rt.items()},
+        "bare_round_trip": {k: v for k, v in bare.items() if k != "method"},
+        "lag": {"count": 0, "note": "see throughput.late_sends of the emulator"},
+    }
+    n_rounds = int(rep["rounds_sent"])
+    lw, lo = rep["ler_wire"], rep["ler_offline"]
+    report = {
+        "schema": SCHEMA, "spec": str(exp.spec), "decoder": decoder, "window": window,
+        "commit": commit, "transport": "zmq", "shots": shots, "rounds": n_rounds,
+        "rounds_per_shot": exp.layout.num_rounds, "seed": seed, "cycle_us": cycle_us,
+        "pinning": {"server_cpu": server_cpu, "emulator_cpu": emu_cpu},
+        "corrections_expected": rep["corrections_expected"],
+        "corrections_received": rep["corrections_received"], "lost": rep["lost"],
+        "duplicated": rep["duplicated"], "errors": rep.get("errors_received", 0),
+        "server_exit": server.returncode, "server_counters": rep.get("server"),
+        "ler_wire": lw["rate"], "ler_wire_ci95": lw["ci95"], "ler_offline": lo["rate"],
+        "ler_offline_ci95": lo["ci95"], "mismatches_vs_offline": rep["mismatches"],
+        "latency_us": summaries,
+        "decode_cost_us_per_round": {
+            "service_mean_all_rounds": float(service.mean()) / 1e3 if len(service) else None,
+            "offline_batch": None,
+        },
+        "throughput_rounds_per_s": rep["throughput"]["rounds_per_s"],
+        "offered_rounds_per_s": 1e6 / cycle_us if cycle_us else None,
+        "backlog": {"late_sends": rep["throughput"].get("late_sends"),
+                    "max_late_us": rep["throughput"].get("max_late_us")},
+        "emulator_report": {k: rep[k] for k in ("schema", "max_inflight", "mode")},
+        "machine": machine_info(),
+    }
+    if budget_us is not None:
+        report["budget"] = budget_verdict(summaries, budget_us=budget_us)
+    report["_series"] = {"service_ns": service, "decoded": decoded,
+                         "reaction_ns": np.zeros(0, np.int64), "rtt_ns": np.zeros(0, np.int64)}
+    return report

@@ -25,8 +25,9 @@ DEFAULT_SPEC = "surface:d=5,p=0.001"
 def add_latency_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spec", default=DEFAULT_SPEC, help="experiment spec (default %(default)s)")
     p.add_argument("--decoder", default="uf")
-    p.add_argument("--transport", default="shm", choices=["shm"],
-                   help="shm: shared-memory rings with a Numba server loop")
+    p.add_argument("--transport", default="shm", choices=["shm", "zmq"],
+                   help="shm: shared-memory rings with a Numba server loop (uf); "
+                        "zmq: qecd serve over tcp loopback (any decoder)")
     p.add_argument("--shots", type=int, default=20_000)
     p.add_argument("--seed", type=int, default=2026)
     p.add_argument("--cycle-us", "--cycle_us", dest="cycle_us", type=float, default=0.0,
