@@ -200,6 +200,19 @@ def _hello(spec: str | None, dem: str | None, decoder: str, window: int | None,
                  decoder=decoder, window=window, commit=commit, want_faults=want_faults)
 
 
+def _round_layout(spec: str | None, dem: str | None, time_coord: int):
+    """The RoundLayout the server will use for this spec or DEM text (built locally)."""
+    if spec is not None:
+        from qecd.codes import build_experiment
+
+        return build_experiment(spec).layout
+    import stim
+
+    from qecd.codes import RoundLayout
+
+    return RoundLayout.from_dem(stim.DetectorErrorModel(dem), time_coord=time_coord)
+
+
 class Client:
     """A blocking client connection (one DEALER socket).
 
@@ -393,6 +406,58 @@ class Client:
         stream = Stream(self, r.body)
         self.streams[stream.stream_id] = stream
         return stream
+
+    def open_shm_stream(self, spec: str | None = None, *, dem: str | None = None,
+                        decoder: str = "uf", window: int | None = None,
+                        commit: int | None = None, want_faults: bool = False,
+                        time_coord: int = -1, timeout_s: float = HELLO_TIMEOUT_S):
+        """Open a shared-memory stream: HELLO with ``transport="shm"`` over this connection,
+        then attach to the ring pair the ACCEPT names (same host only; ``uf`` decoder only).
+
+        Returns a :class:`~qecd.transport.shm_service.ShmStreamClient` (its ``accept``
+        attribute holds the ACCEPT) whose ``stream_shots`` / ``ping`` / ``bye`` use the ring.
+        The round layout is rebuilt locally from ``spec`` (or ``dem``) and checked against the
+        ACCEPT's ``slice_sizes``. Close it over the ring (``bye()`` then ``close()``) or over
+        ZeroMQ (:meth:`bye` with its ``stream_id``). Raises ServerError (BAD_HELLO for a
+        decoder other than ``uf``), ServerTimeout, or QecdError if the ACCEPT names no region.
+        """
+        from qecd.transport.shm_service import ShmStreamClient
+
+        hello = _hello(spec, dem, decoder, window, commit, want_faults, time_coord)
+        hello = hello._replace(transport="shm")
+        layout = _round_layout(spec, dem, time_coord)
+        seq = self._next_seq()
+        frame = encode_hello(hello, seq=seq, timestamp_ns=time.perf_counter_ns())
+        accept: Accept = self._request(frame, (MsgType.ACCEPT,), timeout_s,
+                                       "open_shm_stream").body
+        try:
+            if accept.shm_region is None:
+                raise QecdError(f"stream {accept.stream_id}: ACCEPT names no shared-memory "
+                                "region (a server without shm support?)")
+            if tuple(layout.round_sizes) != tuple(accept.slice_sizes):
+                raise QecdError(f"stream {accept.stream_id}: local round layout "
+                                f"{tuple(layout.round_sizes)} differs from the ACCEPT's "
+                                f"slice_sizes {accept.slice_sizes}")
+            cli = ShmStreamClient.attach(accept.shm_region, layout,
+                                         stream_id=accept.stream_id,
+                                         corrections_per_shot=accept.corrections_per_shot)
+        except BaseException:
+            try:
+                self.bye(accept.stream_id, timeout_s=5.0)
+            except QecdError:
+                pass
+            raise
+        cli.accept = accept
+        return cli
+
+    def bye(self, stream_id: int, timeout_s: float | None = None) -> int:
+        """BYE a stream over ZeroMQ (any transport) and wait for the server's BYE; returns
+        the stream's final next round."""
+        frame = encode_bye(stream_id=stream_id, seq=self._next_seq(),
+                           timestamp_ns=time.perf_counter_ns())
+        r = self._request(frame, (MsgType.BYE,), timeout_s, "bye")
+        self.streams.pop(stream_id, None)
+        return r.seq
 
     def heartbeat(self, stream_id: int = 0, timeout_s: float | None = None) -> int:
         """Send HEARTBEAT and wait for its echo; returns the round trip in ns."""

@@ -56,7 +56,7 @@ from qecd.errors import ProtocolError
 
 __all__ = [
     "MAGIC", "VERSION", "SUPPORTED_VERSIONS", "HEADER", "HEADER_SIZE", "MAX_COUNT",
-    "MAX_HELLO_BYTES", "MAX_REASON_BYTES", "DEFAULT_MAX_FRAME", "CORRECTION_FIXED",
+    "MAX_HELLO_BYTES", "MAX_REASON_BYTES", "DEFAULT_MAX_FRAME", "CORRECTION_FIXED", "TRANSPORTS",
     "ERROR_FIXED", "MsgType", "Flags", "ErrorCode", "Header", "Hello", "Accept", "Correction",
     "ErrorInfo", "SyndromeLayout", "parse_packet", "encode_frame", "pack_header_into",
     "encode_hello", "decode_hello", "encode_accept", "decode_accept", "encode_syndrome",
@@ -399,6 +399,10 @@ class Hello(NamedTuple):
         (``commit`` must then be None); ``commit=None`` lets the server choose.
     want_faults : bool
         Ask for matched fault ids in every CORRECTION.
+    transport : str
+        Where the stream's rounds flow: ``"zmq"`` (this connection, the default) or
+        ``"shm"`` (a shared-memory ring pair the server creates and names in the ACCEPT;
+        same-host clients only, ``uf`` decoder only). Sent only when not ``"zmq"``.
     """
 
     spec: str | None = None
@@ -408,9 +412,12 @@ class Hello(NamedTuple):
     window: int | None = None
     commit: int | None = None
     want_faults: bool = False
+    transport: str = "zmq"
 
 
-_HELLO_KEYS = ("spec", "dem", "time_coord", "decoder", "window", "commit", "want_faults")
+_HELLO_KEYS = ("spec", "dem", "time_coord", "decoder", "window", "commit", "want_faults",
+               "transport")
+TRANSPORTS = ("zmq", "shm")  #: values of the HELLO key ``transport``
 
 
 def _hello_from_map(m: dict) -> Hello:
@@ -460,14 +467,19 @@ def _hello_from_map(m: dict) -> Hello:
     if "want_faults" in m:
         want_faults = _field(m, "want_faults", bad, "HELLO", "a boolean",
                              lambda v: isinstance(v, bool))
-    return Hello(spec, dem, time_coord, decoder, window, commit, want_faults)
+    transport = "zmq"
+    if "transport" in m:
+        transport = _field(m, "transport", bad, "HELLO", "'zmq' or 'shm'",
+                           lambda v: isinstance(v, str) and v in TRANSPORTS)
+    return Hello(spec, dem, time_coord, decoder, window, commit, want_faults, transport)
 
 
 def encode_hello(hello: Hello, *, seq: int = 0, timestamp_ns: int = 0) -> bytes:
     """Encode a HELLO frame (stream_id 0; ``seq`` is echoed in the ACCEPT or ERROR reply).
 
     The body is a msgpack map with keys in the order ``spec``|``dem``, ``time_coord`` (only
-    with ``dem``), ``decoder``, ``window``, ``commit``, ``want_faults``.
+    with ``dem``), ``decoder``, ``window``, ``commit``, ``want_faults``, then ``transport``
+    only when it is not ``"zmq"`` (so a default HELLO's bytes do not change).
 
     Examples
     --------
@@ -488,6 +500,8 @@ def encode_hello(hello: Hello, *, seq: int = 0, timestamp_ns: int = 0) -> bytes:
     m["window"] = hello.window
     m["commit"] = hello.commit
     m["want_faults"] = hello.want_faults
+    if hello.transport != "zmq":
+        m["transport"] = hello.transport
     try:
         _hello_from_map(m)
     except ProtocolError as e:
@@ -541,6 +555,13 @@ class Accept(NamedTuple):
         Largest frame the server accepts, header included.
     server : str
         Server software and version, for logs.
+    shm_region : str or None
+        Shared-memory streams only (HELLO ``transport="shm"``): the POSIX shm name of the
+        stream's ring pair (``qecd-...``), to attach as the client side; None otherwise.
+    shm_slots, shm_slot_size : int or None
+        That region's geometry: slots per ring (a power of two), bytes per slot.
+    corrections_per_shot : int or None
+        Shared-memory streams: CORRECTIONs the server sends per shot (one per window).
     """
 
     stream_id: int
@@ -555,6 +576,10 @@ class Accept(NamedTuple):
     max_backlog: int = 1024
     max_frame: int = DEFAULT_MAX_FRAME
     server: str = ""
+    shm_region: str | None = None
+    shm_slots: int | None = None
+    shm_slot_size: int | None = None
+    corrections_per_shot: int | None = None
 
     @property
     def rounds_per_shot(self) -> int:
@@ -572,6 +597,9 @@ class Accept(NamedTuple):
 _ACCEPT_KEYS = ("stream_id", "rounds_per_shot", "slice_sizes", "num_detectors",
                 "num_observables", "decoder", "window", "commit", "want_faults", "heartbeat_ms",
                 "timeout_ms", "max_backlog", "max_frame", "server")
+#: optional ACCEPT keys, present only for shared-memory streams
+_ACCEPT_SHM_KEYS = ("shm_region", "shm_slots", "shm_slot_size", "corrections_per_shot")
+_SHM_NAME_RE = re.compile(r"qecd-[A-Za-z0-9_.-]{1,200}")
 
 
 def _u32(v: object) -> bool:
@@ -582,7 +610,9 @@ def encode_accept(accept: Accept, *, seq: int = 0, timestamp_ns: int = 0) -> byt
     """Encode an ACCEPT frame; ``seq`` and ``timestamp_ns`` echo the HELLO's.
 
     The body is a msgpack map with the keys of :class:`Accept` plus ``rounds_per_shot`` and
-    ``num_detectors``, in the order given in ``docs/protocol.md``.
+    ``num_detectors``, in the order given in ``docs/protocol.md``; the shared-memory keys
+    (``shm_region``, ``shm_slots``, ``shm_slot_size``, ``corrections_per_shot``) follow only
+    when ``shm_region`` is set.
 
     Examples
     --------
@@ -597,6 +627,13 @@ def encode_accept(accept: Accept, *, seq: int = 0, timestamp_ns: int = 0) -> byt
          "want_faults": accept.want_faults, "heartbeat_ms": accept.heartbeat_ms,
          "timeout_ms": accept.timeout_ms, "max_backlog": accept.max_backlog,
          "max_frame": accept.max_frame, "server": accept.server}
+    if accept.shm_region is not None:
+        m.update(shm_region=accept.shm_region, shm_slots=accept.shm_slots,
+                 shm_slot_size=accept.shm_slot_size,
+                 corrections_per_shot=accept.corrections_per_shot)
+    elif any(getattr(accept, k) is not None for k in _ACCEPT_SHM_KEYS):
+        raise ValueError("Accept: shm_slots/shm_slot_size/corrections_per_shot need "
+                         "shm_region")
     try:
         _accept_from_map(m, accept.stream_id)
     except ProtocolError as e:
@@ -636,7 +673,22 @@ def _accept_from_map(m: dict, header_stream_id: int) -> Accept:
     mf = f("max_frame", f"an integer in {HEADER_SIZE}..2**32-1",
            lambda v: _u32(v) and v >= HEADER_SIZE)
     srv = f("server", "a string", lambda v: isinstance(v, str))
-    return Accept(sid, tuple(sizes), nobs, dec, window, commit, wf, hb, to, mb, mf, srv)
+    shm: tuple = (None, None, None, None)
+    if "shm_region" in m:
+        for k in _ACCEPT_SHM_KEYS[1:]:
+            if k not in m:
+                raise ProtocolError(bad, f"ACCEPT key {k!r}: expected it with 'shm_region', "
+                                    "got a map without it")
+        shm = (f("shm_region", "a region name 'qecd-...' ([A-Za-z0-9_.-], at most 205 "
+                 "characters)", lambda v: isinstance(v, str)
+                 and _SHM_NAME_RE.fullmatch(v) is not None),
+               f("shm_slots", "a power of two in 1..2**32-1",
+                 lambda v: _u32(v) and v > 0 and v & (v - 1) == 0),
+               f("shm_slot_size", "a multiple of 64 in 64..2**32-1",
+                 lambda v: _u32(v) and v >= 64 and v % 64 == 0),
+               f("corrections_per_shot", "an integer in 1..2**32-1",
+                 lambda v: _u32(v) and v >= 1))
+    return Accept(sid, tuple(sizes), nobs, dec, window, commit, wf, hb, to, mb, mf, srv, *shm)
 
 
 def decode_accept(header: Header, payload: Buffer) -> Accept:

@@ -50,6 +50,18 @@ Liveness
     freed (its uncommitted rounds reported as ``SYNDROMES_DROPPED``, then BYE, best effort)
     and counted in ``streams_timed_out``.
 
+Shared-memory streams (HELLO ``transport="shm"``, ``uf`` decoder only)
+    The control channel stays ZeroMQ: HELLO builds (or reuses) the plan as usual, then the
+    server compiles the plan's decoder for a Numba loop, creates an owner-only ring pair
+    (:class:`~qecd.transport.shm_service.ShmStreamServer`, one per stream), starts its
+    GIL-free thread and answers ACCEPT with ``shm_region``, ``shm_slots``, ``shm_slot_size``
+    and ``corrections_per_shot``. The stream's rounds and corrections then flow only over
+    the ring (a SYNDROME over ZeroMQ for it is refused with ``UNEXPECTED_TYPE``); its
+    ZeroMQ stream id is the ring's. Teardown: BYE over ZeroMQ (the loop is stopped, joined
+    and the region unlinked), BYE over the ring (the loop exits; housekeeping reaps it),
+    the stream timeout (ring traffic and ZeroMQ packets from the owner both count as
+    activity) and shutdown (every loop stopped and every region unlinked).
+
 Errors
     Every bad packet gets an ERROR reply with its code (subject to the error budget) or a
     counted drop (a packet from which no reply can be made, an ERROR sent to the server).
@@ -190,6 +202,7 @@ class _PendingHello(NamedTuple):
     seq: int
     timestamp_ns: int
     want_faults: bool
+    transport: str = "zmq"
 
 
 class _RateLimiter:
@@ -288,6 +301,9 @@ class Server:
         self._burst_sec = 0
         self._switch_interval: float | None = None
         self._t0 = time.perf_counter_ns()
+        self._shm_opened = 0
+        self._shm_zombies: list = []  # stopped loops whose thread had not returned yet
+        self._shm_seen: dict[int, int] = {}  # stream id -> ring activity at the last look
         self._handlers = {
             MsgType.HELLO: self._on_hello, MsgType.HEARTBEAT: self._on_heartbeat,
             MsgType.STATS: self._on_stats, MsgType.BYE: self._on_bye,
@@ -325,6 +341,11 @@ class Server:
         if self._closed:
             return
         self._closed = True
+        for s in list(self._streams.values()):  # the loop did not get to shut down
+            self._close_shm(s)
+        for srv in list(self._shm_zombies):
+            srv.join(timeout=5.0)
+            self._shm_release(srv)
         self._sock.close(0)
         self._executor.shutdown(wait=False, cancel_futures=True)
         self._stop_aux()
@@ -490,6 +511,10 @@ class Server:
     def _on_syndrome(self, route: bytes, owner: bytes | str, header: Header, payload: object,
                      t_recv: int) -> None:
         s = self._owned(header, owner, route, t_recv)
+        if s.shm is not None:
+            raise ProtocolError(ErrorCode.UNEXPECTED_TYPE, f"SYNDROME for stream "
+                                f"{s.stream_id}: its rounds go over its shared-memory ring "
+                                f"{s.shm.region_name!r}, not ZeroMQ")
         count = s.begin(header, payload)  # all or nothing: round, size, payload checks
         if header.timestamp_ns:
             s.note_delay(t_recv - header.timestamp_ns)
@@ -548,6 +573,9 @@ class Server:
             raise ProtocolError(ErrorCode.SHUTTING_DOWN, "HELLO: the server is shutting down "
                                 "and opens no new streams")
         key = plan_key(hello, self.limits)
+        if hello.transport == "shm" and key.backend != "uf":
+            raise ProtocolError(ErrorCode.BAD_HELLO, "HELLO key 'transport': 'shm' streams "
+                                f"need the 'uf' decoder, got decoder {hello.decoder!r}")
         waiting = sum(len(w) for w in self._waiting.values())
         if len(self._streams) + waiting >= self.config.max_streams:
             raise ProtocolError(ErrorCode.SERVER_BUSY, f"HELLO: expected fewer than "
@@ -559,7 +587,7 @@ class Server:
                                 f"max_streams_per_client={self.config.max_streams_per_client}"
                                 f" open streams for this client, got {mine}")
         pending = _PendingHello(route, owner, bytes(frame[:HEADER_SIZE]), header.round,
-                                header.timestamp_ns, hello.want_faults)
+                                header.timestamp_ns, hello.want_faults, hello.transport)
         plan = self.pool.get(key)
         if plan is not None:
             self._open(plan, pending)
@@ -613,11 +641,44 @@ class Server:
                     self._reply_error(p.route, p.owner, e2, p.head, None,
                                       time.perf_counter_ns())
 
+    def _start_shm(self, plan: StreamPlan, sid: int, want_faults: bool):
+        """A started ShmStreamServer for a new stream (its own compiled decoder: the
+        compiled plan's scratch buffers are per loop)."""
+        from qecd.decoder.compiled_stream import CompiledStream
+        from qecd.transport.shm_service import ShmStreamServer
+
+        srv = ShmStreamServer(CompiledStream(plan.decoder), stream_id=sid,
+                              want_faults=want_faults,
+                              record_capacity=self.config.record_capacity,
+                              idle_timeout_s=0.0)  # 0: no loop timeout; the server's applies
+        try:
+            srv.start()
+        except BaseException:
+            srv.close()
+            raise
+        return srv
+
     def _open(self, plan: StreamPlan, p: _PendingHello) -> None:
         sid = self._next_id
         self._next_id += 1
+        shm = None
+        if p.transport == "shm":
+            try:
+                shm = self._start_shm(plan, sid, p.want_faults)
+            except Exception as e:
+                self.counters.drop("internal_exception")
+                log.error("shm_open_failed", exc_info=e, extra={"qecd": {"stream_id": sid}})
+                self._reply_error(p.route, p.owner, ProtocolError(
+                    ErrorCode.INTERNAL, f"internal server error while creating the "
+                    f"shared-memory stream ({type(e).__name__}: {str(e)[:200]})"), p.head, None,
+                    time.perf_counter_ns())
+                return
         s = StreamSession(sid, plan, owner=p.owner, route=p.route, want_faults=p.want_faults,
                           limits=self.limits, now_ns=time.perf_counter_ns())
+        s.shm = shm
+        if shm is not None:
+            self._shm_opened += 1
+            self._shm_seen[sid] = 0
         self._streams[sid] = s
         self._by_owner.setdefault(p.owner, set()).add(sid)
         self.counters.streams_open += 1
@@ -629,7 +690,44 @@ class Server:
             "stream_id": sid, "peer": _peer(p.route), "owner": _owner_text(p.owner),
             "source": k.source, "experiment": k.experiment, "decoder": k.backend,
             "window": plan.window, "commit": plan.commit, "slice_sizes": len(plan.slice_sizes),
+            "transport": p.transport, "shm_region": shm.region_name if shm else None,
             "streams_open": len(self._streams)}})
+
+    def _close_shm(self, s: StreamSession) -> dict | None:
+        """Stop, join and unlink a stream's ring (idempotent); its loop counters, or None."""
+        srv = s.shm
+        if srv is None:
+            return None
+        s.shm = None
+        self._shm_seen.pop(s.stream_id, None)
+        srv.stop()
+        srv.join(timeout=2.0)
+        self._shm_release(srv)
+        c = srv.counters()
+        c["exit_code"] = srv.exit_code
+        self.counters.rounds_received += c["rounds"]
+        self.counters.corrections_sent += c["corrections"]
+        s.rounds_received += c["rounds"]
+        s.corrections_sent += c["corrections"]
+        s.next_round = s.committed = c["next_round"]
+        return c
+
+    def _shm_release(self, srv) -> None:
+        """Unmap and unlink a stopped loop's region; a loop still running (e.g. still being
+        compiled) is kept and retried from housekeeping, never unmapped under it."""
+        t = srv._thread
+        if t is not None and t.is_alive():
+            if srv not in self._shm_zombies:
+                self._shm_zombies.append(srv)
+            return
+        if srv in self._shm_zombies:
+            self._shm_zombies.remove(srv)
+        try:
+            srv.close()  # stop + join (done) + close + unlink
+        except Exception as e:  # never let one region's cleanup stop the loop
+            self.counters.drop("internal_exception")
+            log.error("shm_close_failed", exc_info=e, extra={"qecd": {
+                "stream_id": srv.stream_id, "shm_region": srv.region_name}})
 
     def _close(self, s: StreamSession, why: str, *, notify: bool) -> None:
         """Free a stream; with ``notify``, report its uncommitted rounds and send BYE."""
@@ -641,6 +739,7 @@ class Server:
                 del self._by_owner[s.owner]
         self.counters.streams_open -= 1
         self.counters.streams_closed += 1
+        shm = self._close_shm(s)
         unc = s.uncommitted()
         if notify:
             if unc is not None:
@@ -652,7 +751,7 @@ class Server:
             "stream_id": s.stream_id, "why": why, "peer": _peer(s.route),
             "rounds_received": s.rounds_received, "corrections_sent": s.corrections_sent,
             "errors_sent": s.errors_sent, "uncommitted": list(unc) if unc else None,
-            "streams_open": len(self._streams)}})
+            "shm": shm, "streams_open": len(self._streams)}})
 
     def _on_bye(self, route, owner, header, payload, frame, now_ns) -> None:
         decode_bye(header, payload)
@@ -684,6 +783,9 @@ class Server:
             body = self.stats()
         else:
             body = s.stats()
+            if s.shm is not None:
+                body.update({"transport": "shm", "shm_region": s.shm.region_name,
+                             **{f"shm_{k}": v for k, v in s.shm.counters().items()}})
             summ = self.recorder.stream_summary(s.stream_id)
             body.update({f"service_{k}": v for k, v in summ.items()})
         self._send(route, encode_stats(body, stream_id=header.stream_id, seq=header.round,
@@ -720,6 +822,8 @@ class Server:
             "errors_sent": sum(c.errors_sent.values()), "errors_by_code": dict(c.errors_sent),
             "dropped": dict(c.dropped), "streams_opened": c.streams_opened,
             "streams_timed_out": c.streams_timed_out, "builds": c.builds,
+            "shm_streams_open": sum(s.shm is not None for s in self._streams.values()),
+            "shm_streams_opened": self._shm_opened,
             "service_count": summ["count"],
             **{f"service_{k}": v for k, v in summ.items() if k != "count"},
             "cpu_affinity": cpus,
@@ -730,6 +834,7 @@ class Server:
             self._collect_builds()  # the wake-up byte is the fast path; this the safety net
         self.recorder.fold()
         self.counters.input_lag_ns = max((s.lag_ns for s in self._streams.values()), default=0)
+        self._reap_shm(now_ns)
         timeout_ns = self.limits.timeout_ms * 1_000_000
         for s in [s for s in self._streams.values() if now_ns - s.last_seen_ns > timeout_ns]:
             self.counters.streams_timed_out += 1
@@ -746,6 +851,32 @@ class Server:
             self._bursts.clear()
             self._errors.prune(now_ns)
             self._stats.prune(now_ns)
+
+    def _reap_shm(self, now_ns: int) -> None:
+        """Shared-memory streams: ring traffic refreshes liveness; a loop that returned
+        (client BYE over the ring, or a failure) closes its stream and unlinks its region."""
+        for srv in list(self._shm_zombies):
+            self._shm_release(srv)
+        shm_streams = [s for s in self._streams.values() if s.shm is not None]
+        if not shm_streams:
+            return
+        from qecd.transport.shm_stream import CTL_CORRECTIONS, CTL_ERRORS, CTL_ROUNDS, EXIT_BYE
+
+        for s in shm_streams:
+            srv = s.shm
+            t = srv._thread
+            if t is not None and not t.is_alive():
+                code = srv.exit_code
+                if code == EXIT_BYE:  # the loop already answered BYE over the ring
+                    self._close(s, "client BYE over the shared-memory ring", notify=False)
+                else:
+                    self._close(s, f"shared-memory loop exited (code {code})", notify=True)
+                continue
+            c = srv.ctl
+            seen = int(c[CTL_ROUNDS]) + int(c[CTL_ERRORS]) + int(c[CTL_CORRECTIONS])
+            if seen != self._shm_seen.get(s.stream_id):
+                self._shm_seen[s.stream_id] = seen
+                s.last_seen_ns = now_ns
 
     def _shutdown(self) -> None:
         self._shutting_down = True
@@ -764,6 +895,9 @@ class Server:
                     p.head, None, 0)
         for s in list(self._streams.values()):
             self._close(s, "server shutdown", notify=True)
+        for srv in list(self._shm_zombies):  # no region outlives the server
+            srv.join(timeout=5.0)
+            self._shm_release(srv)
         self.recorder.fold()
         self._sock.close(self.config.shutdown_linger_ms)
         log.info("shutdown_end", extra={"qecd": self.stats()})

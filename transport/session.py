@@ -374,6 +374,9 @@ class StreamSession:
         self._pkt_first = 0
         self._pkt_count = 0
         self._out = bytearray(correction_frame_len(plan.num_observables))
+        #: the stream's :class:`~qecd.transport.shm_service.ShmStreamServer` when its rounds
+        #: flow over a shared-memory ring (HELLO ``transport="shm"``), else None
+        self.shm = None
 
     # -- control ------------------------------------------------------------------------
     def accept(self) -> Accept:
@@ -383,7 +386,16 @@ class StreamSession:
                       num_observables=p.num_observables, decoder=p.decoder_name,
                       window=p.window, commit=p.commit, want_faults=self.want_faults,
                       heartbeat_ms=lim.heartbeat_ms, timeout_ms=lim.timeout_ms,
-                      max_backlog=lim.max_backlog, max_frame=lim.max_frame, server=lim.server)
+                      max_backlog=lim.max_backlog, max_frame=lim.max_frame, server=lim.server,
+                      **self._shm_accept())
+
+    def _shm_accept(self) -> dict:
+        srv = self.shm
+        if srv is None:
+            return {}
+        return {"shm_region": srv.region_name, "shm_slots": int(srv.n_slots),
+                "shm_slot_size": int(srv.slot_size),
+                "corrections_per_shot": int(srv.corrections_per_shot)}
 
     def check_owner(self, owner: bytes | str) -> None:
         """Raise NOT_OWNER unless ``owner`` opened this stream."""

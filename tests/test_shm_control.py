@@ -1,0 +1,148 @@
+"""Shared-memory streams set up and torn down over the ZeroMQ control channel: HELLO with
+``transport="shm"``, ACCEPT naming the ring region, rounds over the ring, every teardown
+path (ring BYE, ZeroMQ BYE, shutdown) unlinking the region."""
+
+import os
+import time
+
+import msgpack
+import numpy as np
+import pytest
+
+from qecd.codes import build_experiment
+from qecd.decoder.window import StreamDecoder
+from qecd.errors import ProtocolError
+from qecd.transport import protocol as P
+from qecd.transport.client import Client, ServerError
+from qecd.transport.server import Server, ServerConfig
+from qecd.transport.session import SessionLimits
+
+SPEC = "surface:d=3,r=3,p=0.01"
+
+
+def _exists(name: str) -> bool:
+    return os.path.exists(f"/dev/shm/{name}")
+
+
+def _wait(cond, timeout_s=10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return cond()
+
+
+@pytest.fixture
+def server():
+    srv = Server(ServerConfig(binds=("tcp://127.0.0.1:0",), drain_s=0.2,
+                              shutdown_linger_ms=100, housekeeping_s=0.02,
+                              record_capacity=1 << 14,
+                              # generous: a cold Numba cache compiles the client's kernel
+                              # for many seconds, with the ring and ZeroMQ silent
+                              limits=SessionLimits(timeout_ms=300_000)))
+    srv.start_thread()
+    yield srv
+    srv.stop()
+
+
+def test_protocol_shm_keys_round_trip_and_stay_optional():
+    h = P.Hello(spec=SPEC, decoder="uf", transport="shm")
+    assert P.decode_hello(*P.parse_packet(P.encode_hello(h))) == h
+    assert b"transport" not in P.encode_hello(P.Hello(spec=SPEC))  # default: key omitted
+    a = P.Accept(stream_id=3, slice_sizes=(4, 8, 4), num_observables=1, shm_region="qecd-x1",
+                 shm_slots=256, shm_slot_size=128, corrections_per_shot=1)
+    assert P.decode_accept(*P.parse_packet(P.encode_accept(a))) == a
+    assert b"shm_region" not in P.encode_accept(a._replace(
+        shm_region=None, shm_slots=None, shm_slot_size=None, corrections_per_shot=None))
+    body = msgpack.packb({"spec": SPEC, "transport": "udp"})
+    with pytest.raises(ProtocolError, match="'transport'") as e:
+        P.decode_hello(*P.parse_packet(P.encode_frame(P.MsgType.HELLO, body)))
+    assert e.value.code == P.ErrorCode.BAD_HELLO
+
+
+def test_shm_stream_over_control_channel(server):
+    exp = build_experiment(SPEC)
+    dets, _ = exp.sample(200, seed=5)
+    offline = StreamDecoder(exp.dem, exp.layout, "uf").decode_batch(dets)
+    with Client(server.endpoints[0], timeout_s=10) as client:
+        cli = client.open_shm_stream(SPEC)
+        acc = cli.accept
+        assert acc.shm_region.startswith("qecd-") and _exists(acc.shm_region)
+        assert acc.shm_slots >= 1 and acc.shm_slot_size % 64 == 0
+        assert acc.corrections_per_shot == 1 and acc.decoder == "uf"
+        stats = client.stats()
+        assert stats["shm_streams_open"] == 1 and stats["shm_streams_opened"] == 1
+        res = cli.stream_shots(dets, timeout_s=20)
+        assert (res.lost, res.duplicated, res.errors, res.status) == (0, 0, 0, 0)
+        assert np.array_equal(res.predictions, offline)
+        st = client.stats(acc.stream_id)
+        assert st["transport"] == "shm" and st["shm_rounds"] == 200 * exp.layout.num_rounds
+        # a SYNDROME over ZeroMQ for a ring stream is refused
+        with pytest.raises(ServerError) as e:
+            frame = P.encode_syndrome(np.zeros(acc.slice_sizes[0], np.uint8), acc.layout(),
+                                      stream_id=acc.stream_id, first_round=0)
+            client.send_frame(frame)
+            client.recv(timeout_s=5)
+        assert e.value.code == P.ErrorCode.UNEXPECTED_TYPE
+        # BYE over the ring: the server reaps the loop and unlinks the region
+        cli.bye()
+        assert _wait(lambda: not _exists(acc.shm_region))
+        cli.close()
+        assert _wait(lambda: client.stats()["streams_open"] == 0)
+        assert client.stats()["rounds_received"] == 200 * exp.layout.num_rounds
+
+        # BYE over ZeroMQ for a second ring stream
+        cli2 = client.open_shm_stream(SPEC, window=2, commit=1)
+        assert cli2.accept.stream_id != acc.stream_id and _exists(cli2.accept.shm_region)
+        assert client.bye(cli2.accept.stream_id) == 0
+        assert not _exists(cli2.accept.shm_region)
+        cli2.close()
+
+
+def test_shm_hello_refusals(server):
+    with Client(server.endpoints[0], timeout_s=10) as client:
+        with pytest.raises(ServerError, match="uf") as e:
+            client.open_shm_stream(SPEC, decoder="pymatching")
+        assert e.value.code == P.ErrorCode.BAD_HELLO
+        body = msgpack.packb({"spec": SPEC, "decoder": "uf", "transport": "tcp"})
+        client.send_frame(P.encode_frame(P.MsgType.HELLO, body, seq=77))
+        with pytest.raises(ServerError, match="transport") as e:
+            client.recv(timeout_s=5)
+        assert e.value.code == P.ErrorCode.BAD_HELLO
+        assert client.stats()["streams_open"] == 0
+
+
+def test_shutdown_unlinks_open_shm_streams():
+    srv = Server(ServerConfig(binds=("tcp://127.0.0.1:0",), drain_s=0.2,
+                              shutdown_linger_ms=100, record_capacity=1 << 14,
+                              limits=SessionLimits(timeout_ms=300_000)))
+    srv.start_thread()
+    try:
+        with Client(srv.endpoints[0], timeout_s=10) as client:
+            clis = [client.open_shm_stream(SPEC) for _ in range(2)]
+            names = [c.accept.shm_region for c in clis]
+            assert all(_exists(n) for n in names)
+            srv.stop()
+            assert not any(_exists(n) for n in names)
+            for c in clis:
+                c.close()
+    finally:
+        srv.stop()
+
+
+def test_silent_shm_stream_times_out():
+    srv = Server(ServerConfig(binds=("tcp://127.0.0.1:0",), drain_s=0.2,
+                              shutdown_linger_ms=100, housekeeping_s=0.02,
+                              record_capacity=1 << 14,
+                              limits=SessionLimits(timeout_ms=300)))
+    srv.start_thread()
+    try:
+        with Client(srv.endpoints[0], timeout_s=10) as client:
+            cli = client.open_shm_stream(SPEC)
+            name = cli.accept.shm_region
+            assert _wait(lambda: not _exists(name), 5)
+            assert client.stats()["streams_timed_out"] == 1
+            cli.close()
+    finally:
+        srv.stop()
