@@ -146,14 +146,20 @@ class ShmStreamServer:
         return {"service_ns": self.rec_service[:n].copy(), "lag_ns": self.rec_lag[:n].copy(),
                 "decoded": self.rec_flags[:n].copy()}
 
-    def close(self) -> None:
+    def close(self, timeout: float = 5.0) -> bool:
+        """Stop the loop and release the region. Returns False (and keeps the mapping, so
+        the loop never reads unmapped memory) when the loop has not returned within
+        ``timeout`` seconds, e.g. while still compiling; call again later."""
         self.stop()
-        self.join(timeout=5)
+        self.join(timeout=timeout)
+        if self._thread is not None and self._thread.is_alive():
+            return False
         self.pair.close()
         try:
             self.pair.unlink()
         except Exception:  # already unlinked by the finalizer
             pass
+        return True
 
 
 @dataclass
