@@ -50,12 +50,14 @@ Brown, arXiv 2004.04693; peeling after Delfosse & Zemor):
 2. all odd clusters that do not touch the boundary grow at the same rate in one global time
    (the dual growth of sparse blossom), so two isolated events meet half way along a shortest
    path, as in a bidirectional Dijkstra. An edge between two growing clusters grows from both
-   ends. Growth is *lazy and event driven*: each cluster keeps the time up to which its
-   edges' slack is written down and the time of its next event (an edge of it becoming fully
-   grown) in a binary heap; only the cluster whose event is due is scanned, so a far-away
-   cluster costs nothing while others grow. A prediction made stale by a neighbour that
-   stopped growing is merely early (the cluster is rescanned and re-queued); a neighbour that
-   starts growing queues its own, correct, event;
+   ends. Growth is *lazy and event driven*: a binary heap holds each growing cluster's next
+   event time (an edge of it becoming fully grown; the first one comes from a single look at
+   each event's adjacency row); only the cluster whose event is due is scanned, and within it
+   only the nodes whose own next event (``F_EV``) is due -- the others are just owed the
+   growth (``F_PEND``), as are the nodes of a cluster that merges, instead of writing it into
+   every edge. A prediction made stale by a neighbour that stopped growing is merely early
+   (the cluster is rescanned and re-queued); a neighbour that starts growing queues its own,
+   correct, event. Ties are taken in (time, root id) order;
 3. fully grown edges merge clusters (union by size, path halving); a fully grown boundary edge
    makes its cluster neutral. The edges whose saturation merged two clusters form a spanning
    forest of every cluster (plus at most one boundary edge per cluster);
@@ -262,17 +264,30 @@ def build_kernel_args(num_detectors: int, edge_uv: np.ndarray, edge_w: np.ndarra
         pm_edge, pm_bnd = prematch_tables(num_detectors, edge_uv, edge_w)
     else:
         pm_edge, pm_bnd = np.zeros(0, np.uint8), np.zeros(0, np.int32)
+    return (adj_ptr, adj, edge_w, edge_uv, pm_edge, pm_bnd) + new_workspace(num_detectors,
+                                                                            edge_w)
+
+
+def new_workspace(num_detectors: int, edge_w: np.ndarray) -> tuple:
+    """A fresh per-decode workspace (one per thread) for a graph of ``num_detectors``
+    detectors and edge weights ``edge_w``.
+
+    Returns
+    -------
+    tuple
+        ``(parent, flags, nws, slack, touched, heap_key, heap_ver, satq, stack)``: the last
+        nine of :func:`build_kernel_args`'s arrays.
+
+    >>> [a.shape for a in new_workspace(1, np.array([3, 4], np.int32))][:4]
+    [(2,), (2,), (2, 12), (2,)]
+    """
+    n = num_detectors + 1
+    ne = edge_w.shape[0]
     return (
-        adj_ptr,
-        adj,
-        edge_w,
-        edge_uv,
-        pm_edge,
-        pm_bnd,
         np.arange(n, dtype=np.uint32),  # parent
         np.zeros(n, np.uint8),  # flags
         fresh_node_workspace(n),
-        edge_w.copy(),  # slack
+        np.ascontiguousarray(edge_w, dtype=np.int32).copy(),  # slack
         np.zeros(n, np.uint32),  # touched
         np.zeros(n, np.int64),  # heap_key
         np.zeros(n, np.int32),  # heap_ver

@@ -7,6 +7,8 @@ Numba's cache is warm (a cold cache adds the one-off compilation, ~15 s).
 from __future__ import annotations
 
 import math
+import pickle
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
@@ -17,7 +19,12 @@ from hypothesis import strategies as st
 
 from qecd.decoder import _uf_kernels as kernels
 from qecd.decoder import make_decoder, pack_bits, unpack_bits
-from qecd.decoder.union_find import UnionFindDecoder, integer_weights
+from qecd.decoder.union_find import (
+    UF_NO_BOUNDARY,
+    UnionFindDecoder,
+    integer_weights,
+    uf_decode_into,
+)
 from qecd.errors import DecoderError
 
 
@@ -108,8 +115,7 @@ def test_faults_xor_to_the_syndrome_or_decoder_error(graph, prematch):
         with pytest.raises(DecoderError, match="shot 0"):
             dec.decode_batch(syndrome[None, :])
         out = np.zeros(dec.num_detectors + 1, np.int64)
-        assert kernels.uf_decode_into(syndrome, *dec.kernel_args(), out) == \
-            kernels.UF_NO_BOUNDARY
+        assert uf_decode_into(syndrome, *dec.kernel_args(), out) == UF_NO_BOUNDARY
     else:
         faults = dec.decode_to_faults(syndrome)
         np.testing.assert_array_equal(xor_of(dec, faults), syndrome)
@@ -336,7 +342,7 @@ def test_empty_and_observable_free_models():
 @numba.njit(nogil=True)
 def _server_loop(syndromes, args, out_faults, counts):
     for i in range(syndromes.shape[0]):
-        counts[i] = kernels.uf_decode_into(syndromes[i], *args, out_faults)
+        counts[i] = uf_decode_into(syndromes[i], *args, out_faults)
 
 
 def test_single_shot_kernel_runs_inside_numba():
@@ -349,3 +355,41 @@ def test_single_shot_kernel_runs_inside_numba():
     assert (counts >= 1).all()
     # the last shot's faults are in `out`
     np.testing.assert_array_equal(t.syndrome_of(out[: counts[-1]]), syndromes[-1])
+
+
+@numba.njit(nogil=True)
+def _decode_all(syndromes, args, out_faults, obs_mask, predictions):
+    for i in range(syndromes.shape[0]):
+        n = uf_decode_into(syndromes[i], *args, out_faults)
+        for j in range(n):
+            predictions[i] ^= obs_mask[out_faults[j], 0]
+
+
+def test_threads_with_their_own_workspaces_agree_with_the_decoder():
+    c = surface_circuit(5, 0.005)
+    dec = UnionFindDecoder.from_dem(c.detector_error_model(decompose_errors=True))
+    dets, _ = c.compile_detector_sampler(seed=4).sample(4000, separate_observables=True)
+    dets = dets.astype(np.uint8)
+    expected = dec.decode_batch(dets)[:, 0]
+
+    def run(part):
+        args = dec.kernel_args(fresh_workspace=True)
+        assert all(a is b for a, b in zip(args[:6], dec.kernel_args()[:6], strict=True))
+        pred = np.zeros(len(part), np.uint8)
+        _decode_all(part, args, np.zeros(dec.num_detectors + 1, np.int64), dec.faults.obs_mask,
+                    pred)
+        return pred
+
+    with ThreadPoolExecutor(2) as pool:  # nogil kernels, one workspace per thread
+        got = np.concatenate(list(pool.map(run, [dets[:2000], dets[2000:]])))
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_pickled_decoder_decodes_the_same():
+    c = surface_circuit(3, 0.01)
+    dec = UnionFindDecoder.from_dem(c.detector_error_model(decompose_errors=True),
+                                    weight_resolution=20)
+    clone = pickle.loads(pickle.dumps(dec))
+    assert clone.weight_resolution == 20
+    dets = c.compile_detector_sampler(seed=8).sample(500)
+    np.testing.assert_array_equal(clone.decode_batch(dets), dec.decode_batch(dets))
