@@ -321,6 +321,13 @@ def _other_end(edge_uv, e, v):
 
 
 @numba.njit(**_INLINE)
+def _or8_1d(a, c0):
+    """OR of ``a[c0:c0+8]``."""
+    return (a[c0] | a[c0 + 1] | a[c0 + 2] | a[c0 + 3] | a[c0 + 4] | a[c0 + 5] | a[c0 + 6]
+            | a[c0 + 7])
+
+
+@numba.njit(**_INLINE)
 def _find(parent, v):
     while True:
         p = parent[v]
@@ -819,9 +826,14 @@ heap_key, heap_ver, satq, stack
     See the module docstring.
     """
     n_touched = 0
-    for v in range(syndrome.shape[0]):
-        if syndrome[v] != 0:
-            n_touched = _add_event(flags, v, touched, n_touched)
+    nd = syndrome.shape[0]
+    full = nd & ~7
+    for c0 in range(0, nd, 8):
+        if c0 < full and _or8_1d(syndrome, c0) == 0:
+            continue  # eight quiet detectors at once
+        for v in range(c0, min(c0 + 8, nd)):
+            if syndrome[v] != 0:
+                n_touched = _add_event(flags, v, touched, n_touched)
     if n_touched == 0:
         return 0
     return _solve(n_touched, adj_ptr, adj, edge_w, edge_uv, pm_edge, pm_bnd, parent, flags,
