@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from qecd.bench.accuracy import run_accuracy
 from qecd.bench.stats import wilson_interval
 from qecd.cli import main
@@ -17,7 +19,7 @@ def test_reference_is_pymatching_for_graph_like_and_ratios_are_relative_to_it():
     for d in r["decoders"]:
         lo, hi = d["ler_ci95"]
         assert lo <= d["ler"] <= hi
-        assert d["us_per_round"] * r["rounds"] == d["us_per_shot"]
+        assert d["us_per_round"] * r["rounds"] == pytest.approx(d["us_per_shot"])
 
 
 def test_reference_is_ldpc_bposd_for_qldpc():

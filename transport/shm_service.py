@@ -24,6 +24,7 @@ Example
 >>> cli.bye(); srv.join(timeout=5); srv.exit_code
 0
 >>> cli.close(); srv.close()
+True
 """
 
 from __future__ import annotations
