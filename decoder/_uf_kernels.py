@@ -107,6 +107,7 @@ FL_GROW = 4  # (at a root) the cluster is odd and does not touch the boundary: i
 FL_DEFECT = 8  # detection event still to be explained (peeling)
 FL_NB1 = 16  # (first look) exactly one neighbouring detection event
 FL_NB2 = 32  # (first look) two or more
+FL_WROTE = 64  # the node's edges' slack was written this shot (reset restores them)
 FL_ALL = 0xFF
 
 F_PARITY = 0  # number of detection events mod 2 (at a root)
@@ -387,6 +388,7 @@ def _add_event(flags, v, touched, n_touched):
 
 @numba.njit(**_INLINE)
 def _shrink_slack(x, t0, e_skip, adj_ptr, adj, slack):
+    # (the caller marks x FL_WROTE)
     for k in range(adj_ptr[x], adj_ptr[x + 1]):
         e = adj[3 * k + 1]
         if e != e_skip:
@@ -411,7 +413,7 @@ def _materialize(x, bnd, adj_ptr, adj, edge_w, edge_uv, pm_bnd, parent, flags, n
     a = edge_uv[e, 0]
     b = edge_uv[e, 1]
     slack[e] = 0
-    flags[a] = FL_INCL | FL_DEFECT
+    flags[a] = FL_INCL | FL_DEFECT | FL_WROTE
     nws[a, F_HEAD] = a
     nws[a, F_DEG] = 1
     nws[a, F_XEDGE] = e
@@ -425,7 +427,7 @@ def _materialize(x, bnd, adj_ptr, adj, edge_w, edge_uv, pm_bnd, parent, flags, n
         _shrink_slack(a, edge_w[e], e, adj_ptr, adj, slack)
         return n_touched
     t0 = (edge_w[e] + 1) >> 1
-    flags[b] = FL_INCL | FL_DEFECT
+    flags[b] = FL_INCL | FL_DEFECT | FL_WROTE
     nws[b, F_DEG] = 1
     nws[b, F_XEDGE] = e
     parent[b] = a
@@ -470,6 +472,7 @@ def _scan(c, v, prev, t, due_only, adj_ptr, adj, edge_w, edge_uv, pm_bnd, parent
         best_v = _INF
         pend = pend_c + nws[vu, F_PEND]
         nws[vu, F_PEND] = 0
+        flags[vu] |= FL_WROTE
         for k in range(adj_ptr[vu], adj_ptr[vu + 1]):
             u = adj[3 * k]
             e = adj[3 * k + 1]
@@ -789,10 +792,12 @@ def _solve(n_touched, adj_ptr, adj, edge_w, edge_uv, pm_edge, pm_bnd, parent, fl
     # -- reset what this shot touched; an event left unexplained means no solution -------------
     for i in range(n_touched):
         v = touched[i]
-        if flags[v] & FL_DEFECT:
+        fv = flags[v]
+        if fv & FL_DEFECT:
             nf = UF_NO_BOUNDARY
-        for k in range(adj_ptr[v], adj_ptr[v + 1]):
-            slack[adj[3 * k + 1]] = adj[3 * k + 2]
+        if fv & FL_WROTE:  # only scanned nodes wrote slack (an edge's, from one of its ends)
+            for k in range(adj_ptr[v], adj_ptr[v + 1]):
+                slack[adj[3 * k + 1]] = adj[3 * k + 2]
         parent[v] = v
         flags[v] = 0
         for f in range(NWS_FIELDS):
