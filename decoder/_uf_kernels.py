@@ -101,6 +101,8 @@ _INLINE = dict(inline="always", **_JIT)
 
 UF_NO_BOUNDARY = -1
 
+Arr = np.ndarray  # annotation shorthand: dtypes and shapes are in the module docs
+
 FL_INCL = 1  # the node belongs to a cluster this shot (bit 0: _first_look relies on it)
 FL_TENT = 2  # the node's event is tentatively pre-matched
 FL_GROW = 4  # (at a root) the cluster is odd and does not touch the boundary: it grows
@@ -807,8 +809,10 @@ def _solve(n_touched, adj_ptr, adj, edge_w, edge_uv, pm_edge, pm_bnd, parent, fl
 
 # -- public kernels ---------------------------------------------------------------------------
 @numba.njit(**_JIT)
-def uf_decode_into(syndrome, adj_ptr, adj, edge_w, edge_uv, pm_edge, pm_bnd, parent, flags,
-                   nws, slack, touched, heap_key, heap_ver, satq, stack, out_faults):
+def uf_decode_into(syndrome: Arr, adj_ptr: Arr, adj: Arr, edge_w: Arr, edge_uv: Arr,
+                   pm_edge: Arr, pm_bnd: Arr, parent: Arr, flags: Arr, nws: Arr, slack: Arr,
+                   touched: Arr, heap_key: Arr, heap_ver: Arr, satq: Arr, stack: Arr,
+                   out_faults: Arr) -> int:
     """Decode one shot into ``out_faults``: the single-shot kernel a server loop calls.
 
     Parameters
@@ -828,7 +832,15 @@ heap_key, heap_ver, satq, stack
 
     Examples
     --------
-    See the module docstring.
+    A path D0 - D1 with boundary edges at both ends: edges 0=(0,B) 1=(0,1) 2=(1,B).
+
+    >>> args = build_kernel_args(2, np.array([[0, 2], [0, 1], [1, 2]]), np.array([5, 1, 5]))
+    >>> out = np.zeros(3, np.int64)
+    >>> n = uf_decode_into(np.array([1, 1], np.uint8), *args, out)
+    >>> out[:n].tolist()
+    [1]
+    >>> uf_decode_into(np.array([0, 0], np.uint8), *args, out)
+    0
     """
     n_touched = 0
     nd = syndrome.shape[0]
@@ -846,14 +858,24 @@ heap_key, heap_ver, satq, stack
 
 
 @numba.njit(**_JIT)
-def uf_decode_batch(dets, adj_ptr, adj, edge_w, edge_uv, pm_edge, pm_bnd, parent, flags, nws,
-                    slack, touched, heap_key, heap_ver, satq, stack, out_faults, obs_dense,
-                    out):
+def uf_decode_batch(dets: Arr, adj_ptr: Arr, adj: Arr, edge_w: Arr, edge_uv: Arr, pm_edge: Arr,
+                    pm_bnd: Arr, parent: Arr, flags: Arr, nws: Arr, slack: Arr, touched: Arr,
+                    heap_key: Arr, heap_ver: Arr, satq: Arr, stack: Arr, out_faults: Arr,
+                    obs_dense: Arr, out: Arr) -> int:
     """Decode unpacked shots: ``dets`` uint8 (shots, D) -> ``out`` uint8 (shots, O), XOR-ed in.
 
     ``obs_dense`` is uint8 (E, O), 1 where edge ``e`` flips observable ``j``. ``out`` must be
     zero on entry. Returns the index of the first shot with no explanation
     (``UF_NO_BOUNDARY``), or -1 when every shot decoded; later shots are still decoded.
+
+    >>> args = build_kernel_args(2, np.array([[0, 2], [0, 1], [1, 2]]), np.array([5, 1, 5]))
+    >>> obs = np.array([[1], [0], [0]], np.uint8)  # edge 0 flips L0
+    >>> out = np.zeros((2, 1), np.uint8)
+    >>> uf_decode_batch(np.array([[1, 1], [1, 0]], np.uint8), *args, np.zeros(3, np.int64),
+    ...                 obs, out)
+    -1
+    >>> out[:, 0].tolist()
+    [0, 1]
     """
     bad = -1
     nobs = obs_dense.shape[1]
@@ -883,15 +905,25 @@ def uf_decode_batch(dets, adj_ptr, adj, edge_w, edge_uv, pm_edge, pm_bnd, parent
 
 
 @numba.njit(**_JIT)
-def uf_decode_batch_packed(packed, num_detectors, adj_ptr, adj, edge_w, edge_uv, pm_edge,
-                           pm_bnd, parent, flags, nws, slack, touched, heap_key, heap_ver,
-                           satq, stack, out_faults, obs_packed, out):
+def uf_decode_batch_packed(packed: Arr, num_detectors: int, adj_ptr: Arr, adj: Arr,
+                           edge_w: Arr, edge_uv: Arr, pm_edge: Arr, pm_bnd: Arr, parent: Arr,
+                           flags: Arr, nws: Arr, slack: Arr, touched: Arr, heap_key: Arr,
+                           heap_ver: Arr, satq: Arr, stack: Arr, out_faults: Arr,
+                           obs_packed: Arr, out: Arr) -> int:
     """Decode bit-packed shots (stim's little bit order) into bit-packed predictions.
 
     ``packed`` uint8 (shots, ceil(D/8)); ``obs_packed`` uint8 (E, ceil(O/8)) the packed
     observable mask of each edge; ``out`` uint8 (shots, ceil(O/8)), zero on entry. Bits at or
     beyond ``num_detectors`` in the last byte are ignored. Returns as
     :func:`uf_decode_batch`.
+
+    >>> args = build_kernel_args(2, np.array([[0, 2], [0, 1], [1, 2]]), np.array([5, 1, 5]))
+    >>> out = np.zeros((2, 1), np.uint8)
+    >>> uf_decode_batch_packed(np.array([[0b11], [0b01]], np.uint8), 2, *args,
+    ...                        np.zeros(3, np.int64), np.array([[1], [0], [0]], np.uint8), out)
+    -1
+    >>> out[:, 0].tolist()
+    [0, 1]
     """
     bad = -1
     nob = obs_packed.shape[1]
