@@ -217,7 +217,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: Thread pools that numpy/Numba/OpenMP start at import. qecd never needs them, and on a
+#: small machine their workers steal whole scheduler slices (8 ms measured here) from the
+#: cores the shared-memory loops spin on: a pinned ring server preempted every ~0.5 s lost
+#: its 1 µs cycle for tens of ms. Set before anything imports numpy (the CLI imports it
+#: lazily); a user's explicit setting wins. Spawned service/emulator processes inherit it.
+SINGLE_THREAD_POOLS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+                       "NUMBA_NUM_THREADS")
+
+
 def main(argv: list[str] | None = None) -> int:
+    import os
+
+    for var in SINGLE_THREAD_POOLS:
+        os.environ.setdefault(var, "1")
     parser = build_parser()
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
