@@ -51,7 +51,7 @@ def plot_latency_distribution(samples_ns: dict[str, np.ndarray], budget_us: floa
     ax.set_xlabel("latency (µs)")
     ax.set_ylabel("fraction of samples slower")
     ax.set_title(title or "latency distribution")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower left")
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

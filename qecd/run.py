@@ -44,7 +44,8 @@ def main_job(*, quick: bool = False) -> int:
         os.makedirs("reports", exist_ok=True)
     t0 = time.perf_counter()
     code = latency_main(p.parse_args(argv))
-    verdict = {0: "PASS: every correction right and the p99 service time within budget",
+    verdict = {0: "PASS: every correction right and the p99 per-round service time within the "
+                  "budget (the reaction-time tail above is reported, not gated)",
                1: "BUDGET MISSED: corrections right, but the p99 service time is over budget",
                3: "FAIL: corrections lost, duplicated or different from the offline decode"}
     print(f"verdict: {verdict.get(code, f'exit {code}')} ({time.perf_counter() - t0:.0f} s)")
