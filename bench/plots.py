@@ -30,6 +30,17 @@ def _plt():
     return plt
 
 
+def _finish(plt, fig, ax, path: str, title: str, legend_loc: str) -> str:
+    """Title, legend, grid; write the PNG and free the figure."""
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc=legend_loc)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_latency_distribution(samples_ns: dict[str, np.ndarray], budget_us: float | None,
                               path: str, title: str = "") -> str:
     """CCDF of each named latency (µs, log-log) with the budget line; returns ``path``."""
@@ -50,13 +61,7 @@ def plot_latency_distribution(samples_ns: dict[str, np.ndarray], budget_us: floa
     ax.set_yscale("log")
     ax.set_xlabel("latency (µs)")
     ax.set_ylabel("fraction of samples slower")
-    ax.set_title(title or "latency distribution")
-    ax.legend(fontsize=8, loc="lower left")
-    ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, ax, path, title or "latency distribution", "lower left")
 
 
 def plot_time_series(service_ns: np.ndarray, decoded: np.ndarray, path: str,
@@ -76,10 +81,4 @@ def plot_time_series(service_ns: np.ndarray, decoded: np.ndarray, path: str,
     ax.set_yscale("log")
     ax.set_xlabel("round (arrival order)")
     ax.set_ylabel("service time (µs)")
-    ax.set_title(title or "per-round service time")
-    ax.legend(fontsize=8, loc="upper right")
-    ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, ax, path, title or "per-round service time", "upper right")

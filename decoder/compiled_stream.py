@@ -40,7 +40,7 @@ jit_cache.invalidate_if_changed(__file__, [_uf_kernels.__file__])
 
 from qecd.decoder._uf_kernels import uf_decode_into  # noqa: E402
 from qecd.decoder.union_find import UnionFindDecoder  # noqa: E402
-from qecd.decoder.window import Correction, StreamDecoder  # noqa: E402
+from qecd.decoder.window import Correction, ShotDecoding, StreamDecoder  # noqa: E402
 from qecd.errors import DecoderError  # noqa: E402
 
 _JIT = dict(cache=True, nogil=True, _nrt=False)
@@ -51,7 +51,7 @@ NO_SOLUTION = -2
 
 
 @numba.njit(**_JIT)
-def _decode_window(w, st, shot_bits, carry, out_obs, out_faults_committed,
+def _decode_window(w, shot_bits, carry, out_obs, out_faults_committed,
                    win_commit_stop, win_tmpl, win_det_ptr, win_dets, win_l2g_ptr, win_l2g,
                    tmpl_det_off, tmpl_line_off, layout_pos, round_of, fault_first_round,
                    fault_det_ptr, fault_dets, fault_obs, fault_dem_index,
@@ -129,7 +129,7 @@ def push_round_kernel(bits, packed, st, shot_bits, carry, out_obs, out_faults_co
     st[1] = w
     if w < 0:
         return NO_CORRECTION
-    r = _decode_window(w, st, shot_bits, carry, out_obs, out_faults_committed,
+    r = _decode_window(w, shot_bits, carry, out_obs, out_faults_committed,
                        win_commit_stop, win_tmpl, win_det_ptr, win_dets, win_l2g_ptr, win_l2g,
                        tmpl_det_off, tmpl_line_off, layout_pos, round_of, fault_first_round,
                        fault_det_ptr, fault_dets, fault_obs, fault_dem_index,
@@ -143,7 +143,7 @@ def push_round_kernel(bits, packed, st, shot_bits, carry, out_obs, out_faults_co
     return r
 
 
-class CompiledStream:
+class CompiledStream(ShotDecoding):
     """A :class:`StreamDecoder` plan (backend ``uf``) compiled for a Numba loop.
 
     Parameters
@@ -264,17 +264,3 @@ class CompiledStream:
     def _windows_start(self, w: int) -> int:
         # the first round window w decodes: commit_stop of the previous window (0 for the first)
         return 0 if w == 0 else int(self._plan[3][w - 1])
-
-    def decode_shot(self, dets: np.ndarray) -> np.ndarray:
-        d = np.asarray(dets, dtype=np.uint8)
-        out = np.zeros(self.num_observables, dtype=np.uint8)
-        for ids in self.layout.detectors:
-            c = self.push_round(d[ids])
-            if c is not None:
-                out ^= c.observables
-        return out
-
-    def decode_batch(self, dets: np.ndarray) -> np.ndarray:
-        d = np.asarray(dets, dtype=np.uint8)
-        return np.array([self.decode_shot(s) for s in d], dtype=np.uint8).reshape(
-            d.shape[0], self.num_observables)

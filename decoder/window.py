@@ -98,7 +98,37 @@ class _Window:
     template: str  # the window's DEM text (windows with equal text share a decoder)
 
 
-class StreamDecoder:
+class ShotDecoding:
+    """Offline use of a round-by-round decoder: whole shots pushed round by round. Shared by
+    :class:`StreamDecoder` and :class:`~qecd.decoder.compiled_stream.CompiledStream`, which
+    provide ``layout``, ``num_observables``, ``next_round`` and ``push_round``."""
+
+    layout: RoundLayout
+    num_observables: int
+
+    def decode_shot(self, dets: np.ndarray) -> np.ndarray:
+        """Stream one whole shot (uint8 (num_detectors,), DEM order) through the decoder and
+        return the XOR of its corrections' observable flips."""
+        d = np.asarray(dets, dtype=np.uint8)
+        if self.next_round != 0:  # type: ignore[attr-defined]
+            raise DecoderError("decode_shot: a shot is in progress on this stream")
+        out = np.zeros(self.num_observables, dtype=np.uint8)
+        for ids in self.layout.detectors:
+            c = self.push_round(d[ids])  # type: ignore[attr-defined]
+            if c is not None:
+                out ^= c.observables
+        return out
+
+    def decode_batch(self, dets: np.ndarray) -> np.ndarray:
+        """:meth:`decode_shot` over a batch: uint8 (shots, num_detectors) -> (shots, num_obs)."""
+        d = np.asarray(dets, dtype=np.uint8)
+        out = np.zeros((d.shape[0], self.num_observables), dtype=np.uint8)
+        for i in range(d.shape[0]):
+            out[i] = self.decode_shot(d[i])
+        return out
+
+
+class StreamDecoder(ShotDecoding):
     """Round-by-round decoding of one stream with any backend.
 
     Parameters
@@ -294,24 +324,3 @@ class StreamDecoder:
             final=w.final,
         )
 
-    # -- offline helpers ------------------------------------------------------------------
-    def decode_shot(self, dets: np.ndarray) -> np.ndarray:
-        """Stream one whole shot (uint8 (num_detectors,), DEM order) through the decoder and
-        return the XOR of its corrections' observable flips."""
-        d = np.asarray(dets, dtype=np.uint8)
-        if self._next_round != 0:
-            raise DecoderError("decode_shot: a shot is in progress on this stream")
-        out = np.zeros(self.num_observables, dtype=np.uint8)
-        for ids in self.layout.detectors:
-            c = self.push_round(d[ids])
-            if c is not None:
-                out ^= c.observables
-        return out
-
-    def decode_batch(self, dets: np.ndarray) -> np.ndarray:
-        """:meth:`decode_shot` over a batch: uint8 (shots, num_detectors) -> (shots, num_obs)."""
-        d = np.asarray(dets, dtype=np.uint8)
-        out = np.zeros((d.shape[0], self.num_observables), dtype=np.uint8)
-        for i in range(d.shape[0]):
-            out[i] = self.decode_shot(d[i])
-        return out

@@ -44,6 +44,7 @@ from qecd.transport.client import (
     _hello,
     _Inbox,
     decode_reply,
+    reply_matcher,
 )
 from qecd.transport.protocol import (
     HEADER_SIZE,
@@ -56,7 +57,6 @@ from qecd.transport.protocol import (
     encode_hello,
     encode_stats,
     pack_syndrome_into,
-    parse_packet,
 )
 
 __all__ = ["AsyncClient", "AsyncStream"]
@@ -146,19 +146,7 @@ class AsyncClient:
     async def _request(self, frame: bytes, types: tuple[int, ...], timeout_s: float | None,
                        what: str) -> Reply:
         await self.send_frame(frame)
-        h = parse_packet(frame)[0]
-
-        def match(r: Reply) -> bool:
-            if r.stream_id != h.stream_id and not (r.msg_type == MsgType.ACCEPT
-                                                   and h.msg_type == MsgType.HELLO):
-                return False
-            if r.msg_type == MsgType.ERROR:
-                return r.body.ref_type == h.msg_type and r.seq == h.round
-            if r.msg_type == MsgType.BYE:
-                return MsgType.BYE in types and r.timestamp_ns == h.timestamp_ns
-            return r.msg_type in types and r.seq == h.round
-
-        r = await self._wait(match, timeout_s, what)
+        r = await self._wait(reply_matcher(frame, types), timeout_s, what)
         if r.msg_type == MsgType.ERROR:
             raise r.error
         return r

@@ -213,6 +213,25 @@ def _round_layout(spec: str | None, dem: str | None, time_coord: int):
     return RoundLayout.from_dem(stim.DetectorErrorModel(dem), time_coord=time_coord)
 
 
+def reply_matcher(frame: bytes, types: tuple[int, ...]) -> Callable[[Reply], bool]:
+    """The rule that pairs a request with its answer (shared by both clients): a reply of one
+    of ``types`` echoing the request's stream id and ``round`` (an ACCEPT answers a HELLO;
+    a BYE echoes the request's ``timestamp_ns``), or an ERROR about that request."""
+    h = parse_packet(frame)[0]
+
+    def match(r: Reply) -> bool:
+        if r.stream_id != h.stream_id and not (r.msg_type == MsgType.ACCEPT
+                                               and h.msg_type == MsgType.HELLO):
+            return False
+        if r.msg_type == MsgType.ERROR:
+            return r.body.ref_type == h.msg_type and r.seq == h.round
+        if r.msg_type == MsgType.BYE:
+            return MsgType.BYE in types and r.timestamp_ns == h.timestamp_ns
+        return r.msg_type in types and r.seq == h.round
+
+    return match
+
+
 class Client:
     """A blocking client connection (one DEALER socket).
 
@@ -374,19 +393,7 @@ class Client:
         """Send a request and wait for its answer: a reply of one of ``types`` echoing the
         request's stream id and ``round`` (BYE: its ``timestamp_ns``), or an ERROR about it."""
         self.send_frame(frame)
-        h = parse_packet(frame)[0]
-
-        def match(r: Reply) -> bool:
-            if r.stream_id != h.stream_id and not (r.msg_type == MsgType.ACCEPT
-                                                   and h.msg_type == MsgType.HELLO):
-                return False
-            if r.msg_type == MsgType.ERROR:
-                return r.body.ref_type == h.msg_type and r.seq == h.round
-            if r.msg_type == MsgType.BYE:
-                return MsgType.BYE in types and r.timestamp_ns == h.timestamp_ns
-            return r.msg_type in types and r.seq == h.round
-
-        r = self._wait(match, timeout_s, what)
+        r = self._wait(reply_matcher(frame, types), timeout_s, what)
         if r.msg_type == MsgType.ERROR:
             raise r.error
         return r
