@@ -9,6 +9,13 @@ decoder plans (HELLOs whose plan is cached are answered at once; the others get 
 ACCEPT when the build finishes, without holding up other streams' packets, although the
 build competes for the GIL). Nothing is ever unpickled; msgpack only on the control path.
 
+This module holds the loop, the routing and the replies; its parts live beside it:
+:mod:`~qecd.transport.server_config` (:class:`ServerConfig`),
+:mod:`~qecd.transport.plan_builds` (plans built off the loop thread),
+:mod:`~qecd.transport.shm_streams` (shared-memory streams),
+:mod:`~qecd.transport.rate_limit` (the ERROR and STATS budgets) and
+:mod:`~qecd.transport.jsonlog` (JSON-lines logs and the per-second error summary).
+
 Per-round service time
     From the packet's receipt (a timestamp taken right after ``recv`` returned it) to the end
     of the work that round triggers: appended to its stream's decoder, any window decode
@@ -51,23 +58,17 @@ Liveness
     and counted in ``streams_timed_out``.
 
 Shared-memory streams (HELLO ``transport="shm"``, ``uf`` decoder only)
-    The control channel stays ZeroMQ: HELLO builds (or reuses) the plan as usual, then the
-    server compiles the plan's decoder for a Numba loop, creates an owner-only ring pair
-    (:class:`~qecd.transport.shm_service.ShmStreamServer`, one per stream), starts its
-    GIL-free thread and answers ACCEPT with ``shm_region``, ``shm_slots``, ``shm_slot_size``
-    and ``corrections_per_shot``. The stream's rounds and corrections then flow only over
-    the ring (a SYNDROME over ZeroMQ for it is refused with ``UNEXPECTED_TYPE``); its
-    ZeroMQ stream id is the ring's. Teardown: BYE over ZeroMQ (the loop is stopped, joined
-    and the region unlinked), BYE over the ring (the loop exits; housekeeping reaps it),
-    the stream timeout (ring traffic and ZeroMQ packets from the owner both count as
-    activity) and shutdown (every loop stopped and every region unlinked).
+    Rounds and corrections flow over a per-stream ring served by a GIL-free Numba loop;
+    the control channel (HELLO, STATS, BYE) stays ZeroMQ. Set-up, teardown and the
+    policies for both are in :mod:`qecd.transport.shm_streams`.
 
 Errors
     Every bad packet gets an ERROR reply with its code (subject to the error budget) or a
     counted drop (a packet from which no reply can be made, an ERROR sent to the server).
     An unexpected exception on the server path is counted, logged and answered ``INTERNAL``;
-    the loop keeps serving. Logs are JSON lines (:class:`JsonFormatter`): one event per
-    stream open/close and one summary per peer and error code per second, never per round.
+    the loop keeps serving. Logs are JSON lines
+    (:class:`~qecd.transport.jsonlog.JsonFormatter`): one event per stream open/close and
+    one summary per peer and error code per second, never per round.
 
 Example
 -------
@@ -83,24 +84,21 @@ Example
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import os
 import signal
 import socket
 import struct
-import sys
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import zmq
 
 from qecd.errors import ProtocolError
-from qecd.transport.auth import CurveServerKeys, configure_server_socket, start_authenticator
+from qecd.transport.auth import configure_server_socket, start_authenticator
+from qecd.transport.jsonlog import ErrorSummary, JsonFormatter, configure_json_logging
 from qecd.transport.metrics import ServerCounters, ServiceRecorder, start_metrics_http
+from qecd.transport.plan_builds import PendingHello, PlanBuilds
 from qecd.transport.protocol import (
     HEADER_SIZE,
     ErrorCode,
@@ -118,14 +116,10 @@ from qecd.transport.protocol import (
     encode_stats,
     parse_packet,
 )
-from qecd.transport.session import (
-    DecoderPool,
-    PlanKey,
-    SessionLimits,
-    StreamPlan,
-    StreamSession,
-    plan_key,
-)
+from qecd.transport.rate_limit import RateLimiter
+from qecd.transport.server_config import ServerConfig
+from qecd.transport.session import DecoderPool, StreamPlan, StreamSession, plan_key
+from qecd.transport.shm_streams import ShmStreams
 
 __all__ = ["ServerConfig", "Server", "JsonFormatter", "configure_json_logging", "run_server"]
 
@@ -135,98 +129,6 @@ _SERVICE_NS_OFFSET = HEADER_SIZE + 16
 _SYNDROME = int(MsgType.SYNDROME)
 _ERROR = int(MsgType.ERROR)
 _SEC = 1_000_000_000
-
-
-@dataclass(frozen=True)
-class ServerConfig:
-    """Everything ``qecd serve`` can set.
-
-    Attributes
-    ----------
-    binds : tuple of str
-        ZeroMQ endpoints to bind (``tcp://127.0.0.1:5555``, ``ipc:///tmp/qecd.sock``; port 0
-        picks a free port, see :attr:`Server.endpoints`).
-    limits : SessionLimits
-        Per-stream limits announced in ACCEPT (``timeout_ms`` is the stream timeout).
-    max_streams : int
-        Open streams (plus HELLOs being built) before HELLO gets SERVER_BUSY.
-    max_streams_per_client : int
-        Open streams one owner (routing id, or CURVE key) may hold (SERVER_BUSY above), so
-        one client cannot take every slot.
-    sndhwm, rcvhwm : int
-        ZeroMQ high-water marks of the ROUTER, messages per peer.
-    batch : int
-        Packets handled per loop turn before wake-ups and housekeeping are looked at.
-    error_budget_per_s, stats_budget_per_s : int
-        ERROR replies / STATS answers per peer per second (beyond: counted drop / SERVER_BUSY).
-    max_pending_builds : int
-        Distinct decoder plans being built at once before HELLO gets SERVER_BUSY.
-    record_capacity : int
-        Rounds kept raw in the service-time ring.
-    curve : CurveServerKeys or None
-        CURVE encryption and allow-list authentication; None = plain.
-    drain_s, shutdown_linger_ms : float, int
-        Graceful shutdown: how long to keep answering queued packets; how long the socket
-        may linger to deliver the final ERROR/BYE messages.
-    housekeeping_s : float
-        Period of timeouts, histogram folding and log summaries.
-    build_switch_interval_s : float
-        While a decoder plan builds on the worker thread, the interpreter's GIL switch
-        interval is lowered to this (``sys.setswitchinterval``; restored when no build is
-        pending) so the loop thread gets the GIL back sooner; 0 leaves it alone. C code that
-        holds the GIL (stim, PyMatching graph construction) still delays the loop.
-    """
-
-    binds: tuple[str, ...] = ("tcp://127.0.0.1:5555",)
-    limits: SessionLimits = field(default_factory=SessionLimits)
-    max_streams: int = 1024
-    max_streams_per_client: int = 256
-    sndhwm: int = 10_000
-    rcvhwm: int = 10_000
-    batch: int = 64
-    error_budget_per_s: int = 1000
-    stats_budget_per_s: int = 100
-    max_pending_builds: int = 8
-    record_capacity: int = 1 << 20
-    curve: CurveServerKeys | None = None
-    drain_s: float = 2.0
-    shutdown_linger_ms: int = 1000
-    housekeeping_s: float = 0.1
-    build_switch_interval_s: float = 0.0002
-
-
-class _PendingHello(NamedTuple):
-    route: bytes
-    owner: bytes | str
-    head: bytes  # the HELLO's 32-byte header, for the reply's echo
-    seq: int
-    timestamp_ns: int
-    want_faults: bool
-    transport: str = "zmq"
-
-
-class _RateLimiter:
-    """At most ``rate`` events per key in each whole second."""
-
-    def __init__(self, rate: int) -> None:
-        self.rate = rate
-        self._win: dict[object, list[int]] = {}
-
-    def allow(self, key: object, now_ns: int) -> bool:
-        sec = now_ns // _SEC
-        w = self._win.get(key)
-        if w is None or w[0] != sec:
-            self._win[key] = [sec, 1]
-            return self.rate > 0
-        if w[1] >= self.rate:
-            return False
-        w[1] += 1
-        return True
-
-    def prune(self, now_ns: int) -> None:
-        sec = now_ns // _SEC
-        for k in [k for k, w in self._win.items() if w[0] != sec]:
-            del self._win[k]
 
 
 def _peer(route: bytes) -> str:
@@ -287,23 +189,20 @@ class Server:
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qecd-build")
+        self._builds = PlanBuilds(self.pool, self.counters,
+                                  max_pending=config.max_pending_builds,
+                                  switch_interval_s=config.build_switch_interval_s,
+                                  on_done=self._wake)
         self._streams: dict[int, StreamSession] = {}
         self._by_owner: dict[bytes | str, set[int]] = {}
         self._next_id = 1
-        self._builds: dict[PlanKey, Future] = {}
-        self._waiting: dict[PlanKey, list[_PendingHello]] = {}
         self._stop = False
         self._shutting_down = False
-        self._errors = _RateLimiter(config.error_budget_per_s)
-        self._stats = _RateLimiter(config.stats_budget_per_s)
-        self._bursts: dict[tuple[str, str], int] = {}
-        self._burst_sec = 0
-        self._switch_interval: float | None = None
+        self._errors = RateLimiter(config.error_budget_per_s)
+        self._stats = RateLimiter(config.stats_budget_per_s)
+        self._error_log = ErrorSummary(log)
         self._t0 = time.perf_counter_ns()
-        self._shm_opened = 0
-        self._shm_zombies: list = []  # stopped loops whose thread had not returned yet
-        self._shm_seen: dict[int, int] = {}  # stream id -> ring activity at the last look
+        self._shm = ShmStreams(self.counters, record_capacity=config.record_capacity)
         self._handlers = {
             MsgType.HELLO: self._on_hello, MsgType.HEARTBEAT: self._on_heartbeat,
             MsgType.STATS: self._on_stats, MsgType.BYE: self._on_bye,
@@ -342,12 +241,10 @@ class Server:
             return
         self._closed = True
         for s in list(self._streams.values()):  # the loop did not get to shut down
-            self._close_shm(s)
-        for srv in list(self._shm_zombies):
-            srv.join(timeout=5.0)
-            self._shm_release(srv)
+            self._shm.close(s)
+        self._shm.join_zombies()
         self._sock.close(0)
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._builds.close()
         self._stop_aux()
         self._wake_r.close()
         self._wake_w.close()
@@ -467,7 +364,7 @@ class Server:
     def _reply_error(self, route: bytes, owner: bytes | str, err: ProtocolError, frame: object,
                      header: Header | None, now_ns: int) -> None:
         name = _code_name(err.code)
-        self._bursts[(_peer(route), name)] = self._bursts.get((_peer(route), name), 0) + 1
+        self._error_log.count(_peer(route), name)
         if len(frame) >= 4 and frame[0] == 0x51 and frame[1] == 0x44 and frame[3] == _ERROR:
             self.counters.drop("ERROR")  # ERROR is never answered with ERROR (no ping-pong)
             return
@@ -556,8 +453,7 @@ class Server:
 
     def _decoder_failed(self, s: StreamSession, i: int, e: Exception) -> None:
         first, last = s.fail(i)
-        self._bursts[(_peer(s.route), "DECODER_ERROR")] = 1 + self._bursts.get(
-            (_peer(s.route), "DECODER_ERROR"), 0)
+        self._error_log.count(_peer(s.route), "DECODER_ERROR")
         log.warning("decoder_error", extra={"qecd": {
             "stream_id": s.stream_id, "exception": type(e).__name__, "detail": str(e)[:200],
             "dropped_first": first, "dropped_last": last, "next_round": s.next_round}})
@@ -576,7 +472,7 @@ class Server:
         if hello.transport == "shm" and key.backend != "uf":
             raise ProtocolError(ErrorCode.BAD_HELLO, "HELLO key 'transport': 'shm' streams "
                                 f"need the 'uf' decoder, got decoder {hello.decoder!r}")
-        waiting = sum(len(w) for w in self._waiting.values())
+        waiting = self._builds.waiting_count()
         if len(self._streams) + waiting >= self.config.max_streams:
             raise ProtocolError(ErrorCode.SERVER_BUSY, f"HELLO: expected fewer than "
                                 f"max_streams={self.config.max_streams} open streams, got "
@@ -586,46 +482,16 @@ class Server:
             raise ProtocolError(ErrorCode.SERVER_BUSY, f"HELLO: expected fewer than "
                                 f"max_streams_per_client={self.config.max_streams_per_client}"
                                 f" open streams for this client, got {mine}")
-        pending = _PendingHello(route, owner, bytes(frame[:HEADER_SIZE]), header.round,
+        pending = PendingHello(route, owner, bytes(frame[:HEADER_SIZE]), header.round,
                                 header.timestamp_ns, hello.want_faults, hello.transport)
         plan = self.pool.get(key)
         if plan is not None:
             self._open(plan, pending)
             return
-        if key not in self._builds:
-            if len(self._builds) >= self.config.max_pending_builds:
-                raise ProtocolError(ErrorCode.SERVER_BUSY, f"HELLO: expected fewer than "
-                                    f"{self.config.max_pending_builds} decoders being built, "
-                                    "got that many: retry later")
-            fut = self._executor.submit(self.pool.build, key, hello)
-            fut.add_done_callback(lambda _f: self._wake())
-            if not self._builds and self.config.build_switch_interval_s:
-                self._switch_interval = sys.getswitchinterval()
-                sys.setswitchinterval(self.config.build_switch_interval_s)
-            self._builds[key] = fut
-            self._waiting[key] = []
-            self.counters.builds += 1
-        self._waiting[key].append(pending)
+        self._builds.submit(key, hello, pending)
 
     def _collect_builds(self) -> None:
-        done = [k for k, f in self._builds.items() if f.done()]
-        if done and len(done) == len(self._builds) and self._switch_interval is not None:
-            sys.setswitchinterval(self._switch_interval)
-            self._switch_interval = None
-        for key in done:
-            fut = self._builds.pop(key)
-            waiting = self._waiting.pop(key, [])
-            try:
-                plan: StreamPlan | None = fut.result()
-                err = None
-            except ProtocolError as e:
-                plan, err = None, e
-            except Exception as e:  # a bug in a builder, not the client's input
-                self.counters.drop("internal_exception")
-                log.error("build_failed", exc_info=e, extra={"qecd": {"key": str(key)}})
-                plan, err = None, ProtocolError(ErrorCode.INTERNAL, f"internal server error "
-                                                f"while building the decoder "
-                                                f"({type(e).__name__})")
+        for waiting, plan, err in self._builds.collect():
             for p in waiting:
                 if err is None and self._shutting_down:
                     e2 = ProtocolError(ErrorCode.SHUTTING_DOWN, "HELLO: the server is "
@@ -641,30 +507,13 @@ class Server:
                     self._reply_error(p.route, p.owner, e2, p.head, None,
                                       time.perf_counter_ns())
 
-    def _start_shm(self, plan: StreamPlan, sid: int, want_faults: bool):
-        """A started ShmStreamServer for a new stream (its own compiled decoder: the
-        compiled plan's scratch buffers are per loop)."""
-        from qecd.decoder.compiled_stream import CompiledStream
-        from qecd.transport.shm_service import ShmStreamServer
-
-        srv = ShmStreamServer(CompiledStream(plan.decoder), stream_id=sid,
-                              want_faults=want_faults,
-                              record_capacity=self.config.record_capacity,
-                              idle_timeout_s=0.0)  # 0: no loop timeout; the server's applies
-        try:
-            srv.start()
-        except BaseException:
-            srv.close()
-            raise
-        return srv
-
-    def _open(self, plan: StreamPlan, p: _PendingHello) -> None:
+    def _open(self, plan: StreamPlan, p: PendingHello) -> None:
         sid = self._next_id
         self._next_id += 1
         shm = None
         if p.transport == "shm":
             try:
-                shm = self._start_shm(plan, sid, p.want_faults)
+                shm = self._shm.start(plan, sid, p.want_faults)
             except Exception as e:
                 self.counters.drop("internal_exception")
                 log.error("shm_open_failed", exc_info=e, extra={"qecd": {"stream_id": sid}})
@@ -677,8 +526,7 @@ class Server:
                           limits=self.limits, now_ns=time.perf_counter_ns())
         s.shm = shm
         if shm is not None:
-            self._shm_opened += 1
-            self._shm_seen[sid] = 0
+            self._shm.track(s)
         self._streams[sid] = s
         self._by_owner.setdefault(p.owner, set()).add(sid)
         self.counters.streams_open += 1
@@ -693,42 +541,6 @@ class Server:
             "transport": p.transport, "shm_region": shm.region_name if shm else None,
             "streams_open": len(self._streams)}})
 
-    def _close_shm(self, s: StreamSession) -> dict | None:
-        """Stop, join and unlink a stream's ring (idempotent); its loop counters, or None."""
-        srv = s.shm
-        if srv is None:
-            return None
-        s.shm = None
-        self._shm_seen.pop(s.stream_id, None)
-        srv.stop()
-        srv.join(timeout=2.0)
-        self._shm_release(srv)
-        c = srv.counters()
-        c["exit_code"] = srv.exit_code
-        self.counters.rounds_received += c["rounds"]
-        self.counters.corrections_sent += c["corrections"]
-        s.rounds_received += c["rounds"]
-        s.corrections_sent += c["corrections"]
-        s.next_round = s.committed = c["next_round"]
-        return c
-
-    def _shm_release(self, srv) -> None:
-        """Unmap and unlink a stopped loop's region; a loop still running (e.g. still being
-        compiled) is kept and retried from housekeeping, never unmapped under it."""
-        t = srv._thread
-        if t is not None and t.is_alive():
-            if srv not in self._shm_zombies:
-                self._shm_zombies.append(srv)
-            return
-        if srv in self._shm_zombies:
-            self._shm_zombies.remove(srv)
-        try:
-            srv.close()  # stop + join (done) + close + unlink
-        except Exception as e:  # never let one region's cleanup stop the loop
-            self.counters.drop("internal_exception")
-            log.error("shm_close_failed", exc_info=e, extra={"qecd": {
-                "stream_id": srv.stream_id, "shm_region": srv.region_name}})
-
     def _close(self, s: StreamSession, why: str, *, notify: bool) -> None:
         """Free a stream; with ``notify``, report its uncommitted rounds and send BYE."""
         del self._streams[s.stream_id]
@@ -739,7 +551,7 @@ class Server:
                 del self._by_owner[s.owner]
         self.counters.streams_open -= 1
         self.counters.streams_closed += 1
-        shm = self._close_shm(s)
+        shm = self._shm.close(s)
         unc = s.uncommitted()
         if notify:
             if unc is not None:
@@ -798,7 +610,7 @@ class Server:
         except ProtocolError:
             name = "client_bad_error"
         self.counters.drop("ERROR")
-        self._bursts[(_peer(route), name)] = self._bursts.get((_peer(route), name), 0) + 1
+        self._error_log.count(_peer(route), name)
 
     def _on_unexpected(self, route, owner, header, payload, frame, now_ns) -> None:
         raise ProtocolError(ErrorCode.UNEXPECTED_TYPE, f"field 'msg_type': "
@@ -823,7 +635,7 @@ class Server:
             "dropped": dict(c.dropped), "streams_opened": c.streams_opened,
             "streams_timed_out": c.streams_timed_out, "builds": c.builds,
             "shm_streams_open": sum(s.shm is not None for s in self._streams.values()),
-            "shm_streams_opened": self._shm_opened,
+            "shm_streams_opened": self._shm.opened,
             "service_count": summ["count"],
             **{f"service_{k}": v for k, v in summ.items() if k != "count"},
             "cpu_affinity": cpus,
@@ -834,49 +646,16 @@ class Server:
             self._collect_builds()  # the wake-up byte is the fast path; this the safety net
         self.recorder.fold()
         self.counters.input_lag_ns = max((s.lag_ns for s in self._streams.values()), default=0)
-        self._reap_shm(now_ns)
+        for s, why, notify in self._shm.reap(self._streams.values(), now_ns):
+            self._close(s, why, notify=notify)
         timeout_ns = self.limits.timeout_ms * 1_000_000
         for s in [s for s in self._streams.values() if now_ns - s.last_seen_ns > timeout_ns]:
             self.counters.streams_timed_out += 1
             self._close(s, f"owner silent for more than {self.limits.timeout_ms} ms",
                         notify=True)
-        if self._bursts and now_ns // _SEC != self._burst_sec:
-            self._burst_sec = now_ns // _SEC
-            items = sorted(self._bursts.items(), key=lambda kv: -kv[1])
-            for (peer, code), n in items[:20]:
-                log.warning("errors", extra={"qecd": {"peer": peer, "code": code, "count": n}})
-            if len(items) > 20:
-                log.warning("errors", extra={"qecd": {"peer": "others", "count":
-                                                      sum(n for _, n in items[20:])}})
-            self._bursts.clear()
+        if self._error_log.flush(now_ns):
             self._errors.prune(now_ns)
             self._stats.prune(now_ns)
-
-    def _reap_shm(self, now_ns: int) -> None:
-        """Shared-memory streams: ring traffic refreshes liveness; a loop that returned
-        (client BYE over the ring, or a failure) closes its stream and unlinks its region."""
-        for srv in list(self._shm_zombies):
-            self._shm_release(srv)
-        shm_streams = [s for s in self._streams.values() if s.shm is not None]
-        if not shm_streams:
-            return
-        from qecd.transport.shm_stream import CTL_CORRECTIONS, CTL_ERRORS, CTL_ROUNDS, EXIT_BYE
-
-        for s in shm_streams:
-            srv = s.shm
-            t = srv._thread
-            if t is not None and not t.is_alive():
-                code = srv.exit_code
-                if code == EXIT_BYE:  # the loop already answered BYE over the ring
-                    self._close(s, "client BYE over the shared-memory ring", notify=False)
-                else:
-                    self._close(s, f"shared-memory loop exited (code {code})", notify=True)
-                continue
-            c = srv.ctl
-            seen = int(c[CTL_ROUNDS]) + int(c[CTL_ERRORS]) + int(c[CTL_CORRECTIONS])
-            if seen != self._shm_seen.get(s.stream_id):
-                self._shm_seen[s.stream_id] = seen
-                s.last_seen_ns = now_ns
 
     def _shutdown(self) -> None:
         self._shutting_down = True
@@ -884,20 +663,13 @@ class Server:
         deadline = time.perf_counter_ns() + int(self.config.drain_s * _SEC)
         while time.perf_counter_ns() < deadline and self._read_batch():
             pass
-        if self._switch_interval is not None:
-            sys.setswitchinterval(self._switch_interval)
-            self._switch_interval = None
-        for key in list(self._builds):  # HELLOs still waiting for a plan
-            self._builds.pop(key).cancel()
-            for p in self._waiting.pop(key, []):
-                self._reply_error(p.route, p.owner, ProtocolError(
-                    ErrorCode.SHUTTING_DOWN, "HELLO: the server is shutting down"),
-                    p.head, None, 0)
+        for p in self._builds.cancel():  # HELLOs still waiting for a plan
+            self._reply_error(p.route, p.owner, ProtocolError(
+                ErrorCode.SHUTTING_DOWN, "HELLO: the server is shutting down"),
+                p.head, None, 0)
         for s in list(self._streams.values()):
             self._close(s, "server shutdown", notify=True)
-        for srv in list(self._shm_zombies):  # no region outlives the server
-            srv.join(timeout=5.0)
-            self._shm_release(srv)
+        self._shm.join_zombies()  # no region outlives the server
         self.recorder.fold()
         self._sock.close(self.config.shutdown_linger_ms)
         log.info("shutdown_end", extra={"qecd": self.stats()})
@@ -912,38 +684,6 @@ def _code_name(code: int) -> str:
 
 def _owner_text(owner: bytes | str) -> str:
     return owner.hex() if isinstance(owner, bytes) else str(owner)
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ``ts``, ``level``, ``logger``, ``event`` and the event's
-    fields (passed as ``extra={"qecd": {...}}``).
-
-    Examples
-    --------
-    >>> rec = logging.LogRecord("qecd.server", logging.INFO, "", 0, "stream_open", None, None)
-    >>> rec.qecd = {"stream_id": 1}
-    >>> json.loads(JsonFormatter().format(rec))["stream_id"]
-    1
-    """
-
-    def format(self, record: logging.LogRecord) -> str:
-        out = {"ts": round(record.created, 6), "level": record.levelname,
-               "logger": record.name, "event": record.getMessage()}
-        out.update(getattr(record, "qecd", None) or {})
-        if record.exc_info:
-            out["traceback"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str)
-
-
-def configure_json_logging(stream=None, level: int = logging.INFO) -> logging.Handler:
-    """Send ``qecd.*`` logs to ``stream`` (default stderr) as JSON lines."""
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger("qecd")
-    root.addHandler(handler)
-    root.setLevel(level)
-    root.propagate = False
-    return handler
 
 
 def run_server(config: ServerConfig, *, metrics_port: int | None = None,
