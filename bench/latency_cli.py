@@ -24,10 +24,12 @@ DEFAULT_SPEC = "surface:d=5,p=0.001"
 
 def add_latency_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--spec", default=DEFAULT_SPEC, help="experiment spec (default %(default)s)")
-    p.add_argument("--decoder", default="uf")
+    p.add_argument("--decoder", default="uf",
+                   help="uf (compiled into the shm loop), pymatching, bp-cluster, ... "
+                        "(default %(default)s)")
     p.add_argument("--transport", default="shm", choices=["shm", "zmq"],
-                   help="shm: shared-memory rings with a Numba server loop (uf); "
-                        "zmq: qecd serve over tcp loopback (any decoder)")
+                   help="shm: shared-memory rings with a Numba server loop; "
+                        "zmq: qecd serve over tcp loopback")
     p.add_argument("--shots", type=int, default=20_000)
     p.add_argument("--seed", type=int, default=2026)
     p.add_argument("--cycle-us", "--cycle_us", dest="cycle_us", type=float, default=0.0,
@@ -40,6 +42,9 @@ def add_latency_arguments(p: argparse.ArgumentParser) -> None:
                    help="do not pin server and emulator to separate CPUs")
     p.add_argument("--budget-us", "--budget_us", dest="budget_us", type=float, default=None,
                    help="exit 1 unless the p99 per-round service time is under this")
+    p.add_argument("--stall-s", "--stall_s", dest="stall_s", type=float, default=1.0,
+                   help="seconds of the platform's own stalls to measure on the same CPUs "
+                        "before streaming (0 skips; default %(default)s)")
     p.add_argument("--json", default=None, help="write the report (schema qecd.bench.latency/1)")
     p.add_argument("--plot", default=None, help="write PNGs into this directory")
 
@@ -82,7 +87,7 @@ def latency_main(args: argparse.Namespace) -> int:
     r = run_latency(args.spec, decoder=args.decoder, transport=args.transport, shots=args.shots,
                     seed=args.seed, cycle_us=args.cycle_us, window=args.window,
                     commit=args.commit, ping=args.ping, pin=args.pin, budget_us=args.budget_us,
-                    progress=progress)
+                    stall_s=args.stall_s, progress=progress)
     print(format_latency(r))
     if args.json:
         with open(args.json, "w") as f:

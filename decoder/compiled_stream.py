@@ -185,10 +185,7 @@ class CompiledStream(ShotDecoding):
             f"logical_observable L{o}\n" for o in range(sd.num_observables))
         self.union = UnionFindDecoder.from_dem(stim.DetectorErrorModel(header + "\n".join(lines)))
         f = sd.faults
-        n_rounds = sd.num_rounds
-        trigger = np.full(n_rounds, -1, dtype=np.int64)
-        for i, w in enumerate(wins):
-            trigger[w.stop - 1] = i
+        trigger = sd.trigger_table()
         det_ptr = np.zeros(len(wins) + 1, dtype=np.int64)
         l2g_ptr = np.zeros(len(wins) + 1, dtype=np.int64)
         for i, w in enumerate(wins):

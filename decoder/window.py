@@ -278,13 +278,43 @@ class StreamDecoder(ShotDecoding):
             raise DecoderError(f"round {t}: expected {hi - lo} detector bits, got shape {b.shape}")
         self._shot_bits[lo:hi] = b
         self._next_round = t + 1
+        if t not in self._by_trigger:
+            return None
+        return self.decode_due(t)
+
+    @property
+    def shot_buffer(self) -> np.ndarray:
+        """The current shot's detection events so far (uint8, one per detector, layout
+        order: round 0's detectors first). A loop that stores rounds itself (the
+        shared-memory server) writes here and calls :meth:`decode_due`."""
+        return self._shot_bits
+
+    def trigger_table(self) -> np.ndarray:
+        """int64 per round of a shot: the index of the window that round completes, or -1.
+
+        >>> from qecd.codes import build_experiment
+        >>> exp = build_experiment("repetition:d=3,r=4,p=0.01")
+        >>> StreamDecoder(exp.dem, exp.layout, "pymatching", window=2, commit=1).trigger_table()
+        array([-1,  0,  1,  2,  3])
+        """
+        out = np.full(self.num_rounds, -1, dtype=np.int64)
+        for i, w in enumerate(self._windows):
+            out[w.stop - 1] = i
+        return out
+
+    def decode_due(self, t: int) -> Correction:
+        """Decode and commit the window that round ``t`` completes, from :attr:`shot_buffer`
+        (rounds ``0..t`` of the shot must be in it). After a shot's final window the decoder
+        resets for the next shot, also when the backend raises."""
         w = self._by_trigger.get(t)
         if w is None:
-            return None
-        corr = self._decode_window(w)
-        if w.final:
-            self.reset()
-        return corr
+            raise DecoderError(f"decode_due: no window ends at round {t}")
+        self._next_round = t + 1
+        try:
+            return self._decode_window(w)
+        finally:
+            if w.final:
+                self.reset()
 
     def push_round_packed(self, packed: bytes | np.ndarray) -> Correction | None:
         """Like :meth:`push_round`, with stim-packed bits (little bit order, zero padding)."""

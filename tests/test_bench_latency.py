@@ -13,14 +13,21 @@ def test_shm_exit_code_follows_the_budget(tmp_path, budget, code):
     out = tmp_path / "lat.json"
     rc = main(["bench", "latency", "--spec", "repetition:d=3,r=3,p=0.01", "--shots", "300",
                "--ping", "300", "--no-pin", "--budget-us", str(budget), "--json", str(out),
-               "--plot", str(tmp_path)])
+               "--plot", str(tmp_path), "--stall-s", "0.1"])
     assert rc == code
     r = json.loads(out.read_text())
     assert r["schema"] == "qecd.bench.latency/1" and r["transport"] == "shm"
     assert (r["lost"], r["duplicated"], r["mismatches_vs_offline"]) == (0, 0, 0)
     assert r["rounds"] == 300 * 4 and r["budget"]["met"] == (code == 0)
-    for key in ("service", "reaction", "bare_round_trip", "lag"):
+    for key in ("service", "reaction", "bare_round_trip", "lag", "reaction_at_server",
+                "emulator_write_delay"):
         assert r["latency_us"][key]["count"] > 0
+    # the part of the reaction time spent before the correction was on the ring is a part
+    at_server, reaction = r["latency_us"]["reaction_at_server"], r["latency_us"]["reaction"]
+    assert at_server["count"] == reaction["count"] == 300
+    assert at_server["p50_us"] <= reaction["p50_us"]
+    stalls = r["platform_stalls"]["cpus"]
+    assert len(stalls) == 2 and all(c["seconds"] == 0.1 for c in stalls)
     assert (tmp_path / "latency_ccdf.png").stat().st_size > 5000
     assert (tmp_path / "service_series.png").stat().st_size > 5000
 
@@ -37,5 +44,19 @@ def test_zmq_transport_through_qecd_serve(tmp_path):
     assert r["latency_us"]["service"]["count"] == 800
 
 
-def test_shm_refuses_a_decoder_it_does_not_compile():
-    assert main(["bench", "latency", "--decoder", "pymatching", "--shots", "10"]) == 2
+def test_shm_with_pymatching_leaves_numba_only_to_decode(tmp_path):
+    out = tmp_path / "latp.json"
+    rc = main(["bench", "latency", "--decoder", "pymatching", "--spec",
+               "surface:d=3,r=6,p=0.01", "--window", "4", "--commit", "2", "--shots", "200",
+               "--ping", "200", "--no-pin", "--stall-s", "0", "--json", str(out)])
+    assert rc == 0
+    r = json.loads(out.read_text())
+    assert r["transport"] == "shm" and r["decoder"] == "pymatching"
+    assert (r["lost"], r["duplicated"], r["mismatches_vs_offline"]) == (0, 0, 0)
+    assert r["corrections_received"] == r["corrections_expected"] == 200 * 3
+    assert r["platform_stalls"] is None
+
+
+def test_unknown_decoder_is_a_usage_error():
+    assert main(["bench", "latency", "--decoder", "nonesuch", "--shots", "10",
+                 "--stall-s", "0"]) == 2

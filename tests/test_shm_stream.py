@@ -43,15 +43,17 @@ def served():
     assert _segments() <= before, "a /dev/shm segment outlived its test"
 
 
+@pytest.mark.parametrize("decoder", ["uf", "pymatching"])
 @pytest.mark.parametrize("spec, window, commit", [
     ("surface:d=3,r=3,p=0.01", None, None),
     ("surface:d=3,r=12,p=0.01", 6, 3),
 ])
-def test_ring_stream_equals_offline_decode(served, spec, window, commit):
-    exp, srv, cli = served(spec, window, commit)
+def test_ring_stream_equals_offline_decode(served, spec, window, commit, decoder):
+    exp, srv, cli = served(spec, window, commit, decoder=decoder)
+    assert srv.backend == decoder
     dets, obs = exp.sample(300, seed=2)
     res = cli.stream_shots(dets, timeout_s=20)
-    offline = StreamDecoder(exp.dem, exp.layout, "uf", window=window,
+    offline = StreamDecoder(exp.dem, exp.layout, decoder, window=window,
                             commit=commit).decode_batch(dets)
     assert (res.lost, res.duplicated, res.errors, res.status) == (0, 0, 0, 0)
     assert np.array_equal(res.predictions, offline)
@@ -63,9 +65,10 @@ def test_ring_stream_equals_offline_decode(served, spec, window, commit):
     assert srv.exit_code == EXIT_BYE
 
 
-def test_ring_packets_are_the_wire_protocol(served):
+@pytest.mark.parametrize("decoder", ["uf", "pymatching"])
+def test_ring_packets_are_the_wire_protocol(served, decoder):
     """What the Numba loop writes parses with protocol.py, byte for byte."""
-    exp, srv, cli = served("surface:d=3,r=3,p=0.01", want_faults=True)
+    exp, srv, cli = served("surface:d=3,r=3,p=0.01", want_faults=True, decoder=decoder)
     lay = P.SyndromeLayout(list(exp.layout.round_sizes))
     dets, _ = exp.sample(1, seed=3)
     shot = dets[0]
@@ -92,8 +95,9 @@ def test_ring_packets_are_the_wire_protocol(served):
     (lambda f: f + b"\x00", P.ErrorCode.LENGTH_MISMATCH),
     (lambda f: f[:10], P.ErrorCode.SHORT_FRAME),
 ])
-def test_bad_packets_get_errors_and_the_stream_carries_on(served, mutate, code):
-    exp, srv, cli = served("surface:d=3,r=3,p=0.01")
+@pytest.mark.parametrize("decoder", ["uf", "pymatching"])
+def test_bad_packets_get_errors_and_the_stream_carries_on(served, mutate, code, decoder):
+    exp, srv, cli = served("surface:d=3,r=3,p=0.01", decoder=decoder)
     lay = P.SyndromeLayout(list(exp.layout.round_sizes))
     good = P.encode_syndrome(np.zeros(4, np.uint8), lay, stream_id=9, first_round=0)
     cli.pair.send_bytes(mutate(good))
@@ -104,6 +108,56 @@ def test_bad_packets_get_errors_and_the_stream_carries_on(served, mutate, code):
     dets, _ = exp.sample(50, seed=4)
     res = cli.stream_shots(dets, timeout_s=20)
     assert res.lost == 0 and res.errors == 0
+
+
+@pytest.mark.parametrize("decoder", ["uf", "pymatching"])
+def test_multi_round_packets_resume_after_each_decode(served, decoder):
+    """A packet carrying many rounds (several windows and shots) is decoded exactly like
+    round-by-round streaming; the host loop returns to Python mid-packet and resumes."""
+    spec, window, commit = "surface:d=3,r=9,p=0.02", 4, 2
+    exp, srv, cli = served(spec, window, commit, decoder=decoder)
+    lay = P.SyndromeLayout(list(exp.layout.round_sizes))
+    dets, _ = exp.sample(3, seed=11)
+    R = exp.layout.num_rounds
+    rounds = [shot[ids] for shot in dets for ids in exp.layout.detectors]
+    cut = [0, 5, 5 + R + 2, len(rounds)]  # packets straddle windows and shots
+    for a, b in zip(cut[:-1], cut[1:], strict=True):
+        frame = P.encode_syndrome(np.concatenate(rounds[a:b]), lay, stream_id=9,
+                                  first_round=a, count=b - a)
+        cli.pair.send_bytes(frame)
+    offline = StreamDecoder(exp.dem, exp.layout, decoder, window=window, commit=commit)
+    want = [c for shot in dets for ids in exp.layout.detectors
+            if (c := offline.push_round(shot[ids])) is not None]
+    got = []
+    for _ in want:
+        hdr, payload = P.parse_packet(cli.pair.recv_bytes(timeout=5))
+        assert hdr.msg_type == P.MsgType.CORRECTION, P.decode_error(hdr, payload)
+        got.append(P.decode_correction(hdr, payload))
+    for i, (g, w) in enumerate(zip(got, want, strict=True)):
+        shot_base = (g.last_round // R) * R
+        assert (g.first_round - shot_base, g.last_round - shot_base, g.shot_end) == \
+            (w.first_round, w.last_round, w.final), i
+        assert np.array_equal(g.observables, w.observables)
+    assert srv.counters()["rounds"] == len(rounds)
+
+
+def test_host_loop_answers_a_failing_decode_with_an_error_and_carries_on(served):
+    exp, srv, cli = served("surface:d=3,r=3,p=0.01", decoder="pymatching")
+    dets, _ = exp.sample(20, seed=5)
+    real = srv.host.decode_due
+    calls = {"n": 0}
+
+    def flaky(t):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            srv.host.reset()  # what decode_due does when a final window raises
+            raise RuntimeError("backend failure")
+        return real(t)
+
+    srv.host.decode_due = flaky
+    res = cli.stream_shots(dets, timeout_s=20)
+    assert res.errors == 1 and res.received == 19 and res.lost == 1
+    assert srv.counters()["errors"] == 1 and srv.counters()["rounds"] == 20 * 4
 
 
 def test_stop_request_ends_the_loop(served):

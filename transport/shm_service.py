@@ -37,7 +37,9 @@ import numpy as np
 from qecd.codes.layout import RoundLayout
 from qecd.decoder.compiled_stream import CompiledStream
 from qecd.decoder.window import StreamDecoder
+from qecd.errors import DecoderError
 from qecd.transport import protocol as P
+from qecd.transport.shm_host_loop import precompile_host_kernels, run_host_loop
 from qecd.transport.shm_ring import RingPair, slot_size_for
 from qecd.transport.shm_stream import (
     CTL_CORRECTIONS,
@@ -78,8 +80,12 @@ class ShmStreamServer:
 
     Parameters
     ----------
-    compiled : CompiledStream
-        The stream's decoder (uf backend, any window), built and warmed.
+    decoder : CompiledStream or StreamDecoder
+        The stream's decoder, built (its own instance: the loop owns its state). A
+        :class:`CompiledStream` (``uf``) runs the whole loop in Numba
+        (:func:`~qecd.transport.shm_stream.serve_stream_kernel`); a :class:`StreamDecoder`
+        of any other backend leaves Numba only to decode a due window
+        (:mod:`qecd.transport.shm_host_loop`).
     stream_id : int
         The id the client must put in its packets (from the ACCEPT).
     want_faults : bool
@@ -87,18 +93,29 @@ class ShmStreamServer:
     n_slots : int
         Slots per ring (a power of two).
     record_capacity : int
-        Rounds whose service time / lag are recorded (later rounds are served, not recorded).
+        Packets whose service time / lag are recorded (later ones are served, not recorded).
     """
 
-    def __init__(self, compiled: CompiledStream, *, stream_id: int, want_faults: bool = False,
-                 n_slots: int = 256, record_capacity: int = 2_000_000,
-                 idle_timeout_s: float = 30.0) -> None:
-        self.compiled = compiled
+    def __init__(self, decoder: CompiledStream | StreamDecoder, *, stream_id: int,
+                 want_faults: bool = False, n_slots: int = 256,
+                 record_capacity: int = 2_000_000, idle_timeout_s: float = 30.0) -> None:
+        self.compiled = decoder if isinstance(decoder, CompiledStream) else None
+        self.host = decoder if self.compiled is None else None
+        if self.host is not None and self.host.backend == "uf":
+            raise DecoderError("ShmStreamServer: compile a uf StreamDecoder with "
+                               "CompiledStream (its loop then stays in Numba)")
+        self.layout = decoder.layout
         self.stream_id = int(stream_id)
         self.want_faults = bool(want_faults)
         self.idle_timeout_ns = int(idle_timeout_s * 1e9)
-        slot = _slot_size(compiled.layout, compiled.num_observables,
-                          compiled.max_faults if want_faults else 0)
+        if self.compiled is not None:
+            max_faults = self.compiled.max_faults
+            self.corrections_per_shot = self.compiled.corrections_per_shot
+        else:
+            max_faults = self.host.faults.num_faults
+            self.corrections_per_shot = int((self.host.trigger_table() >= 0).sum())
+        slot = _slot_size(decoder.layout, decoder.num_observables,
+                          max_faults if want_faults else 0)
         self.pair = RingPair.create(n_slots=n_slots, slot_size=slot, side="server")
         self.region_name = self.pair.region.name
         self.n_slots, self.slot_size = n_slots, slot
@@ -109,34 +126,57 @@ class ShmStreamServer:
         self.rec_lag = prefaulted(record_capacity, np.int64)
         self.rec_flags = prefaulted(record_capacity, np.uint8)
         self.rec_n = np.zeros(1, dtype=np.int64)
-        self.state = compiled.new_state()
-        self.corrections_per_shot = compiled.corrections_per_shot
+        self.state = self.compiled.new_state() if self.compiled is not None else None
+        self.pend = np.zeros(8, dtype=np.int64)
         self.exit_code: int | None = None
         self._thread: threading.Thread | None = None
         self.cpu: int | None = None
+        self.ctl[CTL_STOP] = 1  # compile (or load from Numba's cache) now, not at round 0
+        self._serve()
+        if self.host is not None:
+            precompile_host_kernels(self.pair.kernel_args(), self.out_buf, self.ctl, self.pend,
+                                    self.stream_id, self.num_observables)
+
+    @property
+    def num_observables(self) -> int:
+        return self.layout.num_observables
+
+    @property
+    def backend(self) -> str:
+        return "uf" if self.compiled is not None else self.host.backend
 
     @classmethod
     def for_experiment(cls, exp, *, stream_id: int, window: int | None = None,
-                       commit: int | None = None, **kw) -> ShmStreamServer:
-        """Build the uf stream decoder for an experiment and the server around it."""
-        sd = StreamDecoder(exp.dem, exp.layout, "uf", window=window, commit=commit)
-        return cls(CompiledStream(sd), stream_id=stream_id, **kw)
+                       commit: int | None = None, decoder: str = "uf",
+                       **kw) -> ShmStreamServer:
+        """Build the stream decoder (``uf`` compiled, or any other backend) and the server."""
+        sd = StreamDecoder(exp.dem, exp.layout, decoder, window=window, commit=commit)
+        return cls(CompiledStream(sd) if decoder == "uf" else sd, stream_id=stream_id, **kw)
+
+    def _serve(self) -> int:
+        """Run the loop until it returns; while ``ctl[CTL_STOP]`` is set (construction) it
+        returns after one round of polls, which compiles or loads every kernel it calls."""
+        ring = self.pair.kernel_args()
+        loop = (SERVER_SIDE, self.in_buf, self.out_buf, self.ctl, self.rec_service,
+                self.rec_lag, self.rec_flags, self.rec_n, self.stream_id)
+        if self.compiled is not None:
+            return int(serve_stream_kernel(*ring, *loop, self.want_faults,
+                                           self.idle_timeout_ns, 1_000_000_000, *self.state,
+                                           *self.compiled.kernel_args()))
+        return run_host_loop(self.host, ring, loop + (self.idle_timeout_ns, 1_000_000_000),
+                             self.pend, self.want_faults)
 
     def _run(self) -> None:
         if self.cpu is not None:
             import os
 
             os.sched_setaffinity(threading.get_native_id(), {self.cpu})
-        words, buf, tx_off, rx_off, n_slots, slot_size = self.pair.kernel_args()
-        self.exit_code = int(serve_stream_kernel(
-            words, buf, tx_off, rx_off, n_slots, slot_size, SERVER_SIDE, self.in_buf,
-            self.out_buf, self.ctl, self.rec_service, self.rec_lag, self.rec_flags,
-            self.rec_n, self.stream_id, self.want_faults, self.idle_timeout_ns,
-            1_000_000_000, *self.state, *self.compiled.kernel_args()))
+        self.exit_code = self._serve()
 
     def start(self, cpu: int | None = None) -> None:
         """Run the loop in a thread (pinned to ``cpu`` when given)."""
         self.cpu = cpu
+        self.ctl[CTL_STOP] = 0
         self._thread = threading.Thread(target=self._run, name=f"qecd-shm-{self.stream_id}",
                                         daemon=True)
         self._thread.start()
@@ -182,11 +222,13 @@ class StreamResult:
 
     predictions: np.ndarray  # uint8 (shots, num_observables), XOR of each shot's corrections
     send_ns: np.ndarray  # per packet: scheduled (paced) or actual send time
+    write_ns: np.ndarray  # per packet: when its doorbell was rung
     corr_first: np.ndarray
     corr_last: np.ndarray
     corr_recv_ns: np.ndarray
     corr_ts: np.ndarray
     corr_service_ns: np.ndarray
+    corr_round: np.ndarray  # the last round of the packet that triggered each correction
     expected: int
     received: int
     errors: int
@@ -265,16 +307,17 @@ class ShmStreamClient:
         cap = expected + 16
         n_obs = self.layout.num_observables
         send_ns = prefaulted(len(ptr) - 1, np.int64)
+        write_ns = prefaulted(len(ptr) - 1, np.int64)
         cf, cl = prefaulted(cap, np.int64), prefaulted(cap, np.int64)
         co = prefaulted((cap, n_obs), np.uint8)
-        crecv, cts, csvc = prefaulted(cap, np.int64), prefaulted(cap, np.int64), \
-            prefaulted(cap, np.int64)
+        crecv, cts, csvc, cround = (prefaulted(cap, np.int64) for _ in range(4))
         n_corr, n_err = np.zeros(1, np.int64), np.zeros(1, np.int64)
         words, buf, tx_off, rx_off, n_slots, slot_size = self.pair.kernel_args()
         rx = np.zeros(slot_size, dtype=np.uint8)
         status = client_stream_kernel(words, buf, tx_off, rx_off, n_slots, slot_size, packets,
-                                      ptr, int(cycle_ns), send_ns, rx, cf, cl, co, crecv, cts,
-                                      csvc, n_corr, expected, n_err, int(timeout_s * 1e9))
+                                      ptr, int(cycle_ns), send_ns, write_ns, rx, cf, cl, co,
+                                      crecv, cts, csvc, cround, n_corr, expected, n_err,
+                                      int(timeout_s * 1e9))
         k = int(n_corr[0])
         R = self.layout.num_rounds
         base = self.next_round
@@ -288,9 +331,9 @@ class ShmStreamClient:
                 preds[shot] ^= co[i]
         self.next_round = base + shots * R
         dup = sum(v - 1 for v in seen.values())
-        return StreamResult(preds, send_ns, cf[:k], cl[:k], crecv[:k], cts[:k], csvc[:k],
-                            expected, k, int(n_err[0]), max(0, expected - (k - dup)), dup,
-                            int(status))
+        return StreamResult(preds, send_ns, write_ns, cf[:k], cl[:k], crecv[:k], cts[:k],
+                            csvc[:k], cround[:k], expected, k, int(n_err[0]),
+                            max(0, expected - (k - dup)), dup, int(status))
 
     def ping(self, n: int = 10_000, timeout_s: float = 5.0) -> np.ndarray:
         """``n`` HEARTBEAT round trips through the server's loop; returns RTTs in ns."""

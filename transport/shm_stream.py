@@ -69,6 +69,8 @@ CORR_FIXED = 32
 
 #: serve_stream_kernel exit codes
 EXIT_BYE, EXIT_STOP, EXIT_IDLE, EXIT_SEND_FAILED, EXIT_RECORD_FULL = 0, 1, 2, 3, 4
+#: check_packet's verdicts besides a reply length
+REPLY_SYNDROME, REPLY_BYE = 0, -1
 #: ctl array slots (int64): stop flag (written by the control thread), rounds served, ERRORs
 CTL_STOP, CTL_ROUNDS, CTL_ERRORS, CTL_CORRECTIONS, CTL_NEXT_ROUND = 0, 1, 2, 3, 4
 
@@ -160,6 +162,107 @@ def _correction(out, stream_id, seq, ts, first_round, last_round, service_ns, ob
 
 
 @numba.njit(**_JIT)
+def check_packet(in_buf, n, out_buf, stream_id, next_round, round_offsets):
+    """Validate the packet ``in_buf[:n]`` a server loop just took off its request ring.
+
+    Returns ``(reply, count, rnd, ts)``: ``reply`` > 0 is the length of an ERROR or
+    HEARTBEAT answer written into ``out_buf`` (send it); ``REPLY_SYNDROME`` (0) means a
+    valid SYNDROME of ``count`` rounds from ``rnd`` (its payload length and padding bits
+    checked, nothing stored yet); ``REPLY_BYE`` (-1) means a BYE (its echo is in
+    ``out_buf[:HEADER_SIZE]``).
+    """
+    n_rounds = round_offsets.shape[0] - 1
+    if n < HEADER_SIZE:
+        return _error(out_buf, E_SHORT, 0, stream_id, 0, 0, next_round), 0, 0, 0
+    mtype = np.int64(in_buf[3])
+    count = _get_u16(in_buf, 6)
+    sid = _get_u32(in_buf, 8)
+    plen = _get_u32(in_buf, 12)
+    rnd = _get_u64(in_buf, 16)
+    ts = _get_u64(in_buf, 24)
+    if _get_u16(in_buf, 0) != MAGIC:
+        return _error(out_buf, E_BAD_MAGIC, 0, 0, 0, 0, next_round), 0, rnd, ts
+    if in_buf[2] != VERSION:
+        return _error(out_buf, E_VERSION, mtype, sid, rnd, ts, next_round), 0, rnd, ts
+    if plen != n - HEADER_SIZE:
+        return _error(out_buf, E_LENGTH, mtype, sid, rnd, ts, next_round), 0, rnd, ts
+    if mtype == T_BYE:
+        _header(out_buf, T_BYE, 0, 0, stream_id, 0, rnd, ts)
+        return REPLY_BYE, 0, rnd, ts
+    if mtype == T_HEARTBEAT:
+        _header(out_buf, T_HEARTBEAT, 0, 0, sid, 0, rnd, ts)
+        return HEADER_SIZE, 0, rnd, ts
+    code = 0
+    if mtype != T_SYNDROME:
+        code = E_UNEXPECTED
+    elif sid != stream_id:
+        code = E_UNKNOWN_STREAM
+    elif count < 1:
+        code = E_BAD_HEADER
+    elif rnd > next_round:
+        code = E_GAP
+    elif rnd < next_round:
+        code = E_DUP
+    else:
+        need = 0
+        o = HEADER_SIZE
+        for i in range(count):
+            t = (rnd + i) % n_rounds
+            size = round_offsets[t + 1] - round_offsets[t]
+            nb = (size + 7) >> 3
+            if o + nb <= n and size & 7 and (in_buf[o + nb - 1] >> (size & 7)) != 0:
+                code = E_BAD_PAYLOAD
+            need += nb
+            o += nb
+        if need != plen:
+            code = E_BAD_PAYLOAD
+    if code != 0:
+        return _error(out_buf, code, mtype, sid, rnd, ts, next_round), 0, rnd, ts
+    return REPLY_SYNDROME, count, rnd, ts
+
+
+@numba.njit(**_JIT)
+def send_reply(words, buf, tx_off, n_slots, slot_size, out_buf, ln, send_timeout_ns, ctl):
+    """Send ``out_buf[:ln]`` on the reply ring, counting ERRORs in ``ctl``; 0 or -1."""
+    if out_buf[3] == T_ERROR:
+        ctl[CTL_ERRORS] += 1
+    return ring_send(words, buf, tx_off, n_slots, slot_size, out_buf, ln, send_timeout_ns, -1)
+
+
+@numba.njit(**_JIT)
+def record_packet(rec_service, rec_lag, rec_flags, rec_n, t0, ts, decoded):
+    """Append one processed packet's service time, lag and decode flag to the records."""
+    k = rec_n[0]
+    if k < rec_service.shape[0]:
+        rec_service[k] = monotonic_ns() - t0
+        rec_lag[k] = t0 - ts if ts > 0 else 0
+        rec_flags[k] = decoded
+        rec_n[0] = k + 1
+
+
+@numba.njit(**_JIT)
+def poll_request(words, buf, rx_off, n_slots, slot_size, in_buf, ctl, server_side,
+                 idle_timeout_ns):
+    """Busy-poll the request ring for one packet: its length, or ``-1 - EXIT_*`` when the
+    loop must return (stop requested, idle timeout). Beats the region's heartbeat word and
+    checks the stop flag every 256 empty polls."""
+    polls = 0
+    start = monotonic_ns()
+    while True:
+        n = ring_try_recv(words, buf, rx_off, n_slots, slot_size, in_buf)
+        if n >= 0:
+            return n
+        polls += 1
+        if (polls & 255) == 0:
+            if load_acquire(ctl, CTL_STOP) != 0:
+                return -1 - EXIT_STOP
+            region_beat(words, server_side)
+            if idle_timeout_ns > 0 and monotonic_ns() - start > idle_timeout_ns:
+                return -1 - EXIT_IDLE
+        cpu_relax()
+
+
+@numba.njit(**_JIT)
 def serve_stream_kernel(words, buf, tx_off, rx_off, n_slots, slot_size, server_side,
                         in_buf, out_buf, ctl, rec_service, rec_lag, rec_flags, rec_n,
                         stream_id, want_faults, idle_timeout_ns, send_timeout_ns,
@@ -172,147 +275,85 @@ def serve_stream_kernel(words, buf, tx_off, rx_off, n_slots, slot_size, server_s
 
     ``ctl`` (int64) is shared with the control thread: ``ctl[CTL_STOP]`` != 0 asks the loop
     to return; the loop keeps ``ctl[CTL_ROUNDS]``, ``CTL_ERRORS``, ``CTL_CORRECTIONS`` and
-    ``CTL_NEXT_ROUND`` (the next absolute round it expects) up to date. Per processed round
+    ``CTL_NEXT_ROUND`` (the next absolute round it expects) up to date. Per processed packet
     ``rec_service[i]`` (ns), ``rec_lag[i]`` (ns behind the packet's timestamp) and
     ``rec_flags[i]`` (1 = triggered a decode) are written at ``i = rec_n[0]``.
     Returns an ``EXIT_*`` code.
     """
     n_rounds = round_offsets.shape[0] - 1
-    polls = 0
-    last_activity = monotonic_ns()
     next_round = ctl[CTL_NEXT_ROUND]
     while True:
-        n = ring_try_recv(words, buf, rx_off, n_slots, slot_size, in_buf)
+        n = poll_request(words, buf, rx_off, n_slots, slot_size, in_buf, ctl, server_side,
+                         idle_timeout_ns)
         if n < 0:
-            polls += 1
-            if (polls & 255) == 0:
-                if load_acquire(ctl, CTL_STOP) != 0:
-                    return EXIT_STOP
-                now = monotonic_ns()
-                region_beat(words, server_side)
-                if idle_timeout_ns > 0 and now - last_activity > idle_timeout_ns:
-                    return EXIT_IDLE
-            cpu_relax()
-            continue
+            return -1 - n
         t0 = monotonic_ns()
-        last_activity = t0
-        reply = 0
-        decoded = 0
-        if n < HEADER_SIZE:
-            reply = _error(out_buf, E_SHORT, 0, stream_id, 0, 0, next_round)
-        else:
-            mtype = np.int64(in_buf[3])
-            count = _get_u16(in_buf, 6)
-            sid = _get_u32(in_buf, 8)
-            plen = _get_u32(in_buf, 12)
-            rnd = _get_u64(in_buf, 16)
-            ts = _get_u64(in_buf, 24)
-            if _get_u16(in_buf, 0) != MAGIC:
-                reply = _error(out_buf, E_BAD_MAGIC, 0, 0, 0, 0, next_round)
-            elif in_buf[2] != VERSION:
-                reply = _error(out_buf, E_VERSION, mtype, sid, rnd, ts, next_round)
-            elif plen != n - HEADER_SIZE:
-                reply = _error(out_buf, E_LENGTH, mtype, sid, rnd, ts, next_round)
-            elif mtype == T_BYE:
-                _header(out_buf, T_BYE, 0, 0, stream_id, 0, rnd, ts)
-                ring_send(words, buf, tx_off, n_slots, slot_size, out_buf, HEADER_SIZE,
-                          send_timeout_ns, -1)
-                ctl[CTL_NEXT_ROUND] = next_round
-                return EXIT_BYE
-            elif mtype == T_HEARTBEAT:
-                _header(out_buf, T_HEARTBEAT, 0, 0, sid, 0, rnd, ts)
-                reply = HEADER_SIZE
-            elif mtype != T_SYNDROME:
-                reply = _error(out_buf, E_UNEXPECTED, mtype, sid, rnd, ts, next_round)
-            elif sid != stream_id:
-                reply = _error(out_buf, E_UNKNOWN_STREAM, mtype, sid, rnd, ts, next_round)
-            elif count < 1:
-                reply = _error(out_buf, E_BAD_HEADER, mtype, sid, rnd, ts, next_round)
-            elif rnd > next_round:
-                reply = _error(out_buf, E_GAP, mtype, sid, rnd, ts, next_round)
-            elif rnd < next_round:
-                reply = _error(out_buf, E_DUP, mtype, sid, rnd, ts, next_round)
-            else:
-                # payload length and padding bits, before anything is stored
-                need = 0
-                bad_pad = False
-                o = HEADER_SIZE
-                for i in range(count):
-                    t = (rnd + i) % n_rounds
-                    size = round_offsets[t + 1] - round_offsets[t]
-                    nb = (size + 7) >> 3
-                    if o + nb <= n and size & 7 and (in_buf[o + nb - 1] >> (size & 7)) != 0:
-                        bad_pad = True
-                    need += nb
-                    o += nb
-                if need != plen or bad_pad:
-                    reply = _error(out_buf, E_BAD_PAYLOAD, mtype, sid, rnd, ts, next_round)
-                else:
-                    o = HEADER_SIZE
-                    for i in range(count):
-                        t = (rnd + i) % n_rounds
-                        nb = (round_offsets[t + 1] - round_offsets[t] + 7) >> 3
-                        r = push_round_kernel(in_buf[o:o + nb], True, st, shot_bits, carry,
-                                              out_obs, out_faults, round_offsets, trigger,
-                                              win_final, win_commit_stop, win_tmpl, win_det_ptr,
-                                              win_dets, win_l2g_ptr, win_l2g, tmpl_det_off,
-                                              tmpl_line_off, layout_pos, round_of,
-                                              fault_first_round, fault_det_ptr, fault_dets,
-                                              fault_obs, fault_dem_index, union_syn,
-                                              union_dem_index, uf_out, uf_args)
-                        o += nb
-                        if r == NO_CORRECTION:
-                            continue
-                        if r == NO_SOLUTION:
-                            ln = _error(out_buf, E_DECODER, mtype, sid, rnd, ts, next_round)
-                            ring_send(words, buf, tx_off, n_slots, slot_size, out_buf, ln,
-                                      send_timeout_ns, -1)
-                            ctl[CTL_ERRORS] += 1
-                            continue
-                        decoded = 1
-                        w = st[1]
-                        shot_base = rnd + i - t
-                        first = shot_base + (0 if w == 0 else win_commit_stop[w - 1])
-                        last = shot_base + win_commit_stop[w] - 1
-                        ln = _correction(out_buf, stream_id, rnd + count - 1, ts, first, last,
-                                         monotonic_ns() - t0, out_obs, out_faults, r,
-                                         want_faults, st[2] != 0)
-                        if ring_send(words, buf, tx_off, n_slots, slot_size, out_buf, ln,
-                                     send_timeout_ns, -1) != 0:
-                            ctl[CTL_NEXT_ROUND] = next_round + i + 1
-                            return EXIT_SEND_FAILED
-                        ctl[CTL_CORRECTIONS] += 1
-                    next_round += count
-                    ctl[CTL_NEXT_ROUND] = next_round
-                    ctl[CTL_ROUNDS] += count
-                    k = rec_n[0]
-                    if k < rec_service.shape[0]:
-                        t1 = monotonic_ns()
-                        rec_service[k] = t1 - t0
-                        rec_lag[k] = t0 - ts if ts > 0 else 0
-                        rec_flags[k] = decoded
-                        rec_n[0] = k + 1
-                    continue
+        reply, count, rnd, ts = check_packet(in_buf, n, out_buf, stream_id, next_round,
+                                             round_offsets)
+        if reply == REPLY_BYE:
+            ring_send(words, buf, tx_off, n_slots, slot_size, out_buf, HEADER_SIZE,
+                      send_timeout_ns, -1)
+            return EXIT_BYE
         if reply > 0:
-            if out_buf[3] == T_ERROR:
-                ctl[CTL_ERRORS] += 1
-            if ring_send(words, buf, tx_off, n_slots, slot_size, out_buf, reply,
-                         send_timeout_ns, -1) != 0:
+            if send_reply(words, buf, tx_off, n_slots, slot_size, out_buf, reply,
+                          send_timeout_ns, ctl) != 0:
                 return EXIT_SEND_FAILED
+            continue
+        decoded = 0
+        o = HEADER_SIZE
+        for i in range(count):
+            t = (rnd + i) % n_rounds
+            nb = (round_offsets[t + 1] - round_offsets[t] + 7) >> 3
+            r = push_round_kernel(in_buf[o:o + nb], True, st, shot_bits, carry,
+                                  out_obs, out_faults, round_offsets, trigger,
+                                  win_final, win_commit_stop, win_tmpl, win_det_ptr,
+                                  win_dets, win_l2g_ptr, win_l2g, tmpl_det_off,
+                                  tmpl_line_off, layout_pos, round_of,
+                                  fault_first_round, fault_det_ptr, fault_dets,
+                                  fault_obs, fault_dem_index, union_syn,
+                                  union_dem_index, uf_out, uf_args)
+            o += nb
+            if r == NO_CORRECTION:
+                continue
+            if r == NO_SOLUTION:
+                ln = _error(out_buf, E_DECODER, T_SYNDROME, stream_id, rnd, ts, next_round)
+                send_reply(words, buf, tx_off, n_slots, slot_size, out_buf, ln,
+                           send_timeout_ns, ctl)
+                continue
+            decoded = 1
+            w = st[1]
+            shot_base = rnd + i - t
+            first = shot_base + (0 if w == 0 else win_commit_stop[w - 1])
+            last = shot_base + win_commit_stop[w] - 1
+            ln = _correction(out_buf, stream_id, rnd + count - 1, ts, first, last,
+                             monotonic_ns() - t0, out_obs, out_faults, r,
+                             want_faults, st[2] != 0)
+            if ring_send(words, buf, tx_off, n_slots, slot_size, out_buf, ln,
+                         send_timeout_ns, -1) != 0:
+                ctl[CTL_NEXT_ROUND] = next_round + i + 1
+                return EXIT_SEND_FAILED
+            ctl[CTL_CORRECTIONS] += 1
+        next_round += count
+        ctl[CTL_NEXT_ROUND] = next_round
+        ctl[CTL_ROUNDS] += count
+        record_packet(rec_service, rec_lag, rec_flags, rec_n, t0, ts, decoded)
 
 
 @numba.njit(**_JIT)
 def client_stream_kernel(words, buf, tx_off, rx_off, n_slots, slot_size, packets, pkt_ptr,
-                         cycle_ns, send_ns, rx_buf, corr_first, corr_last, corr_obs,
-                         corr_recv_ns, corr_ts, corr_service, n_corr, expected_corr,
-                         n_errors, timeout_ns):
+                         cycle_ns, send_ns, write_ns, rx_buf, corr_first, corr_last,
+                         corr_obs, corr_recv_ns, corr_ts, corr_service, corr_round, n_corr,
+                         expected_corr, n_errors, timeout_ns):
     """Send every packet (paced at ``cycle_ns`` when > 0, else back to back), draining
     replies between sends; then wait for ``expected_corr`` corrections or ``timeout_ns``.
 
     ``packets`` is the concatenation of whole SYNDROME frames (``pkt_ptr`` offsets); each
     frame's ``timestamp_ns`` is overwritten with its scheduled (paced) or actual send time,
-    also stored in ``send_ns``. Replies: CORRECTIONs fill ``corr_*`` at index ``n_corr[0]``
-    (observables unpacked into ``corr_obs``), ERRORs count in ``n_errors[0]``.
+    also stored in ``send_ns``; ``write_ns`` gets the time its doorbell was rung (later than
+    ``send_ns`` when this loop was late or the ring was full). Replies: CORRECTIONs fill
+    ``corr_*`` at index ``n_corr[0]`` (observables unpacked into ``corr_obs``;
+    ``corr_round``: the header's round, the last round of the packet that triggered it),
+    ERRORs count in ``n_errors[0]``.
     Returns 0, or -3 when the wait for corrections timed out.
     """
     n_pkt = pkt_ptr.shape[0] - 1
@@ -333,14 +374,18 @@ def client_stream_kernel(words, buf, tx_off, rx_off, n_slots, slot_size, packets
         while ring_try_send(words, buf, tx_off, n_slots, slot_size, packets[p0:p0 + ln],
                             ln) != 0:
             _drain(words, buf, rx_off, n_slots, slot_size, rx_buf, corr_first, corr_last,
-                   corr_obs, corr_recv_ns, corr_ts, corr_service, n_corr, n_errors, n_obs)
+                   corr_obs, corr_recv_ns, corr_ts, corr_service, corr_round, n_corr,
+                   n_errors, n_obs)
             cpu_relax()
+        write_ns[k] = monotonic_ns()
         _drain(words, buf, rx_off, n_slots, slot_size, rx_buf, corr_first, corr_last,
-               corr_obs, corr_recv_ns, corr_ts, corr_service, n_corr, n_errors, n_obs)
+               corr_obs, corr_recv_ns, corr_ts, corr_service, corr_round, n_corr, n_errors,
+               n_obs)
     deadline = monotonic_ns() + timeout_ns
     while n_corr[0] < expected_corr:
         _drain(words, buf, rx_off, n_slots, slot_size, rx_buf, corr_first, corr_last,
-               corr_obs, corr_recv_ns, corr_ts, corr_service, n_corr, n_errors, n_obs)
+               corr_obs, corr_recv_ns, corr_ts, corr_service, corr_round, n_corr, n_errors,
+               n_obs)
         if monotonic_ns() > deadline:
             return -3
         cpu_relax()
@@ -349,7 +394,7 @@ def client_stream_kernel(words, buf, tx_off, rx_off, n_slots, slot_size, packets
 
 @numba.njit(**_JIT)
 def _drain(words, buf, rx_off, n_slots, slot_size, rx_buf, corr_first, corr_last, corr_obs,
-           corr_recv_ns, corr_ts, corr_service, n_corr, n_errors, n_obs):
+           corr_recv_ns, corr_ts, corr_service, corr_round, n_corr, n_errors, n_obs):
     while True:
         n = ring_try_recv(words, buf, rx_off, n_slots, slot_size, rx_buf)
         if n < 0:
@@ -368,6 +413,7 @@ def _drain(words, buf, rx_off, n_slots, slot_size, rx_buf, corr_first, corr_last
             corr_last[k] = _get_u64(rx_buf, 40)
             corr_service[k] = _get_u64(rx_buf, 48)
             corr_ts[k] = _get_u64(rx_buf, 24)
+            corr_round[k] = _get_u64(rx_buf, 16)
             corr_recv_ns[k] = now
             for j in range(n_obs):
                 corr_obs[k, j] = (rx_buf[64 + (j >> 3)] >> (j & 7)) & 1
