@@ -51,7 +51,7 @@ def _cpus(pin: bool) -> tuple[int | None, int | None]:
     return cpus[-1], cpus[0]  # server, emulator
 
 
-def _shm_server_proc(spec, decoder, window, commit, cpu, record_capacity, conn):
+def _shm_server_proc(spec, decoder, window, commit, cpu, record_capacity, n_slots, conn):
     try:
         from qecd.codes import build_experiment
         from qecd.transport.shm_service import ShmStreamServer
@@ -59,7 +59,7 @@ def _shm_server_proc(spec, decoder, window, commit, cpu, record_capacity, conn):
         exp = build_experiment(spec)
         srv = ShmStreamServer.for_experiment(exp, stream_id=1, window=window, commit=commit,
                                              decoder=decoder, record_capacity=record_capacity,
-                                             n_slots=256)
+                                             n_slots=n_slots)
         srv.start(cpu=cpu)
         conn.send(("ready", srv.region_name, srv.corrections_per_shot))
         conn.recv()  # "stop"
@@ -98,6 +98,8 @@ def _shm_emulator_proc(spec, decoder, window, commit, shots, seed, cycle_ns, pin
             time.sleep(0.01)  # let the harness print while nothing is in flight: its wake-up
             # would otherwise preempt a spinning loop on a 2-CPU machine
         wall_ns = time.perf_counter_ns() - t0
+        # time spent streaming: each chunk from its first scheduled send to its last doorbell
+        stream_ns = sum(int(p.write_ns[-1] - p.send_ns[0]) for p in parts if len(p.send_ns))
         res = _concat_results(parts)
         cli.bye()
         cli.close()
@@ -117,10 +119,22 @@ def _shm_emulator_proc(spec, decoder, window, commit, shots, seed, cycle_ns, pin
             "corr_ts": res.corr_ts, "received": res.received,
             "expected": res.expected, "lost": res.lost, "duplicated": res.duplicated,
             "errors": res.errors, "status": res.status, "rtt_ns": rtt, "wall_ns": wall_ns,
+            "stream_ns": stream_ns,
             "batch_ns": batch_ns, "warm_rounds": int(warm.shape[0] * exp.layout.num_rounds),
         }))
     except Exception:
         conn.send(("error", traceback.format_exc()))
+
+
+def _kept_up(lag_ns: np.ndarray, cycle_us: float) -> bool | None:
+    """Paced runs: did the backlog stay bounded? True when the median lag over the last tenth
+    of the rounds is under 10 cycles, i.e. whatever backlog stalls built was drained rather
+    than carried to the end (an offered rate above what the service sustains makes the lag
+    grow with the round number instead)."""
+    if not cycle_us or len(lag_ns) < 10:
+        return None
+    tail = lag_ns[-max(1, len(lag_ns) // 10):]
+    return bool(np.median(tail) < 10 * cycle_us * 1e3)
 
 
 def _concat_results(parts):
@@ -154,7 +168,7 @@ def run_latency(spec: str = "surface:d=5,p=0.001", *, decoder: str = "uf",
                 transport: str = "shm", shots: int = 20_000, seed: int = 2026,
                 cycle_us: float = 0.0, window: int | None = None, commit: int | None = None,
                 ping: int = 20_000, pin: bool = True, budget_us: float | None = None,
-                stall_s: float = 1.0, progress=None) -> dict:
+                stall_s: float = 1.0, ring_slots: int = 4096, progress=None) -> dict:
     """Run one latency experiment and return the ``qecd.bench.latency/1`` report.
 
     ``transport="shm"``: shared-memory rings served by a Numba stream loop (``uf`` compiled
@@ -162,6 +176,9 @@ def run_latency(spec: str = "surface:d=5,p=0.001", *, decoder: str = "uf",
     ``transport="zmq"``: ``qecd serve`` over tcp loopback and the ZeroMQ emulator of
     :mod:`qecd.transport.emulator`. Before streaming, ``stall_s`` seconds of the platform's
     own stalls are measured on the same CPUs (:mod:`qecd.bench.stall_meter`; 0 skips).
+    ``ring_slots`` (a power of two) sizes each shm ring: at 4096 slots a stalled server can
+    fall 4 ms behind a 1 µs cycle before the emulator has to wait for space, so the
+    emulator's send times stay its own.
     """
     from qecd.decoder.registry import backend_class
     from qecd.errors import QecdError
@@ -192,8 +209,8 @@ def run_latency(spec: str = "surface:d=5,p=0.001", *, decoder: str = "uf",
     s_parent, s_child = ctx.Pipe()
     e_parent, e_child = ctx.Pipe()
     server = ctx.Process(target=_shm_server_proc, args=(
-        str(exp.spec), decoder, window, commit, server_cpu, n_rounds + 50_000, s_child),
-        daemon=True)
+        str(exp.spec), decoder, window, commit, server_cpu, n_rounds + 50_000, ring_slots,
+        s_child), daemon=True)
     server.start()
     emulator = None
     try:
@@ -231,17 +248,21 @@ def run_latency(spec: str = "surface:d=5,p=0.001", *, decoder: str = "uf",
     # the harness sends one round per packet, so a record's index is its absolute round
     k = emu["corr_round"].astype(np.int64)
     ok = k < len(records["lag_ns"])
-    at_server = records["lag_ns"][k[ok]] + emu["corr_service_ns"][ok]
+    at_server = records["lag_ns"][k[ok]] + emu["corr_service_ns"][ok]  # schedule -> reply ring
+    # the decoder's share: from the round's doorbell to the correction's doorbell
+    kk = k[ok] - emu["warm_rounds"]  # index among the timed packets
+    ring_to_ring = at_server - (emu["write_ns"][kk] - emu["send_ns"][kk])
     summaries = {
         "service": summarize_ns(service, include_hdr=True),
         "service_decode_rounds": summarize_ns(service[decoded]),
         "reaction": summarize_ns(emu["reaction_ns"], include_hdr=True),
         "reaction_at_server": summarize_ns(at_server),
+        "reaction_ring_to_ring": summarize_ns(ring_to_ring),
         "emulator_write_delay": summarize_ns(emu["write_ns"] - emu["send_ns"]),
         "bare_round_trip": summarize_ns(emu["rtt_ns"]),
         "lag": summarize_ns(lag),
     }
-    wall_s = emu["wall_ns"] / 1e9
+    stream_s = emu["stream_ns"] / 1e9
     report = {
         "schema": SCHEMA,
         "spec": str(exp.spec),
@@ -255,6 +276,7 @@ def run_latency(spec: str = "surface:d=5,p=0.001", *, decoder: str = "uf",
         "seed": seed,
         "cycle_us": cycle_us,
         "pinning": {"server_cpu": server_cpu, "emulator_cpu": emu_cpu},
+        "ring_slots": ring_slots,
         "corrections_expected": emu["expected"],
         "corrections_received": emu["received"],
         "lost": emu["lost"],
@@ -272,9 +294,10 @@ def run_latency(spec: str = "surface:d=5,p=0.001", *, decoder: str = "uf",
             "service_mean_all_rounds": float(service.mean()) / 1e3 if len(service) else None,
             "offline_batch": emu["batch_ns"] / 1e3 / n_rounds,
         },
-        "throughput_rounds_per_s": n_rounds / wall_s if wall_s else None,
+        "throughput_rounds_per_s": n_rounds / stream_s if stream_s else None,
         "offered_rounds_per_s": 1e6 / cycle_us if cycle_us else None,
         "backlog": {
+            "kept_up": _kept_up(lag, cycle_us),
             "lag_p99_us": summaries["lag"]["p99_us"],
             "lag_max_us": summaries["lag"]["max_us"],
             "lag_p99_cycles": (summaries["lag"]["p99_us"] / cycle_us) if cycle_us else None,
@@ -294,6 +317,13 @@ def run_latency(spec: str = "surface:d=5,p=0.001", *, decoder: str = "uf",
 
 def _count(v) -> int:
     return int(sum(v.values())) if isinstance(v, dict) else int(v or 0)
+
+
+def _backlog_text(b: dict) -> str:
+    if b.get("kept_up") is None:
+        return ""
+    return ("; backlog bounded (drained by the end)" if b["kept_up"]
+            else "; backlog GROWING: the offered rate is above what the service sustains")
 
 
 def _us(v) -> str:
@@ -323,7 +353,8 @@ def format_latency(r: dict) -> str:
     ]
     if "reaction_at_server" in s:
         lines += [row("  until on the reply ring", s["reaction_at_server"]),
-                  row("send delay (late or full)", s["emulator_write_delay"])]
+                  row("  doorbell to doorbell", s["reaction_ring_to_ring"]),
+                  row("emulator send delay", s["emulator_write_delay"])]
     lines += [
         row("bare transport RTT (floor)", s["bare_round_trip"]),
         row("lag behind schedule", s["lag"]),
@@ -331,7 +362,8 @@ def format_latency(r: dict) -> str:
         + " us/round served (offline batch floor "
         + _us(r['decode_cost_us_per_round']['offline_batch']) + ")",
         f"throughput: {r['throughput_rounds_per_s']:,.0f} rounds/s"
-        + (f" (offered {r['offered_rounds_per_s']:,.0f})" if r["offered_rounds_per_s"] else ""),
+        + (f" (offered {r['offered_rounds_per_s']:,.0f})" if r["offered_rounds_per_s"] else "")
+        + _backlog_text(r.get("backlog") or {}),
         f"corrections: {r['corrections_received']}/{r['corrections_expected']}, "
         f"lost {r['lost']}, duplicated {r['duplicated']}, errors {_count(r['errors'])}, "
         f"mismatches vs offline {r['mismatches_vs_offline']}",

@@ -45,6 +45,8 @@ def add_latency_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stall-s", "--stall_s", dest="stall_s", type=float, default=1.0,
                    help="seconds of the platform's own stalls to measure on the same CPUs "
                         "before streaming (0 skips; default %(default)s)")
+    p.add_argument("--ring-slots", "--ring_slots", dest="ring_slots", type=int, default=4096,
+                   help="slots per shared-memory ring, a power of two (default %(default)s)")
     p.add_argument("--json", default=None, help="write the report (schema qecd.bench.latency/1)")
     p.add_argument("--plot", default=None, help="write PNGs into this directory")
 
@@ -87,7 +89,7 @@ def latency_main(args: argparse.Namespace) -> int:
     r = run_latency(args.spec, decoder=args.decoder, transport=args.transport, shots=args.shots,
                     seed=args.seed, cycle_us=args.cycle_us, window=args.window,
                     commit=args.commit, ping=args.ping, pin=args.pin, budget_us=args.budget_us,
-                    stall_s=args.stall_s, progress=progress)
+                    stall_s=args.stall_s, ring_slots=args.ring_slots, progress=progress)
     print(format_latency(r))
     if args.json:
         with open(args.json, "w") as f:

@@ -20,12 +20,13 @@ def test_shm_exit_code_follows_the_budget(tmp_path, budget, code):
     assert (r["lost"], r["duplicated"], r["mismatches_vs_offline"]) == (0, 0, 0)
     assert r["rounds"] == 300 * 4 and r["budget"]["met"] == (code == 0)
     for key in ("service", "reaction", "bare_round_trip", "lag", "reaction_at_server",
-                "emulator_write_delay"):
+                "reaction_ring_to_ring", "emulator_write_delay"):
         assert r["latency_us"][key]["count"] > 0
     # the part of the reaction time spent before the correction was on the ring is a part
     at_server, reaction = r["latency_us"]["reaction_at_server"], r["latency_us"]["reaction"]
     assert at_server["count"] == reaction["count"] == 300
-    assert at_server["p50_us"] <= reaction["p50_us"]
+    ring = r["latency_us"]["reaction_ring_to_ring"]
+    assert 0 < ring["p50_us"] <= at_server["p50_us"] <= reaction["p50_us"]
     stalls = r["platform_stalls"]["cpus"]
     assert len(stalls) == 2 and all(c["seconds"] == 0.1 for c in stalls)
     assert (tmp_path / "latency_ccdf.png").stat().st_size > 5000
@@ -60,3 +61,15 @@ def test_shm_with_pymatching_leaves_numba_only_to_decode(tmp_path):
 def test_unknown_decoder_is_a_usage_error():
     assert main(["bench", "latency", "--decoder", "nonesuch", "--shots", "10",
                  "--stall-s", "0"]) == 2
+
+
+def test_backlog_verdict_tells_drained_stalls_from_a_growing_lag():
+    import numpy as np
+
+    from qecd.bench.latency import _kept_up
+
+    rounds = np.arange(100_000)
+    stalls = np.where((rounds % 20_000) < 3000, 3000 - (rounds % 20_000), 0) * 1000  # ns
+    assert _kept_up(stalls, 1.0) is True  # a 3 ms stall every 20 ms, drained each time
+    assert _kept_up(rounds * 200, 1.0) is False  # 0.2 us more behind per round
+    assert _kept_up(stalls, 0.0) is None  # unpaced: no offered rate to keep up with
