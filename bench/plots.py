@@ -21,7 +21,13 @@ from __future__ import annotations
 import numpy as np
 
 
-def _plt():
+def pyplot():
+    """matplotlib's pyplot on the headless Agg backend (no display needed), for every plot
+    qecd writes.
+
+    >>> pyplot().get_backend().lower()
+    'agg'
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -44,7 +50,7 @@ def _finish(plt, fig, ax, path: str, title: str, legend_loc: str) -> str:
 def plot_latency_distribution(samples_ns: dict[str, np.ndarray], budget_us: float | None,
                               path: str, title: str = "") -> str:
     """CCDF of each named latency (µs, log-log) with the budget line; returns ``path``."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, s in samples_ns.items():
         a = np.sort(np.asarray(s, dtype=np.float64)) / 1e3
@@ -69,7 +75,7 @@ def plot_time_series(service_ns: np.ndarray, decoded: np.ndarray, path: str,
                      title: str = "") -> str:
     """Service time per round (µs, log y) for the first ``max_points`` rounds; rounds that
     triggered a window decode are drawn in a second colour."""
-    plt = _plt()
+    plt = pyplot()
     s = np.asarray(service_ns[:max_points], dtype=np.float64) / 1e3
     d = np.asarray(decoded[:max_points], dtype=bool)
     x = np.arange(s.size)

@@ -55,7 +55,7 @@ from typing import IO, Any
 
 from qecd.bench.accuracy import REFERENCE_QLDPC, run_accuracy
 from qecd.bench.machine import machine_info
-from qecd.bench.plots import _plt  # the Agg set-up shared with the latency plots
+from qecd.bench.plots import pyplot
 from qecd.bench.stats import wilson_interval
 from qecd.codes import parse_spec
 from qecd.codes.spec import ExperimentSpec
@@ -435,7 +435,7 @@ def plot_ler_vs_p(rows: list[dict], path: str | os.PathLike, title: str = "") ->
     """
     import numpy as np
 
-    plt = _plt()
+    plt = pyplot()
     decoders = _decoders_in_order(rows)
     ds = sorted({r["d"] for r in rows})
     markers = "os^Dvx*P"
@@ -512,7 +512,7 @@ def plot_time_vs_distance(rows: list[dict], path: str | os.PathLike, title: str 
     >>> os.path.getsize(p) > 5000
     True
     """
-    plt = _plt()
+    plt = pyplot()
     decoders = _decoders_in_order(rows)
     ref = rows[0]["reference"]
     ps = sorted({r["p"] for r in rows})
