@@ -1,9 +1,12 @@
 """Shared-memory streams set up and torn down over the ZeroMQ control channel: HELLO with
 ``transport="shm"``, ACCEPT naming the ring region, rounds over the ring, every teardown
-path (ring BYE, ZeroMQ BYE, shutdown) unlinking the region."""
+path (ring BYE, ZeroMQ BYE, shutdown) unlinking the region; a ring stream's rounds, ERRORs
+and service times reach STATS, Prometheus and the recorder while it is open, once."""
 
+import contextlib
 import os
 import time
+import urllib.request
 
 import msgpack
 import numpy as np
@@ -14,6 +17,7 @@ from qecd.decoder.window import StreamDecoder
 from qecd.errors import ProtocolError
 from qecd.transport import protocol as P
 from qecd.transport.client import Client, ServerError
+from qecd.transport.metrics import start_metrics_http
 from qecd.transport.server import Server, ServerConfig
 from qecd.transport.session import SessionLimits
 
@@ -146,3 +150,118 @@ def test_silent_shm_stream_times_out():
             cli.close()
     finally:
         srv.stop()
+
+
+@contextlib.contextmanager
+def _ring_server(**kw):
+    srv = Server(ServerConfig(binds=("tcp://127.0.0.1:0",), drain_s=0.2,
+                              shutdown_linger_ms=100, housekeeping_s=0.02,
+                              record_capacity=kw.pop("record_capacity", 1 << 14),
+                              limits=SessionLimits(timeout_ms=300_000), **kw))
+    srv.start_thread()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+def _scrape(httpd) -> str:
+    url = f"http://127.0.0.1:{httpd.server_port}/metrics"
+    return urllib.request.urlopen(url, timeout=5).read().decode()
+
+
+@pytest.mark.parametrize("teardown", ["zmq_bye", "ring_bye"])
+def test_ring_stream_rounds_show_in_live_stats_and_count_once_after_close(teardown):
+    exp = build_experiment(SPEC)
+    shots, R = 200, exp.layout.num_rounds
+    rounds = shots * R  # the client sends one round per packet: one service time per round
+    dets, _ = exp.sample(shots, seed=11)
+    with _ring_server() as server, Client(server.endpoints[0], timeout_s=10) as client:
+        httpd = start_metrics_http(0, server.counters, server.recorder)
+        try:
+            cli = client.open_shm_stream(SPEC)
+            sid = cli.accept.stream_id
+            res = cli.stream_shots(dets, timeout_s=20)
+            assert (res.lost, res.errors, res.status) == (0, 0, 0)
+            # the stream is still open: its STATS already shows the ring's rounds
+            assert _wait(lambda: client.stats(sid)["service_count"] == rounds)
+            st = client.stats(sid)
+            assert st["transport"] == "shm" and st["shm_rounds"] == rounds
+            assert (st["rounds_received"], st["corrections_sent"], st["next_round"],
+                    st["errors_sent"]) == (rounds, shots, rounds, 0)
+            assert st["service_max_ns"] >= st["service_p50_ns"] > 0
+            whole = client.stats()
+            assert whole["streams_open"] == 1
+            assert (whole["rounds_received"], whole["corrections_sent"],
+                    whole["service_count"], whole["errors_sent"]) == (rounds, shots, rounds, 0)
+            text = _scrape(httpd)  # the whole-server STATS above folded the histograms
+            for line in (f"qecd_rounds_total {rounds}.0", f"qecd_corrections_total {shots}.0",
+                         f'qecd_round_service_seconds_bucket{{le="+Inf"}} {rounds}.0'):
+                assert line in text, line
+
+            if teardown == "zmq_bye":
+                assert client.bye(sid) == rounds
+            else:
+                cli.bye()
+                assert _wait(lambda: client.stats()["streams_open"] == 0)
+            cli.close()
+            whole = client.stats()
+            assert whole["streams_open"] == 0
+            assert (whole["rounds_received"], whole["corrections_sent"],
+                    whole["service_count"]) == (rounds, shots, rounds)
+            text = _scrape(httpd)
+            assert f"qecd_rounds_total {rounds}.0" in text
+            assert f'qecd_round_service_seconds_bucket{{le="+Inf"}} {rounds}.0' in text
+        finally:
+            httpd.shutdown()
+            httpd.server_close()
+    # what ``qecd serve --record`` writes: one entry per packet, decodes flagged
+    raw = server.recorder.raw()
+    mine = raw["stream_id"] == sid
+    assert mine.sum() == rounds == server.counters.rounds_received
+    assert raw["decoded"][mine].sum() == shots  # one whole-shot decode per shot
+    flagged = mine & (raw["decoded"] == 1)
+    assert np.array_equal(raw["decode_ns"][flagged], raw["service_ns"][flagged])
+    assert not raw["decode_ns"][mine & (raw["decoded"] == 0)].any()
+
+
+def test_ring_errors_count_live_and_once():
+    exp = build_experiment(SPEC)
+    dets, _ = exp.sample(10, seed=2)
+    with _ring_server() as server, Client(server.endpoints[0], timeout_s=10) as client:
+        cli = client.open_shm_stream(SPEC)
+        acc = cli.accept
+        res = cli.stream_shots(dets, timeout_s=20)
+        assert (res.lost, res.errors) == (0, 0)
+        nxt = 10 * exp.layout.num_rounds
+        gap = P.encode_syndrome(np.zeros(acc.slice_sizes[0], np.uint8), acc.layout(),
+                                stream_id=acc.stream_id, first_round=nxt + exp.layout.num_rounds)
+        cli.pair.send_bytes(gap)
+        err = P.decode_error(*P.parse_packet(cli.pair.recv_bytes(timeout=5)))
+        assert err.code == P.ErrorCode.ROUND_GAP and err.next_round == nxt
+        assert _wait(lambda: client.stats(acc.stream_id)["errors_sent"] == 1)
+        assert client.stats()["errors_by_code"] == {"shm_ring": 1}
+        assert client.bye(acc.stream_id) == nxt
+        cli.close()
+        whole = client.stats()
+        assert whole["errors_by_code"] == {"shm_ring": 1} and whole["errors_sent"] == 1
+        assert whole["rounds_received"] == nxt
+
+
+def test_ring_rounds_beyond_the_loops_record_capacity_still_count():
+    exp = build_experiment(SPEC)
+    shots = 100
+    rounds = shots * exp.layout.num_rounds
+    dets, _ = exp.sample(shots, seed=4)
+    with _ring_server(record_capacity=64) as server, \
+            Client(server.endpoints[0], timeout_s=10) as client:
+        cli = client.open_shm_stream(SPEC)
+        res = cli.stream_shots(dets, timeout_s=20)
+        assert res.lost == 0
+        assert _wait(lambda: client.stats()["rounds_received"] == rounds)
+        st = client.stats(cli.accept.stream_id)
+        assert (st["rounds_received"], st["service_count"]) == (rounds, 64)
+        assert client.bye(cli.accept.stream_id) == rounds
+        cli.close()
+        whole = client.stats()
+        assert (whole["rounds_received"], whole["service_count"]) == (rounds, 64)

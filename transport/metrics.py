@@ -2,7 +2,10 @@
 
 The server's hot loop calls :meth:`ServiceRecorder.record` once per round: four stores into
 preallocated numpy arrays and an index bump, no Python object kept, no histogram update, no
-logging. Everything else happens off the per-round path:
+logging. Shared-memory streams are timed by their own Numba loop, one entry per *packet*
+(charged to the packet's last round); the server copies those entries in from housekeeping
+with :meth:`ServiceRecorder.record_many` (see :mod:`qecd.transport.shm_streams`).
+Everything else happens off the per-round path:
 
 - :meth:`ServiceRecorder.fold` (the server calls it from its housekeeping, at least every
   0.5 s, and whenever the ring is about to overwrite unfolded entries) bins the new entries,
@@ -57,7 +60,8 @@ class ServerCounters:
     """Plain counters the server bumps (one thread writes; readers only read ints).
 
     ``errors_sent`` and ``dropped`` map an :class:`~qecd.transport.protocol.ErrorCode` name
-    (or ``"corrections"``, ``"replies"``, ``"error_budget"``, ...) to a count.
+    (or ``"corrections"``, ``"replies"``, ``"error_budget"``, ...) to a count; ERRORs that
+    shared-memory ring loops sent count under ``"shm_ring"`` (the loops do not report codes).
     """
 
     packets_received: int = 0
@@ -73,9 +77,9 @@ class ServerCounters:
     errors_sent: dict[str, int] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)
 
-    def error(self, name: str) -> None:
-        """Count one ERROR reply sent with code ``name``."""
-        self.errors_sent[name] = self.errors_sent.get(name, 0) + 1
+    def error(self, name: str, n: int = 1) -> None:
+        """Count ``n`` ERROR replies sent with code ``name``."""
+        self.errors_sent[name] = self.errors_sent.get(name, 0) + n
 
     def drop(self, name: str) -> None:
         """Count one packet (or reply) dropped without a reply, for reason ``name``."""
@@ -128,6 +132,51 @@ class ServiceRecorder:
         i += 1
         self._i = 0 if i == self.capacity else i
         self.count += 1
+        if self.count - self._folded >= self.capacity:
+            self.fold()
+
+    def record_many(self, stream_id: int, service_ns: np.ndarray,
+                    decode_ns: np.ndarray) -> None:
+        """Record several entries of one stream at once (vectorised :meth:`record`).
+
+        Parameters
+        ----------
+        stream_id : int
+        service_ns, decode_ns : numpy.ndarray
+            int64, same length: each entry's service time and decode time in ns (0 = no
+            decode), oldest first. Copied; unfolded entries are folded before the ring
+            would overwrite them, so the histograms see every one.
+
+        Examples
+        --------
+        >>> rec = ServiceRecorder(capacity=4)
+        >>> rec.record_many(3, np.array([10, 20, 30, 40, 50, 60]), np.array([0, 0, 30, 0, 0, 60]))
+        >>> rec.count, rec.summary()["count"], rec.raw()["service_ns"].tolist()
+        (6, 6, [30, 40, 50, 60])
+        >>> rec.raw()["decoded"].tolist(), rec.stream_summary(3)["count"]
+        ([1, 0, 0, 1], 4)
+        """
+        service_ns = np.asarray(service_ns, dtype=np.int64)
+        decode_ns = np.asarray(decode_ns, dtype=np.int64)
+        if service_ns.shape != decode_ns.shape or service_ns.ndim != 1:
+            raise ValueError(f"service_ns, decode_ns: expected two 1-d arrays of one length, "
+                             f"got shapes {service_ns.shape} and {decode_ns.shape}")
+        n, at = service_ns.shape[0], 0
+        while at < n:
+            room = self.capacity - (self.count - self._folded)
+            if room == 0:
+                self.fold()
+                continue
+            k = min(n - at, room, self.capacity - self._i)
+            i = self._i
+            self.service_ns[i:i + k] = service_ns[at:at + k]
+            self.decode_ns[i:i + k] = decode_ns[at:at + k]
+            self.decoded[i:i + k] = decode_ns[at:at + k] > 0
+            self.stream_id[i:i + k] = stream_id
+            i += k
+            self._i = 0 if i == self.capacity else i
+            self.count += k
+            at += k
         if self.count - self._folded >= self.capacity:
             self.fold()
 

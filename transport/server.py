@@ -25,7 +25,9 @@ Per-round service time
     packet (they arrived together; round ``i`` really waited for them). Times go into a
     preallocated ring (:class:`~qecd.transport.metrics.ServiceRecorder`); STATS, Prometheus
     and ``--record`` read from there. A CORRECTION's own ``service_ns`` field is stamped just
-    before its ``send`` (it cannot include the send).
+    before its ``send`` (it cannot include the send). Shared-memory streams are timed by
+    their ring loop, one entry per packet, and copied in from housekeeping and before STATS
+    answers (:mod:`qecd.transport.shm_streams`).
 
 Backpressure policy
     The server never blocks and never drops a round it accepted. It holds no queue of its
@@ -59,8 +61,9 @@ Liveness
 
 Shared-memory streams (HELLO ``transport="shm"``, ``uf`` decoder only)
     Rounds and corrections flow over a per-stream ring served by a GIL-free Numba loop;
-    the control channel (HELLO, STATS, BYE) stays ZeroMQ. Set-up, teardown and the
-    policies for both are in :mod:`qecd.transport.shm_streams`.
+    the control channel (HELLO, STATS, BYE) stays ZeroMQ. Set-up, teardown, how their
+    rounds reach the counters and the service-time ring, and the policies for all three are
+    in :mod:`qecd.transport.shm_streams`.
 
 Errors
     Every bad packet gets an ERROR reply with its code (subject to the error budget) or a
@@ -202,7 +205,8 @@ class Server:
         self._stats = RateLimiter(config.stats_budget_per_s)
         self._error_log = ErrorSummary(log)
         self._t0 = time.perf_counter_ns()
-        self._shm = ShmStreams(self.counters, record_capacity=config.record_capacity)
+        self._shm = ShmStreams(self.counters, self.recorder,
+                               record_capacity=config.record_capacity)
         self._handlers = {
             MsgType.HELLO: self._on_hello, MsgType.HEARTBEAT: self._on_heartbeat,
             MsgType.STATS: self._on_stats, MsgType.BYE: self._on_bye,
@@ -592,8 +596,10 @@ class Server:
             raise ProtocolError(ErrorCode.SERVER_BUSY, f"STATS: expected at most "
                                 f"{self.config.stats_budget_per_s} requests per second")
         if s is None:
+            self._shm.fold_all(self._streams.values(), now_ns)  # ring rounds up to now
             body = self.stats()
         else:
+            self._shm.fold(s, now_ns)
             body = s.stats()
             if s.shm is not None:
                 body.update({"transport": "shm", "shm_region": s.shm.region_name,
@@ -644,7 +650,6 @@ class Server:
     def _housekeeping(self, now_ns: int) -> None:
         if self._builds:
             self._collect_builds()  # the wake-up byte is the fast path; this the safety net
-        self.recorder.fold()
         self.counters.input_lag_ns = max((s.lag_ns for s in self._streams.values()), default=0)
         for s, why, notify in self._shm.reap(self._streams.values(), now_ns):
             self._close(s, why, notify=notify)
@@ -653,6 +658,7 @@ class Server:
             self.counters.streams_timed_out += 1
             self._close(s, f"owner silent for more than {self.limits.timeout_ms} ms",
                         notify=True)
+        self.recorder.fold()  # after the ring streams' records came in
         if self._error_log.flush(now_ns):
             self._errors.prune(now_ns)
             self._stats.prune(now_ns)

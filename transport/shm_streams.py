@@ -12,6 +12,29 @@ Shared-memory streams (HELLO ``transport="shm"``, ``uf`` decoder only)
     the stream timeout (ring traffic and ZeroMQ packets from the owner both count as
     activity) and shutdown (every loop stopped and every region unlinked).
 
+Live metrics of a ring stream
+    The loop keeps running totals in its control array (rounds served, ERRORs and
+    CORRECTIONs sent, the next round it expects) and one record per processed SYNDROME
+    *packet* (service time, a flag saying the packet triggered a decode, lag). The server
+    folds each live loop's progress in from housekeeping, from the STATS handler just
+    before it answers, and once more when the stream closes (after the loop was joined):
+    the deltas of the totals go into :class:`~qecd.transport.metrics.ServerCounters`
+    (``rounds_received``, ``corrections_sent``, and ring ERRORs under the code
+    :data:`SHM_ERRORS`, since the loop counts them without their codes) and into the
+    stream's session (``rounds_received``, ``corrections_sent``, ``errors_sent``,
+    ``next_round``); the new records go into the
+    :class:`~qecd.transport.metrics.ServiceRecorder` as one entry per packet, under the
+    stream's id: ``service_ns`` is the packet's service time as the loop measured it (ring
+    receive to the last reply's doorbell, or to the round stored; charged to the packet's
+    last round), ``decode_ns`` the same time when the packet triggered a decode, else 0
+    (the loop does not time the decode apart). The client library sends one round per
+    packet, so entries and rounds then coincide; a loop stops recording when its
+    ``record_capacity`` packets are full while it keeps serving, so after that the
+    service-time count falls behind the rounds. Every quantity is folded as a delta from
+    what was folded before, so nothing is counted twice. The loop publishes only the next
+    round it expects, not the first uncommitted one; ``next_round`` stands for both
+    (``rounds_committed`` in STATS), as it always has at close.
+
 A region is never unmapped under a running loop: a loop that has not returned after its
 stop request (e.g. still being compiled) is kept as a *zombie* and released from
 housekeeping once it has, and the server joins every zombie before it closes.
@@ -25,13 +48,29 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from dataclasses import dataclass
 
-from qecd.transport.metrics import ServerCounters
+import numpy as np
+
+from qecd.transport.metrics import ServerCounters, ServiceRecorder
 from qecd.transport.session import StreamPlan, StreamSession
 
-__all__ = ["ShmStreams"]
+__all__ = ["ShmStreams", "SHM_ERRORS"]
 
 log = logging.getLogger("qecd.server")
+
+#: ``errors_by_code`` key of ERRORs a ring loop sent (the loop counts them, not their codes)
+SHM_ERRORS = "shm_ring"
+
+
+@dataclass
+class _Folded:
+    """How much of one loop's progress is already in the counters and the recorder."""
+
+    rounds: int = 0
+    errors: int = 0
+    corrections: int = 0
+    records: int = 0
 
 
 class ShmStreams:
@@ -40,8 +79,10 @@ class ShmStreams:
     Parameters
     ----------
     counters : ServerCounters
-        Where a closed stream's rounds and corrections are added, and where a failed
-        cleanup counts as drop ``internal_exception``.
+        Where the loops' rounds, corrections and ERRORs are added as they are served, and
+        where a failed cleanup counts as drop ``internal_exception``.
+    recorder : ServiceRecorder
+        Where the loops' per-packet service times are copied.
     record_capacity : int
         Packets whose service time each loop records.
 
@@ -51,12 +92,14 @@ class ShmStreams:
         Ring streams opened so far (STATS ``shm_streams_opened``).
     """
 
-    def __init__(self, counters: ServerCounters, *, record_capacity: int) -> None:
+    def __init__(self, counters: ServerCounters, recorder: ServiceRecorder, *,
+                 record_capacity: int) -> None:
         self.counters = counters
+        self.recorder = recorder
         self.record_capacity = record_capacity
         self.opened = 0
         self._zombies: list = []  # stopped loops whose thread had not returned yet
-        self._seen: dict[int, int] = {}  # stream id -> ring activity at the last look
+        self._folded: dict[int, _Folded] = {}  # stream id -> progress already counted
 
     def start(self, plan: StreamPlan, sid: int, want_faults: bool):
         """A started ShmStreamServer for a new stream (its own compiled decoder: the
@@ -78,26 +121,70 @@ class ShmStreams:
     def track(self, s: StreamSession) -> None:
         """Start watching the ring of ``s`` (its ``shm`` just set to a started loop)."""
         self.opened += 1
-        self._seen[s.stream_id] = 0
+        self._folded[s.stream_id] = _Folded()
 
     def close(self, s: StreamSession) -> dict | None:
         """Stop, join and unlink a stream's ring (idempotent); its loop counters, or None."""
         srv = s.shm
         if srv is None:
             return None
-        s.shm = None
-        self._seen.pop(s.stream_id, None)
         srv.stop()
         srv.join(timeout=2.0)
-        self.release(srv)
+        try:
+            self.fold(s)  # the rest of its progress (all of it, once the loop has returned)
+        finally:
+            s.shm = None
+            self._folded.pop(s.stream_id, None)
+            self.release(srv)
         c = srv.counters()
         c["exit_code"] = srv.exit_code
-        self.counters.rounds_received += c["rounds"]
-        self.counters.corrections_sent += c["corrections"]
-        s.rounds_received += c["rounds"]
-        s.corrections_sent += c["corrections"]
-        s.next_round = s.committed = c["next_round"]
         return c
+
+    def fold(self, s: StreamSession, now_ns: int | None = None) -> bool:
+        """Add what the ring loop of ``s`` served since the last fold to the counters, the
+        recorder and the session (see the module docs); True when it served anything, and
+        then, given ``now_ns``, ring traffic counts as activity (``s.last_seen_ns``).
+        Call from the server's loop thread only."""
+        srv, done = s.shm, self._folded.get(s.stream_id)
+        if srv is None or done is None:
+            return False
+        from qecd.transport.shm_stream import (
+            CTL_CORRECTIONS,
+            CTL_ERRORS,
+            CTL_NEXT_ROUND,
+            CTL_ROUNDS,
+        )
+
+        ctl = srv.ctl
+        n_rec = int(srv.rec_n[0])  # first: records below it are complete
+        next_round = int(ctl[CTL_NEXT_ROUND])
+        rounds = int(ctl[CTL_ROUNDS]) - done.rounds
+        errors = int(ctl[CTL_ERRORS]) - done.errors
+        corrections = int(ctl[CTL_CORRECTIONS]) - done.corrections
+        c = self.counters
+        if rounds:
+            c.rounds_received += rounds
+            s.rounds_received += rounds
+            done.rounds += rounds
+        if corrections:
+            c.corrections_sent += corrections
+            s.corrections_sent += corrections
+            done.corrections += corrections
+        if errors:
+            c.error(SHM_ERRORS, errors)
+            s.errors_sent += errors
+            done.errors += errors
+        s.next_round = s.committed = next_round
+        if n_rec > done.records:
+            service = srv.rec_service[done.records:n_rec]
+            decode = np.where(srv.rec_flags[done.records:n_rec] != 0,
+                              np.maximum(service, 1), 0)
+            self.recorder.record_many(s.stream_id, service, decode)
+            done.records = n_rec
+        active = bool(rounds or errors or corrections)
+        if active and now_ns is not None:
+            s.last_seen_ns = now_ns
+        return active
 
     def release(self, srv) -> None:
         """Unmap and unlink a stopped loop's region; a loop still running (e.g. still being
@@ -118,15 +205,16 @@ class ShmStreams:
 
     def reap(self, streams: Iterable[StreamSession],
              now_ns: int) -> list[tuple[StreamSession, str, bool]]:
-        """Housekeeping: release zombies that have returned; ring traffic refreshes a
-        stream's liveness. Returns the streams whose loop returned (client BYE over the
-        ring, or a failure) as ``(session, why, notify)`` for the server to close."""
+        """Housekeeping: release zombies that have returned; fold every live loop's progress
+        (:meth:`fold`), which also refreshes a stream's liveness when it served anything.
+        Returns the streams whose loop returned (client BYE over the ring, or a failure) as
+        ``(session, why, notify)`` for the server to close (which folds the rest)."""
         for srv in list(self._zombies):
             self.release(srv)
         shm_streams = [s for s in streams if s.shm is not None]
         if not shm_streams:
             return []
-        from qecd.transport.shm_stream import CTL_CORRECTIONS, CTL_ERRORS, CTL_ROUNDS, EXIT_BYE
+        from qecd.transport.shm_stream import EXIT_BYE
 
         ended = []
         for s in shm_streams:
@@ -139,12 +227,14 @@ class ShmStreams:
                 else:
                     ended.append((s, f"shared-memory loop exited (code {code})", True))
                 continue
-            c = srv.ctl
-            seen = int(c[CTL_ROUNDS]) + int(c[CTL_ERRORS]) + int(c[CTL_CORRECTIONS])
-            if seen != self._seen.get(s.stream_id):
-                self._seen[s.stream_id] = seen
-                s.last_seen_ns = now_ns
+            self.fold(s, now_ns)
         return ended
+
+    def fold_all(self, streams: Iterable[StreamSession], now_ns: int) -> None:
+        """:meth:`fold` every ring stream among ``streams`` (before a whole-server STATS)."""
+        for s in streams:
+            if s.shm is not None:
+                self.fold(s, now_ns)
 
     def join_zombies(self, timeout_s: float = 5.0) -> None:
         """Wait for every stopped loop still running, then release its region."""
