@@ -419,14 +419,15 @@ class Client:
                         commit: int | None = None, want_faults: bool = False,
                         time_coord: int = -1, timeout_s: float = HELLO_TIMEOUT_S):
         """Open a shared-memory stream: HELLO with ``transport="shm"`` over this connection,
-        then attach to the ring pair the ACCEPT names (same host only; ``uf`` decoder only).
+        then attach to the ring pair the ACCEPT names (same host only; any decoder: ``uf``
+        runs in the server's Numba loop end to end, others are called from it per window).
 
         Returns a :class:`~qecd.transport.shm_service.ShmStreamClient` (its ``accept``
         attribute holds the ACCEPT) whose ``stream_shots`` / ``ping`` / ``bye`` use the ring.
         The round layout is rebuilt locally from ``spec`` (or ``dem``) and checked against the
         ACCEPT's ``slice_sizes``. Close it over the ring (``bye()`` then ``close()``) or over
-        ZeroMQ (:meth:`bye` with its ``stream_id``). Raises ServerError (BAD_HELLO for a
-        decoder other than ``uf``), ServerTimeout, or QecdError if the ACCEPT names no region.
+        ZeroMQ (:meth:`bye` with its ``stream_id``). Raises ServerError (e.g. BAD_HELLO),
+        ServerTimeout, or QecdError if the ACCEPT names no region.
         """
         from qecd.transport.shm_service import ShmStreamClient
 

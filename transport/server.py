@@ -59,8 +59,9 @@ Liveness
     freed (its uncommitted rounds reported as ``SYNDROMES_DROPPED``, then BYE, best effort)
     and counted in ``streams_timed_out``.
 
-Shared-memory streams (HELLO ``transport="shm"``, ``uf`` decoder only)
-    Rounds and corrections flow over a per-stream ring served by a GIL-free Numba loop;
+Shared-memory streams (HELLO ``transport="shm"``, any decoder)
+    Rounds and corrections flow over a per-stream ring served by a Numba loop (GIL-free end
+    to end with ``uf``; other decoders leave it, taking the GIL, only to decode a window);
     the control channel (HELLO, STATS, BYE) stays ZeroMQ. Set-up, teardown, how their
     rounds reach the counters and the service-time ring, and the policies for all three are
     in :mod:`qecd.transport.shm_streams`.
@@ -473,9 +474,6 @@ class Server:
             raise ProtocolError(ErrorCode.SHUTTING_DOWN, "HELLO: the server is shutting down "
                                 "and opens no new streams")
         key = plan_key(hello, self.limits)
-        if hello.transport == "shm" and key.backend != "uf":
-            raise ProtocolError(ErrorCode.BAD_HELLO, "HELLO key 'transport': 'shm' streams "
-                                f"need the 'uf' decoder, got decoder {hello.decoder!r}")
         waiting = self._builds.waiting_count()
         if len(self._streams) + waiting >= self.config.max_streams:
             raise ProtocolError(ErrorCode.SERVER_BUSY, f"HELLO: expected fewer than "

@@ -1,8 +1,12 @@
 """The server's shared-memory streams: start each ring loop, watch it, tear it down.
 
-Shared-memory streams (HELLO ``transport="shm"``, ``uf`` decoder only)
+Shared-memory streams (HELLO ``transport="shm"``, any decoder)
     The control channel stays ZeroMQ: HELLO builds (or reuses) the plan as usual, then the
-    server compiles the plan's decoder for a Numba loop, creates an owner-only ring pair
+    server compiles the plan's decoder for a Numba loop (``uf``: the whole window engine,
+    :class:`~qecd.decoder.compiled_stream.CompiledStream`; any other backend: a fork of the
+    plan's stream decoder, which the loop calls from Python only when a window is due, see
+    :mod:`qecd.transport.shm_host_loop`; those decodes hold the GIL, so they compete with
+    the ZeroMQ loop thread as ZeroMQ streams' decodes do), creates an owner-only ring pair
     (:class:`~qecd.transport.shm_service.ShmStreamServer`, one per stream), starts its
     GIL-free thread and answers ACCEPT with ``shm_region``, ``shm_slots``, ``shm_slot_size``
     and ``corrections_per_shot``. The stream's rounds and corrections then flow only over
@@ -102,12 +106,14 @@ class ShmStreams:
         self._folded: dict[int, _Folded] = {}  # stream id -> progress already counted
 
     def start(self, plan: StreamPlan, sid: int, want_faults: bool):
-        """A started ShmStreamServer for a new stream (its own compiled decoder: the
-        compiled plan's scratch buffers are per loop)."""
+        """A started ShmStreamServer for a new stream (its own decoder state: a compiled uf
+        plan's scratch buffers are per loop; other backends get a fork of the plan)."""
         from qecd.decoder.compiled_stream import CompiledStream
         from qecd.transport.shm_service import ShmStreamServer
 
-        srv = ShmStreamServer(CompiledStream(plan.decoder), stream_id=sid,
+        sd = plan.decoder
+        dec = CompiledStream(sd) if sd.backend == "uf" else plan.fork()
+        srv = ShmStreamServer(dec, stream_id=sid,
                               want_faults=want_faults,
                               record_capacity=self.record_capacity,
                               idle_timeout_s=0.0)  # 0: no loop timeout; the server's applies
