@@ -38,6 +38,8 @@ import time
 import numpy as np
 from numba import njit
 
+from qecd import jit_cache  # noqa: E402
+from qecd.transport import _atomics, shm_ring  # noqa: E402
 from qecd.transport._atomics import clock_cost_ns, monotonic_ns
 from qecd.transport.shm_ring import (
     CORRUPT,
@@ -49,6 +51,8 @@ from qecd.transport.shm_ring import (
     ring_send,
     slot_size_for,
 )
+
+jit_cache.invalidate_if_changed(__file__, [_atomics.__file__, shm_ring.__file__], __name__)
 
 MESSAGE_BYTES = 64
 FLOORS_US = {  # /work/shared/design.md, "Floors measured on this machine"

@@ -35,7 +35,7 @@ import numpy as np
 from qecd import jit_cache
 from qecd.transport import _atomics
 
-jit_cache.invalidate_if_changed(__file__, [_atomics.__file__])
+jit_cache.invalidate_if_changed(__file__, [_atomics.__file__], __name__)
 
 from qecd.transport._atomics import monotonic_ns  # noqa: E402
 

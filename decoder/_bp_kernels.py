@@ -63,6 +63,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from qecd import jit_cache
+
+jit_cache.invalidate_if_changed(__file__, [], __name__)
+
 #: compile options of every kernel (one place, as numba-stats does)
 _JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
 

@@ -91,6 +91,10 @@ import numba
 import numpy as np
 from numba.cpython.unsafe.numbers import trailing_zeros  # llvm.cttz, as Numba itself uses
 
+from qecd import jit_cache
+
+jit_cache.invalidate_if_changed(__file__, [], __name__)
+
 #: every kernel's compile options, in one place (``njit`` is always nopython). ``_nrt=False``
 #: turns off Numba's reference counting (the option Numba's own string helpers use): these
 #: kernels never allocate, and with it on every array bound to a variable or handed to a

@@ -36,7 +36,7 @@ import stim
 from qecd import jit_cache
 from qecd.decoder import _uf_kernels
 
-jit_cache.invalidate_if_changed(__file__, [_uf_kernels.__file__])
+jit_cache.invalidate_if_changed(__file__, [_uf_kernels.__file__], __name__)
 
 from qecd.decoder._uf_kernels import uf_decode_into  # noqa: E402
 from qecd.decoder.union_find import UnionFindDecoder  # noqa: E402

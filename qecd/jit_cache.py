@@ -18,6 +18,8 @@ False
 >>> _ = open(dep, "w").write("y = 2")
 >>> invalidate_if_changed(mod, [dep])   # dependency changed: stale entries removed
 True
+>>> invalidate_if_changed(mod, [dep], "pkg.m"), invalidate_if_changed(mod, [dep], "pkg.m")
+(True, False)
 """
 
 from __future__ import annotations
@@ -38,13 +40,19 @@ def _fingerprint(paths: list[str]) -> str:
     return h.hexdigest()
 
 
-def invalidate_if_changed(module_file: str, dependency_files: list[str]) -> bool:
+def invalidate_if_changed(module_file: str, dependency_files: list[str],
+                          module_name: str | None = None) -> bool:
     """Delete ``module_file``'s Numba cache entries if its dependencies changed since the
-    last call; returns True when entries were (or would have been) invalidated."""
+    last call, or if it is now imported under another ``module_name`` (pass ``__name__``):
+    a cached function's environment names its module, so an entry written while the file
+    was imported as ``bench.x`` (e.g. ``pytest --doctest-modules bench/x.py``) fails to load
+    as ``qecd.bench.x``. Returns True when entries were (or would have been) invalidated."""
     cache_dir = os.path.join(os.path.dirname(os.path.abspath(module_file)), "__pycache__")
     stem = os.path.splitext(os.path.basename(module_file))[0]
     stamp = os.path.join(cache_dir, f"{stem}.qecd-deps")
     now = _fingerprint(dependency_files)
+    if module_name:
+        now += f" {module_name}"
     try:
         with open(stamp) as f:
             before = f.read().strip()

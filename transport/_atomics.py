@@ -74,6 +74,10 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from qecd import jit_cache
+
+jit_cache.invalidate_if_changed(__file__, [], __name__)
+
 __all__ = [
     "CLOCK_MONOTONIC",
     "clock_cost_ns",

@@ -49,7 +49,7 @@ from qecd import jit_cache
 from qecd.transport import _atomics, shm_ring, shm_stream
 
 jit_cache.invalidate_if_changed(__file__, [_atomics.__file__, shm_ring.__file__,
-                                           shm_stream.__file__])
+                                           shm_stream.__file__], __name__)
 
 from qecd.decoder.window import StreamDecoder  # noqa: E402
 from qecd.transport._atomics import monotonic_ns  # noqa: E402

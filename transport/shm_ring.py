@@ -167,7 +167,9 @@ import weakref
 import numpy as np
 from numba import njit
 
+from qecd import jit_cache  # noqa: E402
 from qecd.errors import QecdError
+from qecd.transport import _atomics as _atomics_module  # noqa: E402
 from qecd.transport._atomics import (
     copy_bytes,
     cpu_relax,
@@ -176,6 +178,8 @@ from qecd.transport._atomics import (
     sched_yield,
     store_release,
 )
+
+jit_cache.invalidate_if_changed(__file__, [_atomics_module.__file__], __name__)
 
 __all__ = [
     "CLOCK_EVERY", "HEADER_SIZE", "MAGIC", "MAX_PAUSES", "NAME_PREFIX", "RING_HEADER_SIZE",

@@ -40,7 +40,7 @@ from qecd.decoder import _uf_kernels, compiled_stream
 from qecd.transport import _atomics, shm_ring
 
 jit_cache.invalidate_if_changed(__file__, [_uf_kernels.__file__, compiled_stream.__file__,
-                                           _atomics.__file__, shm_ring.__file__])
+                                           _atomics.__file__, shm_ring.__file__], __name__)
 
 from qecd.decoder.compiled_stream import (  # noqa: E402
     NO_CORRECTION,
