@@ -188,17 +188,20 @@ def run_latency(spec: str = "surface:d=5,p=0.001", *, decoder: str = "uf",
     backend_class(decoder)  # a bad name fails here, not in a child process
     server_cpu, emu_cpu = _cpus(pin)
     stalls = None
+    stall_gaps = None
     if stall_s > 0:
         from qecd.bench.stall_meter import measure_stalls
 
         if progress:
             progress(f"measuring the platform's stalls for {stall_s:g} s on the same CPUs")
         stalls = measure_stalls([server_cpu, emu_cpu], seconds=stall_s)
+        stall_gaps = stalls.pop("_gaps_ns")
     if transport == "zmq":
         report = _run_zmq(spec, decoder=decoder, shots=shots, seed=seed, cycle_us=cycle_us,
                           window=window, commit=commit, ping=ping, pin=pin,
                           budget_us=budget_us, progress=progress)
         report["platform_stalls"] = stalls
+        report["_series"]["platform_gaps_ns"] = stall_gaps
         return report
     from qecd.codes import build_experiment
 
@@ -311,7 +314,8 @@ def run_latency(spec: str = "surface:d=5,p=0.001", *, decoder: str = "uf",
         report["budget_reaction"] = budget_verdict(summaries, budget_us=budget_us,
                                                    metric="reaction")
     report["_series"] = {"service_ns": service, "decoded": decoded,
-                         "reaction_ns": emu["reaction_ns"], "rtt_ns": emu["rtt_ns"]}
+                         "reaction_ns": emu["reaction_ns"], "rtt_ns": emu["rtt_ns"],
+                         "platform_gaps_ns": stall_gaps}
     return report
 
 

@@ -63,10 +63,18 @@ def write_plots(report: dict, out_dir: str) -> list[str]:
     s = report["_series"]
     budget = (report.get("budget") or {}).get("budget_us") or 10.0
     title = f"{report['spec']}  {report['decoder']}  {report['transport']}"
+    floor = None
+    stalls = report.get("platform_stalls")
+    if stalls and s.get("platform_gaps_ns") is not None:
+        from qecd.bench.stall_meter import wait_ccdf
+
+        x_us = np.geomspace(stalls["threshold_us"], 1e5, 200)
+        floor = ("platform floor: a random instant's wait for both CPUs",
+                 x_us, wait_ccdf(s["platform_gaps_ns"], stalls["seconds"] * 1e9, x_us * 1e3))
     a = plot_latency_distribution(
         {"service time / round": s["service_ns"], "reaction time": s["reaction_ns"],
          "bare transport RTT": s["rtt_ns"]}, budget,
-        os.path.join(out_dir, "latency_ccdf.png"), title=title)
+        os.path.join(out_dir, "latency_ccdf.png"), title=title, floor=floor)
     b = plot_time_series(s["service_ns"], s["decoded"], os.path.join(out_dir, "service_series.png"),
                          budget_us=budget, title=title)
     return [a, b]

@@ -48,10 +48,17 @@ def _finish(plt, fig, ax, path: str, title: str, legend_loc: str) -> str:
 
 
 def plot_latency_distribution(samples_ns: dict[str, np.ndarray], budget_us: float | None,
-                              path: str, title: str = "") -> str:
-    """CCDF of each named latency (µs, log-log) with the budget line; returns ``path``."""
+                              path: str, title: str = "",
+                              floor: tuple[str, np.ndarray, np.ndarray] | None = None) -> str:
+    """CCDF of each named latency (µs, log-log) with the budget line; ``floor`` adds a dashed
+    reference curve ``(label, x_us, fraction above x)``. Returns ``path``."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    if floor is not None:
+        label, x, y = floor
+        keep = y > 0
+        ax.plot(np.asarray(x)[keep], np.asarray(y)[keep], color="black", linestyle=":",
+                label=label)
     for name, s in samples_ns.items():
         a = np.sort(np.asarray(s, dtype=np.float64)) / 1e3
         if a.size == 0:

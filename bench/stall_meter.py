@@ -109,8 +109,9 @@ def measure_stalls(cpus: list[int | None], *, seconds: float = 1.0,
 
     Returns ``{"threshold_us", "seconds", "cpus": [per-CPU summary, ...]}``; per CPU:
     ``stalls`` (count), ``stalls_per_s``, ``stalls_over_100us``, ``stalls_over_1ms``,
-    ``max_stall_us``, ``lost_share`` (time in stalls / time) and ``blocked_share`` (see the
-    module docstring)."""
+    ``max_stall_us``, ``lost_share`` (time in stalls / time), ``blocked_share`` and
+    ``wait_p99_us`` (see the module docstring); ``wait_p99_us_all_cpus``; and ``_gaps_ns``,
+    every stall of every CPU (ns; for plots, not for JSON)."""
     thr = int(threshold_us * 1000)
     dur = int(seconds * 1e9)
     spin_meter(1000, thr, np.zeros(1, np.int64), np.zeros(1, np.int64))  # compile/load
@@ -137,7 +138,20 @@ def measure_stalls(cpus: list[int | None], *, seconds: float = 1.0,
     both = np.concatenate([r.pop("_gaps") for r in results])
     return {"threshold_us": threshold_us, "seconds": seconds, "cpus": results,
             # a round meets both CPUs (emulator, then server): their stall time adds up
-            "wait_p99_us_all_cpus": wait_quantile_ns(both, seconds * 1e9, 0.99) / 1e3}
+            "wait_p99_us_all_cpus": wait_quantile_ns(both, seconds * 1e9, 0.99) / 1e3,
+            "_gaps_ns": both}
+
+
+def wait_ccdf(gaps_ns: np.ndarray, duration_ns: float, waits_ns: np.ndarray) -> np.ndarray:
+    """``P(wait > w)`` for each ``w`` in ``waits_ns``: the fraction of instants from which the
+    CPU(s) stay away longer than ``w`` (see the module docstring).
+
+    >>> wait_ccdf(np.array([30_000.0]), 1e6, np.array([0.0, 10_000.0, 30_000.0])).tolist()
+    [0.03, 0.02, 0.0]
+    """
+    g = np.asarray(gaps_ns, dtype=np.float64)[None, :]
+    w = np.asarray(waits_ns, dtype=np.float64)[:, None]
+    return np.maximum(0.0, g - w).sum(axis=1) / duration_ns
 
 
 def format_stalls(r: dict) -> str:
