@@ -24,8 +24,9 @@ def served():
 
     def make(spec, window=None, commit=None, attach=True, **kw):
         exp = build_experiment(spec)
+        kw.setdefault("record_capacity", 100_000)
         srv = ShmStreamServer.for_experiment(exp, stream_id=9, window=window, commit=commit,
-                                             n_slots=64, record_capacity=100_000, **kw)
+                                             n_slots=64, **kw)
         srv.start()
         cli = None
         if attach:
@@ -217,3 +218,15 @@ def test_vectorised_packets_equal_protocol_encoder():
     finally:
         pair.close()
         pair.unlink()
+
+
+def test_records_are_a_ring_of_the_latest_packets(served):
+    exp, srv, cli = served("surface:d=3,r=3,p=0.01", record_capacity=64)
+    dets, _ = exp.sample(50, seed=12)
+    res = cli.stream_shots(dets, timeout_s=20)
+    assert res.lost == 0
+    rec = srv.records()
+    assert rec["records_total"] == 50 * exp.layout.num_rounds == int(srv.rec_n[0])
+    assert len(rec["service_ns"]) == 64 and (rec["service_ns"] > 0).all()
+    # oldest first: the final round of every shot triggers the decode, and 200 % 4 == 0
+    assert rec["decoded"].tolist() == [0, 0, 0, 1] * 16

@@ -3,11 +3,12 @@
 
 The server creates the region (owner-only POSIX shared memory, see
 :mod:`qecd.transport.shm_ring`), so its name and geometry can be handed to the client in the
-ACCEPT of the ZeroMQ control channel; :meth:`ShmStreamServer.start` runs
-:func:`~qecd.transport.shm_stream.serve_stream_kernel` in a thread, which releases the GIL
-for the whole loop (the control thread keeps serving ZeroMQ). Everything the loop touches is
-allocated here, before the first round: state, plan, packet buffers and the per-round
-records.
+ACCEPT of the ZeroMQ control channel; :meth:`ShmStreamServer.start` runs the stream's loop in
+a thread: :func:`~qecd.transport.shm_stream.serve_stream_kernel` with ``uf``, which releases
+the GIL for the whole loop (the control thread keeps serving ZeroMQ), or with another decoder
+:mod:`qecd.transport.shm_host_loop`, which takes the GIL back only to decode a due window.
+Everything the loop touches is allocated here, before the first round: state, plan, packet
+buffers and the per-packet record ring.
 
 Example
 -------
@@ -93,7 +94,7 @@ class ShmStreamServer:
     n_slots : int
         Slots per ring (a power of two).
     record_capacity : int
-        Packets whose service time / lag are recorded (later ones are served, not recorded).
+        Packets whose service time / lag the record ring holds (the latest ones).
     """
 
     def __init__(self, decoder: CompiledStream | StreamDecoder, *, stream_id: int,
@@ -195,10 +196,14 @@ class ShmStreamServer:
                 "next_round": int(self.ctl[CTL_NEXT_ROUND])}
 
     def records(self) -> dict[str, np.ndarray]:
-        """Per-round records so far: service ns, lag ns, decode flag."""
+        """Per-packet records so far, oldest first: service ns, lag ns, decode flag. The
+        arrays are a ring of ``record_capacity`` packets: once more were served, these are
+        the latest ``record_capacity`` (``records_total`` says how many there were)."""
         n = int(self.rec_n[0])
-        return {"service_ns": self.rec_service[:n].copy(), "lag_ns": self.rec_lag[:n].copy(),
-                "decoded": self.rec_flags[:n].copy()}
+        cap = self.rec_service.shape[0]
+        order = np.arange(max(0, n - cap), n) % cap
+        return {"service_ns": self.rec_service[order], "lag_ns": self.rec_lag[order],
+                "decoded": self.rec_flags[order], "records_total": n}
 
     def close(self, timeout: float = 5.0) -> bool:
         """Stop the loop and release the region. Returns False (and keeps the mapping, so

@@ -47,7 +47,12 @@ from qecd.decoder.compiled_stream import (  # noqa: E402
     NO_SOLUTION,
     push_round_kernel,
 )
-from qecd.transport._atomics import cpu_relax, load_acquire, monotonic_ns  # noqa: E402
+from qecd.transport._atomics import (  # noqa: E402
+    cpu_relax,
+    load_acquire,
+    monotonic_ns,
+    store_release,
+)
 from qecd.transport.shm_ring import (  # noqa: E402
     region_beat,
     ring_send,
@@ -231,13 +236,17 @@ def send_reply(words, buf, tx_off, n_slots, slot_size, out_buf, ln, send_timeout
 
 @numba.njit(**_JIT)
 def record_packet(rec_service, rec_lag, rec_flags, rec_n, t0, ts, decoded):
-    """Append one processed packet's service time, lag and decode flag to the records."""
+    """Record one processed packet's service time, lag and decode flag. The record arrays
+    are a ring: packet ``k`` (counting from 0 over the loop's life) goes to slot
+    ``k % capacity``, and ``rec_n[0]`` (the count, published with a release store after the
+    slot is written) never stops growing, so a reader that last read up to ``j`` finds
+    packets ``j..rec_n[0]-1`` complete, minus any older than ``rec_n[0] - capacity``."""
     k = rec_n[0]
-    if k < rec_service.shape[0]:
-        rec_service[k] = monotonic_ns() - t0
-        rec_lag[k] = t0 - ts if ts > 0 else 0
-        rec_flags[k] = decoded
-        rec_n[0] = k + 1
+    i = k % rec_service.shape[0]
+    rec_service[i] = monotonic_ns() - t0
+    rec_lag[i] = t0 - ts if ts > 0 else 0
+    rec_flags[i] = decoded
+    store_release(rec_n, 0, k + 1)
 
 
 @numba.njit(**_JIT)
