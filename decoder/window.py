@@ -30,6 +30,7 @@ True
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -185,6 +186,9 @@ class StreamDecoder(ShotDecoding):
         self._carry = np.zeros(layout.num_detectors, dtype=np.uint8)  # by det id
         self._cache: dict[str, Decoder] = {}
         self._windows = self._plan(backend, backend_options or {})
+        # the window buffers and backend workspaces are shared with every fork: one decode
+        # of this plan at a time, whichever thread (ZeroMQ loop, shared-memory loops) asks
+        self._decode_lock = threading.Lock()
         self._by_trigger = {w.stop - 1: w for w in self._windows}
         self.reset()
 
@@ -238,8 +242,9 @@ class StreamDecoder(ShotDecoding):
 
     def fork(self) -> StreamDecoder:
         """A new stream over the same plan: window decoders, fault table and caches are
-        shared (built once), per-stream state is fresh. Streams served from one thread may
-        share a plan; a backend's workspace is only used inside one decode call.
+        shared (built once), per-stream state is fresh. Forks may decode from different
+        threads: the windows' syndrome buffers and the backends' workspaces are shared, so
+        the plan's decodes take one lock (uncontended from a single thread).
 
         >>> from qecd.codes import build_experiment
         >>> exp = build_experiment("repetition:d=3,r=4,p=0.01")
@@ -311,7 +316,8 @@ class StreamDecoder(ShotDecoding):
             raise DecoderError(f"decode_due: no window ends at round {t}")
         self._next_round = t + 1
         try:
-            return self._decode_window(w)
+            with self._decode_lock:
+                return self._decode_window(w)
         finally:
             if w.final:
                 self.reset()

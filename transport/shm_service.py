@@ -182,6 +182,10 @@ class ShmStreamServer:
                                         daemon=True)
         self._thread.start()
 
+    def is_running(self) -> bool:
+        """Whether the loop's thread was started and has not returned yet."""
+        return self._thread is not None and self._thread.is_alive()
+
     def stop(self) -> None:
         """Ask the loop to return (it checks every 256 idle polls)."""
         self.ctl[CTL_STOP] = 1
