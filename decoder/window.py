@@ -294,6 +294,12 @@ class StreamDecoder(ShotDecoding):
         shared-memory server) writes here and calls :meth:`decode_due`."""
         return self._shot_bits
 
+    @property
+    def round_offsets(self) -> np.ndarray:
+        """int64 (num_rounds + 1,): where each round's detectors start in
+        :attr:`shot_buffer` (round ``t`` is ``[round_offsets[t], round_offsets[t + 1])``)."""
+        return self._offsets
+
     def trigger_table(self) -> np.ndarray:
         """int64 per round of a shot: the index of the window that round completes, or -1.
 

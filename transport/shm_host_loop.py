@@ -14,7 +14,9 @@ through Python, so here the loop leaves Numba **only when a window must be decod
    backend's own decode, the commit and the carry across the window boundary), then
    :func:`send_correction_kernel` writes the CORRECTION into the reply ring and rings its
    doorbell, and the loop re-enters Numba where it left off (a packet carrying several
-   rounds resumes at its next round).
+   rounds resumes at its next round). A decode that raises drops the rest of its shot as
+   the ZeroMQ path does (ERROR ``DECODER_ERROR`` and ``SYNDROMES_DROPPED`` naming the next
+   shot boundary; one ``decoder_error`` log line); the stream goes on.
 
 Rounds that trigger nothing never touch the interpreter. Service time, lag and the decode
 flag are recorded per packet as in the compiled loop, so both report the same way; a
@@ -42,6 +44,8 @@ True
 
 from __future__ import annotations
 
+import logging
+
 import numba
 import numpy as np
 
@@ -58,28 +62,25 @@ from qecd.transport.shm_stream import (  # noqa: E402
     CTL_CORRECTIONS,
     CTL_NEXT_ROUND,
     CTL_ROUNDS,
-    E_DECODER,
-    EXIT_BYE,
     EXIT_SEND_FAILED,
     HEADER_SIZE,
-    REPLY_BYE,
-    T_SYNDROME,
     _correction,
-    _error,
-    check_packet,
-    poll_request,
+    drop_shot,
+    next_syndrome,
     record_packet,
-    send_reply,
+    round_bytes,
 )
 
 _JIT = dict(cache=True, nogil=True, _nrt=False)
+log = logging.getLogger("qecd.shm")
 
 #: serve_host_kernel's extra exit code: a window is due (see ``pend``)
 EXIT_DECODE = 16
 #: ``pend`` (int64) slots: packet in progress?, its next round index, its round count, its
 #: first round, its timestamp, when it was taken off the ring, did it decode?, the round
-#: (within the shot) whose window is due
-P_ACTIVE, P_NEXT, P_COUNT, P_ROUND, P_TS, P_T0, P_DECODED, P_TRIGGER = range(8)
+#: (within the shot) whose window is due, the byte offset of the next round in ``in_buf``
+P_ACTIVE, P_NEXT, P_COUNT, P_ROUND, P_TS, P_T0, P_DECODED, P_TRIGGER, P_OFFSET = range(9)
+PEND_SIZE = 9
 
 
 @numba.njit(**_JIT)
@@ -89,43 +90,29 @@ def serve_host_kernel(words, buf, tx_off, rx_off, n_slots, slot_size, server_sid
     """Serve one stream until a window is due (``EXIT_DECODE``), BYE, a stop request or an
     idle timeout; the arguments are those of
     :func:`~qecd.transport.shm_stream.serve_stream_kernel` up to ``send_timeout_ns``, then
-    ``pend`` (int64[8], zeros for a new stream), the decoder's ``shot_bits`` (uint8, layout
-    order), the rounds' offsets into it and the round -> window trigger table."""
+    ``pend`` (int64[PEND_SIZE], zeros for a new stream), the decoder's ``shot_bits`` (uint8,
+    layout order), the rounds' offsets into it and the round -> window trigger table."""
     n_rounds = round_offsets.shape[0] - 1
     while True:
         if pend[P_ACTIVE] == 0:
-            n = poll_request(words, buf, rx_off, n_slots, slot_size, in_buf, ctl, server_side,
-                             idle_timeout_ns)
-            if n < 0:
-                return -1 - n
-            t0 = monotonic_ns()
-            reply, count, rnd, ts = check_packet(in_buf, n, out_buf, stream_id,
-                                                 ctl[CTL_NEXT_ROUND], round_offsets)
-            if reply == REPLY_BYE:
-                ring_send(words, buf, tx_off, n_slots, slot_size, out_buf, HEADER_SIZE,
-                          send_timeout_ns, -1)
-                return EXIT_BYE
-            if reply > 0:
-                if send_reply(words, buf, tx_off, n_slots, slot_size, out_buf, reply,
-                              send_timeout_ns, ctl) != 0:
-                    return EXIT_SEND_FAILED
-                continue
+            code, count, rnd, ts, t0 = next_syndrome(
+                words, buf, tx_off, rx_off, n_slots, slot_size, server_side, in_buf, out_buf,
+                ctl, stream_id, idle_timeout_ns, send_timeout_ns, round_offsets)
+            if code >= 0:
+                return code
             pend[P_ACTIVE], pend[P_NEXT], pend[P_COUNT], pend[P_ROUND] = 1, 0, count, rnd
             pend[P_TS], pend[P_T0], pend[P_DECODED] = ts, t0, 0
-        count, rnd, i = pend[P_COUNT], pend[P_ROUND], pend[P_NEXT]
-        o = HEADER_SIZE
-        for j in range(i):  # resume after the round that returned for a decode
-            t = (rnd + j) % n_rounds
-            o += (round_offsets[t + 1] - round_offsets[t] + 7) >> 3
+            pend[P_OFFSET] = HEADER_SIZE
+        count, rnd, i, o = pend[P_COUNT], pend[P_ROUND], pend[P_NEXT], pend[P_OFFSET]
         while i < count:
             t = (rnd + i) % n_rounds
             lo = round_offsets[t]
             for b in range(round_offsets[t + 1] - lo):
                 shot_bits[lo + b] = (in_buf[o + (b >> 3)] >> (b & 7)) & 1
-            o += (round_offsets[t + 1] - lo + 7) >> 3
+            o += round_bytes(round_offsets, t)
             i += 1
             if trigger[t] >= 0:
-                pend[P_NEXT], pend[P_TRIGGER], pend[P_DECODED] = i, t, 1
+                pend[P_NEXT], pend[P_OFFSET], pend[P_TRIGGER], pend[P_DECODED] = i, o, t, 1
                 return EXIT_DECODE
         ctl[CTL_NEXT_ROUND] = rnd + count
         ctl[CTL_ROUNDS] += count
@@ -147,60 +134,83 @@ def send_correction_kernel(words, buf, tx_off, n_slots, slot_size, out_buf, ctl,
                      faults, faults.shape[0], want_faults, shot_end)
     if ring_send(words, buf, tx_off, n_slots, slot_size, out_buf, ln, send_timeout_ns,
                  -1) != 0:
+        ctl[CTL_NEXT_ROUND] = rnd + pend[P_NEXT]
         return -1
     ctl[CTL_CORRECTIONS] += 1
     return 0
 
 
 @numba.njit(**_JIT)
-def send_decoder_error_kernel(words, buf, tx_off, n_slots, slot_size, out_buf, ctl, pend,
-                              stream_id, send_timeout_ns):
-    """Answer a window whose decode raised with ERROR ``DECODER_FAILED``; 0 or -1."""
-    ln = _error(out_buf, E_DECODER, T_SYNDROME, stream_id, pend[P_ROUND], pend[P_TS],
-                ctl[CTL_NEXT_ROUND])
-    return send_reply(words, buf, tx_off, n_slots, slot_size, out_buf, ln, send_timeout_ns,
-                      ctl)
+def drop_shot_kernel(words, buf, tx_off, n_slots, slot_size, out_buf, ctl, rec_service,
+                     rec_lag, rec_flags, rec_n, pend, stream_id, n_rounds, send_timeout_ns):
+    """The window :func:`serve_host_kernel` returned for failed to decode: drop the rest of
+    its shot (:func:`~qecd.transport.shm_stream.drop_shot`) and of the packet, record the
+    packet and clear ``pend``. 0, or -1 when the reply ring stayed full."""
+    rnd, done = pend[P_ROUND], pend[P_NEXT]
+    ctl[CTL_ROUNDS] += done
+    r = drop_shot(words, buf, tx_off, n_slots, slot_size, out_buf, ctl, stream_id, rnd,
+                  pend[P_TS], rnd + done - 1, n_rounds, send_timeout_ns)
+    record_packet(rec_service, rec_lag, rec_flags, rec_n, pend[P_T0], pend[P_TS], 1)
+    pend[P_ACTIVE] = 0
+    return 0 if r >= 0 else -1
 
 
-def run_host_loop(sd: StreamDecoder, ring_args: tuple, loop_args: tuple, pend: np.ndarray,
-                  want_faults: bool) -> int:
-    """Drive :func:`serve_host_kernel` and decode due windows with ``sd`` until the kernel
-    returns anything but ``EXIT_DECODE``; returns that ``EXIT_*`` code.
+class HostLoop:
+    """One stream's loop for a decoder called from Python: the ring, the loop's buffers and
+    records (those of :class:`~qecd.transport.shm_service.ShmStreamServer`) and the stream
+    decoder. :meth:`run` serves until the kernel returns anything but ``EXIT_DECODE``."""
 
-    ``ring_args`` are ``(words, buf, tx_off, rx_off, n_slots, slot_size)``; ``loop_args``
-    the kernel's arguments from ``server_side`` to ``send_timeout_ns``."""
-    words, buf, tx_off, rx_off, n_slots, slot_size = ring_args
-    out_buf, ctl, stream_id, send_timeout_ns = loop_args[2], loop_args[3], loop_args[8], \
-        loop_args[10]
-    trigger = sd.trigger_table()
-    offsets = np.concatenate([[0], np.cumsum(sd.layout.round_sizes)]).astype(np.int64)
-    shot_bits = sd.shot_buffer
-    while True:
-        code = serve_host_kernel(words, buf, tx_off, rx_off, n_slots, slot_size, *loop_args,
-                                 pend, shot_bits, offsets, trigger)
-        if code != EXIT_DECODE:
-            return code
-        try:
-            c = sd.decode_due(int(pend[P_TRIGGER]))
-        except Exception:  # a backend failure answers this window, never ends the stream
-            if send_decoder_error_kernel(words, buf, tx_off, n_slots, slot_size, out_buf, ctl,
-                                         pend, stream_id, send_timeout_ns) != 0:
+    def __init__(self, sd: StreamDecoder, ring_args: tuple, *, server_side: int,
+                 in_buf: np.ndarray, out_buf: np.ndarray, ctl: np.ndarray,
+                 records: tuple, stream_id: int, want_faults: bool, idle_timeout_ns: int,
+                 send_timeout_ns: int) -> None:
+        self.sd = sd
+        self.ring = ring_args
+        self.out_buf, self.ctl, self.records = out_buf, ctl, records
+        self.stream_id, self.want_faults = int(stream_id), bool(want_faults)
+        self.send_timeout_ns = int(send_timeout_ns)
+        self.pend = np.zeros(PEND_SIZE, dtype=np.int64)
+        self.loop_args = (server_side, in_buf, out_buf, ctl, *records, self.stream_id,
+                          int(idle_timeout_ns), self.send_timeout_ns, self.pend,
+                          sd.shot_buffer, sd.round_offsets, sd.trigger_table())
+
+    def precompile(self) -> None:
+        """Compile (or load from the cache) the reply kernels for these argument types
+        without running them, so the first decoded window pays no compilation."""
+        words, buf, tx_off, _, n_slots, slot_size = self.ring
+        head = (words, buf, tx_off, n_slots, slot_size, self.out_buf, self.ctl)
+        corr = head + (self.pend, self.stream_id, np.zeros(self.sd.num_observables, np.uint8),
+                       np.zeros(1, np.int64), self.want_faults, 0, 0, False,
+                       self.send_timeout_ns)
+        drop = head + (*self.records, self.pend, self.stream_id, self.sd.num_rounds,
+                       self.send_timeout_ns)
+        for fn, args in ((send_correction_kernel, corr), (drop_shot_kernel, drop)):
+            fn.compile(tuple(numba.typeof(a) for a in args))
+
+    def run(self) -> int:
+        """Serve until BYE, a stop request, an idle timeout or a send failure; returns that
+        ``EXIT_*`` code."""
+        words, buf, tx_off, rx_off, n_slots, slot_size = self.ring
+        sd, pend = self.sd, self.pend
+        while True:
+            code = serve_host_kernel(*self.ring, *self.loop_args)
+            if code != EXIT_DECODE:
+                return code
+            try:
+                c = sd.decode_due(int(pend[P_TRIGGER]))
+            except Exception as e:  # the shot is dropped, the stream goes on (as over ZeroMQ)
+                sd.reset()
+                log.warning("decoder_error", extra={"qecd": {
+                    "stream_id": self.stream_id, "exception": type(e).__name__,
+                    "detail": str(e)[:200], "round": int(pend[P_ROUND] + pend[P_NEXT] - 1)}})
+                if drop_shot_kernel(words, buf, tx_off, n_slots, slot_size, self.out_buf,
+                                    self.ctl, *self.records, pend, self.stream_id,
+                                    sd.num_rounds, self.send_timeout_ns) != 0:
+                    return EXIT_SEND_FAILED
+                continue
+            if send_correction_kernel(words, buf, tx_off, n_slots, slot_size, self.out_buf,
+                                      self.ctl, pend, self.stream_id, c.observables,
+                                      c.faults.astype(np.int64), self.want_faults,
+                                      c.first_round, c.last_round, c.final,
+                                      self.send_timeout_ns) != 0:
                 return EXIT_SEND_FAILED
-            continue
-        if send_correction_kernel(words, buf, tx_off, n_slots, slot_size, out_buf, ctl, pend,
-                                  stream_id, c.observables, c.faults.astype(np.int64),
-                                  want_faults, c.first_round, c.last_round, c.final,
-                                  send_timeout_ns) != 0:
-            return EXIT_SEND_FAILED
-
-
-def precompile_host_kernels(ring_args: tuple, out_buf: np.ndarray, ctl: np.ndarray,
-                            pend: np.ndarray, stream_id: int, num_observables: int) -> None:
-    """Compile (or load from the cache) the reply kernels for these argument types without
-    running them, so the first decoded window of a stream pays no compilation."""
-    words, buf, tx_off, _, n_slots, slot_size = ring_args
-    corr = (words, buf, tx_off, n_slots, slot_size, out_buf, ctl, pend, stream_id,
-            np.zeros(num_observables, np.uint8), np.zeros(1, np.int64), False, 0, 0, False, 0)
-    err = (words, buf, tx_off, n_slots, slot_size, out_buf, ctl, pend, stream_id, 0)
-    for fn, args in ((send_correction_kernel, corr), (send_decoder_error_kernel, err)):
-        fn.compile(tuple(numba.typeof(a) for a in args))

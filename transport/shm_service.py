@@ -40,7 +40,7 @@ from qecd.decoder.compiled_stream import CompiledStream
 from qecd.decoder.window import StreamDecoder
 from qecd.errors import DecoderError
 from qecd.transport import protocol as P
-from qecd.transport.shm_host_loop import precompile_host_kernels, run_host_loop
+from qecd.transport.shm_host_loop import HostLoop
 from qecd.transport.shm_ring import RingPair, slot_size_for
 from qecd.transport.shm_stream import (
     CTL_CORRECTIONS,
@@ -54,6 +54,8 @@ from qecd.transport.shm_stream import (
 )
 
 SERVER_SIDE = 1
+#: how long a loop waits for space in the reply ring before it gives up on the stream
+SEND_TIMEOUT_NS = 1_000_000_000
 
 
 def prefaulted(shape, dtype) -> np.ndarray:
@@ -128,15 +130,20 @@ class ShmStreamServer:
         self.rec_flags = prefaulted(record_capacity, np.uint8)
         self.rec_n = np.zeros(1, dtype=np.int64)
         self.state = self.compiled.new_state() if self.compiled is not None else None
-        self.pend = np.zeros(8, dtype=np.int64)
         self.exit_code: int | None = None
         self._thread: threading.Thread | None = None
         self.cpu: int | None = None
+        self._host_loop = None
+        if self.host is not None:
+            self._host_loop = HostLoop(
+                self.host, self.pair.kernel_args(), server_side=SERVER_SIDE,
+                in_buf=self.in_buf, out_buf=self.out_buf, ctl=self.ctl,
+                records=(self.rec_service, self.rec_lag, self.rec_flags, self.rec_n),
+                stream_id=self.stream_id, want_faults=self.want_faults,
+                idle_timeout_ns=self.idle_timeout_ns, send_timeout_ns=SEND_TIMEOUT_NS)
+            self._host_loop.precompile()
         self.ctl[CTL_STOP] = 1  # compile (or load from Numba's cache) now, not at round 0
         self._serve()
-        if self.host is not None:
-            precompile_host_kernels(self.pair.kernel_args(), self.out_buf, self.ctl, self.pend,
-                                    self.stream_id, self.num_observables)
 
     @property
     def num_observables(self) -> int:
@@ -157,15 +164,13 @@ class ShmStreamServer:
     def _serve(self) -> int:
         """Run the loop until it returns; while ``ctl[CTL_STOP]`` is set (construction) it
         returns after one round of polls, which compiles or loads every kernel it calls."""
-        ring = self.pair.kernel_args()
-        loop = (SERVER_SIDE, self.in_buf, self.out_buf, self.ctl, self.rec_service,
-                self.rec_lag, self.rec_flags, self.rec_n, self.stream_id)
-        if self.compiled is not None:
-            return int(serve_stream_kernel(*ring, *loop, self.want_faults,
-                                           self.idle_timeout_ns, 1_000_000_000, *self.state,
-                                           *self.compiled.kernel_args()))
-        return run_host_loop(self.host, ring, loop + (self.idle_timeout_ns, 1_000_000_000),
-                             self.pend, self.want_faults)
+        if self._host_loop is not None:
+            return self._host_loop.run()
+        return int(serve_stream_kernel(
+            *self.pair.kernel_args(), SERVER_SIDE, self.in_buf, self.out_buf, self.ctl,
+            self.rec_service, self.rec_lag, self.rec_flags, self.rec_n, self.stream_id,
+            self.want_faults, self.idle_timeout_ns, SEND_TIMEOUT_NS, *self.state,
+            *self.compiled.kernel_args()))
 
     def _run(self) -> None:
         if self.cpu is not None:

@@ -68,7 +68,7 @@ T_SYNDROME, T_CORRECTION, T_ERROR, T_HEARTBEAT, T_BYE = 3, 4, 5, 7, 8
 F_FAULT_IDS, F_SHOT_END = 1, 2
 E_BAD_MAGIC, E_VERSION, E_UNKNOWN_TYPE, E_SHORT, E_LENGTH = 1, 2, 3, 4, 5
 E_BAD_HEADER, E_BAD_PAYLOAD, E_UNKNOWN_STREAM, E_GAP, E_DUP, E_UNEXPECTED = 8, 16, 32, 34, 35, 36
-E_DECODER = 48
+E_DECODER, E_DROPPED = 48, 50
 HEADER_SIZE = 32
 CORR_FIXED = 32
 
@@ -272,6 +272,59 @@ def poll_request(words, buf, rx_off, n_slots, slot_size, in_buf, ctl, server_sid
 
 
 @numba.njit(**_JIT)
+def next_syndrome(words, buf, tx_off, rx_off, n_slots, slot_size, server_side, in_buf,
+                  out_buf, ctl, stream_id, idle_timeout_ns, send_timeout_ns, round_offsets):
+    """Serve the request ring until a valid SYNDROME is in ``in_buf``: HEARTBEATs are
+    echoed, bad packets answered with ERROR, BYE echoed.
+
+    Returns ``(code, count, rnd, ts, t0)``: ``code`` -1 means a SYNDROME of ``count`` rounds
+    from ``rnd`` (timestamp ``ts``, taken off the ring at ``t0``) is ready; any other code is
+    the ``EXIT_*`` the loop must return (BYE, stop, idle timeout, send failure)."""
+    while True:
+        n = poll_request(words, buf, rx_off, n_slots, slot_size, in_buf, ctl, server_side,
+                         idle_timeout_ns)
+        if n < 0:
+            return -1 - n, 0, 0, 0, 0
+        t0 = monotonic_ns()
+        reply, count, rnd, ts = check_packet(in_buf, n, out_buf, stream_id,
+                                             ctl[CTL_NEXT_ROUND], round_offsets)
+        if reply == REPLY_BYE:
+            ring_send(words, buf, tx_off, n_slots, slot_size, out_buf, HEADER_SIZE,
+                      send_timeout_ns, -1)
+            return EXIT_BYE, 0, 0, 0, 0
+        if reply == REPLY_SYNDROME:
+            return -1, count, rnd, ts, t0
+        if send_reply(words, buf, tx_off, n_slots, slot_size, out_buf, reply, send_timeout_ns,
+                      ctl) != 0:
+            return EXIT_SEND_FAILED, 0, 0, 0, 0
+
+
+@numba.njit(inline="always", **_JIT)
+def round_bytes(round_offsets, t):
+    """Bytes of round ``t`` (within the shot) in a SYNDROME payload."""
+    return (round_offsets[t + 1] - round_offsets[t] + 7) >> 3
+
+
+@numba.njit(**_JIT)
+def drop_shot(words, buf, tx_off, n_slots, slot_size, out_buf, ctl, stream_id, rnd, ts,
+              failed_round, n_rounds, send_timeout_ns):
+    """A window's decode failed at absolute round ``failed_round`` (of the packet from
+    ``rnd``): the rest of that shot is discarded, as on the ZeroMQ path. Sends ERROR
+    ``DECODER_ERROR`` and ERROR ``SYNDROMES_DROPPED``, both naming the next shot boundary
+    as ``next_round``, and moves the stream there (the packet's later rounds are dropped
+    too; rounds before the boundary then get ``ROUND_DUPLICATE``). The caller resets its
+    decoder state. Returns the boundary, or -1 when the reply ring stayed full."""
+    boundary = (failed_round // n_rounds + 1) * n_rounds
+    ctl[CTL_NEXT_ROUND] = boundary
+    for code in (E_DECODER, E_DROPPED):
+        ln = _error(out_buf, code, T_SYNDROME, stream_id, rnd, ts, boundary)
+        if send_reply(words, buf, tx_off, n_slots, slot_size, out_buf, ln, send_timeout_ns,
+                      ctl) != 0:
+            return -1
+    return boundary
+
+
+@numba.njit(**_JIT)
 def serve_stream_kernel(words, buf, tx_off, rx_off, n_slots, slot_size, server_side,
                         in_buf, out_buf, ctl, rec_service, rec_lag, rec_flags, rec_n,
                         stream_id, want_faults, idle_timeout_ns, send_timeout_ns,
@@ -284,35 +337,22 @@ def serve_stream_kernel(words, buf, tx_off, rx_off, n_slots, slot_size, server_s
 
     ``ctl`` (int64) is shared with the control thread: ``ctl[CTL_STOP]`` != 0 asks the loop
     to return; the loop keeps ``ctl[CTL_ROUNDS]``, ``CTL_ERRORS``, ``CTL_CORRECTIONS`` and
-    ``CTL_NEXT_ROUND`` (the next absolute round it expects) up to date. Per processed packet
-    ``rec_service[i]`` (ns), ``rec_lag[i]`` (ns behind the packet's timestamp) and
-    ``rec_flags[i]`` (1 = triggered a decode) are written at ``i = rec_n[0]``.
-    Returns an ``EXIT_*`` code.
+    ``CTL_NEXT_ROUND`` (the next absolute round it expects) up to date. Each processed
+    SYNDROME packet is recorded (:func:`record_packet`). Returns an ``EXIT_*`` code.
     """
     n_rounds = round_offsets.shape[0] - 1
-    next_round = ctl[CTL_NEXT_ROUND]
     while True:
-        n = poll_request(words, buf, rx_off, n_slots, slot_size, in_buf, ctl, server_side,
-                         idle_timeout_ns)
-        if n < 0:
-            return -1 - n
-        t0 = monotonic_ns()
-        reply, count, rnd, ts = check_packet(in_buf, n, out_buf, stream_id, next_round,
-                                             round_offsets)
-        if reply == REPLY_BYE:
-            ring_send(words, buf, tx_off, n_slots, slot_size, out_buf, HEADER_SIZE,
-                      send_timeout_ns, -1)
-            return EXIT_BYE
-        if reply > 0:
-            if send_reply(words, buf, tx_off, n_slots, slot_size, out_buf, reply,
-                          send_timeout_ns, ctl) != 0:
-                return EXIT_SEND_FAILED
-            continue
+        code, count, rnd, ts, t0 = next_syndrome(
+            words, buf, tx_off, rx_off, n_slots, slot_size, server_side, in_buf, out_buf, ctl,
+            stream_id, idle_timeout_ns, send_timeout_ns, round_offsets)
+        if code >= 0:
+            return code
         decoded = 0
+        stored = count
         o = HEADER_SIZE
         for i in range(count):
             t = (rnd + i) % n_rounds
-            nb = (round_offsets[t + 1] - round_offsets[t] + 7) >> 3
+            nb = round_bytes(round_offsets, t)
             r = push_round_kernel(in_buf[o:o + nb], True, st, shot_bits, carry,
                                   out_obs, out_faults, round_offsets, trigger,
                                   win_final, win_commit_stop, win_tmpl, win_det_ptr,
@@ -324,12 +364,16 @@ def serve_stream_kernel(words, buf, tx_off, rx_off, n_slots, slot_size, server_s
             o += nb
             if r == NO_CORRECTION:
                 continue
-            if r == NO_SOLUTION:
-                ln = _error(out_buf, E_DECODER, T_SYNDROME, stream_id, rnd, ts, next_round)
-                send_reply(words, buf, tx_off, n_slots, slot_size, out_buf, ln,
-                           send_timeout_ns, ctl)
-                continue
             decoded = 1
+            if r == NO_SOLUTION:
+                st[0] = 0  # the shot is dropped: a fresh one starts at the boundary
+                for j in range(carry.shape[0]):
+                    carry[j] = 0
+                stored = i + 1
+                if drop_shot(words, buf, tx_off, n_slots, slot_size, out_buf, ctl, stream_id,
+                             rnd, ts, rnd + i, n_rounds, send_timeout_ns) < 0:
+                    return EXIT_SEND_FAILED
+                break
             w = st[1]
             shot_base = rnd + i - t
             first = shot_base + (0 if w == 0 else win_commit_stop[w - 1])
@@ -339,12 +383,12 @@ def serve_stream_kernel(words, buf, tx_off, rx_off, n_slots, slot_size, server_s
                              want_faults, st[2] != 0)
             if ring_send(words, buf, tx_off, n_slots, slot_size, out_buf, ln,
                          send_timeout_ns, -1) != 0:
-                ctl[CTL_NEXT_ROUND] = next_round + i + 1
+                ctl[CTL_NEXT_ROUND] = rnd + i + 1
                 return EXIT_SEND_FAILED
             ctl[CTL_CORRECTIONS] += 1
-        next_round += count
-        ctl[CTL_NEXT_ROUND] = next_round
-        ctl[CTL_ROUNDS] += count
+        if stored == count:
+            ctl[CTL_NEXT_ROUND] = rnd + count
+        ctl[CTL_ROUNDS] += stored
         record_packet(rec_service, rec_lag, rec_flags, rec_n, t0, ts, decoded)
 
 
