@@ -98,8 +98,10 @@ def _shm_emulator_proc(spec, decoder, window, commit, shots, seed, cycle_ns, pin
             time.sleep(0.01)  # let the harness print while nothing is in flight: its wake-up
             # would otherwise preempt a spinning loop on a 2-CPU machine
         wall_ns = time.perf_counter_ns() - t0
-        # time spent streaming: each chunk from its first scheduled send to its last doorbell
-        stream_ns = sum(int(p.write_ns[-1] - p.send_ns[0]) for p in parts if len(p.send_ns))
+        # time spent streaming: each chunk from its first scheduled send to its last
+        # correction received (every shot's last round is answered, so the server was done)
+        stream_ns = sum(int(max(p.write_ns[-1], p.corr_recv_ns.max(initial=0)) - p.send_ns[0])
+                        for p in parts if len(p.send_ns))
         res = _concat_results(parts)
         cli.bye()
         cli.close()
@@ -124,6 +126,30 @@ def _shm_emulator_proc(spec, decoder, window, commit, shots, seed, cycle_ns, pin
         }))
     except Exception:
         conn.send(("error", traceback.format_exc()))
+
+
+def _reaction_breakdown(records: dict, emu: dict, n_rounds: int):
+    """Split each correction's reaction time using the server's per-packet records.
+
+    Returns ``(until_ready, server_side, note)`` in ns: from the triggering round's
+    scheduled send to the reply ready to be written (the server's pick-up time, i.e. the
+    schedule plus its recorded lag, plus the CORRECTION's ``service_ns``, stamped just
+    before the ring write), and the server-side part of that: from the round's doorbell
+    (rung by the emulator) to the same point. The harness sends one round per packet, so
+    record ``k`` is absolute round ``k``; when the records do not cover every packet of the
+    run exactly (a rejected packet, a wrapped record ring) nothing is attributed and
+    ``note`` says why."""
+    total = int(records.get("records_total", len(records["lag_ns"])))
+    warm = int(emu["warm_rounds"])
+    if total != warm + n_rounds or len(records["lag_ns"]) != total or emu["errors"]:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, (f"records cover {total} packets, expected {warm + n_rounds} "
+                              f"with 0 errors ({emu['errors']}): breakdown omitted")
+    k = emu["corr_round"].astype(np.int64)
+    until_ready = records["lag_ns"][k] + emu["corr_service_ns"]
+    kk = k - warm  # index among the timed packets
+    server_side = until_ready - (emu["write_ns"][kk] - emu["send_ns"][kk])
+    return until_ready, server_side, None
 
 
 def _kept_up(lag_ns: np.ndarray, cycle_us: float) -> bool | None:
@@ -195,7 +221,7 @@ def run_latency(spec: str = "surface:d=5,p=0.001", *, decoder: str = "uf",
         if progress:
             progress(f"measuring the platform's stalls for {stall_s:g} s on the same CPUs")
         stalls = measure_stalls([server_cpu, emu_cpu], seconds=stall_s)
-        stall_gaps = stalls.pop("_gaps_ns")
+        stall_gaps = stalls.pop("_stalls_ns")
     if transport == "zmq":
         report = _run_zmq(spec, decoder=decoder, shots=shots, seed=seed, cycle_us=cycle_us,
                           window=window, commit=commit, ping=ping, pin=pin,
@@ -248,19 +274,13 @@ def run_latency(spec: str = "surface:d=5,p=0.001", *, decoder: str = "uf",
     pred, truth, offline = emu["predictions"], emu["truth"], emu["offline"]
     fails_wire = int(np.any(pred != truth, axis=1).sum())
     fails_off = int(np.any(offline != truth, axis=1).sum())
-    # the harness sends one round per packet, so a record's index is its absolute round
-    k = emu["corr_round"].astype(np.int64)
-    ok = k < len(records["lag_ns"])
-    at_server = records["lag_ns"][k[ok]] + emu["corr_service_ns"][ok]  # schedule -> reply ring
-    # the decoder's share: from the round's doorbell to the correction's doorbell
-    kk = k[ok] - emu["warm_rounds"]  # index among the timed packets
-    ring_to_ring = at_server - (emu["write_ns"][kk] - emu["send_ns"][kk])
+    until_ready, server_side, mapping_note = _reaction_breakdown(records, emu, n_rounds)
     summaries = {
         "service": summarize_ns(service, include_hdr=True),
         "service_decode_rounds": summarize_ns(service[decoded]),
         "reaction": summarize_ns(emu["reaction_ns"], include_hdr=True),
-        "reaction_at_server": summarize_ns(at_server),
-        "reaction_ring_to_ring": summarize_ns(ring_to_ring),
+        "reaction_until_reply_ready": summarize_ns(until_ready),
+        "reaction_server_side": summarize_ns(server_side),
         "emulator_write_delay": summarize_ns(emu["write_ns"] - emu["send_ns"]),
         "bare_round_trip": summarize_ns(emu["rtt_ns"]),
         "lag": summarize_ns(lag),
@@ -299,8 +319,13 @@ def run_latency(spec: str = "surface:d=5,p=0.001", *, decoder: str = "uf",
         },
         "throughput_rounds_per_s": n_rounds / stream_s if stream_s else None,
         "offered_rounds_per_s": 1e6 / cycle_us if cycle_us else None,
+        "reaction_breakdown_note": mapping_note,
         "backlog": {
             "kept_up": _kept_up(lag, cycle_us),
+            # a backlog longer than the ring makes the emulator wait for space: its send
+            # delays then include the server's backlog (and the server side excludes it)
+            "ring_may_have_filled": (None if not cycle_us or not len(lag)
+                                     else bool(lag.max() >= ring_slots * cycle_us * 1e3)),
             "lag_p99_us": summaries["lag"]["p99_us"],
             "lag_max_us": summaries["lag"]["max_us"],
             "lag_p99_cycles": (summaries["lag"]["p99_us"] / cycle_us) if cycle_us else None,
@@ -326,8 +351,12 @@ def _count(v) -> int:
 def _backlog_text(b: dict) -> str:
     if b.get("kept_up") is None:
         return ""
-    return ("; backlog bounded (drained by the end)" if b["kept_up"]
+    text = ("; backlog bounded (drained by the end)" if b["kept_up"]
             else "; backlog GROWING: the offered rate is above what the service sustains")
+    if b.get("ring_may_have_filled"):
+        text += ("; the backlog may have filled the ring (emulator send delays then include "
+                 "it: raise --ring-slots)")
+    return text
 
 
 def _us(v) -> str:
@@ -355,9 +384,9 @@ def format_latency(r: dict) -> str:
         row("  rounds with a decode", s["service_decode_rounds"]),
         row("reaction time", s["reaction"]),
     ]
-    if "reaction_at_server" in s:
-        lines += [row("  until on the reply ring", s["reaction_at_server"]),
-                  row("  doorbell to doorbell", s["reaction_ring_to_ring"]),
+    if "reaction_until_reply_ready" in s:
+        lines += [row("  until the reply was ready", s["reaction_until_reply_ready"]),
+                  row("  server side of it", s["reaction_server_side"]),
                   row("emulator send delay", s["emulator_write_delay"])]
     lines += [
         row("bare transport RTT (floor)", s["bare_round_trip"]),
@@ -374,10 +403,12 @@ def format_latency(r: dict) -> str:
         f"LER wire {r['ler_wire']:.2e} [{r['ler_wire_ci95'][0]:.1e}, {r['ler_wire_ci95'][1]:.1e}]"
         f"  offline {r['ler_offline']:.2e}",
     ]
+    if r.get("reaction_breakdown_note"):
+        lines.append("reaction breakdown: " + r["reaction_breakdown_note"])
     if r.get("platform_stalls"):
         from qecd.bench.stall_meter import format_stalls
 
-        lines.append("platform stalls (a bare spin loop on the same CPUs, before streaming):")
+        lines.append("platform stalls (a bare spin loop on the same CPUs, just before streaming):")
         lines.append(format_stalls(r["platform_stalls"]))
     if "budget" in r:
         b = r["budget"]

@@ -66,11 +66,12 @@ def write_plots(report: dict, out_dir: str) -> list[str]:
     floor = None
     stalls = report.get("platform_stalls")
     if stalls and s.get("platform_gaps_ns") is not None:
-        from qecd.bench.stall_meter import wait_ccdf
+        from qecd.bench.stall_meter import union_wait_ccdf
 
+        starts, gaps = s["platform_gaps_ns"]
         x_us = np.geomspace(stalls["threshold_us"], 1e5, 200)
-        floor = ("platform floor: a random instant's wait for both CPUs",
-                 x_us, wait_ccdf(s["platform_gaps_ns"], stalls["seconds"] * 1e9, x_us * 1e3))
+        floor = ("platform (measured before the run): a random instant's wait for both CPUs",
+                 x_us, union_wait_ccdf(starts, gaps, stalls["seconds"] * 1e9, x_us * 1e3))
     a = plot_latency_distribution(
         {"service time / round": s["service_ns"], "reaction time": s["reaction_ns"],
          "bare transport RTT": s["rtt_ns"]}, budget,

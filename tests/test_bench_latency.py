@@ -19,14 +19,14 @@ def test_shm_exit_code_follows_the_budget(tmp_path, budget, code):
     assert r["schema"] == "qecd.bench.latency/1" and r["transport"] == "shm"
     assert (r["lost"], r["duplicated"], r["mismatches_vs_offline"]) == (0, 0, 0)
     assert r["rounds"] == 300 * 4 and r["budget"]["met"] == (code == 0)
-    for key in ("service", "reaction", "bare_round_trip", "lag", "reaction_at_server",
-                "reaction_ring_to_ring", "emulator_write_delay"):
+    for key in ("service", "reaction", "bare_round_trip", "lag", "reaction_until_reply_ready",
+                "reaction_server_side", "emulator_write_delay"):
         assert r["latency_us"][key]["count"] > 0
     # the part of the reaction time spent before the correction was on the ring is a part
-    at_server, reaction = r["latency_us"]["reaction_at_server"], r["latency_us"]["reaction"]
-    assert at_server["count"] == reaction["count"] == 300
-    ring = r["latency_us"]["reaction_ring_to_ring"]
-    assert 0 < ring["p50_us"] <= at_server["p50_us"] <= reaction["p50_us"]
+    ready, reaction = r["latency_us"]["reaction_until_reply_ready"], r["latency_us"]["reaction"]
+    assert ready["count"] == reaction["count"] == 300 and r["reaction_breakdown_note"] is None
+    server = r["latency_us"]["reaction_server_side"]
+    assert 0 < server["p50_us"] <= ready["p50_us"] <= reaction["p50_us"]
     stalls = r["platform_stalls"]["cpus"]
     assert len(stalls) == 2 and all(c["seconds"] == 0.1 for c in stalls)
     assert (tmp_path / "latency_ccdf.png").stat().st_size > 5000
@@ -73,3 +73,25 @@ def test_backlog_verdict_tells_drained_stalls_from_a_growing_lag():
     assert _kept_up(stalls, 1.0) is True  # a 3 ms stall every 20 ms, drained each time
     assert _kept_up(rounds * 200, 1.0) is False  # 0.2 us more behind per round
     assert _kept_up(stalls, 0.0) is None  # unpaced: no offered rate to keep up with
+
+
+def test_reaction_breakdown_is_omitted_when_records_do_not_map_to_rounds():
+    import numpy as np
+
+    from qecd.bench.latency import _reaction_breakdown
+
+    warm, n = 4, 8
+    lag = np.arange(warm + n, dtype=np.int64) * 10
+    emu = {"warm_rounds": warm, "errors": 0, "corr_round": np.array([7, 11]),
+           "corr_service_ns": np.array([100, 200]), "send_ns": np.arange(n) * 1000,
+           "write_ns": np.arange(n) * 1000 + 5}
+    ready, server, note = _reaction_breakdown({"lag_ns": lag, "records_total": warm + n},
+                                              emu, n)
+    assert note is None
+    assert ready.tolist() == [70 + 100, 110 + 200] and server.tolist() == [165, 305]
+    # one packet more than rounds (e.g. a rejected or extra packet): attribute nothing
+    _, _, note = _reaction_breakdown({"lag_ns": lag, "records_total": warm + n + 1}, emu, n)
+    assert note and "omitted" in note
+    _, _, note = _reaction_breakdown({"lag_ns": lag, "records_total": warm + n},
+                                     dict(emu, errors=1), n)
+    assert note and "omitted" in note
