@@ -517,6 +517,8 @@ def _run_zmq(spec, *, decoder, shots, seed, cycle_us, window, commit, ping, pin,
         report["budget"] = budget_verdict(summaries, budget_us=budget_us)
         report["budget_reaction"] = budget_verdict(summaries, budget_us=budget_us,
                                                    metric="reaction")
+    raw = rep.get("_samples", {})
     report["_series"] = {"service_ns": service, "decoded": decoded,
-                         "reaction_ns": np.zeros(0, np.int64), "rtt_ns": np.zeros(0, np.int64)}
+                         "reaction_ns": raw.get("reaction_ns", np.zeros(0, np.int64)),
+                         "rtt_ns": raw.get("rtt_ns", np.zeros(0, np.int64))}
     return report

@@ -76,6 +76,14 @@ def test_emulate_a_dem_file_paced(tmp_path):
     assert r["ok"], r["failures"]
     assert r["mode"] == "paced" and r["dem"] == str(path) and r["rounds_per_shot"] == 5
     assert r["corrections_received"] == 60 and r["ler_wire"] == r["ler_offline"]
+    # the raw samples behind the summaries (for plots), never in the JSON
+    raw = r["_samples"]
+    assert len(raw["reaction_ns"]) == 60 == r["reaction_time"]["count"]
+    assert len(raw["rtt_ns"]) == r["bare_round_trip"]["count"]
+    from qecd.transport.emulator import write_report
+
+    write_report(r, str(tmp_path / "paced.json"))
+    assert "_samples" not in json.loads((tmp_path / "paced.json").read_text())
 
 
 def test_emulate_exits_non_zero_when_the_server_is_gone(tmp_path):

@@ -383,6 +383,9 @@ def run_emulation(cfg: EmulateConfig) -> dict:
         "cpu_affinity": {"emulator": affinity},
         "machine": machine_info(),
         "ok": not failures, "failures": failures,
+        # the raw samples, for plots; keys starting with "_" are not written to JSON
+        "_samples": {"reaction_ns": np.array(wire.reaction, dtype=np.int64),
+                     "rtt_ns": np.asarray(rtt, dtype=np.int64)},
     }
 
 
@@ -429,7 +432,8 @@ def format_report(report: dict) -> str:
 
 
 def write_report(report: dict, path: str) -> None:
-    """Write the report as indented JSON."""
+    """Write the report as indented JSON (without the raw ``_samples``)."""
     with open(path, "w") as f:
-        json.dump(report, f, indent=2, default=float)
+        json.dump({k: v for k, v in report.items() if not k.startswith("_")}, f, indent=2,
+                  default=float)
         f.write("\n")
