@@ -5,6 +5,7 @@ and service times reach STATS, Prometheus and the recorder while it is open, onc
 
 import contextlib
 import os
+import threading
 import time
 import urllib.request
 
@@ -169,10 +170,9 @@ def test_silent_shm_stream_times_out():
 
 @contextlib.contextmanager
 def _ring_server(**kw):
-    srv = Server(ServerConfig(binds=("tcp://127.0.0.1:0",), drain_s=0.2,
-                              shutdown_linger_ms=100, housekeeping_s=0.02,
-                              record_capacity=kw.pop("record_capacity", 1 << 14),
-                              limits=SessionLimits(timeout_ms=300_000), **kw))
+    kw = {"drain_s": 0.2, "shutdown_linger_ms": 100, "housekeeping_s": 0.02,
+          "record_capacity": 1 << 14, "limits": SessionLimits(timeout_ms=300_000), **kw}
+    srv = Server(ServerConfig(binds=("tcp://127.0.0.1:0",), **kw))
     srv.start_thread()
     try:
         yield srv
@@ -263,20 +263,204 @@ def test_ring_errors_count_live_and_once():
         assert whole["rounds_received"] == nxt
 
 
-def test_ring_rounds_beyond_the_loops_record_capacity_still_count():
+def test_every_ring_packet_reaches_the_recorder_when_folds_keep_up_with_the_record_ring():
     exp = build_experiment(SPEC)
-    shots = 100
-    rounds = shots * exp.layout.num_rounds
-    dets, _ = exp.sample(shots, seed=4)
-    with _ring_server(record_capacity=64) as server, \
+    R, cap, batches, shots = exp.layout.num_rounds, 64, 8, 15
+    assert shots * R < cap  # each batch fits the loop's record ring
+    dets, _ = exp.sample(batches * shots, seed=4)
+    rounds = batches * shots * R
+    assert rounds > 4 * cap
+    with _ring_server(record_capacity=cap) as server, \
             Client(server.endpoints[0], timeout_s=10) as client:
         cli = client.open_shm_stream(SPEC)
-        res = cli.stream_shots(dets, timeout_s=20)
-        assert res.lost == 0
-        assert _wait(lambda: client.stats()["rounds_received"] == rounds)
-        st = client.stats(cli.accept.stream_id)
-        assert (st["rounds_received"], st["service_count"]) == (rounds, 64)
-        assert client.bye(cli.accept.stream_id) == rounds
+        sid = cli.accept.stream_id
+        for b in range(batches):
+            res = cli.stream_shots(dets[b * shots:(b + 1) * shots], timeout_s=20)
+            assert (res.lost, res.errors) == (0, 0)
+            assert cli.ping(1).size == 1  # served after the batch's last record was written
+            assert client.stats(sid)["shm_records_lost"] == 0  # folds (or housekeeping did)
+            whole = client.stats()  # service_count: all time (a stream's: the raw ring's)
+            assert whole["service_count"] == whole["rounds_received"] == (b + 1) * shots * R
+        assert client.bye(sid) == rounds
         cli.close()
         whole = client.stats()
-        assert (whole["rounds_received"], whole["service_count"]) == (rounds, 64)
+    assert (whole["rounds_received"], whole["service_count"], whole["shm_syndrome_packets"],
+            whole["shm_records_lost"]) == (rounds, rounds, rounds, 0)
+    # the server's recorder keeps the latest entries raw (here as few as a loop's ring):
+    # one round per packet, oldest first, so exactly each shot's last round decodes
+    raw = server.recorder.raw()
+    assert server.recorder.count == rounds and (raw["stream_id"] == sid).all()
+    k = np.arange(rounds - raw["decoded"].size, rounds)
+    assert np.array_equal(raw["decoded"], (k % R == R - 1).astype(np.uint8))
+    assert (raw["service_ns"] > 0).all()
+
+
+def test_ring_records_overwritten_between_two_folds_are_counted_lost():
+    exp = build_experiment(SPEC)
+    R, cap, shots = exp.layout.num_rounds, 64, 100
+    n = shots * R  # packets per batch, far more than the ring holds
+    dets, _ = exp.sample(2 * shots, seed=6)
+    # no housekeeping during the test: the only folds are the STATS below and the close
+    with _ring_server(record_capacity=cap, housekeeping_s=3600) as server, \
+            Client(server.endpoints[0], timeout_s=10) as client:
+        cli = client.open_shm_stream(SPEC)
+        sid = cli.accept.stream_id
+        assert cli.stream_shots(dets[:shots], timeout_s=20).lost == 0
+        assert cli.ping(1).size == 1  # every record of the batch is written
+        st = client.stats(sid)
+        # the loop is live: the slot of packet n - cap may be taking packet n while the fold
+        # copies, so the fold keeps packets n - cap + 1 .. n - 1
+        assert (st["rounds_received"], st["service_count"], st["shm_records_lost"]) == (
+            n, cap - 1, n - cap + 1)
+        assert client.stats()["service_count"] == cap - 1
+        assert cli.stream_shots(dets[shots:], timeout_s=20).lost == 0
+        assert cli.ping(1).size == 1
+        assert client.bye(sid) == 2 * n  # joined the loop: this fold keeps a whole ring
+        cli.close()
+        whole = client.stats()
+    assert (whole["rounds_received"], whole["shm_syndrome_packets"]) == (2 * n, 2 * n)
+    assert (whole["service_count"], whole["shm_records_lost"]) == (
+        2 * cap - 1, 2 * n - (2 * cap - 1))
+    raw = server.recorder.raw()
+    assert server.recorder.count == 2 * cap - 1 and (raw["stream_id"] == sid).all()
+    # oldest first, so the last entry is packet 2n - 1: the last round of a shot
+    assert raw["decoded"][-R:].tolist() == [0] * (R - 1) + [1]
+
+
+@pytest.mark.parametrize("written_during_copy, then_half_written",
+                         [(0, False), (0, True), (1, False), (5, True), (7, False),
+                          (8, False), (20, True)])
+def test_a_fold_keeps_only_records_the_loop_cannot_have_overwritten_while_it_copied(
+        monkeypatch, written_during_copy, then_half_written):
+    """The loop's progress injected at the worst moment, between the copies of two record
+    arrays: whole records written with the loop's own ``record_packet`` into a live loop's
+    8-slot ring, then maybe the next packet's slot written but its count not yet published
+    (each packet's flag byte holds its number, so a stale slot shows)."""
+    from qecd.transport import shm_streams
+    from qecd.transport.shm_service import ShmStreamServer
+    from qecd.transport.shm_stream import record_packet
+
+    exp = build_experiment(SPEC)
+    srv = ShmStreamServer.for_experiment(exp, stream_id=5, n_slots=64, record_capacity=8)
+    srv.start()  # running (idle): the fold must assume it writes
+    try:
+        def write(k):
+            for _ in range(k):
+                record_packet(srv.rec_service, srv.rec_lag, srv.rec_flags, srv.rec_n, 1, 0,
+                              int(srv.rec_n[0]) % 256)
+
+        write(20)  # packets 0..19; 12..19 are in the ring
+        real_copy, calls = shm_streams._ring_copy, []
+
+        def copy_then_let_the_loop_run(arr, start, stop):
+            out = real_copy(arr, start, stop)
+            calls.append(1)
+            if len(calls) == 1:  # after the service times, before the flags
+                write(written_during_copy)
+                if then_half_written:
+                    srv.rec_flags[int(srv.rec_n[0]) % 8] = 255
+            return out
+
+        monkeypatch.setattr(shm_streams, "_ring_copy", copy_then_let_the_loop_run)
+        first, stop, service, flags = shm_streams.ring_records(srv, 10)
+        assert flags.tolist() == list(range(first, stop)) and service.size == stop - first
+        n = 20 + written_during_copy
+        # packet n may be half written into the slot of packet n - 8, so n - 7 is the oldest
+        # record that is surely intact; packets 10, 11 were gone before the fold began
+        assert (stop, first) == (20, min(20, max(12, n - 7)))
+    finally:
+        srv.close()
+
+
+def test_ring_records_copied_while_the_loop_overwrites_them_are_never_stale():
+    """A fold racing a loop that laps its 7-slot record ring many times over: every record
+    it keeps is the one of the packet it says (packet k decodes iff it is a shot's last
+    round), and kept plus lost records account for every packet."""
+    from qecd.transport.shm_service import ShmStreamClient, ShmStreamServer
+    from qecd.transport.shm_streams import ring_records
+
+    exp = build_experiment(SPEC)
+    R, cap = exp.layout.num_rounds, 7  # 7 and R=4 coprime: a lapped slot shows
+    dets, _ = exp.sample(3000, seed=7)
+    srv = ShmStreamServer.for_experiment(exp, stream_id=5, n_slots=64, record_capacity=cap)
+    srv.start()
+    cli = ShmStreamClient.attach(srv.region_name, exp.layout, stream_id=5)
+    out = {}
+    feeder = threading.Thread(target=lambda: out.setdefault(
+        "res", cli.stream_shots(dets, timeout_s=60)))
+    try:
+        feeder.start()
+        start, kept, lost, folds = 0, 0, 0, 0
+        while True:
+            done = not feeder.is_alive()
+            first, stop, service, decoded = ring_records(srv, start)
+            assert start <= first <= stop and service.shape == decoded.shape == (stop - first,)
+            k = np.arange(first, stop)
+            assert np.array_equal(decoded, (k % R == R - 1).astype(np.uint8)), (first, stop)
+            assert (service > 0).all()
+            kept, lost, start, folds = kept + stop - first, lost + first - start, stop, folds + 1
+            if done:
+                break
+        assert out["res"].lost == 0
+        cli.bye()
+        srv.join(timeout=10)
+        first, stop, service, _ = ring_records(srv, start)  # returned: nothing is discarded
+        kept, lost = kept + stop - first, lost + first - start
+        assert kept + lost == stop == 3000 * R and folds > 1
+    finally:
+        feeder.join(60)
+        cli.close()
+        srv.close()
+
+
+def test_a_loop_still_serving_after_its_stream_closed_is_folded_until_released():
+    """BYE over ZeroMQ while the client keeps the ring busy: the loop (pymatching, so it
+    waits for the GIL to decode and keeps a backlog) does not return within the (here
+    zero) join timeout, so it stays a zombie, serving its backlog; what it serves after the
+    close still reaches the counters and the recorder, once."""
+    from qecd.transport.shm_ring import RingError
+    from qecd.transport.shm_stream import CTL_CORRECTIONS, CTL_ROUNDS
+
+    exp = build_experiment(SPEC)
+    dets, _ = exp.sample(5000, seed=9)
+    with _ring_server(record_capacity=1 << 16) as server, \
+            Client(server.endpoints[0], timeout_s=10) as client:
+        server._shm.join_timeout_s = 0.0
+        cli = client.open_shm_stream(SPEC, decoder="pymatching")
+        sid = cli.accept.stream_id
+        loop = server._streams[sid].shm
+        packets, ptr = cli.build_packets(dets)
+        halt = threading.Event()
+
+        def feed():  # one packet at a time, replies drained; never blocks for long
+            rx = np.zeros(cli.pair.rx.max_payload, np.uint8)
+            try:
+                for k in range(len(ptr) - 1):
+                    if halt.is_set():
+                        return
+                    cli.pair.send_bytes(packets[ptr[k]:ptr[k + 1]], timeout=0.5)
+                    while cli.pair.rx.try_recv(rx) >= 0:
+                        pass
+            except RingError:  # the loop returned and the ring filled up
+                pass
+
+        feeder = threading.Thread(target=feed, daemon=True)
+        feeder.start()
+        try:
+            assert _wait(lambda: loop.rec_n[0] >= 200)
+            client.bye(sid)
+        finally:
+            halt.set()
+            feeder.join(30)
+        loop.join(timeout=10)
+        assert not loop.is_running()
+        assert _wait(lambda: server._shm.zombies == 0 and not _exists(cli.accept.shm_region))
+        cli.close()
+        whole = client.stats()
+    served = int(loop.ctl[CTL_ROUNDS])
+    assert served >= 200 and int(loop.rec_n[0]) == served  # one round per packet
+    assert (whole["rounds_received"], whole["corrections_sent"]) == (
+        served, int(loop.ctl[CTL_CORRECTIONS]))
+    assert (whole["service_count"], whole["shm_syndrome_packets"],
+            whole["shm_records_lost"]) == (served, served, 0)
+    assert "internal_exception" not in whole["dropped"]

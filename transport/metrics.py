@@ -62,9 +62,18 @@ class ServerCounters:
     ``errors_sent`` and ``dropped`` map an :class:`~qecd.transport.protocol.ErrorCode` name
     (or ``"corrections"``, ``"replies"``, ``"error_budget"``, ...) to a count; ERRORs that
     shared-memory ring loops sent count under ``"shm_ring"`` (the loops do not report codes).
+
+    ``packets_received`` counts ZeroMQ packets (every message the server loop read, valid or
+    not); packets over shared-memory rings are not in it: the ring loops count only the
+    SYNDROME packets they processed, ``shm_syndrome_packets``. ``shm_records_lost`` counts
+    those whose service-time record was overwritten in its loop's record ring before the
+    server copied it into the :class:`ServiceRecorder` (see
+    :mod:`qecd.transport.shm_streams`).
     """
 
     packets_received: int = 0
+    shm_syndrome_packets: int = 0
+    shm_records_lost: int = 0
     rounds_received: int = 0
     corrections_sent: int = 0
     streams_open: int = 0
@@ -263,7 +272,8 @@ class PrometheusCollector:
 
     Families: ``qecd_rounds_total``, ``qecd_corrections_total``, ``qecd_errors_total{code}``
     (ERROR replies sent), ``qecd_dropped_total{reason}`` (packets or replies dropped
-    without a reply), ``qecd_streams_opened_total``, ``qecd_streams_timed_out_total``,
+    without a reply), ``qecd_shm_records_lost_total`` (ring packets served without a
+    service-time entry), ``qecd_streams_opened_total``, ``qecd_streams_timed_out_total``,
     ``qecd_streams_open``, ``qecd_backlog_rounds``, ``qecd_input_lag_seconds`` and the histogram
     ``qecd_round_service_seconds`` (buckets :data:`SERVICE_BUCKETS_S`).
 
@@ -305,6 +315,10 @@ class PrometheusCollector:
         for name, n in sorted(dict(c.dropped).items()):
             dropped.add_metric([name], n)
         yield dropped
+        yield CounterMetricFamily("qecd_shm_records_lost", "Shared-memory SYNDROME packets "
+                                  "whose service time was overwritten in their loop's record "
+                                  "ring before the server copied it",
+                                  value=c.shm_records_lost)
         yield CounterMetricFamily("qecd_streams_opened", "Streams opened",
                                   value=c.streams_opened)
         yield CounterMetricFamily("qecd_streams_timed_out", "Streams freed after their "

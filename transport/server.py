@@ -599,9 +599,7 @@ class Server:
         else:
             self._shm.fold(s, now_ns)
             body = s.stats()
-            if s.shm is not None:
-                body.update({"transport": "shm", "shm_region": s.shm.region_name,
-                             **{f"shm_{k}": v for k, v in s.shm.counters().items()}})
+            body.update(self._shm.stream_stats(s))
             summ = self.recorder.stream_summary(s.stream_id)
             body.update({f"service_{k}": v for k, v in summ.items()})
         self._send(route, encode_stats(body, stream_id=header.stream_id, seq=header.round,
@@ -640,6 +638,8 @@ class Server:
             "streams_timed_out": c.streams_timed_out, "builds": c.builds,
             "shm_streams_open": sum(s.shm is not None for s in self._streams.values()),
             "shm_streams_opened": self._shm.opened,
+            "shm_syndrome_packets": c.shm_syndrome_packets,
+            "shm_records_lost": c.shm_records_lost,
             "service_count": summ["count"],
             **{f"service_{k}": v for k, v in summ.items() if k != "count"},
             "cpu_affinity": cpus,

@@ -23,25 +23,43 @@ Live metrics of a ring stream
     folds each live loop's progress in from housekeeping, from the STATS handler just
     before it answers, and once more when the stream closes (after the loop was joined):
     the deltas of the totals go into :class:`~qecd.transport.metrics.ServerCounters`
-    (``rounds_received``, ``corrections_sent``, and ring ERRORs under the code
-    :data:`SHM_ERRORS`, since the loop counts them without their codes) and into the
-    stream's session (``rounds_received``, ``corrections_sent``, ``errors_sent``,
-    ``next_round``); the new records go into the
+    (``rounds_received``, ``corrections_sent``, ring ERRORs under the code
+    :data:`SHM_ERRORS`, since the loop counts them without their codes, and
+    ``shm_syndrome_packets``) and into the stream's session (``rounds_received``,
+    ``corrections_sent``, ``errors_sent``, ``next_round``); the new records go into the
     :class:`~qecd.transport.metrics.ServiceRecorder` as one entry per packet, under the
     stream's id: ``service_ns`` is the packet's service time as the loop measured it (ring
     receive to the last reply's doorbell, or to the round stored; charged to the packet's
     last round), ``decode_ns`` the same time when the packet triggered a decode, else 0
     (the loop does not time the decode apart). The client library sends one round per
-    packet, so entries and rounds then coincide; a loop stops recording when its
-    ``record_capacity`` packets are full while it keeps serving, so after that the
-    service-time count falls behind the rounds. Every quantity is folded as a delta from
+    packet, so entries and rounds then coincide. Every quantity is folded as a delta from
     what was folded before, so nothing is counted twice. The loop publishes only the next
     round it expects, not the first uncommitted one; ``next_round`` stands for both
     (``rounds_committed`` in STATS), as it always has at close.
 
+The loop's record ring
+    A loop records every packet it serves, for its whole life, into a ring of
+    ``record_capacity`` slots (packet ``k`` in slot ``k % record_capacity``, the count
+    published after the slot, see :func:`~qecd.transport.shm_stream.record_packet`). A
+    fold copies the packets served since the previous fold, oldest first
+    (:func:`ring_records`). When more than ``record_capacity`` of them were served in
+    between (the housekeeping fold fell behind), the oldest are already overwritten: they
+    are counted, not copied, in ``shm_records_lost`` (STATS of the server and of the
+    stream, ``qecd_shm_records_lost_total``), and the service-time count falls behind the
+    rounds by as many. The loop keeps writing while the fold copies, so the fold reads the
+    count again after copying and keeps only what the loop cannot have touched since.
+
+Packets
+    ``packets_received`` counts ZeroMQ packets only. A ring loop counts no packets as such:
+    its records count the SYNDROME packets it processed (``shm_syndrome_packets``, kept
+    plus lost records), while the HEARTBEATs and BYEs it answers and the packets it
+    rejects (an ERROR each, besides ERRORs about valid packets) leave no count.
+
 A region is never unmapped under a running loop: a loop that has not returned after its
-stop request (e.g. still being compiled) is kept as a *zombie* and released from
-housekeeping once it has, and the server joins every zombie before it closes.
+stop request (e.g. still being compiled, or still serving a client that keeps its ring
+busy) is kept as a *zombie*; housekeeping goes on folding its progress into the counters
+(not into the closed session's STATS) and releases it, after one last fold, once it has
+returned, and the server joins every zombie before it closes.
 
 :class:`ShmStreams` holds that state for the :class:`~qecd.transport.server.Server`; the
 server keeps the stream table and sends every ZeroMQ reply. The whole life of a ring stream
@@ -59,12 +77,65 @@ import numpy as np
 from qecd.transport.metrics import ServerCounters, ServiceRecorder
 from qecd.transport.session import StreamPlan, StreamSession
 
-__all__ = ["ShmStreams", "SHM_ERRORS"]
+__all__ = ["ShmStreams", "SHM_ERRORS", "ring_records"]
 
 log = logging.getLogger("qecd.server")
 
 #: ``errors_by_code`` key of ERRORs a ring loop sent (the loop counts them, not their codes)
 SHM_ERRORS = "shm_ring"
+
+
+def _ring_copy(arr: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """A copy of entries ``start .. stop-1`` (packet numbers, at most ``len(arr)`` of them)
+    of the ring ``arr``, oldest first."""
+    cap = arr.shape[0]
+    a, b = start % cap, stop % cap
+    if stop == start:
+        return arr[:0].copy()
+    if a < b:
+        return arr[a:b].copy()
+    return np.concatenate([arr[a:], arr[:b]])
+
+
+def ring_records(srv, start: int) -> tuple[int, int, np.ndarray, np.ndarray]:
+    """Copy a ring loop's records of the packets it served from packet ``start`` on.
+
+    Safe while the loop runs: the count is read first (the records below it are complete),
+    the slots are copied, then the count is read again, and only records the loop cannot
+    have started to overwrite by then are kept. While the loop runs, the slot of packet
+    ``n - capacity`` (``n`` the count re-read) may be half written with packet ``n``, so
+    records are kept from ``n - capacity + 1`` on; once the loop has returned, the whole
+    ring is. The reads are plain numpy loads, kept in program order by x86-64 (TSO); the
+    loop publishes the count with a release store.
+
+    Parameters
+    ----------
+    srv : ShmStreamServer
+        The loop's owner (its ``rec_service``, ``rec_flags``, ``rec_n`` and
+        ``is_running()`` are read).
+    start : int
+        The first packet (counted from 0 over the loop's life) not copied before.
+
+    Returns
+    -------
+    first, stop : int
+        The records returned are those of packets ``first .. stop-1``; those of packets
+        ``start .. first-1`` are lost (overwritten before they could be copied).
+    service_ns : numpy.ndarray
+        int64, ``stop - first``: each packet's service time, oldest first.
+    decoded : numpy.ndarray
+        uint8 0/1, ``stop - first``: the packet triggered a decode.
+    """
+    live = srv.is_running()  # before the reads: a loop that has returned writes no more
+    cap = srv.rec_service.shape[0]
+    stop = int(srv.rec_n[0])
+    lo = min(max(start, stop - cap), stop)
+    service = _ring_copy(srv.rec_service, lo, stop)
+    decoded = _ring_copy(srv.rec_flags, lo, stop)
+    first = lo
+    if live:
+        first = min(stop, max(lo, int(srv.rec_n[0]) - cap + 1))
+    return first, stop, service[first - lo:], decoded[first - lo:]
 
 
 @dataclass
@@ -74,7 +145,8 @@ class _Folded:
     rounds: int = 0
     errors: int = 0
     corrections: int = 0
-    records: int = 0
+    records: int = 0  # packets whose record was copied or counted lost
+    lost: int = 0  # of those, records overwritten before a fold could copy them
 
 
 class ShmStreams:
@@ -83,12 +155,17 @@ class ShmStreams:
     Parameters
     ----------
     counters : ServerCounters
-        Where the loops' rounds, corrections and ERRORs are added as they are served, and
-        where a failed cleanup counts as drop ``internal_exception``.
+        Where the loops' rounds, corrections, ERRORs, SYNDROME packets and lost records are
+        added as they are served, and where a failed cleanup counts as drop
+        ``internal_exception``.
     recorder : ServiceRecorder
         Where the loops' per-packet service times are copied.
     record_capacity : int
-        Packets whose service time each loop records.
+        Slots of each loop's record ring (packets served between two folds beyond it lose
+        their record).
+    join_timeout_s : float
+        How long :meth:`close` waits for a stopped loop to return before it keeps the loop
+        as a zombie (the server's loop thread waits that long).
 
     Attributes
     ----------
@@ -97,12 +174,15 @@ class ShmStreams:
     """
 
     def __init__(self, counters: ServerCounters, recorder: ServiceRecorder, *,
-                 record_capacity: int) -> None:
+                 record_capacity: int, join_timeout_s: float = 2.0) -> None:
         self.counters = counters
         self.recorder = recorder
         self.record_capacity = record_capacity
+        self.join_timeout_s = join_timeout_s
         self.opened = 0
-        self._zombies: list = []  # stopped loops whose thread had not returned yet
+        # stream id -> (session, loop) of loops stopped and not released yet: normally only
+        # for the moment of close; longer for a loop whose thread had not returned (zombie)
+        self._stopped: dict[int, tuple[StreamSession, object]] = {}
         self._folded: dict[int, _Folded] = {}  # stream id -> progress already counted
 
     def start(self, plan: StreamPlan, sid: int, want_faults: bool):
@@ -129,22 +209,38 @@ class ShmStreams:
         self.opened += 1
         self._folded[s.stream_id] = _Folded()
 
+    @property
+    def zombies(self) -> int:
+        """Stopped loops whose thread has not returned yet (their regions stay mapped)."""
+        return len(self._stopped)
+
     def close(self, s: StreamSession) -> dict | None:
-        """Stop, join and unlink a stream's ring (idempotent); its loop counters, or None."""
+        """Stop, join and unlink a stream's ring (idempotent); its loop counters, or None.
+        A loop that has not returned within ``join_timeout_s`` becomes a zombie: its
+        progress goes on being folded until it is released."""
         srv = s.shm
         if srv is None:
             return None
         srv.stop()
-        srv.join(timeout=2.0)
-        try:
-            self.fold(s)  # the rest of its progress (all of it, once the loop has returned)
-        finally:
-            s.shm = None
-            self._folded.pop(s.stream_id, None)
-            self.release(srv)
+        srv.join(timeout=self.join_timeout_s)
+        s.shm = None
+        self._stopped[s.stream_id] = (s, srv)
+        done = self._folded[s.stream_id]
+        self._retire(s.stream_id)  # the rest of its progress (all of it, if it returned)
         c = srv.counters()
         c["exit_code"] = srv.exit_code
+        c["records_lost"] = done.lost
         return c
+
+    def stream_stats(self, s: StreamSession) -> dict[str, object]:
+        """The STATS keys of a ring stream (``transport``, ``shm_region``, the loop's
+        totals as ``shm_*`` and ``shm_records_lost``); empty for a ZeroMQ stream."""
+        if s.shm is None:
+            return {}
+        done = self._folded.get(s.stream_id)
+        return {"transport": "shm", "shm_region": s.shm.region_name,
+                **{f"shm_{k}": v for k, v in s.shm.counters().items()},
+                "shm_records_lost": done.lost if done is not None else 0}
 
     def fold(self, s: StreamSession, now_ns: int | None = None) -> bool:
         """Add what the ring loop of ``s`` served since the last fold to the counters, the
@@ -154,6 +250,9 @@ class ShmStreams:
         srv, done = s.shm, self._folded.get(s.stream_id)
         if srv is None or done is None:
             return False
+        return self._fold(s, srv, done, now_ns)
+
+    def _fold(self, s: StreamSession, srv, done: _Folded, now_ns: int | None) -> bool:
         from qecd.transport.shm_stream import (
             CTL_CORRECTIONS,
             CTL_ERRORS,
@@ -161,8 +260,8 @@ class ShmStreams:
             CTL_ROUNDS,
         )
 
+        first, stop, service, decoded = ring_records(srv, done.records)
         ctl = srv.ctl
-        n_rec = int(srv.rec_n[0])  # first: records below it are complete
         next_round = int(ctl[CTL_NEXT_ROUND])
         rounds = int(ctl[CTL_ROUNDS]) - done.rounds
         errors = int(ctl[CTL_ERRORS]) - done.errors
@@ -181,27 +280,36 @@ class ShmStreams:
             s.errors_sent += errors
             done.errors += errors
         s.next_round = s.committed = next_round
-        if n_rec > done.records:
-            service = srv.rec_service[done.records:n_rec]
-            decode = np.where(srv.rec_flags[done.records:n_rec] != 0,
-                              np.maximum(service, 1), 0)
-            self.recorder.record_many(s.stream_id, service, decode)
-            done.records = n_rec
+        if stop > done.records:
+            lost = first - done.records
+            if lost:
+                c.shm_records_lost += lost
+                done.lost += lost
+            if service.size:
+                self.recorder.record_many(s.stream_id, service,
+                                          np.where(decoded != 0, np.maximum(service, 1), 0))
+            c.shm_syndrome_packets += stop - done.records
+            done.records = stop
         active = bool(rounds or errors or corrections)
         if active and now_ns is not None:
             s.last_seen_ns = now_ns
         return active
 
-    def release(self, srv) -> None:
-        """Unmap and unlink a stopped loop's region; a loop still running (e.g. still being
-        compiled) is kept and retried from housekeeping, never unmapped under it."""
-        t = srv._thread
-        if t is not None and t.is_alive():
-            if srv not in self._zombies:
-                self._zombies.append(srv)
-            return
-        if srv in self._zombies:
-            self._zombies.remove(srv)
+    def _retire(self, sid: int) -> None:
+        """Fold a stopped loop's progress; once its thread has returned (checked before the
+        fold, so that fold is its last and complete), unmap and unlink its region. A loop
+        still running is kept and retried from housekeeping, never unmapped under it."""
+        s, srv = self._stopped[sid]
+        running = srv.is_running()
+        try:
+            self._fold(s, srv, self._folded[sid], None)
+        finally:
+            if not running:
+                self._release(srv)
+                del self._stopped[sid]
+                del self._folded[sid]
+
+    def _release(self, srv) -> None:
         try:
             srv.close()  # stop + join (done) + close + unlink
         except Exception as e:  # never let one region's cleanup stop the loop
@@ -211,12 +319,13 @@ class ShmStreams:
 
     def reap(self, streams: Iterable[StreamSession],
              now_ns: int) -> list[tuple[StreamSession, str, bool]]:
-        """Housekeeping: release zombies that have returned; fold every live loop's progress
-        (:meth:`fold`), which also refreshes a stream's liveness when it served anything.
-        Returns the streams whose loop returned (client BYE over the ring, or a failure) as
-        ``(session, why, notify)`` for the server to close (which folds the rest)."""
-        for srv in list(self._zombies):
-            self.release(srv)
+        """Housekeeping: fold zombies' progress and release those that have returned; fold
+        every live loop's progress (:meth:`fold`), which also refreshes a stream's liveness
+        when it served anything. Returns the streams whose loop returned (client BYE over the
+        ring, or a failure) as ``(session, why, notify)`` for the server to close (which
+        folds the rest)."""
+        for sid in list(self._stopped):
+            self._retire(sid)
         shm_streams = [s for s in streams if s.shm is not None]
         if not shm_streams:
             return []
@@ -225,8 +334,7 @@ class ShmStreams:
         ended = []
         for s in shm_streams:
             srv = s.shm
-            t = srv._thread
-            if t is not None and not t.is_alive():
+            if not srv.is_running():
                 code = srv.exit_code
                 if code == EXIT_BYE:  # the loop already answered BYE over the ring
                     ended.append((s, "client BYE over the shared-memory ring", False))
@@ -243,7 +351,8 @@ class ShmStreams:
                 self.fold(s, now_ns)
 
     def join_zombies(self, timeout_s: float = 5.0) -> None:
-        """Wait for every stopped loop still running, then release its region."""
-        for srv in list(self._zombies):
+        """Wait for every stopped loop still running, then fold the rest of its progress
+        and release its region (one still running after ``timeout_s`` stays a zombie)."""
+        for sid, (_, srv) in list(self._stopped.items()):
             srv.join(timeout=timeout_s)
-            self.release(srv)
+            self._retire(sid)
