@@ -310,3 +310,31 @@ def test_async_client_serves_two_streams_concurrently():
 
     with running_server() as server:
         assert asyncio.run(run(server.endpoints[0])) == (True, True)
+
+
+def test_close_while_the_loop_thread_serves_leaves_the_closing_to_that_thread():
+    """As after a stop() whose wait timed out: close() from another thread must not touch
+    the socket or the streams under the loop; the loop shuts down and closes the server."""
+    server = Server(ServerConfig(binds=("tcp://127.0.0.1:0",), drain_s=0.2,
+                                 shutdown_linger_ms=100))
+    thread = server.start_thread()
+    try:
+        with Client(server.endpoints[0], timeout_s=10) as client:
+            stream = client.open_stream("repetition:d=3,r=2,p=0.01")
+            for size in stream.slice_sizes:
+                stream.send_round(np.zeros(size, np.uint8))
+            stream.recv_correction(5)
+            server.close()  # the loop thread is serving: it does the closing
+            thread.join(30)
+            assert not thread.is_alive()
+            bye = client.recv(timeout_s=5, raise_errors=False)  # shutdown said BYE
+            assert bye.msg_type == MsgType.BYE and bye.stream_id == stream.stream_id
+        assert "internal_exception" not in server.counters.dropped
+        assert server.counters.streams_open == 0
+        sock = zmq.Context.instance().socket(zmq.ROUTER)
+        try:
+            sock.bind(server.endpoints[0])  # the port is free again
+        finally:
+            sock.close(0)
+    finally:
+        server.stop()

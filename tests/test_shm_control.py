@@ -464,3 +464,31 @@ def test_a_loop_still_serving_after_its_stream_closed_is_folded_until_released()
     assert (whole["service_count"], whole["shm_syndrome_packets"],
             whole["shm_records_lost"]) == (served, served, 0)
     assert "internal_exception" not in whole["dropped"]
+
+
+def test_close_while_the_server_loop_runs_leaves_its_rings_to_the_loop_thread():
+    """close() from another thread while serve() still runs (as after a stop() whose wait
+    timed out) must not fold or release rings under the loop thread: the loop shuts down,
+    folds each ring once more and closes the server itself."""
+    exp = build_experiment(SPEC)
+    dets, _ = exp.sample(50, seed=3)
+    rounds = 50 * exp.layout.num_rounds
+    server = Server(ServerConfig(binds=("tcp://127.0.0.1:0",), drain_s=0.2,
+                                 shutdown_linger_ms=100, record_capacity=1 << 14,
+                                 limits=SessionLimits(timeout_ms=300_000)))
+    thread = server.start_thread()
+    try:
+        with Client(server.endpoints[0], timeout_s=10) as client:
+            cli = client.open_shm_stream(SPEC)
+            assert cli.stream_shots(dets, timeout_s=20).lost == 0
+            assert cli.ping(1).size == 1
+            server.close()  # the loop thread is still serving: it closes the server
+            thread.join(30)
+            assert not thread.is_alive() and not _exists(cli.accept.shm_region)
+            cli.close()
+        c = server.counters
+        assert (c.rounds_received, c.shm_syndrome_packets, server.recorder.count) == (
+            rounds, rounds, rounds)
+        assert "internal_exception" not in c.dropped and c.streams_open == 0
+    finally:
+        server.stop()

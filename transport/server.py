@@ -53,6 +53,9 @@ Shutdown policy (SIGINT/SIGTERM, or :meth:`Server.request_shutdown`)
     ``SYNDROMES_DROPPED`` naming the range, and every stream an unsolicited BYE
     (``round`` = next expected round, ``timestamp_ns`` 0). The socket then lingers up to
     ``shutdown_linger_ms`` so these last messages leave; on every other close it lingers 0.
+    When :meth:`Server.stop` gives up waiting for the loop thread, :meth:`Server.close`
+    leaves the closing to that thread (it owns the socket, the streams and their rings),
+    which closes the server as it returns.
 
 Liveness
     Any packet from a stream's owner refreshes it; a stream silent for ``timeout_ms`` is
@@ -168,6 +171,11 @@ class Server:
         self._auth = None
         self._closed = False
         self._thread: threading.Thread | None = None
+        # serve() and close() agree under this lock on who closes: while serve() runs, a
+        # close() from another thread only marks the close as due and serve() does it
+        self._close_lock = threading.Lock()
+        self._serving: threading.Thread | None = None  # the thread inside serve()
+        self._close_due = False
         sock = self._ctx.socket(zmq.ROUTER)
         try:
             sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
@@ -241,10 +249,28 @@ class Server:
         self.close()
 
     def close(self) -> None:
-        """Release sockets, threads and the context (LINGER 0). Idempotent."""
-        if self._closed:
+        """Release sockets, threads and the context (LINGER 0). Idempotent.
+
+        While :meth:`serve` still runs on another thread (a :meth:`stop` whose wait timed
+        out), this only asks it to shut down and leaves the closing to it: that thread owns
+        the socket, the stream table and the shared-memory loops, so closing them from here
+        would race it. It closes the server when it returns.
+        """
+        with self._close_lock:
+            if self._closed:
+                return
+            serving = self._serving
+            deferred = serving is not None and serving is not threading.current_thread()
+            if deferred:
+                self._close_due = True
+            else:
+                self._closed = True
+        if deferred:
+            self.request_shutdown()
+            log.warning("close_deferred", extra={"qecd": {
+                "reason": "the loop thread is still running; it closes the server when it "
+                          "returns", "streams_open": len(self._streams)}})
             return
-        self._closed = True
         for s in list(self._streams.values()):  # the loop did not get to shut down
             self._shm.close(s)
         self._shm.join_zombies()
@@ -270,7 +296,11 @@ class Server:
     # -- the loop -------------------------------------------------------------------------
     def serve(self) -> None:
         """Serve until :meth:`request_shutdown`, then shut down gracefully (see module
-        docs). Blocking; call from one thread only."""
+        docs). Blocking; call from one thread only. Returns at once after :meth:`close`."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._serving = threading.current_thread()
         poller = zmq.Poller()
         poller.register(self._sock, zmq.POLLIN)
         poller.register(self._wake_r.fileno(), zmq.POLLIN)
@@ -299,8 +329,13 @@ class Server:
                     time.sleep(0.001)  # never spin hot on a persistent failure
             self._shutdown()
         finally:
-            if not self._closed:
-                self._sock.close(0)
+            with self._close_lock:
+                self._serving = None
+                close_due = self._close_due
+                if not close_due:
+                    self._sock.close(0)  # a no-op after _shutdown closed it with linger
+            if close_due:
+                self.close()
 
     def _drain_wake(self) -> None:
         try:
