@@ -692,9 +692,9 @@ class Server:
             self._close(s, f"owner silent for more than {self.limits.timeout_ms} ms",
                         notify=True)
         self.recorder.fold()  # after the ring streams' records came in
-        if self._error_log.flush(now_ns):
-            self._errors.prune(now_ns)
-            self._stats.prune(now_ns)
+        self._error_log.flush(now_ns)
+        self._errors.prune(now_ns)  # each does the work once per second at most
+        self._stats.prune(now_ns)
 
     def _shutdown(self) -> None:
         self._shutting_down = True
