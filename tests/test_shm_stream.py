@@ -247,3 +247,12 @@ def test_records_are_a_ring_of_the_latest_packets(served):
     assert len(rec["service_ns"]) == 64 and (rec["service_ns"] > 0).all()
     # oldest first: the final round of every shot triggers the decode, and 200 % 4 == 0
     assert rec["decoded"].tolist() == [0, 0, 0, 1] * 16
+
+
+def test_client_gives_up_when_the_server_stops_reading(served):
+    exp, srv, cli = served("surface:d=3,r=3,p=0.01")
+    srv.stop()
+    srv.join(5)
+    dets, _ = exp.sample(100, seed=13)  # 400 packets > 64 slots: the ring fills
+    res = cli.stream_shots(dets, timeout_s=0.5)
+    assert res.status == -4 and res.received == 0

@@ -207,7 +207,9 @@ class ShmStreamServer:
     def records(self) -> dict[str, np.ndarray]:
         """Per-packet records so far, oldest first: service ns, lag ns, decode flag. The
         arrays are a ring of ``record_capacity`` packets: once more were served, these are
-        the latest ``record_capacity`` (``records_total`` says how many there were)."""
+        the latest ``record_capacity`` (``records_total`` says how many there were). Read
+        them after the loop returned (:meth:`join`); a running loop's records are read with
+        :func:`qecd.transport.shm_streams.ring_records`."""
         n = int(self.rec_n[0])
         cap = self.rec_service.shape[0]
         order = np.arange(max(0, n - cap), n) % cap
@@ -248,7 +250,7 @@ class StreamResult:
     errors: int
     lost: int
     duplicated: int
-    status: int
+    status: int  # 0; -3 corrections still missing at the timeout; -4 request ring stayed full
 
     @property
     def reaction_ns(self) -> np.ndarray:

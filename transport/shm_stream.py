@@ -240,7 +240,9 @@ def record_packet(rec_service, rec_lag, rec_flags, rec_n, t0, ts, decoded):
     are a ring: packet ``k`` (counting from 0 over the loop's life) goes to slot
     ``k % capacity``, and ``rec_n[0]`` (the count, published with a release store after the
     slot is written) never stops growing, so a reader that last read up to ``j`` finds
-    packets ``j..rec_n[0]-1`` complete, minus any older than ``rec_n[0] - capacity``."""
+    packets ``j..rec_n[0]-1`` complete, minus any older than ``rec_n[0] - capacity + 1``
+    (while the loop runs, the slot of packet ``rec_n[0] - capacity`` may be half-way
+    through being overwritten by packet ``rec_n[0]``)."""
     k = rec_n[0]
     i = k % rec_service.shape[0]
     rec_service[i] = monotonic_ns() - t0
@@ -407,7 +409,8 @@ def client_stream_kernel(words, buf, tx_off, rx_off, n_slots, slot_size, packets
     ``corr_*`` at index ``n_corr[0]`` (observables unpacked into ``corr_obs``;
     ``corr_round``: the header's round, the last round of the packet that triggered it),
     ERRORs count in ``n_errors[0]``.
-    Returns 0, or -3 when the wait for corrections timed out.
+    Returns 0, -3 when the wait for corrections timed out, or -4 when the request ring stayed
+    full for ``timeout_ns`` (the server stopped reading).
     """
     n_pkt = pkt_ptr.shape[0] - 1
     n_obs = corr_obs.shape[1]
@@ -424,11 +427,17 @@ def client_stream_kernel(words, buf, tx_off, rx_off, n_slots, slot_size, packets
             ts = monotonic_ns()
         _put_u64(packets, p0 + 24, ts)
         send_ns[k] = ts
+        full_since = 0
         while ring_try_send(words, buf, tx_off, n_slots, slot_size, packets[p0:p0 + ln],
                             ln) != 0:
             _drain(words, buf, rx_off, n_slots, slot_size, rx_buf, corr_first, corr_last,
                    corr_obs, corr_recv_ns, corr_ts, corr_service, corr_round, n_corr,
                    n_errors, n_obs)
+            now = monotonic_ns()
+            if full_since == 0:
+                full_since = now
+            elif now - full_since > timeout_ns:
+                return -4  # the ring stayed full: the server stopped reading
             cpu_relax()
         write_ns[k] = monotonic_ns()
         _drain(words, buf, rx_off, n_slots, slot_size, rx_buf, corr_first, corr_last,
