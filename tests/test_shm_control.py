@@ -172,6 +172,7 @@ def test_silent_shm_stream_times_out():
 def _ring_server(**kw):
     kw = {"drain_s": 0.2, "shutdown_linger_ms": 100, "housekeeping_s": 0.02,
           "record_capacity": 1 << 14, "limits": SessionLimits(timeout_ms=300_000), **kw}
+    kw.setdefault("shm_record_capacity", kw["record_capacity"])  # the loops' ring: same size
     srv = Server(ServerConfig(binds=("tcp://127.0.0.1:0",), **kw))
     srv.start_thread()
     try:

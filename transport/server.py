@@ -215,7 +215,7 @@ class Server:
         self._error_log = ErrorSummary(log)
         self._t0 = time.perf_counter_ns()
         self._shm = ShmStreams(self.counters, self.recorder,
-                               record_capacity=config.record_capacity)
+                               record_capacity=config.shm_record_capacity)
         self._handlers = {
             MsgType.HELLO: self._on_hello, MsgType.HEARTBEAT: self._on_heartbeat,
             MsgType.STATS: self._on_stats, MsgType.BYE: self._on_bye,

@@ -43,6 +43,11 @@ class ServerConfig:
         Distinct decoder plans being built at once before HELLO gets SERVER_BUSY.
     record_capacity : int
         Rounds kept raw in the service-time ring.
+    shm_record_capacity : int
+        Packets each shared-memory loop's own record ring holds between two housekeeping
+        folds into the service-time ring (the default, 2^18 with 17 bytes each = 4.5 MB per
+        stream, covers 0.26 s of a 1 µs cycle: more than twice ``housekeeping_s``); packets
+        overwritten before a fold are counted in ``shm_records_lost``.
     curve : CurveServerKeys or None
         CURVE encryption and allow-list authentication; None = plain.
     drain_s, shutdown_linger_ms : float, int
@@ -68,6 +73,7 @@ class ServerConfig:
     stats_budget_per_s: int = 100
     max_pending_builds: int = 8
     record_capacity: int = 1 << 20
+    shm_record_capacity: int = 1 << 18
     curve: CurveServerKeys | None = None
     drain_s: float = 2.0
     shutdown_linger_ms: int = 1000
