@@ -493,3 +493,78 @@ def test_close_while_the_server_loop_runs_leaves_its_rings_to_the_loop_thread():
         assert "internal_exception" not in c.dropped and c.streams_open == 0
     finally:
         server.stop()
+
+
+def _gated_create(server):
+    """Make the server's ring creation wait for ``gate`` (on its build worker)."""
+    entered, gate, made = threading.Event(), threading.Event(), threading.Event()
+    real = server._shm.create
+
+    def create(*a, **kw):
+        entered.set()
+        assert gate.wait(30)
+        try:
+            return real(*a, **kw)
+        finally:
+            made.set()
+
+    server._shm.create = create
+    return entered, gate, made
+
+
+def test_a_ring_being_created_does_not_hold_up_other_clients(server):
+    """The slow part of a ring HELLO (compiled decoder, region, kernels) runs on the build
+    worker: while it is blocked, another client's HEARTBEAT is answered."""
+    entered, gate, _ = _gated_create(server)
+    out: dict = {}
+
+    def open_ring():
+        with Client(server.endpoints[0], timeout_s=30) as c:
+            cli = c.open_shm_stream(SPEC)
+            out["region"] = cli.accept.shm_region
+            out["ok"] = _exists(cli.accept.shm_region)
+            c.bye(cli.accept.stream_id)
+            cli.close()
+
+    t = threading.Thread(target=open_ring)
+    t.start()
+    try:
+        assert entered.wait(30)
+        with Client(server.endpoints[0], timeout_s=5) as other:
+            assert other.heartbeat() > 0  # the loop is free while the ring is being made
+            assert other.stats()["streams_open"] == 0
+    finally:
+        gate.set()
+        t.join(60)
+    assert out.get("ok") is True and not _exists(out["region"])
+
+
+def test_shutdown_while_a_ring_is_being_created_releases_it():
+    srv = Server(ServerConfig(binds=("tcp://127.0.0.1:0",), drain_s=0.2,
+                              shutdown_linger_ms=100, record_capacity=1 << 14,
+                              limits=SessionLimits(timeout_ms=300_000)))
+    srv.start_thread()
+    entered, gate, made = _gated_create(srv)
+    before = {n for n in os.listdir("/dev/shm") if n.startswith(f"qecd-{os.getpid()}-")}
+    errors: list = []
+
+    def open_ring():
+        with Client(srv.endpoints[0], timeout_s=30) as c:
+            try:
+                c.open_shm_stream(SPEC)
+            except ServerError as e:
+                errors.append(e.code)
+
+    t = threading.Thread(target=open_ring)
+    t.start()
+    try:
+        assert entered.wait(30)
+        srv.stop()
+    finally:
+        gate.set()
+        t.join(60)
+    assert errors == [P.ErrorCode.SHUTTING_DOWN]
+    assert made.wait(30)  # the worker finished creating it; the server must release it
+    mine = lambda: {n for n in os.listdir("/dev/shm")  # noqa: E731
+                    if n.startswith(f"qecd-{os.getpid()}-")}
+    assert _wait(lambda: mine() <= before), "the ring created after shutdown outlived it"

@@ -1,7 +1,9 @@
 """Decoder plans built off the loop thread, and the HELLOs waiting for each.
 
 A HELLO whose plan is cached is answered at once; any other starts (or joins) a build of its
-:class:`~qecd.transport.session.PlanKey` on one worker thread and waits. The server's loop
+:class:`~qecd.transport.session.PlanKey` on one worker thread and waits. Other slow set-up
+work (a shared-memory stream's compiled decoder and region) runs on the same worker as a
+*job* (:meth:`PlanBuilds.run_job`). The server's loop
 collects finished builds when the worker's done-callback wakes it (housekeeping is the
 safety net) and answers every waiting HELLO. A build competes with the loop for the GIL, so
 while one is pending the interpreter's switch interval is lowered (``build_switch_interval_s``
@@ -84,15 +86,37 @@ class PlanBuilds:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qecd-build")
         self._builds: dict[PlanKey, Future] = {}
         self._waiting: dict[PlanKey, list[PendingHello]] = {}
+        self._jobs: list[tuple[object, Future, Callable[[object], None]]] = []
         self._saved_interval: float | None = None
 
     def __bool__(self) -> bool:
-        """True while any build is pending."""
-        return bool(self._builds)
+        """True while any build or job is pending."""
+        return bool(self._builds) or bool(self._jobs)
 
     def waiting_count(self) -> int:
-        """HELLOs waiting for a plan (they count against ``max_streams``)."""
-        return sum(len(w) for w in self._waiting.values())
+        """HELLOs waiting for a plan or a job (they count against ``max_streams``)."""
+        return sum(len(w) for w in self._waiting.values()) + len(self._jobs)
+
+    def run_job(self, tag: object, fn: Callable[[], object],
+                discard: Callable[[object], None]) -> None:
+        """Run ``fn()`` on the worker (after the builds queued before it); :meth:`collect_jobs`
+        hands back ``(tag, result, exception)`` once it is done. ``discard(result)`` is
+        called for a result nobody will collect (the job finished after :meth:`cancel`)."""
+        fut = self._executor.submit(fn)
+        fut.add_done_callback(lambda _f: self._on_done())
+        self._jobs.append((tag, fut, discard))
+
+    def collect_jobs(self) -> list[tuple[object, object, BaseException | None]]:
+        """Finished jobs: ``(tag, result, None)`` or ``(tag, None, exception)``."""
+        out, keep = [], []
+        for tag, fut, discard in self._jobs:
+            if not fut.done():
+                keep.append((tag, fut, discard))
+                continue
+            exc = fut.exception()
+            out.append((tag, None if exc is not None else fut.result(), exc))
+        self._jobs = keep
+        return out
 
     def submit(self, key: PlanKey, hello: Hello, pending: PendingHello) -> bool:
         """Queue ``pending`` behind the build of ``key``, starting the build if none is
@@ -141,13 +165,20 @@ class PlanBuilds:
             out.append((waiting, plan, err))
         return out
 
-    def cancel(self) -> list[PendingHello]:
-        """Cancel every pending build (shutdown); returns the HELLOs that were waiting."""
+    def cancel(self) -> list:
+        """Cancel every pending build and job (shutdown); returns the HELLOs that were
+        waiting for a build and the tags of the jobs."""
         self.restore_switch_interval()
-        waiting: list[PendingHello] = []
+        waiting: list = []
         for key in list(self._builds):
             self._builds.pop(key).cancel()
             waiting += self._waiting.pop(key, [])
+        for tag, fut, discard in self._jobs:
+            waiting.append(tag)
+            if not fut.cancel():  # running or done: its result is released, never used
+                fut.add_done_callback(
+                    lambda f, d=discard: d(f.result()) if f.exception() is None else None)
+        self._jobs = []
         return waiting
 
     def restore_switch_interval(self) -> None:

@@ -528,6 +528,7 @@ class Server:
         self._builds.submit(key, hello, pending)
 
     def _collect_builds(self) -> None:
+        self._collect_shm_jobs()
         for waiting, plan, err in self._builds.collect():
             for p in waiting:
                 if err is None and self._shutting_down:
@@ -547,18 +548,46 @@ class Server:
     def _open(self, plan: StreamPlan, p: PendingHello) -> None:
         sid = self._next_id
         self._next_id += 1
-        shm = None
-        if p.transport == "shm":
-            try:
-                shm = self._shm.start(plan, sid, p.want_faults)
-            except Exception as e:
+        if p.transport == "shm":  # the slow part (decoder, region, kernels) on the worker
+            self._builds.run_job((p, plan, sid),
+                                 lambda: self._shm.create(plan, sid, p.want_faults),
+                                 lambda srv: srv.close())
+            return
+        self._register(plan, p, sid, None)
+
+    def _collect_shm_jobs(self) -> None:
+        """Answer the ring HELLOs whose loop the worker has created: start it and ACCEPT,
+        or release it and answer the error."""
+        for (p, plan, sid), srv, exc in self._builds.collect_jobs():
+            err = None
+            if exc is not None:
                 self.counters.drop("internal_exception")
-                log.error("shm_open_failed", exc_info=e, extra={"qecd": {"stream_id": sid}})
-                self._reply_error(p.route, p.owner, ProtocolError(
-                    ErrorCode.INTERNAL, f"internal server error while creating the "
-                    f"shared-memory stream ({type(e).__name__}: {str(e)[:200]})"), p.head, None,
-                    time.perf_counter_ns())
-                return
+                log.error("shm_open_failed", exc_info=exc, extra={"qecd": {"stream_id": sid}})
+                err = ProtocolError(ErrorCode.INTERNAL, f"internal server error while creating "
+                                    f"the shared-memory stream ({type(exc).__name__}: "
+                                    f"{str(exc)[:200]})")
+            elif self._shutting_down:
+                err = ProtocolError(ErrorCode.SHUTTING_DOWN, "HELLO: the server is shutting "
+                                    "down and opens no new streams")
+            if err is None:
+                try:
+                    self._shm.start_created(srv)
+                except Exception as e:
+                    self.counters.drop("internal_exception")
+                    log.error("shm_open_failed", exc_info=e, extra={"qecd": {"stream_id": sid}})
+                    err = ProtocolError(ErrorCode.INTERNAL, f"internal server error while "
+                                        f"starting the shared-memory stream "
+                                        f"({type(e).__name__})")
+                    srv = None
+            if err is not None:
+                if srv is not None:
+                    srv.close()
+                self._reply_error(p.route, p.owner, err, p.head, None, time.perf_counter_ns())
+                continue
+            self._register(plan, p, sid, srv)
+
+    def _register(self, plan: StreamPlan, p: PendingHello, sid: int, shm) -> None:
+        """Open stream ``sid`` (its ring loop ``shm`` already started, or None) and ACCEPT."""
         s = StreamSession(sid, plan, owner=p.owner, route=p.route, want_faults=p.want_faults,
                           limits=self.limits, now_ns=time.perf_counter_ns())
         s.shm = shm
@@ -702,7 +731,8 @@ class Server:
         deadline = time.perf_counter_ns() + int(self.config.drain_s * _SEC)
         while time.perf_counter_ns() < deadline and self._read_batch():
             pass
-        for p in self._builds.cancel():  # HELLOs still waiting for a plan
+        for w in self._builds.cancel():  # HELLOs still waiting for a plan or a ring
+            p = w if isinstance(w, PendingHello) else w[0]  # a ring job: (hello, plan, sid)
             self._reply_error(p.route, p.owner, ProtocolError(
                 ErrorCode.SHUTTING_DOWN, "HELLO: the server is shutting down"),
                 p.head, None, 0)

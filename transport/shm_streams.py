@@ -2,7 +2,9 @@
 
 Shared-memory streams (HELLO ``transport="shm"``, any decoder)
     The control channel stays ZeroMQ: HELLO builds (or reuses) the plan as usual, then the
-    server compiles the plan's decoder for a Numba loop (``uf``: the whole window engine,
+    server's build worker (not its loop thread: this takes tens to hundreds of ms for large
+    codes, and other streams keep being served meanwhile) compiles the plan's decoder for a
+    Numba loop (``uf``: the whole window engine,
     :class:`~qecd.decoder.compiled_stream.CompiledStream`; any other backend: a fork of the
     plan's stream decoder, which the loop calls from Python only when a window is due, see
     :mod:`qecd.transport.shm_host_loop`; those decodes hold the GIL, so they compete with
@@ -185,23 +187,33 @@ class ShmStreams:
         self._stopped: dict[int, tuple[StreamSession, object]] = {}
         self._folded: dict[int, _Folded] = {}  # stream id -> progress already counted
 
-    def start(self, plan: StreamPlan, sid: int, want_faults: bool):
-        """A started ShmStreamServer for a new stream (its own decoder state: a compiled uf
-        plan's scratch buffers are per loop; other backends get a fork of the plan)."""
+    def create(self, plan: StreamPlan, sid: int, want_faults: bool):
+        """A ShmStreamServer for a new stream, not started: its own decoder state (a
+        compiled uf plan's scratch buffers are per loop; other backends get a fork of the
+        plan), its region and its kernels loaded. This is the slow part (tens to hundreds of
+        ms for large codes), so the server runs it on its build worker, not its loop."""
         from qecd.decoder.compiled_stream import CompiledStream
         from qecd.transport.shm_service import ShmStreamServer
 
         sd = plan.decoder
         dec = CompiledStream(sd) if sd.backend == "uf" else plan.fork()
-        srv = ShmStreamServer(dec, stream_id=sid,
-                              want_faults=want_faults,
-                              record_capacity=self.record_capacity,
-                              idle_timeout_s=0.0)  # 0: no loop timeout; the server's applies
+        return ShmStreamServer(dec, stream_id=sid, want_faults=want_faults,
+                               record_capacity=self.record_capacity,
+                               idle_timeout_s=0.0)  # 0: no loop timeout; the server's applies
+
+    @staticmethod
+    def start_created(srv) -> None:
+        """Start a created loop's thread (cheap); on failure its region is released."""
         try:
             srv.start()
         except BaseException:
             srv.close()
             raise
+
+    def start(self, plan: StreamPlan, sid: int, want_faults: bool):
+        """:meth:`create` then :meth:`start_created`, in the caller's thread."""
+        srv = self.create(plan, sid, want_faults)
+        self.start_created(srv)
         return srv
 
     def track(self, s: StreamSession) -> None:
