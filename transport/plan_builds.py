@@ -5,7 +5,7 @@ A HELLO whose plan is cached is answered at once; any other starts (or joins) a 
 work (a shared-memory stream's compiled decoder and region) runs on the same worker as a
 *job* (:meth:`PlanBuilds.run_job`). The server's loop
 collects finished builds when the worker's done-callback wakes it (housekeeping is the
-safety net) and answers every waiting HELLO. A build competes with the loop for the GIL, so
+safety net) and answers every waiting HELLO. A build or job competes with the loop for the GIL, so
 while one is pending the interpreter's switch interval is lowered (``build_switch_interval_s``
 of :class:`~qecd.transport.server_config.ServerConfig`) and restored once none is.
 
@@ -102,6 +102,7 @@ class PlanBuilds:
         """Run ``fn()`` on the worker (after the builds queued before it); :meth:`collect_jobs`
         hands back ``(tag, result, exception)`` once it is done. ``discard(result)`` is
         called for a result nobody will collect (the job finished after :meth:`cancel`)."""
+        self._lower_switch_interval()
         fut = self._executor.submit(fn)
         fut.add_done_callback(lambda _f: self._on_done())
         self._jobs.append((tag, fut, discard))
@@ -116,7 +117,15 @@ class PlanBuilds:
             exc = fut.exception()
             out.append((tag, None if exc is not None else fut.result(), exc))
         self._jobs = keep
+        if out and not keep and all(f.done() for f in self._builds.values()):
+            self.restore_switch_interval()
         return out
+
+    def _lower_switch_interval(self) -> None:
+        """While anything is pending on the worker, the loop gets the GIL back sooner."""
+        if self._saved_interval is None and self.switch_interval_s:
+            self._saved_interval = sys.getswitchinterval()
+            sys.setswitchinterval(self.switch_interval_s)
 
     def submit(self, key: PlanKey, hello: Hello, pending: PendingHello) -> bool:
         """Queue ``pending`` behind the build of ``key``, starting the build if none is
@@ -128,11 +137,9 @@ class PlanBuilds:
                 raise ProtocolError(ErrorCode.SERVER_BUSY, f"HELLO: expected fewer than "
                                     f"{self.max_pending} decoders being built, "
                                     "got that many: retry later")
+            self._lower_switch_interval()
             fut = self._executor.submit(self.pool.build, key, hello)
             fut.add_done_callback(lambda _f: self._on_done())
-            if not self._builds and self.switch_interval_s:
-                self._saved_interval = sys.getswitchinterval()
-                sys.setswitchinterval(self.switch_interval_s)
             self._builds[key] = fut
             self._waiting[key] = []
             self.counters.builds += 1
@@ -145,7 +152,7 @@ class PlanBuilds:
         """Finished builds: ``(waiting HELLOs, plan, None)`` or ``(waiting, None, error)``
         (the client's BAD_HELLO, or INTERNAL for a builder's own bug, counted and logged)."""
         done = [k for k, f in self._builds.items() if f.done()]
-        if done and len(done) == len(self._builds):
+        if done and len(done) == len(self._builds) and not self._jobs:
             self.restore_switch_interval()
         out = []
         for key in done:
