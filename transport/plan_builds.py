@@ -3,11 +3,11 @@
 A HELLO whose plan is cached is answered at once; any other starts (or joins) a build of its
 :class:`~qecd.transport.session.PlanKey` on one worker thread and waits. Other slow set-up
 work (a shared-memory stream's compiled decoder and region) runs on the same worker as a
-*job* (:meth:`PlanBuilds.run_job`). The server's loop
-collects finished builds when the worker's done-callback wakes it (housekeeping is the
-safety net) and answers every waiting HELLO. A build or job competes with the loop for the GIL, so
-while one is pending the interpreter's switch interval is lowered (``build_switch_interval_s``
-of :class:`~qecd.transport.server_config.ServerConfig`) and restored once none is.
+*job* (:meth:`PlanBuilds.run_job`). The server's loop collects finished builds when the
+worker's done-callback wakes it (housekeeping is the safety net) and answers every waiting
+HELLO. A build or job competes with the loop for the GIL, so while one is pending the
+interpreter's switch interval is lowered (``build_switch_interval_s`` of
+:class:`~qecd.transport.server_config.ServerConfig`) and restored once none is.
 
 Example
 -------
