@@ -25,8 +25,7 @@ def test_shm_exit_code_follows_the_budget(tmp_path, budget, code):
     # the part of the reaction time spent before the correction was on the ring is a part
     ready, reaction = r["latency_us"]["reaction_until_reply_ready"], r["latency_us"]["reaction"]
     assert ready["count"] == reaction["count"] == 300 and r["reaction_breakdown_note"] is None
-    server = r["latency_us"]["reaction_server_side"]
-    assert 0 < server["p50_us"] <= ready["p50_us"] <= reaction["p50_us"]
+    assert r["latency_us"]["reaction_server_side"]["count"] == 300
     stalls = r["platform_stalls"]["cpus"]
     assert len(stalls) == 2 and all(c["seconds"] == 0.1 for c in stalls)
     assert (tmp_path / "latency_ccdf.png").stat().st_size > 5000
@@ -89,6 +88,7 @@ def test_reaction_breakdown_is_omitted_when_records_do_not_map_to_rounds():
                                               emu, n)
     assert note is None
     assert ready.tolist() == [70 + 100, 110 + 200] and server.tolist() == [165, 305]
+    assert (server <= ready).all()  # the server side is a part: send delays are >= 0
     # one packet more than rounds (e.g. a rejected or extra packet): attribute nothing
     _, _, note = _reaction_breakdown({"lag_ns": lag, "records_total": warm + n + 1}, emu, n)
     assert note and "omitted" in note

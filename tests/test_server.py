@@ -20,6 +20,7 @@ import urllib.request
 import numpy as np
 import pytest
 import zmq
+from polling import wait_for
 
 from qecd.codes import build_experiment
 from qecd.decoder.window import StreamDecoder
@@ -312,15 +313,6 @@ def test_async_client_serves_two_streams_concurrently():
         assert asyncio.run(run(server.endpoints[0])) == (True, True)
 
 
-def _wait(cond, timeout_s=10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return cond()
-
-
 def test_stats_budget_forgets_its_peers_from_housekeeping_even_without_errors_to_log():
     with running_server(housekeeping_s=0.02) as server:
         clients = [Client(server.endpoints[0]) for _ in range(5)]
@@ -328,7 +320,7 @@ def test_stats_budget_forgets_its_peers_from_housekeeping_even_without_errors_to
             for c in clients:  # each peer gets a window in the STATS budget
                 assert c.stats()["errors_sent"] == 0
             # nothing to log (no ERROR was sent), yet the windows go once their second ends
-            assert _wait(lambda: len(server._stats) == 0, timeout_s=5)
+            assert wait_for(lambda: len(server._stats) == 0, timeout_s=5)
         finally:
             for c in clients:
                 c.close()

@@ -6,12 +6,12 @@ and service times reach STATS, Prometheus and the recorder while it is open, onc
 import contextlib
 import os
 import threading
-import time
 import urllib.request
 
 import msgpack
 import numpy as np
 import pytest
+from polling import wait_for
 
 from qecd.codes import build_experiment
 from qecd.decoder.window import StreamDecoder
@@ -29,26 +29,10 @@ def _exists(name: str) -> bool:
     return os.path.exists(f"/dev/shm/{name}")
 
 
-def _wait(cond, timeout_s=10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return cond()
-
-
 @pytest.fixture
 def server():
-    srv = Server(ServerConfig(binds=("tcp://127.0.0.1:0",), drain_s=0.2,
-                              shutdown_linger_ms=100, housekeeping_s=0.02,
-                              record_capacity=1 << 14,
-                              # generous: a cold Numba cache compiles the client's kernel
-                              # for many seconds, with the ring and ZeroMQ silent
-                              limits=SessionLimits(timeout_ms=300_000)))
-    srv.start_thread()
-    yield srv
-    srv.stop()
+    with _ring_server() as srv:
+        yield srv
 
 
 def test_protocol_shm_keys_round_trip_and_stay_optional():
@@ -92,9 +76,9 @@ def test_shm_stream_over_control_channel(server):
         assert e.value.code == P.ErrorCode.UNEXPECTED_TYPE
         # BYE over the ring: the server reaps the loop and unlinks the region
         cli.bye()
-        assert _wait(lambda: not _exists(acc.shm_region))
+        assert wait_for(lambda: not _exists(acc.shm_region))
         cli.close()
-        assert _wait(lambda: client.stats()["streams_open"] == 0)
+        assert wait_for(lambda: client.stats()["streams_open"] == 0)
         assert client.stats()["rounds_received"] == 200 * exp.layout.num_rounds
 
         # BYE over ZeroMQ for a second ring stream
@@ -152,24 +136,19 @@ def test_shutdown_unlinks_open_shm_streams():
 
 
 def test_silent_shm_stream_times_out():
-    srv = Server(ServerConfig(binds=("tcp://127.0.0.1:0",), drain_s=0.2,
-                              shutdown_linger_ms=100, housekeeping_s=0.02,
-                              record_capacity=1 << 14,
-                              limits=SessionLimits(timeout_ms=300)))
-    srv.start_thread()
-    try:
-        with Client(srv.endpoints[0], timeout_s=10) as client:
-            cli = client.open_shm_stream(SPEC)
-            name = cli.accept.shm_region
-            assert _wait(lambda: not _exists(name), 5)
-            assert client.stats()["streams_timed_out"] == 1
-            cli.close()
-    finally:
-        srv.stop()
+    with _ring_server(limits=SessionLimits(timeout_ms=300)) as srv, \
+            Client(srv.endpoints[0], timeout_s=10) as client:
+        cli = client.open_shm_stream(SPEC)
+        name = cli.accept.shm_region
+        assert wait_for(lambda: not _exists(name), 5)
+        assert client.stats()["streams_timed_out"] == 1
+        cli.close()
 
 
 @contextlib.contextmanager
 def _ring_server(**kw):
+    # the stream timeout is generous: a cold Numba cache compiles the client's kernel for
+    # many seconds, with the ring and ZeroMQ silent
     kw = {"drain_s": 0.2, "shutdown_linger_ms": 100, "housekeeping_s": 0.02,
           "record_capacity": 1 << 14, "limits": SessionLimits(timeout_ms=300_000), **kw}
     kw.setdefault("shm_record_capacity", kw["record_capacity"])  # the loops' ring: same size
@@ -200,7 +179,7 @@ def test_ring_stream_rounds_show_in_live_stats_and_count_once_after_close(teardo
             res = cli.stream_shots(dets, timeout_s=20)
             assert (res.lost, res.errors, res.status) == (0, 0, 0)
             # the stream is still open: its STATS already shows the ring's rounds
-            assert _wait(lambda: client.stats(sid)["service_count"] == rounds)
+            assert wait_for(lambda: client.stats(sid)["service_count"] == rounds)
             st = client.stats(sid)
             assert st["transport"] == "shm" and st["shm_rounds"] == rounds
             assert (st["rounds_received"], st["corrections_sent"], st["next_round"],
@@ -219,7 +198,7 @@ def test_ring_stream_rounds_show_in_live_stats_and_count_once_after_close(teardo
                 assert client.bye(sid) == rounds
             else:
                 cli.bye()
-                assert _wait(lambda: client.stats()["streams_open"] == 0)
+                assert wait_for(lambda: client.stats()["streams_open"] == 0)
             cli.close()
             whole = client.stats()
             assert whole["streams_open"] == 0
@@ -255,7 +234,7 @@ def test_ring_errors_count_live_and_once():
         cli.pair.send_bytes(gap)
         err = P.decode_error(*P.parse_packet(cli.pair.recv_bytes(timeout=5)))
         assert err.code == P.ErrorCode.ROUND_GAP and err.next_round == nxt
-        assert _wait(lambda: client.stats(acc.stream_id)["errors_sent"] == 1)
+        assert wait_for(lambda: client.stats(acc.stream_id)["errors_sent"] == 1)
         assert client.stats()["errors_by_code"] == {"shm_ring": 1}
         assert client.bye(acc.stream_id) == nxt
         cli.close()
@@ -448,14 +427,14 @@ def test_a_loop_still_serving_after_its_stream_closed_is_folded_until_released()
         feeder = threading.Thread(target=feed, daemon=True)
         feeder.start()
         try:
-            assert _wait(lambda: loop.rec_n[0] >= 200)
+            assert wait_for(lambda: loop.rec_n[0] >= 200)
             client.bye(sid)
         finally:
             halt.set()
             feeder.join(30)
         loop.join(timeout=10)
         assert not loop.is_running()
-        assert _wait(lambda: server._shm.zombies == 0 and not _exists(cli.accept.shm_region))
+        assert wait_for(lambda: server._shm.zombies == 0 and not _exists(cli.accept.shm_region))
         cli.close()
         whole = client.stats()
     served = int(loop.ctl[CTL_ROUNDS])
@@ -567,4 +546,4 @@ def test_shutdown_while_a_ring_is_being_created_releases_it():
     assert made.wait(30)  # the worker finished creating it; the server must release it
     mine = lambda: {n for n in os.listdir("/dev/shm")  # noqa: E731
                     if n.startswith(f"qecd-{os.getpid()}-")}
-    assert _wait(lambda: mine() <= before), "the ring created after shutdown outlived it"
+    assert wait_for(lambda: mine() <= before), "the ring created after shutdown outlived it"

@@ -22,6 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from numba import njit
+from polling import wait_for
 
 from qecd.transport._atomics import load_acquire, monotonic_ns_py, spin_until_equal
 from qecd.transport.shm_ring import (
@@ -70,11 +71,7 @@ def _join_or_kill(proc: mp.process.BaseProcess, timeout: float = 10.0) -> None:
 
 
 def _wait_until(pred, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.005)
+    assert wait_for(pred, timeout, poll_s=0.005), f"timed out after {timeout} s waiting for {what}"
 
 
 def _payload(i: int, n: int) -> np.ndarray:
