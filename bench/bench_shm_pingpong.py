@@ -1,7 +1,7 @@
-"""Round trip of 64-byte messages over a shared-memory :class:`~qecd.transport.shm_ring.RingPair`.
+"""Round trip of 64-byte messages over a shared-memory :class:`~qecd.transport.shm.ring.RingPair`.
 
 Two processes (``multiprocessing`` spawn): this one is the client, a child is an echo server
-whose loop runs inside Numba (:func:`qecd.transport.shm_ring.ring_recv` then ``ring_send``,
+whose loop runs inside Numba (:func:`qecd.transport.shm.ring.ring_recv` then ``ring_send``,
 busy-polling). Two client modes over the same server:
 
 ``numba``
@@ -38,10 +38,11 @@ import time
 import numpy as np
 from numba import njit
 
-from qecd import jit_cache  # noqa: E402
-from qecd.transport import _atomics, shm_ring  # noqa: E402
-from qecd.transport._atomics import clock_cost_ns, monotonic_ns
-from qecd.transport.shm_ring import (
+from qecd import _jit  # noqa: E402
+from qecd.transport.shm import atomics as _atomics  # noqa: E402
+from qecd.transport.shm import ring as shm_ring
+from qecd.transport.shm.atomics import clock_cost_ns, monotonic_ns
+from qecd.transport.shm.ring import (
     CORRUPT,
     DEFAULT_YIELD_AFTER_NS,
     OK,
@@ -52,7 +53,7 @@ from qecd.transport.shm_ring import (
     slot_size_for,
 )
 
-jit_cache.invalidate_if_changed(__file__, [_atomics.__file__, shm_ring.__file__], __name__)
+_jit.invalidate_if_changed(__file__, [_atomics.__file__, shm_ring.__file__], __name__)
 
 MESSAGE_BYTES = 64
 FLOORS_US = {  # /work/shared/design.md, "Floors measured on this machine"

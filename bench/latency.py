@@ -54,7 +54,7 @@ def _cpus(pin: bool) -> tuple[int | None, int | None]:
 def _shm_server_proc(spec, decoder, window, commit, cpu, record_capacity, n_slots, conn):
     try:
         from qecd.codes import build_experiment
-        from qecd.transport.shm_service import ShmStreamServer
+        from qecd.transport.shm.streams import ShmStreamServer
 
         exp = build_experiment(spec)
         srv = ShmStreamServer.for_experiment(exp, stream_id=1, window=window, commit=commit,
@@ -79,7 +79,7 @@ def _shm_emulator_proc(spec, decoder, window, commit, shots, seed, cycle_ns, pin
         from qecd.codes import build_experiment
         from qecd.decoder import make_decoder
         from qecd.decoder.window import StreamDecoder
-        from qecd.transport.shm_service import ShmStreamClient
+        from qecd.transport.shm.streams import ShmStreamClient
 
         exp = build_experiment(spec)
         cli = ShmStreamClient.attach(name, exp.layout, stream_id=1, corrections_per_shot=cps)
@@ -167,7 +167,7 @@ def _concat_results(parts):
     """One StreamResult from the chunks a stream was sent in (arrays joined, counts added)."""
     import dataclasses
 
-    from qecd.transport.shm_service import StreamResult
+    from qecd.transport.shm.streams import StreamResult
 
     if len(parts) == 1:
         return parts[0]
@@ -200,7 +200,7 @@ def run_latency(spec: str = "surface:d=5,p=0.001", *, decoder: str = "uf",
     ``transport="shm"``: shared-memory rings served by a Numba stream loop (``uf`` compiled
     end to end; other decoders leave Numba only to decode a due window).
     ``transport="zmq"``: ``qecd serve`` over tcp loopback and the ZeroMQ emulator of
-    :mod:`qecd.transport.emulator`. Before streaming, ``stall_s`` seconds of the platform's
+    :mod:`qecd.bench.emulator`. Before streaming, ``stall_s`` seconds of the platform's
     own stalls are measured on the same CPUs (:mod:`qecd.bench.stall_meter`; 0 skips).
     ``ring_slots`` (a power of two) sizes each shm ring: at 4096 slots a stalled server can
     fall 4 ms behind a 1 µs cycle before the emulator has to wait for space, so the
@@ -430,7 +430,7 @@ def _free_port() -> int:
 
 def _zmq_emulator_proc(cfg, conn):
     try:
-        from qecd.transport.emulator import run_emulation
+        from qecd.bench.emulator import run_emulation
 
         conn.send(("done", run_emulation(cfg)))
     except Exception:
@@ -444,8 +444,8 @@ def _run_zmq(spec, *, decoder, shots, seed, cycle_us, window, commit, ping, pin,
     import sys
     import tempfile
 
+    from qecd.bench.emulator import EmulateConfig
     from qecd.codes import build_experiment
-    from qecd.transport.emulator import EmulateConfig
 
     exp = build_experiment(spec)
     server_cpu, emu_cpu = _cpus(pin)

@@ -39,15 +39,15 @@ import threading
 import numba
 import numpy as np
 
-from qecd import jit_cache
-from qecd.transport import _atomics
+from qecd import _jit
+from qecd.transport.shm import atomics as _atomics
 
-jit_cache.invalidate_if_changed(__file__, [_atomics.__file__], __name__)
+_jit.invalidate_if_changed(__file__, [_atomics.__file__], __name__)
 
-from qecd.transport._atomics import monotonic_ns  # noqa: E402
+from qecd.transport.shm.atomics import monotonic_ns  # noqa: E402
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(**_jit.CACHED)
 def spin_meter(duration_ns, threshold_ns, gap_at_ns, gap_ns):
     """Spin for ``duration_ns`` reading the clock; every gap longer than ``threshold_ns``
     goes to ``gap_at_ns`` (its start, on the monotonic clock) and ``gap_ns`` (its length),

@@ -63,12 +63,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from qecd import jit_cache
+from qecd import _jit
 
-jit_cache.invalidate_if_changed(__file__, [], __name__)
+_jit.invalidate_if_changed(__file__, [], __name__)
 
 #: compile options of every kernel (one place, as numba-stats does)
-_JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
+_JIT = _jit.ALLOCATING
 
 #: magnitude standing in for "certain" (a detector with a single fault fixes that fault)
 _BIG_LLR = 1.0e4

@@ -91,17 +91,17 @@ import numba
 import numpy as np
 from numba.cpython.unsafe.numbers import trailing_zeros  # llvm.cttz, as Numba itself uses
 
-from qecd import jit_cache
+from qecd import _jit
 
-jit_cache.invalidate_if_changed(__file__, [], __name__)
+_jit.invalidate_if_changed(__file__, [], __name__)
 
 #: every kernel's compile options, in one place (``njit`` is always nopython). ``_nrt=False``
 #: turns off Numba's reference counting (the option Numba's own string helpers use): these
 #: kernels never allocate, and with it on every array bound to a variable or handed to a
 #: helper costs an atomic increment and decrement -- measured at 15-25% of decode time.
-_JIT = dict(cache=True, nogil=True, boundscheck=False, _nrt=False)
+_JIT = _jit.KERNEL
 #: the same for small helpers, inlined into their callers at Numba IR level
-_INLINE = dict(inline="always", **_JIT)
+_INLINE = _jit.INLINE
 
 UF_NO_BOUNDARY = -1
 

@@ -33,17 +33,17 @@ import numba
 import numpy as np
 import stim
 
-from qecd import jit_cache
+from qecd import _jit
 from qecd.decoder import _uf_kernels
 
-jit_cache.invalidate_if_changed(__file__, [_uf_kernels.__file__], __name__)
+_jit.invalidate_if_changed(__file__, [_uf_kernels.__file__], __name__)
 
 from qecd.decoder._uf_kernels import uf_decode_into  # noqa: E402
 from qecd.decoder.union_find import UnionFindDecoder  # noqa: E402
 from qecd.decoder.window import Correction, ShotDecoding, StreamDecoder  # noqa: E402
 from qecd.errors import DecoderError  # noqa: E402
 
-_JIT = dict(cache=True, nogil=True, _nrt=False)
+_JIT = _jit.KERNEL
 
 #: push_round_kernel return codes (>= 0: a correction with that many committed faults)
 NO_CORRECTION = -1

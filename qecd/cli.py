@@ -11,7 +11,7 @@ Subcommands
 ``qecd serve --bind tcp://127.0.0.1:5555 [--bind ipc:///tmp/qecd.sock] [--metrics-port N] ...``
     The decoder service (:func:`qecd.transport.server.run_server`) until SIGINT/SIGTERM.
 ``qecd emulate --connect ADDR --spec S | --dem FILE [--decoder D] [--shots N] ...``
-    The control-system emulator (:func:`qecd.transport.emulator.run_emulation`); exits 1
+    The control-system emulator (:func:`qecd.bench.emulator.run_emulation`); exits 1
     unless every correction arrived once and matched the offline decode.
 
 Example
@@ -81,7 +81,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from qecd.transport.auth import CurveServerKeys
     from qecd.transport.server import ServerConfig, run_server
-    from qecd.transport.session import SessionLimits
+    from qecd.transport.server.session import SessionLimits
 
     if (args.curve_secret_key is None) != (args.curve_allow is None):
         print("qecd serve: error: --curve-secret-key and --curve-allow go together",
@@ -103,8 +103,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_emulate(args: argparse.Namespace) -> int:
+    from qecd.bench.emulator import EmulateConfig, format_report, run_emulation, write_report
     from qecd.transport.auth import CurveClientKeys
-    from qecd.transport.emulator import EmulateConfig, format_report, run_emulation, write_report
 
     if (args.spec is None) == (args.dem is None):
         print("qecd emulate: error: give exactly one of --spec and --dem", file=sys.stderr)

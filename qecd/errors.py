@@ -54,7 +54,7 @@ class ProtocolError(QecdError):
     Parameters
     ----------
     code : int
-        One of the ``ErrorCode`` values of :mod:`qecd.transport.protocol`.
+        One of the ``ErrorCode`` values of :mod:`qecd.transport.wire`.
     reason : str
         A readable explanation naming the bad field.
     """

@@ -15,7 +15,7 @@ from test_server import running_server
 
 from qecd.transport.auth import CurveClientKeys, CurveServerKeys, create_keypair
 from qecd.transport.client import AuthenticationFailed, Client, ServerError, ServerTimeout
-from qecd.transport.protocol import ErrorCode, encode_syndrome
+from qecd.transport.wire import ErrorCode, encode_syndrome
 
 pytestmark = pytest.mark.timeout(120)
 

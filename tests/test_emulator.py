@@ -14,8 +14,8 @@ import sys
 import pytest
 from test_server import _serve_subprocess, running_server
 
+from qecd.bench.emulator import SCHEMA, EmulateConfig, run_emulation
 from qecd.codes import build_experiment
-from qecd.transport.emulator import SCHEMA, EmulateConfig, run_emulation
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -80,7 +80,7 @@ def test_emulate_a_dem_file_paced(tmp_path):
     raw = r["_samples"]
     assert len(raw["reaction_ns"]) == 60 == r["reaction_time"]["count"]
     assert len(raw["rtt_ns"]) == r["bare_round_trip"]["count"]
-    from qecd.transport.emulator import write_report
+    from qecd.bench.emulator import write_report
 
     write_report(r, str(tmp_path / "paced.json"))
     assert "_samples" not in json.loads((tmp_path / "paced.json").read_text())

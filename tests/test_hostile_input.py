@@ -20,7 +20,8 @@ from test_server import offline_commits, running_server
 from qecd.codes import build_experiment
 from qecd.errors import ProtocolError
 from qecd.transport.client import Client, decode_reply
-from qecd.transport.protocol import (
+from qecd.transport.server.session import SessionLimits
+from qecd.transport.wire import (
     HEADER,
     HEADER_SIZE,
     MAGIC,
@@ -40,7 +41,6 @@ from qecd.transport.protocol import (
     encode_syndrome,
     parse_packet,
 )
-from qecd.transport.session import SessionLimits
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -132,7 +132,7 @@ CASES = {
                                        "UNKNOWN_STREAM"),
     "bye for an unknown stream": (encode_bye(stream_id=424242), "UNKNOWN_STREAM"),
     "accept sent to the server": (encode_accept(
-        __import__("qecd.transport.protocol", fromlist=["Accept"]).Accept(
+        __import__("qecd.transport.wire", fromlist=["Accept"]).Accept(
             stream_id=3, slice_sizes=(1,), num_observables=1)), "UNEXPECTED_TYPE"),
     "correction sent to the server": (encode_correction(
         Correction(0, 0, np.zeros(1, np.uint8)), stream_id=3), "UNEXPECTED_TYPE"),

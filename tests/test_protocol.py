@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from qecd.errors import ProtocolError
-from qecd.transport.protocol import (
+from qecd.transport.wire import (
     CORRECTION_FIXED,
     DEFAULT_MAX_FRAME,
     ERROR_FIXED,

@@ -25,13 +25,13 @@ from polling import wait_for
 from qecd.codes import build_experiment
 from qecd.decoder.window import StreamDecoder
 from qecd.transport.client import Client, ServerError
-from qecd.transport.metrics import start_metrics_http
-from qecd.transport.protocol import (
+from qecd.transport.server import Server, ServerConfig
+from qecd.transport.server.metrics import start_metrics_http
+from qecd.transport.wire import (
     ErrorCode,
     MsgType,
     encode_heartbeat,
 )
-from qecd.transport.server import Server, ServerConfig
 
 pytestmark = pytest.mark.timeout(120)
 

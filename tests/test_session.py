@@ -15,7 +15,14 @@ from hypothesis import strategies as st
 from qecd.codes import build_experiment
 from qecd.decoder.window import StreamDecoder
 from qecd.errors import ProtocolError
-from qecd.transport.protocol import (
+from qecd.transport.server.session import (
+    DecoderPool,
+    SessionLimits,
+    StreamSession,
+    build_plan,
+    plan_key,
+)
+from qecd.transport.wire import (
     ErrorCode,
     Hello,
     MsgType,
@@ -23,13 +30,6 @@ from qecd.transport.protocol import (
     encode_frame,
     encode_syndrome,
     parse_packet,
-)
-from qecd.transport.session import (
-    DecoderPool,
-    SessionLimits,
-    StreamSession,
-    build_plan,
-    plan_key,
 )
 
 SPEC = "surface:d=3,r=5,p=0.02"  # 6 rounds per shot; p high enough for non-trivial syndromes

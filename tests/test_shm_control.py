@@ -16,11 +16,11 @@ from polling import wait_for
 from qecd.codes import build_experiment
 from qecd.decoder.window import StreamDecoder
 from qecd.errors import ProtocolError
-from qecd.transport import protocol as P
+from qecd.transport import wire as P
 from qecd.transport.client import Client, ServerError
-from qecd.transport.metrics import start_metrics_http
 from qecd.transport.server import Server, ServerConfig
-from qecd.transport.session import SessionLimits
+from qecd.transport.server.metrics import start_metrics_http
+from qecd.transport.server.session import SessionLimits
 
 SPEC = "surface:d=3,r=3,p=0.01"
 
@@ -316,9 +316,9 @@ def test_a_fold_keeps_only_records_the_loop_cannot_have_overwritten_while_it_cop
     arrays: whole records written with the loop's own ``record_packet`` into a live loop's
     8-slot ring, then maybe the next packet's slot written but its count not yet published
     (each packet's flag byte holds its number, so a stale slot shows)."""
-    from qecd.transport import shm_streams
-    from qecd.transport.shm_service import ShmStreamServer
-    from qecd.transport.shm_stream import record_packet
+    from qecd.transport.server import shm_streams
+    from qecd.transport.shm.loop import record_packet
+    from qecd.transport.shm.streams import ShmStreamServer
 
     exp = build_experiment(SPEC)
     srv = ShmStreamServer.for_experiment(exp, stream_id=5, n_slots=64, record_capacity=8)
@@ -356,8 +356,8 @@ def test_ring_records_copied_while_the_loop_overwrites_them_are_never_stale():
     """A fold racing a loop that laps its 7-slot record ring many times over: every record
     it keeps is the one of the packet it says (packet k decodes iff it is a shot's last
     round), and kept plus lost records account for every packet."""
-    from qecd.transport.shm_service import ShmStreamClient, ShmStreamServer
-    from qecd.transport.shm_streams import ring_records
+    from qecd.transport.server.shm_streams import ring_records
+    from qecd.transport.shm.streams import ShmStreamClient, ShmStreamServer
 
     exp = build_experiment(SPEC)
     R, cap = exp.layout.num_rounds, 7  # 7 and R=4 coprime: a lapped slot shows
@@ -398,8 +398,8 @@ def test_a_loop_still_serving_after_its_stream_closed_is_folded_until_released()
     waits for the GIL to decode and keeps a backlog) does not return within the (here
     zero) join timeout, so it stays a zombie, serving its backlog; what it serves after the
     close still reaches the counters and the recorder, once."""
-    from qecd.transport.shm_ring import RingError
-    from qecd.transport.shm_stream import CTL_CORRECTIONS, CTL_ROUNDS
+    from qecd.transport.shm.loop import CTL_CORRECTIONS, CTL_ROUNDS
+    from qecd.transport.shm.ring import RingError
 
     exp = build_experiment(SPEC)
     dets, _ = exp.sample(5000, seed=9)

@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 from numba import njit
 from polling import wait_for
 
-from qecd.transport._atomics import load_acquire, monotonic_ns_py, spin_until_equal
-from qecd.transport.shm_ring import (
+from qecd.transport.shm.atomics import load_acquire, monotonic_ns_py, spin_until_equal
+from qecd.transport.shm.ring import (
     BUFFER_TOO_SMALL,
     CORRUPT,
     EMPTY,
@@ -158,7 +158,7 @@ def test_regions_are_unlinked_on_gc_on_error_and_at_exit():
         raise RuntimeError("a test failing inside the with block")
     assert name not in list_regions()
 
-    code = ("from qecd.transport.shm_ring import RingPair\n"
+    code = ("from qecd.transport.shm.ring import RingPair\n"
             "p = RingPair.create(n_slots=2, slot_size=64)\n"
             "print(p.name, flush=True)\n")  # exits without close: the atexit hook unlinks
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -168,7 +168,7 @@ def test_regions_are_unlinked_on_gc_on_error_and_at_exit():
 
 
 def test_a_creator_killed_without_cleanup_leaves_a_name_the_sweeper_removes():
-    code = ("import os\nfrom qecd.transport.shm_ring import RingPair\n"
+    code = ("import os\nfrom qecd.transport.shm.ring import RingPair\n"
             "p = RingPair.create(n_slots=2, slot_size=64)\n"
             "print(p.name, flush=True)\nos._exit(0)\n")  # like SIGKILL: no atexit
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

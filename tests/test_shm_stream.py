@@ -10,9 +10,9 @@ import pytest
 
 from qecd.codes import build_experiment
 from qecd.decoder.window import StreamDecoder
-from qecd.transport import protocol as P
-from qecd.transport.shm_service import ShmStreamClient, ShmStreamServer
-from qecd.transport.shm_stream import EXIT_BYE, EXIT_STOP
+from qecd.transport import wire as P
+from qecd.transport.shm.loop import EXIT_BYE, EXIT_STOP
+from qecd.transport.shm.streams import ShmStreamClient, ShmStreamServer
 
 
 def _segments():
@@ -214,7 +214,7 @@ def test_client_in_another_process(served):
 
 
 def test_vectorised_packets_equal_protocol_encoder():
-    from qecd.transport.shm_ring import RingPair
+    from qecd.transport.shm.ring import RingPair
 
     exp = build_experiment("surface:d=3,r=4,p=0.05")
     dets, _ = exp.sample(5, seed=1)

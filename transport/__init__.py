@@ -1,9 +1,10 @@
-"""Transports: the wire protocol, the ZeroMQ server and clients, shared-memory rings, emulator.
+"""Transports: the wire codec, the ZeroMQ server and clients, shared-memory rings.
 
-The public names below are re-exported lazily (importing ``qecd.transport.protocol`` or
-``qecd.transport.shm_ring`` does not pull in ZeroMQ, stim or the decoders):
+Subpackages: :mod:`qecd.transport.wire` (the one codec), :mod:`qecd.transport.shm` (rings and
+their loops), :mod:`qecd.transport.server` (the ZeroMQ server). The public names below are
+re-exported lazily (importing ``qecd.transport.wire`` does not pull in ZeroMQ, stim or the
+decoders):
 
-- protocol: :mod:`qecd.transport.protocol` (packets, ``parse_packet``, ``encode_*``);
 - server: :class:`Server`, :class:`ServerConfig`, :func:`run_server`;
 - sessions: :class:`StreamSession`, :class:`DecoderPool`, :class:`SessionLimits`;
 - clients: :class:`Client`, :class:`Stream`, :class:`AsyncClient`, :class:`AsyncStream`,
@@ -11,8 +12,9 @@ The public names below are re-exported lazily (importing ``qecd.transport.protoc
   :class:`AuthenticationFailed`;
 - access control: :class:`CurveServerKeys`, :class:`CurveClientKeys`,
   :func:`create_keypair`;
-- metrics: :class:`ServiceRecorder`, :class:`ServerCounters`;
-- emulator: :class:`EmulateConfig`, :func:`run_emulation`.
+- metrics: :class:`ServiceRecorder`, :class:`ServerCounters`.
+
+The control-system emulators live in :mod:`qecd.bench.emulator` (transport never imports bench).
 
 >>> from qecd.transport import Client, ServerError
 >>> ServerError.__module__
@@ -25,14 +27,13 @@ import importlib
 
 _EXPORTS = {
     "Server": "server", "ServerConfig": "server", "run_server": "server",
-    "StreamSession": "session", "DecoderPool": "session", "SessionLimits": "session",
-    "StreamPlan": "session",
+    "StreamSession": "server.session", "DecoderPool": "server.session",
+    "SessionLimits": "server.session", "StreamPlan": "server.session",
     "Client": "client", "Stream": "client", "Reply": "client", "ServerError": "client",
     "ServerTimeout": "client", "AuthenticationFailed": "client",
     "AsyncClient": "aio_client", "AsyncStream": "aio_client",
     "CurveServerKeys": "auth", "CurveClientKeys": "auth", "create_keypair": "auth",
-    "ServiceRecorder": "metrics", "ServerCounters": "metrics",
-    "EmulateConfig": "emulator", "run_emulation": "emulator",
+    "ServiceRecorder": "server.metrics", "ServerCounters": "server.metrics",
 }
 
 __all__ = sorted(_EXPORTS)

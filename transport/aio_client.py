@@ -46,7 +46,7 @@ from qecd.transport.client import (
     decode_reply,
     reply_matcher,
 )
-from qecd.transport.protocol import (
+from qecd.transport.wire import (
     HEADER_SIZE,
     Accept,
     Correction,

@@ -7,7 +7,7 @@ stream, keeping the others for later calls. Requests that wait for an answer (HE
 HEARTBEAT, BYE) keep every other reply that arrives meanwhile, so nothing is lost.
 
 Errors from the server raise :class:`ServerError`, which carries the ERROR's code
-(:class:`~qecd.transport.protocol.ErrorCode`), reason, stream id and the ``next_round``
+(:class:`~qecd.transport.wire.ErrorCode`), reason, stream id and the ``next_round``
 the server expects; a wait that runs out raises :class:`ServerTimeout` (a
 :class:`TimeoutError`). With CURVE on, a server that refuses the client's key raises
 :class:`AuthenticationFailed` on the first wait instead of a bare timeout.
@@ -50,7 +50,7 @@ import zmq
 
 from qecd.errors import ProtocolError, QecdError
 from qecd.transport.auth import CurveClientKeys, configure_client_socket
-from qecd.transport.protocol import (
+from qecd.transport.wire import (
     HEADER_SIZE,
     Accept,
     Correction,
@@ -126,7 +126,7 @@ class Reply(NamedTuple):
     Attributes
     ----------
     msg_type : int
-        A :class:`~qecd.transport.protocol.MsgType`.
+        A :class:`~qecd.transport.wire.MsgType`.
     stream_id, seq, timestamp_ns : int
         Header fields (``seq`` is the header's ``round``).
     body : object
@@ -422,14 +422,14 @@ class Client:
         then attach to the ring pair the ACCEPT names (same host only; any decoder: ``uf``
         runs in the server's Numba loop end to end, others are called from it per window).
 
-        Returns a :class:`~qecd.transport.shm_service.ShmStreamClient` (its ``accept``
+        Returns a :class:`~qecd.transport.shm.streams.ShmStreamClient` (its ``accept``
         attribute holds the ACCEPT) whose ``stream_shots`` / ``ping`` / ``bye`` use the ring.
         The round layout is rebuilt locally from ``spec`` (or ``dem``) and checked against the
         ACCEPT's ``slice_sizes``. Close it over the ring (``bye()`` then ``close()``) or over
         ZeroMQ (:meth:`bye` with its ``stream_id``). Raises ServerError (e.g. BAD_HELLO),
         ServerTimeout, or QecdError if the ACCEPT names no region.
         """
-        from qecd.transport.shm_service import ShmStreamClient
+        from qecd.transport.shm.streams import ShmStreamClient
 
         hello = _hello(spec, dem, decoder, window, commit, want_faults, time_coord)
         hello = hello._replace(transport="shm")

@@ -60,7 +60,7 @@ from qecd.decoder.window import StreamDecoder
 from qecd.errors import QecdError
 from qecd.transport.auth import CurveClientKeys
 from qecd.transport.client import Client, Reply, ServerTimeout
-from qecd.transport.protocol import MsgType
+from qecd.transport.wire import MsgType
 
 __all__ = ["SCHEMA", "EmulateConfig", "run_emulation", "format_report", "write_report"]
 

@@ -1,11 +1,11 @@
 """Shared-memory streams for backends that cannot run inside Numba (``pymatching``, ...).
 
-:func:`~qecd.transport.shm_stream.serve_stream_kernel` runs the whole per-stream loop in
+:func:`~qecd.transport.shm.loop.serve_stream_kernel` runs the whole per-stream loop in
 Numba because the ``uf`` window engine is compiled too. PyMatching is a C++ library called
 through Python, so here the loop leaves Numba **only when a window must be decoded**:
 
 1. :func:`serve_host_kernel` (Numba, GIL released) polls the request ring, validates each
-   packet exactly as the compiled loop does (:func:`~qecd.transport.shm_stream.check_packet`),
+   packet exactly as the compiled loop does (:func:`~qecd.transport.shm.loop.check_packet`),
    answers HEARTBEATs and ERRORs, and unpacks each round's bits straight into the stream
    decoder's shot buffer (:attr:`~qecd.decoder.window.StreamDecoder.shot_buffer`). When a
    round completes a window it saves where it stopped in ``pend`` and returns
@@ -27,7 +27,7 @@ Example
 >>> import numpy as np
 >>> from qecd.codes import build_experiment
 >>> from qecd.decoder.window import StreamDecoder
->>> from qecd.transport.shm_service import ShmStreamClient, ShmStreamServer
+>>> from qecd.transport.shm.streams import ShmStreamClient, ShmStreamServer
 >>> exp = build_experiment("surface:d=3,r=3,p=0.01")
 >>> srv = ShmStreamServer(StreamDecoder(exp.dem, exp.layout, "pymatching"), stream_id=1)
 >>> srv.start()
@@ -49,29 +49,31 @@ import logging
 import numba
 import numpy as np
 
-from qecd import jit_cache
-from qecd.transport import _atomics, shm_ring, shm_stream
+from qecd import _jit
+from qecd.transport.shm import atomics as _atomics
+from qecd.transport.shm import loop as shm_stream
+from qecd.transport.shm import ring as shm_ring
+from qecd.transport.wire import compiled as wire_compiled
 
-jit_cache.invalidate_if_changed(__file__, [_atomics.__file__, shm_ring.__file__,
-                                           shm_stream.__file__], __name__)
+_jit.invalidate_if_changed(__file__, [_atomics.__file__, shm_ring.__file__,
+                                           shm_stream.__file__, wire_compiled.__file__], __name__)
 
 from qecd.decoder.window import StreamDecoder  # noqa: E402
-from qecd.transport._atomics import monotonic_ns  # noqa: E402
-from qecd.transport.shm_ring import ring_send  # noqa: E402
-from qecd.transport.shm_stream import (  # noqa: E402
+from qecd.transport.shm.atomics import monotonic_ns  # noqa: E402
+from qecd.transport.shm.loop import (  # noqa: E402
     CTL_CORRECTIONS,
     CTL_NEXT_ROUND,
     CTL_ROUNDS,
     EXIT_SEND_FAILED,
-    HEADER_SIZE,
-    _correction,
     drop_shot,
     next_syndrome,
     record_packet,
     round_bytes,
 )
+from qecd.transport.shm.ring import ring_send  # noqa: E402
+from qecd.transport.wire.compiled import HEADER_SIZE, write_correction  # noqa: E402
 
-_JIT = dict(cache=True, nogil=True, _nrt=False)
+_JIT = _jit.KERNEL
 log = logging.getLogger("qecd.shm")
 
 #: serve_host_kernel's extra exit code: a window is due (see ``pend``)
@@ -89,7 +91,7 @@ def serve_host_kernel(words, buf, tx_off, rx_off, n_slots, slot_size, server_sid
                       idle_timeout_ns, send_timeout_ns, pend, shot_bits, round_offsets, trigger):
     """Serve one stream until a window is due (``EXIT_DECODE``), BYE, a stop request or an
     idle timeout; the arguments are those of
-    :func:`~qecd.transport.shm_stream.serve_stream_kernel` up to ``send_timeout_ns``, then
+    :func:`~qecd.transport.shm.loop.serve_stream_kernel` up to ``send_timeout_ns``, then
     ``pend`` (int64[PEND_SIZE], zeros for a new stream), the decoder's ``shot_bits`` (uint8,
     layout order), the rounds' offsets into it and the round -> window trigger table."""
     n_rounds = round_offsets.shape[0] - 1
@@ -129,7 +131,7 @@ def send_correction_kernel(words, buf, tx_off, n_slots, slot_size, out_buf, ctl,
     and ``last``: its committed rounds within the shot) and ring the doorbell; 0 or -1."""
     rnd, t = pend[P_ROUND], pend[P_TRIGGER]
     shot_base = rnd + pend[P_NEXT] - 1 - t
-    ln = _correction(out_buf, stream_id, rnd + pend[P_COUNT] - 1, pend[P_TS],
+    ln = write_correction(out_buf, stream_id, rnd + pend[P_COUNT] - 1, pend[P_TS],
                      shot_base + first, shot_base + last, monotonic_ns() - pend[P_T0], obs,
                      faults, faults.shape[0], want_faults, shot_end)
     if ring_send(words, buf, tx_off, n_slots, slot_size, out_buf, ln, send_timeout_ns,
@@ -144,7 +146,7 @@ def send_correction_kernel(words, buf, tx_off, n_slots, slot_size, out_buf, ctl,
 def drop_shot_kernel(words, buf, tx_off, n_slots, slot_size, out_buf, ctl, rec_service,
                      rec_lag, rec_flags, rec_n, pend, stream_id, n_rounds, send_timeout_ns):
     """The window :func:`serve_host_kernel` returned for failed to decode: drop the rest of
-    its shot (:func:`~qecd.transport.shm_stream.drop_shot`) and of the packet, record the
+    its shot (:func:`~qecd.transport.shm.loop.drop_shot`) and of the packet, record the
     packet and clear ``pend``. 0, or -1 when the reply ring stayed full."""
     rnd, done = pend[P_ROUND], pend[P_NEXT]
     ctl[CTL_ROUNDS] += done
@@ -157,7 +159,7 @@ def drop_shot_kernel(words, buf, tx_off, n_slots, slot_size, out_buf, ctl, rec_s
 
 class HostLoop:
     """One stream's loop for a decoder called from Python: the ring, the loop's buffers and
-    records (those of :class:`~qecd.transport.shm_service.ShmStreamServer`) and the stream
+    records (those of :class:`~qecd.transport.shm.streams.ShmStreamServer`) and the stream
     decoder. :meth:`run` serves until the kernel returns anything but ``EXIT_DECODE``."""
 
     def __init__(self, sd: StreamDecoder, ring_args: tuple, *, server_side: int,

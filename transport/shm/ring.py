@@ -5,7 +5,7 @@ one process (the creator) and attached by name by another. It holds a header, tw
 liveness lines and one or two single-producer single-consumer rings of fixed-size slots. A
 :class:`RingPair` is a region with two rings: ring 0 carries requests from side 0 (the client)
 to side 1 (the server), ring 1 carries replies back. The ring's slots carry opaque payloads;
-the packet layout inside a payload is :mod:`qecd.transport.protocol`'s.
+the packet layout inside a payload is :mod:`qecd.transport.wire`'s.
 
 The hot path is a set of plain ``@njit`` functions over the region's ``uint64`` and ``uint8``
 views (:func:`ring_try_send`, :func:`ring_try_recv`, :func:`ring_send`, :func:`ring_recv`)
@@ -18,7 +18,7 @@ path.
 
 Numba's cache keys a function on its own source file only. A ``cache=True`` kernel in another
 module that calls these embeds its own copy of them, and these embed the intrinsics of
-:mod:`qecd.transport._atomics`: after editing either file, clear the callers' ``__pycache__``
+:mod:`qecd.transport.shm.atomics`: after editing either file, clear the callers' ``__pycache__``
 ``*.nbi``/``*.nbc`` files (or touch their sources), or they keep running the old code.
 
 Measured (``python -m qecd.bench.bench_shm_pingpong``, 64-byte messages, client and server
@@ -167,10 +167,10 @@ import weakref
 import numpy as np
 from numba import njit
 
-from qecd import jit_cache  # noqa: E402
+from qecd import _jit  # noqa: E402
 from qecd.errors import QecdError
-from qecd.transport import _atomics as _atomics_module  # noqa: E402
-from qecd.transport._atomics import (
+from qecd.transport.shm import atomics as _atomics_module  # noqa: E402
+from qecd.transport.shm.atomics import (
     copy_bytes,
     cpu_relax,
     load_acquire,
@@ -179,7 +179,7 @@ from qecd.transport._atomics import (
     store_release,
 )
 
-jit_cache.invalidate_if_changed(__file__, [_atomics_module.__file__], __name__)
+_jit.invalidate_if_changed(__file__, [_atomics_module.__file__], __name__)
 
 __all__ = [
     "CLOCK_EVERY", "HEADER_SIZE", "MAGIC", "MAX_PAUSES", "NAME_PREFIX", "RING_HEADER_SIZE",
@@ -294,7 +294,7 @@ class RingError(QecdError):
 #: every array argument per call: measured ~40 ns per poll in a wait loop that calls
 #: ``ring_try_recv``. ``_nrt`` is a private Numba option (Numba's own tests use it); should a
 #: release drop it, deleting it here costs only that overhead.
-_KERNEL = dict(cache=True, nogil=True, _nrt=False)
+_KERNEL = _jit.KERNEL
 _SIG_TRY_SEND = "int64(uint64[::1], uint8[::1], int64, int64, int64, uint8[::1], int64)"
 _SIG_TRY_RECV = "int64(uint64[::1], uint8[::1], int64, int64, int64, uint8[::1])"
 _SIG_SEND = ("int64(uint64[::1], uint8[::1], int64, int64, int64, uint8[::1], int64, int64,"
@@ -755,7 +755,7 @@ class Region:
         ...     Region.attach(r.name, n_slots=16)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        qecd.transport.shm_ring.RegionError: region 'qecd-...' field 'n_slots': expected 16, got 8
+        qecd.transport.shm.ring.RegionError: region 'qecd-...' field 'n_slots': expected 16, got 8
         """
         _check_name(name)
         try:
@@ -1130,7 +1130,7 @@ class RingSender(_RingEnd):
         ...     p.send_bytes(b"a" * 49)
         Traceback (most recent call last):
         ...
-        qecd.transport.shm_ring.RingError: [TOO_LARGE] send of 49 bytes (max payload 48)
+        qecd.transport.shm.ring.RingError: [TOO_LARGE] send of 49 bytes (max payload 48)
         """
         n = len(data)
         if n > self.max_payload:
@@ -1204,7 +1204,7 @@ class RingReceiver(_RingEnd):
         ...     p.recv_bytes(timeout=0.001)  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        qecd.transport.shm_ring.RingError: [TIMEOUT] recv on ring 1 of qecd-...
+        qecd.transport.shm.ring.RingError: [TIMEOUT] recv on ring 1 of qecd-...
         """
         got = self.recv(self._scratch, timeout=timeout)
         if got < 0:

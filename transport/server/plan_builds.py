@@ -1,20 +1,20 @@
 """Decoder plans built off the loop thread, and the HELLOs waiting for each.
 
 A HELLO whose plan is cached is answered at once; any other starts (or joins) a build of its
-:class:`~qecd.transport.session.PlanKey` on one worker thread and waits. Other slow set-up
+:class:`~qecd.transport.server.session.PlanKey` on one worker thread and waits. Other slow set-up
 work (a shared-memory stream's compiled decoder and region) runs on the same worker as a
 *job* (:meth:`PlanBuilds.run_job`). The server's loop collects finished builds when the
 worker's done-callback wakes it (housekeeping is the safety net) and answers every waiting
 HELLO. A build or job competes with the loop for the GIL, so while one is pending the
 interpreter's switch interval is lowered (``build_switch_interval_s`` of
-:class:`~qecd.transport.server_config.ServerConfig`) and restored once none is.
+:class:`~qecd.transport.server.config.ServerConfig`) and restored once none is.
 
 Example
 -------
 >>> import threading
->>> from qecd.transport.metrics import ServerCounters
->>> from qecd.transport.protocol import Hello
->>> from qecd.transport.session import DecoderPool, plan_key
+>>> from qecd.transport.server.metrics import ServerCounters
+>>> from qecd.transport.wire import Hello
+>>> from qecd.transport.server.session import DecoderPool, plan_key
 >>> pool, woken = DecoderPool(), threading.Event()
 >>> builds = PlanBuilds(pool, ServerCounters(), max_pending=2, switch_interval_s=0.0,
 ...                     on_done=woken.set)
@@ -37,9 +37,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import NamedTuple
 
 from qecd.errors import ProtocolError
-from qecd.transport.metrics import ServerCounters
-from qecd.transport.protocol import ErrorCode, Hello
-from qecd.transport.session import DecoderPool, PlanKey, StreamPlan
+from qecd.transport.server.metrics import ServerCounters
+from qecd.transport.server.session import DecoderPool, PlanKey, StreamPlan
+from qecd.transport.wire import ErrorCode, Hello
 
 __all__ = ["PendingHello", "PlanBuilds"]
 

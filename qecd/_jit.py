@@ -1,4 +1,9 @@
-"""Keep Numba's on-disk cache honest across modules.
+"""The one place for Numba compile options, and the check that keeps its on-disk cache honest.
+
+Every kernel module takes its options from here: :data:`KERNEL` for hot-path kernels (cached,
+GIL released, no reference counting: they must not allocate), :data:`INLINE` for small helpers
+inlined into them, :data:`ALLOCATING` for kernels that may allocate (numpy error model, Numba's
+runtime kept).
 
 Numba's ``cache=True`` revalidates a cached function only against its own source file. A
 kernel that calls jitted functions of *other* modules (the compiled stream calls union-find;
@@ -27,6 +32,15 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
+
+#: hot-path kernels: cached on disk, GIL released, no NRT (no allocation, no refcount updates)
+KERNEL: dict = {"cache": True, "nogil": True, "boundscheck": False, "_nrt": False}
+#: small helpers of hot-path kernels, inlined into their callers
+INLINE: dict = {"inline": "always", **KERNEL}
+#: kernels that may allocate (the BP workspaces): numpy error model, NRT kept
+ALLOCATING: dict = {"cache": True, "nogil": True, "error_model": "numpy"}
+#: plain cached kernels that may allocate but release the GIL (benchmarks, meters)
+CACHED: dict = {"cache": True, "nogil": True}
 
 
 def _fingerprint(paths: list[str]) -> str:

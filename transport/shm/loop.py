@@ -1,8 +1,8 @@
 """The shared-memory hot path: one stream served end to end inside Numba.
 
-A co-located control stack and the decoder share a :class:`~qecd.transport.shm_ring.RingPair`
+A co-located control stack and the decoder share a :class:`~qecd.transport.shm.ring.RingPair`
 (one SPSC ring per direction). Each slot holds one packet in the wire protocol's layout
-(:mod:`qecd.transport.protocol`): the client writes SYNDROME packets, the server answers with
+(:mod:`qecd.transport.wire`): the client writes SYNDROME packets, the server answers with
 CORRECTION (and ERROR / HEARTBEAT / BYE) packets, byte for byte what the ZeroMQ transport
 carries. :func:`serve_stream_kernel` is the server's per-stream loop: poll the request ring,
 validate the header and round number, append each round to the stream's shot buffer, decode
@@ -25,8 +25,9 @@ backlog, in time, at the offered rate).
 Example
 -------
 >>> import numpy as np
+>>> from qecd.transport.wire.compiled import get_u32, put_u32
 >>> out = np.zeros(8, np.uint8)
->>> _put_u32(out, 0, 0x01020304); _get_u32(out, 0) == 0x01020304, out[:4].tolist()
+>>> put_u32(out, 0, 0x01020304); get_u32(out, 0) == 0x01020304, out[:4].tolist()
 (True, [4, 3, 2, 1])
 """
 
@@ -35,42 +36,64 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from qecd import jit_cache
+from qecd import _jit
 from qecd.decoder import _uf_kernels, compiled_stream
-from qecd.transport import _atomics, shm_ring
+from qecd.transport.shm import atomics as _atomics
+from qecd.transport.shm import ring as shm_ring
+from qecd.transport.wire import compiled as wire_compiled
 
-jit_cache.invalidate_if_changed(__file__, [_uf_kernels.__file__, compiled_stream.__file__,
-                                           _atomics.__file__, shm_ring.__file__], __name__)
+_jit.invalidate_if_changed(__file__, [_uf_kernels.__file__, compiled_stream.__file__,
+                                           _atomics.__file__, shm_ring.__file__,
+                                           wire_compiled.__file__], __name__)
 
 from qecd.decoder.compiled_stream import (  # noqa: E402
     NO_CORRECTION,
     NO_SOLUTION,
     push_round_kernel,
 )
-from qecd.transport._atomics import (  # noqa: E402
+from qecd.transport.shm.atomics import (  # noqa: E402
     cpu_relax,
     load_acquire,
     monotonic_ns,
     store_release,
 )
-from qecd.transport.shm_ring import (  # noqa: E402
+from qecd.transport.shm.ring import (  # noqa: E402
     region_beat,
     ring_send,
     ring_try_recv,
     ring_try_send,
 )
+from qecd.transport.wire.compiled import (  # noqa: E402
+    E_BAD_HEADER,
+    E_BAD_MAGIC,
+    E_BAD_PAYLOAD,
+    E_DECODER,
+    E_DROPPED,
+    E_DUP,
+    E_GAP,
+    E_LENGTH,
+    E_SHORT,
+    E_UNEXPECTED,
+    E_UNKNOWN_STREAM,
+    E_VERSION,
+    HEADER_SIZE,
+    MAGIC,
+    T_BYE,
+    T_CORRECTION,
+    T_ERROR,
+    T_HEARTBEAT,
+    T_SYNDROME,
+    VERSION,
+    get_u16,
+    get_u32,
+    get_u64,
+    put_u64,
+    write_correction,
+    write_error,
+    write_header,
+)
 
-_JIT = dict(cache=True, nogil=True, _nrt=False)
-
-MAGIC = 0x4451
-VERSION = 1
-T_SYNDROME, T_CORRECTION, T_ERROR, T_HEARTBEAT, T_BYE = 3, 4, 5, 7, 8
-F_FAULT_IDS, F_SHOT_END = 1, 2
-E_BAD_MAGIC, E_VERSION, E_UNKNOWN_TYPE, E_SHORT, E_LENGTH = 1, 2, 3, 4, 5
-E_BAD_HEADER, E_BAD_PAYLOAD, E_UNKNOWN_STREAM, E_GAP, E_DUP, E_UNEXPECTED = 8, 16, 32, 34, 35, 36
-E_DECODER, E_DROPPED = 48, 50
-HEADER_SIZE = 32
-CORR_FIXED = 32
+_JIT = _jit.KERNEL
 
 #: serve_stream_kernel exit codes
 EXIT_BYE, EXIT_STOP, EXIT_IDLE, EXIT_SEND_FAILED, EXIT_RECORD_FULL = 0, 1, 2, 3, 4
@@ -78,92 +101,6 @@ EXIT_BYE, EXIT_STOP, EXIT_IDLE, EXIT_SEND_FAILED, EXIT_RECORD_FULL = 0, 1, 2, 3,
 REPLY_SYNDROME, REPLY_BYE = 0, -1
 #: ctl array slots (int64): stop flag (written by the control thread), rounds served, ERRORs
 CTL_STOP, CTL_ROUNDS, CTL_ERRORS, CTL_CORRECTIONS, CTL_NEXT_ROUND = 0, 1, 2, 3, 4
-
-
-@numba.njit(inline="always", **_JIT)
-def _get_u16(b, o):
-    return np.int64(b[o]) | (np.int64(b[o + 1]) << 8)
-
-
-@numba.njit(inline="always", **_JIT)
-def _get_u32(b, o):
-    return _get_u16(b, o) | (_get_u16(b, o + 2) << 16)
-
-
-@numba.njit(inline="always", **_JIT)
-def _get_u64(b, o):
-    return _get_u32(b, o) | (_get_u32(b, o + 4) << 32)
-
-
-@numba.njit(inline="always", **_JIT)
-def _put_u16(b, o, v):
-    b[o] = v & 0xFF
-    b[o + 1] = (v >> 8) & 0xFF
-
-
-@numba.njit(inline="always", **_JIT)
-def _put_u32(b, o, v):
-    _put_u16(b, o, v & 0xFFFF)
-    _put_u16(b, o + 2, (v >> 16) & 0xFFFF)
-
-
-@numba.njit(inline="always", **_JIT)
-def _put_u64(b, o, v):
-    _put_u32(b, o, v & 0xFFFFFFFF)
-    _put_u32(b, o + 4, (v >> 32) & 0xFFFFFFFF)
-
-
-@numba.njit(inline="always", **_JIT)
-def _header(b, msg_type, flags, count, stream_id, payload_len, rnd, ts):
-    _put_u16(b, 0, MAGIC)
-    b[2] = VERSION
-    b[3] = msg_type
-    _put_u16(b, 4, flags)
-    _put_u16(b, 6, count)
-    _put_u32(b, 8, stream_id)
-    _put_u32(b, 12, payload_len)
-    _put_u64(b, 16, rnd)
-    _put_u64(b, 24, ts)
-
-
-@numba.njit(**_JIT)
-def _error(out, code, ref_type, stream_id, rnd, ts, next_round):
-    """An ERROR packet with an empty reason (the code says it; see docs/protocol.md)."""
-    _header(out, T_ERROR, 0, 0, stream_id, 16, rnd, ts)
-    _put_u16(out, 32, code)
-    _put_u16(out, 34, 1 << (VERSION - 1))
-    out[36] = ref_type
-    out[37] = 0
-    _put_u16(out, 38, 0)
-    _put_u64(out, 40, next_round)
-    return HEADER_SIZE + 16
-
-
-@numba.njit(**_JIT)
-def _correction(out, stream_id, seq, ts, first_round, last_round, service_ns, obs, faults,
-                n_faults, want_faults, shot_end):
-    n_obs = obs.shape[0]
-    obs_len = 4 * ((n_obs + 31) // 32)
-    nf = n_faults if want_faults else 0
-    payload = CORR_FIXED + obs_len + 4 * nf
-    flags = (F_SHOT_END if shot_end else 0) | (F_FAULT_IDS if want_faults else 0)
-    _header(out, T_CORRECTION, flags, 0, stream_id, payload, seq, ts)
-    o = HEADER_SIZE
-    _put_u64(out, o, first_round)
-    _put_u64(out, o + 8, last_round)
-    _put_u64(out, o + 16, service_ns)
-    _put_u32(out, o + 24, n_obs)
-    _put_u32(out, o + 28, nf)
-    o += CORR_FIXED
-    for i in range(obs_len):
-        out[o + i] = 0
-    for j in range(n_obs):
-        if obs[j]:
-            out[o + (j >> 3)] |= np.uint8(1 << (j & 7))
-    o += obs_len
-    for i in range(nf):
-        _put_u32(out, o + 4 * i, faults[i])
-    return HEADER_SIZE + payload
 
 
 @numba.njit(**_JIT)
@@ -178,24 +115,24 @@ def check_packet(in_buf, n, out_buf, stream_id, next_round, round_offsets):
     """
     n_rounds = round_offsets.shape[0] - 1
     if n < HEADER_SIZE:
-        return _error(out_buf, E_SHORT, 0, stream_id, 0, 0, next_round), 0, 0, 0
+        return write_error(out_buf, E_SHORT, 0, stream_id, 0, 0, next_round), 0, 0, 0
     mtype = np.int64(in_buf[3])
-    count = _get_u16(in_buf, 6)
-    sid = _get_u32(in_buf, 8)
-    plen = _get_u32(in_buf, 12)
-    rnd = _get_u64(in_buf, 16)
-    ts = _get_u64(in_buf, 24)
-    if _get_u16(in_buf, 0) != MAGIC:
-        return _error(out_buf, E_BAD_MAGIC, 0, 0, 0, 0, next_round), 0, rnd, ts
+    count = get_u16(in_buf, 6)
+    sid = get_u32(in_buf, 8)
+    plen = get_u32(in_buf, 12)
+    rnd = get_u64(in_buf, 16)
+    ts = get_u64(in_buf, 24)
+    if get_u16(in_buf, 0) != MAGIC:
+        return write_error(out_buf, E_BAD_MAGIC, 0, 0, 0, 0, next_round), 0, rnd, ts
     if in_buf[2] != VERSION:
-        return _error(out_buf, E_VERSION, mtype, sid, rnd, ts, next_round), 0, rnd, ts
+        return write_error(out_buf, E_VERSION, mtype, sid, rnd, ts, next_round), 0, rnd, ts
     if plen != n - HEADER_SIZE:
-        return _error(out_buf, E_LENGTH, mtype, sid, rnd, ts, next_round), 0, rnd, ts
+        return write_error(out_buf, E_LENGTH, mtype, sid, rnd, ts, next_round), 0, rnd, ts
     if mtype == T_BYE:
-        _header(out_buf, T_BYE, 0, 0, stream_id, 0, rnd, ts)
+        write_header(out_buf, T_BYE, 0, 0, stream_id, 0, rnd, ts)
         return REPLY_BYE, 0, rnd, ts
     if mtype == T_HEARTBEAT:
-        _header(out_buf, T_HEARTBEAT, 0, 0, sid, 0, rnd, ts)
+        write_header(out_buf, T_HEARTBEAT, 0, 0, sid, 0, rnd, ts)
         return HEADER_SIZE, 0, rnd, ts
     code = 0
     if mtype != T_SYNDROME:
@@ -222,7 +159,7 @@ def check_packet(in_buf, n, out_buf, stream_id, next_round, round_offsets):
         if need != plen:
             code = E_BAD_PAYLOAD
     if code != 0:
-        return _error(out_buf, code, mtype, sid, rnd, ts, next_round), 0, rnd, ts
+        return write_error(out_buf, code, mtype, sid, rnd, ts, next_round), 0, rnd, ts
     return REPLY_SYNDROME, count, rnd, ts
 
 
@@ -319,7 +256,7 @@ def drop_shot(words, buf, tx_off, n_slots, slot_size, out_buf, ctl, stream_id, r
     boundary = (failed_round // n_rounds + 1) * n_rounds
     ctl[CTL_NEXT_ROUND] = boundary
     for code in (E_DECODER, E_DROPPED):
-        ln = _error(out_buf, code, T_SYNDROME, stream_id, rnd, ts, boundary)
+        ln = write_error(out_buf, code, T_SYNDROME, stream_id, rnd, ts, boundary)
         if send_reply(words, buf, tx_off, n_slots, slot_size, out_buf, ln, send_timeout_ns,
                       ctl) != 0:
             return -1
@@ -380,7 +317,7 @@ def serve_stream_kernel(words, buf, tx_off, rx_off, n_slots, slot_size, server_s
             shot_base = rnd + i - t
             first = shot_base + (0 if w == 0 else win_commit_stop[w - 1])
             last = shot_base + win_commit_stop[w] - 1
-            ln = _correction(out_buf, stream_id, rnd + count - 1, ts, first, last,
+            ln = write_correction(out_buf, stream_id, rnd + count - 1, ts, first, last,
                              monotonic_ns() - t0, out_obs, out_faults, r,
                              want_faults, st[2] != 0)
             if ring_send(words, buf, tx_off, n_slots, slot_size, out_buf, ln,
@@ -425,7 +362,7 @@ def client_stream_kernel(words, buf, tx_off, rx_off, n_slots, slot_size, packets
             ts = sched
         else:
             ts = monotonic_ns()
-        _put_u64(packets, p0 + 24, ts)
+        put_u64(packets, p0 + 24, ts)
         send_ns[k] = ts
         full_since = 0
         while ring_try_send(words, buf, tx_off, n_slots, slot_size, packets[p0:p0 + ln],
@@ -471,11 +408,11 @@ def _drain(words, buf, rx_off, n_slots, slot_size, rx_buf, corr_first, corr_last
             if k >= corr_first.shape[0]:
                 n_errors[0] += 1
                 continue
-            corr_first[k] = _get_u64(rx_buf, 32)
-            corr_last[k] = _get_u64(rx_buf, 40)
-            corr_service[k] = _get_u64(rx_buf, 48)
-            corr_ts[k] = _get_u64(rx_buf, 24)
-            corr_round[k] = _get_u64(rx_buf, 16)
+            corr_first[k] = get_u64(rx_buf, 32)
+            corr_last[k] = get_u64(rx_buf, 40)
+            corr_service[k] = get_u64(rx_buf, 48)
+            corr_ts[k] = get_u64(rx_buf, 24)
+            corr_round[k] = get_u64(rx_buf, 16)
             corr_recv_ns[k] = now
             for j in range(n_obs):
                 corr_obs[k, j] = (rx_buf[64 + (j >> 3)] >> (j & 7)) & 1
@@ -493,7 +430,7 @@ def client_pingpong_kernel(words, buf, tx_off, rx_off, n_slots, slot_size, pkt, 
     ln = pkt.shape[0]
     for k in range(n):
         t0 = monotonic_ns()
-        _put_u64(pkt, 24, t0)
+        put_u64(pkt, 24, t0)
         while ring_try_send(words, buf, tx_off, n_slots, slot_size, pkt, ln) != 0:
             if monotonic_ns() - t0 > timeout_ns:
                 return k

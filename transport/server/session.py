@@ -10,7 +10,7 @@ server does it on a worker thread); looking a key up and forking take microsecon
 A :class:`StreamSession` is one open stream: its owner, its round bookkeeping (the next
 expected round, the first round not yet covered by a correction), and the round-by-round
 path ``begin`` (validate and unpack one SYNDROME packet, all or nothing) then ``push`` for
-each of its rounds (feed the decoder; a :class:`~qecd.transport.protocol.Correction` with
+each of its rounds (feed the decoder; a :class:`~qecd.transport.wire.Correction` with
 absolute round numbers when a window commits). Rounds are a per-stream u64 counter across
 shots: round ``r`` is slice ``r % R`` of shot ``r // R``.
 
@@ -20,7 +20,7 @@ back, and leaves the session unchanged.
 Example
 -------
 >>> import numpy as np
->>> from qecd.transport.protocol import Hello, SyndromeLayout, encode_syndrome, parse_packet
+>>> from qecd.transport.wire import Hello, SyndromeLayout, encode_syndrome, parse_packet
 >>> pool = DecoderPool()
 >>> plan = pool.get_or_build(Hello(spec="repetition:d=3,r=2,p=0.01"))
 >>> s = StreamSession(1, plan, owner=b"peer", route=b"peer")
@@ -50,7 +50,7 @@ from qecd.codes import RoundLayout, build_experiment, parse_spec
 from qecd.decoder.names import parse_decoder_name
 from qecd.decoder.window import StreamDecoder
 from qecd.errors import DecoderError, ProtocolError, QecdError
-from qecd.transport.protocol import (
+from qecd.transport.wire import (
     DEFAULT_MAX_FRAME,
     MAX_ROUNDS_PER_SHOT,
     Accept,
@@ -374,7 +374,7 @@ class StreamSession:
         self._pkt_first = 0
         self._pkt_count = 0
         self._out = bytearray(correction_frame_len(plan.num_observables))
-        #: the stream's :class:`~qecd.transport.shm_service.ShmStreamServer` when its rounds
+        #: the stream's :class:`~qecd.transport.shm.streams.ShmStreamServer` when its rounds
         #: flow over a shared-memory ring (HELLO ``transport="shm"``), else None
         self.shm = None
 

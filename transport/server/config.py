@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from qecd.transport.auth import CurveServerKeys
-from qecd.transport.session import SessionLimits
+from qecd.transport.server.session import SessionLimits
 
 __all__ = ["ServerConfig"]
 

@@ -2,19 +2,19 @@
 
 The loop polls the ROUTER (tcp and/or ipc endpoints) and a wake-up socketpair, reads up to
 ``batch`` packets without blocking, then handles them in arrival order: parse
-(:func:`~qecd.transport.protocol.parse_packet`), route by stream id to a
-:class:`~qecd.transport.session.StreamSession` (ownership checked), decode, reply. PyMatching
+(:func:`~qecd.transport.wire.parse_packet`), route by stream id to a
+:class:`~qecd.transport.server.session.StreamSession` (ownership checked), decode, reply. PyMatching
 holds the GIL, so decoding stays on this one thread; a single worker thread only builds new
 decoder plans (HELLOs whose plan is cached are answered at once; the others get their
 ACCEPT when the build finishes, without holding up other streams' packets, although the
 build competes for the GIL). Nothing is ever unpickled; msgpack only on the control path.
 
 This module holds the loop, the routing and the replies; its parts live beside it:
-:mod:`~qecd.transport.server_config` (:class:`ServerConfig`),
-:mod:`~qecd.transport.plan_builds` (plans built off the loop thread),
-:mod:`~qecd.transport.shm_streams` (shared-memory streams),
-:mod:`~qecd.transport.rate_limit` (the ERROR and STATS budgets) and
-:mod:`~qecd.transport.jsonlog` (JSON-lines logs and the per-second error summary).
+:mod:`~qecd.transport.server.config` (:class:`ServerConfig`),
+:mod:`~qecd.transport.server.plan_builds` (plans built off the loop thread),
+:mod:`~qecd.transport.server.shm_streams` (shared-memory streams),
+:mod:`~qecd.transport.server.rate_limit` (the ERROR and STATS budgets) and
+:mod:`~qecd.transport.server.logs` (JSON-lines logs and the per-second error summary).
 
 Per-round service time
     From the packet's receipt (a timestamp taken right after ``recv`` returned it) to the end
@@ -23,11 +23,11 @@ Per-round service time
     rounds is timed per round inside the loop: round ``i``'s time runs from the packet's
     receipt to the end of round ``i``'s own work, so it includes the rounds before it in the
     packet (they arrived together; round ``i`` really waited for them). Times go into a
-    preallocated ring (:class:`~qecd.transport.metrics.ServiceRecorder`); STATS, Prometheus
+    preallocated ring (:class:`~qecd.transport.server.metrics.ServiceRecorder`); STATS, Prometheus
     and ``--record`` read from there. A CORRECTION's own ``service_ns`` field is stamped just
     before its ``send`` (it cannot include the send). Shared-memory streams are timed by
     their ring loop, one entry per packet, and copied in from housekeeping and before STATS
-    answers (:mod:`qecd.transport.shm_streams`).
+    answers (:mod:`qecd.transport.server.shm_streams`).
 
 Backpressure policy
     The server never blocks and never drops a round it accepted. It holds no queue of its
@@ -67,14 +67,14 @@ Shared-memory streams (HELLO ``transport="shm"``, any decoder)
     to end with ``uf``; other decoders leave it, taking the GIL, only to decode a window);
     the control channel (HELLO, STATS, BYE) stays ZeroMQ. Set-up, teardown, how their
     rounds reach the counters and the service-time ring, and the policies for all three are
-    in :mod:`qecd.transport.shm_streams`.
+    in :mod:`qecd.transport.server.shm_streams`.
 
 Errors
     Every bad packet gets an ERROR reply with its code (subject to the error budget) or a
     counted drop (a packet from which no reply can be made, an ERROR sent to the server).
     An unexpected exception on the server path is counted, logged and answered ``INTERNAL``;
     the loop keeps serving. Logs are JSON lines
-    (:class:`~qecd.transport.jsonlog.JsonFormatter`): one event per stream open/close and
+    (:class:`~qecd.transport.server.logs.JsonFormatter`): one event per stream open/close and
     one summary per peer and error code per second, never per round.
 
 Example
@@ -103,10 +103,14 @@ import zmq
 
 from qecd.errors import ProtocolError
 from qecd.transport.auth import configure_server_socket, start_authenticator
-from qecd.transport.jsonlog import ErrorSummary, JsonFormatter, configure_json_logging
-from qecd.transport.metrics import ServerCounters, ServiceRecorder, start_metrics_http
-from qecd.transport.plan_builds import PendingHello, PlanBuilds
-from qecd.transport.protocol import (
+from qecd.transport.server.config import ServerConfig
+from qecd.transport.server.logs import ErrorSummary, JsonFormatter, configure_json_logging
+from qecd.transport.server.metrics import ServerCounters, ServiceRecorder, start_metrics_http
+from qecd.transport.server.plan_builds import PendingHello, PlanBuilds
+from qecd.transport.server.rate_limit import RateLimiter
+from qecd.transport.server.session import DecoderPool, StreamPlan, StreamSession, plan_key
+from qecd.transport.server.shm_streams import ShmStreams
+from qecd.transport.wire import (
     HEADER_SIZE,
     ErrorCode,
     Header,
@@ -123,10 +127,6 @@ from qecd.transport.protocol import (
     encode_stats,
     parse_packet,
 )
-from qecd.transport.rate_limit import RateLimiter
-from qecd.transport.server_config import ServerConfig
-from qecd.transport.session import DecoderPool, StreamPlan, StreamSession, plan_key
-from qecd.transport.shm_streams import ShmStreams
 
 __all__ = ["ServerConfig", "Server", "JsonFormatter", "configure_json_logging", "run_server"]
 

@@ -74,9 +74,9 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from qecd import jit_cache
+from qecd import _jit
 
-jit_cache.invalidate_if_changed(__file__, [], __name__)
+_jit.invalidate_if_changed(__file__, [], __name__)
 
 __all__ = [
     "CLOCK_MONOTONIC",
@@ -270,7 +270,7 @@ def monotonic_ns_py() -> int:
     return time.monotonic_ns()
 
 
-@njit(cache=True, nogil=True)
+@njit(**_jit.CACHED)
 def _clock_loop(n: int) -> int:
     acc = 0
     for _ in range(n):
@@ -302,7 +302,7 @@ def clock_cost_ns(n: int = 200_000) -> float:
     return (time.perf_counter_ns() - t0) / n
 
 
-@njit(cache=True, nogil=True)
+@njit(**_jit.CACHED)
 def spin_until_equal(words: np.ndarray, index: int, value: int, timeout_ns: int) -> int:
     """Spin until ``words[index] == value`` (acquire loads); the value seen, or -1 on timeout.
 

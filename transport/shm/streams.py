@@ -2,11 +2,11 @@
 (:class:`ShmStreamServer`) and the emulator's side (:class:`ShmStreamClient`).
 
 The server creates the region (owner-only POSIX shared memory, see
-:mod:`qecd.transport.shm_ring`), so its name and geometry can be handed to the client in the
+:mod:`qecd.transport.shm.ring`), so its name and geometry can be handed to the client in the
 ACCEPT of the ZeroMQ control channel; :meth:`ShmStreamServer.start` runs the stream's loop in
-a thread: :func:`~qecd.transport.shm_stream.serve_stream_kernel` with ``uf``, which releases
+a thread: :func:`~qecd.transport.shm.loop.serve_stream_kernel` with ``uf``, which releases
 the GIL for the whole loop (the control thread keeps serving ZeroMQ), or with another decoder
-:mod:`qecd.transport.shm_host_loop`, which takes the GIL back only to decode a due window.
+:mod:`qecd.transport.shm.host_loop`, which takes the GIL back only to decode a due window.
 Everything the loop touches is allocated here, before the first round: state, plan, packet
 buffers and the per-packet record ring.
 
@@ -39,10 +39,9 @@ from qecd.codes.layout import RoundLayout
 from qecd.decoder.compiled_stream import CompiledStream
 from qecd.decoder.window import StreamDecoder
 from qecd.errors import DecoderError
-from qecd.transport import protocol as P
-from qecd.transport.shm_host_loop import HostLoop
-from qecd.transport.shm_ring import RingPair, slot_size_for
-from qecd.transport.shm_stream import (
+from qecd.transport import wire as P
+from qecd.transport.shm.host_loop import HostLoop
+from qecd.transport.shm.loop import (
     CTL_CORRECTIONS,
     CTL_ERRORS,
     CTL_NEXT_ROUND,
@@ -52,6 +51,8 @@ from qecd.transport.shm_stream import (
     client_stream_kernel,
     serve_stream_kernel,
 )
+from qecd.transport.shm.ring import RingPair, slot_size_for
+from qecd.transport.wire.header import HEADER_DTYPE
 
 SERVER_SIDE = 1
 #: how long a loop waits for space in the reply ring before it gives up on the stream
@@ -86,9 +87,9 @@ class ShmStreamServer:
     decoder : CompiledStream or StreamDecoder
         The stream's decoder, built (its own instance: the loop owns its state). A
         :class:`CompiledStream` (``uf``) runs the whole loop in Numba
-        (:func:`~qecd.transport.shm_stream.serve_stream_kernel`); a :class:`StreamDecoder`
+        (:func:`~qecd.transport.shm.loop.serve_stream_kernel`); a :class:`StreamDecoder`
         of any other backend leaves Numba only to decode a due window
-        (:mod:`qecd.transport.shm_host_loop`).
+        (:mod:`qecd.transport.shm.host_loop`).
     stream_id : int
         The id the client must put in its packets (from the ACCEPT).
     want_faults : bool
@@ -209,7 +210,7 @@ class ShmStreamServer:
         arrays are a ring of ``record_capacity`` packets: once more were served, these are
         the latest ``record_capacity`` (``records_total`` says how many there were). Read
         them after the loop returned (:meth:`join`); a running loop's records are read with
-        :func:`qecd.transport.shm_streams.ring_records`."""
+        :func:`qecd.transport.server.shm_streams.ring_records`."""
         n = int(self.rec_n[0])
         cap = self.rec_service.shape[0]
         order = np.arange(max(0, n - cap), n) % cap
@@ -283,7 +284,7 @@ class ShmStreamClient:
 
     def build_packets(self, dets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """One SYNDROME frame per round of every shot, built with numpy before the timed loop
-        (frames are byte-identical to :func:`qecd.transport.protocol.encode_syndrome`'s).
+        (frames are byte-identical to :func:`qecd.transport.wire.encode_syndrome`'s).
 
         Returns the concatenated frames (uint8) and their offsets (int64, length frames + 1).
         """
@@ -295,11 +296,9 @@ class ShmStreamClient:
         round_off = np.concatenate([[0], np.cumsum(flen)])
         shot_len = int(round_off[-1])
         out = np.zeros(shots * shot_len, dtype=np.uint8)
-        hdr = np.zeros(shots, dtype=np.dtype([
-            ("magic", "<u2"), ("version", "u1"), ("type", "u1"), ("flags", "<u2"),
-            ("count", "<u2"), ("stream_id", "<u4"), ("payload_len", "<u4"), ("round", "<u8"),
-            ("ts", "<u8")]))
-        hdr["magic"], hdr["version"], hdr["type"] = P.MAGIC, P.VERSION, int(P.MsgType.SYNDROME)
+        hdr = np.zeros(shots, dtype=HEADER_DTYPE)
+        hdr["magic"], hdr["version"] = P.MAGIC, P.VERSION
+        hdr["msg_type"] = int(P.MsgType.SYNDROME)
         hdr["count"], hdr["stream_id"] = 1, self.stream_id
         base = self.next_round + np.arange(shots, dtype=np.uint64) * np.uint64(R)
         starts = np.arange(shots, dtype=np.int64) * shot_len

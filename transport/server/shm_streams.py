@@ -7,9 +7,9 @@ Shared-memory streams (HELLO ``transport="shm"``, any decoder)
     Numba loop (``uf``: the whole window engine,
     :class:`~qecd.decoder.compiled_stream.CompiledStream`; any other backend: a fork of the
     plan's stream decoder, which the loop calls from Python only when a window is due, see
-    :mod:`qecd.transport.shm_host_loop`; those decodes hold the GIL, so they compete with
+    :mod:`qecd.transport.shm.host_loop`; those decodes hold the GIL, so they compete with
     the ZeroMQ loop thread as ZeroMQ streams' decodes do), creates an owner-only ring pair
-    (:class:`~qecd.transport.shm_service.ShmStreamServer`, one per stream), starts its
+    (:class:`~qecd.transport.shm.streams.ShmStreamServer`, one per stream), starts its
     GIL-free thread and answers ACCEPT with ``shm_region``, ``shm_slots``, ``shm_slot_size``
     and ``corrections_per_shot``. The stream's rounds and corrections then flow only over
     the ring (a SYNDROME over ZeroMQ for it is refused with ``UNEXPECTED_TYPE``); its
@@ -24,12 +24,12 @@ Live metrics of a ring stream
     *packet* (service time, a flag saying the packet triggered a decode, lag). The server
     folds each live loop's progress in from housekeeping, from the STATS handler just
     before it answers, and once more when the stream closes (after the loop was joined):
-    the deltas of the totals go into :class:`~qecd.transport.metrics.ServerCounters`
+    the deltas of the totals go into :class:`~qecd.transport.server.metrics.ServerCounters`
     (``rounds_received``, ``corrections_sent``, ring ERRORs under the code
     :data:`SHM_ERRORS`, since the loop counts them without their codes, and
     ``shm_syndrome_packets``) and into the stream's session (``rounds_received``,
     ``corrections_sent``, ``errors_sent``, ``next_round``); the new records go into the
-    :class:`~qecd.transport.metrics.ServiceRecorder` as one entry per packet, under the
+    :class:`~qecd.transport.server.metrics.ServiceRecorder` as one entry per packet, under the
     stream's id: ``service_ns`` is the packet's service time as the loop measured it (ring
     receive to the last reply's doorbell, or to the round stored; charged to the packet's
     last round), ``decode_ns`` the same time when the packet triggered a decode, else 0
@@ -42,7 +42,7 @@ Live metrics of a ring stream
 The loop's record ring
     A loop records every packet it serves, for its whole life, into a ring of
     ``record_capacity`` slots (packet ``k`` in slot ``k % record_capacity``, the count
-    published after the slot, see :func:`~qecd.transport.shm_stream.record_packet`). A
+    published after the slot, see :func:`~qecd.transport.shm.loop.record_packet`). A
     fold copies the packets served since the previous fold, oldest first
     (:func:`ring_records`). When more than ``record_capacity`` of them were served in
     between (the housekeeping fold fell behind), the oldest are already overwritten: they
@@ -76,8 +76,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from qecd.transport.metrics import ServerCounters, ServiceRecorder
-from qecd.transport.session import StreamPlan, StreamSession
+from qecd.transport.server.metrics import ServerCounters, ServiceRecorder
+from qecd.transport.server.session import StreamPlan, StreamSession
 
 __all__ = ["ShmStreams", "SHM_ERRORS", "ring_records"]
 
@@ -193,7 +193,7 @@ class ShmStreams:
         plan), its region and its kernels loaded. This is the slow part (tens to hundreds of
         ms for large codes), so the server runs it on its build worker, not its loop."""
         from qecd.decoder.compiled_stream import CompiledStream
-        from qecd.transport.shm_service import ShmStreamServer
+        from qecd.transport.shm.streams import ShmStreamServer
 
         sd = plan.decoder
         dec = CompiledStream(sd) if sd.backend == "uf" else plan.fork()
@@ -265,7 +265,7 @@ class ShmStreams:
         return self._fold(s, srv, done, now_ns)
 
     def _fold(self, s: StreamSession, srv, done: _Folded, now_ns: int | None) -> bool:
-        from qecd.transport.shm_stream import (
+        from qecd.transport.shm.loop import (
             CTL_CORRECTIONS,
             CTL_ERRORS,
             CTL_NEXT_ROUND,
@@ -341,7 +341,7 @@ class ShmStreams:
         shm_streams = [s for s in streams if s.shm is not None]
         if not shm_streams:
             return []
-        from qecd.transport.shm_stream import EXIT_BYE
+        from qecd.transport.shm.loop import EXIT_BYE
 
         ended = []
         for s in shm_streams:

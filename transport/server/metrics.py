@@ -4,7 +4,7 @@ The server's hot loop calls :meth:`ServiceRecorder.record` once per round: four 
 preallocated numpy arrays and an index bump, no Python object kept, no histogram update, no
 logging. Shared-memory streams are timed by their own Numba loop, one entry per *packet*
 (charged to the packet's last round); the server copies those entries in from housekeeping
-with :meth:`ServiceRecorder.record_many` (see :mod:`qecd.transport.shm_streams`).
+with :meth:`ServiceRecorder.record_many` (see :mod:`qecd.transport.server.shm_streams`).
 Everything else happens off the per-round path:
 
 - :meth:`ServiceRecorder.fold` (the server calls it from its housekeeping, at least every
@@ -59,7 +59,7 @@ _NFINE = _PER_OCTAVE * _OCTAVES
 class ServerCounters:
     """Plain counters the server bumps (one thread writes; readers only read ints).
 
-    ``errors_sent`` and ``dropped`` map an :class:`~qecd.transport.protocol.ErrorCode` name
+    ``errors_sent`` and ``dropped`` map an :class:`~qecd.transport.wire.ErrorCode` name
     (or ``"corrections"``, ``"replies"``, ``"error_budget"``, ...) to a count; ERRORs that
     shared-memory ring loops sent count under ``"shm_ring"`` (the loops do not report codes).
 
@@ -68,7 +68,7 @@ class ServerCounters:
     SYNDROME packets they processed, ``shm_syndrome_packets``. ``shm_records_lost`` counts
     those whose service-time record was overwritten in its loop's record ring before the
     server copied it into the :class:`ServiceRecorder` (see
-    :mod:`qecd.transport.shm_streams`).
+    :mod:`qecd.transport.server.shm_streams`).
     """
 
     packets_received: int = 0

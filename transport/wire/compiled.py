@@ -1,0 +1,145 @@
+"""The wire codec in Numba: the header, ERROR and CORRECTION writers the ring loops call.
+
+The same packets as :mod:`qecd.transport.wire.header`, :mod:`~qecd.transport.wire.error` and
+:mod:`~qecd.transport.wire.correction` write with ``struct``, for callers inside Numba (no
+Python objects, no allocation: they write into the caller's ``uint8`` buffer and return the
+frame length). Every constant is taken from the enums and structs of
+:mod:`qecd.transport.wire.header`; ``tests/test_wire_agreement.py`` checks that these writers
+and readers agree byte for byte with the Python codec.
+
+Example
+-------
+>>> import numpy as np
+>>> out = np.zeros(8, np.uint8)
+>>> put_u32(out, 0, 0x01020304); get_u32(out, 0) == 0x01020304, out[:4].tolist()
+(True, [4, 3, 2, 1])
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from qecd import _jit
+from qecd.transport.wire import header as H
+from qecd.transport.wire.header import ErrorCode, Flags, MsgType
+
+_JIT = _jit.KERNEL
+
+MAGIC = H.MAGIC
+VERSION = H.VERSION
+HEADER_SIZE = H.HEADER_SIZE
+CORR_FIXED = H.CORRECTION_FIXED.size  #: fixed part of a CORRECTION body
+ERROR_FIXED = H.ERROR_FIXED.size  #: fixed part of an ERROR body (the reason follows)
+T_SYNDROME = int(MsgType.SYNDROME)
+T_CORRECTION = int(MsgType.CORRECTION)
+T_ERROR = int(MsgType.ERROR)
+T_HEARTBEAT = int(MsgType.HEARTBEAT)
+T_BYE = int(MsgType.BYE)
+F_FAULT_IDS = int(Flags.FAULT_IDS)
+F_SHOT_END = int(Flags.SHOT_END)
+E_BAD_MAGIC = int(ErrorCode.BAD_MAGIC)
+E_VERSION = int(ErrorCode.UNSUPPORTED_VERSION)
+E_UNKNOWN_TYPE = int(ErrorCode.UNKNOWN_TYPE)
+E_SHORT = int(ErrorCode.SHORT_FRAME)
+E_LENGTH = int(ErrorCode.LENGTH_MISMATCH)
+E_BAD_HEADER = int(ErrorCode.BAD_HEADER)
+E_BAD_PAYLOAD = int(ErrorCode.BAD_PAYLOAD)
+E_UNKNOWN_STREAM = int(ErrorCode.UNKNOWN_STREAM)
+E_GAP = int(ErrorCode.ROUND_GAP)
+E_DUP = int(ErrorCode.ROUND_DUPLICATE)
+E_UNEXPECTED = int(ErrorCode.UNEXPECTED_TYPE)
+E_DECODER = int(ErrorCode.DECODER_ERROR)
+E_DROPPED = int(ErrorCode.SYNDROMES_DROPPED)
+
+
+@numba.njit(inline="always", **_JIT)
+def get_u16(b, o):
+    return np.int64(b[o]) | (np.int64(b[o + 1]) << 8)
+
+
+@numba.njit(inline="always", **_JIT)
+def get_u32(b, o):
+    return get_u16(b, o) | (get_u16(b, o + 2) << 16)
+
+
+@numba.njit(inline="always", **_JIT)
+def get_u64(b, o):
+    return get_u32(b, o) | (get_u32(b, o + 4) << 32)
+
+
+@numba.njit(inline="always", **_JIT)
+def put_u16(b, o, v):
+    b[o] = v & 0xFF
+    b[o + 1] = (v >> 8) & 0xFF
+
+
+@numba.njit(inline="always", **_JIT)
+def put_u32(b, o, v):
+    put_u16(b, o, v & 0xFFFF)
+    put_u16(b, o + 2, (v >> 16) & 0xFFFF)
+
+
+@numba.njit(inline="always", **_JIT)
+def put_u64(b, o, v):
+    put_u32(b, o, v & 0xFFFFFFFF)
+    put_u32(b, o + 4, (v >> 32) & 0xFFFFFFFF)
+
+
+@numba.njit(inline="always", **_JIT)
+def write_header(b, msg_type, flags, count, stream_id, payload_len, rnd, ts):
+    """The 32-byte header at ``b[0:32]`` (layout of :data:`qecd.transport.wire.header.HEADER`)."""
+    put_u16(b, 0, MAGIC)
+    b[2] = VERSION
+    b[3] = msg_type
+    put_u16(b, 4, flags)
+    put_u16(b, 6, count)
+    put_u32(b, 8, stream_id)
+    put_u32(b, 12, payload_len)
+    put_u64(b, 16, rnd)
+    put_u64(b, 24, ts)
+
+
+@numba.njit(**_JIT)
+def write_error(out, code, ref_type, stream_id, rnd, ts, next_round):
+    """An ERROR packet with an empty reason (the code says it; see docs/protocol.md)."""
+    write_header(out, T_ERROR, 0, 0, stream_id, ERROR_FIXED, rnd, ts)
+    o = HEADER_SIZE  # ERROR_FIXED: code u16, versions u16, ref_type u8, u8 0, u16 0, next_round
+    put_u16(out, o, code)
+    put_u16(out, o + 2, 1 << (VERSION - 1))
+    out[o + 4] = ref_type
+    out[o + 5] = 0
+    put_u16(out, o + 6, 0)
+    put_u64(out, o + 8, next_round)
+    return HEADER_SIZE + ERROR_FIXED
+
+
+@numba.njit(**_JIT)
+def write_correction(out, stream_id, seq, ts, first_round, last_round, service_ns, obs, faults,
+                     n_faults, want_faults, shot_end):
+    """A CORRECTION packet: ``obs`` (uint8 0/1 per observable) bit-packed, ``faults[:n_faults]``
+    appended when ``want_faults``. Returns the frame length."""
+    n_obs = obs.shape[0]
+    obs_len = 4 * ((n_obs + 31) // 32)
+    nf = n_faults if want_faults else 0
+    payload = CORR_FIXED + obs_len + 4 * nf
+    flags = (F_SHOT_END if shot_end else 0) | (F_FAULT_IDS if want_faults else 0)
+    write_header(out, T_CORRECTION, flags, 0, stream_id, payload, seq, ts)
+    o = HEADER_SIZE
+    put_u64(out, o, first_round)
+    put_u64(out, o + 8, last_round)
+    put_u64(out, o + 16, service_ns)
+    put_u32(out, o + 24, n_obs)
+    put_u32(out, o + 28, nf)
+    o += CORR_FIXED
+    for i in range(obs_len):
+        out[o + i] = 0
+    for j in range(n_obs):
+        if obs[j]:
+            out[o + (j >> 3)] |= np.uint8(1 << (j & 7))
+    o += obs_len
+    for i in range(nf):
+        put_u32(out, o + 4 * i, faults[i])
+    return HEADER_SIZE + payload
+
+
