@@ -25,7 +25,7 @@ import numpy as np
 from qecd.bench.machine import machine_info
 from qecd.bench.stats import wilson_interval
 from qecd.codes import build_experiment
-from qecd.decoder.names import parse_decoder_name
+from qecd.decoder.registry import build_decoder
 
 SCHEMA = "qecd.bench.accuracy/1"
 REFERENCE_GRAPH = "pymatching"
@@ -38,15 +38,7 @@ def _build(name: str, exp) -> tuple[Any, bool]:
         from qecd.bench.ldpc_reference import LdpcBpOsd
 
         return LdpcBpOsd(exp.dem), False
-    dn = parse_decoder_name(name)
-    if dn.window is None:
-        from qecd.decoder import make_decoder
-
-        return make_decoder(dn.backend, exp.dem), True
-    from qecd.decoder.window import StreamDecoder
-
-    return StreamDecoder(exp.dem, exp.layout, dn.backend, window=dn.window,
-                         commit=dn.commit), False
+    return build_decoder(name, exp.dem, exp.layout), True
 
 
 def run_accuracy(spec: str, decoders: list[str], *, shots: int, seed: int = 0,

@@ -55,7 +55,7 @@ import numpy as np
 import stim
 
 from qecd.codes import RoundLayout, build_experiment
-from qecd.decoder.names import parse_decoder_name
+from qecd.decoder.registry import parse_decoder_name
 from qecd.decoder.window import StreamDecoder
 from qecd.errors import QecdError
 from qecd.transport.auth import CurveClientKeys

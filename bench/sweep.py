@@ -59,7 +59,7 @@ from qecd.bench.plots import pyplot
 from qecd.bench.stats import wilson_interval
 from qecd.codes import parse_spec
 from qecd.codes.spec import ExperimentSpec
-from qecd.decoder.names import parse_decoder_name
+from qecd.decoder.registry import parse_decoder_name
 from qecd.decoder.sinter_plugin import PREFIX
 from qecd.errors import SpecError
 

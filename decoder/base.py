@@ -61,6 +61,11 @@ class Decoder(abc.ABC):
 
     #: backend name used in spec strings and reports (``"pymatching"``, ``"uf"``, ...)
     name: ClassVar[str] = "abstract"
+    #: the backend decodes matching graphs: its DEMs (and its windows' fault tables) are
+    #: decomposed into edges; others take hyperedges as they are
+    graph_like: ClassVar[bool] = False
+    #: :meth:`compile_stream` returns an engine that runs whole streams inside Numba
+    compiles_streams: ClassVar[bool] = False
 
     faults: FaultTable
 
@@ -76,6 +81,13 @@ class Decoder(abc.ABC):
     @property
     def num_observables(self) -> int:
         return self.faults.num_observables
+
+    @classmethod
+    def compile_stream(cls, stream: object) -> object | None:
+        """A compiled engine for a :class:`~qecd.decoder.window.StreamDecoder` plan of this
+        backend (one that runs the window logic inside Numba), or None when the backend is
+        decoded from Python. Backends that set :attr:`compiles_streams` override this."""
+        return None
 
     # -- checks ---------------------------------------------------------------------------
     def _check_syndrome(self, syndrome: np.ndarray) -> np.ndarray:

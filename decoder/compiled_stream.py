@@ -153,8 +153,9 @@ class CompiledStream(ShotDecoding):
     """
 
     def __init__(self, sd: StreamDecoder) -> None:
-        if sd.backend != "uf":
+        if sd.backend_class is not UnionFindDecoder:
             raise DecoderError(f"CompiledStream needs the uf backend, got {sd.backend!r}")
+        self.backend = sd.backend
         self.layout = sd.layout
         self.num_rounds = sd.num_rounds
         self.num_observables = sd.num_observables

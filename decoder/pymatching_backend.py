@@ -30,6 +30,7 @@ class PyMatchingDecoder(Decoder):
     """Thin wrapper over :class:`pymatching.Matching` with the qecd decoder interface."""
 
     name = "pymatching"
+    graph_like = True
 
     def __init__(self, dem: stim.DetectorErrorModel) -> None:
         self.faults = FaultTable.from_dem(dem, graph=True)

@@ -31,25 +31,19 @@ from __future__ import annotations
 import numpy as np
 import stim
 
-from qecd.decoder.names import DecoderName, parse_decoder_name
+from qecd.decoder.registry import DecoderName, backend_names, build_decoder, parse_decoder_name
 from qecd.errors import DecoderError
 
 PREFIX = "qecd-"
 
 
 class _CompiledQecdDecoder:
-    def __init__(self, decoder, num_detectors: int, num_observables: int, packed: bool) -> None:
+    def __init__(self, decoder) -> None:
         self._decoder = decoder
-        self._nd = num_detectors
-        self._no = num_observables
-        self._packed = packed
 
     def decode_shots_bit_packed(self, *, bit_packed_detection_event_data: np.ndarray) -> np.ndarray:
         data = np.asarray(bit_packed_detection_event_data, dtype=np.uint8)
-        if self._packed:
-            return self._decoder.decode_batch_packed(data)
-        dets = np.unpackbits(data, axis=1, count=self._nd, bitorder="little")
-        return np.packbits(self._decoder.decode_batch(dets), axis=1, bitorder="little")
+        return self._decoder.decode_batch_packed(data)
 
 
 class QecdSinterDecoder:
@@ -59,17 +53,7 @@ class QecdSinterDecoder:
         self.name = parse_decoder_name(str(name))
 
     def compile_decoder_for_dem(self, *, dem: stim.DetectorErrorModel) -> _CompiledQecdDecoder:
-        if self.name.window is None:
-            from qecd.decoder.registry import make_decoder
-
-            dec = make_decoder(self.name.backend, dem)
-            return _CompiledQecdDecoder(dec, dem.num_detectors, dem.num_observables, True)
-        from qecd.codes.layout import RoundLayout
-        from qecd.decoder.window import StreamDecoder
-
-        dec = StreamDecoder(dem, RoundLayout.from_dem(dem), self.name.backend,
-                            window=self.name.window, commit=self.name.commit)
-        return _CompiledQecdDecoder(dec, dem.num_detectors, dem.num_observables, False)
+        return _CompiledQecdDecoder(build_decoder(self.name, dem))
 
     def __repr__(self) -> str:
         return f"QecdSinterDecoder({str(self.name)!r})"
@@ -104,6 +88,6 @@ def sinter_decoders() -> dict[str, QecdSinterDecoder]:
     ``qecd-<backend>-w<W>c<C>`` on lookup.
     """
     table = _DecoderTable()
-    for backend in ("pymatching", "uf", "bp-cluster"):
+    for backend in backend_names():
         table[PREFIX + backend] = QecdSinterDecoder(backend)
     return table

@@ -138,6 +138,16 @@ class UnionFindDecoder(Decoder):
     """
 
     name = "uf"
+    graph_like = True
+    compiles_streams = True
+
+    @classmethod
+    def compile_stream(cls, stream):
+        """The stream's plan compiled for the Numba loops
+        (:class:`~qecd.decoder.compiled_stream.CompiledStream`)."""
+        from qecd.decoder.compiled_stream import CompiledStream
+
+        return CompiledStream(stream)
 
     def __init__(self, dem: stim.DetectorErrorModel, *,
                  weight_resolution: int = DEFAULT_WEIGHT_RESOLUTION,

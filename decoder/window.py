@@ -37,13 +37,10 @@ import numpy as np
 import stim
 
 from qecd.codes.layout import RoundLayout
-from qecd.decoder.base import Decoder, unpack_bits
+from qecd.decoder.base import Decoder, pack_bits, unpack_bits
 from qecd.decoder.fault_table import FaultTable
 from qecd.decoder.registry import backend_class
 from qecd.errors import DecoderError
-
-#: backends whose problems are matching graphs (others get hypergraph columns)
-GRAPH_BACKENDS = frozenset({"pymatching", "uf"})
 
 
 @dataclass(frozen=True)
@@ -57,33 +54,19 @@ class Correction:
     observables : numpy.ndarray of uint8, shape (num_observables,)
         Logical flips of the faults committed now (XOR all of a shot's corrections to get
         the shot's prediction).
-    faults : numpy.ndarray of int64
+    fault_ids : numpy.ndarray of int64
         Indices into ``dem.flattened()``'s ``error`` instructions of the committed faults.
-    final : bool
+    shot_end : bool
         True for the last correction of a shot.
+
+    The field names are the wire CORRECTION's (:class:`qecd.transport.wire.Correction`).
     """
 
     first_round: int
     last_round: int
     observables: np.ndarray
-    faults: np.ndarray
-    final: bool
-
-
-def default_window(family: str, distance: int | None) -> tuple[int, int]:
-    """Default (window, commit): ``(2d, d)`` for surface/repetition codes; for qLDPC codes a
-    commit of ``max(2, d // 3)`` rounds with a buffer of at least 4 rounds.
-
-    >>> default_window("surface", 5)
-    (10, 5)
-    >>> default_window("bb", 12)
-    (8, 4)
-    """
-    d = int(distance or 3)
-    if family in ("surface", "repetition"):
-        return 2 * d, d
-    c = max(2, d // 3)
-    return c + max(4, c), c
+    fault_ids: np.ndarray
+    shot_end: bool
 
 
 @dataclass
@@ -128,6 +111,16 @@ class ShotDecoding:
             out[i] = self.decode_shot(d[i])
         return out
 
+    def decode_batch_packed(self, packed: np.ndarray) -> np.ndarray:
+        """Bit-packed in, bit-packed out, as :meth:`qecd.decoder.base.Decoder.decode_batch_packed`
+        (stim's little bit order)."""
+        p = np.asarray(packed, dtype=np.uint8)
+        nd = self.layout.num_detectors
+        if p.ndim != 2 or p.shape[1] != (nd + 7) // 8:
+            raise DecoderError(f"packed batch: expected shape (shots, {(nd + 7) // 8}), "
+                               f"got {p.shape}")
+        return pack_bits(self.decode_batch(unpack_bits(p, nd)))
+
 
 class StreamDecoder(ShotDecoding):
     """Round-by-round decoding of one stream with any backend.
@@ -156,7 +149,7 @@ class StreamDecoder(ShotDecoding):
         commit: int | None = None,
         backend_options: dict | None = None,
     ) -> None:
-        backend_class(backend)  # validates the name
+        self.backend_class = backend_class(backend)  # validates the name
         self.backend = backend
         self.layout = layout
         self.num_rounds = layout.num_rounds
@@ -172,7 +165,7 @@ class StreamDecoder(ShotDecoding):
         if window is None or window >= self.num_rounds:
             window, commit = self.num_rounds, self.num_rounds
         self.window, self.commit = int(window), int(commit)
-        self.faults = FaultTable.from_dem(dem, graph=backend in GRAPH_BACKENDS)
+        self.faults = FaultTable.from_dem(dem, graph=self.backend_class.graph_like)
         round_of = layout.round_of_detector()
         t = self.faults
         self._fault_first_round = np.array(
@@ -229,11 +222,17 @@ class StreamDecoder(ShotDecoding):
         text = header + text
         decoder = self._cache.get(text)
         if decoder is None:
-            decoder = backend_class(backend).from_dem(stim.DetectorErrorModel(text), **options)
+            decoder = self.backend_class.from_dem(stim.DetectorErrorModel(text), **options)
             self._cache[text] = decoder
         local_to_global = np.array([f for *_, f in lines], dtype=np.int64)
         return _Window(start, stop, commit_stop, final, det_ids, decoder, local_to_global,
                        np.zeros(len(det_ids), dtype=np.uint8), text)
+
+    def compile(self):
+        """This plan compiled by its backend for the Numba loops (a new engine with its own
+        state), or None when the backend decodes from Python (see
+        :meth:`~qecd.decoder.base.Decoder.compile_stream`)."""
+        return self.backend_class.compile_stream(self)
 
     @property
     def num_window_decoders(self) -> int:
@@ -340,7 +339,7 @@ class StreamDecoder(ShotDecoding):
                 f"finish: expected round {self.num_rounds - 1} next, at round {self._next_round}"
             )
         corr = self.push_round(final_bits)
-        assert corr is not None and corr.final
+        assert corr is not None and corr.shot_end
         return corr
 
     def _decode_window(self, w: _Window) -> Correction:
@@ -362,7 +361,7 @@ class StreamDecoder(ShotDecoding):
             first_round=w.start,
             last_round=w.commit_stop - 1,
             observables=obs,
-            faults=np.sort(t.dem_index[committed]),
-            final=w.final,
+            fault_ids=np.sort(t.dem_index[committed]),
+            shot_end=w.final,
         )
 

@@ -26,10 +26,10 @@ def test_compiled_stream_equals_python_stream_decoder(spec, window, commit):
             b = cs.push_round(np.packbits(shot[ids], bitorder="little"), packed=True)
             assert (a is None) == (b is None)
             if a is not None:
-                assert (a.first_round, a.last_round, a.final) == (b.first_round, b.last_round,
-                                                                  b.final)
+                assert (a.first_round, a.last_round, a.shot_end) == (b.first_round,
+                                                                     b.last_round, b.shot_end)
                 assert np.array_equal(a.observables, b.observables)
-                assert np.array_equal(np.sort(a.faults), b.faults)
+                assert np.array_equal(np.sort(a.fault_ids), b.fault_ids)
 
 
 def test_compiled_stream_resets_between_shots_and_counts_them():

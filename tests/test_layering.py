@@ -2,7 +2,7 @@
 
 Layers, lowest first (a module may import its own layer and lower ones, never higher):
 
-    errors/_jit  <-  codes  <-  decoder  <-  transport.shm, transport.server  <-  client  <-  bench  <-  cli
+    errors, _jit <- codes <- decoder <- transport.shm, transport.server <- client <- bench <- cli
 
 and, besides: ``transport.wire`` imports nothing of qecd but ``qecd.errors`` and ``qecd._jit``;
 ``transport.shm`` never imports ``transport.server``; nothing under ``transport`` imports

@@ -90,7 +90,7 @@ def _offline(exp, dets, window=None, commit=None):
             c = sd.push_round(bits)
             if c is not None:
                 out.append((j * R + c.first_round, j * R + c.last_round,
-                            c.observables.tolist(), c.faults.tolist()))
+                            c.observables.tolist(), c.fault_ids.tolist()))
     return out
 
 

@@ -140,7 +140,7 @@ def test_multi_round_packets_resume_after_each_decode(served, decoder):
     for i, (g, w) in enumerate(zip(got, want, strict=True)):
         shot_base = (g.last_round // R) * R
         assert (g.first_round - shot_base, g.last_round - shot_base, g.shot_end) == \
-            (w.first_round, w.last_round, w.final), i
+            (w.first_round, w.last_round, w.shot_end), i
         assert np.array_equal(g.observables, w.observables)
     assert srv.counters()["rounds"] == len(rounds)
 

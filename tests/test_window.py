@@ -36,7 +36,7 @@ def test_corrections_cover_every_round_exactly_once():
             c = sd.push_round(shot[ids])
             if c is not None:
                 covered += list(range(c.first_round, c.last_round + 1))
-                assert c.final == (r == exp.layout.num_rounds - 1)
+                assert c.shot_end == (r == exp.layout.num_rounds - 1)
         assert covered == list(range(exp.layout.num_rounds))
 
 

@@ -47,7 +47,7 @@ import stim
 
 from qecd import __version__
 from qecd.codes import RoundLayout, build_experiment, parse_spec
-from qecd.decoder.names import parse_decoder_name
+from qecd.decoder.registry import parse_decoder_name
 from qecd.decoder.window import StreamDecoder
 from qecd.errors import DecoderError, ProtocolError, QecdError
 from qecd.transport.wire import (
@@ -474,8 +474,8 @@ class StreamSession:
         base = r - r % self.rounds_per_shot
         last = base + c.last_round
         self.committed = last + 1
-        faults = np.unique(c.faults).astype(np.uint32) if self.want_faults else None
-        return Correction(base + c.first_round, last, c.observables, faults, 0, c.final)
+        faults = np.unique(c.fault_ids).astype(np.uint32) if self.want_faults else None
+        return Correction(base + c.first_round, last, c.observables, faults, 0, c.shot_end)
 
     def fail(self, i: int) -> tuple[int, int]:
         """Discard the shot whose round ``i`` (of the current packet) the decoder failed on.

@@ -192,11 +192,9 @@ class ShmStreams:
         compiled uf plan's scratch buffers are per loop; other backends get a fork of the
         plan), its region and its kernels loaded. This is the slow part (tens to hundreds of
         ms for large codes), so the server runs it on its build worker, not its loop."""
-        from qecd.decoder.compiled_stream import CompiledStream
         from qecd.transport.shm.streams import ShmStreamServer
 
-        sd = plan.decoder
-        dec = CompiledStream(sd) if sd.backend == "uf" else plan.fork()
+        dec = plan.decoder.compile() or plan.fork()
         return ShmStreamServer(dec, stream_id=sid, want_faults=want_faults,
                                record_capacity=self.record_capacity,
                                idle_timeout_s=0.0)  # 0: no loop timeout; the server's applies

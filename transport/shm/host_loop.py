@@ -212,7 +212,7 @@ class HostLoop:
                 continue
             if send_correction_kernel(words, buf, tx_off, n_slots, slot_size, self.out_buf,
                                       self.ctl, pend, self.stream_id, c.observables,
-                                      c.faults.astype(np.int64), self.want_faults,
-                                      c.first_round, c.last_round, c.final,
+                                      c.fault_ids.astype(np.int64), self.want_faults,
+                                      c.first_round, c.last_round, c.shot_end,
                                       self.send_timeout_ns) != 0:
                 return EXIT_SEND_FAILED

@@ -105,9 +105,10 @@ class ShmStreamServer:
                  record_capacity: int = 2_000_000, idle_timeout_s: float = 30.0) -> None:
         self.compiled = decoder if isinstance(decoder, CompiledStream) else None
         self.host = decoder if self.compiled is None else None
-        if self.host is not None and self.host.backend == "uf":
-            raise DecoderError("ShmStreamServer: compile a uf StreamDecoder with "
-                               "CompiledStream (its loop then stays in Numba)")
+        if self.host is not None and self.host.backend_class.compiles_streams:
+            raise DecoderError(f"ShmStreamServer: compile the {self.host.backend} "
+                               "StreamDecoder (StreamDecoder.compile(); its loop then stays "
+                               "in Numba)")
         self.layout = decoder.layout
         self.stream_id = int(stream_id)
         self.want_faults = bool(want_faults)
@@ -152,7 +153,7 @@ class ShmStreamServer:
 
     @property
     def backend(self) -> str:
-        return "uf" if self.compiled is not None else self.host.backend
+        return self.compiled.backend if self.compiled is not None else self.host.backend
 
     @classmethod
     def for_experiment(cls, exp, *, stream_id: int, window: int | None = None,
@@ -160,7 +161,7 @@ class ShmStreamServer:
                        **kw) -> ShmStreamServer:
         """Build the stream decoder (``uf`` compiled, or any other backend) and the server."""
         sd = StreamDecoder(exp.dem, exp.layout, decoder, window=window, commit=commit)
-        return cls(CompiledStream(sd) if decoder == "uf" else sd, stream_id=stream_id, **kw)
+        return cls(sd.compile() or sd, stream_id=stream_id, **kw)
 
     def _serve(self) -> int:
         """Run the loop until it returns; while ``ctl[CTL_STOP]`` is set (construction) it

@@ -1,0 +1,129 @@
+"""Fixtures shared by the test modules: polling, a real ZeroMQ server on loopback, ``qecd
+serve`` in a child process, the offline decode a stream must reproduce, and the check that
+no shared-memory region outlives a test.
+
+Helpers are handed out as fixtures (a test asks for ``running_server`` and calls it), so no
+test module imports another.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+
+def _wait_for(cond: Callable[[], object], timeout_s: float = 10.0, poll_s: float = 0.02) -> bool:
+    """Poll ``cond()`` every ``poll_s`` until it is true or ``timeout_s`` passed; returns its
+    last value, so ``assert wait_for(...)`` fails only when the condition never held."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(poll_s)
+    return bool(cond())
+
+
+@pytest.fixture(scope="session")
+def wait_for() -> Callable[..., bool]:
+    """``wait_for(cond, timeout_s=10.0, poll_s=0.02)``: poll until another thread or process
+    makes ``cond()`` true; False when it never did (use as ``assert wait_for(...)``)."""
+    return _wait_for
+
+
+@contextlib.contextmanager
+def _running_server(tmp_path=None, **kw) -> Iterator:
+    from qecd.transport.server import Server, ServerConfig
+
+    binds = ["tcp://127.0.0.1:0"]
+    if tmp_path is not None:
+        binds.append(f"ipc://{tmp_path}/qecd.sock")
+    server = Server(ServerConfig(binds=tuple(binds), **kw))
+    try:
+        server.start_thread()
+        yield server
+    finally:
+        server.stop(timeout_s=10)
+
+
+@pytest.fixture(scope="session")
+def running_server() -> Callable[..., contextlib.AbstractContextManager]:
+    """``with running_server(tmp_path=None, **config) as server``: a real
+    :class:`~qecd.transport.server.Server` on its own thread, bound to a random tcp port on
+    127.0.0.1 (``server.endpoints[0]``) and, given ``tmp_path``, an ipc socket in it
+    (``server.endpoints[1]``); ``config`` goes to ``ServerConfig``. Stopped on exit."""
+    return _running_server
+
+
+def _offline_commits(exp, dets, window=None, commit=None, backend="pymatching"):
+    from qecd.decoder.window import StreamDecoder
+
+    sd = StreamDecoder(exp.dem, exp.layout, backend, window=window, commit=commit)
+    R, out = exp.layout.num_rounds, []
+    for j, d in enumerate(dets):
+        for ids in exp.layout.detectors:
+            c = sd.push_round(d[ids])
+            if c is not None:
+                out.append((j * R + c.first_round, j * R + c.last_round,
+                            c.observables.tolist()))
+    return out
+
+
+@pytest.fixture(scope="session")
+def offline_commits() -> Callable[..., list]:
+    """``offline_commits(exp, dets, window=None, commit=None, backend="pymatching")``: the
+    ``(first_round, last_round, observables)`` of every commit of an offline
+    :class:`~qecd.decoder.window.StreamDecoder` fed ``dets`` round by round, rounds counted
+    across shots as on the wire."""
+    return _offline_commits
+
+
+def _serve_subprocess(tmp_path, *extra: str):
+    ep = f"ipc://{tmp_path}/s.sock"
+    proc = subprocess.Popen([sys.executable, "-m", "qecd", "serve", "--bind", ep, *extra],
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not os.path.exists(f"{tmp_path}/s.sock"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"qecd serve did not start: {proc.stderr.read()}")
+        time.sleep(0.05)
+    return proc, ep
+
+
+@pytest.fixture(scope="session")
+def serve_subprocess() -> Callable[..., tuple]:
+    """``proc, endpoint = serve_subprocess(tmp_path, *args)``: ``qecd serve`` in a child
+    process on an ipc socket in ``tmp_path`` (extra CLI ``args`` appended), returned once the
+    socket exists. The caller stops it (``terminate``/``kill``, ``wait``) and closes
+    ``proc.stderr``."""
+    return _serve_subprocess
+
+
+def _my_regions() -> set[str]:
+    """This process's shared-memory regions (``qecd-<creator pid>-*``): another test run on
+    the machine may create and remove its own meanwhile."""
+    prefix = f"qecd-{os.getpid()}-"
+    try:
+        return {n for n in os.listdir("/dev/shm") if n.startswith(prefix)}
+    except FileNotFoundError:  # no /dev/shm: nothing can leak there
+        return set()
+
+
+@pytest.fixture
+def no_shm_leak() -> Iterator[Callable[[], set[str]]]:
+    """Fails the test if a ``/dev/shm/qecd-<this pid>-*`` region it created outlives it
+    (after a garbage collection and up to 5 s for a loop thread to release its ring).
+    Yields a function listing this process's regions."""
+    before = _my_regions()
+    yield _my_regions
+    gc.collect()
+    _wait_for(lambda: _my_regions() <= before, timeout_s=5)
+    left = _my_regions() - before
+    assert not left, f"shared-memory regions outlived the test: {sorted(left)}"
