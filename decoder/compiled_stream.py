@@ -29,6 +29,8 @@ True
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numba
 import numpy as np
 import stim
@@ -91,12 +93,7 @@ def _decode_window(w, shot_bits, carry, out_obs, out_faults_committed,
 
 
 @numba.njit(**_JIT)
-def push_round_kernel(bits, packed, st, shot_bits, carry, out_obs, out_faults_committed,
-                      round_offsets, trigger, win_final,
-                      win_commit_stop, win_tmpl, win_det_ptr, win_dets, win_l2g_ptr, win_l2g,
-                      tmpl_det_off, tmpl_line_off, layout_pos, round_of, fault_first_round,
-                      fault_det_ptr, fault_dets, fault_obs, fault_dem_index,
-                      union_syn, union_dem_index, uf_out, uf_args):
+def push_round_kernel(bits, packed, state, plan):
     """Store the next round of the stream and decode if it completes a window.
 
     Parameters
@@ -104,10 +101,11 @@ def push_round_kernel(bits, packed, st, shot_bits, carry, out_obs, out_faults_co
     bits : numpy.ndarray of uint8
         The round's detection events: bit-packed (stim's little bit order) when ``packed``
         is True, else one byte per detector.
-    st : numpy.ndarray of int64, shape (4,)
-        Stream state: ``st[0]`` next round, ``st[1]`` window just decoded (or -1),
-        ``st[2]`` 1 if that window was final, ``st[3]`` shots completed.
-    (the rest) : the arrays of :meth:`CompiledStream.kernel_args`.
+    state : StreamState
+        The stream's state; ``state.st``: ``st[0]`` next round, ``st[1]`` window just
+        decoded (or -1), ``st[2]`` 1 if that window was final, ``st[3]`` shots completed.
+    plan : StreamPlanArrays
+        The plan (:meth:`CompiledStream.kernel_args`).
 
     Returns
     -------
@@ -115,6 +113,9 @@ def push_round_kernel(bits, packed, st, shot_bits, carry, out_obs, out_faults_co
         ``NO_CORRECTION`` (-1), ``NO_SOLUTION`` (-2), or the number of committed faults
         written to ``out_faults_committed`` (a correction is ready in ``out_obs``).
     """
+    st, shot_bits, carry, out_obs, out_faults_committed = state
+    round_offsets = plan.round_offsets
+    win_final = plan.win_final
     t = st[0]
     lo = round_offsets[t]
     hi = round_offsets[t + 1]
@@ -125,15 +126,17 @@ def push_round_kernel(bits, packed, st, shot_bits, carry, out_obs, out_faults_co
         for i in range(hi - lo):
             shot_bits[lo + i] = 1 if bits[i] else 0
     st[0] = t + 1
-    w = trigger[t]
+    w = plan.trigger[t]
     st[1] = w
     if w < 0:
         return NO_CORRECTION
     r = _decode_window(w, shot_bits, carry, out_obs, out_faults_committed,
-                       win_commit_stop, win_tmpl, win_det_ptr, win_dets, win_l2g_ptr, win_l2g,
-                       tmpl_det_off, tmpl_line_off, layout_pos, round_of, fault_first_round,
-                       fault_det_ptr, fault_dets, fault_obs, fault_dem_index,
-                       union_syn, union_dem_index, uf_out, uf_args)
+                       plan.win_commit_stop, plan.win_tmpl, plan.win_det_ptr, plan.win_dets,
+                       plan.win_l2g_ptr, plan.win_l2g, plan.tmpl_det_off, plan.tmpl_line_off,
+                       plan.layout_pos, plan.round_of, plan.fault_first_round,
+                       plan.fault_det_ptr, plan.fault_dets, plan.fault_obs,
+                       plan.fault_dem_index, plan.union_syn, plan.union_dem_index,
+                       plan.uf_out, plan.uf_args)
     st[2] = win_final[w]
     if win_final[w]:
         st[0] = 0
@@ -141,6 +144,45 @@ def push_round_kernel(bits, packed, st, shot_bits, carry, out_obs, out_faults_co
         for i in range(carry.shape[0]):
             carry[i] = 0
     return r
+
+
+class StreamPlanArrays(NamedTuple):
+    """The flat arrays of a compiled stream plan (read-only while decoding, except the three
+    scratch arrays ``union_syn``, ``uf_out`` and the union-find workspace in ``uf_args``).
+    Numba takes it as one argument; fields are named so a kernel says what it reads."""
+
+    round_offsets: np.ndarray  #: int64 (R + 1,): where round t's detectors start (layout order)
+    trigger: np.ndarray  #: int64 (R,): window completed by round t, or -1
+    win_final: np.ndarray  #: int64 per window: 1 for a shot's last window
+    win_commit_stop: np.ndarray  #: int64 per window: faults before this round are committed
+    win_tmpl: np.ndarray  #: int64 per window: which template (distinct window DEM) it uses
+    win_det_ptr: np.ndarray  #: CSR over windows of ...
+    win_dets: np.ndarray  #: ... their global detector ids, window order
+    win_l2g_ptr: np.ndarray  #: CSR over windows of ...
+    win_l2g: np.ndarray  #: ... window DEM error line -> global fault id
+    tmpl_det_off: np.ndarray  #: first detector of each template in the union decoder
+    tmpl_line_off: np.ndarray  #: first error line of each template in the union decoder
+    layout_pos: np.ndarray  #: detector id -> position in layout order
+    round_of: np.ndarray  #: detector id -> round
+    fault_first_round: np.ndarray  #: global fault -> earliest round it touches
+    fault_det_ptr: np.ndarray  #: CSR over global faults of ...
+    fault_dets: np.ndarray  #: ... their detectors
+    fault_obs: np.ndarray  #: uint8 (faults, observables) flips
+    fault_dem_index: np.ndarray  #: global fault -> DEM error instruction index
+    union_syn: np.ndarray  #: scratch: the union decoder's syndrome
+    union_dem_index: np.ndarray  #: union decoder fault -> its DEM line
+    uf_out: np.ndarray  #: scratch: faults the union-find returns
+    uf_args: tuple  #: :meth:`UnionFindDecoder.kernel_args` of the union decoder
+
+
+class StreamState(NamedTuple):
+    """Per-stream mutable state of a compiled stream (one per loop)."""
+
+    st: np.ndarray  #: int64 (4,): next round, window just decoded, that window final, shots
+    shot_bits: np.ndarray  #: uint8: the shot's detection events so far (layout order)
+    carry: np.ndarray  #: uint8 per detector: syndrome effect of committed faults
+    out_obs: np.ndarray  #: uint8: observable flips of the last correction
+    out_faults: np.ndarray  #: int64: committed fault ids of the last correction
 
 
 class CompiledStream(ShotDecoding):
@@ -192,7 +234,7 @@ class CompiledStream(ShotDecoding):
         for i, w in enumerate(wins):
             det_ptr[i + 1] = det_ptr[i] + len(w.det_ids)
             l2g_ptr[i + 1] = l2g_ptr[i] + len(w.local_to_global)
-        self._plan = (
+        self._plan = StreamPlanArrays(
             sd._offsets.astype(np.int64),
             trigger,
             np.array([int(w.final) for w in wins], dtype=np.int64),
@@ -222,23 +264,23 @@ class CompiledStream(ShotDecoding):
         self._state = self.new_state()
         self._warm_up()
 
-    def new_state(self) -> tuple:
-        """Fresh per-stream state: ``(st, shot_bits, carry, out_obs, out_faults)``."""
+    def new_state(self) -> StreamState:
+        """Fresh per-stream state."""
         nd, no = self.layout.num_detectors, self.num_observables
-        return (np.zeros(4, dtype=np.int64), np.zeros(nd, dtype=np.uint8),
+        return StreamState(np.zeros(4, dtype=np.int64), np.zeros(nd, dtype=np.uint8),
                 np.zeros(nd, dtype=np.uint8), np.zeros(no, dtype=np.uint8),
                 np.zeros(self.max_faults, dtype=np.int64))
 
-    def kernel_args(self) -> tuple:
-        """The plan arrays :func:`push_round_kernel` takes after the per-stream state."""
+    def kernel_args(self) -> StreamPlanArrays:
+        """The plan :func:`push_round_kernel` takes after the per-stream state."""
         return self._plan
 
     def _warm_up(self) -> None:
         state = self.new_state()
         for size in self.layout.round_sizes:
-            push_round_kernel(np.zeros(size, np.uint8), False, *state, *self._plan)
+            push_round_kernel(np.zeros(size, np.uint8), False, state, self._plan)
         for size in self.layout.round_sizes:
-            push_round_kernel(np.zeros((size + 7) // 8, np.uint8), True, *state, *self._plan)
+            push_round_kernel(np.zeros((size + 7) // 8, np.uint8), True, state, self._plan)
 
     @property
     def next_round(self) -> int:
@@ -249,16 +291,16 @@ class CompiledStream(ShotDecoding):
         st, _, _, out_obs, out_faults = self._state
         t = int(st[0])
         n = push_round_kernel(np.ascontiguousarray(bits, dtype=np.uint8), packed,
-                              *self._state, *self._plan)
+                              self._state, self._plan)
         if n == NO_CORRECTION:
             return None
         if n == NO_SOLUTION:
             raise DecoderError(f"uf: no set of faults explains the window ending at round {t}")
         w = int(st[1])
         start = int(self._windows_start(w))
-        return Correction(start, int(self._plan[3][w]) - 1, out_obs.copy(),
+        return Correction(start, int(self._plan.win_commit_stop[w]) - 1, out_obs.copy(),
                           np.sort(out_faults[:n]), bool(st[2]))
 
     def _windows_start(self, w: int) -> int:
         # the first round window w decodes: commit_stop of the previous window (0 for the first)
-        return 0 if w == 0 else int(self._plan[3][w - 1])
+        return 0 if w == 0 else int(self._plan.win_commit_stop[w - 1])

@@ -33,6 +33,8 @@ Example
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numba
 import numpy as np
 
@@ -94,6 +96,23 @@ from qecd.transport.wire.compiled import (  # noqa: E402
 )
 
 _JIT = _jit.KERNEL
+
+class LoopArgs(NamedTuple):
+    """What a server loop needs besides its ring and its decoder (one Numba argument)."""
+
+    server_side: int  #: the side the server claimed (1)
+    in_buf: np.ndarray  #: uint8 slot-sized buffer a request is copied into
+    out_buf: np.ndarray  #: uint8 slot-sized buffer a reply is written into
+    ctl: np.ndarray  #: int64 control words shared with the control thread (``CTL_*``)
+    rec_service: np.ndarray  #: int64 record ring: service ns per packet
+    rec_lag: np.ndarray  #: int64 record ring: lag behind the scheduled send time
+    rec_flags: np.ndarray  #: uint8 record ring: 1 if the packet decoded a window
+    rec_n: np.ndarray  #: int64 (1,): records written (published with a release store)
+    stream_id: int  #: the stream's id
+    want_faults: bool  #: put fault ids in CORRECTIONs
+    idle_timeout_ns: int  #: return EXIT_IDLE after this long without a request (0: never)
+    send_timeout_ns: int  #: give up on the stream when the reply ring stays full this long
+
 
 #: serve_stream_kernel exit codes
 EXIT_BYE, EXIT_STOP, EXIT_IDLE, EXIT_SEND_FAILED, EXIT_RECORD_FULL = 0, 1, 2, 3, 4
@@ -264,21 +283,24 @@ def drop_shot(words, buf, tx_off, n_slots, slot_size, out_buf, ctl, stream_id, r
 
 
 @numba.njit(**_JIT)
-def serve_stream_kernel(words, buf, tx_off, rx_off, n_slots, slot_size, server_side,
-                        in_buf, out_buf, ctl, rec_service, rec_lag, rec_flags, rec_n,
-                        stream_id, want_faults, idle_timeout_ns, send_timeout_ns,
-                        st, shot_bits, carry, out_obs, out_faults, round_offsets, trigger,
-                        win_final, win_commit_stop, win_tmpl, win_det_ptr, win_dets,
-                        win_l2g_ptr, win_l2g, tmpl_det_off, tmpl_line_off, layout_pos, round_of,
-                        fault_first_round, fault_det_ptr, fault_dets, fault_obs,
-                        fault_dem_index, union_syn, union_dem_index, uf_out, uf_args):
+def serve_stream_kernel(ring, loop, state, plan):
     """Serve one stream on a ring pair until BYE, a stop request or an idle timeout.
+
+    ``ring`` is the server side's :class:`~qecd.transport.shm.ring.RingArgs`, ``loop`` its
+    :class:`LoopArgs`, ``state`` and ``plan`` the compiled stream's
+    :class:`~qecd.decoder.compiled_stream.StreamState` and
+    :class:`~qecd.decoder.compiled_stream.StreamPlanArrays`.
 
     ``ctl`` (int64) is shared with the control thread: ``ctl[CTL_STOP]`` != 0 asks the loop
     to return; the loop keeps ``ctl[CTL_ROUNDS]``, ``CTL_ERRORS``, ``CTL_CORRECTIONS`` and
     ``CTL_NEXT_ROUND`` (the next absolute round it expects) up to date. Each processed
     SYNDROME packet is recorded (:func:`record_packet`). Returns an ``EXIT_*`` code.
     """
+    words, buf, tx_off, rx_off, n_slots, slot_size = ring
+    (server_side, in_buf, out_buf, ctl, rec_service, rec_lag, rec_flags, rec_n, stream_id,
+     want_faults, idle_timeout_ns, send_timeout_ns) = loop
+    st, carry, out_obs, out_faults = state.st, state.carry, state.out_obs, state.out_faults
+    round_offsets, win_commit_stop = plan.round_offsets, plan.win_commit_stop
     n_rounds = round_offsets.shape[0] - 1
     while True:
         code, count, rnd, ts, t0 = next_syndrome(
@@ -292,14 +314,7 @@ def serve_stream_kernel(words, buf, tx_off, rx_off, n_slots, slot_size, server_s
         for i in range(count):
             t = (rnd + i) % n_rounds
             nb = round_bytes(round_offsets, t)
-            r = push_round_kernel(in_buf[o:o + nb], True, st, shot_bits, carry,
-                                  out_obs, out_faults, round_offsets, trigger,
-                                  win_final, win_commit_stop, win_tmpl, win_det_ptr,
-                                  win_dets, win_l2g_ptr, win_l2g, tmpl_det_off,
-                                  tmpl_line_off, layout_pos, round_of,
-                                  fault_first_round, fault_det_ptr, fault_dets,
-                                  fault_obs, fault_dem_index, union_syn,
-                                  union_dem_index, uf_out, uf_args)
+            r = push_round_kernel(in_buf[o:o + nb], True, state, plan)
             o += nb
             if r == NO_CORRECTION:
                 continue
@@ -318,8 +333,8 @@ def serve_stream_kernel(words, buf, tx_off, rx_off, n_slots, slot_size, server_s
             first = shot_base + (0 if w == 0 else win_commit_stop[w - 1])
             last = shot_base + win_commit_stop[w] - 1
             ln = write_correction(out_buf, stream_id, rnd + count - 1, ts, first, last,
-                             monotonic_ns() - t0, out_obs, out_faults, r,
-                             want_faults, st[2] != 0)
+                                  monotonic_ns() - t0, out_obs, out_faults, r,
+                                  want_faults, st[2] != 0)
             if ring_send(words, buf, tx_off, n_slots, slot_size, out_buf, ln,
                          send_timeout_ns, -1) != 0:
                 ctl[CTL_NEXT_ROUND] = rnd + i + 1

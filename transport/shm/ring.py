@@ -163,6 +163,7 @@ import secrets
 import stat
 import time
 import weakref
+from typing import NamedTuple
 
 import numpy as np
 from numba import njit
@@ -221,6 +222,17 @@ SPIN_POLLS = 1024  #: polls without ``pause`` before backing off
 MAX_PAUSES = 8  #: back-off cap, ``pause`` instructions per poll (~0.2 us on Zen 2)
 CLOCK_EVERY = 64  #: polls between clock reads (a read costs ~22 ns), a power of two
 DEFAULT_YIELD_AFTER_NS = 50_000  #: Python wrappers' default ``yield_after_ns``
+
+
+class RingArgs(NamedTuple):
+    """One side's view of a ring pair, as Numba loops take it (one argument)."""
+
+    words: np.ndarray  #: uint64 view of the region (doorbells, indices, liveness)
+    buf: np.ndarray  #: uint8 view of the region (slots)
+    tx_off: int  #: byte offset of the ring this side sends on
+    rx_off: int  #: byte offset of the ring this side receives on
+    n_slots: int  #: slots per ring (a power of two)
+    slot_size: int  #: bytes per slot
 
 
 class RingStatus(enum.IntEnum):
@@ -1307,8 +1319,8 @@ class RingPair:
         """The region's name (what the other process attaches to)."""
         return self.region.name
 
-    def kernel_args(self) -> tuple[np.ndarray, np.ndarray, int, int, int, int]:
-        """``(words, buf, tx_offset, rx_offset, n_slots, slot_size)`` for Numba loops.
+    def kernel_args(self) -> RingArgs:
+        """``RingArgs(words, buf, tx_off, rx_off, n_slots, slot_size)`` for Numba loops.
 
         Examples
         --------
@@ -1318,7 +1330,7 @@ class RingPair:
         (dtype('uint64'), dtype('uint8'), True, (4, 64))
         """
         r = self.region
-        return r.words, r.buf, self.tx.offset, self.rx.offset, r.n_slots, r.slot_size
+        return RingArgs(r.words, r.buf, self.tx.offset, self.rx.offset, r.n_slots, r.slot_size)
 
     def send_bytes(self, data: bytes, *, timeout: float = 1.0) -> None:
         """:meth:`RingSender.send_bytes` on :attr:`tx`."""

@@ -47,6 +47,7 @@ from qecd.transport.shm.loop import (
     CTL_NEXT_ROUND,
     CTL_ROUNDS,
     CTL_STOP,
+    LoopArgs,
     client_pingpong_kernel,
     client_stream_kernel,
     serve_stream_kernel,
@@ -168,11 +169,11 @@ class ShmStreamServer:
         returns after one round of polls, which compiles or loads every kernel it calls."""
         if self._host_loop is not None:
             return self._host_loop.run()
-        return int(serve_stream_kernel(
-            *self.pair.kernel_args(), SERVER_SIDE, self.in_buf, self.out_buf, self.ctl,
-            self.rec_service, self.rec_lag, self.rec_flags, self.rec_n, self.stream_id,
-            self.want_faults, self.idle_timeout_ns, SEND_TIMEOUT_NS, *self.state,
-            *self.compiled.kernel_args()))
+        loop = LoopArgs(SERVER_SIDE, self.in_buf, self.out_buf, self.ctl, self.rec_service,
+                        self.rec_lag, self.rec_flags, self.rec_n, self.stream_id,
+                        self.want_faults, self.idle_timeout_ns, SEND_TIMEOUT_NS)
+        return int(serve_stream_kernel(self.pair.kernel_args(), loop, self.state,
+                                       self.compiled.kernel_args()))
 
     def _run(self) -> None:
         if self.cpu is not None:
