@@ -16,66 +16,8 @@ This module holds the loop, the routing and the replies; its parts live beside i
 :mod:`~qecd.transport.server.rate_limit` (the ERROR and STATS budgets) and
 :mod:`~qecd.transport.server.logs` (JSON-lines logs and the per-second error summary).
 
-Per-round service time
-    From the packet's receipt (a timestamp taken right after ``recv`` returned it) to the end
-    of the work that round triggers: appended to its stream's decoder, any window decode
-    finished and the CORRECTION handed to ZeroMQ (after ``send``). A SYNDROME carrying ``k``
-    rounds is timed per round inside the loop: round ``i``'s time runs from the packet's
-    receipt to the end of round ``i``'s own work, so it includes the rounds before it in the
-    packet (they arrived together; round ``i`` really waited for them). Times go into a
-    preallocated ring (:class:`~qecd.transport.server.metrics.ServiceRecorder`); STATS, Prometheus
-    and ``--record`` read from there. A CORRECTION's own ``service_ns`` field is stamped just
-    before its ``send`` (it cannot include the send). Shared-memory streams are timed by
-    their ring loop, one entry per packet, and copied in from housekeeping and before STATS
-    answers (:mod:`qecd.transport.server.shm_streams`).
-
-Backpressure policy
-    The server never blocks and never drops a round it accepted. It holds no queue of its
-    own: each packet is handled as soon as it is read, so a stream's backlog (rounds
-    received, not yet processed) is at most one packet's rounds, and a packet carrying more
-    than ``max_backlog`` rounds is refused with ERROR ``SERVER_BUSY`` naming ``next_round``.
-    When a client outruns the decoder, its packets wait in ZeroMQ, at most ``rcvhwm``
-    messages per peer, then in TCP buffers; then TCP flow control fills the client's send
-    queue (``SNDHWM``) and the client's ``send`` blocks: the client is slowed down, never
-    silently dropped. That upstream wait is visible per stream as ``input_lag_ns`` (STATS)
-    and ``qecd_input_lag_seconds``: a packet's one-way delay over the stream's fastest.
-    Outbound, replies are sent ``NOBLOCK`` with ``ROUTER_MANDATORY``: a reply to a vanished
-    peer, or to a peer whose queue (``sndhwm``) is full, is dropped and counted
-    (``dropped.corrections`` / ``dropped.replies``), because a client that does not read
-    must not stall every other stream; the client library bounds its rounds in flight so
-    that a well-behaved client never gets there. ERROR replies are limited to
-    ``error_budget_per_s`` per peer (beyond: counted drops, ``dropped.error_budget``).
-
-Shutdown policy (SIGINT/SIGTERM, or :meth:`Server.request_shutdown`)
-    New HELLOs get ``SHUTTING_DOWN``; everything already queued is read and answered (for at
-    most ``drain_s``); HELLOs whose plan is still building get ``SHUTTING_DOWN``; then every
-    stream with rounds received but not covered by a correction gets ERROR
-    ``SYNDROMES_DROPPED`` naming the range, and every stream an unsolicited BYE
-    (``round`` = next expected round, ``timestamp_ns`` 0). The socket then lingers up to
-    ``shutdown_linger_ms`` so these last messages leave; on every other close it lingers 0.
-    When :meth:`Server.stop` gives up waiting for the loop thread, :meth:`Server.close`
-    leaves the closing to that thread (it owns the socket, the streams and their rings),
-    which closes the server as it returns.
-
-Liveness
-    Any packet from a stream's owner refreshes it; a stream silent for ``timeout_ms`` is
-    freed (its uncommitted rounds reported as ``SYNDROMES_DROPPED``, then BYE, best effort)
-    and counted in ``streams_timed_out``.
-
-Shared-memory streams (HELLO ``transport="shm"``, any decoder)
-    Rounds and corrections flow over a per-stream ring served by a Numba loop (GIL-free end
-    to end with ``uf``; other decoders leave it, taking the GIL, only to decode a window);
-    the control channel (HELLO, STATS, BYE) stays ZeroMQ. Set-up, teardown, how their
-    rounds reach the counters and the service-time ring, and the policies for all three are
-    in :mod:`qecd.transport.server.shm_streams`.
-
-Errors
-    Every bad packet gets an ERROR reply with its code (subject to the error budget) or a
-    counted drop (a packet from which no reply can be made, an ERROR sent to the server).
-    An unexpected exception on the server path is counted, logged and answered ``INTERNAL``;
-    the loop keeps serving. Logs are JSON lines
-    (:class:`~qecd.transport.server.logs.JsonFormatter`): one event per stream open/close and
-    one summary per peer and error code per second, never per round.
+Its policies (per-round service time, backpressure, shutdown, liveness, shared-memory
+streams, errors) are the essay ``docs/server.md``; this module implements them.
 
 Example
 -------

@@ -1,71 +1,8 @@
 """The server's shared-memory streams: start each ring loop, watch it, tear it down.
 
-Shared-memory streams (HELLO ``transport="shm"``, any decoder)
-    The control channel stays ZeroMQ: HELLO builds (or reuses) the plan as usual, then the
-    server's build worker (not its loop thread: this takes tens to hundreds of ms for large
-    codes, and other streams keep being served meanwhile) compiles the plan's decoder for a
-    Numba loop (``uf``: the whole window engine,
-    :class:`~qecd.decoder.compiled_stream.CompiledStream`; any other backend: a fork of the
-    plan's stream decoder, which the loop calls from Python only when a window is due, see
-    :mod:`qecd.transport.shm.host_loop`; those decodes hold the GIL, so they compete with
-    the ZeroMQ loop thread as ZeroMQ streams' decodes do), creates an owner-only ring pair
-    (:class:`~qecd.transport.shm.streams.ShmStreamServer`, one per stream), starts its
-    GIL-free thread and answers ACCEPT with ``shm_region``, ``shm_slots``, ``shm_slot_size``
-    and ``corrections_per_shot``. The stream's rounds and corrections then flow only over
-    the ring (a SYNDROME over ZeroMQ for it is refused with ``UNEXPECTED_TYPE``); its
-    ZeroMQ stream id is the ring's. Teardown: BYE over ZeroMQ (the loop is stopped, joined
-    and the region unlinked), BYE over the ring (the loop exits; housekeeping reaps it),
-    the stream timeout (ring traffic and ZeroMQ packets from the owner both count as
-    activity) and shutdown (every loop stopped and every region unlinked).
-
-Live metrics of a ring stream
-    The loop keeps running totals in its control array (rounds served, ERRORs and
-    CORRECTIONs sent, the next round it expects) and one record per processed SYNDROME
-    *packet* (service time, a flag saying the packet triggered a decode, lag). The server
-    folds each live loop's progress in from housekeeping, from the STATS handler just
-    before it answers, and once more when the stream closes (after the loop was joined):
-    the deltas of the totals go into :class:`~qecd.transport.server.metrics.ServerCounters`
-    (``rounds_received``, ``corrections_sent``, ring ERRORs under the code
-    :data:`SHM_ERRORS`, since the loop counts them without their codes, and
-    ``shm_syndrome_packets``) and into the stream's session (``rounds_received``,
-    ``corrections_sent``, ``errors_sent``, ``next_round``); the new records go into the
-    :class:`~qecd.transport.server.metrics.ServiceRecorder` as one entry per packet, under the
-    stream's id: ``service_ns`` is the packet's service time as the loop measured it (ring
-    receive to the last reply's doorbell, or to the round stored; charged to the packet's
-    last round), ``decode_ns`` the same time when the packet triggered a decode, else 0
-    (the loop does not time the decode apart). The client library sends one round per
-    packet, so entries and rounds then coincide. Every quantity is folded as a delta from
-    what was folded before, so nothing is counted twice. The loop publishes only the next
-    round it expects, not the first uncommitted one; ``next_round`` stands for both
-    (``rounds_committed`` in STATS), as it always has at close.
-
-The loop's record ring
-    A loop records every packet it serves, for its whole life, into a ring of
-    ``record_capacity`` slots (packet ``k`` in slot ``k % record_capacity``, the count
-    published after the slot, see :func:`~qecd.transport.shm.loop.record_packet`). A
-    fold copies the packets served since the previous fold, oldest first
-    (:func:`ring_records`). When more than ``record_capacity`` of them were served in
-    between (the housekeeping fold fell behind), the oldest are already overwritten: they
-    are counted, not copied, in ``shm_records_lost`` (STATS of the server and of the
-    stream, ``qecd_shm_records_lost_total``), and the service-time count falls behind the
-    rounds by as many. The loop keeps writing while the fold copies, so the fold reads the
-    count again after copying and keeps only what the loop cannot have touched since.
-
-Packets
-    ``packets_received`` counts ZeroMQ packets only. A ring loop counts no packets as such:
-    its records count the SYNDROME packets it processed (``shm_syndrome_packets``, kept
-    plus lost records), while the HEARTBEATs and BYEs it answers and the packets it
-    rejects (an ERROR each, besides ERRORs about valid packets) leave no count.
-
-A region is never unmapped under a running loop: a loop that has not returned after its
-stop request (e.g. still being compiled, or still serving a client that keeps its ring
-busy) is kept as a *zombie*; housekeeping goes on folding its progress into the counters
-(not into the closed session's STATS) and releases it, after one last fold, once it has
-returned, and the server joins every zombie before it closes.
-
-:class:`ShmStreams` holds that state for the :class:`~qecd.transport.server.Server`; the
-server keeps the stream table and sends every ZeroMQ reply. The whole life of a ring stream
-runs in ``tests/test_shm_control.py``.
+Set-up, how ring rounds reach the counters and the service-time ring, and the teardown
+policies are in ``docs/server.md`` (section "Shared-memory streams in the server"); the ring
+itself is ``docs/protocol.md`` §14.
 """
 
 from __future__ import annotations

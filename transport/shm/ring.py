@@ -16,129 +16,14 @@ reference-count update of each array argument per call, so a poll costs a few ns
 classes here own the mapping, validate geometry and wrap those functions for the control
 path.
 
-Numba's cache keys a function on its own source file only. A ``cache=True`` kernel in another
-module that calls these embeds its own copy of them, and these embed the intrinsics of
-:mod:`qecd.transport.shm.atomics`: after editing either file, clear the callers' ``__pycache__``
-``*.nbi``/``*.nbc`` files (or touch their sources), or they keep running the old code.
+A ``cache=True`` kernel in another module that calls these embeds its own copy of them: every
+such caller passes this file to :func:`qecd._jit.invalidate_if_changed`, which drops its
+cached machine code when this file changes.
 
-Measured (``python -m qecd.bench.bench_shm_pingpong``, 64-byte messages, client and server
-pinned to the two CPUs of the shared VM): Numba-to-Numba round trip p50 ~0.19 us, p99 ~0.3 us
-when the machine is quiet (a bare one-word ping-pong measures 0.13 us on the same CPUs); a
-Python loop calling the jitted ``ring_send``/``ring_recv`` p50 ~0.76 us.
-
-Region layout
--------------
-All integers little-endian, all offsets in bytes from the start of the mapping (page aligned).
-``S = slot_size`` (a multiple of 64), ``N = n_slots`` (a power of two),
-``R = 384 + N * S`` (ring size), ``H = 384`` (header size).
-
-=========  ====  ====  ===========================================================
-offset     size  type  field
-=========  ====  ====  ===========================================================
-0          8     u64   ``magic`` = ``b"QECDRING"`` (0x474e495244434551), stored last
-8          4     u32   ``version`` = 1
-12         4     u32   ``header_size`` = H = 384
-16         4     u32   ``n_rings`` (1 or 2)
-20         4     u32   ``n_slots`` = N
-24         4     u32   ``slot_size`` = S
-28         4     u32   ``ring_size`` = R
-32         8     u64   ``total_size`` = H + n_rings * R (= the object's size)
-40         8     u64   ``creator_pid``
-48         8     u64   ``created_ns`` (``CLOCK_MONOTONIC``)
-56         72    -     reserved, 0
-128 + 128s 8     u64   side ``s`` (0 or 1) ``pid`` (0 until claimed)
-136 + 128s 8     u64   side ``s`` ``heartbeat_ns`` (``CLOCK_MONOTONIC`` of its last beat)
-144 + 128s 8     u64   side ``s`` ``state``: 0 never attached, 1 attached, 2 detached
-152 + 128s 104   -     reserved, 0 (each side owns 128 bytes: no false sharing)
-=========  ====  ====  ===========================================================
-
-Ring ``r`` starts at ``off = H + r * R``; its producer is side ``r % 2``, its consumer the
-other side (so a one-ring region sends from side 0 to side 1):
-
-=============  ====  ====  ========================================================
-offset         size  type  field
-=============  ====  ====  ========================================================
-off + 0        8     u64   ring index ``r`` (read-only after creation)
-off + 8        8     u64   ``producer_side``
-off + 16       8     u64   ``consumer_side``
-off + 24       8     u64   ``n_slots`` (copy, checked on attach)
-off + 32       8     u64   ``slot_size`` (copy, checked on attach)
-off + 128      8     u64   ``head``: messages published (producer-owned line)
-off + 136      8     u64   ``cached_tail``: the producer's last read of ``tail``
-off + 256      8     u64   ``tail``: messages consumed (consumer-owned line)
-off + 384 + iS S     -     slot ``i``, for ``0 <= i < N``
-=============  ====  ====  ========================================================
-
-Slot ``i`` (offsets from the slot's start, 64-byte aligned):
-
-======  ======  ====  ===============================================================
-offset  size    type  field
-======  ======  ====  ===============================================================
-0       8       u64   ``seq``: the doorbell. ``p + 1`` once message number ``p`` is in
-8       4       u32   ``length`` of the payload, ``0 <= length <= S - 16``
-12      4       u32   reserved, 0
-16      S - 16  -     payload bytes
-======  ======  ====  ===============================================================
-
-A 64-byte message therefore needs a 128-byte slot (:func:`slot_size_for`). Message number
-``p`` (0, 1, 2, ...) goes to slot ``p % N``. Its doorbell value ``p + 1``
-encodes the lap: before ``p`` is published the slot holds ``p + 1 - N`` (the previous lap's
-message, or 0 on the first lap), so a stale slot is never taken for a new one.
-
-Memory-ordering rules
----------------------
-1. **Producer**: write payload and length with plain stores, then ``store_release`` the
-   doorbell ``seq = p + 1``, then ``store_release`` ``head = p + 1`` (read by nobody on the
-   hot path; :func:`ring_pending` reads it). The release makes every
-   earlier store visible to whoever acquires the doorbell; a slot torn mid-write (producer
-   died, or a write without the doorbell) still shows the old ``seq`` and is never read.
-2. **Consumer**: ``load_acquire`` the doorbell of slot ``tail % N``; only if it equals
-   ``tail + 1`` read length and payload (plain loads, ordered after the acquire), then
-   ``store_release`` ``tail + 1``: the release orders the payload reads before the credit, so
-   the producer can never overwrite a slot still being read. Any doorbell other than the
-   message awaited or the previous lap's is reported as ``CORRUPT``, never as data.
-3. **Credit**: the producer may publish message ``p`` only while ``p - tail < N``; it reads
-   ``tail`` with ``load_acquire`` only when its cached copy says the ring is full, so in the
-   steady state the two sides share only the slots' lines (and ``tail``'s once a lap).
-4. **Waits** (:func:`ring_send`, :func:`ring_recv`) poll with acquire loads (never hoisted),
-   spin :data:`SPIN_POLLS` polls, then back off with up to :data:`MAX_PAUSES` ``pause``
-   instructions per poll, read ``CLOCK_MONOTONIC`` every :data:`CLOCK_EVERY` polls, bump
-   their side's heartbeat with each clock read, give the CPU away with ``sched_yield`` once
-   they have waited ``yield_after_ns`` (if ``>= 0``), and return ``TIMEOUT`` at the deadline.
-5. **Single writer per word**: each word above has one writer (the creator for the header
-   and ring constants, side ``s`` for its own line, the producer for slots, ``head`` and
-   ``cached_tail``, the consumer for ``tail``). One thread at a time per side and ring.
-
-Liveness: claiming a side stores its pid and a heartbeat; closing it stores state 2. A wait
-that times out in Python is reported as ``PEER_DEAD`` when the peer side has detached, or
-was attached and its pid no longer exists (or is a zombie); otherwise ``TIMEOUT``. Both sides
-must share one PID namespace. The heartbeat is bumped only while a side waits or calls
-:meth:`Region.beat`, so heartbeat age is a check for callers that beat regularly
-(``peer_alive(max_heartbeat_age=...)``), not a default.
-
-Cleanup: the creator unlinks the name on :meth:`Region.unlink`, on leaving a ``with`` block,
-when the object is garbage-collected, and at interpreter exit (``weakref.finalize``, whose
-hook is registered with :mod:`atexit`). Only a creator killed by a signal (SIGKILL, or any
-signal left at its default action) leaves a name behind; :func:`sweep_stale_regions`
-removes those whose creator pid is gone.
-
-Status codes
-------------
-``int64``; a receive returns the payload length ``>= 0`` on success (:class:`RingStatus`):
-
-=====  ====================  ==========================================================
-value  name                  meaning
-=====  ====================  ==========================================================
-0      ``OK``                sent
--1     ``FULL``              no free slot (try_send only)
--2     ``EMPTY``             nothing published (try_recv only)
--3     ``TIMEOUT``           a wait reached its deadline
--4     ``PEER_DEAD``         timed out and the peer detached or its process is gone
-                             (Python wrappers only: the kernels return ``TIMEOUT``)
--5     ``TOO_LARGE``         ``length`` outside ``0 .. min(S - 16, len(payload))``
--6     ``BUFFER_TOO_SMALL``  the message is longer than ``out``; it stays in the ring
--7     ``CORRUPT``           a doorbell or length no correct producer writes
-=====  ====================  ==========================================================
+The region layout (header, side lines, rings, slots), the memory-ordering rules, liveness,
+cleanup and the status codes (:class:`RingStatus`) are specified in ``docs/protocol.md`` §14;
+this module is their reference implementation and does not repeat them. Measured figures:
+``python -m qecd.bench.bench_shm_pingpong`` and ``docs/benchmarks.md``.
 
 Example
 -------
