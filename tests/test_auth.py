@@ -11,7 +11,6 @@ import shutil
 
 import numpy as np
 import pytest
-from test_server import running_server
 
 from qecd.transport.auth import CurveClientKeys, CurveServerKeys, create_keypair
 from qecd.transport.client import AuthenticationFailed, Client, ServerError, ServerTimeout
@@ -38,7 +37,7 @@ def keys(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(keys):
+def server(keys, running_server):
     with running_server(curve=keys["server"]) as srv:
         yield srv
 

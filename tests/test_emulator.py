@@ -12,7 +12,6 @@ import subprocess
 import sys
 
 import pytest
-from test_server import _serve_subprocess, running_server
 
 from qecd.bench.emulator import SCHEMA, EmulateConfig, run_emulation
 from qecd.codes import build_experiment
@@ -40,8 +39,8 @@ def _check_schema(r):
         assert set(r[key]) >= {"failures", "shots", "rate", "ci95"}
 
 
-def test_serve_and_emulate_in_two_processes(tmp_path):
-    proc, ep = _serve_subprocess(tmp_path)
+def test_serve_and_emulate_in_two_processes(tmp_path, serve_subprocess):
+    proc, ep = serve_subprocess(tmp_path)
     try:
         out = _emulate("--connect", ep, "--spec", "surface:d=3,r=6,p=0.01", "--shots", "300",
                        "--streams", "2", "--window", "4", "--commit", "2",
@@ -65,7 +64,7 @@ def test_serve_and_emulate_in_two_processes(tmp_path):
     assert r["reaction_time"]["count"] == r["corrections_received"]
 
 
-def test_emulate_a_dem_file_paced(tmp_path):
+def test_emulate_a_dem_file_paced(tmp_path, running_server):
     exp = build_experiment("repetition:d=5,r=4,p=0.03")
     path = tmp_path / "rep.dem"
     path.write_text(str(exp.dem))

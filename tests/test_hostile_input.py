@@ -15,7 +15,6 @@ import msgpack
 import numpy as np
 import pytest
 import zmq
-from test_server import offline_commits, running_server
 
 from qecd.codes import build_experiment
 from qecd.errors import ProtocolError
@@ -49,7 +48,7 @@ MAX_FRAME = 4096
 
 
 @pytest.fixture(scope="module")
-def server():
+def server(running_server):
     with running_server(limits=SessionLimits(max_frame=MAX_FRAME, max_backlog=32),
                         error_budget_per_s=1_000_000, stats_budget_per_s=1_000_000) as srv:
         yield srv
@@ -199,7 +198,7 @@ def test_an_error_packet_is_counted_never_answered(server, dealer):
     assert server.counters.dropped["ERROR"] == before + 2
 
 
-def test_error_budget_turns_a_flood_into_counted_drops():
+def test_error_budget_turns_a_flood_into_counted_drops(running_server):
     with running_server(error_budget_per_s=5) as srv:
         sock = zmq.Context.instance().socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)
@@ -276,7 +275,7 @@ def _replies_expected(frame):
     return 0 if len(frame) >= 4 and frame[:2] == b"QD" and frame[3] == 5 else 1
 
 
-def test_server_survives_random_frames_between_live_rounds(server):
+def test_server_survives_random_frames_between_live_rounds(server, offline_commits):
     exp = build_experiment(SPEC)
     dets, _ = exp.sample(80, seed=17)
     rng = np.random.default_rng(2026)
@@ -327,7 +326,8 @@ def test_server_survives_random_frames_between_live_rounds(server):
     assert "internal_exception" not in server.counters.dropped
 
 
-def test_a_vanished_client_does_not_block_others_and_its_stream_is_freed():
+def test_a_vanished_client_does_not_block_others_and_its_stream_is_freed(
+        running_server, offline_commits):
     exp = build_experiment(SPEC)
     dets, _ = exp.sample(60, seed=5)
     with running_server(limits=SessionLimits(timeout_ms=400)) as srv:

@@ -8,11 +8,7 @@ SIGTERM drains, reports the rounds no correction will cover, says BYE and exits 
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -20,10 +16,8 @@ import urllib.request
 import numpy as np
 import pytest
 import zmq
-from polling import wait_for
 
 from qecd.codes import build_experiment
-from qecd.decoder.window import StreamDecoder
 from qecd.transport.client import Client, ServerError
 from qecd.transport.server import Server, ServerConfig
 from qecd.transport.server.metrics import start_metrics_http
@@ -34,33 +28,6 @@ from qecd.transport.wire import (
 )
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@contextlib.contextmanager
-def running_server(tmp_path=None, **kw):
-    """A server on a random tcp port (and an ipc socket in ``tmp_path``) on a thread."""
-    binds = ["tcp://127.0.0.1:0"]
-    if tmp_path is not None:
-        binds.append(f"ipc://{tmp_path}/qecd.sock")
-    server = Server(ServerConfig(binds=tuple(binds), **kw))
-    try:
-        server.start_thread()
-        yield server
-    finally:
-        server.stop(timeout_s=10)
-
-
-def offline_commits(exp, dets, window=None, commit=None, backend="pymatching"):
-    """(first, last, observables) of every commit of an offline decode, absolute rounds."""
-    sd = StreamDecoder(exp.dem, exp.layout, backend, window=window, commit=commit)
-    R, out = exp.layout.num_rounds, []
-    for j, d in enumerate(dets):
-        for ids in exp.layout.detectors:
-            c = sd.push_round(d[ids])
-            if c is not None:
-                out.append((j * R + c.first_round, j * R + c.last_round,
-                            c.observables.tolist()))
-    return out
 
 
 def stream_shots(client, streams, shots_of, exp):
@@ -87,7 +54,8 @@ def stream_shots(client, streams, shots_of, exp):
             for sid, rs in got.items()}, got
 
 
-def test_two_clients_with_several_streams_each_match_the_offline_decode(tmp_path):
+def test_two_clients_with_several_streams_each_match_the_offline_decode(
+        tmp_path, running_server, offline_commits):
     exp = build_experiment("surface:d=3,r=5,p=0.02")
     dets, _ = exp.sample(120, seed=3)
     settings = [(None, None), (4, 2), (3, 1)]
@@ -126,7 +94,7 @@ def test_two_clients_with_several_streams_each_match_the_offline_decode(tmp_path
     assert stats["rounds_received"] == 120 * 6 and not stats["dropped"]
 
 
-def test_control_messages_heartbeat_stats_bye(tmp_path):
+def test_control_messages_heartbeat_stats_bye(tmp_path, running_server):
     with running_server() as server, Client(server.endpoints[0]) as client:
         # HEARTBEAT is echoed byte for byte
         hb = encode_heartbeat(seq=77, timestamp_ns=123456789)
@@ -169,7 +137,7 @@ def test_hello_waiting_for_a_build_gets_shutting_down_on_shutdown():
         server.stop()
 
 
-def test_prometheus_endpoint_exposes_qecd_metrics():
+def test_prometheus_endpoint_exposes_qecd_metrics(running_server):
     with running_server() as server, Client(server.endpoints[0]) as client:
         httpd = start_metrics_http(0, server.counters, server.recorder)
         try:
@@ -193,22 +161,9 @@ def test_prometheus_endpoint_exposes_qecd_metrics():
         assert line in text, line
 
 
-def _serve_subprocess(tmp_path, *extra):
-    ep = f"ipc://{tmp_path}/s.sock"
-    proc = subprocess.Popen([sys.executable, "-m", "qecd", "serve", "--bind", ep, *extra],
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while not os.path.exists(f"{tmp_path}/s.sock"):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError(f"qecd serve did not start: {proc.stderr.read()}")
-        time.sleep(0.05)
-    return proc, ep
-
-
-def test_sigterm_reports_uncommitted_rounds_says_bye_and_exits_0(tmp_path):
+def test_sigterm_reports_uncommitted_rounds_says_bye_and_exits_0(tmp_path, serve_subprocess):
     record = tmp_path / "rec.npz"
-    proc, ep = _serve_subprocess(tmp_path, "--record", str(record))
+    proc, ep = serve_subprocess(tmp_path, "--record", str(record))
     try:
         with Client(ep, timeout_s=30) as client:
             whole = client.open_stream("surface:d=3,r=5,p=0.001")  # 6 rounds per shot
@@ -246,7 +201,7 @@ def test_sigterm_reports_uncommitted_rounds_says_bye_and_exits_0(tmp_path):
     assert data["decoded"].sum() >= 2 and (data["decode_ns"][data["decoded"] == 1] > 0).all()
 
 
-def test_server_close_releases_its_endpoints(tmp_path):
+def test_server_close_releases_its_endpoints(tmp_path, running_server):
     with running_server(tmp_path) as server:
         ep = server.endpoints[0]
     ctx = zmq.Context.instance()
@@ -257,7 +212,7 @@ def test_server_close_releases_its_endpoints(tmp_path):
         sock.close(0)
 
 
-def test_one_client_cannot_take_every_stream_slot():
+def test_one_client_cannot_take_every_stream_slot(running_server):
     with running_server(max_streams=3, max_streams_per_client=2) as server, \
             Client(server.endpoints[0]) as greedy, Client(server.endpoints[0]) as other:
         for _ in range(2):
@@ -271,7 +226,7 @@ def test_one_client_cannot_take_every_stream_slot():
         assert e.value.code == ErrorCode.SERVER_BUSY and "max_streams=3" in e.value.reason
 
 
-def test_async_client_serves_two_streams_concurrently():
+def test_async_client_serves_two_streams_concurrently(running_server, offline_commits):
     import asyncio
 
     from qecd.transport.aio_client import AsyncClient
@@ -313,7 +268,8 @@ def test_async_client_serves_two_streams_concurrently():
         assert asyncio.run(run(server.endpoints[0])) == (True, True)
 
 
-def test_stats_budget_forgets_its_peers_from_housekeeping_even_without_errors_to_log():
+def test_stats_budget_forgets_its_peers_from_housekeeping_even_without_errors_to_log(
+        running_server, wait_for):
     with running_server(housekeeping_s=0.02) as server:
         clients = [Client(server.endpoints[0]) for _ in range(5)]
         try:

@@ -11,7 +11,6 @@ import urllib.request
 import msgpack
 import numpy as np
 import pytest
-from polling import wait_for
 
 from qecd.codes import build_experiment
 from qecd.decoder.window import StreamDecoder
@@ -50,7 +49,7 @@ def test_protocol_shm_keys_round_trip_and_stay_optional():
     assert e.value.code == P.ErrorCode.BAD_HELLO
 
 
-def test_shm_stream_over_control_channel(server):
+def test_shm_stream_over_control_channel(server, wait_for):
     exp = build_experiment(SPEC)
     dets, _ = exp.sample(200, seed=5)
     offline = StreamDecoder(exp.dem, exp.layout, "uf").decode_batch(dets)
@@ -135,7 +134,7 @@ def test_shutdown_unlinks_open_shm_streams():
         srv.stop()
 
 
-def test_silent_shm_stream_times_out():
+def test_silent_shm_stream_times_out(wait_for):
     with _ring_server(limits=SessionLimits(timeout_ms=300)) as srv, \
             Client(srv.endpoints[0], timeout_s=10) as client:
         cli = client.open_shm_stream(SPEC)
@@ -166,7 +165,7 @@ def _scrape(httpd) -> str:
 
 
 @pytest.mark.parametrize("teardown", ["zmq_bye", "ring_bye"])
-def test_ring_stream_rounds_show_in_live_stats_and_count_once_after_close(teardown):
+def test_ring_stream_rounds_show_in_live_stats_and_count_once_after_close(teardown, wait_for):
     exp = build_experiment(SPEC)
     shots, R = 200, exp.layout.num_rounds
     rounds = shots * R  # the client sends one round per packet: one service time per round
@@ -220,7 +219,7 @@ def test_ring_stream_rounds_show_in_live_stats_and_count_once_after_close(teardo
     assert not raw["decode_ns"][mine & (raw["decoded"] == 0)].any()
 
 
-def test_ring_errors_count_live_and_once():
+def test_ring_errors_count_live_and_once(wait_for):
     exp = build_experiment(SPEC)
     dets, _ = exp.sample(10, seed=2)
     with _ring_server() as server, Client(server.endpoints[0], timeout_s=10) as client:
@@ -393,7 +392,7 @@ def test_ring_records_copied_while_the_loop_overwrites_them_are_never_stale():
         srv.close()
 
 
-def test_a_loop_still_serving_after_its_stream_closed_is_folded_until_released():
+def test_a_loop_still_serving_after_its_stream_closed_is_folded_until_released(wait_for):
     """BYE over ZeroMQ while the client keeps the ring busy: the loop (pymatching, so it
     waits for the GIL to decode and keeps a backlog) does not return within the (here
     zero) join timeout, so it stays a zombie, serving its backlog; what it serves after the
@@ -518,7 +517,7 @@ def test_a_ring_being_created_does_not_hold_up_other_clients(server):
     assert out.get("ok") is True and not _exists(out["region"])
 
 
-def test_shutdown_while_a_ring_is_being_created_releases_it():
+def test_shutdown_while_a_ring_is_being_created_releases_it(wait_for):
     srv = Server(ServerConfig(binds=("tcp://127.0.0.1:0",), drain_s=0.2,
                               shutdown_linger_ms=100, record_capacity=1 << 14,
                               limits=SessionLimits(timeout_ms=300_000)))

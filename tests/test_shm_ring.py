@@ -22,7 +22,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from numba import njit
-from polling import wait_for
 
 from qecd.transport.shm.atomics import load_acquire, monotonic_ns_py, spin_until_equal
 from qecd.transport.shm.ring import (
@@ -68,10 +67,6 @@ def _join_or_kill(proc: mp.process.BaseProcess, timeout: float = 10.0) -> None:
     if proc.exitcode is None:
         proc.kill()
         proc.join(5)
-
-
-def _wait_until(pred, timeout: float, what: str) -> None:
-    assert wait_for(pred, timeout, poll_s=0.005), f"timed out after {timeout} s waiting for {what}"
 
 
 def _payload(i: int, n: int) -> np.ndarray:
@@ -394,13 +389,14 @@ def _echo_child(name: str, count: int) -> None:
                 raise SystemExit(20 - st_)
 
 
-def test_cross_process_echo_of_thousands_of_messages_preserves_content_and_order():
+def test_cross_process_echo_of_thousands_of_messages_preserves_content_and_order(wait_for):
     count, window = 3000, 6
     with RingPair.create(n_slots=8, slot_size=128, side="client") as pair:
         proc = SPAWN.Process(target=_echo_child, args=(pair.name, count), daemon=True)
         proc.start()
         try:
-            _wait_until(pair.peer_alive, CHILD_START_S, "the echo child to attach")
+            assert wait_for(pair.peer_alive, CHILD_START_S, poll_s=0.005), \
+                "timed out waiting for the echo child to attach"
             rng = np.random.default_rng(7)
             sent_msgs: collections.deque[np.ndarray] = collections.deque()
             out = np.zeros(112, dtype=np.uint8)
@@ -427,7 +423,7 @@ def _stalled_consumer_child(name: str) -> None:
         time.sleep(30)  # never consumes; the parent kills it long before
 
 
-def test_a_consumer_killed_with_sigkill_is_detected_as_dead_by_the_producer():
+def test_a_consumer_killed_with_sigkill_is_detected_as_dead_by_the_producer(wait_for):
     with RingPair.create(n_slots=4, slot_size=64, side="client") as pair:
         proc = SPAWN.Process(target=_stalled_consumer_child, args=(pair.name,), daemon=True)
         proc.start()
@@ -438,7 +434,8 @@ def test_a_consumer_killed_with_sigkill_is_detected_as_dead_by_the_producer():
                 pass
             assert pair.tx.send(msg, timeout=0.01) == TIMEOUT  # full, consumer alive
             os.kill(proc.pid, signal.SIGKILL)
-            _wait_until(lambda: not pair.peer_alive(), 10.0, "the killed child to be seen dead")
+            assert wait_for(lambda: not pair.peer_alive(), 10.0, poll_s=0.005), \
+                "timed out waiting for the killed child to be seen dead"
             info = pair.region.side_info(1)
             assert info.pid == proc.pid and not info.pid_alive  # a zombie until joined
             assert pair.tx.send(msg, timeout=0.01) == PEER_DEAD
