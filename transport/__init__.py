@@ -18,7 +18,7 @@ The control-system emulators live in :mod:`qecd.bench.emulator` (transport never
 
 >>> from qecd.transport import Client, ServerError
 >>> ServerError.__module__
-'qecd.transport.client'
+'qecd.transport._client_core'
 """
 
 from __future__ import annotations

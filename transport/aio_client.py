@@ -36,16 +36,17 @@ import zmq
 import zmq.asyncio
 
 from qecd.errors import QecdError
-from qecd.transport.auth import CurveClientKeys, configure_client_socket
-from qecd.transport.client import (
+from qecd.transport._client_core import (
     HELLO_TIMEOUT_S,
+    Inbox,
     Reply,
     ServerTimeout,
-    _hello,
-    _Inbox,
+    dealer_socket,
     decode_reply,
+    hello_for,
     reply_matcher,
 )
+from qecd.transport.auth import CurveClientKeys
 from qecd.transport.wire import (
     HEADER_SIZE,
     Accept,
@@ -71,20 +72,9 @@ class AsyncClient:
                  context: zmq.asyncio.Context | None = None) -> None:
         self.endpoint = endpoint
         self.timeout_s = timeout_s
-        ctx = context or zmq.asyncio.Context.instance()
-        sock = ctx.socket(zmq.DEALER)
-        try:
-            sock.setsockopt(zmq.LINGER, 0)
-            sock.setsockopt(zmq.SNDHWM, hwm)
-            sock.setsockopt(zmq.RCVHWM, hwm)
-            if curve is not None:
-                configure_client_socket(sock, curve)
-            sock.connect(endpoint)
-        except BaseException:
-            sock.close(0)
-            raise
-        self.socket = sock
-        self._inbox = _Inbox()
+        self.socket, _ = dealer_socket(context or zmq.asyncio.Context.instance(), endpoint,
+                                       curve=curve, hwm=hwm)
+        self._inbox = Inbox()
         self._seq = 0
         self._reading = asyncio.Lock()
         self.streams: dict[int, AsyncStream] = {}
@@ -157,7 +147,7 @@ class AsyncClient:
                           time_coord: int = -1,
                           timeout_s: float = HELLO_TIMEOUT_S) -> AsyncStream:
         """Open a stream (HELLO, wait for ACCEPT); raises ServerError or ServerTimeout."""
-        hello = _hello(spec, dem, decoder, window, commit, want_faults, time_coord)
+        hello = hello_for(spec, dem, decoder, window, commit, want_faults, time_coord)
         frame = encode_hello(hello, seq=self._next_seq(), timestamp_ns=time.perf_counter_ns())
         r = await self._request(frame, (MsgType.ACCEPT,), timeout_s, "open_stream")
         stream = AsyncStream(self, r.body)

@@ -39,198 +39,43 @@ Example
 
 from __future__ import annotations
 
-import itertools
 import time
-from collections import deque
 from collections.abc import Callable
-from typing import NamedTuple
 
 import numpy as np
 import zmq
 
-from qecd.errors import ProtocolError, QecdError
-from qecd.transport.auth import CurveClientKeys, configure_client_socket
+from qecd.errors import QecdError
+from qecd.transport._client_core import (
+    HELLO_TIMEOUT_S,
+    AuthenticationFailed,
+    Inbox,
+    Reply,
+    ServerError,
+    ServerTimeout,
+    dealer_socket,
+    decode_reply,
+    hello_for,
+    reply_matcher,
+    round_layout,
+)
+from qecd.transport.auth import CurveClientKeys
 from qecd.transport.wire import (
     HEADER_SIZE,
     Accept,
     Correction,
-    ErrorCode,
-    ErrorInfo,
-    Hello,
     MsgType,
     SyndromeLayout,
-    decode_body,
     encode_bye,
     encode_heartbeat,
     encode_hello,
     encode_stats,
     pack_header_into,
     pack_syndrome_into,
-    parse_packet,
 )
 
 __all__ = ["Client", "Stream", "Reply", "ServerError", "ServerTimeout", "AuthenticationFailed",
            "decode_reply"]
-
-_MONITOR_IDS = itertools.count()
-HELLO_TIMEOUT_S = 60.0  #: docs/protocol.md §6.1: building a decoder can take seconds
-
-
-class ServerError(QecdError):
-    """The server answered ERROR.
-
-    Attributes
-    ----------
-    code : ErrorCode or int
-    reason : str
-    stream_id : int
-        The stream the ERROR is about (0 if none).
-    next_round : int
-        For SYNDROME errors of a known stream: the round to resend from.
-    ref_type : int
-        ``msg_type`` of the packet that was rejected.
-    seq : int
-        The rejected packet's ``round`` field (its first round, or request number).
-    """
-
-    def __init__(self, info: ErrorInfo, *, stream_id: int = 0, seq: int = 0) -> None:
-        self.code = info.code
-        self.reason = info.reason
-        self.next_round = info.next_round
-        self.ref_type = info.ref_type
-        self.stream_id = stream_id
-        self.seq = seq
-        super().__init__(f"server ERROR {self.code_name} ({int(self.code)}) on stream "
-                         f"{stream_id}: {info.reason}")
-
-    @property
-    def code_name(self) -> str:
-        """The code's name (``"ROUND_GAP"``), or its number if this client does not know it."""
-        try:
-            return ErrorCode(self.code).name
-        except ValueError:
-            return str(int(self.code))
-
-
-class ServerTimeout(QecdError, TimeoutError):
-    """No reply (or no room to send) within the timeout."""
-
-
-class AuthenticationFailed(QecdError, ConnectionRefusedError):
-    """The server refused this client's CURVE key (handshake failed)."""
-
-
-class Reply(NamedTuple):
-    """One packet from the server.
-
-    Attributes
-    ----------
-    msg_type : int
-        A :class:`~qecd.transport.wire.MsgType`.
-    stream_id, seq, timestamp_ns : int
-        Header fields (``seq`` is the header's ``round``).
-    body : object
-        Decoded body: Correction, ErrorInfo, Accept, dict (STATS) or None.
-    recv_ns : int
-        ``time.perf_counter_ns()`` right after the packet was received.
-    """
-
-    msg_type: int
-    stream_id: int
-    seq: int
-    timestamp_ns: int
-    body: object
-    recv_ns: int
-
-    @property
-    def error(self) -> ServerError | None:
-        """The ServerError of an ERROR reply, else None."""
-        if self.msg_type != MsgType.ERROR:
-            return None
-        return ServerError(self.body, stream_id=self.stream_id, seq=self.seq)
-
-
-def decode_reply(frame: bytes | memoryview, recv_ns: int = 0) -> Reply:
-    """Parse and decode one server packet (raises ProtocolError if it is malformed).
-
-    Examples
-    --------
-    >>> r = decode_reply(encode_heartbeat(seq=4, timestamp_ns=9))
-    >>> MsgType(r.msg_type).name, r.seq, r.timestamp_ns
-    ('HEARTBEAT', 4, 9)
-    """
-    header, payload = parse_packet(frame)
-    if header.msg_type in (MsgType.SYNDROME, MsgType.HELLO):
-        raise ProtocolError(ErrorCode.UNEXPECTED_TYPE, f"field 'msg_type': "
-                            f"{MsgType(header.msg_type).name} is only sent by clients")
-    body = decode_body(header, payload)
-    return Reply(header.msg_type, header.stream_id, header.round, header.timestamp_ns, body,
-                 recv_ns)
-
-
-class _Inbox:
-    """Replies received but not yet handed out, in arrival order."""
-
-    def __init__(self) -> None:
-        self._q: deque[Reply] = deque()
-
-    def take(self, match: Callable[[Reply], bool] | None) -> Reply | None:
-        if not self._q:
-            return None
-        if match is None:
-            return self._q.popleft()
-        for i, r in enumerate(self._q):
-            if match(r):
-                del self._q[i]
-                return r
-        return None
-
-    def put(self, r: Reply) -> None:
-        self._q.append(r)
-
-    def __len__(self) -> int:
-        return len(self._q)
-
-
-def _hello(spec: str | None, dem: str | None, decoder: str, window: int | None,
-           commit: int | None, want_faults: bool, time_coord: int) -> Hello:
-    if (spec is None) == (dem is None):
-        raise ValueError("open_stream: expected exactly one of spec and dem")
-    return Hello(spec=spec, dem=dem, time_coord=time_coord if dem is not None else -1,
-                 decoder=decoder, window=window, commit=commit, want_faults=want_faults)
-
-
-def _round_layout(spec: str | None, dem: str | None, time_coord: int):
-    """The RoundLayout the server will use for this spec or DEM text (built locally)."""
-    if spec is not None:
-        from qecd.codes import build_experiment
-
-        return build_experiment(spec).layout
-    import stim
-
-    from qecd.codes import RoundLayout
-
-    return RoundLayout.from_dem(stim.DetectorErrorModel(dem), time_coord=time_coord)
-
-
-def reply_matcher(frame: bytes, types: tuple[int, ...]) -> Callable[[Reply], bool]:
-    """The rule that pairs a request with its answer (shared by both clients): a reply of one
-    of ``types`` echoing the request's stream id and ``round`` (an ACCEPT answers a HELLO;
-    a BYE echoes the request's ``timestamp_ns``), or an ERROR about that request."""
-    h = parse_packet(frame)[0]
-
-    def match(r: Reply) -> bool:
-        if r.stream_id != h.stream_id and not (r.msg_type == MsgType.ACCEPT
-                                               and h.msg_type == MsgType.HELLO):
-            return False
-        if r.msg_type == MsgType.ERROR:
-            return r.body.ref_type == h.msg_type and r.seq == h.round
-        if r.msg_type == MsgType.BYE:
-            return MsgType.BYE in types and r.timestamp_ns == h.timestamp_ns
-        return r.msg_type in types and r.seq == h.round
-
-    return match
-
 
 class Client:
     """A blocking client connection (one DEALER socket).
@@ -254,30 +99,10 @@ class Client:
                  context: zmq.Context | None = None) -> None:
         self.endpoint = endpoint
         self.timeout_s = timeout_s
-        ctx = context or zmq.Context.instance()
-        sock = ctx.socket(zmq.DEALER)
-        self._monitor = None
-        try:
-            sock.setsockopt(zmq.LINGER, 0)
-            sock.setsockopt(zmq.SNDHWM, hwm)
-            sock.setsockopt(zmq.RCVHWM, hwm)
-            sock.setsockopt(zmq.SNDTIMEO, int(timeout_s * 1000))
-            if curve is not None:
-                configure_client_socket(sock, curve)
-                # a unique address: pyzmq's default names it after the socket's fd, which a
-                # later socket may reuse while the old monitor endpoint still lingers
-                addr = f"inproc://qecd-client-monitor-{next(_MONITOR_IDS)}"
-                sock.monitor(addr, zmq.EVENT_HANDSHAKE_FAILED_AUTH
-                             | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-                             | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
-                self._monitor = ctx.socket(zmq.PAIR)
-                self._monitor.connect(addr)
-            sock.connect(endpoint)
-        except BaseException:
-            sock.close(0)
-            raise
-        self.socket = sock
-        self._inbox = _Inbox()
+        self.socket, self._monitor = dealer_socket(
+            context or zmq.Context.instance(), endpoint, curve=curve, hwm=hwm,
+            send_timeout_ms=int(timeout_s * 1000), watch_auth=curve is not None)
+        self._inbox = Inbox()
         self._seq = 0
         self.streams: dict[int, Stream] = {}
         self._closed = False
@@ -406,7 +231,7 @@ class Client:
 
         Raises ServerError (e.g. BAD_HELLO, SERVER_BUSY, SHUTTING_DOWN) or ServerTimeout.
         """
-        hello = _hello(spec, dem, decoder, window, commit, want_faults, time_coord)
+        hello = hello_for(spec, dem, decoder, window, commit, want_faults, time_coord)
         seq = self._next_seq()
         frame = encode_hello(hello, seq=seq, timestamp_ns=time.perf_counter_ns())
         r = self._request(frame, (MsgType.ACCEPT,), timeout_s, "open_stream")
@@ -431,9 +256,9 @@ class Client:
         """
         from qecd.transport.shm.streams import ShmStreamClient
 
-        hello = _hello(spec, dem, decoder, window, commit, want_faults, time_coord)
+        hello = hello_for(spec, dem, decoder, window, commit, want_faults, time_coord)
         hello = hello._replace(transport="shm")
-        layout = _round_layout(spec, dem, time_coord)
+        layout = round_layout(spec, dem, time_coord)
         seq = self._next_seq()
         frame = encode_hello(hello, seq=seq, timestamp_ns=time.perf_counter_ns())
         accept: Accept = self._request(frame, (MsgType.ACCEPT,), timeout_s,
