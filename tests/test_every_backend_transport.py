@@ -12,16 +12,20 @@ and observable flips, none lost, none twice), their per-shot XOR the offline pre
 in whole-shot mode also the backend's own ``decode_batch`` of the whole DEM.
 
 Degenerate DEMs go through the same matrix where the server accepts them: no observables,
-a time coordinate with no detectors, a single round. Where the server or a decoder refuses
-one (no detectors at all, a hyperedge DEM for a matching backend, a syndrome no set of
-faults explains) the test asserts the refusal is an ERROR whose reason names the problem,
-and that nothing hangs. A slice with no detectors at all cannot be written as a DEM (the
+a time coordinate with no detectors, a single round; so do a detector that no error flips
+(and a DEM with no errors), and the window settings at the protocol's edges (one-round
+windows, commit = window, a last window of one slice). Where the server or a decoder
+refuses one (no detectors at all, a hyperedge DEM for a matching backend, a syndrome no set
+of faults explains) the test asserts the refusal is an ERROR whose reason names the
+problem, and that nothing hangs. Defects found are ``xfail(strict=True)`` with the defect
+in the reason. A slice with no detectors at all cannot be written as a DEM (the
 distinct time values are the slices, docs/protocol.md §7), so it is streamed over a ring
 served directly by :class:`~qecd.transport.shm.streams.ShmStreamServer`.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from functools import cache
@@ -33,6 +37,7 @@ import stim
 from qecd.codes import RoundLayout, build_experiment
 from qecd.decoder.registry import backend_class, backend_names, make_decoder
 from qecd.decoder.window import StreamDecoder
+from qecd.errors import QecdError
 from qecd.transport import wire as P
 from qecd.transport.client import Client, ServerError
 from qecd.transport.server.session import SessionLimits
@@ -183,10 +188,9 @@ def _offline_decoder(e: Experiment, backend: str, window, commit) -> StreamDecod
     return StreamDecoder(e.dem, e.layout, backend, window=window, commit=commit)
 
 
-def _offline(e, backend, mode, dets, offline_commits):
+def _offline(e, backend, window, commit, dets, offline_commits):
     """Commits (absolute rounds) and per-shot predictions of the offline decode."""
-    w, c = MODES[mode]
-    sd = _offline_decoder(e, backend, w, c)
+    sd = _offline_decoder(e, backend, window, commit)
     commits = offline_commits(e, dets, decoder=sd)
     preds = sd.fork().decode_batch(dets)
     return commits, preds, sd
@@ -216,10 +220,9 @@ def client(server):
         yield c
 
 
-def _stream_zmq(client, e, backend, mode, dets):
+def _stream_zmq(client, e, backend, window, commit, dets):
     """Open a ZeroMQ stream, send every shot round by round, collect its replies, BYE."""
-    w, c = MODES[mode]
-    stream = client.open_stream(**e.hello(), decoder=backend, window=w, commit=c,
+    stream = client.open_stream(**e.hello(), decoder=backend, window=window, commit=commit,
                                 timeout_s=60)
     try:
         assert stream.slice_sizes == e.layout.round_sizes
@@ -244,11 +247,10 @@ def _stream_zmq(client, e, backend, mode, dets):
     return stream.accept, replies
 
 
-def _stream_shm(client, e, backend, mode, dets, wait_for, regions):
+def _stream_shm(client, e, backend, window, commit, dets, wait_for, regions):
     """Open a ring stream with a real HELLO, stream every shot round by round over the
     ring, BYE over ZeroMQ and see the region unlinked."""
-    w, c = MODES[mode]
-    cli = client.open_shm_stream(**e.hello(), decoder=backend, window=w, commit=c,
+    cli = client.open_shm_stream(**e.hello(), decoder=backend, window=window, commit=commit,
                                  timeout_s=60)
     try:
         acc = cli.accept
@@ -259,6 +261,42 @@ def _stream_shm(client, e, backend, mode, dets, wait_for, regions):
     finally:
         cli.close()
     return acc, res
+
+
+def _check_stream(client, e, backend, window, commit, transport, dets, offline_commits,
+                  wait_for, regions):
+    """Stream ``dets`` and check every CORRECTION against the offline decode."""
+    want, preds, sd = _offline(e, backend, window, commit, dets, offline_commits)
+    R, n_obs = e.layout.num_rounds, e.layout.num_observables
+    assert np.array_equal(_xor_by_shot(want, len(dets), R, n_obs), preds)
+    assert not preds[0].any()  # the all-zero shot commits nothing
+    if sd.window >= R:  # whole-shot streaming is the backend on the whole DEM
+        assert len(want) == len(dets)
+        assert np.array_equal(preds, make_decoder(backend, e.dem).decode_batch(dets))
+    if transport == "zmq":
+        acc, replies = _stream_zmq(client, e, backend, window, commit, dets)
+        errors = [r.body for r in replies if r.msg_type != P.MsgType.CORRECTION]
+        assert errors == []
+        got = [(r.body.first_round, r.body.last_round, r.body.observables.tolist())
+               for r in replies]
+        assert [r.body.shot_end for r in replies] == [last % R == R - 1 for _, last, _ in got]
+        ranges = [(f, la) for f, la, _ in got]
+        lost = len(set((f, la) for f, la, _ in want) - set(ranges))
+        assert (lost, len(ranges) - len(set(ranges))) == (0, 0)
+        assert got == want
+        streamed = _xor_by_shot(got, len(dets), R, n_obs)
+    else:
+        acc, res = _stream_shm(client, e, backend, window, commit, dets, wait_for, regions)
+        assert acc.corrections_per_shot == len(want) // len(dets)
+        assert (res.lost, res.duplicated, res.errors, res.status) == (0, 0, 0, 0)
+        assert list(zip(res.corr_first.tolist(), res.corr_last.tolist(), strict=True)) == \
+            [(f, la) for f, la, _ in want]
+        streamed = res.predictions
+    assert (acc.decoder, acc.num_observables) == (backend, n_obs)
+    windowed = sd.window < R
+    assert (acc.window, acc.commit) == ((sd.window, sd.commit) if windowed else (None, None))
+    assert np.array_equal(streamed, preds)
+    return preds
 
 
 # -- the matrix -----------------------------------------------------------------------------
@@ -272,39 +310,111 @@ def test_streamed_corrections_equal_the_offline_decode(server, client, offline_c
     if experiment == "no_observables":
         assert e.dem.num_observables == 0 and e.dem.num_errors > 0
     dets = e.sample(SHOTS, seed=sum(map(ord, experiment)))
-    want, preds, sd = _offline(e, backend, mode, dets, offline_commits)
-    R, n_obs = e.layout.num_rounds, e.layout.num_observables
-    assert np.array_equal(_xor_by_shot(want, len(dets), R, n_obs), preds)
-    assert not preds[0].any()  # the all-zero shot commits nothing
-    if mode == "whole":  # whole-shot streaming is the backend on the whole DEM
-        assert len(want) == len(dets)
-        assert np.array_equal(preds, make_decoder(backend, e.dem).decode_batch(dets))
-    windowed = sd.window < R
-    if n_obs and experiment in ("surface", "hgp"):
+    w, c = MODES[mode]
+    preds = _check_stream(client, e, backend, w, c, transport, dets, offline_commits,
+                          wait_for, no_shm_leak)
+    if e.layout.num_observables and experiment in ("surface", "hgp"):
         assert preds[2:].any(), "the sampled shots must flip observables (else vacuous)"
 
-    if transport == "zmq":
-        acc, replies = _stream_zmq(client, e, backend, mode, dets)
-        errors = [r.body for r in replies if r.msg_type != P.MsgType.CORRECTION]
-        assert errors == []
-        got = [(r.body.first_round, r.body.last_round, r.body.observables.tolist())
-               for r in replies]
-        assert [r.body.shot_end for r in replies] == [last % R == R - 1 for _, last, _ in got]
-        ranges = [(f, la) for f, la, _ in got]
-        lost = len(set((f, la) for f, la, _ in want) - set(ranges))
-        assert (lost, len(ranges) - len(set(ranges))) == (0, 0)
-        assert got == want
-        streamed = _xor_by_shot(got, len(dets), R, n_obs)
-    else:
-        acc, res = _stream_shm(client, e, backend, mode, dets, wait_for, no_shm_leak)
-        assert acc.corrections_per_shot == len(want) // len(dets)
-        assert (res.lost, res.duplicated, res.errors, res.status) == (0, 0, 0, 0)
-        assert list(zip(res.corr_first.tolist(), res.corr_last.tolist(), strict=True)) == \
-            [(f, la) for f, la, _ in want]
-        streamed = res.predictions
-    assert (acc.decoder, acc.num_observables) == (backend, n_obs)
-    assert (acc.window, acc.commit) == ((sd.window, sd.commit) if windowed else (None, None))
-    assert np.array_equal(streamed, preds)
+
+_CLEAR_REFUSAL = re.compile(r"\bD\d+\b|no (error|fault)")
+
+
+def _accepted_or_clearly_refused(client, e, backend, window, commit, transport) -> bool:
+    """HELLO: True if the server accepts the stream (closed again at once); False if it
+    refuses it with BAD_HELLO naming the detector or the missing faults, in which case the
+    offline build must refuse it too, with a qecd error."""
+    try:
+        stream = _open(client, transport, **e.hello(), decoder=backend, window=window,
+                       commit=commit)
+    except ServerError as err:
+        assert err.code == P.ErrorCode.BAD_HELLO
+        assert _CLEAR_REFUSAL.search(err.reason), err.reason
+        with pytest.raises(QecdError):
+            StreamDecoder(e.dem, e.layout, backend, window=window, commit=commit)
+        return False
+    try:
+        client.bye(stream.accept.stream_id, timeout_s=TIMEOUT_S)
+    finally:
+        if transport == "shm":
+            stream.close()
+    return True
+
+
+def _settings():
+    """(backend, experiment, window, commit): the windows the protocol allows at the edges
+    (one round, commit = window, a last window of one slice), on each backend's codes."""
+    bp_defect = pytest.mark.xfail(strict=True, reason=(
+        "defect: bp-cluster cannot build a window with a detector no fault of the window "
+        "flips: here the last window covers only hgp's final slice, whose faults all begin "
+        "in earlier rounds; _bp_kernels.first_iteration raises IndexError ('index 0 is out "
+        "of bounds for axis 0 with size 0') offline, and the server answers BAD_HELLO with "
+        "that text as the reason"))
+    for backend in BACKENDS:
+        for ename in ("surface", "hgp"):
+            e = EXPERIMENTS[ename]
+            reason = _skip_reason(backend, e)
+            for w, c in ((1, 1), (2, 2), (8, 8), (8, 1), (3, 1)):
+                marks = [pytest.mark.skip(reason=reason)] if reason else []
+                if backend == "bp-cluster" and ename == "hgp" and w == c:
+                    marks.append(bp_defect)
+                yield pytest.param(backend, ename, w, c, marks=marks,
+                                   id=f"{backend}-{ename}-w{w}c{c}")
+
+
+@pytest.mark.parametrize("backend, experiment, window, commit", list(_settings()))
+def test_every_window_setting_streams_like_offline(client, offline_commits, wait_for,
+                                                    no_shm_leak, backend, experiment, window,
+                                                    commit):
+    """Over ZeroMQ only: the plan is built once per setting whichever transport asks, and
+    the matrix above already runs every backend over the ring."""
+    e = EXPERIMENTS[experiment]
+    if not _accepted_or_clearly_refused(client, e, backend, window, commit, "zmq"):
+        return
+    dets = e.sample(SHOTS // 2, seed=window * 10 + commit)
+    _check_stream(client, e, backend, window, commit, "zmq", dets, offline_commits,
+                  wait_for, no_shm_leak)
+
+
+# a detector that no error flips: the surface DEM plus one at time 2, and detectors alone
+_ISOLATED = _rewrite(_SMALL) + f"\ndetector(9, 9, 2) D{_SMALL.num_detectors}\n"
+_NO_ERRORS = "logical_observable L0\n" + "".join(
+    str(i) + "\n" for i in _SMALL.flattened() if i.type == "detector")
+_FAULTLESS = {
+    "isolated_detector": Experiment("isolated_detector", dem_text=_ISOLATED,
+                                    slices=(4, 8, 9, 8, 4)),
+    "no_errors": Experiment("no_errors", dem_text=_NO_ERRORS, slices=(4, 8, 8, 8, 4)),
+}
+
+
+def _faultless_matrix():
+    defect = pytest.mark.xfail(strict=True, reason=(
+        "defect: bp-cluster cannot be built for a DEM with a detector that no error flips "
+        "(or with no errors at all): _bp_kernels.first_iteration raises IndexError ('index 0 "
+        "is out of bounds for axis 0 with size 0'); the server answers BAD_HELLO with that "
+        "text as the reason, naming neither the detector nor the problem; pymatching and uf "
+        "decode such DEMs"))
+    for backend in BACKENDS:
+        for name in _FAULTLESS:
+            for transport in TRANSPORTS:
+                marks = [defect] if backend == "bp-cluster" else []
+                yield pytest.param(backend, name, transport, marks=marks,
+                                   id=f"{backend}-{name}-{transport}")
+
+
+@pytest.mark.parametrize("backend, experiment, transport", list(_faultless_matrix()))
+def test_a_detector_no_error_flips_streams_like_offline(client, offline_commits, wait_for,
+                                                        no_shm_leak, backend, experiment,
+                                                        transport):
+    """A legitimate DEM (a noiseless check, or a noiseless experiment): such a detector
+    never fires in sampled shots, and every other syndrome decodes as offline."""
+    e = _FAULTLESS[experiment]
+    assert e.layout.round_sizes == e.slices
+    if not _accepted_or_clearly_refused(client, e, backend, *MODES["w4c2"], transport):
+        return
+    dets = e.sample(SHOTS, seed=4)[[0, *range(2, SHOTS + 2)]]  # no all-ones shot
+    _check_stream(client, e, backend, *MODES["w4c2"], transport, dets, offline_commits,
+                  wait_for, no_shm_leak)
 
 
 # -- refusals -------------------------------------------------------------------------------
