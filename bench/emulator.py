@@ -85,6 +85,10 @@ class EmulateConfig:
         Shots in total, split into ``streams`` contiguous blocks, one per stream.
     cycle_us : float or None
         Pace: one round per stream every ``cycle_us``; None = as fast as possible.
+    rounds_per_packet : int
+        Rounds per SYNDROME packet (K): K consecutive rounds of a stream go in one packet,
+        sent (paced) when its last round is due, i.e. K rounds every K cycles, stamped with
+        that last round's scheduled time. Packets may span shot boundaries.
     seed : int
         stim sampling seed.
     max_inflight : int or None
@@ -109,6 +113,7 @@ class EmulateConfig:
     shots: int = 1000
     streams: int = 1
     cycle_us: float | None = None
+    rounds_per_packet: int = 1
     seed: int = 0
     max_inflight: int | None = None
     rtt_samples: int = 1000
@@ -250,13 +255,13 @@ class _Wire:
     def run(self) -> float:
         cycle_ns = None if self.cfg.cycle_us is None else int(self.cfg.cycle_us * 1000)
         K, R = len(self.streams), self.R
+        P = self.cfg.rounds_per_packet
         t0 = time.perf_counter_ns() + 1_000_000
         clock = time.perf_counter_ns
-        for i in range(max(self.total)):
-            j, t = divmod(i, R)
+        for i in range(0, max(self.total), P):
             ts = None
             if cycle_ns is not None:
-                ts = t0 + i * cycle_ns
+                ts = t0 + (i + P - 1) * cycle_ns  # the packet leaves when its last round exists
                 while (now := clock()) < ts:
                     left_ms = (ts - now) // 1_000_000
                     self._pump(int(left_ms) if left_ms >= 2 else 0)
@@ -269,9 +274,15 @@ class _Wire:
                     continue
                 if self.sent[k] - self.covered[k] >= self.max_inflight:
                     self._wait_credit(k)
-                self.streams[k].send_payload(self.payloads[t][self.blocks[k][j]],
-                                             timestamp_ns=ts)
-                self.sent[k] += 1
+                n = min(P, self.total[k] - i)
+                if n == 1:
+                    j, t = divmod(i, R)
+                    payload = self.payloads[t][self.blocks[k][j]]
+                else:
+                    payload = b"".join(self.payloads[t][self.blocks[k][j]].tobytes()
+                                       for j, t in (divmod(i + u, R) for u in range(n)))
+                self.streams[k].send_payload(payload, count=n, timestamp_ns=ts)
+                self.sent[k] += n
             self._pump(0)
         t_end = clock()
         deadline = time.perf_counter() + self.cfg.timeout_s

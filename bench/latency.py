@@ -194,7 +194,8 @@ def run_latency(spec: str = "surface:d=5,p=0.001", *, decoder: str = "uf",
                 transport: str = "shm", shots: int = 20_000, seed: int = 2026,
                 cycle_us: float = 0.0, window: int | None = None, commit: int | None = None,
                 ping: int = 20_000, pin: bool = True, budget_us: float | None = None,
-                stall_s: float = 1.0, ring_slots: int = 4096, progress=None) -> dict:
+                stall_s: float = 1.0, ring_slots: int = 4096, rounds_per_packet: int = 1,
+                progress=None) -> dict:
     """Run one latency experiment and return the ``qecd.bench.latency/1`` report.
 
     ``transport="shm"``: shared-memory rings served by a Numba stream loop (``uf`` compiled
@@ -204,7 +205,8 @@ def run_latency(spec: str = "surface:d=5,p=0.001", *, decoder: str = "uf",
     own stalls are measured on the same CPUs (:mod:`qecd.bench.stall_meter`; 0 skips).
     ``ring_slots`` (a power of two) sizes each shm ring: at 4096 slots a stalled server can
     fall 4 ms behind a 1 µs cycle before the emulator has to wait for space, so the
-    emulator's send times stay its own.
+    emulator's send times stay its own. ``rounds_per_packet`` (``zmq`` only for now) sends K
+    rounds per SYNDROME packet, K rounds every K cycles when paced.
     """
     from qecd.decoder.registry import backend_class
     from qecd.errors import QecdError
@@ -212,6 +214,9 @@ def run_latency(spec: str = "surface:d=5,p=0.001", *, decoder: str = "uf",
     if transport not in ("shm", "zmq"):
         raise QecdError(f"transport {transport!r}: expected 'shm' or 'zmq'")
     backend_class(decoder)  # a bad name fails here, not in a child process
+    if rounds_per_packet < 1 or (transport == "shm" and rounds_per_packet != 1):
+        raise QecdError(f"rounds_per_packet: expected 1 over shm (one round per ring slot) or "
+                        f">= 1 over zmq, got {rounds_per_packet} over {transport}")
     server_cpu, emu_cpu = _cpus(pin)
     stalls = None
     stall_gaps = None
@@ -225,7 +230,8 @@ def run_latency(spec: str = "surface:d=5,p=0.001", *, decoder: str = "uf",
     if transport == "zmq":
         report = _run_zmq(spec, decoder=decoder, shots=shots, seed=seed, cycle_us=cycle_us,
                           window=window, commit=commit, ping=ping, pin=pin,
-                          budget_us=budget_us, progress=progress)
+                          budget_us=budget_us, rounds_per_packet=rounds_per_packet,
+                          progress=progress)
         report["platform_stalls"] = stalls
         report["_series"]["platform_gaps_ns"] = stall_gaps
         return report
@@ -438,7 +444,7 @@ def _zmq_emulator_proc(cfg, conn):
 
 
 def _run_zmq(spec, *, decoder, shots, seed, cycle_us, window, commit, ping, pin, budget_us,
-             progress) -> dict:
+             rounds_per_packet=1, progress=None) -> dict:
     import signal
     import subprocess
     import sys
@@ -460,7 +466,8 @@ def _run_zmq(spec, *, decoder, shots, seed, cycle_us, window, commit, ping, pin,
     try:
         cfg = EmulateConfig(connect=f"tcp://127.0.0.1:{port}", spec=str(exp.spec),
                             decoder=decoder, window=window, commit=commit, shots=shots,
-                            cycle_us=cycle_us or None, seed=seed, rtt_samples=min(ping, 5000),
+                            cycle_us=cycle_us or None, rounds_per_packet=rounds_per_packet,
+                            seed=seed, rtt_samples=min(ping, 5000),
                             cpu=emu_cpu, timeout_s=60.0)
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe()
@@ -493,6 +500,7 @@ def _run_zmq(spec, *, decoder, shots, seed, cycle_us, window, commit, ping, pin,
     report = {
         "schema": SCHEMA, "spec": str(exp.spec), "decoder": decoder, "window": window,
         "commit": commit, "transport": "zmq", "shots": shots, "rounds": n_rounds,
+        "rounds_per_packet": rounds_per_packet,
         "rounds_per_shot": exp.layout.num_rounds, "seed": seed, "cycle_us": cycle_us,
         "pinning": {"server_cpu": server_cpu, "emulator_cpu": emu_cpu},
         "corrections_expected": rep["corrections_expected"],

@@ -35,6 +35,10 @@ def add_latency_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cycle-us", "--cycle_us", dest="cycle_us", type=float, default=0.0,
                    help="paced mode: one round every CYCLE_US microseconds (0 = as fast as "
                         "possible)")
+    p.add_argument("--rounds-per-packet", "--rounds_per_packet", dest="rounds_per_packet",
+                   type=int, default=1,
+                   help="rounds per SYNDROME packet (zmq): K rounds every K cycles when paced "
+                        "(default %(default)s)")
     p.add_argument("--window", type=int, default=None)
     p.add_argument("--commit", type=int, default=None)
     p.add_argument("--ping", type=int, default=20_000, help="bare round trips to measure")
@@ -98,7 +102,8 @@ def latency_main(args: argparse.Namespace) -> int:
     r = run_latency(args.spec, decoder=args.decoder, transport=args.transport, shots=args.shots,
                     seed=args.seed, cycle_us=args.cycle_us, window=args.window,
                     commit=args.commit, ping=args.ping, pin=args.pin, budget_us=args.budget_us,
-                    stall_s=args.stall_s, ring_slots=args.ring_slots, progress=progress)
+                    stall_s=args.stall_s, ring_slots=args.ring_slots,
+                    rounds_per_packet=args.rounds_per_packet, progress=progress)
     print(format_latency(r))
     if args.json:
         with open(args.json, "w") as f:

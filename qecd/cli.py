@@ -115,7 +115,8 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
     report = run_emulation(EmulateConfig(
         connect=args.connect, spec=args.spec, dem_path=args.dem, time_coord=args.time_coord,
         decoder=args.decoder, window=args.window, commit=args.commit, shots=args.shots,
-        streams=args.streams, cycle_us=args.cycle_us, seed=args.seed,
+        streams=args.streams, cycle_us=args.cycle_us, rounds_per_packet=args.rounds_per_packet,
+        seed=args.seed,
         max_inflight=args.max_inflight, rtt_samples=args.rtt_samples, timeout_s=args.timeout,
         curve=curve, cpu=args.cpu))
     print(format_report(report))
@@ -173,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--commit", type=int, default=None, help="rounds committed per window")
     e.add_argument("--shots", type=int, default=1000)
     e.add_argument("--streams", type=int, default=1, help="concurrent streams")
+    e.add_argument("--rounds-per-packet", type=int, default=1,
+                   help="rounds per SYNDROME packet; paced: K rounds every K cycles "
+                        "(default %(default)s)")
     e.add_argument("--cycle-us", type=float, default=None,
                    help="send one round per stream every X us (default: as fast as possible)")
     e.add_argument("--seed", type=int, default=0)

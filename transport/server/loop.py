@@ -43,8 +43,9 @@ import time
 
 import zmq
 
-from qecd.errors import ProtocolError
+from qecd.errors import DecoderError, ProtocolError
 from qecd.transport.auth import configure_server_socket, start_authenticator
+from qecd.transport.engine import STEP_DONE, STEP_NO_SOLUTION
 from qecd.transport.server.config import ServerConfig
 from qecd.transport.server.logs import ErrorSummary, JsonFormatter, configure_json_logging
 from qecd.transport.server.metrics import ServerCounters, ServiceRecorder, start_metrics_http
@@ -402,7 +403,10 @@ class Server:
         counters.backlog_rounds += count
         s.queued = count
         try:
-            self._run_rounds(s, route, header, count, t_recv)
+            if s.engine is not None:
+                self._run_engine(s, route, header, count, t_recv)
+            else:
+                self._run_rounds(s, route, header, count, t_recv)
         finally:
             counters.backlog_rounds -= s.queued
             s.queued = 0
@@ -432,6 +436,43 @@ class Server:
                 counters.corrections_sent += 1
                 s.corrections_sent += 1
             record(sid, clock() - t_recv, t1 - t0)
+
+    def _run_engine(self, s: StreamSession, route: bytes, header: Header, count: int,
+                    t_recv: int) -> None:
+        """The packet's rounds through the stream's compiled engine (``transport.engine``):
+        one call per CORRECTION it triggers, the GIL released inside; every round is
+        recorded with its service time (rounds before a decode finish with it)."""
+        record, clock, sid = self.recorder.record, time.perf_counter_ns, s.stream_id
+        seq, ts = header.round + count - 1, header.timestamp_ns
+        counters = self.counters
+        i = o = 0
+        while True:
+            t0 = clock()
+            status, i_next, o, frame = s.engine_step(i, o, seq, ts, t_recv)
+            t1 = clock()
+            done = i_next - i
+            s.queued -= done
+            counters.backlog_rounds -= done
+            if status == STEP_DONE:
+                for _ in range(done):
+                    record(sid, t1 - t_recv, 0)
+                return
+            if status == STEP_NO_SOLUTION:
+                self._decoder_failed(s, i_next - 1, DecoderError(
+                    f"{s.plan.decoder_name}: no set of faults explains the window ending at "
+                    f"round {header.round + i_next - 1}"))
+                for _ in range(done):
+                    record(sid, clock() - t_recv, t1 - t0)
+                return
+            _SERVICE_NS.pack_into(frame, _SERVICE_NS_OFFSET, clock() - t_recv)
+            if self._send(route, frame, "corrections"):
+                counters.corrections_sent += 1
+                s.corrections_sent += 1
+            t2 = clock()
+            for _ in range(done - 1):
+                record(sid, t1 - t_recv, 0)
+            record(sid, t2 - t_recv, t1 - t0)
+            i = i_next
 
     def _decoder_failed(self, s: StreamSession, i: int, e: Exception) -> None:
         first, last = s.fail(i)

@@ -50,6 +50,7 @@ from qecd.codes import RoundLayout, build_experiment, parse_spec
 from qecd.decoder.registry import parse_decoder_name
 from qecd.decoder.window import StreamDecoder
 from qecd.errors import DecoderError, ProtocolError, QecdError
+from qecd.transport.engine import STEP_CORRECTION, engine_step, payload_ok, warm_up
 from qecd.transport.wire import (
     DEFAULT_MAX_FRAME,
     MAX_ROUNDS_PER_SHOT,
@@ -192,11 +193,20 @@ class StreamPlan:
         window covers the whole shot).
     num_faults : int
         Faults in the decoder's table (bounds the fault ids of one CORRECTION).
+    engine : CompiledStream or None
+        The plan compiled by its backend (``uf``), shared by this plan's ZeroMQ streams
+        (each has its own state; they are all decoded on the server's loop thread), which
+        then decode through :mod:`qecd.transport.engine`; None when the backend decodes
+        from Python. Built here, on the build worker, never on the loop.
     """
 
     def __init__(self, key: PlanKey, decoder: StreamDecoder) -> None:
         self.key = key
         self.decoder = decoder
+        self.engine = decoder.compile()
+        if self.engine is not None:
+            warm_up(self.engine, np.zeros(correction_frame_len(
+                decoder.num_observables, self.engine.max_faults), dtype=np.uint8))
         self.slice_sizes = tuple(int(n) for n in decoder.layout.round_sizes)
         self.syndrome_layout = SyndromeLayout(self.slice_sizes)
         self.num_observables = int(decoder.num_observables)
@@ -374,6 +384,13 @@ class StreamSession:
         self._pkt_first = 0
         self._pkt_count = 0
         self._out = bytearray(correction_frame_len(plan.num_observables))
+        #: the compiled engine's per-stream state and plan, when the plan has an engine
+        self.engine = None
+        if plan.engine is not None:
+            self.engine = (plan.engine.new_state(), plan.engine.kernel_args())
+            self._engine_out = np.zeros(correction_frame_len(
+                plan.num_observables, plan.engine.max_faults), dtype=np.uint8)
+            self._pkt_buf = np.zeros(sum((k + 7) // 8 for k in plan.slice_sizes), np.uint8)
         #: the stream's :class:`~qecd.transport.shm.streams.ShmStreamServer` when its rounds
         #: flow over a shared-memory ring (HELLO ``transport="shm"``), else None
         self.shm = None
@@ -439,7 +456,20 @@ class StreamSession:
                                 f"most max_backlog={self.limits.max_backlog} rounds per "
                                 f"packet, got {count}")
         first = header.round
-        if count == 1:
+        if self.engine is not None:  # the engine reads the packed bytes itself
+            n = len(payload)
+            if n > self._pkt_buf.shape[0]:
+                self._pkt_buf = np.zeros(max(n, 2 * self._pkt_buf.shape[0]), dtype=np.uint8)
+            arr = self._pkt_buf[:n]  # writable: the engine has one specialisation to compile
+            arr[:] = np.frombuffer(payload, dtype=np.uint8)
+            if not payload_ok(arr, 0, n, first, count, self.engine[1].round_offsets):
+                self.layout.unpack_into(self._bits if count == 1 else np.zeros(
+                    self.layout.num_detectors_in(first, count), np.uint8), first, count,
+                    payload)  # raises BAD_PAYLOAD with the detailed reason
+                raise ProtocolError(ErrorCode.BAD_PAYLOAD, "SYNDROME payload: rejected by "
+                                    "the engine's length and padding check")
+            self._packet = arr
+        elif count == 1:
             self.layout.unpack_into(self._bits, first, 1, payload)
         else:
             n = self.layout.num_detectors_in(first, count)
@@ -477,6 +507,23 @@ class StreamSession:
         faults = np.unique(c.fault_ids).astype(np.uint32) if self.want_faults else None
         return Correction(base + c.first_round, last, c.observables, faults, 0, c.shot_end)
 
+    def engine_step(self, i: int, o: int, seq: int, timestamp_ns: int, t_recv: int):
+        """Run the compiled engine on the packet taken by :meth:`begin` from its round ``i``
+        (byte ``o`` of the payload) until a CORRECTION is ready or the packet is done.
+
+        Returns ``(status, i_next, o_next, frame)``: ``frame`` is the CORRECTION packet (a
+        view of this session's buffer, valid until the next call) when ``status`` is
+        :data:`~qecd.transport.engine.STEP_CORRECTION`; on ``STEP_NO_SOLUTION`` call
+        :meth:`fail` with ``i_next - 1``."""
+        state, plan = self.engine
+        status, i, o, n, last = engine_step(
+            self._packet, o, i, self._pkt_count, self._pkt_first, seq, timestamp_ns, t_recv,
+            self._engine_out, self.stream_id, self.want_faults, state, plan)
+        if status == STEP_CORRECTION:
+            self.committed = last + 1
+            return status, i, o, self._engine_out[:n]
+        return status, i, o, None
+
     def fail(self, i: int) -> tuple[int, int]:
         """Discard the shot whose round ``i`` (of the current packet) the decoder failed on.
 
@@ -488,6 +535,10 @@ class StreamSession:
         dropped = (self.committed, self.next_round - 1)
         boundary = (r // self.rounds_per_shot + 1) * self.rounds_per_shot
         self.decoder.reset()
+        if self.engine is not None:
+            st = self.engine[0]
+            st.st[0] = 0
+            st.carry[:] = 0
         self.next_round = self.committed = boundary
         return dropped
 

@@ -40,19 +40,17 @@ import numpy as np
 
 from qecd import _jit
 from qecd.decoder import _uf_kernels, compiled_stream
+from qecd.transport import engine as _engine
 from qecd.transport.shm import atomics as _atomics
 from qecd.transport.shm import ring as shm_ring
 from qecd.transport.wire import compiled as wire_compiled
 
 _jit.invalidate_if_changed(__file__, [_uf_kernels.__file__, compiled_stream.__file__,
                                            _atomics.__file__, shm_ring.__file__,
-                                           wire_compiled.__file__], __name__)
+                                           wire_compiled.__file__, _engine.__file__],
+                           __name__)
 
-from qecd.decoder.compiled_stream import (  # noqa: E402
-    NO_CORRECTION,
-    NO_SOLUTION,
-    push_round_kernel,
-)
+from qecd.transport.engine import STEP_DONE, STEP_NO_SOLUTION, engine_step  # noqa: E402
 from qecd.transport.shm.atomics import (  # noqa: E402
     cpu_relax,
     load_acquire,
@@ -90,7 +88,6 @@ from qecd.transport.wire.compiled import (  # noqa: E402
     get_u32,
     get_u64,
     put_u64,
-    write_correction,
     write_error,
     write_header,
 )
@@ -299,8 +296,7 @@ def serve_stream_kernel(ring, loop, state, plan):
     words, buf, tx_off, rx_off, n_slots, slot_size = ring
     (server_side, in_buf, out_buf, ctl, rec_service, rec_lag, rec_flags, rec_n, stream_id,
      want_faults, idle_timeout_ns, send_timeout_ns) = loop
-    st, carry, out_obs, out_faults = state.st, state.carry, state.out_obs, state.out_faults
-    round_offsets, win_commit_stop = plan.round_offsets, plan.win_commit_stop
+    round_offsets = plan.round_offsets
     n_rounds = round_offsets.shape[0] - 1
     while True:
         code, count, rnd, ts, t0 = next_syndrome(
@@ -310,34 +306,23 @@ def serve_stream_kernel(ring, loop, state, plan):
             return code
         decoded = 0
         stored = count
+        i = 0
         o = HEADER_SIZE
-        for i in range(count):
-            t = (rnd + i) % n_rounds
-            nb = round_bytes(round_offsets, t)
-            r = push_round_kernel(in_buf[o:o + nb], True, state, plan)
-            o += nb
-            if r == NO_CORRECTION:
-                continue
+        while True:
+            status, i, o, ln, _ = engine_step(in_buf, o, i, count, rnd, rnd + count - 1, ts,
+                                              t0, out_buf, stream_id, want_faults, state, plan)
+            if status == STEP_DONE:
+                break
             decoded = 1
-            if r == NO_SOLUTION:
-                st[0] = 0  # the shot is dropped: a fresh one starts at the boundary
-                for j in range(carry.shape[0]):
-                    carry[j] = 0
-                stored = i + 1
+            if status == STEP_NO_SOLUTION:  # the engine reset the stream for the next shot
+                stored = i
                 if drop_shot(words, buf, tx_off, n_slots, slot_size, out_buf, ctl, stream_id,
-                             rnd, ts, rnd + i, n_rounds, send_timeout_ns) < 0:
+                             rnd, ts, rnd + i - 1, n_rounds, send_timeout_ns) < 0:
                     return EXIT_SEND_FAILED
                 break
-            w = st[1]
-            shot_base = rnd + i - t
-            first = shot_base + (0 if w == 0 else win_commit_stop[w - 1])
-            last = shot_base + win_commit_stop[w] - 1
-            ln = write_correction(out_buf, stream_id, rnd + count - 1, ts, first, last,
-                                  monotonic_ns() - t0, out_obs, out_faults, r,
-                                  want_faults, st[2] != 0)
             if ring_send(words, buf, tx_off, n_slots, slot_size, out_buf, ln,
                          send_timeout_ns, -1) != 0:
-                ctl[CTL_NEXT_ROUND] = rnd + i + 1
+                ctl[CTL_NEXT_ROUND] = rnd + i
                 return EXIT_SEND_FAILED
             ctl[CTL_CORRECTIONS] += 1
         if stored == count:

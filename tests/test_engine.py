@@ -1,0 +1,161 @@
+"""transport/engine.py: the compiled per-stream engine behind both transports."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from qecd.codes import build_experiment
+from qecd.decoder.window import StreamDecoder
+from qecd.errors import ProtocolError
+from qecd.transport import engine as E
+from qecd.transport.client import Client, ServerError
+from qecd.transport.wire import (
+    HEADER_SIZE,
+    ErrorCode,
+    SyndromeLayout,
+    correction_frame_len,
+    decode_correction,
+    encode_syndrome,
+    parse_packet,
+)
+
+# the first run compiles the engine: minutes on a loaded 2-CPU machine (cached after)
+pytestmark = pytest.mark.timeout(600)
+
+EXP = build_experiment("surface:d=3,r=6,p=0.03")
+
+
+def _packets(exp, shot_dets, sizes):
+    """Frames carrying one shot's rounds split into packets of ``sizes`` rounds."""
+    layout = SyndromeLayout(exp.layout.round_sizes)
+    frames, first = [], 0
+    for k in sizes:
+        ids = np.concatenate([exp.layout.detectors[t] for t in range(first, first + k)])
+        frames.append((first, k, np.frombuffer(encode_syndrome(
+            shot_dets[ids], layout, stream_id=1, first_round=first, count=k), np.uint8).copy()))
+        first += k
+    return frames
+
+
+def _engine_commits(engine, frames, shot_base=0):
+    state, plan = engine.new_state(), engine.kernel_args()
+    out = np.zeros(correction_frame_len(engine.num_observables, engine.max_faults), np.uint8)
+    got = []
+    for first, count, frame in frames:
+        i, o = 0, HEADER_SIZE
+        while True:
+            status, i, o, n, last = E.engine_step(frame, o, i, count, shot_base + first,
+                                                  shot_base + first + count - 1, 0, 0, out, 1,
+                                                  False, state, plan)
+            if status == E.STEP_DONE:
+                break
+            assert status == E.STEP_CORRECTION
+            c = decode_correction(*parse_packet(bytes(out[:n])))
+            assert c.last_round == last
+            got.append((c.first_round, c.last_round, c.observables.tolist(), c.shot_end))
+    return got
+
+
+_BUILT: dict = {}
+
+
+def _built(window, commit):
+    """A fresh stream decoder and engine of one plan (built once per setting)."""
+    if (window, commit) not in _BUILT:
+        sd = StreamDecoder(EXP.dem, EXP.layout, "uf", window=window, commit=commit)
+        _BUILT[window, commit] = (sd, sd.compile())
+    sd, engine = _BUILT[window, commit]
+    return sd.fork(), engine
+
+
+@pytest.mark.parametrize("window, commit", [(None, None), (4, 2), (2, 1)])
+@settings(max_examples=15, deadline=None)
+@given(data=st.data())
+def test_engine_commits_what_the_python_stream_decoder_commits_for_any_packetization(
+        window, commit, data):
+    sd, engine = _built(window, commit)
+    dets, _ = EXP.sample(3, seed=data.draw(st.integers(0, 1000)))
+    R = EXP.layout.num_rounds
+    for shot in dets:
+        sizes, left = [], R
+        while left:
+            k = data.draw(st.integers(1, left))
+            sizes.append(k)
+            left -= k
+        want = []
+        for ids in EXP.layout.detectors:
+            c = sd.push_round(shot[ids])
+            if c is not None:
+                want.append((c.first_round, c.last_round, c.observables.tolist(), c.shot_end))
+        assert _engine_commits(engine, _packets(EXP, shot, sizes)) == want
+
+
+@settings(max_examples=200, deadline=None)
+@given(first=st.integers(0, 20), count=st.integers(1, 8), extra=st.integers(-2, 2),
+       pad=st.integers(0, 255), seed=st.integers(0, 2**32 - 1))
+def test_payload_check_agrees_with_the_wire_codec(first, count, extra, pad, seed):
+    layout = SyndromeLayout(EXP.layout.round_sizes)
+    n = max(0, layout.payload_len(first, count) + extra)
+    payload = np.random.default_rng(seed).integers(0, 256, n, dtype=np.uint8)
+    if n and pad & 1:  # half the time: a payload whose padding bits are all clear
+        bits = np.zeros(layout.num_detectors_in(first, count), np.uint8)
+        payload = np.frombuffer(encode_syndrome(bits, layout, stream_id=1, first_round=first,
+                                                count=count), np.uint8)[HEADER_SIZE:].copy()
+        if extra:
+            payload = np.resize(payload, max(0, payload.shape[0] + extra))
+    try:
+        layout.unpack_into(np.zeros(max(1, layout.num_detectors_in(first, count)), np.uint8),
+                           first, count, payload.tobytes())
+        wire_ok = True
+    except ProtocolError:
+        wire_ok = False
+    offsets = np.concatenate([[0], np.cumsum(EXP.layout.round_sizes)]).astype(np.int64)
+    assert E.payload_ok(payload.copy(), 0, payload.shape[0], first, count, offsets) == wire_ok
+
+
+@pytest.mark.parametrize("rounds_per_packet", [1, 3, 7, 10])
+def test_a_uf_stream_over_zeromq_decodes_in_the_engine_with_multi_round_packets(
+        running_server, offline_commits, rounds_per_packet):
+    exp = build_experiment("surface:d=3,r=6,p=0.03")
+    dets, _ = exp.sample(30, seed=7)
+    R = exp.layout.num_rounds
+    with running_server() as server, Client(server.endpoints[0], timeout_s=30) as client:
+        stream = client.open_stream("surface:d=3,r=6,p=0.03", decoder="uf", window=4, commit=2)
+        session = server._streams[stream.stream_id]
+        assert session.engine is not None  # uf compiles: the engine serves this stream
+        rounds = [shot[ids] for shot in dets for ids in exp.layout.detectors]
+        for a in range(0, len(rounds), rounds_per_packet):  # packets may span shots
+            chunk = rounds[a:a + rounds_per_packet]
+            stream.send_round(np.concatenate(chunk), count=len(chunk))
+        got = []
+        while sum(g[3] for g in got) < len(dets):
+            c = stream.recv_correction(timeout_s=10)
+            got.append((c.first_round, c.last_round, c.observables.tolist(), c.shot_end))
+        stats = server.stats()
+    want = offline_commits(exp, dets, 4, 2, "uf")
+    assert [g[:3] for g in got] == [tuple(w) for w in want]
+    assert stats["errors_sent"] == 0 and stats["rounds_received"] == 30 * R
+
+
+def test_a_uf_decode_failure_over_zeromq_drops_the_shot_and_the_stream_resumes(
+        running_server):
+    # two disconnected edges and no boundary: one fired detector cannot be explained
+    dem = ("error(0.1) D0 D1\nerror(0.1) D2 D3\ndetector(0, 0) D0\ndetector(0, 1) D1\n"
+           "detector(1, 0) D2\ndetector(1, 1) D3\n")
+    with running_server() as server, Client(server.endpoints[0], timeout_s=30) as client:
+        stream = client.open_stream(dem=dem, decoder="uf")
+        assert server._streams[stream.stream_id].engine is not None
+        stream.send_round(np.array([1, 0], np.uint8))
+        stream.send_round(np.array([0, 0], np.uint8))  # completes the shot: no solution
+        codes = []
+        for _ in range(2):
+            with pytest.raises(ServerError) as e:
+                stream.recv_correction(timeout_s=10)
+            codes.append((e.value.code, e.value.next_round))
+        assert codes == [(ErrorCode.DECODER_ERROR, 2), (ErrorCode.SYNDROMES_DROPPED, 2)]
+        stream.send_round(np.array([1, 1, 1, 1], np.uint8), count=2)  # next shot decodes
+        c = stream.recv_correction(timeout_s=10)
+        assert (c.first_round, c.last_round, c.shot_end) == (2, 3, True)

@@ -1,0 +1,159 @@
+"""The one compiled per-stream engine both transports share: SYNDROME bytes in, CORRECTIONs out.
+
+A stream whose backend compiles streams (``uf``: :class:`~qecd.decoder.compiled_stream.
+CompiledStream`) is decoded entirely inside Numba, whichever transport carries its rounds:
+
+- the shared-memory loop (:func:`qecd.transport.shm.loop.serve_stream_kernel`) calls
+  :func:`engine_step` from Numba for each SYNDROME slot it takes off the ring;
+- the ZeroMQ server (:mod:`qecd.transport.server.loop`) calls it from Python for each
+  SYNDROME message, with the message's bytes as they arrived (no unpacking, no Python object
+  per round, the GIL released while it runs).
+
+:func:`engine_step` feeds the packet's rounds (any number, bit-packed as on the wire) to the
+stream's compiled decoder until one completes a window, writes that window's CORRECTION
+packet into the caller's buffer and returns; the caller sends it and calls again from where
+it stopped, until the packet is done. :func:`payload_ok` is the compiled twin of the wire
+codec's SYNDROME payload check (length and padding bits), so a bad packet is refused before
+any round is stored. Both are warmed by :func:`warm_up` for the argument types the two
+transports pass.
+
+Example
+-------
+>>> import numpy as np
+>>> from qecd.codes import build_experiment
+>>> from qecd.decoder.window import StreamDecoder
+>>> from qecd.transport.wire import SyndromeLayout, encode_syndrome
+>>> exp = build_experiment("repetition:d=3,r=4,p=0.01")
+>>> engine = StreamDecoder(exp.dem, exp.layout, "uf", window=2, commit=1).compile()
+>>> state, plan = engine.new_state(), engine.kernel_args()
+>>> frame = np.frombuffer(encode_syndrome(np.zeros(exp.dem.num_detectors, np.uint8),
+...     SyndromeLayout(exp.layout.round_sizes), stream_id=1, first_round=0,
+...     count=exp.layout.num_rounds), np.uint8).copy()          # a writable buffer
+>>> out = np.zeros(256, np.uint8)
+>>> i, o, got = 0, 32, []
+>>> while True:
+...     status, i, o, n, last = engine_step(frame, o, i, exp.layout.num_rounds, 0, 4, 0, 0,
+...                                         out, 1, False, state, plan)
+...     if status == STEP_DONE:
+...         break
+...     got.append(last)
+>>> got                       # one CORRECTION per window: rounds 0, 1, 2 and the rest
+[0, 1, 2, 4]
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from qecd import _jit
+from qecd.decoder import compiled_stream
+from qecd.transport.shm import atomics as _atomics
+from qecd.transport.wire import compiled as wire_compiled
+
+_jit.invalidate_if_changed(__file__, [compiled_stream.__file__, _atomics.__file__,
+                                      wire_compiled.__file__], __name__)
+
+from qecd.decoder.compiled_stream import NO_CORRECTION, NO_SOLUTION, push_round_kernel  # noqa: E402,I001
+from qecd.transport.shm.atomics import monotonic_ns  # noqa: E402
+from qecd.transport.wire.compiled import write_correction  # noqa: E402
+
+_JIT = _jit.KERNEL
+
+#: :func:`engine_step` statuses
+STEP_DONE = 0  #: every round of the packet is stored (and decoded where a window was due)
+STEP_CORRECTION = 1  #: a CORRECTION packet is ready in ``out_buf[:frame_len]``
+STEP_NO_SOLUTION = 2  #: the decoder found no correction for a window: the shot is dropped
+
+
+@numba.njit(**_JIT)
+def engine_step(payload, o, i, count, rnd, seq, ts, t0, out_buf, stream_id, want_faults,
+                state, plan):
+    """Feed rounds ``i, i + 1, ...`` of a SYNDROME packet to the stream until one completes a
+    window or the packet ends.
+
+    Parameters
+    ----------
+    payload : numpy.ndarray of uint8
+        The packet's bytes; round ``i``'s bit-packed detection events start at ``payload[o]``
+        (``o`` = 32, the header size, for ``i`` = 0). Already checked (:func:`payload_ok`).
+    count, rnd, seq, ts : int
+        The packet's round count, first round (absolute), the CORRECTION's ``round`` field
+        (the packet's last round) and the ``timestamp_ns`` to echo.
+    t0 : int
+        ``CLOCK_MONOTONIC`` ns when the packet was received (for ``service_ns``).
+    out_buf : numpy.ndarray of uint8
+        Where a CORRECTION packet is written (at least ``correction_frame_len`` bytes).
+    state, plan : StreamState, StreamPlanArrays
+        The stream's compiled decoder (:class:`~qecd.decoder.compiled_stream.CompiledStream`).
+
+    Returns
+    -------
+    (status, i_next, o_next, frame_len, last_round)
+        ``STEP_CORRECTION``: a CORRECTION of ``frame_len`` bytes covering up to absolute round
+        ``last_round`` is in ``out_buf``; call again with ``i_next, o_next``.
+        ``STEP_NO_SOLUTION``: round ``rnd + i_next - 1`` completed a window the decoder could
+        not explain; the stream's state is reset for the next shot. ``STEP_DONE``: the
+        packet is consumed.
+    """
+    round_offsets = plan.round_offsets
+    n_rounds = round_offsets.shape[0] - 1
+    st = state.st
+    while i < count:
+        t = (rnd + i) % n_rounds
+        nb = (round_offsets[t + 1] - round_offsets[t] + 7) >> 3
+        r = push_round_kernel(payload[o:o + nb], True, state, plan)
+        o += nb
+        i += 1
+        if r == NO_CORRECTION:
+            continue
+        if r == NO_SOLUTION:
+            st[0] = 0  # a fresh shot starts at the next boundary
+            carry = state.carry
+            for j in range(carry.shape[0]):
+                carry[j] = 0
+            return STEP_NO_SOLUTION, i, o, 0, rnd + i - 1
+        w = st[1]
+        shot_base = rnd + i - 1 - t
+        first = shot_base + (0 if w == 0 else plan.win_commit_stop[w - 1])
+        last = shot_base + plan.win_commit_stop[w] - 1
+        n = write_correction(out_buf, stream_id, seq, ts, first, last, monotonic_ns() - t0,
+                             state.out_obs, state.out_faults, r, want_faults, st[2] != 0)
+        return STEP_CORRECTION, i, o, n, last
+    return STEP_DONE, i, o, 0, 0
+
+
+@numba.njit(**_JIT)
+def payload_ok(payload, o, n, rnd, count, round_offsets):
+    """True when ``payload[o:n]`` is exactly the bit-packed rounds ``rnd .. rnd + count - 1``
+    with every padding bit zero (docs/protocol.md §6.3)."""
+    n_rounds = round_offsets.shape[0] - 1
+    for i in range(count):
+        t = (rnd + i) % n_rounds
+        size = round_offsets[t + 1] - round_offsets[t]
+        nb = (size + 7) >> 3
+        if o + nb > n:
+            return False
+        if size & 7 and (payload[o + nb - 1] >> (size & 7)) != 0:
+            return False
+        o += nb
+    return o == n
+
+
+def warm_up(engine, out_buf: np.ndarray) -> None:
+    """Compile (or load) :func:`engine_step` and :func:`payload_ok` for the argument types
+    both transports pass (a writable uint8 packet buffer: callers copy a received message
+    into one, so there is a single specialisation to compile), on a throw-away state."""
+    layout = engine.layout
+    n_bytes = sum((s + 7) // 8 for s in layout.round_sizes)
+    frame = np.zeros(32 + n_bytes, dtype=np.uint8)
+    for buf in (frame,):
+        state = engine.new_state()
+        plan = engine.kernel_args()
+        payload_ok(buf, 32, buf.shape[0], 0, layout.num_rounds, plan.round_offsets)
+        i, o = 0, 32
+        while True:
+            status, i, o, _, _ = engine_step(buf, o, i, layout.num_rounds, 0, 0, 0, 0,
+                                             out_buf, 1, False, state, plan)
+            if status == STEP_DONE:
+                break
