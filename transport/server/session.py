@@ -50,7 +50,13 @@ from qecd.codes import RoundLayout, build_experiment, parse_spec
 from qecd.decoder.registry import parse_decoder_name
 from qecd.decoder.window import StreamDecoder
 from qecd.errors import DecoderError, ProtocolError, QecdError
-from qecd.transport.engine import STEP_CORRECTION, engine_step, payload_ok, warm_up
+from qecd.transport.engine import (
+    STEP_CORRECTION,
+    engine_call,
+    engine_context,
+    payload_ok_ctx,
+    warm_up,
+)
 from qecd.transport.wire import (
     DEFAULT_MAX_FRAME,
     MAX_ROUNDS_PER_SHOT,
@@ -387,7 +393,8 @@ class StreamSession:
         #: the compiled engine's per-stream state and plan, when the plan has an engine
         self.engine = None
         if plan.engine is not None:
-            self.engine = (plan.engine.new_state(), plan.engine.kernel_args())
+            self._engine_state = plan.engine.new_state()  # shares memory with the context
+            self.engine = engine_context(self._engine_state, plan.engine.kernel_args())
             self._engine_out = np.zeros(correction_frame_len(
                 plan.num_observables, plan.engine.max_faults), dtype=np.uint8)
             self._pkt_buf = np.zeros(sum((k + 7) // 8 for k in plan.slice_sizes), np.uint8)
@@ -462,7 +469,7 @@ class StreamSession:
                 self._pkt_buf = np.zeros(max(n, 2 * self._pkt_buf.shape[0]), dtype=np.uint8)
             arr = self._pkt_buf[:n]  # writable: the engine has one specialisation to compile
             arr[:] = np.frombuffer(payload, dtype=np.uint8)
-            if not payload_ok(arr, 0, n, first, count, self.engine[1].round_offsets):
+            if not payload_ok_ctx(arr, 0, n, first, count, self.engine):
                 self.layout.unpack_into(self._bits if count == 1 else np.zeros(
                     self.layout.num_detectors_in(first, count), np.uint8), first, count,
                     payload)  # raises BAD_PAYLOAD with the detailed reason
@@ -515,10 +522,9 @@ class StreamSession:
         view of this session's buffer, valid until the next call) when ``status`` is
         :data:`~qecd.transport.engine.STEP_CORRECTION`; on ``STEP_NO_SOLUTION`` call
         :meth:`fail` with ``i_next - 1``."""
-        state, plan = self.engine
-        status, i, o, n, last = engine_step(
+        status, i, o, n, last = engine_call(
             self._packet, o, i, self._pkt_count, self._pkt_first, seq, timestamp_ns, t_recv,
-            self._engine_out, self.stream_id, self.want_faults, state, plan)
+            self._engine_out, self.stream_id, self.want_faults, self.engine)
         if status == STEP_CORRECTION:
             self.committed = last + 1
             return status, i, o, self._engine_out[:n]
@@ -536,9 +542,8 @@ class StreamSession:
         boundary = (r // self.rounds_per_shot + 1) * self.rounds_per_shot
         self.decoder.reset()
         if self.engine is not None:
-            st = self.engine[0]
-            st.st[0] = 0
-            st.carry[:] = 0
+            self._engine_state.st[0] = 0
+            self._engine_state.carry[:] = 0
         self.next_round = self.committed = boundary
         return dropped
 
