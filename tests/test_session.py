@@ -270,3 +270,19 @@ def test_a_multi_round_packet_failing_mid_packet_is_dropped_from_the_next_bounda
         s.push(3)
     assert s.fail(3) == (2, 5)  # received and never to be corrected
     assert s.next_round == 4  # resend from the next shot (rounds 4, 5 were discarded too)
+
+
+def test_a_repeat_bomb_dem_is_refused_before_anything_walks_it():
+    """Issue 13: a 76-byte HELLO whose DEM repeats an error 10^9 times held the build (and
+    the GIL) for about 5 s before its BAD_HELLO; stim counts repeat blocks without expanding
+    them, so the cap on error mechanisms refuses it straight after parsing."""
+    dem = "repeat 1000000000 {\n    error(0.1) D0\n}\ndetector(0, 0) D0\n"
+    h = Hello(dem=dem)
+    with pytest.raises(ProtocolError) as e:
+        build_plan(plan_key(h), h)
+    assert e.value.code == ErrorCode.BAD_HELLO
+    assert "at most 2097152 error mechanisms" in str(e.value) and "1000000000" in str(e.value)
+    small = SessionLimits(max_errors=2)
+    h = Hello(dem="error(0.1) D0\nerror(0.1) D0\nerror(0.1) D0\ndetector(0, 0) D0\n")
+    with pytest.raises(ProtocolError, match="at most 2 error mechanisms.*got 3"):
+        build_plan(plan_key(h, small), h, small)

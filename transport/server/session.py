@@ -86,6 +86,11 @@ class SessionLimits:
     ----------
     max_detectors : int
         Largest detectors per shot a HELLO's experiment may have (BAD_HELLO above).
+    max_errors : int
+        Largest number of ``error`` mechanisms a HELLO's DEM may have once its ``repeat``
+        blocks are multiplied out (stim counts them without expanding), checked right after
+        parsing and before anything walks the DEM: a 76-byte ``repeat 1000000000 {...}``
+        is refused at once instead of holding the build for seconds.
     max_backlog : int
         Rounds a stream may have read but not processed; a packet taking it above is
         refused with SERVER_BUSY (so is any packet carrying more rounds than this).
@@ -98,6 +103,7 @@ class SessionLimits:
     """
 
     max_detectors: int = 1 << 18
+    max_errors: int = 1 << 21
     max_backlog: int = 1024
     heartbeat_ms: int = 1000
     timeout_ms: int = 10_000
@@ -262,6 +268,10 @@ def build_plan(key: PlanKey, hello: Hello, limits: SessionLimits | None = None) 
             if dem.num_detectors > limits.max_detectors:
                 raise _bad_hello(f"HELLO key 'dem': expected at most {limits.max_detectors} "
                                  f"detectors, got {dem.num_detectors}")
+            if dem.num_errors > limits.max_errors:
+                raise _bad_hello(f"HELLO key 'dem': expected at most {limits.max_errors} "
+                                 f"error mechanisms (repeat blocks multiplied out), got "
+                                 f"{dem.num_errors}")
             layout = RoundLayout.from_dem(dem, time_coord=hello.time_coord)
         if dem.num_detectors == 0:
             raise _bad_hello(f"HELLO key {what!r}: expected an experiment with detectors, got "
