@@ -8,6 +8,7 @@ SIGTERM drains, reports the rounds no correction will cover, says BYE and exits 
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -308,3 +309,28 @@ def test_close_while_the_loop_thread_serves_leaves_the_closing_to_that_thread():
             sock.close(0)
     finally:
         server.stop()
+
+
+def test_a_stall_of_the_server_itself_never_closes_a_healthy_stream(tmp_path, serve_subprocess):
+    """Issue 13: after the server was stalled for longer than the stream timeout (here
+    SIGSTOP for 3x the timeout, as a VM pause does), its silence clock counted the stall and
+    closed a healthy stream as "owner silent". Only time the loop could run counts now."""
+    proc, ep = serve_subprocess(tmp_path, "--stream-timeout", "1")
+    try:
+        with Client(ep, timeout_s=30) as client:
+            stream = client.open_stream("repetition:d=3,r=2,p=0.01", decoder="uf")
+            client.heartbeat()
+            os.kill(proc.pid, signal.SIGSTOP)
+            time.sleep(3.0)
+            os.kill(proc.pid, signal.SIGCONT)
+            time.sleep(0.3)  # the owner's next heartbeat comes after the server's housekeeping
+            client.heartbeat()
+            for size in stream.slice_sizes:
+                stream.send_round(np.zeros(size, np.uint8))
+            c = stream.recv_correction(timeout_s=20)
+            assert (c.last_round, c.shot_end) == (2, True)
+            assert client.stats()["streams_timed_out"] == 0
+    finally:
+        os.kill(proc.pid, signal.SIGCONT)
+        proc.terminate()
+        proc.wait(30)

@@ -79,6 +79,8 @@ _SERVICE_NS_OFFSET = HEADER_SIZE + 16
 _SYNDROME = int(MsgType.SYNDROME)
 _ERROR = int(MsgType.ERROR)
 _SEC = 1_000_000_000
+#: a loop turn may take this long beyond its poll wait before the excess counts as a stall
+_TURN_ALLOWANCE_NS = 250_000_000
 
 
 def _peer(route: bytes) -> str:
@@ -152,6 +154,8 @@ class Server:
         self._by_owner: dict[bytes | str, set[int]] = {}
         self._next_id = 1
         self._stop = False
+        self._stalled_ns = 0  #: total time the loop could not run (see _awake_ns)
+        self._mark_ns, self._mark_allowed = time.perf_counter_ns(), _TURN_ALLOWANCE_NS
         self._shutting_down = False
         self._errors = RateLimiter(config.error_budget_per_s)
         self._stats = RateLimiter(config.stats_budget_per_s)
@@ -250,17 +254,22 @@ class Server:
         wake_fd = self._wake_r.fileno()
         hk_ns = int(self.config.housekeeping_s * _SEC)
         next_hk = time.perf_counter_ns() + hk_ns
+        self._mark(time.perf_counter_ns(), 0)
         try:
             while not self._stop:
-                wait_ms = max(0, (next_hk - time.perf_counter_ns()) // 1_000_000)
+                t = time.perf_counter_ns()
+                wait_ms = max(0, (next_hk - t) // 1_000_000)
+                self._mark(t, wait_ms * 1_000_000)
                 try:
                     events = dict(poller.poll(wait_ms))
+                    self._mark(time.perf_counter_ns(), 0)
                     if wake_fd in events:
                         self._drain_wake()
                         self._collect_builds()
                     if self._sock in events:
                         self._read_batch()
                     now = time.perf_counter_ns()
+                    self._mark(now, 0)  # a stall anywhere in the turn counts before housekeeping
                     if now >= next_hk:
                         self._housekeeping(now)
                         next_hk = now + hk_ns
@@ -384,7 +393,7 @@ class Server:
             raise ProtocolError(ErrorCode.UNKNOWN_STREAM, f"field 'stream_id': no open stream "
                                 f"{header.stream_id} (never opened, closed or timed out)")
         s.check_owner(owner)
-        s.last_seen_ns = now_ns
+        s.last_seen_ns = self._awake_ns(now_ns)
         s.route = route
         return s
 
@@ -573,7 +582,7 @@ class Server:
     def _register(self, plan: StreamPlan, p: PendingHello, sid: int, shm) -> None:
         """Open stream ``sid`` (its ring loop ``shm`` already started, or None) and ACCEPT."""
         s = StreamSession(sid, plan, owner=p.owner, route=p.route, want_faults=p.want_faults,
-                          limits=self.limits, now_ns=time.perf_counter_ns())
+                          limits=self.limits, now_ns=self._awake_ns(time.perf_counter_ns()))
         s.shm = shm
         if shm is not None:
             self._shm.track(s)
@@ -629,7 +638,7 @@ class Server:
         else:
             for sid in self._by_owner.get(owner, ()):
                 s = self._streams[sid]
-                s.last_seen_ns = now_ns
+                s.last_seen_ns = self._awake_ns(now_ns)
                 s.route = route
         self._send(route, frame, "replies")  # the echo is byte-identical
 
@@ -642,10 +651,11 @@ class Server:
             raise ProtocolError(ErrorCode.SERVER_BUSY, f"STATS: expected at most "
                                 f"{self.config.stats_budget_per_s} requests per second")
         if s is None:
-            self._shm.fold_all(self._streams.values(), now_ns)  # ring rounds up to now
+            # ring rounds up to now
+            self._shm.fold_all(self._streams.values(), self._awake_ns(now_ns))
             body = self.stats()
         else:
-            self._shm.fold(s, now_ns)
+            self._shm.fold(s, self._awake_ns(now_ns))
             body = s.stats()
             body.update(self._shm.stream_stats(s))
             summ = self.recorder.stream_summary(s.stream_id)
@@ -693,14 +703,28 @@ class Server:
             "cpu_affinity": cpus,
         }
 
+    def _mark(self, now_ns: int, wait_ns: int) -> None:
+        """Account the loop's stalls: the time since the previous mark beyond what the loop
+        was allowed (the poll wait it asked for, plus ``_TURN_ALLOWANCE_NS`` for its work)
+        is time it could not run (the process or the VM stalled), not owners' silence."""
+        self._stalled_ns += max(0, now_ns - self._mark_ns - self._mark_allowed)
+        self._mark_ns, self._mark_allowed = now_ns, wait_ns + _TURN_ALLOWANCE_NS
+
+    def _awake_ns(self, now_ns: int) -> int:
+        """The liveness clock: monotonic time minus the time the loop was stalled (could not
+        run at all). Streams' ``last_seen_ns`` and their silence are measured on it, so a
+        stall of the server itself never closes a healthy stream."""
+        return now_ns - self._stalled_ns
+
     def _housekeeping(self, now_ns: int) -> None:
         if self._builds:
             self._collect_builds()  # the wake-up byte is the fast path; this the safety net
         self.counters.input_lag_ns = max((s.lag_ns for s in self._streams.values()), default=0)
-        for s, why, notify in self._shm.reap(self._streams.values(), now_ns):
+        for s, why, notify in self._shm.reap(self._streams.values(), self._awake_ns(now_ns)):
             self._close(s, why, notify=notify)
         timeout_ns = self.limits.timeout_ms * 1_000_000
-        for s in [s for s in self._streams.values() if now_ns - s.last_seen_ns > timeout_ns]:
+        awake = self._awake_ns(now_ns)
+        for s in [s for s in self._streams.values() if awake - s.last_seen_ns > timeout_ns]:
             self.counters.streams_timed_out += 1
             self._close(s, f"owner silent for more than {self.limits.timeout_ms} ms",
                         notify=True)
