@@ -357,3 +357,24 @@ def test_a_vanished_client_does_not_block_others_and_its_stream_is_freed(
         assert e.value.code == ErrorCode.UNKNOWN_STREAM
         # its SYNDROMES_DROPPED and BYE had nowhere to go: counted drops, not a stall
         assert srv.counters.dropped.get("replies", 0) >= 2
+
+
+def test_a_client_chosen_routing_id_cannot_own_a_stream_in_plain_mode(server):
+    """Issue 13 defect 5: in plain mode a stream belonged to its owner's routing id; an owner
+    that chose its id (ZMQ_ROUTING_ID) left a stream that the next client choosing the same
+    id took over after a disconnect (its BYE closed the owner's stream). Only libzmq's
+    automatic ids (a zero first byte, which no client may choose) own streams now."""
+    from qecd.transport.wire import Hello, encode_hello
+
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.ROUTING_ID, b"vendor-1")
+    sock.connect(server.endpoints[0])
+    try:
+        r = _expect_error(sock, encode_hello(Hello(spec=SPEC)), "BAD_HELLO")
+        assert "routing id" in r.body.reason
+    finally:
+        sock.close(0)
+    with Client(server.endpoints[0]) as client:  # an automatic id still opens streams
+        assert client.open_stream(SPEC).stream_id > 0

@@ -498,6 +498,14 @@ class Server:
 
     def _on_hello(self, route, owner, header, payload, frame, now_ns) -> None:
         hello = decode_hello(header, payload)
+        if isinstance(owner, bytes) and owner[:1] != b"\x00":
+            # plain mode owns streams by routing id: one a client chose could be claimed by
+            # the next client choosing it once the owner is gone. libzmq's automatic ids start
+            # with a zero byte, which no client may choose (issue 13, docs/security.md).
+            raise ProtocolError(ErrorCode.BAD_HELLO, "HELLO: a client-chosen ZeroMQ routing "
+                                "id cannot own a stream (another client could claim it after "
+                                "a disconnect): leave the DEALER's routing id unset, or use "
+                                "CURVE, where streams follow the client's key")
         if self._shutting_down:
             raise ProtocolError(ErrorCode.SHUTTING_DOWN, "HELLO: the server is shutting down "
                                 "and opens no new streams")
