@@ -334,3 +334,29 @@ def test_a_stall_of_the_server_itself_never_closes_a_healthy_stream(tmp_path, se
         os.kill(proc.pid, signal.SIGCONT)
         proc.terminate()
         proc.wait(30)
+
+
+def test_qecd_serve_sweeps_the_rings_a_killed_server_left_behind(tmp_path, serve_subprocess):
+    """Issue 13 defect 6: a server killed with -9 left its /dev/shm region behind and
+    `qecd serve` never swept stale regions; now it removes those whose creator is dead."""
+    import subprocess
+    import sys
+
+    code = ("from qecd.transport.shm.ring import RingPair; import os, sys; "
+            "p = RingPair.create(n_slots=4, slot_size=64); print(p.name, flush=True); "
+            "sys.stdin.read()")
+    child = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    name = child.stdout.readline().strip()
+    child.kill()
+    child.wait(10)
+    assert os.path.exists(f"/dev/shm/{name}")  # SIGKILL skips every cleanup hook
+    proc, _ = serve_subprocess(tmp_path)
+    try:
+        assert not os.path.exists(f"/dev/shm/{name}")
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        if os.path.exists(f"/dev/shm/{name}"):
+            os.unlink(f"/dev/shm/{name}")
+    assert "stale_regions_swept" in proc.stderr.read()

@@ -776,12 +776,19 @@ def run_server(config: ServerConfig, *, metrics_port: int | None = None,
     """``qecd serve``: serve until SIGINT/SIGTERM, shut down gracefully, return 0.
 
     Installs the signal handlers, JSON logging on stderr, the Prometheus endpoint
-    (``metrics_port``), pins the process to ``cpu`` if given, freezes the GC generation of
+    (``metrics_port``), pins the process to ``cpu`` if given, removes shared-memory regions
+    whose creator is dead (a server killed with -9), freezes the GC generation of
     start-up objects, and writes the per-round arrays to ``record_path`` (``.npz``) at exit.
     """
     configure_json_logging()
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
+    from qecd.transport.shm.ring import sweep_stale_regions
+
+    swept = sweep_stale_regions()  # rings left by a server (or client) killed with -9
+    if swept:
+        log.warning("stale_regions_swept", extra={"qecd": {"count": len(swept),
+                                                            "names": swept[:20]}})
     server = Server(config)
     httpd = None
     try:
