@@ -256,3 +256,34 @@ def test_client_gives_up_when_the_server_stops_reading(served):
     dets, _ = exp.sample(100, seed=13)  # 400 packets > 64 slots: the ring fills
     res = cli.stream_shots(dets, timeout_s=0.5)
     assert res.status == -4 and res.received == 0
+
+
+def test_an_idle_ring_stream_naps_instead_of_burning_a_core_and_still_serves():
+    """Issue 13 defect 3: each idle shared-memory stream busy-polled a whole core. Past
+    SPIN_NS without a packet the loop now naps (usleep), so over an idle second the process
+    uses a small fraction of a CPU; the first round after the idle spell is still served."""
+    import resource
+    import time
+
+    from qecd.codes import build_experiment
+    from qecd.transport.shm.streams import ShmStreamClient, ShmStreamServer
+
+    exp = build_experiment("repetition:d=3,r=2,p=0.01")
+    srv = ShmStreamServer.for_experiment(exp, stream_id=1)
+    srv.start()
+    cli = ShmStreamClient.attach(srv.region_name, exp.layout, stream_id=1)
+    try:
+        time.sleep(0.2)  # past the spin window
+        r0, t0 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+        time.sleep(1.5)
+        r1, t1 = resource.getrusage(resource.RUSAGE_SELF), time.monotonic()
+        cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+        assert cpu < 0.25 * (t1 - t0), f"{cpu:.2f} CPU-s over {t1 - t0:.2f} s idle"
+        dets, _ = exp.sample(3, seed=1)
+        res = cli.stream_shots(dets)
+        assert (res.lost, res.errors) == (0, 0)
+    finally:
+        cli.bye()
+        srv.join(timeout=10)
+        cli.close()
+        srv.close()

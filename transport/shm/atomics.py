@@ -98,9 +98,10 @@ _MACHINE = platform.machine().lower()
 
 
 def _register_libc_symbols() -> None:
-    """Make ``clock_gettime`` and ``sched_yield`` resolvable by Numba's JIT linker."""
+    """Make ``clock_gettime``, ``sched_yield`` and ``usleep`` resolvable by Numba's JIT
+    linker."""
     libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-    for name in ("clock_gettime", "sched_yield"):
+    for name in ("clock_gettime", "sched_yield", "usleep"):
         addr = ctypes.cast(getattr(libc, name), ctypes.c_void_p).value
         llvm.add_symbol(name, addr)
 
@@ -238,6 +239,30 @@ def sched_yield(typingctx):
         return builder.call(fn, [])
 
     return sig, codegen
+
+
+@intrinsic
+def sleep_us(typingctx, us):
+    """``usleep(3)`` for ``us`` microseconds (an integer); returns its ``int32`` result. The
+    thread's timer slack adds to the sleep (see :func:`set_timer_slack_ns`)."""
+    sig = types.int32(us)
+
+    def codegen(context, builder, signature, args):
+        fnty = ir.FunctionType(ir.IntType(32), [ir.IntType(32)])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "usleep")
+        return builder.call(fn, [builder.trunc(args[0], ir.IntType(32))])
+
+    return sig, codegen
+
+
+def set_timer_slack_ns(ns: int) -> bool:
+    """Set the calling thread's timer slack (``prctl(PR_SET_TIMERSLACK)``; Linux's default of
+    50 µs is added to every short sleep). Returns False where the call is not available."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        return libc.prctl(29, ctypes.c_ulong(ns), 0, 0, 0) == 0  # PR_SET_TIMERSLACK
+    except (OSError, AttributeError):
+        return False
 
 
 @intrinsic

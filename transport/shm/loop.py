@@ -55,6 +55,7 @@ from qecd.transport.shm.atomics import (  # noqa: E402
     cpu_relax,
     load_acquire,
     monotonic_ns,
+    sleep_us,
     store_release,
 )
 from qecd.transport.shm.ring import (  # noqa: E402
@@ -110,6 +111,11 @@ class LoopArgs(NamedTuple):
     idle_timeout_ns: int  #: return EXIT_IDLE after this long without a request (0: never)
     send_timeout_ns: int  #: give up on the stream when the reply ring stays full this long
 
+
+#: a loop busy-polls this long after its last packet before it naps
+SPIN_NS = 1_000_000
+MIN_NAP_US = 10  #: shortest nap of an idle loop
+MAX_NAP_US = 1000  #: longest nap: the most the first packet after a long idle spell waits
 
 #: serve_stream_kernel exit codes
 EXIT_BYE, EXIT_STOP, EXIT_IDLE, EXIT_SEND_FAILED, EXIT_RECORD_FULL = 0, 1, 2, 3, 4
@@ -207,23 +213,47 @@ def record_packet(rec_service, rec_lag, rec_flags, rec_n, t0, ts, decoded):
 @numba.njit(**_JIT)
 def poll_request(words, buf, rx_off, n_slots, slot_size, in_buf, ctl, server_side,
                  idle_timeout_ns):
-    """Busy-poll the request ring for one packet: its length, or ``-1 - EXIT_*`` when the
-    loop must return (stop requested, idle timeout). Beats the region's heartbeat word and
-    checks the stop flag every 256 empty polls."""
+    """Poll the request ring for one packet: its length, or ``-1 - EXIT_*`` when the loop
+    must return (stop requested, idle timeout). Beats the region's heartbeat word and checks
+    the stop flag every 256 empty polls (every nap once napping).
+
+    The loop busy-polls for :data:`SPIN_NS` after its last packet, so a stream paced faster
+    than that never sleeps; an idle stream then naps (``usleep``), longer the longer it idles
+    (:func:`nap_us`: 10 µs after 1 ms, up to 1 ms), so idle streams cost almost no CPU and
+    the first packet after an idle spell waits at most one nap (docs/protocol.md §14)."""
     polls = 0
     start = monotonic_ns()
+    nap = 0
     while True:
         n = ring_try_recv(words, buf, rx_off, n_slots, slot_size, in_buf)
         if n >= 0:
             return n
         polls += 1
-        if (polls & 255) == 0:
+        if nap > 0 or (polls & 255) == 0:
             if load_acquire(ctl, CTL_STOP) != 0:
                 return -1 - EXIT_STOP
             region_beat(words, server_side)
-            if idle_timeout_ns > 0 and monotonic_ns() - start > idle_timeout_ns:
+            idle = monotonic_ns() - start
+            if idle_timeout_ns > 0 and idle > idle_timeout_ns:
                 return -1 - EXIT_IDLE
-        cpu_relax()
+            if idle > SPIN_NS:
+                nap = nap_us(idle)
+        if nap > 0:
+            sleep_us(nap)
+        else:
+            cpu_relax()
+
+
+@numba.njit(**_JIT)
+def nap_us(idle_ns):
+    """How long an idle loop sleeps per poll after ``idle_ns`` without a packet: 1% of the
+    idle time, between :data:`MIN_NAP_US` and :data:`MAX_NAP_US`."""
+    us = idle_ns // 100_000
+    if us < MIN_NAP_US:
+        return MIN_NAP_US
+    if us > MAX_NAP_US:
+        return MAX_NAP_US
+    return us
 
 
 @numba.njit(**_JIT)

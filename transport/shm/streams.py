@@ -40,6 +40,7 @@ from qecd.decoder.compiled_stream import CompiledStream
 from qecd.decoder.window import StreamDecoder
 from qecd.errors import DecoderError
 from qecd.transport import wire as P
+from qecd.transport.shm.atomics import set_timer_slack_ns
 from qecd.transport.shm.host_loop import HostLoop
 from qecd.transport.shm.loop import (
     CTL_CORRECTIONS,
@@ -180,6 +181,7 @@ class ShmStreamServer:
             import os
 
             os.sched_setaffinity(threading.get_native_id(), {self.cpu})
+        set_timer_slack_ns(1_000)  # an idle loop's naps: 50 µs of default slack is too much
         self.exit_code = self._serve()
 
     def start(self, cpu: int | None = None) -> None:
