@@ -96,6 +96,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     config = ServerConfig(binds=tuple(args.bind or ["tcp://127.0.0.1:5555"]), limits=limits,
                           max_streams=args.max_streams,
                           max_streams_per_client=args.max_streams_per_client,
+                          max_ring_streams_per_client=args.max_ring_streams_per_client,
                           sndhwm=args.hwm, rcvhwm=args.hwm,
                           record_capacity=args.record_capacity, curve=curve)
     return run_server(config, metrics_port=args.metrics_port, record_path=args.record,
@@ -155,6 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--stream-timeout", type=float, default=10.0,
                    help="seconds of silence after which a stream is freed")
     v.add_argument("--max-streams", type=int, default=1024, help="open streams in all")
+    v.add_argument("--max-ring-streams-per-client", type=int, default=4,
+                   help="shared-memory streams one client may hold (default %(default)s)")
     v.add_argument("--max-streams-per-client", type=int, default=256,
                    help="open streams one client (routing id or CURVE key) may hold")
     v.add_argument("--max-backlog", type=int, default=1024,

@@ -546,3 +546,20 @@ def test_shutdown_while_a_ring_is_being_created_releases_it(wait_for):
     mine = lambda: {n for n in os.listdir("/dev/shm")  # noqa: E731
                     if n.startswith(f"qecd-{os.getpid()}-")}
     assert wait_for(lambda: mine() <= before), "the ring created after shutdown outlived it"
+
+
+def test_one_client_may_hold_only_a_few_ring_streams(no_shm_leak):
+    """Issue 13 defect 3: one client could open 256 shared-memory streams, each a loop
+    thread; ring streams per client are capped (max_ring_streams_per_client) and the next
+    HELLO gets SERVER_BUSY naming the cap, while ZeroMQ streams are still open to it."""
+    with _ring_server(max_ring_streams_per_client=2) as srv, \
+            Client(srv.endpoints[0], timeout_s=60) as client:
+        rings = [client.open_shm_stream(SPEC) for _ in range(2)]
+        with pytest.raises(ServerError) as e:
+            client.open_shm_stream(SPEC)
+        assert e.value.code == P.ErrorCode.SERVER_BUSY
+        assert "max_ring_streams_per_client=2" in e.value.reason
+        assert client.open_stream(SPEC).stream_id > 0
+        for r in rings:
+            r.bye()
+            r.close()

@@ -33,6 +33,10 @@ class ServerConfig:
     max_streams_per_client : int
         Open streams one owner (routing id, or CURVE key) may hold (SERVER_BUSY above), so
         one client cannot take every slot.
+    max_ring_streams_per_client : int
+        Shared-memory streams (open or being set up) one owner may hold: each has a loop
+        thread that spins for 1 ms after each packet, so the two CPUs of a small host are
+        shared by few of them (SERVER_BUSY above).
     sndhwm, rcvhwm : int
         ZeroMQ high-water marks of the ROUTER, messages per peer.
     batch : int
@@ -66,6 +70,7 @@ class ServerConfig:
     limits: SessionLimits = field(default_factory=SessionLimits)
     max_streams: int = 1024
     max_streams_per_client: int = 256
+    max_ring_streams_per_client: int = 4
     sndhwm: int = 10_000
     rcvhwm: int = 10_000
     batch: int = 64

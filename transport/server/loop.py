@@ -520,6 +520,15 @@ class Server:
             raise ProtocolError(ErrorCode.SERVER_BUSY, f"HELLO: expected fewer than "
                                 f"max_streams_per_client={self.config.max_streams_per_client}"
                                 f" open streams for this client, got {mine}")
+        if hello.transport == "shm":
+            rings = sum(1 for sid in self._by_owner.get(owner, ())
+                        if self._streams[sid].shm is not None)
+            rings += self._builds.waiting_for(owner, "shm")
+            if rings >= self.config.max_ring_streams_per_client:
+                raise ProtocolError(ErrorCode.SERVER_BUSY, f"HELLO: expected fewer than "
+                                    f"max_ring_streams_per_client="
+                                    f"{self.config.max_ring_streams_per_client} shared-memory "
+                                    f"streams for this client, got {rings}")
         pending = PendingHello(route, owner, bytes(frame[:HEADER_SIZE]), header.round,
                                 header.timestamp_ns, hello.want_faults, hello.transport)
         plan = self.pool.get(key)

@@ -97,6 +97,14 @@ class PlanBuilds:
         """HELLOs waiting for a plan or a job (they count against ``max_streams``)."""
         return sum(len(w) for w in self._waiting.values()) + len(self._jobs)
 
+    def waiting_for(self, owner: bytes | str, transport: str) -> int:
+        """HELLOs of ``owner`` for ``transport`` still waiting for a plan or a ring job."""
+        n = sum(1 for w in self._waiting.values() for p in w
+                if p.owner == owner and p.transport == transport)
+        return n + sum(1 for tag, _, _ in self._jobs
+                       if isinstance(tag, tuple) and isinstance(tag[0], PendingHello)
+                       and tag[0].owner == owner and tag[0].transport == transport)
+
     def run_job(self, tag: object, fn: Callable[[], object],
                 discard: Callable[[object], None]) -> None:
         """Run ``fn()`` on the worker (after the builds queued before it); :meth:`collect_jobs`
