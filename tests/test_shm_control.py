@@ -56,7 +56,8 @@ def test_shm_stream_over_control_channel(server, wait_for):
     with Client(server.endpoints[0], timeout_s=10) as client:
         cli = client.open_shm_stream(SPEC)
         acc = cli.accept
-        assert acc.shm_region.startswith("qecd-") and _exists(acc.shm_region)
+        # both sides mapped it: the name is gone, so no other process can attach
+        assert acc.shm_region.startswith("qecd-") and not _exists(acc.shm_region)
         assert acc.shm_slots >= 1 and acc.shm_slot_size % 64 == 0
         assert acc.corrections_per_shot == 1 and acc.decoder == "uf"
         stats = client.stats()
@@ -82,7 +83,7 @@ def test_shm_stream_over_control_channel(server, wait_for):
 
         # BYE over ZeroMQ for a second ring stream
         cli2 = client.open_shm_stream(SPEC, window=2, commit=1)
-        assert cli2.accept.stream_id != acc.stream_id and _exists(cli2.accept.shm_region)
+        assert cli2.accept.stream_id != acc.stream_id and not _exists(cli2.accept.shm_region)
         assert client.bye(cli2.accept.stream_id) == 0
         assert not _exists(cli2.accept.shm_region)
         cli2.close()
@@ -125,7 +126,6 @@ def test_shutdown_unlinks_open_shm_streams():
         with Client(srv.endpoints[0], timeout_s=10) as client:
             clis = [client.open_shm_stream(SPEC) for _ in range(2)]
             names = [c.accept.shm_region for c in clis]
-            assert all(_exists(n) for n in names)
             srv.stop()
             assert not any(_exists(n) for n in names)
             for c in clis:
@@ -138,9 +138,7 @@ def test_silent_shm_stream_times_out(wait_for):
     with _ring_server(limits=SessionLimits(timeout_ms=300)) as srv, \
             Client(srv.endpoints[0], timeout_s=10) as client:
         cli = client.open_shm_stream(SPEC)
-        name = cli.accept.shm_region
-        assert wait_for(lambda: not _exists(name), 5)
-        assert client.stats()["streams_timed_out"] == 1
+        assert wait_for(lambda: client.stats()["streams_timed_out"] == 1, 5)
         cli.close()
 
 
@@ -500,7 +498,7 @@ def test_a_ring_being_created_does_not_hold_up_other_clients(server):
         with Client(server.endpoints[0], timeout_s=30) as c:
             cli = c.open_shm_stream(SPEC)
             out["region"] = cli.accept.shm_region
-            out["ok"] = _exists(cli.accept.shm_region)
+            out["ok"] = cli.stream_id > 0  # attached (and the name already forgotten)
             c.bye(cli.accept.stream_id)
             cli.close()
 
@@ -563,3 +561,37 @@ def test_one_client_may_hold_only_a_few_ring_streams(no_shm_leak):
         for r in rings:
             r.bye()
             r.close()
+
+
+def test_no_other_process_can_attach_to_a_ring_stream_once_its_client_has(no_shm_leak):
+    """Issue 13 defect 4: a process of the same user (no CURVE key) attached to another
+    client's region by name (RingPair.attach(..., force=True)), injected a SYNDROME and a
+    BYE, and closed the owner's stream. The name is removed once both sides mapped it."""
+    from qecd.transport.shm.ring import RegionError, RingPair
+
+    with _ring_server() as srv, Client(srv.endpoints[0], timeout_s=60) as client:
+        cli = client.open_shm_stream(SPEC)
+        with pytest.raises((FileNotFoundError, RegionError, OSError)):
+            RingPair.attach(cli.accept.shm_region, side="client", force=True)
+        exp = build_experiment(SPEC)
+        dets, _ = exp.sample(5, seed=2)
+        res = cli.stream_shots(dets)
+        assert (res.lost, res.errors) == (0, 0)
+        cli.bye()
+        cli.close()
+
+
+def test_the_server_removes_the_name_when_a_client_attaches_without_doing_so(wait_for):
+    """A client written from the spec alone may not remove the name itself: the server does
+    once it sees the client side claimed (housekeeping)."""
+    from qecd.transport.shm.ring import RingPair
+
+    with _ring_server() as srv, Client(srv.endpoints[0], timeout_s=60) as client:
+        client.send_frame(P.encode_hello(P.Hello(spec=SPEC, decoder="uf", transport="shm")))
+        accept = client.recv(timeout_s=60).body
+        assert _exists(accept.shm_region)  # nobody has attached yet
+        pair = RingPair.attach(accept.shm_region, side="client")
+        try:
+            assert wait_for(lambda: not _exists(accept.shm_region), 5)
+        finally:
+            pair.close()

@@ -288,6 +288,7 @@ class ShmStreams:
                 else:
                     ended.append((s, f"shared-memory loop exited (code {code})", True))
                 continue
+            srv.forget_name_once_attached()
             self.fold(s, now_ns)
         return ended
 

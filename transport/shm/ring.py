@@ -799,6 +799,14 @@ class Region:
             with contextlib.suppress(FileNotFoundError):
                 _posixshmem.shm_unlink("/" + self.name)
 
+    def forget_name(self) -> None:
+        """Remove the region's name, from either side, once both have mapped it: no other
+        process can attach from then on, and a killed creator leaves nothing in /dev/shm.
+        Idempotent; mapped handles keep working (docs/protocol.md §14)."""
+        self._unlinked[0] = True
+        with contextlib.suppress(FileNotFoundError):
+            _posixshmem.shm_unlink("/" + self.name)
+
     def __enter__(self) -> Region:
         return self
 

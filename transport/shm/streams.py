@@ -221,6 +221,16 @@ class ShmStreamServer:
         return {"service_ns": self.rec_service[order], "lag_ns": self.rec_lag[order],
                 "decoded": self.rec_flags[order], "records_total": n}
 
+    def forget_name_once_attached(self) -> bool:
+        """Remove the region's name once the client side is claimed (the server's safety
+        net for clients that do not remove it themselves); True when it is gone."""
+        if self.pair.region._unlinked[0]:
+            return True
+        if self.pair.region.side_info(0).state != 0:
+            self.pair.region.forget_name()
+            return True
+        return False
+
     def close(self, timeout: float = 5.0) -> bool:
         """Stop the loop and release the region. Returns False (and keeps the mapping, so
         the loop never reads unmapped memory) when the loop has not returned within
@@ -281,6 +291,7 @@ class ShmStreamClient:
     def attach(cls, name: str, layout: RoundLayout, *, stream_id: int,
                corrections_per_shot: int | None = None) -> ShmStreamClient:
         pair = RingPair.attach(name, side="client")
+        pair.region.forget_name()  # both sides have it mapped: no one else may attach
         cps = corrections_per_shot
         if cps is None:
             cps = 1
