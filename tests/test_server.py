@@ -360,3 +360,25 @@ def test_qecd_serve_sweeps_the_rings_a_killed_server_left_behind(tmp_path, serve
         if os.path.exists(f"/dev/shm/{name}"):
             os.unlink(f"/dev/shm/{name}")
     assert "stale_regions_swept" in proc.stderr.read()
+
+
+def test_a_heartbeat_after_a_server_restart_says_the_streams_are_gone(tmp_path,
+                                                                      serve_subprocess):
+    """Issue 13 defect 7: after a server restart the client's HEARTBEAT was still echoed
+    (the DEALER reconnects silently) and nothing told it that its streams were gone."""
+    proc, ep = serve_subprocess(tmp_path)
+    try:
+        with Client(ep, timeout_s=30) as client:
+            stream = client.open_stream("repetition:d=3,r=2,p=0.01")
+            assert client.heartbeat() > 0
+            proc.terminate()
+            proc.wait(30)
+            proc, ep2 = serve_subprocess(tmp_path)  # same endpoint, a fresh server
+            assert ep2 == ep
+            with pytest.raises(ServerError) as e:
+                client.heartbeat()
+            assert e.value.code == ErrorCode.UNKNOWN_STREAM
+            assert e.value.stream_id == stream.stream_id
+    finally:
+        proc.terminate()
+        proc.wait(30)

@@ -192,6 +192,18 @@ def reply_matcher(frame: bytes, types: tuple[int, ...]) -> Callable[[Reply], boo
     return match
 
 
+def checked_streams(stream_id: int, streams: dict) -> list[int]:
+    """The stream ids a HEARTBEAT call names: the one asked for, else every open stream (so
+    a server that lost them says so), else 0 (an anonymous echo).
+
+    >>> checked_streams(0, {}), checked_streams(0, {3: None, 5: None}), checked_streams(7, {3: 0})
+    ([0], [3, 5], [7])
+    """
+    if stream_id or not streams:
+        return [stream_id]
+    return list(streams)
+
+
 def dealer_socket(ctx: zmq.Context, endpoint: str, *, curve: CurveClientKeys | None = None,
                   hwm: int = 10_000, send_timeout_ms: int | None = None,
                   watch_auth: bool = False) -> tuple[zmq.Socket, zmq.Socket | None]:

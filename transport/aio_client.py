@@ -41,6 +41,7 @@ from qecd.transport._client_core import (
     Inbox,
     Reply,
     ServerTimeout,
+    checked_streams,
     dealer_socket,
     decode_reply,
     hello_for,
@@ -155,12 +156,16 @@ class AsyncClient:
         return stream
 
     async def heartbeat(self, stream_id: int = 0, timeout_s: float | None = None) -> int:
-        """HEARTBEAT round trip in ns."""
-        t = time.perf_counter_ns()
-        r = await self._request(encode_heartbeat(stream_id=stream_id, seq=self._next_seq(),
-                                                 timestamp_ns=t),
-                                (MsgType.HEARTBEAT,), timeout_s, "heartbeat")
-        return r.recv_ns - t
+        """HEARTBEAT round trip in ns; with ``stream_id`` 0 it names each open stream, as
+        :meth:`qecd.transport.client.Client.heartbeat` does."""
+        rtt = 0
+        for sid in checked_streams(stream_id, self.streams):
+            t = time.perf_counter_ns()
+            r = await self._request(encode_heartbeat(stream_id=sid, seq=self._next_seq(),
+                                                     timestamp_ns=t),
+                                    (MsgType.HEARTBEAT,), timeout_s, "heartbeat")
+            rtt = r.recv_ns - t
+        return rtt
 
     async def stats(self, stream_id: int = 0, timeout_s: float | None = None) -> dict:
         """STATS of the server (``stream_id`` 0) or of one of this client's streams."""

@@ -53,6 +53,7 @@ from qecd.transport._client_core import (
     Reply,
     ServerError,
     ServerTimeout,
+    checked_streams,
     dealer_socket,
     decode_reply,
     hello_for,
@@ -293,12 +294,20 @@ class Client:
         return r.seq
 
     def heartbeat(self, stream_id: int = 0, timeout_s: float | None = None) -> int:
-        """Send HEARTBEAT and wait for its echo; returns the round trip in ns."""
-        seq = self._next_seq()
-        t = time.perf_counter_ns()
-        r = self._request(encode_heartbeat(stream_id=stream_id, seq=seq, timestamp_ns=t),
-                          (MsgType.HEARTBEAT,), timeout_s, "heartbeat")
-        return r.recv_ns - t
+        """Send HEARTBEAT and wait for its echo; returns the round trip in ns (of the last).
+
+        With ``stream_id`` 0 and streams open, one HEARTBEAT names each of them: a server that
+        no longer has a stream (it restarted, or timed the stream out) answers
+        ``UNKNOWN_STREAM``, raised here as :class:`ServerError`, where an anonymous echo would
+        have hidden that the streams are gone."""
+        rtt = 0
+        for sid in checked_streams(stream_id, self.streams):
+            t = time.perf_counter_ns()
+            r = self._request(encode_heartbeat(stream_id=sid, seq=self._next_seq(),
+                                               timestamp_ns=t),
+                              (MsgType.HEARTBEAT,), timeout_s, "heartbeat")
+            rtt = r.recv_ns - t
+        return rtt
 
     def stats(self, stream_id: int = 0, timeout_s: float | None = None) -> dict:
         """STATS of the whole server (``stream_id`` 0) or of one of this client's streams."""
