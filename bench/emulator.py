@@ -11,11 +11,14 @@ collects every reply and reports, as JSON (schema ``qecd.emulate/1``, below):
 
 - ``rounds_sent``, ``corrections_expected`` (the offline decode's commits),
   ``corrections_received``, ``lost`` (expected, never received), ``duplicated`` (received more
-  than once), ``unexpected`` (a range the offline decode never committed), ``errors_received``;
-- ``ler_wire`` and ``ler_offline``: logical error rates against stim's true observable flips,
-  with 95% Wilson intervals (``failures``, ``shots``, ``rate``, ``ci95``);
-- ``mismatches``: shots whose wire prediction (XOR of its corrections) differs from the
-  offline decode's, and ``correction_mismatches`` per commit. The same deterministic decoder
+  than once), ``unexpected`` (a range the offline decode never committed), ``errors_received``,
+  ``shots_unanswered`` (shots whose last correction never came, e.g. the server was killed:
+  the report is still written, with their corrections counted as lost);
+- ``ler_wire`` (over the answered shots) and ``ler_offline``: logical error rates against
+  stim's true observable flips, with 95% Wilson intervals (``failures``, ``shots``, ``rate``,
+  ``ci95``);
+- ``mismatches``: answered shots whose wire prediction (XOR of its corrections) differs from
+  the offline decode's, and ``correction_mismatches`` per commit. The same deterministic decoder
   on the same rounds must agree exactly, so any mismatch fails the run;
 - ``service_time``: the server's per-round service time (its STATS, whole server since it
   started; ``by_stream``: exact per stream), ``reaction_time``: client clock at a CORRECTION's
@@ -210,6 +213,7 @@ class _Wire:
         self.errors: Counter[str] = Counter()
         self.error_examples: list[str] = []
         self.wire_pred = np.zeros_like(sh.obs)
+        self.shot_done = np.zeros(sh.obs.shape[0], dtype=bool)  # its last correction came
         self.late = 0
         self.max_late_ns = 0
         # per slice: the bit-packed detection events of every shot, (shots, bytes) uint8
@@ -225,6 +229,8 @@ class _Wire:
             j = c.first_round // self.R
             if j < len(self.blocks[k]):
                 self.wire_pred[self.blocks[k][j]] ^= c.observables
+                if c.shot_end:
+                    self.shot_done[self.blocks[k][j]] = True
             self.covered[k] = max(self.covered[k], c.last_round + 1)
         elif r.msg_type == MsgType.ERROR:
             name = r.error.code_name
@@ -329,7 +335,12 @@ def run_emulation(cfg: EmulateConfig) -> dict:
         except ServerTimeout as e:
             failures.append(str(e))
             wall_s = float("nan")
-        server_stats = client.stats()
+        try:
+            server_stats = client.stats()
+        except QecdError as e:  # the server is gone (killed, shut down): report what came
+            failures.append(f"server STATS: {e}")
+            server_stats = {}
+            wire.dead = [True] * len(streams)
         by_stream = []
         for k, s in enumerate(streams):
             if wire.dead[k]:
@@ -354,9 +365,13 @@ def run_emulation(cfg: EmulateConfig) -> dict:
             want = mine.get((a, b))
             if want is not None and not np.array_equal(want, o):
                 corr_mismatch += 1
-    mismatches = int(np.any(wire.wire_pred != offline_pred, axis=1).sum())
+    # a shot whose last correction never came is unanswered (its corrections count as lost),
+    # not a mismatch: only complete shots are compared with the offline decode
+    mismatches = int((np.any(wire.wire_pred != offline_pred, axis=1) & wire.shot_done).sum())
+    unanswered = int((~wire.shot_done).sum())
     errors_received = dict(wire.errors)
-    for name, v in (("lost", lost), ("duplicated", duplicated), ("unexpected", unexpected),
+    for name, v in (("lost", lost), ("shots_unanswered", unanswered),
+                    ("duplicated", duplicated), ("unexpected", unexpected),
                     ("mismatches", mismatches), ("correction_mismatches", corr_mismatch)):
         if v:
             failures.append(f"{name} = {v}")
@@ -375,9 +390,11 @@ def run_emulation(cfg: EmulateConfig) -> dict:
         "mode": "afap" if cfg.cycle_us is None else "paced", "cycle_us": cfg.cycle_us,
         "max_inflight": max_inflight, "connect": cfg.connect,
         "rounds_sent": rounds_sent, "corrections_expected": expected,
-        "corrections_received": received, "lost": lost, "duplicated": duplicated,
+        "corrections_received": received, "lost": lost, "shots_unanswered": unanswered,
+        "duplicated": duplicated,
         "unexpected": unexpected, "errors_received": errors_received,
-        "ler_wire": _ler(wire.wire_pred, sh.obs), "ler_offline": _ler(offline_pred, sh.obs),
+        "ler_wire": _ler(wire.wire_pred[wire.shot_done], sh.obs[wire.shot_done]),
+        "ler_offline": _ler(offline_pred, sh.obs),
         "mismatches": mismatches, "correction_mismatches": corr_mismatch,
         "service_time": {"scope": "server (all rounds since it started)",
                          **_server_summary(server_stats), "by_stream": by_stream},

@@ -91,3 +91,36 @@ def test_emulate_exits_non_zero_when_the_server_is_gone(tmp_path):
                    "--rtt-samples", "1", timeout=60)
     assert out.returncode != 0
     assert "no reply" in out.stderr
+
+
+def test_a_server_killed_mid_run_still_gets_a_report_with_unanswered_shots_lost(
+        tmp_path, serve_subprocess):
+    """Issue 13 defect 7: ``qecd emulate`` wrote no JSON report when the server went away,
+    and counted unanswered shots as mismatches. Now the report is written: unanswered shots
+    are counted as such (their corrections as lost) and only answered shots are compared."""
+    import signal
+    import threading
+    import time
+
+    proc, ep = serve_subprocess(tmp_path)
+    out = tmp_path / "r.json"
+    result = {}
+
+    def emulate():
+        result["p"] = _emulate("--connect", ep, "--spec", "repetition:d=3,r=2,p=0.05",
+                               "--shots", "400", "--cycle-us", "10000", "--rtt-samples", "10",
+                               "--timeout", "3", "--json", str(out))
+
+    t = threading.Thread(target=emulate)
+    t.start()
+    try:
+        time.sleep(6)  # sampling, offline decode, HELLO, then some paced shots are answered
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    finally:
+        t.join(120)
+    assert result["p"].returncode == 1, result["p"].stdout + result["p"].stderr
+    r = json.loads(out.read_text())
+    assert 0 < r["shots_unanswered"] < 400 and r["lost"] > 0
+    assert r["mismatches"] == 0 and r["ok"] is False
+    assert r["ler_wire"]["shots"] == 400 - r["shots_unanswered"]
