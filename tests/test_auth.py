@@ -54,8 +54,11 @@ def test_a_listed_key_is_served(server, keys):
         assert _one_shot(s).shot_end
 
 
-def test_an_unlisted_key_is_refused(server, keys):
+def test_an_unlisted_key_is_refused(server, keys, wait_for):
+    """... and the server counts and logs the refusal (issue 13: refused CURVE connections
+    left no log line or metric)."""
     opened = server.counters.streams_opened
+    refused = server.counters.connections_refused
     with Client(server.endpoints[0], curve=keys["mallory"], timeout_s=1.5) as mallory:
         with pytest.raises((AuthenticationFailed, ServerTimeout)) as e:
             mallory.open_stream(SPEC, timeout_s=1.5)
@@ -64,6 +67,8 @@ def test_an_unlisted_key_is_refused(server, keys):
         with pytest.raises((AuthenticationFailed, ServerTimeout)):
             mallory.heartbeat(timeout_s=0.5)
     assert server.counters.streams_opened == opened  # nothing reached the server
+    assert wait_for(lambda: server.counters.connections_refused > refused, 5)
+    assert server.stats()["connections_refused"] == server.counters.connections_refused
 
 
 def test_a_client_without_curve_gets_no_service(server):

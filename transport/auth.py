@@ -24,7 +24,9 @@ Example
 
 from __future__ import annotations
 
+import inspect
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,12 +110,30 @@ class CurveClientKeys:
         return cls(public, secret, server_public)
 
 
-def start_authenticator(context: zmq.Context, allow_dir: str):
+def start_authenticator(context: zmq.Context, allow_dir: str,
+                        on_refused: Callable[[str, str], None] | None = None):
     """Start ``zmq.auth``'s ZAP handler thread on ``context`` admitting only the CURVE
-    public keys found in ``allow_dir``; returns it (call ``.stop()`` when done)."""
+    public keys found in ``allow_dir``; returns it (call ``.stop()`` when done).
+    ``on_refused(address, reason)`` is called (on the handler's thread) for every refused
+    connection, so the server can count and log it."""
     from zmq.auth.thread import ThreadAuthenticator
 
-    auth = ThreadAuthenticator(context)
+    class _Reporting(ThreadAuthenticator):
+        _address = ""
+
+        async def handle_zap_message(self, msg: list) -> None:  # a coroutine in pyzmq >= 25
+            if len(msg) > 3:
+                self._address = bytes(msg[3]).decode("utf-8", "replace")
+            result = super().handle_zap_message(msg)
+            if inspect.isawaitable(result):
+                await result
+
+        def _send_zap_reply(self, request_id, status_code, status_text, user_id="anonymous"):
+            super()._send_zap_reply(request_id, status_code, status_text, user_id)
+            if status_code != b"200" and on_refused is not None:
+                on_refused(self._address, bytes(status_text).decode("utf-8", "replace"))
+
+    auth = _Reporting(context)
     auth.start()
     auth.configure_curve(domain="*", location=str(allow_dir))
     return auth

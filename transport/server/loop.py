@@ -109,6 +109,7 @@ class Server:
         self.config = config
         self.limits = config.limits
         self.counters = ServerCounters()
+        self._refused_logged = 0.0  # when the last connection_refused line was written
         self.recorder = ServiceRecorder(config.record_capacity)
         self.pool = DecoderPool(config.limits)
         self._own_ctx = context is None
@@ -131,7 +132,8 @@ class Server:
             # disconnected); frames up to twice max_frame still get an OVERSIZE reply
             sock.setsockopt(zmq.MAXMSGSIZE, 2 * self.limits.max_frame)
             if config.curve is not None:
-                self._auth = start_authenticator(self._ctx, config.curve.allow_dir)
+                self._auth = start_authenticator(self._ctx, config.curve.allow_dir,
+                                                 self._on_refused)
                 configure_server_socket(sock, config.curve)
             self.endpoints: list[str] = []
             for ep in config.binds:
@@ -711,6 +713,7 @@ class Server:
             "errors_sent": sum(c.errors_sent.values()), "errors_by_code": dict(c.errors_sent),
             "dropped": dict(c.dropped), "streams_opened": c.streams_opened,
             "streams_timed_out": c.streams_timed_out, "builds": c.builds,
+            "connections_refused": c.connections_refused,
             "shm_streams_open": sum(s.shm is not None for s in self._streams.values()),
             "shm_streams_opened": self._shm.opened,
             "shm_syndrome_packets": c.shm_syndrome_packets,
@@ -719,6 +722,17 @@ class Server:
             **{f"service_{k}": v for k, v in summ.items() if k != "count"},
             "cpu_affinity": cpus,
         }
+
+    def _on_refused(self, address: str, reason: str) -> None:
+        """A connection the CURVE handshake refused (called on the ZAP handler's thread):
+        counted, and logged at most once a second with the count since the last line."""
+        c = self.counters
+        c.connections_refused += 1
+        now = time.monotonic()
+        if now - self._refused_logged >= 1.0:
+            self._refused_logged = now
+            log.warning("connection_refused", extra={"qecd": {
+                "address": address, "reason": reason, "refused_total": c.connections_refused}})
 
     def _mark(self, now_ns: int, wait_ns: int) -> None:
         """Account the loop's stalls: the time since the previous mark beyond what the loop

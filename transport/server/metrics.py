@@ -80,6 +80,7 @@ class ServerCounters:
     streams_opened: int = 0
     streams_closed: int = 0
     streams_timed_out: int = 0
+    connections_refused: int = 0  #: CURVE handshakes the server refused
     backlog_rounds: int = 0
     input_lag_ns: int = 0
     builds: int = 0
@@ -323,6 +324,8 @@ class PrometheusCollector:
                                   value=c.streams_opened)
         yield CounterMetricFamily("qecd_streams_timed_out", "Streams freed after their "
                                   "owner went silent", value=c.streams_timed_out)
+        yield CounterMetricFamily("qecd_connections_refused", "Connections whose CURVE "
+                                  "handshake the server refused", value=c.connections_refused)
         yield GaugeMetricFamily("qecd_streams_open", "Streams open", value=c.streams_open)
         yield GaugeMetricFamily("qecd_backlog_rounds", "Rounds received and not yet processed",
                                 value=c.backlog_rounds)
