@@ -36,7 +36,7 @@ import msgpack
 import numpy as np
 import zmq
 
-from qecd.transport import protocol as P
+from qecd.transport import wire as P
 
 __all__ = ["Outcome", "RULES", "run_conformance", "format_table", "committed_ranges"]
 
@@ -359,7 +359,6 @@ def _r_oversize(c: Context) -> str:
 # §6.1 / §11: HELLO
 
 _BAD_HELLOS = [
-    ("empty body", b""),
     ("not a map", msgpack.packb([1, 2])),
     ("unknown key", None, {"colour": "red"}),
     ("spec and dem", None, {"dem": "error(0.1) D0\ndetector(0, 0) D0\n"}),
@@ -392,6 +391,13 @@ def _hello_rule(label: str, body: bytes | None, extra: dict | None = None) -> Ru
 for _item in _BAD_HELLOS:
     RULES.append((f"HELLO {_item[0]} -> BAD_HELLO", "§6.1 §11",
                   _hello_rule(_item[0], _item[1], _item[2] if len(_item) > 2 else None)))
+
+
+@rule("HELLO with an empty body -> BAD_PAYLOAD (the §4 size rule), no stream", "§4 §5 §11")
+def _r_hello_empty(c: Context) -> str:
+    seq = c.a.next_seq()
+    return _expect_error(c, P.encode_frame(P.MsgType.HELLO, b"", seq=seq, timestamp_ns=3),
+                         P.ErrorCode.BAD_PAYLOAD, echo=(0, seq, 3), ref_type=1)
 
 
 @rule("ACCEPT: all keys, layout consistent, echoes round and timestamp", "§6.2 §9")
@@ -657,7 +663,7 @@ def _r_ring_accept(c: Context) -> str:
 
 @contextlib.contextmanager
 def _ring(c: Context, **keys) -> Iterator[tuple[P.Accept, object]]:
-    from qecd.transport.shm_ring import RingPair
+    from qecd.transport.shm.ring import RingPair
 
     _, acc = c.open(transport="shm", **keys)
     pair = RingPair.attach(acc.shm_region, side="client", n_slots=acc.shm_slots,

@@ -2,7 +2,7 @@
 
 Each vector is one packet: its header fields, its body as plain JSON values, and its bytes
 as hex. :func:`build_vectors` produces them from the reference implementation
-(``qecd.transport.protocol``); ``tests/test_protocol_vectors.py`` checks the committed file
+(``qecd.transport.wire``); ``tests/test_protocol_vectors.py`` checks the committed file
 against it in both directions and the C client's checker (``clients/c/qecd_vectors.c``) reads
 the same file through :func:`c_lines`. Regenerate after a deliberate change with::
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qecd.transport import protocol as P
+from qecd.transport import wire as P
 
 PATH = Path(__file__).resolve().parents[1] / "docs" / "protocol_vectors.json"
 TS = 0x1122334455667788

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from protocol_vectors import PATH, build_vectors, dump, load
 
-from qecd.transport import protocol as P
+from qecd.transport import wire as P
 
 DOC = PATH.with_name("protocol.md")
 
