@@ -37,6 +37,7 @@ import numpy as np
 import zmq
 
 from qecd.transport import wire as P
+from qecd.transport.wire import committed_ranges
 
 __all__ = ["Outcome", "RULES", "run_conformance", "format_table", "committed_ranges"]
 
@@ -62,29 +63,6 @@ class Fail(Exception):
 def expect(cond: bool, detail: str) -> None:
     if not cond:
         raise Fail(detail)
-
-
-def committed_ranges(rounds_per_shot: int, window: int | None, commit: int | None
-                     ) -> list[tuple[int, int, int]]:
-    """The committed-range rule (docs/protocol.md §7.1): ``(first, last, trigger)`` rounds of
-    one shot's CORRECTIONs, relative to the shot's first round.
-
-    >>> committed_ranges(7, 4, 2)
-    [(0, 1, 3), (2, 3, 5), (4, 6, 6)]
-    >>> committed_ranges(7, None, None)
-    [(0, 6, 6)]
-    """
-    R = rounds_per_shot
-    if window is None or window >= R:
-        return [(0, R - 1, R - 1)]
-    out, start = [], 0
-    while True:
-        stop = min(start + window, R)
-        if stop == R:
-            out.append((start, R - 1, R - 1))
-            return out
-        out.append((start, start + commit - 1, stop - 1))
-        start += commit
 
 
 # -- a raw connection ---------------------------------------------------------------------------
@@ -426,6 +404,33 @@ def _r_msgpack_forms(c: Context) -> str:
     c.bye(acc.stream_id)
     expect((acc.window, acc.commit) == (4, 2), f"window/commit {(acc.window, acc.commit)}")
     return "accepted"
+
+
+@rule("HELLO describe: ACCEPT lists each round's detector ids, the committed ranges, the DEM",
+      "§6.2 §7.1")
+def _r_describe(c: Context) -> str:
+    import stim
+
+    _, acc = c.open(window=4, commit=2, describe=True)
+    c.bye(acc.stream_id)
+    expect(acc.slice_detectors is not None, "ACCEPT without slice_detectors")
+    expect([len(ids) for ids in acc.slice_detectors] == list(acc.slice_sizes),
+           "slice_detectors do not match slice_sizes")
+    want = committed_ranges(acc.rounds_per_shot, acc.window, acc.commit)
+    expect(list(acc.commit_ranges) == want, f"commit_ranges {list(acc.commit_ranges)[:4]} "
+           f"(expected {want[:4]})")
+    dem = stim.DetectorErrorModel(acc.dem)
+    expect(dem.num_detectors == acc.num_detectors, f"DEM with {dem.num_detectors} detectors")
+    coords = dem.get_detector_coordinates()
+    for t, ids in enumerate(acc.slice_detectors):  # each round = one time coordinate, ids up
+        expect(list(ids) == sorted(ids), f"round {t}'s ids are not increasing")
+        expect(len({coords[i][-1] for i in ids}) <= 1, f"round {t} mixes time coordinates")
+    _, plain = c.open()
+    c.bye(plain.stream_id)
+    expect(plain.slice_detectors is None and plain.dem is None,
+           "an ACCEPT describes a stream that did not ask (§12: ACCEPTs stay unchanged)")
+    return f"{len(acc.slice_detectors)} rounds, {len(acc.commit_ranges)} ranges, DEM " \
+           f"{len(acc.dem)} chars"
 
 
 @rule("decoder name with -w<W>c<C> sets window and commit", "§6.1.2")

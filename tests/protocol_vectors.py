@@ -37,6 +37,8 @@ def _hello_body(h: P.Hello) -> dict:
     m.update(decoder=h.decoder, window=h.window, commit=h.commit, want_faults=h.want_faults)
     if h.transport != "zmq":
         m["transport"] = h.transport
+    if h.describe:
+        m["describe"] = True
     return m
 
 
@@ -50,13 +52,17 @@ def _accept_body(a: P.Accept) -> dict:
     if a.shm_region is not None:
         m.update(shm_region=a.shm_region, shm_slots=a.shm_slots,
                  shm_slot_size=a.shm_slot_size, corrections_per_shot=a.corrections_per_shot)
+    if a.slice_detectors is not None:
+        m.update(slice_detectors=[list(ids) for ids in a.slice_detectors],
+                 commit_ranges=[list(r) for r in a.commit_ranges], dem=a.dem)
     return m
 
 
 HELLO = P.Hello(spec="surface:d=5,r=3,p=0.001", decoder="pymatching", window=4, commit=2,
                 want_faults=True)
 HELLO_DEM_SHM = P.Hello(dem="error(0.01) D0 L0\ndetector(0, 0) D0\n", time_coord=-1,
-                        decoder="uf", window=300, commit=150, transport="shm")
+                        decoder="uf", window=300, commit=150, transport="shm",
+                        describe=True)
 ACCEPT = P.Accept(stream_id=7, slice_sizes=(13, 24, 24, 13), num_observables=1,
                   decoder="pymatching", window=4, commit=2, want_faults=True,
                   heartbeat_ms=1000, timeout_ms=5000, max_backlog=1024, max_frame=65536,
@@ -64,6 +70,12 @@ ACCEPT = P.Accept(stream_id=7, slice_sizes=(13, 24, 24, 13), num_observables=1,
 ACCEPT_SHM = ACCEPT._replace(stream_id=70000, want_faults=False, window=None, commit=None,
                              decoder="uf", shm_region="qecd-4242-0a1b2c3d4e5f",
                              shm_slots=256, shm_slot_size=128, corrections_per_shot=1)
+DESCRIBED_DEM = ("error(0.1) D0 D2\nerror(0.1) D1 D3 L0\ndetector(0, 0) D0\n"
+                 "detector(1, 1) D1\ndetector(0, 0) D2\ndetector(1, 1) D3\n")
+ACCEPT_DESCRIBED = P.Accept(stream_id=9, slice_sizes=(2, 2), num_observables=1, window=None,
+                            commit=None, server="qecd 0.1.0", max_frame=65536,
+                            slice_detectors=((0, 2), (1, 3)), commit_ranges=((0, 1, 1),),
+                            dem=DESCRIBED_DEM)
 FIRED = [[0, 3, 12], [1, 8, 23]]
 STATS = {"rounds_received": 8, "backlog_rounds": 0, "dropped": {"ROUND_GAP": 1}}
 
@@ -97,6 +109,8 @@ def build_vectors() -> list[dict]:
         ("accept", P.encode_accept(ACCEPT, seq=1, timestamp_ns=1_000_000), _accept_body(ACCEPT)),
         ("accept_shm", P.encode_accept(ACCEPT_SHM, seq=2, timestamp_ns=5),
          _accept_body(ACCEPT_SHM)),
+        ("accept_described", P.encode_accept(ACCEPT_DESCRIBED, seq=3, timestamp_ns=6),
+         _accept_body(ACCEPT_DESCRIBED)),
         ("syndrome_2_rounds", P.encode_syndrome(_syndrome_bits(), P.SyndromeLayout(SLICES),
                                                 stream_id=7, first_round=4, count=2,
                                                 timestamp_ns=TS),

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import importlib.util
 import subprocess
+import types
 from pathlib import Path
 
+import numpy as np
 import pytest
+import stim
 from protocol_vectors import c_lines, load
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,7 +71,7 @@ def shots(tmp_path_factory):
     exp = build_experiment(SPEC)
     dets, _ = exp.sample(SHOTS, seed=14)
     path = tmp_path_factory.mktemp("shots") / "shots.b8"
-    check.write_b8(path, dets[:, check.wire_order(exp)])
+    check.write_b8(path, dets)  # DEM order, as stim writes it
     return exp, dets, path
 
 
@@ -85,12 +88,59 @@ def test_the_c_example_streams_every_shot_and_matches_the_offline_decode(
                           decoder="pymatching", window=w, commit=c, ping=50)
     assert summary["returncode"] == 0, summary["stderr"]
     assert summary["transport"] == transport and int(summary["shot_ends"]) == SHOTS
+    assert summary["described"] == "1"  # rounds gathered with the ACCEPT's slice_detectors
+    assert summary["bye_round"] == str(SHOTS * exp.layout.num_rounds)  # over the ring too
     assert int(summary["pings"]) == 50 and int(summary["errors"]) == 0
     result = check.compare(expected, check.read_corrections(out))
     assert result == {"expected": len(expected), "received": len(expected), "lost": 0,
                       "duplicated": 0, "mismatched": 0, "unexpected": 0}
     per_shot = 1 if w is None else len(expected) // SHOTS
     assert len(expected) == SHOTS * per_shot and (w is None or per_shot == 10)
+
+
+def _permuted_dem(dem: stim.DetectorErrorModel, perm: np.ndarray) -> stim.DetectorErrorModel:
+    """The same model with detector i renamed perm[i] (rounds no longer contiguous ids)."""
+    def t(x):
+        return stim.target_relative_detector_id(int(perm[x.val])) \
+            if x.is_relative_detector_id() else x
+    out = stim.DetectorErrorModel()
+    for inst in dem.flattened():
+        if inst.type in ("error", "detector"):
+            out.append(inst.type, inst.args_copy(), [t(x) for x in inst.targets_copy()])
+        else:
+            out.append(inst)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("transport", ["zmq", "shm"])
+def test_the_c_example_maps_dem_ordered_shots_to_rounds_with_slice_detectors(
+        build_dir, serve, tmp_path, transport):
+    """A DEM whose rounds' detectors are scattered over the ids: the example must gather
+    each round's bits through the ACCEPT's slice_detectors (plain splitting would fail)."""
+    from qecd.codes import RoundLayout, build_experiment
+
+    base = build_experiment("surface:d=3,r=6,p=0.01")
+    perm = np.random.default_rng(3).permutation(base.dem.num_detectors)
+    dem = _permuted_dem(base.dem, perm)
+    layout = RoundLayout.from_dem(dem)
+    assert not np.array_equal(np.concatenate(layout.detectors), np.arange(dem.num_detectors))
+    dets, _, _ = dem.compile_sampler(seed=5).sample(400)
+    dets = dets.astype(np.uint8)
+    (tmp_path / "model.dem").write_text(str(dem))
+    check.write_b8(tmp_path / "shots.b8", dets)
+    exp = types.SimpleNamespace(dem=dem, layout=layout)
+    for w, c in ((None, None), (4, 2)):
+        expected = check.offline_commits(exp, dets, "pymatching", w, c)
+        out = tmp_path / f"corr-{w}.txt"
+        summary = check.run_c(build_dir, serve.endpoint, None, tmp_path / "shots.b8", out,
+                              transport=transport, decoder="pymatching", window=w, commit=c,
+                              dem_path=tmp_path / "model.dem")
+        assert summary["returncode"] == 0 and summary["described"] == "1", summary["stderr"]
+        result = check.compare(expected, check.read_corrections(out))
+        assert (result["lost"], result["duplicated"], result["mismatched"],
+                result["unexpected"]) == (0, 0, 0, 0), result
+        assert result["received"] == len(expected) > 0
 
 
 def test_the_comparison_counts_losses_duplicates_and_mismatches():

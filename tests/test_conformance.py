@@ -124,11 +124,11 @@ def test_cli_prints_the_table_and_exits_by_verdict(server, capsys):
 
 
 def test_committed_range_rule():
-    assert C.committed_ranges(51, 10, 5)[0] == (0, 4, 9)
-    assert C.committed_ranges(51, 10, 5)[-1] == (45, 50, 50)
-    assert len(C.committed_ranges(51, 10, 5)) == 10
-    assert C.committed_ranges(51, 60, 5) == [(0, 50, 50)]
-    assert C.committed_ranges(4, 1, 1) == [(0, 0, 0), (1, 1, 1), (2, 2, 2), (3, 3, 3)]
+    assert P.committed_ranges(51, 10, 5)[0] == (0, 4, 9)
+    assert P.committed_ranges(51, 10, 5)[-1] == (45, 50, 50)
+    assert len(P.committed_ranges(51, 10, 5)) == 10
+    assert P.committed_ranges(51, 60, 5) == [(0, 50, 50)]
+    assert P.committed_ranges(4, 1, 1) == [(0, 0, 0), (1, 1, 1), (2, 2, 2), (3, 3, 3)]
 
 
 # -- the ring fixes, one test each --------------------------------------------------------------

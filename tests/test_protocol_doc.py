@@ -14,10 +14,10 @@ import pytest
 from qecd.codes import build_experiment
 from qecd.codes.hypergraph_product import HGP_SEEDS
 from qecd.codes.spec import families
-from qecd.conformance import committed_ranges
 from qecd.decoder.registry import backend_names
 from qecd.decoder.window import StreamDecoder
 from qecd.transport.shm import ring
+from qecd.transport.wire import committed_ranges
 
 DOC = (Path(__file__).resolve().parents[1] / "docs" / "protocol.md").read_text(encoding="utf-8")
 

@@ -41,6 +41,9 @@ def test_each_vector_decodes_to_its_fields(vec):
         assert a.num_detectors == body["num_detectors"]
         fields = {k: v for k, v in body.items() if k not in ("rounds_per_shot", "num_detectors")}
         fields["slice_sizes"] = tuple(fields["slice_sizes"])
+        if "slice_detectors" in fields:
+            fields["slice_detectors"] = tuple(map(tuple, fields["slice_detectors"]))
+            fields["commit_ranges"] = tuple(map(tuple, fields["commit_ranges"]))
         assert a == P.Accept(**fields)
     elif t == P.MsgType.SYNDROME:
         lay = P.SyndromeLayout(body["slice_sizes"])

@@ -2,7 +2,8 @@
 
 The check a vendor (or CI) runs: compile ``clients/c`` with the system C compiler against
 libzmq, start ``qecd serve`` on loopback, sample shots with stim, write them as a stim ``b8``
-file in the stream's wire order, run ``qecd_stream`` over ZeroMQ and over the shared-memory
+file in DEM detector order (what stim writes; the example maps them to rounds with the
+ACCEPT's ``slice_detectors``), run ``qecd_stream`` over ZeroMQ and over the shared-memory
 rings, and compare every CORRECTION it recorded against an offline decode of the same shots
 (the Python side computes the expected commits round by round with the same decoder and
 window). Lost = an expected (first_round, last_round) commit that never arrived; duplicated =
@@ -103,11 +104,6 @@ class ServeProcess:
         self.stop()
 
 
-def wire_order(exp) -> np.ndarray:
-    """DEM detector ids in wire order: round 0's detectors, then round 1's, ..."""
-    return np.concatenate([np.asarray(d) for d in exp.layout.detectors])
-
-
 def write_b8(path: Path, dets_wire: np.ndarray) -> None:
     """stim's b8 format: each shot's bits packed little-endian, padded to a byte."""
     path.write_bytes(np.packbits(dets_wire, axis=1, bitorder="little").tobytes())
@@ -157,11 +153,13 @@ def compare(expected: dict, got: list) -> dict[str, int]:
             "mismatched": mismatched, "unexpected": unexpected}
 
 
-def run_c(build_dir: Path, endpoint: str, spec: str, shots_file: Path, out: Path, *,
+def run_c(build_dir: Path, endpoint: str, spec: str | None, shots_file: Path, out: Path, *,
           transport: str, decoder: str, window: int | None, commit: int | None,
-          ping: int = 0, timeout_s: float = 600.0) -> dict:
-    """Run ``qecd_stream`` once; its key=value summary as a dict (plus ``returncode``)."""
-    cmd = [str(build_dir / "qecd_stream"), "--connect", endpoint, "--spec", spec,
+          ping: int = 0, timeout_s: float = 600.0, dem_path: Path | None = None) -> dict:
+    """Run ``qecd_stream`` once (for ``spec``, or the DEM file ``dem_path``); its key=value
+    summary as a dict (plus ``returncode`` and the end of ``stderr``)."""
+    source = ["--spec", spec] if dem_path is None else ["--dem", str(dem_path)]
+    cmd = [str(build_dir / "qecd_stream"), "--connect", endpoint, *source,
            "--in", str(shots_file), "--format", "b8", "--decoder", decoder,
            "--transport", transport, "--out", str(out), "--ping", str(ping)]
     if window is not None:
@@ -215,7 +213,7 @@ def check(*, spec: str, shots: int, windows: list[str], transports: list[str],
     exp = build_experiment(spec)
     dets, _ = exp.sample(shots, seed=seed)
     shots_file = tmp / "shots.b8"
-    write_b8(shots_file, dets[:, wire_order(exp)])
+    write_b8(shots_file, dets)
     results = []
     serve = None if endpoint else ServeProcess()
     try:

@@ -346,7 +346,8 @@ size_t qecd_encode_hello(uint8_t *buf, size_t cap, const qecd_hello *h, uint64_t
         h->commit > h->window || (h->commit && !h->window))
         return 0;
     int shm = h->transport && strcmp(h->transport, "zmq") != 0;
-    uint32_t keys = 1 + (h->dem ? 1u : 0u) + (h->decoder ? 1u : 0u) + 3 + (shm ? 1u : 0u);
+    uint32_t keys = 1 + (h->dem ? 1u : 0u) + (h->decoder ? 1u : 0u) + 3 + (shm ? 1u : 0u) +
+                    (h->describe ? 1u : 0u);
     qecd_mp_writer w = {buf + QECD_HEADER_SIZE, cap - QECD_HEADER_SIZE, 0, 0};
     qecd_mp_map(&w, keys);
     if (h->spec) {
@@ -371,6 +372,10 @@ size_t qecd_encode_hello(uint8_t *buf, size_t cap, const qecd_hello *h, uint64_t
     if (shm) {
         qecd_mp_str(&w, "transport", 9);
         qecd_mp_str(&w, h->transport, strlen(h->transport));
+    }
+    if (h->describe) {
+        qecd_mp_str(&w, "describe", 8);
+        qecd_mp_bool(&w, 1);
     }
     if (w.overflow || w.len > QECD_MAX_HELLO_BYTES) return 0;
     return put_header(buf, cap, QECD_HELLO, 0, 0, 0, w.len, seq, timestamp_ns);
@@ -408,23 +413,76 @@ static int read_str_into(qecd_mp_reader *r, char *dst, size_t cap) {
 void qecd_accept_free(qecd_accept *a) {
     free(a->slice_sizes);
     free(a->round_byte_prefix);
+    free(a->slice_detectors);
+    free(a->commit_ranges);
+    free(a->dem);
     a->slice_sizes = NULL;
     a->round_byte_prefix = NULL;
+    a->slice_detectors = NULL;
+    a->commit_ranges = NULL;
+    a->dem = NULL;
+}
+
+/* slice_detectors: an array of arrays of ids, flattened (sizes checked against slice_sizes
+ * after the whole map is read) */
+static int read_slice_detectors(qecd_mp_reader *r, qecd_accept *a, uint32_t *n_lists,
+                                uint32_t **list_sizes) {
+    uint32_t m, total = 0, cap = 1024;
+    if (qecd_mp_read_array(r, &m) || m < 1 || m > QECD_MAX_ROUNDS_PER_SHOT) return -1;
+    *list_sizes = malloc(sizeof(uint32_t) * m);
+    a->slice_detectors = malloc(sizeof(uint32_t) * cap);
+    if (!*list_sizes || !a->slice_detectors) return -1;
+    *n_lists = m;
+    for (uint32_t t = 0; t < m; t++) {
+        uint32_t k;
+        if (qecd_mp_read_array(r, &k)) return -1;
+        (*list_sizes)[t] = k;
+        for (uint32_t i = 0; i < k; i++) {
+            uint64_t v;
+            if (qecd_mp_read_uint(r, &v) || v >= QECD_MAX_DETECTORS) return -1;
+            if (total == cap) {
+                uint32_t *grown = realloc(a->slice_detectors, sizeof(uint32_t) * (cap *= 2));
+                if (!grown) return -1;
+                a->slice_detectors = grown;
+            }
+            a->slice_detectors[total++] = (uint32_t)v;
+        }
+    }
+    return 0;
+}
+
+static int read_commit_ranges(qecd_mp_reader *r, qecd_accept *a) {
+    uint32_t m;
+    if (qecd_mp_read_array(r, &m) || m < 1 || m > QECD_MAX_ROUNDS_PER_SHOT) return -1;
+    a->commit_ranges = malloc(sizeof(uint32_t) * 3 * m);
+    if (!a->commit_ranges) return -1;
+    a->n_commit_ranges = m;
+    for (uint32_t i = 0; i < m; i++) {
+        uint32_t k;
+        if (qecd_mp_read_array(r, &k) || k != 3) return -1;
+        for (uint32_t j = 0; j < 3; j++) {
+            uint64_t v;
+            if (qecd_mp_read_uint(r, &v) || v >= QECD_MAX_ROUNDS_PER_SHOT) return -1;
+            a->commit_ranges[3 * i + j] = (uint32_t)v;
+        }
+    }
+    return 0;
 }
 
 int qecd_decode_accept(const qecd_header *h, const uint8_t *body, size_t n, qecd_accept *a) {
     enum { K_SID, K_RPS, K_SIZES, K_NDET, K_NOBS, K_DEC, K_WIN, K_COM, K_WF, K_HB, K_TO, K_MB,
-           K_MF, K_SRV, K_REGION, K_SLOTS, K_SSIZE, K_CPS, K_N };
+           K_MF, K_SRV, K_REGION, K_SLOTS, K_SSIZE, K_CPS, K_SDETS, K_RANGES, K_DEM, K_N };
     static const char *const names[K_N] = {
         "stream_id", "rounds_per_shot", "slice_sizes", "num_detectors", "num_observables",
         "decoder", "window", "commit", "want_faults", "heartbeat_ms", "timeout_ms",
         "max_backlog", "max_frame", "server", "shm_region", "shm_slots", "shm_slot_size",
-        "corrections_per_shot"};
+        "corrections_per_shot", "slice_detectors", "commit_ranges", "dem"};
     memset(a, 0, sizeof *a);
     if (h->msg_type != QECD_ACCEPT) return QECD_UNEXPECTED_TYPE;
     qecd_mp_reader r = {body, n, 0, 0};
     uint32_t nkeys, seen = 0;
     uint64_t ndet = 0, rps = 0, sum = 0;
+    uint32_t n_lists = 0, *list_sizes = NULL;
     if (qecd_mp_read_map(&r, &nkeys)) return QECD_BAD_PAYLOAD;
     for (uint32_t i = 0; i < nkeys; i++) {
         const char *k; size_t kn;
@@ -490,13 +548,29 @@ int qecd_decode_accept(const qecd_header *h, const uint8_t *body, size_t n, qecd
         case K_SSIZE: ok = !read_u32_into(&r, 64, &a->shm_slot_size) &&
                            a->shm_slot_size % 64 == 0; break;
         case K_CPS: ok = !read_u32_into(&r, 1, &a->corrections_per_shot); break;
+        case K_SDETS: ok = !read_slice_detectors(&r, a, &n_lists, &list_sizes); break;
+        case K_RANGES: ok = !read_commit_ranges(&r, a); break;
+        case K_DEM: {
+            const char *s; size_t sn;
+            ok = !qecd_mp_read_str(&r, &s, &sn) && (a->dem = malloc(sn + 1)) != NULL;
+            if (ok) { memcpy(a->dem, s, sn); a->dem[sn] = 0; }
+            break;
+        }
         }
         if (!ok) goto bad;
     }
     if (r.pos != r.len) goto bad;                               /* one map, nothing after */
     if ((seen & ((1u << K_REGION) - 1)) != (1u << K_REGION) - 1) goto bad;  /* required keys */
-    uint32_t shm_bits = seen >> K_REGION;
+    uint32_t shm_bits = (seen >> K_REGION) & 0xF, desc_bits = (seen >> K_SDETS) & 0x7;
     if (shm_bits != 0 && shm_bits != 0xF) goto bad;             /* all four or none */
+    if (desc_bits != 0 && desc_bits != 0x7) goto bad;           /* all three or none */
+    if (desc_bits) {  /* slice t lists slice_sizes[t] ids */
+        if (n_lists != a->rounds_per_shot) goto bad;
+        for (uint32_t t = 0; t < n_lists; t++)
+            if (list_sizes[t] != a->slice_sizes[t]) goto bad;
+    }
+    free(list_sizes);
+    list_sizes = NULL;
     if (a->stream_id != h->stream_id || rps != a->rounds_per_shot || ndet != sum ||
         sum > QECD_MAX_DETECTORS)
         goto bad;
@@ -504,6 +578,7 @@ int qecd_decode_accept(const qecd_header *h, const uint8_t *body, size_t n, qecd
     a->num_detectors = (uint32_t)sum;
     return 0;
 bad:
+    free(list_sizes);
     qecd_accept_free(a);
     return QECD_BAD_PAYLOAD;
 }
@@ -693,47 +768,54 @@ long qecd_session_recv(qecd_session *s, uint8_t *buf, size_t cap, int timeout_ms
 }
 
 int qecd_open_stream(qecd_session *s, const qecd_hello *h, qecd_accept *a, int timeout_ms) {
-    size_t cap = QECD_HEADER_SIZE + 64 + (h->spec ? strlen(h->spec) : 0) +
+    size_t cap = QECD_HEADER_SIZE + 256 + (h->spec ? strlen(h->spec) : 0) +
                  (h->dem ? strlen(h->dem) : 0) + (h->decoder ? strlen(h->decoder) : 0);
-    uint8_t *buf = malloc(cap > 65536 ? cap : 65536);
+    uint8_t *buf = malloc(cap);
     if (!buf) return QECD_E_NOMEM;
     uint64_t seq = qecd_session_next_seq(s);
     size_t n = qecd_encode_hello(buf, cap, h, seq, qecd_monotonic_ns());
-    int result;
-    if (!n) {
-        snprintf(s->last_error, sizeof s->last_error, "HELLO: arguments out of range");
-        free(buf);
-        return QECD_E_ARG;
-    }
-    if (qecd_session_send(s, buf, n)) { free(buf); return QECD_E_SYS; }
+    int sent = n ? qecd_session_send(s, buf, n) : QECD_E_ARG;
+    free(buf);
+    if (!n) snprintf(s->last_error, sizeof s->last_error, "HELLO: arguments out of range");
+    if (sent) return sent;
+    /* the ACCEPT may be large (a described stream carries its DEM text): take whole messages */
     uint64_t deadline = qecd_monotonic_ns() + (uint64_t)timeout_ms * 1000000ull;
     for (;;) {
         uint64_t now = qecd_monotonic_ns();
-        if (now >= deadline) { result = QECD_E_TIMEOUT; break; }
-        long got = qecd_session_recv(s, buf, 65536, (int)((deadline - now) / 1000000ull) + 1);
-        if (got == QECD_E_TIMEOUT) continue;
-        if (got < 0) { result = (int)got; break; }
+        if (now >= deadline) {
+            snprintf(s->last_error, sizeof s->last_error, "no ACCEPT within %d ms", timeout_ms);
+            return QECD_E_TIMEOUT;
+        }
+        zmq_pollitem_t item = {s->sock, 0, ZMQ_POLLIN, 0};
+        int rc = zmq_poll(&item, 1, (long)((deadline - now) / 1000000ull) + 1);
+        if (rc < 0) return QECD_E_SYS;
+        if (rc == 0) continue;
+        zmq_msg_t msg;
+        zmq_msg_init(&msg);
+        if (zmq_msg_recv(&msg, s->sock, 0) < 0) { zmq_msg_close(&msg); return QECD_E_SYS; }
+        const uint8_t *p = zmq_msg_data(&msg);
+        size_t len = zmq_msg_size(&msg);
         qecd_header hd;
-        if (qecd_parse_packet(buf, (size_t)got, 0, &hd) || hd.round != seq) continue;
-        if (hd.msg_type == QECD_ACCEPT) {
-            result = qecd_decode_accept(&hd, buf + QECD_HEADER_SIZE, hd.payload_len, a);
-            if (result) snprintf(s->last_error, sizeof s->last_error, "ACCEPT body malformed");
-            break;
-        }
-        if (hd.msg_type == QECD_ERROR && hd.stream_id == 0) {
-            qecd_error e;
-            result = qecd_decode_error(&hd, buf + QECD_HEADER_SIZE, hd.payload_len, &e);
-            if (!result) {
-                snprintf(s->last_error, sizeof s->last_error, "%s: %.*s",
-                         qecd_error_name(e.code) ? qecd_error_name(e.code) : "?",
-                         (int)e.reason_len, e.reason);
-                result = e.code;
+        int result = -1;
+        if (!qecd_parse_packet(p, len, 0, &hd) && hd.round == seq) {
+            if (hd.msg_type == QECD_ACCEPT) {
+                result = qecd_decode_accept(&hd, p + QECD_HEADER_SIZE, hd.payload_len, a);
+                if (result)
+                    snprintf(s->last_error, sizeof s->last_error, "ACCEPT body malformed");
+            } else if (hd.msg_type == QECD_ERROR && hd.stream_id == 0) {
+                qecd_error e;
+                result = qecd_decode_error(&hd, p + QECD_HEADER_SIZE, hd.payload_len, &e);
+                if (!result) {
+                    snprintf(s->last_error, sizeof s->last_error, "%s: %.*s",
+                             qecd_error_name(e.code) ? qecd_error_name(e.code) : "?",
+                             (int)e.reason_len, e.reason);
+                    result = e.code;
+                }
             }
-            break;
         }
+        zmq_msg_close(&msg);
+        if (result >= 0) return result;
     }
-    free(buf);
-    return result;
 }
 
 /* -- shared-memory rings ---------------------------------------------------------------------- */

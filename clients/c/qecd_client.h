@@ -142,6 +142,7 @@ typedef struct {
     int32_t commit;          /* 0 = nil */
     int want_faults;
     const char *transport;   /* NULL or "zmq" = omit; "shm" = shared-memory rings (§14) */
+    int describe;            /* ask the ACCEPT for slice_detectors, commit_ranges, dem */
 } qecd_hello;
 
 qecd_hello qecd_hello_default(void);
@@ -167,10 +168,16 @@ typedef struct {
     /* shared-memory streams only (shm_region[0] == 0 otherwise) */
     char shm_region[256];
     uint32_t shm_slots, shm_slot_size, corrections_per_shot;
+    /* with qecd_hello.describe (NULL otherwise, all malloc'd): */
+    uint32_t *slice_detectors;     /* num_detectors DEM detector ids, round 0's bits first */
+    uint32_t n_commit_ranges;      /* CORRECTIONs per shot */
+    uint32_t *commit_ranges;       /* 3 per CORRECTION: first, last, trigger (shot-relative) */
+    char *dem;                     /* the DEM text, NUL-terminated */
 } qecd_accept;
 
-/* decode an ACCEPT body (all required keys present, types right, stream_id = the header's);
- * unknown keys are skipped. 0 or QECD_BAD_PAYLOAD. Free with qecd_accept_free. */
+/* decode an ACCEPT body (all required keys present, types right, stream_id = the header's;
+ * the shm keys all or none; the description keys all or none, slice_detectors matching
+ * slice_sizes); unknown keys are skipped. 0 or QECD_BAD_PAYLOAD. Free with qecd_accept_free. */
 int qecd_decode_accept(const qecd_header *h, const uint8_t *body, size_t n, qecd_accept *a);
 void qecd_accept_free(qecd_accept *a);
 

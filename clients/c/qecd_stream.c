@@ -6,8 +6,10 @@
  *               [--transport zmq|shm] [--shots N] [--out corrections.txt] [--ping N]
  *               [--inflight ROUNDS]
  *
- * Input: one shot after another, each shot's detectors in the stream's wire order (slice 0's
- * detectors, then slice 1's, ...; for stim's generated circuits that is plain detector order).
+ * Input: one shot after another, each shot's detectors in DEM order (what stim's samplers
+ * write: `stim sample_dem --out_format b8`, or a circuit's detector sampler). The HELLO asks
+ * the server to describe the stream (`describe`), and each round's bits are gathered with the
+ * ACCEPT's slice_detectors, so no assumption about which detectors form a round is made.
  * --format b8: stim's "b8" (each shot ceil(num_detectors/8) bytes, detector i = bit i%8 of
  * byte i/8); --format 01: stim's "01" (one line of '0'/'1' per shot).
  *
@@ -172,6 +174,7 @@ int main(int argc, char **argv) {
     h.commit = o.commit;
     h.want_faults = o.want_faults;
     h.transport = l.shm ? "shm" : NULL;
+    h.describe = 1;
     qecd_accept acc;
     int rc = qecd_open_stream(l.s, &h, &acc, 60000);
     if (rc) {
@@ -189,18 +192,25 @@ int main(int argc, char **argv) {
     FILE *out = o.out ? fopen(o.out, "w") : NULL;
     if (o.out && !out) { perror(o.out); return 1; }
 
-    /* each round's packed bytes, built up front: offset of round t of shot s in `packed` */
+    /* each round's packed bytes, built up front: offset of round t of shot s in `packed`.
+     * Round t's i-th bit is DEM detector slice_detectors[P + i] (P = detectors before round
+     * t); a server that does not describe streams gets the shot's bits in order. */
     uint32_t R = acc.rounds_per_shot;
     uint64_t shot_bytes = acc.round_byte_prefix[R];
     uint8_t *packed = calloc((size_t)shots * shot_bytes + 1, 1);
+    uint8_t *round_bits = malloc(acc.num_detectors + 1);
     for (long s = 0; s < shots; s++) {
-        const uint8_t *src = bits + (size_t)s * acc.num_detectors;
+        const uint8_t *shot = bits + (size_t)s * acc.num_detectors;
+        uint32_t at = 0;
         for (uint32_t t = 0; t < R; t++) {
-            qecd_pack_bits(packed + s * shot_bytes + acc.round_byte_prefix[t], src,
+            for (uint32_t i = 0; i < acc.slice_sizes[t]; i++)
+                round_bits[i] = shot[acc.slice_detectors ? acc.slice_detectors[at + i] : at + i];
+            qecd_pack_bits(packed + s * shot_bytes + acc.round_byte_prefix[t], round_bits,
                            acc.slice_sizes[t]);
-            src += acc.slice_sizes[t];
+            at += acc.slice_sizes[t];
         }
     }
+    free(round_bits);
     uint8_t *pkt = malloc(BUF_CAP), *rx = malloc(BUF_CAP);
     uint64_t total_rounds = (uint64_t)shots * R, next = 0, committed = 0;
     long corrections = 0, shot_ends = 0, errors = 0, rewinds = 0, bad = 0;
@@ -301,9 +311,9 @@ int main(int argc, char **argv) {
             }
         }
     }
-    printf("transport=%s stream=%u shots=%ld rounds=%llu corrections=%ld shot_ends=%ld "
+    printf("described=%d transport=%s stream=%u shots=%ld rounds=%llu corrections=%ld shot_ends=%ld "
            "errors=%ld rewinds=%ld bad_packets=%ld seconds=%.3f rounds_per_s=%.0f bye_round=%ld",
-           l.shm ? "shm" : "zmq", acc.stream_id, shots, (unsigned long long)total_rounds,
+           acc.slice_detectors != NULL, l.shm ? "shm" : "zmq", acc.stream_id, shots, (unsigned long long)total_rounds,
            corrections, shot_ends, errors, rewinds, bad, secs,
            secs > 0 ? (double)total_rounds / secs : 0.0, bye_round);
     if (pings) {

@@ -50,6 +50,17 @@ static char *str(const fields *fs, const char *k) {
     *out = 0;
     return v;
 }
+/* every integer of a list, nested or not ("[[a,b],[c]]" -> a, b, c) */
+static int flat_ints(const char *v, uint64_t *out, int cap) {
+    int n = 0;
+    if (!v || *v != '[') return -1;
+    for (const char *p = v; *p && n < cap;) {
+        if (*p >= '0' && *p <= '9') out[n++] = strtoull(p, (char **)&p, 10);
+        else p++;
+    }
+    return n;
+}
+
 /* a flat list "[a,b,c]" of integers */
 static int ints(const char *v, uint64_t *out, int cap) {
     int n = 0;
@@ -103,6 +114,7 @@ static int check(const char *type, const uint8_t *pkt, size_t n, fields *fs) {
         hl.commit = is_nil(fs, "commit") ? 0 : (int32_t)u64(fs, "commit");
         hl.want_faults = truth(fs, "want_faults");
         hl.transport = str(fs, "transport");
+        hl.describe = truth(fs, "describe");
         m = qecd_encode_hello(buf, sizeof buf, &hl, h.round, h.timestamp_ns);
         return same_bytes(pkt, n, buf, m);
     }
@@ -132,6 +144,17 @@ static int check(const char *type, const uint8_t *pkt, size_t n, fields *fs) {
                  a.corrections_per_shot == u64(fs, "corrections_per_shot");
         else if (ok)
             ok = a.shm_region[0] == 0;
+        if (ok && has(fs, "slice_detectors")) {
+            uint64_t ids[256], rng[256];
+            int nid = flat_ints(get(fs, "slice_detectors"), ids, 256);
+            int nr = flat_ints(get(fs, "commit_ranges"), rng, 256);
+            ok = a.slice_detectors && nid == (int)a.num_detectors && a.commit_ranges &&
+                 nr == 3 * (int)a.n_commit_ranges && a.dem && !strcmp(a.dem, str(fs, "dem"));
+            for (int i = 0; ok && i < nid; i++) ok = a.slice_detectors[i] == ids[i];
+            for (int i = 0; ok && i < nr; i++) ok = a.commit_ranges[i] == rng[i];
+        } else if (ok) {
+            ok = !a.slice_detectors && !a.commit_ranges && !a.dem;
+        }
         qecd_accept_free(&a);
         if (!ok) FAIL("ACCEPT fields differ");
         return 0;

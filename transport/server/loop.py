@@ -530,7 +530,8 @@ class Server:
                                     f"{self.config.max_ring_streams_per_client} shared-memory "
                                     f"streams for this client, got {rings}")
         pending = PendingHello(route, owner, bytes(frame[:HEADER_SIZE]), header.round,
-                                header.timestamp_ns, hello.want_faults, hello.transport)
+                                header.timestamp_ns, hello.want_faults, hello.transport,
+                                hello.describe)
         plan = self.pool.get(key)
         if plan is not None:
             self._open(plan, pending)
@@ -599,7 +600,8 @@ class Server:
     def _register(self, plan: StreamPlan, p: PendingHello, sid: int, shm) -> None:
         """Open stream ``sid`` (its ring loop ``shm`` already started, or None) and ACCEPT."""
         s = StreamSession(sid, plan, owner=p.owner, route=p.route, want_faults=p.want_faults,
-                          limits=self.limits, now_ns=self._awake_ns(time.perf_counter_ns()))
+                          limits=self.limits, now_ns=self._awake_ns(time.perf_counter_ns()),
+                          describe=p.describe)
         s.shm = shm
         if shm is not None:
             self._shm.track(s)

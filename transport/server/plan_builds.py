@@ -56,6 +56,7 @@ class PendingHello(NamedTuple):
     timestamp_ns: int
     want_faults: bool
     transport: str = "zmq"
+    describe: bool = False
 
 
 class PlanBuilds:

@@ -67,6 +67,7 @@ from qecd.transport.wire import (
     Hello,
     SyndromeLayout,
     check_round,
+    committed_ranges,
     correction_frame_len,
     pack_correction_into,
 )
@@ -210,15 +211,20 @@ class StreamPlan:
         (each has its own state; they are all decoded on the server's loop thread), which
         then decode through :mod:`qecd.transport.engine`; None when the backend decodes
         from Python. Built here, on the build worker, never on the loop.
+    dem : stim.DetectorErrorModel or None
+        The stream's DEM, for ACCEPTs that describe the stream (HELLO ``describe``).
     """
 
-    def __init__(self, key: PlanKey, decoder: StreamDecoder) -> None:
+    def __init__(self, key: PlanKey, decoder: StreamDecoder,
+                 dem: stim.DetectorErrorModel | None = None) -> None:
         self.key = key
         self.decoder = decoder
         self.engine = decoder.compile()
         if self.engine is not None:
             warm_up(self.engine, np.zeros(correction_frame_len(
                 decoder.num_observables, self.engine.max_faults), dtype=np.uint8))
+        self.dem = dem
+        self._description: tuple | None = None
         self.slice_sizes = tuple(int(n) for n in decoder.layout.round_sizes)
         self.syndrome_layout = SyndromeLayout(self.slice_sizes)
         self.num_observables = int(decoder.num_observables)
@@ -235,6 +241,17 @@ class StreamPlan:
     def fork(self) -> StreamDecoder:
         """A fresh stream decoder sharing this plan's built windows."""
         return self.decoder.fork()
+
+    def description(self) -> dict:
+        """The ACCEPT keys that describe the stream (docs/protocol.md §6.2): each round's DEM
+        detector ids in bit order, the shot's committed ranges (§7.1) and the DEM text.
+        Built once per plan."""
+        if self._description is None:
+            dets = tuple(tuple(int(d) for d in ids) for ids in self.decoder.layout.detectors)
+            ranges = tuple(committed_ranges(len(self.slice_sizes), self.window, self.commit))
+            self._description = (dets, ranges, str(self.dem) if self.dem is not None else "")
+        dets, ranges, text = self._description
+        return {"slice_detectors": dets, "commit_ranges": ranges, "dem": text}
 
 
 def build_plan(key: PlanKey, hello: Hello, limits: SessionLimits | None = None) -> StreamPlan:
@@ -287,7 +304,7 @@ def build_plan(key: PlanKey, hello: Hello, limits: SessionLimits | None = None) 
         raise
     except _BAD_INPUT as e:
         raise _bad_hello(f"HELLO key {what!r}: {e}") from None
-    return StreamPlan(key, decoder)
+    return StreamPlan(key, decoder, dem)
 
 
 class DecoderPool:
@@ -373,12 +390,13 @@ class StreamSession:
 
     def __init__(self, stream_id: int, plan: StreamPlan, *, owner: bytes | str, route: bytes,
                  want_faults: bool = False, limits: SessionLimits | None = None,
-                 now_ns: int = 0) -> None:
+                 now_ns: int = 0, describe: bool = False) -> None:
         self.stream_id = stream_id
         self.plan = plan
         self.owner = owner
         self.route = route
         self.want_faults = want_faults
+        self.describe = describe
         self.limits = limits or SessionLimits()
         self.last_seen_ns = now_ns
         self.decoder = plan.fork()
@@ -421,7 +439,7 @@ class StreamSession:
                       window=p.window, commit=p.commit, want_faults=self.want_faults,
                       heartbeat_ms=lim.heartbeat_ms, timeout_ms=lim.timeout_ms,
                       max_backlog=lim.max_backlog, max_frame=lim.max_frame, server=lim.server,
-                      **self._shm_accept())
+                      **self._shm_accept(), **(p.description() if self.describe else {}))
 
     def _shm_accept(self) -> dict:
         srv = self.shm

@@ -89,6 +89,7 @@ from qecd.transport.wire.header import (  # noqa: F401
 from qecd.transport.wire.syndrome import (  # noqa: F401
     SyndromeLayout,
     check_round,
+    committed_ranges,
     decode_syndrome_payload,
     encode_syndrome,
     pack_syndrome_into,
@@ -118,6 +119,7 @@ __all__ = [
     "Correction",
     "ErrorInfo",
     "SyndromeLayout",
+    "committed_ranges",
     "parse_packet",
     "encode_frame",
     "pack_header_into",
