@@ -57,6 +57,7 @@ class PendingHello(NamedTuple):
     want_faults: bool
     transport: str = "zmq"
     describe: bool = False
+    input: str = "detectors"
 
 
 class PlanBuilds:

@@ -34,6 +34,7 @@ from qecd.transport.wire.body import (  # noqa: F401
     decode_body,
 )
 from qecd.transport.wire.control import (  # noqa: F401
+    INPUTS,
     TRANSPORTS,
     Accept,
     Hello,
@@ -108,6 +109,7 @@ __all__ = [
     "MAX_REASON_BYTES",
     "DEFAULT_MAX_FRAME",
     "CORRECTION_FIXED",
+    "INPUTS",
     "TRANSPORTS",
     "ERROR_FIXED",
     "MsgType",
