@@ -31,14 +31,19 @@ def _hello_body(h: P.Hello) -> dict:
     m: dict = {}
     if h.spec is not None:
         m["spec"] = h.spec
-    else:
+    elif h.dem is not None:
         m["dem"] = h.dem
+        m["time_coord"] = h.time_coord
+    else:
+        m["circuit"] = h.circuit
         m["time_coord"] = h.time_coord
     m.update(decoder=h.decoder, window=h.window, commit=h.commit, want_faults=h.want_faults)
     if h.transport != "zmq":
         m["transport"] = h.transport
     if h.describe:
         m["describe"] = True
+    if h.input != "detectors":
+        m["input"] = h.input
     return m
 
 
@@ -52,6 +57,8 @@ def _accept_body(a: P.Accept) -> dict:
     if a.shm_region is not None:
         m.update(shm_region=a.shm_region, shm_slots=a.shm_slots,
                  shm_slot_size=a.shm_slot_size, corrections_per_shot=a.corrections_per_shot)
+    if a.measurement_slice_sizes is not None:
+        m["measurement_slice_sizes"] = list(a.measurement_slice_sizes)
     if a.slice_detectors is not None:
         m.update(slice_detectors=[list(ids) for ids in a.slice_detectors],
                  commit_ranges=[list(r) for r in a.commit_ranges], dem=a.dem)
@@ -70,6 +77,10 @@ ACCEPT = P.Accept(stream_id=7, slice_sizes=(13, 24, 24, 13), num_observables=1,
 ACCEPT_SHM = ACCEPT._replace(stream_id=70000, want_faults=False, window=None, commit=None,
                              decoder="uf", shm_region="qecd-4242-0a1b2c3d4e5f",
                              shm_slots=256, shm_slot_size=128, corrections_per_shot=1)
+HELLO_CIRCUIT = P.Hello(circuit="M 0 1\nDETECTOR(0, 0) rec[-1] rec[-2]\n",
+                        input="measurements", decoder="pymatching-w10c5")
+ACCEPT_MEASUREMENTS = P.Accept(stream_id=12, slice_sizes=(1,), num_observables=0,
+                               server="qecd 0.1.0", measurement_slice_sizes=(2,))
 DESCRIBED_DEM = ("error(0.1) D0 D2\nerror(0.1) D1 D3 L0\ndetector(0, 0) D0\n"
                  "detector(1, 1) D1\ndetector(0, 0) D2\ndetector(1, 1) D3\n")
 ACCEPT_DESCRIBED = P.Accept(stream_id=9, slice_sizes=(2, 2), num_observables=1, window=None,
@@ -106,7 +117,11 @@ def build_vectors() -> list[dict]:
         ("hello", P.encode_hello(HELLO, seq=1, timestamp_ns=1_000_000), _hello_body(HELLO)),
         ("hello_dem_shm", P.encode_hello(HELLO_DEM_SHM, seq=2, timestamp_ns=5),
          _hello_body(HELLO_DEM_SHM)),
+        ("hello_circuit_measurements", P.encode_hello(HELLO_CIRCUIT, seq=4, timestamp_ns=7),
+         _hello_body(HELLO_CIRCUIT)),
         ("accept", P.encode_accept(ACCEPT, seq=1, timestamp_ns=1_000_000), _accept_body(ACCEPT)),
+        ("accept_measurements", P.encode_accept(ACCEPT_MEASUREMENTS, seq=4, timestamp_ns=7),
+         _accept_body(ACCEPT_MEASUREMENTS)),
         ("accept_shm", P.encode_accept(ACCEPT_SHM, seq=2, timestamp_ns=5),
          _accept_body(ACCEPT_SHM)),
         ("accept_described", P.encode_accept(ACCEPT_DESCRIBED, seq=3, timestamp_ns=6),

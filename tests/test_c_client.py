@@ -98,6 +98,27 @@ def test_the_c_example_streams_every_shot_and_matches_the_offline_decode(
     assert len(expected) == SHOTS * per_shot and (w is None or per_shot == 10)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("window", ["whole", "10:5"])
+def test_the_c_example_sends_raw_measurements_and_gets_the_detection_event_corrections(
+        build_dir, serve, tmp_path, window):
+    from qecd.codes import build_experiment
+
+    exp = build_experiment(SPEC)
+    meas, dets = check.sample_measurements(exp, 1000, seed=21)
+    check.write_b8(tmp_path / "measurements.b8", meas)
+    w, c = check.parse_window(window)
+    expected = check.offline_commits(exp, dets, "pymatching", w, c)
+    out = tmp_path / "corrections.txt"
+    summary = check.run_c(build_dir, serve.endpoint, SPEC, tmp_path / "measurements.b8", out,
+                          transport="zmq", decoder="pymatching", window=w, commit=c,
+                          input="measurements")
+    assert summary["returncode"] == 0 and summary["input"] == "measurements", summary["stderr"]
+    result = check.compare(expected, check.read_corrections(out))
+    assert (result["lost"], result["duplicated"], result["mismatched"], result["unexpected"],
+            result["received"]) == (0, 0, 0, 0, len(expected))
+
+
 def _permuted_dem(dem: stim.DetectorErrorModel, perm: np.ndarray) -> stim.DetectorErrorModel:
     """The same model with detector i renamed perm[i] (rounds no longer contiguous ids)."""
     def t(x):

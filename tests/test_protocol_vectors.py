@@ -41,6 +41,8 @@ def test_each_vector_decodes_to_its_fields(vec):
         assert a.num_detectors == body["num_detectors"]
         fields = {k: v for k, v in body.items() if k not in ("rounds_per_shot", "num_detectors")}
         fields["slice_sizes"] = tuple(fields["slice_sizes"])
+        if "measurement_slice_sizes" in fields:
+            fields["measurement_slice_sizes"] = tuple(fields["measurement_slice_sizes"])
         if "slice_detectors" in fields:
             fields["slice_detectors"] = tuple(map(tuple, fields["slice_detectors"]))
             fields["commit_ranges"] = tuple(map(tuple, fields["commit_ranges"]))

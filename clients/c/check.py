@@ -155,13 +155,15 @@ def compare(expected: dict, got: list) -> dict[str, int]:
 
 def run_c(build_dir: Path, endpoint: str, spec: str | None, shots_file: Path, out: Path, *,
           transport: str, decoder: str, window: int | None, commit: int | None,
-          ping: int = 0, timeout_s: float = 600.0, dem_path: Path | None = None) -> dict:
+          ping: int = 0, timeout_s: float = 600.0, dem_path: Path | None = None,
+          input: str = "detectors") -> dict:
     """Run ``qecd_stream`` once (for ``spec``, or the DEM file ``dem_path``); its key=value
     summary as a dict (plus ``returncode`` and the end of ``stderr``)."""
     source = ["--spec", spec] if dem_path is None else ["--dem", str(dem_path)]
     cmd = [str(build_dir / "qecd_stream"), "--connect", endpoint, *source,
            "--in", str(shots_file), "--format", "b8", "--decoder", decoder,
-           "--transport", transport, "--out", str(out), "--ping", str(ping)]
+           "--transport", transport, "--out", str(out), "--ping", str(ping),
+           "--input", input]
     if window is not None:
         cmd += ["--window", str(window), "--commit", str(commit)]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
@@ -202,18 +204,32 @@ def parse_window(text: str) -> tuple[int | None, int | None]:
     return int(w), int(c)
 
 
+def sample_measurements(exp, shots: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Raw measurements (record order) and the same shots' detection events (stim's own
+    conversion), uint8."""
+    meas = exp.circuit.compile_sampler(seed=seed).sample(shots)
+    dets = exp.circuit.compile_m2d_converter().convert(measurements=meas,
+                                                       append_observables=False)
+    return meas.astype(np.uint8), dets.astype(np.uint8)
+
+
 def check(*, spec: str, shots: int, windows: list[str], transports: list[str],
           decoder: str = "pymatching", ping: int = 0, seed: int = 2026,
-          workdir: Path | None = None, endpoint: str | None = None) -> list[dict]:
-    """Everything above, once per (window, transport); a list of result dicts."""
+          workdir: Path | None = None, endpoint: str | None = None,
+          inputs: tuple[str, ...] = ("detectors",)) -> list[dict]:
+    """Everything above, once per (window, transport, input); a list of result dicts.
+    Measurement input sends the same shots' raw measurements (ZeroMQ only), so its expected
+    corrections are the detection-event ones."""
     from qecd.codes import build_experiment
 
     tmp = Path(workdir or tempfile.mkdtemp(prefix="qecd-c-"))
     build_dir = build(tmp / "build")
     exp = build_experiment(spec)
-    dets, _ = exp.sample(shots, seed=seed)
+    meas, dets = sample_measurements(exp, shots, seed)
     shots_file = tmp / "shots.b8"
     write_b8(shots_file, dets)
+    meas_file = tmp / "measurements.b8"
+    write_b8(meas_file, meas)
     results = []
     serve = None if endpoint else ServeProcess()
     try:
@@ -221,14 +237,17 @@ def check(*, spec: str, shots: int, windows: list[str], transports: list[str],
         for wtext in windows:
             window, commit = parse_window(wtext)
             expected = offline_commits(exp, dets, decoder, window, commit)
-            for transport in transports:
-                out = tmp / f"corrections-{transport}-{wtext.replace(':', 'c')}.txt"
-                summary = run_c(build_dir, ep, spec, shots_file, out, transport=transport,
-                                decoder=decoder, window=window, commit=commit, ping=ping)
+            for transport, inp in [(t, i) for i in inputs for t in transports
+                                   if i == "detectors" or t == "zmq"]:
+                out = tmp / f"corrections-{transport}-{inp}-{wtext.replace(':', 'c')}.txt"
+                summary = run_c(build_dir, ep, spec,
+                                meas_file if inp == "measurements" else shots_file, out,
+                                transport=transport, decoder=decoder, window=window,
+                                commit=commit, ping=ping, input=inp)
                 got = read_corrections(out) if out.exists() else []
-                res = {"transport": transport, "window": wtext, "shots": shots,
+                res = {"transport": transport, "input": inp, "window": wtext, "shots": shots,
                        **compare(expected, got), "c": summary}
-                if ping:
+                if ping and inp == "detectors":
                     res["python"] = python_rtt(ep, spec, transport, ping)
                 react = np.array([r[5] for r in got], dtype=np.int64)
                 if react.size:
@@ -249,6 +268,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--decoder", default="pymatching")
     ap.add_argument("--ping", type=int, default=2000, help="bare round trips per run")
     ap.add_argument("--connect", default=None, help="use this server instead of starting one")
+    ap.add_argument("--inputs", default="detectors",
+                    help="comma list: detectors, measurements (raw bits, ZeroMQ only)")
     args = ap.parse_args(argv)
     why = toolchain_missing()
     if why:
@@ -256,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     results = check(spec=args.spec, shots=args.shots, windows=args.windows.split(","),
                     transports=args.transports.split(","), decoder=args.decoder,
-                    ping=args.ping, endpoint=args.connect)
+                    ping=args.ping, endpoint=args.connect,
+                    inputs=tuple(args.inputs.split(",")))
     bad = 0
     for r in results:
         print(json.dumps(r))

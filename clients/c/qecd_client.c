@@ -341,21 +341,25 @@ qecd_hello qecd_hello_default(void) {
 
 size_t qecd_encode_hello(uint8_t *buf, size_t cap, const qecd_hello *h, uint64_t seq,
                          uint64_t timestamp_ns) {
-    if ((h->spec == NULL) == (h->dem == NULL) || cap < QECD_HEADER_SIZE) return 0;
+    if ((h->spec != NULL) + (h->dem != NULL) + (h->circuit != NULL) != 1 ||
+        cap < QECD_HEADER_SIZE)
+        return 0;
     if (h->window < 0 || h->window > (int32_t)QECD_MAX_WINDOW || h->commit < 0 ||
         h->commit > h->window || (h->commit && !h->window))
         return 0;
     int shm = h->transport && strcmp(h->transport, "zmq") != 0;
-    uint32_t keys = 1 + (h->dem ? 1u : 0u) + (h->decoder ? 1u : 0u) + 3 + (shm ? 1u : 0u) +
-                    (h->describe ? 1u : 0u);
+    int meas = h->input && strcmp(h->input, "detectors") != 0;
+    uint32_t keys = 1 + (h->spec ? 0u : 1u) + (h->decoder ? 1u : 0u) + 3 + (shm ? 1u : 0u) +
+                    (h->describe ? 1u : 0u) + (meas ? 1u : 0u);
     qecd_mp_writer w = {buf + QECD_HEADER_SIZE, cap - QECD_HEADER_SIZE, 0, 0};
     qecd_mp_map(&w, keys);
     if (h->spec) {
         qecd_mp_str(&w, "spec", 4);
         qecd_mp_str(&w, h->spec, strlen(h->spec));
     } else {
-        qecd_mp_str(&w, "dem", 3);
-        qecd_mp_str(&w, h->dem, strlen(h->dem));
+        const char *key = h->dem ? "dem" : "circuit", *text = h->dem ? h->dem : h->circuit;
+        qecd_mp_str(&w, key, strlen(key));
+        qecd_mp_str(&w, text, strlen(text));
         qecd_mp_str(&w, "time_coord", 10);
         qecd_mp_int(&w, h->time_coord);
     }
@@ -376,6 +380,10 @@ size_t qecd_encode_hello(uint8_t *buf, size_t cap, const qecd_hello *h, uint64_t
     if (h->describe) {
         qecd_mp_str(&w, "describe", 8);
         qecd_mp_bool(&w, 1);
+    }
+    if (meas) {
+        qecd_mp_str(&w, "input", 5);
+        qecd_mp_str(&w, h->input, strlen(h->input));
     }
     if (w.overflow || w.len > QECD_MAX_HELLO_BYTES) return 0;
     return put_header(buf, cap, QECD_HELLO, 0, 0, 0, w.len, seq, timestamp_ns);
@@ -416,6 +424,8 @@ void qecd_accept_free(qecd_accept *a) {
     free(a->slice_detectors);
     free(a->commit_ranges);
     free(a->dem);
+    free(a->measurement_slice_sizes);
+    a->measurement_slice_sizes = NULL;
     a->slice_sizes = NULL;
     a->round_byte_prefix = NULL;
     a->slice_detectors = NULL;
@@ -471,18 +481,20 @@ static int read_commit_ranges(qecd_mp_reader *r, qecd_accept *a) {
 
 int qecd_decode_accept(const qecd_header *h, const uint8_t *body, size_t n, qecd_accept *a) {
     enum { K_SID, K_RPS, K_SIZES, K_NDET, K_NOBS, K_DEC, K_WIN, K_COM, K_WF, K_HB, K_TO, K_MB,
-           K_MF, K_SRV, K_REGION, K_SLOTS, K_SSIZE, K_CPS, K_SDETS, K_RANGES, K_DEM, K_N };
+           K_MF, K_SRV, K_REGION, K_SLOTS, K_SSIZE, K_CPS, K_SDETS, K_RANGES, K_DEM, K_MSIZES,
+           K_N };
     static const char *const names[K_N] = {
         "stream_id", "rounds_per_shot", "slice_sizes", "num_detectors", "num_observables",
         "decoder", "window", "commit", "want_faults", "heartbeat_ms", "timeout_ms",
         "max_backlog", "max_frame", "server", "shm_region", "shm_slots", "shm_slot_size",
-        "corrections_per_shot", "slice_detectors", "commit_ranges", "dem"};
+        "corrections_per_shot", "slice_detectors", "commit_ranges", "dem",
+        "measurement_slice_sizes"};
     memset(a, 0, sizeof *a);
     if (h->msg_type != QECD_ACCEPT) return QECD_UNEXPECTED_TYPE;
     qecd_mp_reader r = {body, n, 0, 0};
     uint32_t nkeys, seen = 0;
     uint64_t ndet = 0, rps = 0, sum = 0;
-    uint32_t n_lists = 0, *list_sizes = NULL;
+    uint32_t n_lists = 0, *list_sizes = NULL, n_msizes = 0;
     if (qecd_mp_read_map(&r, &nkeys)) return QECD_BAD_PAYLOAD;
     for (uint32_t i = 0; i < nkeys; i++) {
         const char *k; size_t kn;
@@ -550,6 +562,16 @@ int qecd_decode_accept(const qecd_header *h, const uint8_t *body, size_t n, qecd
         case K_CPS: ok = !read_u32_into(&r, 1, &a->corrections_per_shot); break;
         case K_SDETS: ok = !read_slice_detectors(&r, a, &n_lists, &list_sizes); break;
         case K_RANGES: ok = !read_commit_ranges(&r, a); break;
+        case K_MSIZES: {
+            uint32_t m;
+            if (qecd_mp_read_array(&r, &m) || m < 1 || m > QECD_MAX_ROUNDS_PER_SHOT) break;
+            n_msizes = m;
+            a->measurement_slice_sizes = malloc(sizeof(uint32_t) * m);
+            ok = a->measurement_slice_sizes != NULL;
+            for (uint32_t t = 0; ok && t < m; t++)
+                ok = !read_u32_into(&r, 0, &a->measurement_slice_sizes[t]);
+            break;
+        }
         case K_DEM: {
             const char *s; size_t sn;
             ok = !qecd_mp_read_str(&r, &s, &sn) && (a->dem = malloc(sn + 1)) != NULL;
@@ -564,6 +586,7 @@ int qecd_decode_accept(const qecd_header *h, const uint8_t *body, size_t n, qecd
     uint32_t shm_bits = (seen >> K_REGION) & 0xF, desc_bits = (seen >> K_SDETS) & 0x7;
     if (shm_bits != 0 && shm_bits != 0xF) goto bad;             /* all four or none */
     if (desc_bits != 0 && desc_bits != 0x7) goto bad;           /* all three or none */
+    if (a->measurement_slice_sizes && n_msizes != a->rounds_per_shot) goto bad;
     if (desc_bits) {  /* slice t lists slice_sizes[t] ids */
         if (n_lists != a->rounds_per_shot) goto bad;
         for (uint32_t t = 0; t < n_lists; t++)

@@ -134,20 +134,23 @@ int qecd_mp_skip(qecd_mp_reader *r);                          /* any value, nest
 
 /* -- HELLO (§6.1) -------------------------------------------------------------------------- */
 typedef struct {
-    const char *spec;        /* exactly one of spec and dem */
+    const char *spec;        /* exactly one of spec, dem and circuit */
     const char *dem;
-    int time_coord;          /* only with dem; -1 = last coordinate */
+    const char *circuit;     /* stim circuit text */
+    int time_coord;          /* only with dem or circuit; -1 = last coordinate */
     const char *decoder;     /* NULL = omit (server default "pymatching") */
     int32_t window;          /* 0 = nil (whole-shot decoding) */
     int32_t commit;          /* 0 = nil */
     int want_faults;
     const char *transport;   /* NULL or "zmq" = omit; "shm" = shared-memory rings (§14) */
     int describe;            /* ask the ACCEPT for slice_detectors, commit_ranges, dem */
+    const char *input;       /* NULL or "detectors" = omit; "measurements": raw bits (§6.3.1) */
 } qecd_hello;
 
 qecd_hello qecd_hello_default(void);
-/* the HELLO packet; keys written in the §6.1 order (spec|dem, time_coord, decoder, window,
- * commit, want_faults, transport) with shortest encodings, as the reference encoder does */
+/* the HELLO packet; keys written in the reference encoder's order (spec|dem|circuit,
+ * time_coord, decoder, window, commit, want_faults, transport, describe, input) with
+ * shortest encodings */
 size_t qecd_encode_hello(uint8_t *buf, size_t cap, const qecd_hello *h, uint64_t seq,
                          uint64_t timestamp_ns);
 
@@ -168,6 +171,8 @@ typedef struct {
     /* shared-memory streams only (shm_region[0] == 0 otherwise) */
     char shm_region[256];
     uint32_t shm_slots, shm_slot_size, corrections_per_shot;
+    /* measurement input only (NULL otherwise): measurements per round (rounds_per_shot) */
+    uint32_t *measurement_slice_sizes;
     /* with qecd_hello.describe (NULL otherwise, all malloc'd): */
     uint32_t *slice_detectors;     /* num_detectors DEM detector ids, round 0's bits first */
     uint32_t n_commit_ranges;      /* CORRECTIONs per shot */

@@ -4,14 +4,17 @@
  *   qecd_stream --connect tcp://127.0.0.1:5555 --spec surface:d=5,r=50,p=0.003 \
  *               --in shots.b8 --format b8 [--decoder pymatching] [--window 10 --commit 5]
  *               [--transport zmq|shm] [--shots N] [--out corrections.txt] [--ping N]
- *               [--inflight ROUNDS]
+ *               [--inflight ROUNDS] [--input measurements] [--dem FILE | --circuit FILE]
  *
  * Input: one shot after another, each shot's detectors in DEM order (what stim's samplers
  * write: `stim sample_dem --out_format b8`, or a circuit's detector sampler). The HELLO asks
  * the server to describe the stream (`describe`), and each round's bits are gathered with the
  * ACCEPT's slice_detectors, so no assumption about which detectors form a round is made.
  * --format b8: stim's "b8" (each shot ceil(num_detectors/8) bytes, detector i = bit i%8 of
- * byte i/8); --format 01: stim's "01" (one line of '0'/'1' per shot).
+ * byte i/8); --format 01: stim's "01" (one line of '0'/'1' per shot). With
+ * --input measurements the file holds raw measurements in the circuit's record order
+ * (`stim sample --out_format b8`) and round t sends the next measurement_slice_sizes[t]
+ * of them (docs/protocol.md §6.3.1); the server computes the detection events.
  *
  * Every round goes out as its own SYNDROME (count 1) over the chosen transport, replies are
  * drained between sends; a SERVER_BUSY / ROUND_GAP / ROUND_DUPLICATE ERROR rewinds to the
@@ -31,16 +34,18 @@
 #define BUF_CAP (1u << 20)
 
 typedef struct {
-    const char *connect, *spec, *dem_path, *decoder, *in, *format, *out, *transport;
+    const char *connect, *spec, *dem_path, *circuit_path, *decoder, *in, *format, *out,
+        *transport, *input;
     int window, commit, want_faults;
     long shots, ping, inflight;
 } options;
 
 static void usage(void) {
     fprintf(stderr,
-            "usage: qecd_stream --connect EP (--spec SPEC | --dem FILE) --in FILE "
-            "[--format b8|01] [--decoder NAME] [--window W --commit C] [--transport zmq|shm] "
-            "[--shots N] [--out FILE] [--ping N] [--inflight ROUNDS] [--want-faults]\n");
+            "usage: qecd_stream --connect EP (--spec SPEC | --dem FILE | --circuit FILE) "
+            "--in FILE [--format b8|01] [--input detectors|measurements] [--decoder NAME] "
+            "[--window W --commit C] [--transport zmq|shm] [--shots N] [--out FILE] "
+            "[--ping N] [--inflight ROUNDS] [--want-faults]\n");
     exit(2);
 }
 
@@ -144,6 +149,8 @@ int main(int argc, char **argv) {
         if (!strcmp(a, "--connect")) o.connect = v;
         else if (!strcmp(a, "--spec")) o.spec = v;
         else if (!strcmp(a, "--dem")) o.dem_path = v;
+        else if (!strcmp(a, "--circuit")) o.circuit_path = v;
+        else if (!strcmp(a, "--input")) o.input = v;
         else if (!strcmp(a, "--decoder")) o.decoder = v;
         else if (!strcmp(a, "--in")) o.in = v;
         else if (!strcmp(a, "--format")) o.format = v;
@@ -157,7 +164,8 @@ int main(int argc, char **argv) {
         else usage();
         i++;
     }
-    if (!o.connect || (!o.spec == !o.dem_path) || !o.in) usage();
+    if (!o.connect || (!!o.spec + !!o.dem_path + !!o.circuit_path) != 1 || !o.in) usage();
+    int measurements = o.input && !strcmp(o.input, "measurements");
     link_t l;
     memset(&l, 0, sizeof l);
     l.shm = strcmp(o.transport, "shm") == 0;
@@ -167,8 +175,11 @@ int main(int argc, char **argv) {
     qecd_hello h = qecd_hello_default();
     size_t dem_len;
     char *dem = o.dem_path ? read_file(o.dem_path, &dem_len) : NULL;
+    char *circuit = o.circuit_path ? read_file(o.circuit_path, &dem_len) : NULL;
     h.spec = o.spec;
     h.dem = dem;
+    h.circuit = circuit;
+    h.input = o.input;
     h.decoder = o.decoder;
     h.window = o.window;
     h.commit = o.commit;
@@ -187,27 +198,42 @@ int main(int argc, char **argv) {
         if (rc) { fprintf(stderr, "attach %s failed (%d)\n", acc.shm_region, rc); return 1; }
     }
     long shots;
-    uint8_t *bits = load_shots(&o, acc.num_detectors, &shots);
+    if (measurements && !acc.measurement_slice_sizes) {
+        fprintf(stderr, "ACCEPT has no measurement_slice_sizes\n");
+        return 1;
+    }
+    /* bits per shot in the file: detectors (DEM order) or measurements (record order) */
+    uint32_t per_shot = acc.num_detectors;
+    if (measurements) {
+        per_shot = 0;
+        for (uint32_t t = 0; t < acc.rounds_per_shot; t++) per_shot += acc.measurement_slice_sizes[t];
+    }
+    uint8_t *bits = load_shots(&o, per_shot, &shots);
     if (!bits) return 1;
     FILE *out = o.out ? fopen(o.out, "w") : NULL;
     if (o.out && !out) { perror(o.out); return 1; }
 
     /* each round's packed bytes, built up front: offset of round t of shot s in `packed`.
-     * Round t's i-th bit is DEM detector slice_detectors[P + i] (P = detectors before round
-     * t); a server that does not describe streams gets the shot's bits in order. */
+     * Detection events: round t's i-th bit is DEM detector slice_detectors[P + i] (P =
+     * detectors before round t; a server that does not describe streams gets the shot's
+     * bits in order). Measurements: round t is the next measurement_slice_sizes[t] bits. */
     uint32_t R = acc.rounds_per_shot;
-    uint64_t shot_bytes = acc.round_byte_prefix[R];
+    const uint32_t *sizes = measurements ? acc.measurement_slice_sizes : acc.slice_sizes;
+    uint64_t *prefix = malloc(sizeof(uint64_t) * (R + 1));  /* bytes before round t */
+    prefix[0] = 0;
+    for (uint32_t t = 0; t < R; t++) prefix[t + 1] = prefix[t] + (sizes[t] + 7) / 8;
+    uint64_t shot_bytes = prefix[R];
     uint8_t *packed = calloc((size_t)shots * shot_bytes + 1, 1);
-    uint8_t *round_bits = malloc(acc.num_detectors + 1);
+    uint8_t *round_bits = malloc(per_shot + 1);
+    const uint32_t *order = measurements ? NULL : acc.slice_detectors;
     for (long s = 0; s < shots; s++) {
-        const uint8_t *shot = bits + (size_t)s * acc.num_detectors;
+        const uint8_t *shot = bits + (size_t)s * per_shot;
         uint32_t at = 0;
         for (uint32_t t = 0; t < R; t++) {
-            for (uint32_t i = 0; i < acc.slice_sizes[t]; i++)
-                round_bits[i] = shot[acc.slice_detectors ? acc.slice_detectors[at + i] : at + i];
-            qecd_pack_bits(packed + s * shot_bytes + acc.round_byte_prefix[t], round_bits,
-                           acc.slice_sizes[t]);
-            at += acc.slice_sizes[t];
+            for (uint32_t i = 0; i < sizes[t]; i++)
+                round_bits[i] = shot[order ? order[at + i] : at + i];
+            qecd_pack_bits(packed + s * shot_bytes + prefix[t], round_bits, sizes[t]);
+            at += sizes[t];
         }
     }
     free(round_bits);
@@ -221,9 +247,8 @@ int main(int argc, char **argv) {
         if (can_send) {
             uint64_t shot = next / R, t = next % R;
             size_t n = qecd_encode_syndrome(pkt, BUF_CAP, acc.stream_id, next, 1,
-                                            qecd_monotonic_ns(),
-                                            packed + shot * shot_bytes + acc.round_byte_prefix[t],
-                                            qecd_round_bytes(&acc, next));
+                                            qecd_monotonic_ns(), packed + shot * shot_bytes +
+                                            prefix[t], prefix[t + 1] - prefix[t]);
             if (link_send(&l, pkt, n)) { fprintf(stderr, "send failed\n"); status = 1; break; }
             next++;
         }
@@ -311,9 +336,9 @@ int main(int argc, char **argv) {
             }
         }
     }
-    printf("described=%d transport=%s stream=%u shots=%ld rounds=%llu corrections=%ld shot_ends=%ld "
+    printf("input=%s described=%d transport=%s stream=%u shots=%ld rounds=%llu corrections=%ld shot_ends=%ld "
            "errors=%ld rewinds=%ld bad_packets=%ld seconds=%.3f rounds_per_s=%.0f bye_round=%ld",
-           acc.slice_detectors != NULL, l.shm ? "shm" : "zmq", acc.stream_id, shots, (unsigned long long)total_rounds,
+           measurements ? "measurements" : "detectors", acc.slice_detectors != NULL, l.shm ? "shm" : "zmq", acc.stream_id, shots, (unsigned long long)total_rounds,
            corrections, shot_ends, errors, rewinds, bad, secs,
            secs > 0 ? (double)total_rounds / secs : 0.0, bye_round);
     if (pings) {
@@ -326,6 +351,7 @@ int main(int argc, char **argv) {
     if (l.shm) qecd_rings_detach(&l.rings);
     qecd_accept_free(&acc);
     qecd_session_close(l.s);
-    free(bits); free(packed); free(pkt); free(rx); free(rtt); free(dem);
+    free(bits); free(packed); free(pkt); free(rx); free(rtt); free(dem); free(circuit);
+    free(prefix);
     return status || shot_ends != shots;
 }

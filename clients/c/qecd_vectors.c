@@ -108,6 +108,8 @@ static int check(const char *type, const uint8_t *pkt, size_t n, fields *fs) {
         qecd_hello hl = qecd_hello_default();
         hl.spec = str(fs, "spec");
         hl.dem = str(fs, "dem");
+        hl.circuit = str(fs, "circuit");
+        hl.input = str(fs, "input");
         if (has(fs, "time_coord")) hl.time_coord = atoi(get(fs, "time_coord"));
         hl.decoder = str(fs, "decoder");
         hl.window = is_nil(fs, "window") ? 0 : (int32_t)u64(fs, "window");
@@ -144,6 +146,14 @@ static int check(const char *type, const uint8_t *pkt, size_t n, fields *fs) {
                  a.corrections_per_shot == u64(fs, "corrections_per_shot");
         else if (ok)
             ok = a.shm_region[0] == 0;
+        if (ok && has(fs, "measurement_slice_sizes")) {
+            uint64_t ms[64];
+            int nm = ints(get(fs, "measurement_slice_sizes"), ms, 64);
+            ok = a.measurement_slice_sizes && nm == (int)a.rounds_per_shot;
+            for (int i = 0; ok && i < nm; i++) ok = a.measurement_slice_sizes[i] == ms[i];
+        } else if (ok) {
+            ok = !a.measurement_slice_sizes;
+        }
         if (ok && has(fs, "slice_detectors")) {
             uint64_t ids[256], rng[256];
             int nid = flat_ints(get(fs, "slice_detectors"), ids, 256);
