@@ -354,6 +354,10 @@ _BAD_HELLOS = [
     ("DEM that does not parse", msgpack.packb({"dem": "error(0.1 D0\n"})),
     ("time_coord with spec", None, {"time_coord": 0}),
     ("transport 'udp'", None, {"transport": "udp"}),
+    ("input 'raw'", None, {"input": "raw"}),
+    ("input 'measurements' with a DEM",
+     msgpack.packb({"dem": "error(0.1) D0\ndetector(0, 0) D0\n", "input": "measurements"})),
+    ("spec and circuit", None, {"circuit": "M 0\nDETECTOR(0, 0) rec[-1]\n"}),
 ]
 
 
