@@ -181,12 +181,17 @@ def test_every_ring_reason_fits_the_smallest_slot_the_server_makes():
     assert slot - 16 >= P.HEADER_SIZE + P.ERROR_FIXED.size + WC.MAX_RING_REASON
 
 
-def test_a_corrupt_ring_slot_ends_the_stream_at_once(ring):
+@pytest.mark.parametrize("corruption", ["length beyond the slot", "doorbell from the future"])
+def test_a_corrupt_ring_slot_ends_the_stream_at_once(ring, corruption):
     client, acc, pair = ring
     region = pair.region
     slot = region.ring_offset(0) + 384
-    region.words[(slot >> 3) + 1] = np.uint64(region.slot_size)  # length > slot: corrupt
-    region.words[slot >> 3] = np.uint64(1)
+    if corruption == "length beyond the slot":
+        region.words[(slot >> 3) + 1] = np.uint64(region.slot_size)
+        region.words[slot >> 3] = np.uint64(1)
+    else:  # message 0's slot says message 3 is in it: no correct producer writes that
+        region.words[(slot >> 3) + 1] = np.uint64(32)
+        region.words[slot >> 3] = np.uint64(4)
     t0 = time.monotonic()
     h, p = _ring_reply(pair)
     e = P.decode_error(h, p)
