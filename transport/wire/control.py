@@ -105,8 +105,9 @@ def _hello_from_map(m: dict) -> Hello:
                                 f"{', '.join(_HELLO_KEYS)}, got an unknown key")
     sources = [k for k in ("spec", "dem", "circuit") if k in m]
     if len(sources) != 1:
+        got = {0: "neither", 2: "both (" + " and ".join(sources) + ")", 3: "all three"}
         raise ProtocolError(bad, "HELLO keys 'spec'/'dem'/'circuit': expected exactly one of "
-                            "them, got " + (" and ".join(sources) if sources else "neither"))
+                            f"them, got {got[len(sources)]}")
     spec = dem = circuit = None
     if "spec" in m:
         spec = _field(m, "spec", bad, "HELLO", f"a non-empty string of at most {MAX_SPEC_BYTES} "
