@@ -70,16 +70,18 @@ def _collect(stream, n):
             for c in (stream.recv_correction(timeout_s=30) for _ in range(n))]
 
 
+@pytest.mark.parametrize("decoder", ["pymatching", "uf"])
 @pytest.mark.parametrize("window", [None, 4])
 def test_same_shots_as_measurements_and_as_detection_events_give_identical_corrections(
-        server, window):
+        server, window, decoder):
     spec = "surface:d=5,r=8,p=0.01"
     exp = build_experiment(spec)
     meas, dets = _sample(exp, 120, seed=7)
     commit = None if window is None else 2
     with Client(server.endpoints[0], timeout_s=60) as client:
-        m = client.open_stream(spec, window=window, commit=commit, input="measurements")
-        d = client.open_stream(spec, window=window, commit=commit)
+        m = client.open_stream(spec, window=window, commit=commit, input="measurements",
+                               decoder=decoder)
+        d = client.open_stream(spec, window=window, commit=commit, decoder=decoder)
         assert m.accept.measurement_slice_sizes == MeasurementLayout.from_circuit(
             exp.circuit, exp.layout).slice_sizes
         assert m.accept.slice_sizes == d.accept.slice_sizes  # still the detectors per round

@@ -478,7 +478,7 @@ class StreamSession:
         self._out = bytearray(correction_frame_len(plan.num_observables))
         #: the compiled engine's per-stream state and plan, when the plan has an engine
         self.engine = None
-        if plan.engine is not None:
+        if plan.engine is not None and measurements is None:  # it reads detector bytes
             self._engine_state = plan.engine.new_state()  # shares memory with the context
             self.engine = engine_context(self._engine_state, plan.engine.kernel_args())
             self._engine_out = np.zeros(correction_frame_len(
