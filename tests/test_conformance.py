@@ -203,3 +203,32 @@ def test_a_corrupt_ring_slot_ends_the_stream_at_once(ring, corruption):
     while os.path.exists(f"/dev/shm/{acc.shm_region}") and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not os.path.exists(f"/dev/shm/{acc.shm_region}")
+
+
+def test_heartbeats_in_the_ring_keep_a_ring_stream_alive():
+    """§9 step 4 / §14.1: any packet from the owner keeps a stream alive, ring HEARTBEATs
+    included (before: only rounds, errors and corrections counted, so a stream kept alive by
+    ring HEARTBEATs alone timed out and its ring BYE went unanswered)."""
+    srv = Server(ServerConfig(binds=("tcp://127.0.0.1:0",), drain_s=0.2,
+                              shutdown_linger_ms=100, housekeeping_s=0.02,
+                              limits=SessionLimits(timeout_ms=1000, heartbeat_ms=200)))
+    srv.start_thread()
+    try:
+        with Client(srv.endpoints[0], timeout_s=60) as client:
+            cli = client.open_shm_stream(SPEC, decoder="pymatching")
+            acc, pair = cli.accept, cli.pair
+            t_end = time.monotonic() + 2.5  # 2.5 stream timeouts of ring HEARTBEATs only
+            seq = 0
+            while time.monotonic() < t_end:
+                seq += 1
+                pair.send_bytes(P.encode_heartbeat(stream_id=acc.stream_id, seq=seq))
+                h, _ = _ring_reply(pair)
+                assert (h.msg_type, h.round) == (P.MsgType.HEARTBEAT, seq)
+                time.sleep(0.15)
+            assert os.path.exists(f"/dev/shm/{acc.shm_region}")
+            pair.send_bytes(P.encode_bye(stream_id=acc.stream_id, seq=99))
+            h, _ = _ring_reply(pair)
+            assert (h.msg_type, h.round) == (P.MsgType.BYE, 0)
+            cli.close()
+    finally:
+        srv.stop()

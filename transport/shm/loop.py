@@ -130,6 +130,9 @@ EXIT_CORRUPT = 5
 REPLY_SYNDROME, REPLY_BYE = 0, -1
 #: ctl array slots (int64): stop flag (written by the control thread), rounds served, ERRORs
 CTL_STOP, CTL_ROUNDS, CTL_ERRORS, CTL_CORRECTIONS, CTL_NEXT_ROUND = 0, 1, 2, 3, 4
+#: ctl slot: packets taken off the request ring (any type: a ring HEARTBEAT keeps a stream
+#: alive like one over ZeroMQ, docs/protocol.md §9 step 4, §14.1)
+CTL_PACKETS = 5
 
 
 @numba.njit(**_JIT)
@@ -277,6 +280,8 @@ def next_syndrome(words, buf, tx_off, rx_off, n_slots, slot_size, server_side, i
     while True:
         n = poll_request(words, buf, rx_off, n_slots, slot_size, in_buf, ctl, server_side,
                          idle_timeout_ns)
+        if n >= 0:
+            ctl[CTL_PACKETS] += 1
         if n < 0:
             if -1 - n == EXIT_CORRUPT:
                 ln = write_error_reason(out_buf, E_BAD_HEADER, RING_CORRUPT, 0, stream_id, 0, 0,
