@@ -224,8 +224,9 @@ def record_packet(rec_service, rec_lag, rec_flags, rec_n, t0, ts, decoded):
 def poll_request(words, buf, rx_off, n_slots, slot_size, in_buf, ctl, server_side,
                  idle_timeout_ns):
     """Poll the request ring for one packet: its length, or ``-1 - EXIT_*`` when the loop
-    must return (stop requested, idle timeout, a corrupt slot: never waited on). Beats the region's heartbeat word and checks
-    the stop flag every 256 empty polls (every nap once napping).
+    must return (stop requested, idle timeout, a corrupt slot: never waited on). Beats the
+    region's heartbeat word and checks the stop flag every 256 empty polls (every nap once
+    napping).
 
     The loop busy-polls for :data:`SPIN_NS` after its last packet, so a stream paced faster
     than that never sleeps; an idle stream then naps (``usleep``), longer the longer it idles
