@@ -14,12 +14,16 @@ from qecd.codes import build_experiment
 from qecd.codes.measurements import MeasurementLayout, convert_round
 
 
-@numba.njit(**_jit.KERNEL)
+#: no on-disk cache here: a benchmark module is not importable by the name Numba's cache uses
+_BENCH = {k: v for k, v in _jit.KERNEL.items() if k != "cache"}
+
+
+@numba.njit(**_BENCH)
 def _noop(shot_meas, t, round_det_start, det_ptr, det_meas, det_flip, out):
     return 0
 
 
-@numba.njit(**_jit.KERNEL)
+@numba.njit(**_BENCH)
 def convert_all(meas, round_det_start, det_ptr, det_meas, det_flip, out):
     """Every round of every shot, inside Numba (the in-engine cost without Python calls)."""
     total = 0
