@@ -13,7 +13,6 @@ from qecd import _jit
 from qecd.codes import build_experiment
 from qecd.codes.measurements import MeasurementLayout, convert_round
 
-
 #: no on-disk cache here: a benchmark module is not importable by the name Numba's cache uses
 _BENCH = {k: v for k, v in _jit.KERNEL.items() if k != "cache"}
 
