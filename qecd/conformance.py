@@ -744,7 +744,7 @@ def _r_ring_heartbeat(c: Context) -> str:
         return "echoed"
 
 
-@rule("ring: BYE -> BYE in ring 1 with round = next round, region unlinked", "§14 §9.5")
+@rule("ring: BYE -> BYE in ring 1 with round = next round, stream closed", "§14 §9.5")
 def _r_ring_bye(c: Context) -> str:
     with _ring(c) as (acc, pair):
         for r in range(3):
@@ -756,10 +756,18 @@ def _r_ring_bye(c: Context) -> str:
                 break
         expect(h.round == 3, f"BYE round {h.round} (expected the next round, 3)")
         deadline = time.monotonic() + c.timeout_s
-        while os.path.exists(f"/dev/shm/{acc.shm_region}") and time.monotonic() < deadline:
-            time.sleep(0.02)
-        expect(not os.path.exists(f"/dev/shm/{acc.shm_region}"), "region not unlinked")
-        return "BYE round 3, unlinked"
+        while True:  # the server reaps the loop; then the stream id is unknown
+            c.a.send(P.encode_heartbeat(stream_id=acc.stream_id, seq=c.a.next_seq()))
+            got = c.a.recv()
+            expect(got is not None, f"no reply to a HEARTBEAT within {c.timeout_s:g} s")
+            if got[0].msg_type == P.MsgType.ERROR:
+                e = P.decode_error(*got)
+                expect(e.code == P.ErrorCode.UNKNOWN_STREAM, f"{_name(e.code)} to a HEARTBEAT")
+                break
+            expect(time.monotonic() < deadline, "stream still open after its ring BYE")
+            time.sleep(0.05)
+        expect(not os.path.exists(f"/dev/shm/{acc.shm_region}"), "region name left behind")
+        return "BYE round 3, stream closed"
 
 
 @rule("ring: a corrupt slot (length > slot) ends the stream with ERROR, not a stall", "§14")

@@ -955,6 +955,7 @@ int qecd_rings_attach(qecd_rings *r, const char *name, uint32_t expect_slots,
     store_rel(b, side_off(0, S_HB), qecd_monotonic_ns());
     store_rel(b, side_off(0, S_STATE), STATE_ATTACHED);
     r->cached_tail = load_plain(b, r->tx_off + 8 * R_CTAIL);
+    shm_unlink(path);  /* both sides have it mapped: no other process may attach (§14.1) */
     return 0;
 }
 

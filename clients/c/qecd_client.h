@@ -294,7 +294,8 @@ typedef struct {
 } qecd_rings;
 
 /* shm_open("/" + name), validate the region header (magic, version, geometry, owner, mode
- * 0600) and claim side 0 (refused with QECD_E_REGION while a live process holds it).
+ * 0600), claim side 0 (refused with QECD_E_REGION while a live process holds it) and remove
+ * the name (both sides have the region mapped; no other process may attach, §14.1).
  * expect_slots / expect_slot_size: the ACCEPT's values (0 = not checked). */
 int qecd_rings_attach(qecd_rings *r, const char *name, uint32_t expect_slots,
                       uint32_t expect_slot_size);
