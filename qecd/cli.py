@@ -103,6 +103,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                       cpu=args.cpu)
 
 
+def _cmd_conformance(args: argparse.Namespace) -> int:
+    from qecd.conformance import format_table, run_conformance
+
+    results = run_conformance(args.connect, spec=args.spec, timeout_s=args.timeout,
+                              shm=not args.no_shm, only=args.only)
+    print(format_table(results))
+    return 0 if results and all(r.passed for r in results) else 1
+
+
 def _cmd_emulate(args: argparse.Namespace) -> int:
     from qecd.bench.emulator import EmulateConfig, format_report, run_emulation, write_report
     from qecd.transport.auth import CurveClientKeys
@@ -165,6 +174,14 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--hwm", type=int, default=10_000, help="ZeroMQ SNDHWM/RCVHWM (messages)")
     v.add_argument("--cpu", type=int, default=None, help="pin the server to this CPU")
     v.set_defaults(func=_cmd_serve)
+
+    k = sub.add_parser("conformance", help="check a server against docs/protocol.md's rules")
+    k.add_argument("--connect", required=True, help="server endpoint, e.g. tcp://127.0.0.1:5555")
+    k.add_argument("--spec", default="repetition:d=3,r=6,p=0.01", help="experiment to open")
+    k.add_argument("--timeout", type=float, default=5.0, help="longest wait for a reply (s)")
+    k.add_argument("--no-shm", action="store_true", help="skip the shared-memory ring rules")
+    k.add_argument("--only", default=None, help="only rules whose id contains this text")
+    k.set_defaults(func=_cmd_conformance)
 
     e = sub.add_parser("emulate", help="stream sampled shots to a server and check them")
     e.add_argument("--connect", required=True, help="server endpoint, e.g. tcp://127.0.0.1:5555")

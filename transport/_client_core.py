@@ -153,11 +153,14 @@ class Inbox:
 
 
 def hello_for(spec: str | None, dem: str | None, decoder: str, window: int | None,
-           commit: int | None, want_faults: bool, time_coord: int) -> Hello:
-    if (spec is None) == (dem is None):
-        raise ValueError("open_stream: expected exactly one of spec and dem")
-    return Hello(spec=spec, dem=dem, time_coord=time_coord if dem is not None else -1,
-                 decoder=decoder, window=window, commit=commit, want_faults=want_faults)
+           commit: int | None, want_faults: bool, time_coord: int, *,
+           circuit: str | None = None, input: str = "detectors",
+           describe: bool = False) -> Hello:
+    if sum(x is not None for x in (spec, dem, circuit)) != 1:
+        raise ValueError("open_stream: expected exactly one of spec, dem and circuit")
+    return Hello(spec=spec, dem=dem, time_coord=time_coord if spec is None else -1,
+                 decoder=decoder, window=window, commit=commit, want_faults=want_faults,
+                 describe=describe, circuit=circuit, input=input)
 
 
 def round_layout(spec: str | None, dem: str | None, time_coord: int):

@@ -53,7 +53,6 @@ from qecd.transport.wire import (
     Accept,
     Correction,
     MsgType,
-    SyndromeLayout,
     encode_bye,
     encode_heartbeat,
     encode_hello,
@@ -145,10 +144,13 @@ class AsyncClient:
     async def open_stream(self, spec: str | None = None, *, dem: str | None = None,
                           decoder: str = "pymatching", window: int | None = None,
                           commit: int | None = None, want_faults: bool = False,
-                          time_coord: int = -1,
-                          timeout_s: float = HELLO_TIMEOUT_S) -> AsyncStream:
-        """Open a stream (HELLO, wait for ACCEPT); raises ServerError or ServerTimeout."""
-        hello = hello_for(spec, dem, decoder, window, commit, want_faults, time_coord)
+                          time_coord: int = -1, timeout_s: float = HELLO_TIMEOUT_S,
+                          circuit: str | None = None, input: str = "detectors",
+                          describe: bool = False) -> AsyncStream:
+        """Open a stream (HELLO, wait for ACCEPT); raises ServerError or ServerTimeout.
+        The keyword arguments are those of :meth:`qecd.transport.client.Client.open_stream`."""
+        hello = hello_for(spec, dem, decoder, window, commit, want_faults, time_coord,
+                          circuit=circuit, input=input, describe=describe)
         frame = encode_hello(hello, seq=self._next_seq(), timestamp_ns=time.perf_counter_ns())
         r = await self._request(frame, (MsgType.ACCEPT,), timeout_s, "open_stream")
         stream = AsyncStream(self, r.body)
@@ -181,7 +183,7 @@ class AsyncStream:
         self.client = client
         self.accept = accept
         self.stream_id = accept.stream_id
-        self.layout = SyndromeLayout(accept.slice_sizes)
+        self.layout = accept.layout()  # measurements per round with input="measurements"
         self.next_round = 0
 
     @property

@@ -66,7 +66,6 @@ from qecd.transport.wire import (
     Accept,
     Correction,
     MsgType,
-    SyndromeLayout,
     encode_bye,
     encode_heartbeat,
     encode_hello,
@@ -227,12 +226,17 @@ class Client:
     def open_stream(self, spec: str | None = None, *, dem: str | None = None,
                     decoder: str = "pymatching", window: int | None = None,
                     commit: int | None = None, want_faults: bool = False, time_coord: int = -1,
-                    timeout_s: float = HELLO_TIMEOUT_S) -> Stream:
-        """Open a stream (HELLO, wait for ACCEPT) for a spec string or a stim DEM text.
+                    timeout_s: float = HELLO_TIMEOUT_S, circuit: str | None = None,
+                    input: str = "detectors", describe: bool = False) -> Stream:
+        """Open a stream (HELLO, wait for ACCEPT) for a spec string, a stim DEM text or a
+        stim circuit text. ``input="measurements"`` sends each round's raw measurements
+        (``send_round`` then takes ``accept.measurement_slice_sizes[t]`` bits); ``describe``
+        asks the ACCEPT for the rounds' detector ids, committed ranges and DEM.
 
         Raises ServerError (e.g. BAD_HELLO, SERVER_BUSY, SHUTTING_DOWN) or ServerTimeout.
         """
-        hello = hello_for(spec, dem, decoder, window, commit, want_faults, time_coord)
+        hello = hello_for(spec, dem, decoder, window, commit, want_faults, time_coord,
+                          circuit=circuit, input=input, describe=describe)
         seq = self._next_seq()
         frame = encode_hello(hello, seq=seq, timestamp_ns=time.perf_counter_ns())
         r = self._request(frame, (MsgType.ACCEPT,), timeout_s, "open_stream")
@@ -334,7 +338,7 @@ class Stream:
         self.client = client
         self.accept = accept
         self.stream_id = accept.stream_id
-        self.layout = SyndromeLayout(accept.slice_sizes)
+        self.layout = accept.layout()  # measurements per round with input="measurements"
         self.next_round = 0
         self._buf = bytearray(HEADER_SIZE + max(self.layout.shot_bytes, 1))
 

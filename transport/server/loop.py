@@ -532,7 +532,8 @@ class Server:
                                     f"{self.config.max_ring_streams_per_client} shared-memory "
                                     f"streams for this client, got {rings}")
         pending = PendingHello(route, owner, bytes(frame[:HEADER_SIZE]), header.round,
-                                header.timestamp_ns, hello.want_faults, hello.transport)
+                                header.timestamp_ns, hello.want_faults, hello.transport,
+                                hello.describe, hello.input)
         plan = self.pool.get(key)
         if plan is not None:
             self._open(plan, pending)
@@ -600,8 +601,16 @@ class Server:
 
     def _register(self, plan: StreamPlan, p: PendingHello, sid: int, shm) -> None:
         """Open stream ``sid`` (its ring loop ``shm`` already started, or None) and ACCEPT."""
+        measurements = None
+        if p.input == "measurements":
+            try:  # compiled by the build (or an earlier stream): a lookup here
+                measurements = plan.measurement_layout()
+            except ProtocolError as e:
+                self._reply_error(p.route, p.owner, e, p.head, None, time.perf_counter_ns())
+                return
         s = StreamSession(sid, plan, owner=p.owner, route=p.route, want_faults=p.want_faults,
-                          limits=self.limits, now_ns=self._awake_ns(time.perf_counter_ns()))
+                          limits=self.limits, now_ns=self._awake_ns(time.perf_counter_ns()),
+                          describe=p.describe, measurements=measurements)
         s.shm = shm
         if shm is not None:
             self._shm.track(s)

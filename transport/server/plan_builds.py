@@ -56,6 +56,8 @@ class PendingHello(NamedTuple):
     timestamp_ns: int
     want_faults: bool
     transport: str = "zmq"
+    describe: bool = False
+    input: str = "detectors"
 
 
 class PlanBuilds:

@@ -47,6 +47,7 @@ import stim
 
 from qecd import __version__
 from qecd.codes import RoundLayout, build_experiment, parse_spec
+from qecd.codes.measurements import MeasurementLayout, convert_round
 from qecd.decoder.registry import parse_decoder_name
 from qecd.decoder.window import StreamDecoder
 from qecd.errors import DecoderError, ProtocolError, QecdError
@@ -67,6 +68,7 @@ from qecd.transport.wire import (
     Hello,
     SyndromeLayout,
     check_round,
+    committed_ranges,
     correction_frame_len,
     pack_correction_into,
 )
@@ -174,6 +176,10 @@ backend='pymatching', window=6, commit=3)
         window, commit = name.window, name.commit
     if window is not None and commit is None:
         commit = max(1, window // 2)
+    if hello.input == "measurements" and hello.transport != "zmq":
+        raise _bad_hello("HELLO key 'input': expected 'detectors' with transport "
+                         f"{hello.transport!r} (the ring loops take detection events), got "
+                         "'measurements'")
     if hello.spec is not None:
         try:
             spec = parse_spec(hello.spec)
@@ -185,6 +191,9 @@ backend='pymatching', window=6, commit=3)
             raise _bad_hello(f"HELLO key 'spec': expected at most {limits.max_detectors} "
                              f"detectors per shot, got a code with d={d}, r={r}")
         return PlanKey("spec", str(spec), name.backend, window, commit)
+    if hello.circuit is not None:
+        digest = hashlib.sha256(hello.circuit.encode("utf-8", "surrogatepass")).hexdigest()
+        return PlanKey("circuit", f"{digest}:{hello.time_coord}", name.backend, window, commit)
     digest = hashlib.sha256(hello.dem.encode("utf-8", "surrogatepass")).hexdigest()
     return PlanKey("dem", f"{digest}:{hello.time_coord}", name.backend, window, commit)
 
@@ -210,15 +219,24 @@ class StreamPlan:
         (each has its own state; they are all decoded on the server's loop thread), which
         then decode through :mod:`qecd.transport.engine`; None when the backend decodes
         from Python. Built here, on the build worker, never on the loop.
+    dem : stim.DetectorErrorModel or None
+        The stream's DEM, for ACCEPTs that describe the stream (HELLO ``describe``).
     """
 
-    def __init__(self, key: PlanKey, decoder: StreamDecoder) -> None:
+    def __init__(self, key: PlanKey, decoder: StreamDecoder,
+                 dem: stim.DetectorErrorModel | None = None,
+                 circuit: stim.Circuit | None = None) -> None:
         self.key = key
         self.decoder = decoder
         self.engine = decoder.compile()
         if self.engine is not None:
             warm_up(self.engine, np.zeros(correction_frame_len(
                 decoder.num_observables, self.engine.max_faults), dtype=np.uint8))
+        self.dem = dem
+        self.circuit = circuit
+        self._description: tuple | None = None
+        self._measurements: MeasurementLayout | ProtocolError | None = None
+        self._lock = threading.Lock()
         self.slice_sizes = tuple(int(n) for n in decoder.layout.round_sizes)
         self.syndrome_layout = SyndromeLayout(self.slice_sizes)
         self.num_observables = int(decoder.num_observables)
@@ -235,6 +253,39 @@ class StreamPlan:
     def fork(self) -> StreamDecoder:
         """A fresh stream decoder sharing this plan's built windows."""
         return self.decoder.fork()
+
+    def measurement_layout(self) -> MeasurementLayout:
+        """The XOR tables of measurement input (HELLO ``input="measurements"``), compiled
+        once per plan from its circuit. Raises ProtocolError(BAD_HELLO) when the experiment
+        has no circuit or its detectors have no round order."""
+        with self._lock:
+            if self._measurements is None:
+                if self.circuit is None:
+                    self._measurements = _bad_hello(
+                        "HELLO key 'input': expected 'detectors' for an experiment without a "
+                        f"circuit ({self.key.source} {self.key.experiment[:60]!r}), got "
+                        "'measurements'")
+                else:
+                    try:
+                        self._measurements = MeasurementLayout.from_circuit(
+                            self.circuit, self.decoder.layout)
+                    except _BAD_INPUT as e:
+                        self._measurements = _bad_hello(f"HELLO key 'input': {e}")
+            m = self._measurements
+        if isinstance(m, ProtocolError):
+            raise m
+        return m
+
+    def description(self) -> dict:
+        """The ACCEPT keys that describe the stream (docs/protocol.md §6.2): each round's DEM
+        detector ids in bit order, the shot's committed ranges (§7.1) and the DEM text.
+        Built once per plan."""
+        if self._description is None:
+            dets = tuple(tuple(int(d) for d in ids) for ids in self.decoder.layout.detectors)
+            ranges = tuple(committed_ranges(len(self.slice_sizes), self.window, self.commit))
+            self._description = (dets, ranges, str(self.dem) if self.dem is not None else "")
+        dets, ranges, text = self._description
+        return {"slice_detectors": dets, "commit_ranges": ranges, "dem": text}
 
 
 def build_plan(key: PlanKey, hello: Hello, limits: SessionLimits | None = None) -> StreamPlan:
@@ -258,11 +309,23 @@ def build_plan(key: PlanKey, hello: Hello, limits: SessionLimits | None = None) 
     qecd.errors.ProtocolError: [17] HELLO key 'dem': 1 of 1 detectors have no coordinates ...
     """
     limits = limits or SessionLimits()
-    what = "spec" if key.source == "spec" else "dem"
+    what = key.source
     try:
+        circuit = None
         if key.source == "spec":
             exp = build_experiment(key.experiment)
-            dem, layout = exp.dem, exp.layout
+            dem, layout, circuit = exp.dem, exp.layout, exp.circuit
+        elif key.source == "circuit":
+            circuit = stim.Circuit(hello.circuit)
+            if circuit.num_detectors > limits.max_detectors:
+                raise _bad_hello(f"HELLO key 'circuit': expected at most "
+                                 f"{limits.max_detectors} detectors, got "
+                                 f"{circuit.num_detectors}")
+            try:
+                dem = circuit.detector_error_model(decompose_errors=True)
+            except ValueError:  # not decomposable into edges: hypergraph backends take it
+                dem = circuit.detector_error_model()
+            layout = RoundLayout.from_dem(dem, time_coord=hello.time_coord)
         else:
             dem = stim.DetectorErrorModel(hello.dem)
             if dem.num_detectors > limits.max_detectors:
@@ -287,7 +350,10 @@ def build_plan(key: PlanKey, hello: Hello, limits: SessionLimits | None = None) 
         raise
     except _BAD_INPUT as e:
         raise _bad_hello(f"HELLO key {what!r}: {e}") from None
-    return StreamPlan(key, decoder)
+    plan = StreamPlan(key, decoder, dem, circuit)
+    if hello.input == "measurements":
+        plan.measurement_layout()  # compiled here, on the build worker (BAD_HELLO if it fails)
+    return plan
 
 
 class DecoderPool:
@@ -373,16 +439,26 @@ class StreamSession:
 
     def __init__(self, stream_id: int, plan: StreamPlan, *, owner: bytes | str, route: bytes,
                  want_faults: bool = False, limits: SessionLimits | None = None,
-                 now_ns: int = 0) -> None:
+                 now_ns: int = 0, describe: bool = False,
+                 measurements: MeasurementLayout | None = None) -> None:
         self.stream_id = stream_id
         self.plan = plan
         self.owner = owner
         self.route = route
         self.want_faults = want_faults
+        self.describe = describe
+        #: measurement input: the tables, the shot's measurements, the round's detectors
+        self.measurements = measurements
         self.limits = limits or SessionLimits()
         self.last_seen_ns = now_ns
         self.decoder = plan.fork()
         self.layout = plan.syndrome_layout
+        self._in_sizes = plan.slice_sizes  # bits per round in a SYNDROME
+        if measurements is not None:
+            self._in_sizes = measurements.slice_sizes
+            self.layout = SyndromeLayout(self._in_sizes)
+            self._shot_meas = np.zeros(max(measurements.num_measurements, 1), np.uint8)
+            self._dets = np.zeros(max(max(plan.slice_sizes), 1), np.uint8)
         self.rounds_per_shot = self.layout.rounds_per_shot
         self.next_round = 0
         self.committed = 0
@@ -393,16 +469,16 @@ class StreamSession:
         self.corrections_sent = 0
         self.errors_sent = 0
         self.dropped: dict[str, int] = {}
-        biggest = max(plan.slice_sizes)
+        biggest = max(self._in_sizes)
         self._bits = np.zeros(max(biggest, 1), dtype=np.uint8)
-        self._views = tuple(self._bits[:n] for n in plan.slice_sizes)  # count-1 packets
+        self._views = tuple(self._bits[:n] for n in self._in_sizes)  # count-1 packets
         self._multi: list[np.ndarray] = []  # per-round views of a multi-round packet
         self._pkt_first = 0
         self._pkt_count = 0
         self._out = bytearray(correction_frame_len(plan.num_observables))
         #: the compiled engine's per-stream state and plan, when the plan has an engine
         self.engine = None
-        if plan.engine is not None:
+        if plan.engine is not None and measurements is None:  # it reads detector bytes
             self._engine_state = plan.engine.new_state()  # shares memory with the context
             self.engine = engine_context(self._engine_state, plan.engine.kernel_args())
             self._engine_out = np.zeros(correction_frame_len(
@@ -421,7 +497,9 @@ class StreamSession:
                       window=p.window, commit=p.commit, want_faults=self.want_faults,
                       heartbeat_ms=lim.heartbeat_ms, timeout_ms=lim.timeout_ms,
                       max_backlog=lim.max_backlog, max_frame=lim.max_frame, server=lim.server,
-                      **self._shm_accept())
+                      **self._shm_accept(), **(p.description() if self.describe else {}),
+                      **({"measurement_slice_sizes": self._in_sizes}
+                         if self.measurements is not None else {}))
 
     def _shm_accept(self) -> dict:
         srv = self.shm
@@ -492,9 +570,9 @@ class StreamSession:
             n = self.layout.num_detectors_in(first, count)
             if n > self._bits.shape[0]:
                 self._bits = np.zeros(n, dtype=np.uint8)
-                self._views = tuple(self._bits[:k] for k in self.plan.slice_sizes)
+                self._views = tuple(self._bits[:k] for k in self._in_sizes)
             self.layout.unpack_into(self._bits, first, count, payload)
-            sizes, R = self.plan.slice_sizes, self.rounds_per_shot
+            sizes, R = self._in_sizes, self.rounds_per_shot
             views, at = [], 0
             for r in range(first, first + count):
                 k = sizes[r % R]
@@ -515,6 +593,13 @@ class StreamSession:
         """
         r = self._pkt_first + i
         bits = self._views[r % self.rounds_per_shot] if self._pkt_count == 1 else self._multi[i]
+        m = self.measurements
+        if m is not None:  # raw measurements: store the round's, XOR out its detectors
+            t = r % self.rounds_per_shot
+            self._shot_meas[m.offsets[t]:m.offsets[t + 1]] = bits
+            n = convert_round(self._shot_meas, t, m.round_det_start, m.det_ptr, m.det_meas,
+                              m.det_flip, self._dets)
+            bits = self._dets[:n]
         c = self.decoder.push_round(bits)
         if c is None:
             return None

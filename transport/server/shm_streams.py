@@ -84,6 +84,7 @@ class _Folded:
     rounds: int = 0
     errors: int = 0
     corrections: int = 0
+    packets: int = 0  # packets the loop took off the request ring (any type)
     records: int = 0  # packets whose record was copied or counted lost
     lost: int = 0  # of those, records overwritten before a fold could copy them
 
@@ -204,6 +205,7 @@ class ShmStreams:
             CTL_CORRECTIONS,
             CTL_ERRORS,
             CTL_NEXT_ROUND,
+            CTL_PACKETS,
             CTL_ROUNDS,
         )
 
@@ -237,7 +239,9 @@ class ShmStreams:
                                           np.where(decoded != 0, np.maximum(service, 1), 0))
             c.shm_syndrome_packets += stop - done.records
             done.records = stop
-        active = bool(rounds or errors or corrections)
+        packets = int(ctl[CTL_PACKETS]) - done.packets  # HEARTBEATs in the ring count too
+        done.packets += packets
+        active = bool(rounds or errors or corrections or packets)
         if active and now_ns is not None:
             s.last_seen_ns = now_ns
         return active

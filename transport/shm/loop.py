@@ -59,6 +59,8 @@ from qecd.transport.shm.atomics import (  # noqa: E402
     store_release,
 )
 from qecd.transport.shm.ring import (  # noqa: E402
+    BUFFER_TOO_SMALL,
+    CORRUPT,
     region_beat,
     ring_send,
     ring_try_recv,
@@ -79,6 +81,7 @@ from qecd.transport.wire.compiled import (  # noqa: E402
     E_VERSION,
     HEADER_SIZE,
     MAGIC,
+    RING_CORRUPT,
     T_BYE,
     T_CORRECTION,
     T_ERROR,
@@ -90,6 +93,7 @@ from qecd.transport.wire.compiled import (  # noqa: E402
     get_u64,
     put_u64,
     write_error,
+    write_error_reason,
     write_header,
 )
 
@@ -119,10 +123,16 @@ MAX_NAP_US = 1000  #: longest nap: the most the first packet after a long idle s
 
 #: serve_stream_kernel exit codes
 EXIT_BYE, EXIT_STOP, EXIT_IDLE, EXIT_SEND_FAILED, EXIT_RECORD_FULL = 0, 1, 2, 3, 4
+#: the request ring holds a slot no correct producer writes (docs/protocol.md §14): the loop
+#: answers ERROR in the reply ring and returns; the server then ends the stream
+EXIT_CORRUPT = 5
 #: check_packet's verdicts besides a reply length
 REPLY_SYNDROME, REPLY_BYE = 0, -1
 #: ctl array slots (int64): stop flag (written by the control thread), rounds served, ERRORs
 CTL_STOP, CTL_ROUNDS, CTL_ERRORS, CTL_CORRECTIONS, CTL_NEXT_ROUND = 0, 1, 2, 3, 4
+#: ctl slot: packets taken off the request ring (any type: a ring HEARTBEAT keeps a stream
+#: alive like one over ZeroMQ, docs/protocol.md §9 step 4, §14.1)
+CTL_PACKETS = 5
 
 
 @numba.njit(**_JIT)
@@ -133,7 +143,7 @@ def check_packet(in_buf, n, out_buf, stream_id, next_round, round_offsets):
     HEARTBEAT answer written into ``out_buf`` (send it); ``REPLY_SYNDROME`` (0) means a
     valid SYNDROME of ``count`` rounds from ``rnd`` (its payload length and padding bits
     checked, nothing stored yet); ``REPLY_BYE`` (-1) means a BYE (its echo is in
-    ``out_buf[:HEADER_SIZE]``).
+    ``out_buf[:HEADER_SIZE]``, its ``round`` the stream's next expected round, §9.5).
     """
     n_rounds = round_offsets.shape[0] - 1
     if n < HEADER_SIZE:
@@ -151,7 +161,7 @@ def check_packet(in_buf, n, out_buf, stream_id, next_round, round_offsets):
     if plen != n - HEADER_SIZE:
         return write_error(out_buf, E_LENGTH, mtype, sid, rnd, ts, next_round), 0, rnd, ts
     if mtype == T_BYE:
-        write_header(out_buf, T_BYE, 0, 0, stream_id, 0, rnd, ts)
+        write_header(out_buf, T_BYE, 0, 0, stream_id, 0, next_round, ts)
         return REPLY_BYE, 0, rnd, ts
     if mtype == T_HEARTBEAT:
         write_header(out_buf, T_HEARTBEAT, 0, 0, sid, 0, rnd, ts)
@@ -214,8 +224,9 @@ def record_packet(rec_service, rec_lag, rec_flags, rec_n, t0, ts, decoded):
 def poll_request(words, buf, rx_off, n_slots, slot_size, in_buf, ctl, server_side,
                  idle_timeout_ns):
     """Poll the request ring for one packet: its length, or ``-1 - EXIT_*`` when the loop
-    must return (stop requested, idle timeout). Beats the region's heartbeat word and checks
-    the stop flag every 256 empty polls (every nap once napping).
+    must return (stop requested, idle timeout, a corrupt slot: never waited on). Beats the
+    region's heartbeat word and checks the stop flag every 256 empty polls (every nap once
+    napping).
 
     The loop busy-polls for :data:`SPIN_NS` after its last packet, so a stream paced faster
     than that never sleeps; an idle stream then naps (``usleep``), longer the longer it idles
@@ -228,6 +239,8 @@ def poll_request(words, buf, rx_off, n_slots, slot_size, in_buf, ctl, server_sid
         n = ring_try_recv(words, buf, rx_off, n_slots, slot_size, in_buf)
         if n >= 0:
             return n
+        if n == CORRUPT or n == BUFFER_TOO_SMALL:  # never data: waiting would only stall
+            return -1 - EXIT_CORRUPT
         polls += 1
         if nap > 0 or (polls & 255) == 0:
             if load_acquire(ctl, CTL_STOP) != 0:
@@ -268,7 +281,14 @@ def next_syndrome(words, buf, tx_off, rx_off, n_slots, slot_size, server_side, i
     while True:
         n = poll_request(words, buf, rx_off, n_slots, slot_size, in_buf, ctl, server_side,
                          idle_timeout_ns)
+        if n >= 0:
+            ctl[CTL_PACKETS] += 1
         if n < 0:
+            if -1 - n == EXIT_CORRUPT:
+                ln = write_error_reason(out_buf, E_BAD_HEADER, RING_CORRUPT, 0, stream_id, 0, 0,
+                                        ctl[CTL_NEXT_ROUND])
+                send_reply(words, buf, tx_off, n_slots, slot_size, out_buf, ln, send_timeout_ns,
+                           ctl)
             return -1 - n, 0, 0, 0, 0
         t0 = monotonic_ns()
         reply, count, rnd, ts = check_packet(in_buf, n, out_buf, stream_id,

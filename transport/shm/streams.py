@@ -54,6 +54,7 @@ from qecd.transport.shm.loop import (
     serve_stream_kernel,
 )
 from qecd.transport.shm.ring import RingPair, slot_size_for
+from qecd.transport.wire.compiled import MAX_RING_REASON
 from qecd.transport.wire.header import HEADER_DTYPE
 
 SERVER_SIDE = 1
@@ -78,7 +79,8 @@ def _slot_size(layout: RoundLayout, num_observables: int, max_faults: int,
                rounds_per_packet: int = 1) -> int:
     syn = P.HEADER_SIZE + rounds_per_packet * max((s + 7) // 8 for s in layout.round_sizes)
     corr = P.correction_frame_len(num_observables, max_faults)
-    return slot_size_for(max(syn, corr, P.HEADER_SIZE + 16))
+    err = P.HEADER_SIZE + P.ERROR_FIXED.size + MAX_RING_REASON  # an ERROR with its reason
+    return slot_size_for(max(syn, corr, err))
 
 
 class ShmStreamServer:

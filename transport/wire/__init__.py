@@ -34,6 +34,7 @@ from qecd.transport.wire.body import (  # noqa: F401
     decode_body,
 )
 from qecd.transport.wire.control import (  # noqa: F401
+    INPUTS,
     TRANSPORTS,
     Accept,
     Hello,
@@ -89,6 +90,7 @@ from qecd.transport.wire.header import (  # noqa: F401
 from qecd.transport.wire.syndrome import (  # noqa: F401
     SyndromeLayout,
     check_round,
+    committed_ranges,
     decode_syndrome_payload,
     encode_syndrome,
     pack_syndrome_into,
@@ -107,6 +109,7 @@ __all__ = [
     "MAX_REASON_BYTES",
     "DEFAULT_MAX_FRAME",
     "CORRECTION_FIXED",
+    "INPUTS",
     "TRANSPORTS",
     "ERROR_FIXED",
     "MsgType",
@@ -118,6 +121,7 @@ __all__ = [
     "Correction",
     "ErrorInfo",
     "SyndromeLayout",
+    "committed_ranges",
     "parse_packet",
     "encode_frame",
     "pack_header_into",

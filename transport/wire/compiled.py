@@ -100,10 +100,66 @@ def write_header(b, msg_type, flags, count, stream_id, payload_len, rnd, ts):
     put_u64(b, 24, ts)
 
 
+#: longest reason a ring loop puts in an ERROR (ring slots leave room for it, §14)
+MAX_RING_REASON = 64
+#: reason row for a ring slot whose doorbell or length no correct producer writes
+RING_CORRUPT = 64
+_RING_REASONS = {
+    E_SHORT: "ring packet: expected >= 32 bytes (a header), got fewer",
+    E_BAD_MAGIC: "field 'magic': expected 51 44 (b'QD'), got other bytes",
+    E_VERSION: "field 'version': expected 1, got another version",
+    E_LENGTH: "field 'payload_len': expected slot length - 32, got another",
+    E_UNEXPECTED: "field 'msg_type': expected SYNDROME, HEARTBEAT or BYE in ring 0",
+    E_UNKNOWN_STREAM: "field 'stream_id': expected the ring's stream (the ACCEPT's)",
+    E_BAD_HEADER: "SYNDROME field 'count': expected 1..65535 rounds, got 0",
+    E_GAP: "SYNDROME field 'round': expected next_round, got later: a gap",
+    E_DUP: "SYNDROME field 'round': expected next_round, got earlier: a dup",
+    E_BAD_PAYLOAD: "SYNDROME payload: expected the layout's bytes, zero padding",
+    E_DECODER: "decoder failed on this shot's rounds; the rest is dropped",
+    E_DROPPED: "rounds before next_round were dropped: no CORRECTION for them",
+    RING_CORRUPT: "ring 0 slot: doorbell or length invalid; the stream is closed",
+}
+
+
+def _reason_table() -> tuple[np.ndarray, np.ndarray]:
+    table = np.zeros((RING_CORRUPT + 1, MAX_RING_REASON), np.uint8)
+    lengths = np.zeros(RING_CORRUPT + 1, np.int64)
+    for row, text in _RING_REASONS.items():
+        raw = text.encode()
+        assert len(raw) <= MAX_RING_REASON, text
+        table[row, :len(raw)] = np.frombuffer(raw, np.uint8)
+        lengths[row] = len(raw)
+    return table, lengths
+
+
+#: the reasons as a Numba constant: row = ErrorCode (or RING_CORRUPT), bytes and lengths
+REASONS, REASON_LEN = _reason_table()
+
+
+def ring_reason(row: int) -> str:
+    """The reason text a ring loop sends with ERROR ``row`` (an ErrorCode or RING_CORRUPT).
+
+    >>> ring_reason(E_GAP)
+    "SYNDROME field 'round': expected next_round, got later: a gap"
+    """
+    return _RING_REASONS.get(row, "")
+
+
 @numba.njit(**_JIT)
 def write_error(out, code, ref_type, stream_id, rnd, ts, next_round):
-    """An ERROR packet with an empty reason (the code says it; see docs/protocol.md)."""
-    write_header(out, T_ERROR, 0, 0, stream_id, ERROR_FIXED, rnd, ts)
+    """An ERROR packet for ``code`` with its fixed reason (:func:`ring_reason`)."""
+    return write_error_reason(out, code, code, ref_type, stream_id, rnd, ts, next_round)
+
+
+@numba.njit(**_JIT)
+def write_error_reason(out, code, reason, ref_type, stream_id, rnd, ts, next_round):
+    """An ERROR packet for ``code`` whose reason is row ``reason`` of :data:`REASONS` (cut
+    to the room ``out`` leaves). Returns the frame length."""
+    n = REASON_LEN[reason] if 0 <= reason < REASON_LEN.shape[0] else 0
+    room = out.shape[0] - HEADER_SIZE - ERROR_FIXED
+    if n > room:
+        n = room if room > 0 else 0
+    write_header(out, T_ERROR, 0, 0, stream_id, ERROR_FIXED + n, rnd, ts)
     o = HEADER_SIZE  # ERROR_FIXED: code u16, versions u16, ref_type u8, u8 0, u16 0, next_round
     put_u16(out, o, code)
     put_u16(out, o + 2, 1 << (VERSION - 1))
@@ -111,7 +167,9 @@ def write_error(out, code, ref_type, stream_id, rnd, ts, next_round):
     out[o + 5] = 0
     put_u16(out, o + 6, 0)
     put_u64(out, o + 8, next_round)
-    return HEADER_SIZE + ERROR_FIXED
+    for i in range(n):
+        out[o + ERROR_FIXED + i] = REASONS[reason, i]
+    return HEADER_SIZE + ERROR_FIXED + n
 
 
 @numba.njit(**_JIT)

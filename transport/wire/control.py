@@ -65,7 +65,17 @@ class Hello(NamedTuple):
     transport : str
         Where the stream's rounds flow: ``"zmq"`` (this connection, the default) or
         ``"shm"`` (a shared-memory ring pair the server creates and names in the ACCEPT;
-        same-host clients only, ``uf`` decoder only). Sent only when not ``"zmq"``.
+        same-host clients only, any decoder). Sent only when not ``"zmq"``.
+    describe : bool
+        Ask the ACCEPT to describe the stream (``slice_detectors``, ``commit_ranges``,
+        ``dem``; docs/protocol.md §6.2). Sent only when True.
+    circuit : str or None
+        A stim circuit text (the experiment's third possible source, with detector
+        coordinates); exactly one of ``spec``, ``dem`` and ``circuit`` is given.
+    input : str
+        ``"detectors"`` (SYNDROMEs carry detection events, the default) or
+        ``"measurements"`` (they carry each round's raw measurement bits; needs ``spec`` or
+        ``circuit``, docs/protocol.md §6.3.1). Sent only when not ``"detectors"``.
     """
 
     spec: str | None = None
@@ -76,10 +86,14 @@ class Hello(NamedTuple):
     commit: int | None = None
     want_faults: bool = False
     transport: str = "zmq"
+    describe: bool = False
+    circuit: str | None = None
+    input: str = "detectors"
 
 
-_HELLO_KEYS = ("spec", "dem", "time_coord", "decoder", "window", "commit", "want_faults",
-               "transport")
+_HELLO_KEYS = ("spec", "dem", "circuit", "time_coord", "decoder", "window", "commit",
+               "want_faults", "transport", "describe", "input")
+INPUTS = ("detectors", "measurements")  #: values of the HELLO key ``input``
 TRANSPORTS = ("zmq", "shm")  #: values of the HELLO key ``transport``
 
 
@@ -89,20 +103,25 @@ def _hello_from_map(m: dict) -> Hello:
         if k not in _HELLO_KEYS:
             raise ProtocolError(bad, f"HELLO key {k!r}: expected one of "
                                 f"{', '.join(_HELLO_KEYS)}, got an unknown key")
-    if ("spec" in m) == ("dem" in m):
-        raise ProtocolError(bad, "HELLO keys 'spec'/'dem': expected exactly one of them, got "
-                            + ("both" if "spec" in m else "neither"))
-    spec = dem = None
+    sources = [k for k in ("spec", "dem", "circuit") if k in m]
+    if len(sources) != 1:
+        got = {0: "neither", 2: "both (" + " and ".join(sources) + ")", 3: "all three"}
+        raise ProtocolError(bad, "HELLO keys 'spec'/'dem'/'circuit': expected exactly one of "
+                            f"them, got {got[len(sources)]}")
+    spec = dem = circuit = None
     if "spec" in m:
         spec = _field(m, "spec", bad, "HELLO", f"a non-empty string of at most {MAX_SPEC_BYTES} "
                       "bytes", lambda v: isinstance(v, str) and 0 < len(v.encode()) <=
                       MAX_SPEC_BYTES)
         if "time_coord" in m:
-            raise ProtocolError(bad, "HELLO key 'time_coord': expected only with 'dem', got it "
-                                "with 'spec'")
-    else:
+            raise ProtocolError(bad, "HELLO key 'time_coord': expected only with 'dem' or "
+                                "'circuit', got it with 'spec'")
+    elif "dem" in m:
         dem = _field(m, "dem", bad, "HELLO", "a non-empty stim DEM text",
                      lambda v: isinstance(v, str) and v.strip() != "")
+    else:
+        circuit = _field(m, "circuit", bad, "HELLO", "a non-empty stim circuit text",
+                         lambda v: isinstance(v, str) and v.strip() != "")
     time_coord = -1
     if "time_coord" in m:
         time_coord = _field(m, "time_coord", bad, "HELLO", "an integer in -256..255",
@@ -134,7 +153,19 @@ def _hello_from_map(m: dict) -> Hello:
     if "transport" in m:
         transport = _field(m, "transport", bad, "HELLO", "'zmq' or 'shm'",
                            lambda v: isinstance(v, str) and v in TRANSPORTS)
-    return Hello(spec, dem, time_coord, decoder, window, commit, want_faults, transport)
+    describe = False
+    if "describe" in m:
+        describe = _field(m, "describe", bad, "HELLO", "a boolean",
+                          lambda v: isinstance(v, bool))
+    inp = "detectors"
+    if "input" in m:
+        inp = _field(m, "input", bad, "HELLO", "'detectors' or 'measurements'",
+                     lambda v: isinstance(v, str) and v in INPUTS)
+    if inp == "measurements" and dem is not None:
+        raise ProtocolError(bad, "HELLO key 'input': expected 'detectors' with 'dem' (a DEM "
+                            "has no measurements; send 'spec' or 'circuit'), got 'measurements'")
+    return Hello(spec, dem, time_coord, decoder, window, commit, want_faults, transport,
+                 describe, circuit, inp)
 
 
 def encode_hello(hello: Hello, *, seq: int = 0, timestamp_ns: int = 0) -> bytes:
@@ -159,12 +190,19 @@ def encode_hello(hello: Hello, *, seq: int = 0, timestamp_ns: int = 0) -> bytes:
     if hello.dem is not None:
         m["dem"] = hello.dem
         m["time_coord"] = hello.time_coord
+    if hello.circuit is not None:
+        m["circuit"] = hello.circuit
+        m["time_coord"] = hello.time_coord
     m["decoder"] = hello.decoder
     m["window"] = hello.window
     m["commit"] = hello.commit
     m["want_faults"] = hello.want_faults
     if hello.transport != "zmq":
         m["transport"] = hello.transport
+    if hello.describe:
+        m["describe"] = True
+    if hello.input != "detectors":
+        m["input"] = hello.input
     try:
         _hello_from_map(m)
     except ProtocolError as e:
@@ -225,6 +263,16 @@ class Accept(NamedTuple):
         That region's geometry: slots per ring (a power of two), bytes per slot.
     corrections_per_shot : int or None
         Shared-memory streams: CORRECTIONs the server sends per shot (one per window).
+    measurement_slice_sizes : tuple of int or None
+        Measurement-input streams only (HELLO ``input="measurements"``): the raw
+        measurements each round's SYNDROME carries (docs/protocol.md §6.3.1).
+    slice_detectors : tuple of tuple of int, or None
+        Only when the HELLO asked ``describe``: per round of a shot, the DEM detector ids in
+        the round's bit order (docs/protocol.md §6.2, §7).
+    commit_ranges : tuple of (first, last, trigger) or None
+        With ``describe``: each CORRECTION of a shot, rounds relative to the shot (§7.1).
+    dem : str or None
+        With ``describe``: the stream's detector error model text.
     """
 
     stream_id: int
@@ -243,6 +291,10 @@ class Accept(NamedTuple):
     shm_slots: int | None = None
     shm_slot_size: int | None = None
     corrections_per_shot: int | None = None
+    measurement_slice_sizes: tuple[int, ...] | None = None
+    slice_detectors: tuple[tuple[int, ...], ...] | None = None
+    commit_ranges: tuple[tuple[int, int, int], ...] | None = None
+    dem: str | None = None
 
     @property
     def rounds_per_shot(self) -> int:
@@ -253,7 +305,10 @@ class Accept(NamedTuple):
         return sum(self.slice_sizes)
 
     def layout(self) -> SyndromeLayout:
-        """The :class:`SyndromeLayout` of this stream's SYNDROME payloads."""
+        """The :class:`SyndromeLayout` of this stream's SYNDROME payloads (measurements per
+        round for a measurement-input stream, else detectors per round)."""
+        if self.measurement_slice_sizes is not None:
+            return SyndromeLayout(self.measurement_slice_sizes)
         return SyndromeLayout(self.slice_sizes)
 
 
@@ -262,6 +317,8 @@ _ACCEPT_KEYS = ("stream_id", "rounds_per_shot", "slice_sizes", "num_detectors",
                 "timeout_ms", "max_backlog", "max_frame", "server")
 #: optional ACCEPT keys, present only for shared-memory streams
 _ACCEPT_SHM_KEYS = ("shm_region", "shm_slots", "shm_slot_size", "corrections_per_shot")
+#: optional ACCEPT keys, present only when the HELLO asked ``describe``
+_ACCEPT_DESCRIBE_KEYS = ("slice_detectors", "commit_ranges", "dem")
 _SHM_NAME_RE = re.compile(r"qecd-[A-Za-z0-9_.-]{1,200}")
 
 
@@ -297,6 +354,12 @@ def encode_accept(accept: Accept, *, seq: int = 0, timestamp_ns: int = 0) -> byt
     elif any(getattr(accept, k) is not None for k in _ACCEPT_SHM_KEYS):
         raise ValueError("Accept: shm_slots/shm_slot_size/corrections_per_shot need "
                          "shm_region")
+    if accept.measurement_slice_sizes is not None:
+        m["measurement_slice_sizes"] = [int(n) for n in accept.measurement_slice_sizes]
+    if accept.slice_detectors is not None:
+        m.update(slice_detectors=[[int(d) for d in ids] for ids in accept.slice_detectors],
+                 commit_ranges=[[int(x) for x in r] for r in accept.commit_ranges or ()],
+                 dem=accept.dem)
     try:
         _accept_from_map(m, accept.stream_id)
     except ProtocolError as e:
@@ -351,7 +414,32 @@ def _accept_from_map(m: dict, header_stream_id: int) -> Accept:
                  lambda v: _u32(v) and v >= 64 and v % 64 == 0),
                f("corrections_per_shot", "an integer in 1..2**32-1",
                  lambda v: _u32(v) and v >= 1))
-    return Accept(sid, tuple(sizes), nobs, dec, window, commit, wf, hb, to, mb, mf, srv, *shm)
+    msizes = None
+    if "measurement_slice_sizes" in m:
+        msizes = tuple(f("measurement_slice_sizes", f"a list of {rps} integers >= 0",
+                         lambda v: isinstance(v, list) and len(v) == rps
+                         and all(_is_int(n) and 0 <= n <= MAX_DETECTORS for n in v)))
+    desc: tuple = (None, None, None)
+    if any(k in m for k in _ACCEPT_DESCRIBE_KEYS):
+        for k in _ACCEPT_DESCRIBE_KEYS:
+            if k not in m:
+                raise ProtocolError(bad, f"ACCEPT key {k!r}: expected it with the other "
+                                    f"description keys, got a map without it")
+        dets = f("slice_detectors", f"{rps} lists of detector ids, list t of slice_sizes[t] "
+                 "distinct ints in 0..num_detectors-1", lambda v: isinstance(v, list)
+                 and len(v) == rps and all(isinstance(ids, list) and len(ids) == n
+                                           for ids, n in zip(v, sizes, strict=True))
+                 and sorted(d for ids in v for d in ids) == list(range(sum(sizes))))
+        ranges = f("commit_ranges", "[first, last, trigger] lists covering rounds "
+                   f"0..{rps - 1} in order", lambda v: isinstance(v, list) and len(v) >= 1
+                   and all(isinstance(r, list) and len(r) == 3 and all(map(_is_int, r))
+                           for r in v) and v[0][0] == 0 and v[-1][1] == rps - 1
+                   and all(a[1] + 1 == b[0] for a, b in zip(v, v[1:], strict=False))
+                   and all(r[0] <= r[1] <= r[2] < rps for r in v))
+        dem_text = f("dem", "a string", lambda v: isinstance(v, str))
+        desc = (tuple(tuple(ids) for ids in dets), tuple(tuple(r) for r in ranges), dem_text)
+    return Accept(sid, tuple(sizes), nobs, dec, window, commit, wf, hb, to, mb, mf, srv, *shm,
+                  msizes, *desc)
 
 
 def decode_accept(header: Header, payload: Buffer) -> Accept:

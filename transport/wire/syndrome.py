@@ -364,3 +364,29 @@ def check_round(header: Header, next_round: int) -> None:
 # -- CORRECTION -------------------------------------------------------------------------------
 
 
+
+
+def committed_ranges(rounds_per_shot: int, window: int | None, commit: int | None
+                     ) -> list[tuple[int, int, int]]:
+    """The committed-range rule (docs/protocol.md §7.1): ``(first, last, trigger)`` of each
+    CORRECTION of one shot, rounds relative to the shot's first round, from the ACCEPT's
+    ``rounds_per_shot``, ``window`` and ``commit``.
+
+    >>> committed_ranges(7, 4, 2)
+    [(0, 1, 3), (2, 3, 5), (4, 6, 6)]
+    >>> committed_ranges(7, None, None)
+    [(0, 6, 6)]
+    """
+    R = rounds_per_shot
+    if window is None or window >= R:
+        return [(0, R - 1, R - 1)]
+    if commit is None or not 1 <= commit <= window:
+        raise ValueError(f"commit: expected 1..window={window}, got {commit}")
+    out, start = [], 0
+    while True:
+        stop = min(start + window, R)
+        if stop == R:
+            out.append((start, R - 1, R - 1))
+            return out
+        out.append((start, start + commit - 1, stop - 1))
+        start += commit
