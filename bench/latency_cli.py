@@ -30,8 +30,8 @@ def add_latency_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--transport", default="shm", choices=["shm", "zmq"],
                    help="shm: shared-memory rings with a Numba server loop; "
                         "zmq: qecd serve over tcp loopback")
-    p.add_argument("--shots", type=int, default=20_000)
-    p.add_argument("--seed", type=int, default=2026)
+    p.add_argument("--shots", type=int, default=20_000, help="shots to stream")
+    p.add_argument("--seed", type=int, default=2026, help="stim sampling seed")
     p.add_argument("--cycle-us", "--cycle_us", dest="cycle_us", type=float, default=0.0,
                    help="paced mode: one round every CYCLE_US microseconds (0 = as fast as "
                         "possible)")
@@ -39,8 +39,10 @@ def add_latency_arguments(p: argparse.ArgumentParser) -> None:
                    type=int, default=1,
                    help="rounds per SYNDROME packet (zmq): K rounds every K cycles when paced "
                         "(default %(default)s)")
-    p.add_argument("--window", type=int, default=None)
-    p.add_argument("--commit", type=int, default=None)
+    p.add_argument("--window", type=int, default=None,
+                   help="sliding window in rounds (default: the stream decoder's)")
+    p.add_argument("--commit", type=int, default=None,
+                   help="rounds committed per window (default: the decoder's)")
     p.add_argument("--ping", type=int, default=20_000, help="bare round trips to measure")
     p.add_argument("--no-pin", "--no_pin", dest="pin", action="store_false",
                    help="do not pin server and emulator to separate CPUs")

@@ -48,7 +48,13 @@ from qecd.transport.auth import configure_server_socket, start_authenticator
 from qecd.transport.engine import STEP_DONE, STEP_NO_SOLUTION
 from qecd.transport.server.config import ServerConfig
 from qecd.transport.server.logs import ErrorSummary, JsonFormatter, configure_json_logging
-from qecd.transport.server.metrics import ServerCounters, ServiceRecorder, start_metrics_http
+from qecd.transport.server.metrics import (
+    MAX_STREAM_LABELS,
+    ServerCounters,
+    ServiceRecorder,
+    StreamRow,
+    start_metrics_http,
+)
 from qecd.transport.server.plan_builds import PendingHello, PlanBuilds
 from qecd.transport.server.rate_limit import RateLimiter
 from qecd.transport.server.session import DecoderPool, StreamPlan, StreamSession, plan_key
@@ -226,6 +232,7 @@ class Server:
         self._stop_aux()
         self._wake_r.close()
         self._wake_w.close()
+        _remove_ipc_files(self.endpoints)
 
     def _stop_aux(self) -> None:
         if self._auth is not None:
@@ -694,6 +701,13 @@ class Server:
                             f"{MsgType(header.msg_type).name} is only sent by the server")
 
     # -- stats, housekeeping, shutdown ----------------------------------------------------
+    def stream_rows(self) -> list[StreamRow]:
+        """The open streams' figures for the per-stream metrics (read from the exporter's
+        thread: one C-level copy of the stream table, then plain int reads)."""
+        return [StreamRow(s.stream_id, s.rounds_received, s.corrections_sent, s.errors_sent,
+                          max(0, s.next_round - s.committed), s.lag_ns)
+                for s in list(self._streams.values())]
+
     def stats(self) -> dict[str, object]:
         """The whole-server STATS map (see docs/protocol.md §6.6)."""
         c = self.counters
@@ -769,6 +783,20 @@ class Server:
         log.info("shutdown_end", extra={"qecd": self.stats()})
 
 
+def _remove_ipc_files(endpoints: list[str]) -> None:
+    """Remove the socket files of bound ``ipc://`` endpoints (libzmq leaves them behind)."""
+    for ep in endpoints:
+        path = ep[len("ipc://"):] if ep.startswith("ipc://") else ""
+        if path and not path.startswith("@"):  # "@name": Linux abstract namespace, no file
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                log.warning("ipc_unlink_failed", extra={"qecd": {"path": path,
+                                                                 "error": str(e)}})
+
+
 def _code_name(code: int) -> str:
     try:
         return ErrorCode(code).name
@@ -781,12 +809,14 @@ def _owner_text(owner: bytes | str) -> str:
 
 
 def run_server(config: ServerConfig, *, metrics_port: int | None = None,
+               metrics_addr: str = "127.0.0.1", metrics_streams: int = MAX_STREAM_LABELS,
                record_path: str | None = None, cpu: int | None = None) -> int:
     """``qecd serve``: serve until SIGINT/SIGTERM, shut down gracefully, return 0.
 
     Installs the signal handlers, JSON logging on stderr, the Prometheus endpoint
-    (``metrics_port``), pins the process to ``cpu`` if given, removes shared-memory regions
-    whose creator is dead (a server killed with -9), freezes the GC generation of
+    (``metrics_addr:metrics_port``, per-stream labels for ``metrics_streams`` streams), pins
+    the process to ``cpu`` if given, removes shared-memory regions whose creator is dead (a
+    server killed with -9), freezes the GC generation of
     start-up objects, and writes the per-round arrays to ``record_path`` (``.npz``) at exit.
     """
     configure_json_logging()
@@ -802,13 +832,16 @@ def run_server(config: ServerConfig, *, metrics_port: int | None = None,
     httpd = None
     try:
         if metrics_port is not None:
-            httpd = start_metrics_http(metrics_port, server.counters, server.recorder)
+            httpd = start_metrics_http(metrics_port, server.counters, server.recorder,
+                                       addr=metrics_addr, stream_rows=server.stream_rows,
+                                       max_stream_labels=metrics_streams)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: server.request_shutdown())
         gc.collect()
         gc.freeze()
         log.info("server_start", extra={"qecd": {
-            "endpoints": server.endpoints, "metrics_port": metrics_port, "pid": os.getpid(),
+            "endpoints": server.endpoints, "pid": os.getpid(),
+            "metrics": None if httpd is None else f"{metrics_addr}:{httpd.server_port}",
             "curve": config.curve is not None, "timeout_ms": config.limits.timeout_ms,
             "max_streams": config.max_streams, "cpu": cpu}})
         server.serve()
