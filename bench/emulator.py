@@ -451,7 +451,9 @@ def format_report(report: dict) -> str:
         f"mismatches {r['mismatches']}",
         f"  LER wire {lw['rate']:.5f} [{lw['ci95'][0]:.5f}, {lw['ci95'][1]:.5f}], offline "
         f"{lo['rate']:.5f} [{lo['ci95'][0]:.5f}, {lo['ci95'][1]:.5f}]",
-        f"  service time  {lat(r['service_time'])}",
+        f"  service time  {lat(r['service_time'])} (server: every round since it started)",
+        *[f"    stream {i}     {lat(st)} (this run's rounds, exact)"
+          for i, st in enumerate(r["service_time"].get("by_stream", []))],
         f"  reaction time {lat(r['reaction_time'])}",
         f"  bare RTT      {lat(r['bare_round_trip'])}",
     ]

@@ -11,8 +11,10 @@ Subcommands
 ``qecd serve --bind tcp://127.0.0.1:5555 [--bind ipc:///tmp/qecd.sock] [--metrics-port N] ...``
     The decoder service (:func:`qecd.transport.server.run_server`) until SIGINT/SIGTERM.
 ``qecd emulate --connect ADDR --spec S | --dem FILE [--decoder D] [--shots N] ...``
-    The control-system emulator (:func:`qecd.bench.emulator.run_emulation`); exits 1
-    unless every correction arrived once and matched the offline decode.
+    The control-system emulator (:func:`qecd.bench.emulator.run_emulation`), ending with
+    the verdict block of :mod:`qecd.bench.verdict`; exits 3 unless every correction arrived
+    once and matched the offline decode, 1 when a budget (``--budget-us``, backlog in paced
+    mode) was not met.
 
 Example
 -------
@@ -77,7 +79,7 @@ def _cmd_bench_accuracy(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from qecd.run import main_job
 
-    return main_job(quick=args.quick)
+    return main_job(quick=args.quick, shots=args.shots)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -108,6 +110,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 def _cmd_emulate(args: argparse.Namespace) -> int:
     from qecd.bench.emulator import EmulateConfig, format_report, run_emulation, write_report
+    from qecd.bench.verdict import LoadProbe, emulate_verdict, format_verdict
     from qecd.transport.auth import CurveClientKeys
 
     if (args.spec is None) == (args.dem is None):
@@ -116,6 +119,7 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
     curve = None
     if args.curve_secret_key or args.curve_server_key:
         curve = CurveClientKeys.from_files(args.curve_secret_key, args.curve_server_key)
+    probe = LoadProbe()
     report = run_emulation(EmulateConfig(
         connect=args.connect, spec=args.spec, dem_path=args.dem, time_coord=args.time_coord,
         decoder=args.decoder, window=args.window, commit=args.commit, shots=args.shots,
@@ -123,10 +127,13 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
         seed=args.seed,
         max_inflight=args.max_inflight, rtt_samples=args.rtt_samples, timeout_s=args.timeout,
         curve=curve, cpu=args.cpu))
+    verdict = emulate_verdict(report, args.budget_us, probe.stop())
+    report["verdict"] = verdict.as_dict()
     print(format_report(report))
+    print(format_verdict(verdict))
     if args.json:
         write_report(report, args.json)
-    return 0 if report["ok"] else 1
+    return int(verdict.exit_code)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="the main job on the embedded default")
     r.add_argument("--quick", action="store_true", help="a smaller run (for smoke tests)")
+    r.add_argument("--shots", type=int, default=None,
+                   help="shots to stream (default: 200,000; 2,000 with --quick)")
     r.set_defaults(func=_cmd_run)
 
     v = sub.add_parser("serve", help="run the decoder service (ZeroMQ ROUTER)")
@@ -202,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--curve-secret-key", default=None, help="client CURVE secret key file")
     e.add_argument("--curve-server-key", default=None, help="server CURVE public key file")
     e.add_argument("--cpu", type=int, default=None, help="pin the emulator to this CPU")
+    e.add_argument("--budget-us", type=float, default=None,
+                   help="judge the p99 service time of this run's streams against this, and "
+                        "the p99 reaction time against this plus the bare round trip")
     e.add_argument("--json", default=None, help="write the JSON report (qecd.emulate/1) here")
     e.set_defaults(func=_cmd_emulate)
 

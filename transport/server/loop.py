@@ -816,8 +816,9 @@ def run_server(config: ServerConfig, *, metrics_port: int | None = None,
     Installs the signal handlers, JSON logging on stderr, the Prometheus endpoint
     (``metrics_addr:metrics_port``, per-stream labels for ``metrics_streams`` streams), pins
     the process to ``cpu`` if given, removes shared-memory regions whose creator is dead (a
-    server killed with -9), freezes the GC generation of
-    start-up objects, and writes the per-round arrays to ``record_path`` (``.npz``) at exit.
+    server killed with -9), freezes the GC generation of start-up objects, removes the socket
+    files of ``ipc://`` endpoints at exit, and writes the per-round arrays to ``record_path``
+    (``.npz``) at exit.
     """
     configure_json_logging()
     if cpu is not None:
