@@ -358,4 +358,7 @@ def emulate_verdict(rep: dict, budget_us: float | None, load: Load | None = None
                       if kept_up is not None else ""),
         correct,
     ]
-    return Verdict(checks, load, [f"failure: {f}" for f in rep.get("failures", [])])
+    notes = [f"failure: {f}" for f in rep.get("failures", [])]
+    if load is not None:
+        notes.append("a server on this machine counts among the other processes")
+    return Verdict(checks, load, notes)
