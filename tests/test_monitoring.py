@@ -23,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 import qecd
 from qecd.cli import build_parser, spell_flags
 from qecd.transport.client import Client, ServerError
-from qecd.transport.protocol import ErrorCode, encode_error
+from qecd.transport.wire import ErrorCode, encode_error
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"

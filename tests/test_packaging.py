@@ -47,7 +47,7 @@ def test_license_file_holds_the_apache_2_text_pyproject_names():
 
 def test_version_is_written_once_and_qecd_version_prints_it():
     pyproject = (ROOT / "pyproject.toml").read_text()
-    assert not re.search(r"^version\s*=", pyproject, re.M)  # not typed a second time
+    assert not re.search(r"^version\s*=\s*\"", pyproject, re.M)  # not typed a second time
     assert re.search(r'^dynamic = \["version"\]', pyproject, re.M)
     assert 'version = {attr = "qecd.__version__"}' in pyproject
     assert importlib.metadata.version("qecd") == qecd.__version__
