@@ -21,7 +21,7 @@ from polling import wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
 import qecd
-from qecd.cli import build_parser, spell_flags
+from qecd.cli import build_parser
 from qecd.transport.client import Client, ServerError
 from qecd.transport.wire import ErrorCode, encode_error
 
@@ -202,6 +202,8 @@ def test_prometheus_server_scrapes_a_live_qecd_serve(live, tmp_path):
 
 
 def _serve_args(argv: list[str]):
+    from qecd.cli import spell_flags
+
     parser = build_parser()
     spell_flags(parser)
     return parser.parse_args(argv)
