@@ -17,7 +17,6 @@ import urllib.request
 import numpy as np
 import pytest
 import yaml
-from polling import wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
 import qecd
@@ -43,7 +42,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _drive(endpoint: str) -> None:
+def _drive(endpoint: str, wait_for) -> None:
     """Real traffic: two streams with rounds and corrections, one bad frame (an ERROR reply)
     and one ERROR sent to the server (never answered: a counted drop)."""
     with Client(endpoint) as client:
@@ -60,10 +59,10 @@ def _drive(endpoint: str) -> None:
 
 
 @pytest.fixture
-def live(qecd_serve):
+def live(qecd_serve, wait_for):
     serve = qecd_serve("--bind", "tcp://127.0.0.1:0", "--metrics-port", "0",
                        "--metrics-streams", "1")
-    _drive(serve.start["endpoints"][0])
+    _drive(serve.start["endpoints"][0], wait_for)
     return serve
 
 
@@ -156,7 +155,7 @@ def _prom_query(port: int, query: str) -> list:
 
 @needs_prometheus
 @pytest.mark.slow
-def test_prometheus_server_scrapes_a_live_qecd_serve(live, tmp_path):
+def test_prometheus_server_scrapes_a_live_qecd_serve(live, tmp_path, wait_for):
     target = live.start["metrics"]
     config = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
     config["global"]["scrape_interval"] = "1s"
