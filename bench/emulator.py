@@ -432,7 +432,7 @@ def format_report(report: dict) -> str:
     ...      "reaction_time": {"p50_us": 1.0, "p99_us": 2.0, "p99.9_us": 3.0, "max_us": 4.0},
     ...      "bare_round_trip": {"p50_us": 1.0, "p99_us": 2.0, "p99.9_us": 3.0, "max_us": 4.0}}
     >>> print(format_report(r).splitlines()[0])
-    qecd emulate: s, decoder uf, whole-shot, 10 shots on 1 stream(s): OK
+    qecd emulate: s, decoder uf, whole-shot, 10 shots on 1 stream(s): corrections OK ...
     """
     r = report
 
@@ -445,7 +445,8 @@ def format_report(report: dict) -> str:
     lw, lo = r["ler_wire"], r["ler_offline"]
     lines = [
         f"qecd emulate: {r['spec'] or r['dem']}, decoder {r['decoder']}, {how}, {r['shots']} "
-        f"shots on {r['streams']} stream(s): {'OK' if r['ok'] else 'FAILED'}",
+        f"shots on {r['streams']} stream(s): corrections "
+        f"{'OK' if r['ok'] else 'FAILED'} (budgets: the verdict below)",
         f"  rounds sent {r['rounds_sent']}, corrections {r['corrections_received']}/"
         f"{r['corrections_expected']}, lost {r['lost']}, duplicated {r['duplicated']}, "
         f"mismatches {r['mismatches']}",

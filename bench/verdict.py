@@ -87,7 +87,8 @@ def service_check(p99_us: float | None, budget_us: float | None, *, scope: str =
 
 
 def reaction_check(p99_us: float | None, budget_us: float | None,
-                   reference_us: float | None, reference: str) -> Check:
+                   reference_us: float | None, reference: str, *,
+                   floor: str = "the platform") -> Check:
     """The p99 reaction time against ``budget_us``, with the same run's floor
     ``reference_us`` stated beside it (``reference`` names it: what was measured, how).
 
@@ -112,9 +113,9 @@ def reaction_check(p99_us: float | None, budget_us: float | None,
     else:
         detail += f" p99 {_us(reference_us)} us"
         if not ok:
-            detail += (": the platform alone takes more than the budget"
+            detail += (f": {floor} alone takes more than the budget"
                        if reference_us >= budget_us else
-                       ": the excess is beyond the platform's own stalls")
+                       f": the excess is beyond what {floor} takes by itself")
     return Check("reaction time", MET if ok else NOT_MET, detail)
 
 
@@ -352,7 +353,8 @@ def emulate_verdict(rep: dict, budget_us: float | None, load: Load | None = None
     checks = [
         service_check(worst, budget_us, scope=f"worst of this run's {n} stream(s)"),
         reaction_check((rep.get("reaction_time") or {}).get("p99_us"), budget_us, rtt,
-                       "bare HEARTBEAT round trip (same connection, same run)"),
+                       "bare HEARTBEAT round trip (same connection, same run)",
+                       floor="the transport"),
         backlog_check(kept_up, offered, served,
                       how=f"{thr.get('late_sends', 0):,} sends over a cycle late"
                       if kept_up is not None else ""),
