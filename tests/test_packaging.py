@@ -184,3 +184,15 @@ def test_exit_codes_are_the_documented_ones():
     readme = (ROOT / "README.md").read_text()
     for code in ExitCode:
         assert re.search(rf"\|\s*`?{int(code)}`?\s*\|", readme), f"exit {int(code)} undocumented"
+
+
+def test_closing_a_server_leaves_the_ipc_file_another_server_bound_since(tmp_path):
+    from qecd.transport.server import Server, ServerConfig
+
+    path = tmp_path / "s.sock"
+    first = Server(ServerConfig(binds=(f"ipc://{path}",)))
+    second = Server(ServerConfig(binds=(f"ipc://{path}",)))  # libzmq replaces the file
+    first.close()
+    assert path.exists()  # the second server's socket, not the first's
+    second.close()
+    assert not path.exists()

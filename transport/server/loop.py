@@ -32,6 +32,7 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
@@ -143,6 +144,7 @@ class Server:
             for ep in config.binds:
                 sock.bind(ep)
                 self.endpoints.append(sock.getsockopt_string(zmq.LAST_ENDPOINT))
+            self._ipc_files = _ipc_files(self.endpoints)
         except BaseException:
             sock.close(0)
             self._stop_aux()
@@ -232,7 +234,7 @@ class Server:
         self._stop_aux()
         self._wake_r.close()
         self._wake_w.close()
-        _remove_ipc_files(self.endpoints)
+        _remove_ipc_files(self._ipc_files)
 
     def _stop_aux(self) -> None:
         if self._auth is not None:
@@ -783,18 +785,30 @@ class Server:
         log.info("shutdown_end", extra={"qecd": self.stats()})
 
 
-def _remove_ipc_files(endpoints: list[str]) -> None:
-    """Remove the socket files of bound ``ipc://`` endpoints (libzmq leaves them behind)."""
+def _ipc_files(endpoints: list[str]) -> dict[str, tuple[int, int]]:
+    """The socket files of bound ``ipc://`` endpoints, each with its (device, inode)."""
+    out = {}
     for ep in endpoints:
         path = ep[len("ipc://"):] if ep.startswith("ipc://") else ""
         if path and not path.startswith("@"):  # "@name": Linux abstract namespace, no file
-            try:
+            with contextlib.suppress(OSError):
+                st = os.stat(path)
+                out[path] = (st.st_dev, st.st_ino)
+    return out
+
+
+def _remove_ipc_files(files: dict[str, tuple[int, int]]) -> None:
+    """Remove the socket files this server bound (libzmq leaves them behind), unless another
+    process has bound the same path since (a different inode there now)."""
+    for path, ident in files.items():
+        try:
+            st = os.stat(path)
+            if (st.st_dev, st.st_ino) == ident:
                 os.unlink(path)
-            except FileNotFoundError:
-                pass
-            except OSError as e:
-                log.warning("ipc_unlink_failed", extra={"qecd": {"path": path,
-                                                                 "error": str(e)}})
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            log.warning("ipc_unlink_failed", extra={"qecd": {"path": path, "error": str(e)}})
 
 
 def _code_name(code: int) -> str:
@@ -843,6 +857,7 @@ def run_server(config: ServerConfig, *, metrics_port: int | None = None,
         log.info("server_start", extra={"qecd": {
             "endpoints": server.endpoints, "pid": os.getpid(),
             "metrics": None if httpd is None else f"{metrics_addr}:{httpd.server_port}",
+            "metrics_port": None if httpd is None else httpd.server_port,
             "curve": config.curve is not None, "timeout_ms": config.limits.timeout_ms,
             "max_streams": config.max_streams, "cpu": cpu}})
         server.serve()
