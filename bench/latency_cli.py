@@ -49,8 +49,8 @@ def add_latency_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-pin", "--no_pin", dest="pin", action="store_false",
                    help="do not pin server and emulator to separate CPUs")
     p.add_argument("--budget-us", "--budget_us", dest="budget_us", type=float, default=None,
-                   help="judge the p99 service time against this, and the p99 reaction time "
-                        "against this plus the platform stall reference (exit 1 if not met)")
+                   help="judge the p99 service and reaction times against this (the platform "
+                        "stall reference is printed beside; exit 1 if not met)")
     p.add_argument("--stall-s", "--stall_s", dest="stall_s", type=float, default=1.0,
                    help="seconds of the platform's own stalls to measure on the same CPUs "
                         "before streaming (0 skips; default %(default)s)")

@@ -212,8 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--curve-server-key", default=None, help="server CURVE public key file")
     e.add_argument("--cpu", type=int, default=None, help="pin the emulator to this CPU")
     e.add_argument("--budget-us", type=float, default=None,
-                   help="judge the p99 service time of this run's streams against this, and "
-                        "the p99 reaction time against this plus the bare round trip")
+                   help="judge the p99 service time of this run's streams and the p99 reaction "
+                        "time against this (the bare round trip is printed beside; exit 1 if "
+                        "not met)")
     e.add_argument("--json", default=None, help="write the JSON report (qecd.emulate/1) here")
     e.set_defaults(func=_cmd_emulate)
 
@@ -262,13 +263,14 @@ SINGLE_THREAD_POOLS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREA
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Every option's default in ``--help`` (unless it has none, or the help states it), and
-    only the dashed spelling of a flag whose underscored twin is kept as a hidden alias."""
+    """Every option's default in ``--help`` (unless it has none, is an on/off flag, or the help
+    states it), and only the dashed spelling of a flag whose underscored twin is kept as a
+    hidden alias."""
 
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
-        if (action.default in (None, False, argparse.SUPPRESS) or not action.option_strings
-                or "default" in text):
+        if (action.default is None or action.default is argparse.SUPPRESS
+                or action.nargs == 0 or not action.option_strings or "default" in text):
             return text
         return f"{text} (default: %(default)s)" if text else "default: %(default)s"
 

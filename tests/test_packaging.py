@@ -76,14 +76,16 @@ def test_every_option_with_a_default_shows_it_in_help():
     for path, sub in _subparsers(parser):
         formatter = sub._get_formatter()
         for action in sub._actions:
-            if (not action.option_strings or action.default in (None, False)
+            if (not action.option_strings or action.default is None or action.nargs == 0
                     or action.default is argparse.SUPPRESS):
-                continue
+                continue  # no default to show, or an on/off flag
             if "default" not in formatter._get_help_string(action):
                 missing.append(f"qecd {' '.join(path)} {action.option_strings[0]}")
     assert not missing, missing
     out = _qecd("emulate", "--help")
     assert "--shots SHOTS" in out.stdout and "(default: 1000)" in out.stdout
+    out = _qecd("bench", "latency", "--help")
+    assert "as fast as possible) (default: 0.0)" in " ".join(out.stdout.split())
 
 
 def test_help_shows_dashed_flags_and_underscored_spellings_still_parse():
