@@ -94,6 +94,12 @@ def test_every_metric_the_dashboard_and_the_alerts_name_is_exported(live):
     assert len(wanted) >= 15  # the check itself looks at something
     missing = sorted(n for n in wanted - PROMETHEUS_OWN if n not in scraped)
     assert not missing, f"named in deploy/ but not exported by qecd serve: {missing}"
+    # the budget bucket the alert and the dashboard select is one qecd exports
+    text = (DEPLOY / "grafana" / "qecd.json").read_text() + (
+        DEPLOY / "prometheus" / "qecd_alerts.yml").read_text()
+    bounds = {s.labels["le"] for s in scraped["qecd_round_service_seconds_bucket"]}
+    wanted_le = set(re.findall(r'le=\\?"([^"\\]+)\\?"', text))
+    assert wanted_le and wanted_le <= bounds, (wanted_le, bounds)
 
 
 def test_live_scrape_has_build_info_process_metrics_and_bounded_stream_labels(live):
