@@ -198,3 +198,21 @@ def test_closing_a_server_leaves_the_ipc_file_another_server_bound_since(tmp_pat
     assert path.exists()  # the second server's socket, not the first's
     second.close()
     assert not path.exists()
+
+
+@pytest.mark.slow
+def test_the_wheel_carries_the_licence_the_version_and_the_baselines(tmp_path):
+    import zipfile
+
+    out = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w",
+                          str(tmp_path), str(ROOT)], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    (wheel,) = tmp_path.glob("qecd-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    meta = zipfile.ZipFile(wheel).read(f"qecd-{qecd.__version__}.dist-info/METADATA").decode()
+    assert f"Version: {qecd.__version__}" in meta
+    assert f"qecd-{qecd.__version__}.dist-info/licenses/LICENSE" in names
+    assert f"qecd/bench/baseline/ratios/{_key()}.json" in names
+    assert any(n.startswith("qecd/bench/baseline/Linux-") and n.endswith(".json")
+               and "/ratios/" not in n for n in names)
