@@ -61,7 +61,7 @@ def _drive(endpoint: str, wait_for) -> None:
 @pytest.fixture
 def live(qecd_serve, wait_for):
     serve = qecd_serve("--bind", "tcp://127.0.0.1:0", "--metrics-port", "0",
-                       "--metrics-streams", "1")
+                       "--metrics-streams", "1", "--stream-timeout", "300")
     _drive(serve.start["endpoints"][0], wait_for)
     return serve
 
