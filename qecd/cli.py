@@ -163,8 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--metrics-addr", default="127.0.0.1",
                    help="address the metrics endpoint listens on (0.0.0.0: every interface)")
     v.add_argument("--metrics-streams", type=int, default=16,
-                   help="streams with their own label in the per-stream metrics (the oldest "
-                        "open ones); the rest are summed as stream=\"other\"")
+                   help="streams with their own label in the per-stream metrics (the first to "
+                        "open; a closing stream's label goes to the next new one); the rest "
+                        "are summed as stream=\"other\"")
     v.add_argument("--curve-secret-key", default=None,
                    help="server CURVE secret key file (zmq.auth .key_secret)")
     v.add_argument("--curve-allow", default=None,

@@ -17,6 +17,8 @@ import urllib.request
 import numpy as np
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 import qecd
@@ -66,6 +68,37 @@ def live(qecd_serve, wait_for):
     return serve
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 4), st.lists(st.tuples(st.sampled_from(["open", "close", "rounds",
+                                                              "scrape"]),
+                                             st.integers(0, 50)), max_size=60))
+def test_stream_labels_stay_bounded_and_other_never_goes_down(limit, events):
+    from qecd.transport.server.metrics import StreamLabels, StreamRow
+
+    labels = StreamLabels(limit)
+    rounds: dict[int, int] = {}  # the open streams' counts
+    total, next_id, last_other, seen_unlabelled = 0, 1, 0, set()
+    for kind, n in [*events, ("scrape", 0)]:
+        if kind == "open":
+            rounds[next_id] = 0
+            next_id += 1
+        elif kind == "close" and rounds:
+            del rounds[sorted(rounds)[n % len(rounds)]]
+        elif kind == "rounds" and rounds:
+            rounds[sorted(rounds)[n % len(rounds)]] += n
+            total += n
+        elif kind == "scrape":
+            out = labels.fold([StreamRow(i, r, 0, 0, 0, 0) for i, r in rounds.items()],
+                              StreamRow(0, total, 0, 0, 0, 0))
+            assert len(out) <= limit + 1 and out[-1][0] == "other"
+            assert sum(r.rounds for _, r in out) == total
+            assert out[-1][1].rounds >= last_other  # a counter: never down
+            last_other = out[-1][1].rounds
+            labelled = {int(k) for k, _ in out[:-1]}
+            assert not labelled & seen_unlabelled  # "other" for life
+            seen_unlabelled |= set(rounds) - labelled
+
+
 def _scrape(url: str) -> dict[str, list]:
     text = urllib.request.urlopen(url, timeout=10).read().decode()
     out: dict[str, list] = {}
@@ -110,7 +143,7 @@ def test_live_scrape_has_build_info_process_metrics_and_bounded_stream_labels(li
     for name in ("process_cpu_seconds_total", "process_resident_memory_bytes",
                  "process_open_fds", "process_start_time_seconds", "python_info"):
         assert name in scraped, name
-    # --metrics-streams 1: the oldest open stream by its id, the other one as "other"
+    # --metrics-streams 1: the first stream seen has its label, the other one is "other"
     by_stream = {s.labels["stream"]: s.value for s in scraped["qecd_stream_rounds_total"]}
     assert len(by_stream) == 2 and "other" in by_stream
     (total,) = scraped["qecd_rounds_total"]

@@ -204,8 +204,14 @@ def test_closing_a_server_leaves_the_ipc_file_another_server_bound_since(tmp_pat
 def test_the_wheel_carries_the_licence_the_version_and_the_baselines(tmp_path):
     import zipfile
 
+    import shutil
+
+    src = tmp_path / "src"  # a copy: setuptools writes build/ and *.egg-info beside the source
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
+        ".venv", ".git", "build", "dist", "reports", "*.egg-info", "__pycache__", ".*_cache",
+        ".hypothesis", ".benchmarks"))
     out = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w",
-                          str(tmp_path), str(ROOT)], capture_output=True, text=True,
+                          str(tmp_path), str(src)], capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     (wheel,) = tmp_path.glob("qecd-*.whl")

@@ -20,7 +20,7 @@ Everything else happens off the per-round path:
 - :class:`PrometheusCollector` turns the folded buckets and :class:`ServerCounters` into
   ``qecd_*`` metric families at scrape time (it never calls ``observe()``; what it shows is
   at most one housekeeping period old), with per-stream families over at most
-  ``max_stream_labels`` streams (:func:`fold_stream_rows`) and ``qecd_build_info``;
+  ``max_stream_labels`` streams (:class:`StreamLabels`) and ``qecd_build_info``;
 - :func:`start_metrics_http` serves them with prometheus_client's process and platform
   collectors (``process_*``, ``python_info``) on a chosen address and port.
 
@@ -47,7 +47,7 @@ from typing import NamedTuple
 import numpy as np
 
 __all__ = ["SERVICE_BUCKETS_S", "ServiceRecorder", "ServerCounters", "StreamRow",
-           "fold_stream_rows", "PrometheusCollector", "start_metrics_http",
+           "StreamLabels", "PrometheusCollector", "start_metrics_http",
            "MAX_STREAM_LABELS"]
 
 #: streams with their own ``stream`` label in the per-stream families; the rest are "other"
@@ -287,35 +287,62 @@ class StreamRow(NamedTuple):
     lag_ns: int  #: input lag of the stream's latest packet (see ``StreamSession.lag_ns``)
 
 
-def fold_stream_rows(rows: Sequence[StreamRow], totals: StreamRow, limit: int
-                     ) -> list[tuple[str, StreamRow]]:
-    """Bound the cardinality of per-stream labels: the ``limit`` open streams with the lowest
-    ids (the oldest: a label stays put while its stream lives) by their id, everything else as
-    ``"other"``.
+class StreamLabels:
+    """Which open streams get their own ``stream`` label: at most ``limit``, each for life.
 
-    ``other`` counters are ``totals`` minus the labelled streams, so the per-stream series of
-    a counter always sum to its server-wide family (``qecd_rounds_total``, ...): they take in
-    closed streams and rounds no stream owns. ``other`` gauges are the rest of the open
-    streams: uncommitted rounds summed, input lag the largest. ``stream_id`` of "other" is 0.
+    A stream takes a free label the first time a scrape sees it (lowest id first); a stream
+    first seen while every label is taken is ``"other"`` for life. A label is freed when its
+    stream closes and goes to the next stream not seen before. So no stream ever moves from
+    ``"other"`` to a label of its own, and ``"other"``'s counters (the server-wide total minus
+    the labelled streams: closed streams and rounds no stream owns included) never go down;
+    the per-stream series of a counter always sum to its server-wide family. ``"other"``'s
+    gauges are the unlabelled open streams': uncommitted rounds summed, the largest input
+    lag. Thread-safe (scrapes may overlap).
 
     Examples
     --------
+    >>> labels = StreamLabels(limit=2)
     >>> rows = [StreamRow(i, 10 * i, i, 0, 2, 1000 * i) for i in (5, 1, 9)]
-    >>> out = fold_stream_rows(rows, StreamRow(0, 200, 20, 3, 0, 0), limit=2)
-    >>> [(label, r.rounds, r.uncommitted, r.lag_ns) for label, r in out]
+    >>> [(k, r.rounds, r.uncommitted, r.lag_ns)
+    ...  for k, r in labels.fold(rows, StreamRow(0, 200, 20, 3, 0, 0))]
     [('1', 10, 2, 1000), ('5', 50, 2, 5000), ('other', 140, 2, 9000)]
+
+    Stream 1 closes: its label goes to the new stream 12, not to stream 9 ("other" for life).
+
+    >>> rows = [StreamRow(i, 10 * i, i, 0, 2, 1000 * i) for i in (5, 9, 12)]
+    >>> [(k, r.rounds) for k, r in labels.fold(rows, StreamRow(0, 330, 33, 3, 0, 0))]
+    [('5', 50), ('12', 120), ('other', 160)]
     """
-    if limit < 0:
-        raise ValueError(f"limit: expected >= 0 labelled streams, got {limit}")
-    ordered = sorted(rows)
-    shown, rest = ordered[:limit], ordered[limit:]
-    out = [(str(r.stream_id), r) for r in shown]
-    out.append(("other", StreamRow(
-        0, max(0, totals.rounds - sum(r.rounds for r in shown)),
-        max(0, totals.corrections - sum(r.corrections for r in shown)),
-        max(0, totals.errors - sum(r.errors for r in shown)),
-        sum(r.uncommitted for r in rest), max((r.lag_ns for r in rest), default=0))))
-    return out
+
+    def __init__(self, limit: int = MAX_STREAM_LABELS) -> None:
+        if limit < 0:
+            raise ValueError(f"limit: expected >= 0 labelled streams, got {limit}")
+        self.limit = int(limit)
+        self._labelled: set[int] = set()
+        self._seen_max = 0
+        self._lock = threading.Lock()
+
+    def fold(self, rows: Sequence[StreamRow], totals: StreamRow
+             ) -> list[tuple[str, StreamRow]]:
+        """``(label, row)`` per labelled open stream (by id), then ``("other", row)`` with
+        ``stream_id`` 0."""
+        ordered = sorted(rows)
+        with self._lock:
+            self._labelled &= {r.stream_id for r in ordered}
+            for r in ordered:
+                if r.stream_id > self._seen_max and len(self._labelled) < self.limit:
+                    self._labelled.add(r.stream_id)
+            if ordered:
+                self._seen_max = max(self._seen_max, ordered[-1].stream_id)
+            shown = [r for r in ordered if r.stream_id in self._labelled]
+        rest = [r for r in ordered if r.stream_id not in self._labelled]
+        out = [(str(r.stream_id), r) for r in shown]
+        out.append(("other", StreamRow(
+            0, max(0, totals.rounds - sum(r.rounds for r in shown)),
+            max(0, totals.corrections - sum(r.corrections for r in shown)),
+            max(0, totals.errors - sum(r.errors for r in shown)),
+            sum(r.uncommitted for r in rest), max((r.lag_ns for r in rest), default=0))))
+        return out
 
 
 def build_info() -> dict[str, str]:
@@ -351,7 +378,7 @@ class PrometheusCollector:
     (a callable returning the open streams' :class:`StreamRow`), also the per-stream
     ``qecd_stream_rounds_total``, ``qecd_stream_corrections_total``,
     ``qecd_stream_errors_total``, ``qecd_stream_uncommitted_rounds`` and
-    ``qecd_stream_input_lag_seconds``, labelled ``stream`` by :func:`fold_stream_rows`.
+    ``qecd_stream_input_lag_seconds``, labelled ``stream`` by :class:`StreamLabels`.
 
     Examples
     --------
@@ -371,7 +398,7 @@ class PrometheusCollector:
         self.counters = counters
         self.recorder = recorder
         self.stream_rows = stream_rows
-        self.max_stream_labels = max_stream_labels
+        self.labels = StreamLabels(max_stream_labels)
         self._build = build_info()
 
     def _per_stream(self) -> Iterator[object]:
@@ -380,10 +407,10 @@ class PrometheusCollector:
         c = self.counters
         totals = StreamRow(0, c.rounds_received, c.corrections_sent,
                            sum(dict(c.errors_sent).values()), 0, 0)
-        folded = fold_stream_rows(self.stream_rows(), totals, self.max_stream_labels)
+        folded = self.labels.fold(self.stream_rows(), totals)
         fams = (
             (CounterMetricFamily, "qecd_stream_rounds", "Syndrome rounds accepted, by stream "
-             "(the oldest open streams by id; the rest, closed ones included, as other)",
+             "(a bounded set of open streams; the rest, closed ones included, as other)",
              lambda r: r.rounds),
             (CounterMetricFamily, "qecd_stream_corrections", "CORRECTION packets sent, by "
              "stream", lambda r: r.corrections),
