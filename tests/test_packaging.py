@@ -202,9 +202,8 @@ def test_closing_a_server_leaves_the_ipc_file_another_server_bound_since(tmp_pat
 
 @pytest.mark.slow
 def test_the_wheel_carries_the_licence_the_version_and_the_baselines(tmp_path):
-    import zipfile
-
     import shutil
+    import zipfile
 
     src = tmp_path / "src"  # a copy: setuptools writes build/ and *.egg-info beside the source
     shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
