@@ -321,6 +321,8 @@ def latency_verdict(r: dict, load: Load | None = None) -> Verdict:
     ]
     if load is not None and stalls is not None and load.blocked_share is None:
         blocked = max((c.get("blocked_share", 0.0) for c in stalls.get("cpus", [])), default=0.0)
+        blocked = min(blocked, 1.0)  # the meter divides by its nominal seconds: a stall that
+        # runs past the end of the window reads as more than 100%
         load = Load(load.seconds, load.cpus, load.other_cpus, load.own_cpus, load.steal_share,
                     load.loadavg_1m, blocked)
     return Verdict(checks, load)
