@@ -35,6 +35,7 @@ verdict: FAIL (backlog not met)
 
 from __future__ import annotations
 
+import math
 import os
 import resource
 import time
@@ -345,6 +346,13 @@ def emulate_verdict(rep: dict, budget_us: float | None, load: Load | None = None
         offered = rep["streams"] * 1e6 / rep["cycle_us"]
         served = thr.get("rounds_per_s")
         kept_up = bool(served and served >= 0.95 * offered)
+    if offered and (served is None or not math.isfinite(served)):
+        backlog = Check("backlog", NOT_JUDGED, "the run did not finish streaming (no served "
+                        "rate)")
+    else:
+        backlog = backlog_check(kept_up, offered, served,
+                                how=f"{thr.get('late_sends', 0):,} sends over a cycle late"
+                                if kept_up is not None else "")
     errors = sum((rep.get("errors_received") or {}).values())
     correct = correctness_check(
         int(rep["lost"]), int(rep["duplicated"]),
@@ -357,9 +365,7 @@ def emulate_verdict(rep: dict, budget_us: float | None, load: Load | None = None
         reaction_check((rep.get("reaction_time") or {}).get("p99_us"), budget_us, rtt,
                        "bare HEARTBEAT round trip (same connection, same run)",
                        floor="the transport"),
-        backlog_check(kept_up, offered, served,
-                      how=f"{thr.get('late_sends', 0):,} sends over a cycle late"
-                      if kept_up is not None else ""),
+        backlog,
         correct,
     ]
     notes = [f"failure: {f}" for f in rep.get("failures", [])]

@@ -135,6 +135,14 @@ def test_emulate_judges_the_runs_own_streams_not_the_servers_lifetime():
     assert reaction.detail.endswith("the excess is beyond what the transport takes by itself")
 
 
+def test_emulate_that_never_finished_streaming_does_not_judge_its_backlog():
+    v = emulate_verdict(_emulate_report(lost=254, throughput={"rounds_per_s": float("nan")}),
+                        budget_us=None)
+    st = _status(v)
+    assert st["backlog"] == NOT_JUDGED and st["correctness"] == NOT_MET
+    assert "nan" not in format_verdict(v) and v.exit_code == ExitCode.INCORRECT
+
+
 def test_emulate_failures_none_of_the_counts_cover_are_correctness_failures():
     v = emulate_verdict(_emulate_report(ok=False, cycle_us=None,
                                         failures=["closing stream 3: timed out"]),
