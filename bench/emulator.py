@@ -30,7 +30,8 @@ collects every reply and reports, as JSON (schema ``qecd.emulate/1``, below):
 - ``spec``/``dem``, ``decoder``, ``window``, ``commit`` (in force, from ACCEPT), ``shots``,
   ``streams``, ``rounds_per_shot``, ``mode``, ``cycle_us``, ``max_inflight``, ``throughput``
   (wall time, rounds/s, late sends), ``seeds``, ``cpu_affinity``, ``machine``;
-- ``ok`` and ``failures`` (why not ok). ``qecd emulate`` exits 1 unless ``ok``.
+- ``ok`` and ``failures`` (why not ok). ``qecd emulate`` exits 3 unless ``ok``, 1 when a budget
+  of its verdict (:mod:`qecd.bench.verdict`) was not met.
 
 Example
 -------
