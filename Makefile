@@ -8,7 +8,9 @@ REPORTS ?= reports
 GATE_STAT      ?= min
 GATE_PCT       ?= 35
 BENCH_STORAGE  ?= file://bench/baseline
-RATIO_BASELINE ?= bench/baseline/ratios.json
+# ratio baselines are per Python and machine: bench/baseline/ratios/<key>.json (see gate.py)
+RATIO_BASELINE ?=
+GATE_BASELINE   = $(if $(RATIO_BASELINE),--baseline $(RATIO_BASELINE))
 
 .PHONY: run test bench bench-gate bench-baseline lint clean
 
@@ -32,22 +34,24 @@ bench: $(STAMP)
 	    --benchmark-json=$(REPORTS)/benchmarks.json --benchmark-columns=min,median,iqr,max,rounds
 	$(VENV)/bin/qecd bench latency --cycle-us 1 --budget-us 10 --shots 200000 \
 	    --json $(REPORTS)/latency.json --plot $(REPORTS)
-	$(VENV)/bin/qecd bench gate --baseline $(RATIO_BASELINE) --json $(REPORTS)/gate.json
+	$(VENV)/bin/qecd bench gate $(GATE_BASELINE) --json $(REPORTS)/gate.json
 
 # CI gate: per-kernel minimum times against the stored pytest-benchmark baseline (fails
 # beyond GATE_PCT%; minimums survive a loaded machine, medians swung up to 76% here),
 # then ratios measured in one run against their limits (survive slower CI machines).
+# Without a baseline for this Python and machine it stops first, saying so (exit 5).
 bench-gate: $(STAMP)
+	$(VENV)/bin/qecd bench gate --check-baseline $(GATE_BASELINE)
 	$(PY) -m pytest bench -q -p no:cacheprovider --benchmark-only \
 	    --benchmark-storage=$(BENCH_STORAGE) --benchmark-compare \
 	    --benchmark-compare-fail=$(GATE_STAT):$(GATE_PCT)%
-	$(VENV)/bin/qecd bench gate --baseline $(RATIO_BASELINE)
+	$(VENV)/bin/qecd bench gate $(GATE_BASELINE)
 
 # Refresh both baselines on the reference machine (commit bench/baseline/ afterwards).
 bench-baseline: $(STAMP)
 	$(PY) -m pytest bench -q -p no:cacheprovider --benchmark-only \
 	    --benchmark-storage=$(BENCH_STORAGE) --benchmark-save=baseline
-	$(VENV)/bin/qecd bench gate --write-baseline --baseline $(RATIO_BASELINE)
+	$(VENV)/bin/qecd bench gate --write-baseline $(GATE_BASELINE)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

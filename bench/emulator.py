@@ -30,7 +30,8 @@ collects every reply and reports, as JSON (schema ``qecd.emulate/1``, below):
 - ``spec``/``dem``, ``decoder``, ``window``, ``commit`` (in force, from ACCEPT), ``shots``,
   ``streams``, ``rounds_per_shot``, ``mode``, ``cycle_us``, ``max_inflight``, ``throughput``
   (wall time, rounds/s, late sends), ``seeds``, ``cpu_affinity``, ``machine``;
-- ``ok`` and ``failures`` (why not ok). ``qecd emulate`` exits 1 unless ``ok``.
+- ``ok`` and ``failures`` (why not ok). ``qecd emulate`` exits 3 unless ``ok``, 1 when a budget
+  of its verdict (:mod:`qecd.bench.verdict`) was not met.
 
 Example
 -------
@@ -432,7 +433,7 @@ def format_report(report: dict) -> str:
     ...      "reaction_time": {"p50_us": 1.0, "p99_us": 2.0, "p99.9_us": 3.0, "max_us": 4.0},
     ...      "bare_round_trip": {"p50_us": 1.0, "p99_us": 2.0, "p99.9_us": 3.0, "max_us": 4.0}}
     >>> print(format_report(r).splitlines()[0])
-    qecd emulate: s, decoder uf, whole-shot, 10 shots on 1 stream(s): OK
+    qecd emulate: s, decoder uf, whole-shot, 10 shots on 1 stream(s): corrections OK ...
     """
     r = report
 
@@ -445,13 +446,16 @@ def format_report(report: dict) -> str:
     lw, lo = r["ler_wire"], r["ler_offline"]
     lines = [
         f"qecd emulate: {r['spec'] or r['dem']}, decoder {r['decoder']}, {how}, {r['shots']} "
-        f"shots on {r['streams']} stream(s): {'OK' if r['ok'] else 'FAILED'}",
+        f"shots on {r['streams']} stream(s): corrections "
+        f"{'OK' if r['ok'] else 'FAILED'} (budgets: the verdict below)",
         f"  rounds sent {r['rounds_sent']}, corrections {r['corrections_received']}/"
         f"{r['corrections_expected']}, lost {r['lost']}, duplicated {r['duplicated']}, "
         f"mismatches {r['mismatches']}",
         f"  LER wire {lw['rate']:.5f} [{lw['ci95'][0]:.5f}, {lw['ci95'][1]:.5f}], offline "
         f"{lo['rate']:.5f} [{lo['ci95'][0]:.5f}, {lo['ci95'][1]:.5f}]",
-        f"  service time  {lat(r['service_time'])}",
+        f"  service time  {lat(r['service_time'])} (server: every round since it started)",
+        *[f"    stream {i}     {lat(st)} (this run's rounds, exact)"
+          for i, st in enumerate(r["service_time"].get("by_stream", []))],
         f"  reaction time {lat(r['reaction_time'])}",
         f"  bare RTT      {lat(r['bare_round_trip'])}",
     ]

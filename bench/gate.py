@@ -12,6 +12,12 @@ never regresses; an unmet target is reported (``target_met``) and only regressio
 pytest-benchmark's own ``--benchmark-compare-fail`` (medians against a stored run) is the
 other half of ``make bench-gate``; see the README.
 
+Baselines are kept per Python and machine, :func:`baseline_key` (``Linux-CPython-3.11-x86_64``):
+the ratio files in ``bench/baseline/ratios/KEY.json`` (shipped with the package) and
+pytest-benchmark's runs in ``bench/baseline/<its machine id>/``. Where none matches, the gate
+says so, names the key and exits :attr:`~qecd.exit_codes.ExitCode.NO_BASELINE` (5) instead
+of comparing against another machine's figures.
+
 Example
 -------
 >>> r = measure_ratio("repetition:d=3,r=3,p=0.01", "pymatching", "pymatching",
@@ -23,8 +29,12 @@ True
 from __future__ import annotations
 
 import json
+import os
+import platform
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -32,6 +42,49 @@ from qecd.codes import build_experiment
 from qecd.decoder import make_decoder
 
 SCHEMA = "qecd.bench.gate/1"
+
+#: where the baselines live: ``bench/baseline`` in the repository, ``qecd/bench/baseline``
+#: when installed (package data)
+BASELINE_DIR = Path(__file__).resolve().parent / "baseline"
+
+
+def baseline_key() -> str:
+    """The key of this Python and machine, e.g. ``Linux-CPython-3.11-x86_64``.
+
+    >>> baseline_key().count("-") >= 3
+    True
+    """
+    major, minor = platform.python_version_tuple()[:2]
+    return (f"{platform.system()}-{platform.python_implementation()}-{major}.{minor}-"
+            f"{platform.machine()}")
+
+
+def pytest_benchmark_machine_id() -> str:
+    """The folder name pytest-benchmark stores this machine's runs under (its
+    ``get_machine_id``: system, implementation, Python major.minor, pointer width)."""
+    major, minor = platform.python_version_tuple()[:2]
+    return (f"{platform.system()}-{platform.python_implementation()}-{major}.{minor}-"
+            f"{platform.architecture()[0]}")
+
+
+def ratio_baseline_path(base_dir: Path | str = BASELINE_DIR) -> Path:
+    """``base_dir/ratios/<baseline_key()>.json``."""
+    return Path(base_dir) / "ratios" / f"{baseline_key()}.json"
+
+
+def missing_baselines(base_dir: Path | str = BASELINE_DIR, *,
+                      ratios_path: str | None = None, pytest_benchmark: bool = True
+                      ) -> list[str]:
+    """What ``make bench-gate`` would compare against and cannot find, as sentences."""
+    missing = []
+    ratios = Path(ratios_path) if ratios_path else ratio_baseline_path(base_dir)
+    if not ratios.is_file():
+        missing.append(f"no ratio baseline for {baseline_key()} ({ratios})")
+    runs = Path(base_dir) / pytest_benchmark_machine_id()
+    if pytest_benchmark and not any(runs.glob("*.json")):
+        missing.append(f"no pytest-benchmark baseline for {pytest_benchmark_machine_id()} "
+                       f"({runs}/)")
+    return missing
 
 #: name -> (spec, candidate, reference, hard limit or None)
 DEFAULT_RATIOS: dict[str, tuple[str, str, str, float | None]] = {
@@ -109,24 +162,44 @@ def format_gate(report: dict) -> str:
     return "\n".join(lines)
 
 
-def gate_main(baseline_path: str, *, write: bool = False, shots: int = 5000,
-              repeats: int = 7, json_path: str | None = None) -> int:
-    """CLI body: exit 0 when every ratio is within its limit (or a baseline was written)."""
+def gate_main(baseline_path: str | None, *, write: bool = False, shots: int = 5000,
+              repeats: int = 7, json_path: str | None = None, check_only: bool = False) -> int:
+    """CLI body of ``qecd bench gate``; returns the exit code.
+
+    0 when every ratio is within its limit (or a baseline was written, or ``check_only`` found
+    the baselines), 1 when a ratio is over its limit, 5 when there is no baseline for this
+    Python and machine (one line on stderr naming the key; no traceback).
+    """
+    from qecd.exit_codes import ExitCode
+
+    path = Path(baseline_path) if baseline_path else ratio_baseline_path()
     if write:
         report = run_gate(None, shots=shots, repeats=repeats)
-        baseline = {"schema": SCHEMA, "ratios": {
+        baseline = {"schema": SCHEMA, "key": baseline_key(), "ratios": {
             k: {"max": v["max"], "baseline": v["ratio"], "spec": v["spec"]}
             for k, v in report["ratios"].items()}}
-        with open(baseline_path, "w") as f:
+        os.makedirs(path.parent, exist_ok=True)
+        with open(path, "w") as f:
             json.dump(baseline, f, indent=2)
         print(format_gate(report))
-        print(f"wrote {baseline_path}")
-        return 0
-    with open(baseline_path) as f:
+        print(f"wrote {path}")
+        return ExitCode.OK
+    missing = missing_baselines(ratios_path=baseline_path, pytest_benchmark=check_only)
+    if missing:
+        for line in missing:
+            print(f"qecd bench gate: {line}; run `make bench-baseline` on this machine "
+                  "(or `qecd bench gate --write-baseline`) to create it", file=sys.stderr)
+        return ExitCode.NO_BASELINE
+    if check_only:
+        print(f"qecd bench gate: baselines for {baseline_key()} found")
+        return ExitCode.OK
+    with open(path) as f:
         baseline = json.load(f)
     report = run_gate(baseline, shots=shots, repeats=repeats)
+    report["baseline"] = {"path": str(path), "key": baseline.get("key", baseline_key())}
+    print(f"baseline {path}")
     print(format_gate(report))
     if json_path:
         with open(json_path, "w") as f:
             json.dump(report, f, indent=2)
-    return 0 if report["passed"] else 1
+    return ExitCode.OK if report["passed"] else ExitCode.BUDGET_MISSED

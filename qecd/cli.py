@@ -11,8 +11,10 @@ Subcommands
 ``qecd serve --bind tcp://127.0.0.1:5555 [--bind ipc:///tmp/qecd.sock] [--metrics-port N] ...``
     The decoder service (:func:`qecd.transport.server.run_server`) until SIGINT/SIGTERM.
 ``qecd emulate --connect ADDR --spec S | --dem FILE [--decoder D] [--shots N] ...``
-    The control-system emulator (:func:`qecd.bench.emulator.run_emulation`); exits 1
-    unless every correction arrived once and matched the offline decode.
+    The control-system emulator (:func:`qecd.bench.emulator.run_emulation`), ending with
+    the verdict block of :mod:`qecd.bench.verdict`; exits 3 unless every correction arrived
+    once and matched the offline decode, 1 when a budget (``--budget-us``, backlog in paced
+    mode) was not met.
 
 Example
 -------
@@ -30,6 +32,8 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+
+from qecd.exit_codes import ExitCode
 
 
 def _cmd_codes(args: argparse.Namespace) -> int:
@@ -57,7 +61,7 @@ def _cmd_bench_gate(args: argparse.Namespace) -> int:
     from qecd.bench.gate import gate_main
 
     return gate_main(args.baseline, write=args.write_baseline, shots=args.shots,
-                     repeats=args.repeats, json_path=args.json)
+                     repeats=args.repeats, json_path=args.json, check_only=args.check_baseline)
 
 
 def _cmd_bench_accuracy(args: argparse.Namespace) -> int:
@@ -75,7 +79,7 @@ def _cmd_bench_accuracy(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from qecd.run import main_job
 
-    return main_job(quick=args.quick)
+    return main_job(quick=args.quick, shots=args.shots)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -99,7 +103,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                           max_ring_streams_per_client=args.max_ring_streams_per_client,
                           sndhwm=args.hwm, rcvhwm=args.hwm,
                           record_capacity=args.record_capacity, curve=curve)
-    return run_server(config, metrics_port=args.metrics_port, record_path=args.record,
+    return run_server(config, metrics_port=args.metrics_port, metrics_addr=args.metrics_addr,
+                      metrics_streams=args.metrics_streams, record_path=args.record,
                       cpu=args.cpu)
 
 
@@ -114,6 +119,7 @@ def _cmd_conformance(args: argparse.Namespace) -> int:
 
 def _cmd_emulate(args: argparse.Namespace) -> int:
     from qecd.bench.emulator import EmulateConfig, format_report, run_emulation, write_report
+    from qecd.bench.verdict import LoadProbe, emulate_verdict, format_verdict
     from qecd.transport.auth import CurveClientKeys
 
     if (args.spec is None) == (args.dem is None):
@@ -122,6 +128,7 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
     curve = None
     if args.curve_secret_key or args.curve_server_key:
         curve = CurveClientKeys.from_files(args.curve_secret_key, args.curve_server_key)
+    probe = LoadProbe()
     report = run_emulation(EmulateConfig(
         connect=args.connect, spec=args.spec, dem_path=args.dem, time_coord=args.time_coord,
         decoder=args.decoder, window=args.window, commit=args.commit, shots=args.shots,
@@ -129,15 +136,21 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
         seed=args.seed,
         max_inflight=args.max_inflight, rtt_samples=args.rtt_samples, timeout_s=args.timeout,
         curve=curve, cpu=args.cpu))
+    verdict = emulate_verdict(report, args.budget_us, probe.stop())
+    report["verdict"] = verdict.as_dict()
     print(format_report(report))
+    print(format_verdict(verdict))
     if args.json:
         write_report(report, args.json)
-    return 0 if report["ok"] else 1
+    return int(verdict.exit_code)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for docs and tests)."""
+    from qecd import __version__
+
     p = argparse.ArgumentParser(prog="qecd", description="qecd: a real-time QEC decoder service")
+    p.add_argument("--version", action="version", version=f"qecd {__version__}")
     sub = p.add_subparsers(dest="command")
 
     c = sub.add_parser("codes", help="list the code catalog")
@@ -147,13 +160,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="the main job on the embedded default")
     r.add_argument("--quick", action="store_true", help="a smaller run (for smoke tests)")
+    r.add_argument("--shots", type=int, default=None,
+                   help="shots to stream (default: 200,000; 2,000 with --quick)")
     r.set_defaults(func=_cmd_run)
 
     v = sub.add_parser("serve", help="run the decoder service (ZeroMQ ROUTER)")
     v.add_argument("--bind", action="append", help="endpoint to bind (repeatable; default "
                    "tcp://127.0.0.1:5555), e.g. ipc:///tmp/qecd.sock")
     v.add_argument("--metrics-port", type=int, default=None,
-                   help="serve Prometheus metrics on 127.0.0.1:PORT/metrics")
+                   help="serve Prometheus metrics on METRICS_ADDR:PORT/metrics")
+    v.add_argument("--metrics-addr", default="127.0.0.1",
+                   help="address the metrics endpoint listens on (0.0.0.0: every interface)")
+    v.add_argument("--metrics-streams", type=int, default=16,
+                   help="streams with their own label in the per-stream metrics (the first to "
+                        "open; a closing stream's label goes to the next new one); the rest "
+                        "are summed as stream=\"other\"")
     v.add_argument("--curve-secret-key", default=None,
                    help="server CURVE secret key file (zmq.auth .key_secret)")
     v.add_argument("--curve-allow", default=None,
@@ -192,14 +213,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--decoder", default="pymatching", help="pymatching, uf, bp-cluster, ...")
     e.add_argument("--window", type=int, default=None, help="sliding window (rounds)")
     e.add_argument("--commit", type=int, default=None, help="rounds committed per window")
-    e.add_argument("--shots", type=int, default=1000)
+    e.add_argument("--shots", type=int, default=1000, help="shots in all (split over streams)")
     e.add_argument("--streams", type=int, default=1, help="concurrent streams")
     e.add_argument("--rounds-per-packet", type=int, default=1,
                    help="rounds per SYNDROME packet; paced: K rounds every K cycles "
                         "(default %(default)s)")
     e.add_argument("--cycle-us", type=float, default=None,
                    help="send one round per stream every X us (default: as fast as possible)")
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--seed", type=int, default=0, help="stim sampling seed")
     e.add_argument("--max-inflight", type=int, default=None,
                    help="rounds per stream sent and not yet corrected")
     e.add_argument("--rtt-samples", type=int, default=1000,
@@ -208,6 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--curve-secret-key", default=None, help="client CURVE secret key file")
     e.add_argument("--curve-server-key", default=None, help="server CURVE public key file")
     e.add_argument("--cpu", type=int, default=None, help="pin the emulator to this CPU")
+    e.add_argument("--budget-us", type=float, default=None,
+                   help="judge the p99 service time of this run's streams and the p99 reaction "
+                        "time against this (the bare round trip is printed beside; exit 1 if "
+                        "not met)")
     e.add_argument("--json", default=None, help="write the JSON report (qecd.emulate/1) here")
     e.set_defaults(func=_cmd_emulate)
 
@@ -221,19 +246,24 @@ def build_parser() -> argparse.ArgumentParser:
     lat.set_defaults(func=_cmd_bench_latency)
     add_sweep_parser(bsub)
     g = bsub.add_parser("gate", help="CI gate on ratios measured in one run")
-    g.add_argument("--baseline", default="bench/baseline/ratios.json")
+    g.add_argument("--baseline", default=None,
+                   help="baseline file (default: the one shipped with qecd for this Python "
+                        "and machine, bench/baseline/ratios-KEY.json)")
     g.add_argument("--write-baseline", "--write_baseline", dest="write_baseline",
                    action="store_true", help="measure and write the baseline instead")
-    g.add_argument("--shots", type=int, default=5000)
-    g.add_argument("--repeats", type=int, default=7)
+    g.add_argument("--check-baseline", action="store_true",
+                   help="only say whether the baselines for this Python and machine exist "
+                        "(exit 0) or not (exit 5)")
+    g.add_argument("--shots", type=int, default=5000, help="shots per timing")
+    g.add_argument("--repeats", type=int, default=7, help="alternating timings per ratio")
     g.add_argument("--json", default=None, help="write the gate report here")
     g.set_defaults(func=_cmd_bench_gate)
     a = bsub.add_parser("accuracy", help="LER and decode time of decoders on the same shots")
     a.add_argument("--spec", required=True, help="experiment spec, e.g. surface:d=5,p=0.003")
     a.add_argument("--decoders", default="pymatching,uf",
                    help="comma-separated decoder names (e.g. uf,uf-w10c5,ldpc-bposd)")
-    a.add_argument("--shots", type=int, default=10_000)
-    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--shots", type=int, default=10_000, help="shots, the same for every decoder")
+    a.add_argument("--seed", type=int, default=0, help="stim sampling seed")
     a.add_argument("--reference", default=None,
                    help="reference decoder (default: pymatching, or ldpc-bposd for qLDPC)")
     a.add_argument("--json", default=None, help="write the JSON report here")
@@ -250,12 +280,77 @@ SINGLE_THREAD_POOLS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREA
                        "NUMBA_NUM_THREADS")
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's default in ``--help`` (unless it has none, is an on/off flag, or the help
+    states it), and only the dashed spelling of a flag whose underscored twin is kept as a
+    hidden alias."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (action.default is None or action.default is argparse.SUPPRESS
+                or action.nargs == 0 or not action.option_strings or "default" in text):
+            return text
+        return f"{text} (default: %(default)s)" if text else "default: %(default)s"
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        every = action.option_strings
+        action.option_strings = [o for o in every if "_" not in o] or every
+        try:
+            return super()._format_action_invocation(action)
+        finally:
+            action.option_strings = every
+
+
+def spell_flags(parser: argparse.ArgumentParser) -> None:
+    """Give every ``--long-flag`` of ``parser`` and its subcommands the underscored alias
+    ``--long_flag`` (and the reverse), dashed spelling first; help shows the dashed one.
+
+    >>> p = argparse.ArgumentParser(); _ = p.add_argument("--max-errors", type=int)
+    >>> spell_flags(p); p.parse_args(["--max_errors", "3"]).max_errors
+    3
+    """
+    parser.formatter_class = HelpFormatter
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                spell_flags(sub)
+            continue
+        for opt in list(action.option_strings):
+            if not opt.startswith("--"):
+                continue
+            for twin in ("--" + opt[2:].replace("_", "-"), "--" + opt[2:].replace("-", "_")):
+                if twin not in parser._option_string_actions:
+                    action.option_strings.append(twin)
+                    parser._option_string_actions[twin] = action
+        action.option_strings.sort(key=lambda o: "_" in o)
+
+
+#: Modules qecd imports only for some commands, and the extra that installs each.
+OPTIONAL_MODULES = {"sinter": "research", "ldpc": "research", "matplotlib": "research",
+                    "relay_bp": "research", "dask": "research", "distributed": "research",
+                    "pytest": "test", "pytest_benchmark": "bench"}
+
+
+def missing_module_hint(exc: ModuleNotFoundError) -> str:
+    """One line naming the package a command needs and how to install it.
+
+    >>> missing_module_hint(ModuleNotFoundError("No module named 'sinter'", name="sinter"))
+    "needs the package 'sinter', which is not installed: pip install 'qecd[research]'"
+    """
+    top = (exc.name or "?").split(".")[0]
+    extra = OPTIONAL_MODULES.get(top)
+    how = f"pip install 'qecd[{extra}]'" if extra else f"pip install {top}"
+    return f"needs the package '{top}', which is not installed: {how}"
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run ``qecd`` with ``argv``; returns the exit code (see README, "Exit codes")."""
     import os
 
     for var in SINGLE_THREAD_POOLS:
         os.environ.setdefault(var, "1")
     parser = build_parser()
+    spell_flags(parser)
     args = parser.parse_args(argv)
     func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
     if func is None:
@@ -264,10 +359,23 @@ def main(argv: list[str] | None = None) -> int:
     from qecd.errors import QecdError
 
     try:
-        return func(args)
+        code = func(args)
+        sys.stdout.flush()  # a closed pipe shows here, where it is handled, not at exit
+        return code
     except QecdError as e:
         print(f"qecd: error: {e}", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
+    except BrokenPipeError:
+        # the reader went away (`qecd codes | head -1`): no traceback, and no second one at
+        # exit when Python flushes stdout into the closed pipe
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return ExitCode.BROKEN_PIPE
+    except ModuleNotFoundError as e:
+        if e.name and e.name.split(".")[0] == "qecd":
+            raise
+        print(f"qecd {args.command}: error: {missing_module_hint(e)}", file=sys.stderr)
+        return ExitCode.USAGE
 
 
 if __name__ == "__main__":

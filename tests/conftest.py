@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -133,3 +135,61 @@ def no_shm_leak() -> Iterator[Callable[[], set[str]]]:
         _wait_for(lambda: _my_regions() <= before, timeout_s=5)
     left = _my_regions() - before
     assert not left, f"shared-memory regions outlived the test: {sorted(left)}"
+
+
+class ServeProcess:
+    """A ``qecd serve`` child process with its log in a file; ``start`` is its
+    ``server_start`` log event (endpoints, metrics address)."""
+
+    def __init__(self, args: list[str], log_path) -> None:
+        self.log = open(log_path, "w+")
+        self.proc = subprocess.Popen([sys.executable, "-m", "qecd", "serve", *args],
+                                     stdout=subprocess.DEVNULL, stderr=self.log, text=True)
+        self.start: dict | None = None
+
+    def started(self) -> bool:
+        self.log.seek(0)
+        for line in self.log:
+            if '"server_start"' in line:
+                self.start = json.loads(line)
+                return True
+        return False
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{self.start['metrics']}/metrics"
+
+    def stop(self) -> int:
+        """SIGINT (graceful), then SIGKILL after 30 s; returns the exit code."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def qecd_serve(tmp_path) -> Iterator[Callable[..., ServeProcess]]:
+    """``serve = qecd_serve(*args)``: ``qecd serve ARGS`` in a child process, returned once it
+    logged ``server_start`` (``serve.start["endpoints"]``, ``serve.start["metrics"]``,
+    ``serve.metrics_url``); ``serve.stop()`` stops it gracefully and returns its exit code.
+    Every one still running is stopped at teardown."""
+    procs: list[ServeProcess] = []
+
+    def start(*args: str) -> ServeProcess:
+        p = ServeProcess(list(args), tmp_path / f"serve{len(procs)}.log")
+        procs.append(p)
+        _wait_for(lambda: p.started() or p.proc.poll() is not None, timeout_s=90)
+        if p.start is None:
+            p.stop()
+            pytest.fail(f"qecd serve did not start: {open(p.log.name).read()[-2000:]}")
+        return p
+
+    yield start
+    for p in procs:
+        with contextlib.suppress(Exception):
+            p.stop()

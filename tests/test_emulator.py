@@ -119,7 +119,8 @@ def test_a_server_killed_mid_run_still_gets_a_report_with_unanswered_shots_lost(
         proc.wait(30)
     finally:
         t.join(120)
-    assert result["p"].returncode == 1, result["p"].stdout + result["p"].stderr
+    # lost corrections are a correctness failure: exit 3 (qecd.exit_codes.ExitCode.INCORRECT)
+    assert result["p"].returncode == 3, result["p"].stdout + result["p"].stderr
     r = json.loads(out.read_text())
     assert 0 < r["shots_unanswered"] < 400 and r["lost"] > 0
     assert r["mismatches"] == 0 and r["ok"] is False

@@ -23,7 +23,7 @@ FOLDERS = {"qecd": "qecd", "codes": "qecd.codes", "decoder": "qecd.decoder",
 
 #: (layer name, module prefixes), lowest first
 LAYERS = [
-    ("base", ("qecd.errors", "qecd._jit", "qecd.__init__")),
+    ("base", ("qecd.errors", "qecd._jit", "qecd.__init__", "qecd.exit_codes")),
     ("codes", ("qecd.codes",)),
     ("decoder", ("qecd.decoder",)),
     ("wire", ("qecd.transport.wire",)),

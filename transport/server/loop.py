@@ -32,6 +32,7 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
@@ -48,7 +49,13 @@ from qecd.transport.auth import configure_server_socket, start_authenticator
 from qecd.transport.engine import STEP_DONE, STEP_NO_SOLUTION
 from qecd.transport.server.config import ServerConfig
 from qecd.transport.server.logs import ErrorSummary, JsonFormatter, configure_json_logging
-from qecd.transport.server.metrics import ServerCounters, ServiceRecorder, start_metrics_http
+from qecd.transport.server.metrics import (
+    MAX_STREAM_LABELS,
+    ServerCounters,
+    ServiceRecorder,
+    StreamRow,
+    start_metrics_http,
+)
 from qecd.transport.server.plan_builds import PendingHello, PlanBuilds
 from qecd.transport.server.rate_limit import RateLimiter
 from qecd.transport.server.session import DecoderPool, StreamPlan, StreamSession, plan_key
@@ -139,6 +146,7 @@ class Server:
             for ep in config.binds:
                 sock.bind(ep)
                 self.endpoints.append(sock.getsockopt_string(zmq.LAST_ENDPOINT))
+            self._ipc_files = _ipc_files(self.endpoints)
         except BaseException:
             sock.close(0)
             self._stop_aux()
@@ -228,6 +236,7 @@ class Server:
         self._stop_aux()
         self._wake_r.close()
         self._wake_w.close()
+        _remove_ipc_files(self._ipc_files)
 
     def _stop_aux(self) -> None:
         if self._auth is not None:
@@ -705,6 +714,13 @@ class Server:
                             f"{MsgType(header.msg_type).name} is only sent by the server")
 
     # -- stats, housekeeping, shutdown ----------------------------------------------------
+    def stream_rows(self) -> list[StreamRow]:
+        """The open streams' figures for the per-stream metrics (read from the exporter's
+        thread: one C-level copy of the stream table, then plain int reads)."""
+        return [StreamRow(s.stream_id, s.rounds_received, s.corrections_sent, s.errors_sent,
+                          max(0, s.next_round - s.committed), s.lag_ns)
+                for s in list(self._streams.values())]
+
     def stats(self) -> dict[str, object]:
         """The whole-server STATS map (see docs/protocol.md §6.6)."""
         c = self.counters
@@ -792,6 +808,32 @@ class Server:
         log.info("shutdown_end", extra={"qecd": self.stats()})
 
 
+def _ipc_files(endpoints: list[str]) -> dict[str, tuple[int, int]]:
+    """The socket files of bound ``ipc://`` endpoints, each with its (device, inode)."""
+    out = {}
+    for ep in endpoints:
+        path = ep[len("ipc://"):] if ep.startswith("ipc://") else ""
+        if path and not path.startswith("@"):  # "@name": Linux abstract namespace, no file
+            with contextlib.suppress(OSError):
+                st = os.stat(path)
+                out[path] = (st.st_dev, st.st_ino)
+    return out
+
+
+def _remove_ipc_files(files: dict[str, tuple[int, int]]) -> None:
+    """Remove the socket files this server bound (libzmq leaves them behind), unless another
+    process has bound the same path since (a different inode there now)."""
+    for path, ident in files.items():
+        try:
+            st = os.stat(path)
+            if (st.st_dev, st.st_ino) == ident:
+                os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            log.warning("ipc_unlink_failed", extra={"qecd": {"path": path, "error": str(e)}})
+
+
 def _code_name(code: int) -> str:
     try:
         return ErrorCode(code).name
@@ -804,13 +846,16 @@ def _owner_text(owner: bytes | str) -> str:
 
 
 def run_server(config: ServerConfig, *, metrics_port: int | None = None,
+               metrics_addr: str = "127.0.0.1", metrics_streams: int = MAX_STREAM_LABELS,
                record_path: str | None = None, cpu: int | None = None) -> int:
     """``qecd serve``: serve until SIGINT/SIGTERM, shut down gracefully, return 0.
 
     Installs the signal handlers, JSON logging on stderr, the Prometheus endpoint
-    (``metrics_port``), pins the process to ``cpu`` if given, removes shared-memory regions
-    whose creator is dead (a server killed with -9), freezes the GC generation of
-    start-up objects, and writes the per-round arrays to ``record_path`` (``.npz``) at exit.
+    (``metrics_addr:metrics_port``, per-stream labels for ``metrics_streams`` streams), pins
+    the process to ``cpu`` if given, removes shared-memory regions whose creator is dead (a
+    server killed with -9), freezes the GC generation of start-up objects, removes the socket
+    files of ``ipc://`` endpoints at exit, and writes the per-round arrays to ``record_path``
+    (``.npz``) at exit.
     """
     configure_json_logging()
     if cpu is not None:
@@ -825,13 +870,17 @@ def run_server(config: ServerConfig, *, metrics_port: int | None = None,
     httpd = None
     try:
         if metrics_port is not None:
-            httpd = start_metrics_http(metrics_port, server.counters, server.recorder)
+            httpd = start_metrics_http(metrics_port, server.counters, server.recorder,
+                                       addr=metrics_addr, stream_rows=server.stream_rows,
+                                       max_stream_labels=metrics_streams)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: server.request_shutdown())
         gc.collect()
         gc.freeze()
         log.info("server_start", extra={"qecd": {
-            "endpoints": server.endpoints, "metrics_port": metrics_port, "pid": os.getpid(),
+            "endpoints": server.endpoints, "pid": os.getpid(),
+            "metrics": None if httpd is None else f"{metrics_addr}:{httpd.server_port}",
+            "metrics_port": None if httpd is None else httpd.server_port,
             "curve": config.curve is not None, "timeout_ms": config.limits.timeout_ms,
             "max_streams": config.max_streams, "cpu": cpu}})
         server.serve()

@@ -19,7 +19,10 @@ Everything else happens off the per-round path:
   latency harness;
 - :class:`PrometheusCollector` turns the folded buckets and :class:`ServerCounters` into
   ``qecd_*`` metric families at scrape time (it never calls ``observe()``; what it shows is
-  at most one housekeeping period old).
+  at most one housekeeping period old), with per-stream families over at most
+  ``max_stream_labels`` streams (:class:`StreamLabels`) and ``qecd_build_info``;
+- :func:`start_metrics_http` serves them with prometheus_client's process and platform
+  collectors (``process_*``, ``python_info``) on a chosen address and port.
 
 Example
 -------
@@ -35,14 +38,20 @@ Example
 
 from __future__ import annotations
 
+import platform
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["SERVICE_BUCKETS_S", "ServiceRecorder", "ServerCounters", "PrometheusCollector",
-           "start_metrics_http"]
+__all__ = ["SERVICE_BUCKETS_S", "ServiceRecorder", "ServerCounters", "StreamRow",
+           "StreamLabels", "PrometheusCollector", "start_metrics_http",
+           "MAX_STREAM_LABELS"]
+
+#: streams with their own ``stream`` label in the per-stream families; the rest are "other"
+MAX_STREAM_LABELS = 16
 
 #: bucket upper bounds (seconds) of ``qecd_round_service_seconds``: 100 ns .. 10 ms
 SERVICE_BUCKETS_S: tuple[float, ...] = (
@@ -268,6 +277,95 @@ class ServiceRecorder:
                  **self.raw())
 
 
+class StreamRow(NamedTuple):
+    """One open stream's figures for the per-stream metric families."""
+
+    stream_id: int
+    rounds: int
+    corrections: int
+    errors: int
+    uncommitted: int  #: rounds received and not yet covered by a correction
+    lag_ns: int  #: input lag of the stream's latest packet (see ``StreamSession.lag_ns``)
+
+
+class StreamLabels:
+    """Which open streams get their own ``stream`` label: at most ``limit``, each for life.
+
+    A stream takes a free label the first time a scrape sees it (lowest id first); a stream
+    first seen while every label is taken is ``"other"`` for life. A label is freed when its
+    stream closes and goes to the next stream not seen before. So no stream ever moves from
+    ``"other"`` to a label of its own, and ``"other"``'s counters (the server-wide total minus
+    the labelled streams: closed streams and rounds no stream owns included) never go down;
+    the per-stream series of a counter always sum to its server-wide family. ``"other"``'s
+    gauges are the unlabelled open streams': uncommitted rounds summed, the largest input
+    lag. Thread-safe (scrapes may overlap).
+
+    Examples
+    --------
+    >>> labels = StreamLabels(limit=2)
+    >>> rows = [StreamRow(i, 10 * i, i, 0, 2, 1000 * i) for i in (5, 1, 9)]
+    >>> [(k, r.rounds, r.uncommitted, r.lag_ns)
+    ...  for k, r in labels.fold(rows, StreamRow(0, 200, 20, 3, 0, 0))]
+    [('1', 10, 2, 1000), ('5', 50, 2, 5000), ('other', 140, 2, 9000)]
+
+    Stream 1 closes: its label goes to the new stream 12, not to stream 9 ("other" for life).
+
+    >>> rows = [StreamRow(i, 10 * i, i, 0, 2, 1000 * i) for i in (5, 9, 12)]
+    >>> [(k, r.rounds) for k, r in labels.fold(rows, StreamRow(0, 330, 33, 3, 0, 0))]
+    [('5', 50), ('12', 120), ('other', 160)]
+    """
+
+    def __init__(self, limit: int = MAX_STREAM_LABELS) -> None:
+        if limit < 0:
+            raise ValueError(f"limit: expected >= 0 labelled streams, got {limit}")
+        self.limit = int(limit)
+        self._labelled: set[int] = set()
+        self._seen_max = 0
+        self._lock = threading.Lock()
+
+    def fold(self, rows: Sequence[StreamRow], totals: StreamRow
+             ) -> list[tuple[str, StreamRow]]:
+        """``(label, row)`` per labelled open stream (by id), then ``("other", row)`` with
+        ``stream_id`` 0."""
+        ordered = sorted(rows)
+        with self._lock:
+            self._labelled &= {r.stream_id for r in ordered}
+            for r in ordered:
+                if r.stream_id > self._seen_max and len(self._labelled) < self.limit:
+                    self._labelled.add(r.stream_id)
+            if ordered:
+                self._seen_max = max(self._seen_max, ordered[-1].stream_id)
+            shown = [r for r in ordered if r.stream_id in self._labelled]
+        rest = [r for r in ordered if r.stream_id not in self._labelled]
+        out = [(str(r.stream_id), r) for r in shown]
+        out.append(("other", StreamRow(
+            0, max(0, totals.rounds - sum(r.rounds for r in shown)),
+            max(0, totals.corrections - sum(r.corrections for r in shown)),
+            max(0, totals.errors - sum(r.errors for r in shown)),
+            sum(r.uncommitted for r in rest), max((r.lag_ns for r in rest), default=0))))
+        return out
+
+
+def build_info() -> dict[str, str]:
+    """Labels of ``qecd_build_info``: qecd, Python and the compiled-code libraries' versions.
+
+    >>> sorted(build_info())
+    ['numba', 'numpy', 'python', 'pyzmq', 'version']
+    """
+    import importlib.metadata
+
+    from qecd import __version__
+
+    def version(dist: str) -> str:
+        try:
+            return importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            return "none"
+
+    return {"version": __version__, "python": platform.python_version(),
+            "numba": version("numba"), "numpy": version("numpy"), "pyzmq": version("pyzmq")}
+
+
 class PrometheusCollector:
     """A ``prometheus_client`` custom collector over a server's counters and recorder.
 
@@ -275,8 +373,13 @@ class PrometheusCollector:
     (ERROR replies sent), ``qecd_dropped_total{reason}`` (packets or replies dropped
     without a reply), ``qecd_shm_records_lost_total`` (ring packets served without a
     service-time entry), ``qecd_streams_opened_total``, ``qecd_streams_timed_out_total``,
-    ``qecd_streams_open``, ``qecd_backlog_rounds``, ``qecd_input_lag_seconds`` and the histogram
-    ``qecd_round_service_seconds`` (buckets :data:`SERVICE_BUCKETS_S`).
+    ``qecd_streams_open``, ``qecd_backlog_rounds``, ``qecd_input_lag_seconds``, the histogram
+    ``qecd_round_service_seconds`` (buckets :data:`SERVICE_BUCKETS_S`) and
+    ``qecd_build_info{version,python,numba,numpy,pyzmq}`` (always 1). Given ``stream_rows``
+    (a callable returning the open streams' :class:`StreamRow`), also the per-stream
+    ``qecd_stream_rounds_total``, ``qecd_stream_corrections_total``,
+    ``qecd_stream_errors_total``, ``qecd_stream_uncommitted_rounds`` and
+    ``qecd_stream_input_lag_seconds``, labelled ``stream`` by :class:`StreamLabels`.
 
     Examples
     --------
@@ -290,9 +393,40 @@ class PrometheusCollector:
     (True, True)
     """
 
-    def __init__(self, counters: ServerCounters, recorder: ServiceRecorder) -> None:
+    def __init__(self, counters: ServerCounters, recorder: ServiceRecorder, *,
+                 stream_rows: Callable[[], Sequence[StreamRow]] | None = None,
+                 max_stream_labels: int = MAX_STREAM_LABELS) -> None:
         self.counters = counters
         self.recorder = recorder
+        self.stream_rows = stream_rows
+        self.labels = StreamLabels(max_stream_labels)
+        self._build = build_info()
+
+    def _per_stream(self) -> Iterator[object]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        c = self.counters
+        totals = StreamRow(0, c.rounds_received, c.corrections_sent,
+                           sum(dict(c.errors_sent).values()), 0, 0)
+        folded = self.labels.fold(self.stream_rows(), totals)
+        fams = (
+            (CounterMetricFamily, "qecd_stream_rounds", "Syndrome rounds accepted, by stream "
+             "(a bounded set of open streams; the rest, closed ones included, as other)",
+             lambda r: r.rounds),
+            (CounterMetricFamily, "qecd_stream_corrections", "CORRECTION packets sent, by "
+             "stream", lambda r: r.corrections),
+            (CounterMetricFamily, "qecd_stream_errors", "ERROR replies sent, by stream (other: "
+             "also ERRORs tied to no stream)", lambda r: r.errors),
+            (GaugeMetricFamily, "qecd_stream_uncommitted_rounds", "Rounds received and not yet "
+             "covered by a correction, by open stream", lambda r: r.uncommitted),
+            (GaugeMetricFamily, "qecd_stream_input_lag_seconds", "Input lag of the stream's "
+             "latest packet (other: the largest)", lambda r: r.lag_ns / 1e9),
+        )
+        for kind, name, text, value in fams:
+            fam = kind(name, text, labels=["stream"])
+            for label, row in folded:
+                fam.add_metric([label], value(row))
+            yield fam
 
     def collect(self) -> Iterator[object]:
         from prometheus_client.core import (
@@ -332,6 +466,13 @@ class PrometheusCollector:
         yield GaugeMetricFamily("qecd_input_lag_seconds", "Largest per-stream input lag: "
                                 "queueing delay of a stream's latest packet before the server "
                                 "read it, over its fastest packet", value=c.input_lag_ns / 1e9)
+        info = GaugeMetricFamily("qecd_build_info", "qecd build: version, Python and the "
+                                 "versions of the compiled-code libraries (always 1)",
+                                 labels=list(self._build))
+        info.add_metric(list(self._build.values()), 1)
+        yield info
+        if self.stream_rows is not None:
+            yield from self._per_stream()
         counts, sum_ns, _ = self.recorder.buckets()
         cum = np.cumsum(counts)
         buckets = [(repr(b), int(n)) for b, n in zip(SERVICE_BUCKETS_S, cum[:-1].tolist(),
@@ -343,16 +484,32 @@ class PrometheusCollector:
 
 
 def start_metrics_http(port: int, counters: ServerCounters, recorder: ServiceRecorder, *,
-                       addr: str = "127.0.0.1"):
+                       addr: str = "127.0.0.1",
+                       stream_rows: Callable[[], Sequence[StreamRow]] | None = None,
+                       max_stream_labels: int = MAX_STREAM_LABELS):
     """Serve ``/metrics`` on ``addr:port`` from a daemon thread (prometheus_client's WSGI
     server); returns the ``wsgiref`` server, whose ``shutdown()`` stops it.
 
-    The registry holds only qecd's collector (no process or GC collectors), so a scrape costs
-    the hot loop one GIL hand-over and a few microseconds of Python.
+    The registry holds qecd's collector and prometheus_client's process collector
+    (``process_cpu_seconds_total``, ``process_resident_memory_bytes``,
+    ``process_open_fds``, ``process_start_time_seconds``, ...) and platform collector
+    (``python_info``). A scrape runs on the exporter's thread and reads ``/proc``: it costs
+    the serving loop a GIL hand-over and a few hundred microseconds of Python, once per
+    scrape interval, never per round. ``addr`` ``0.0.0.0`` or ``::`` listens on every
+    interface; the default is loopback only. ``port`` 0 picks a free port
+    (``server.server_port`` says which).
     """
-    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client import (
+        CollectorRegistry,
+        PlatformCollector,
+        ProcessCollector,
+        start_http_server,
+    )
 
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(PrometheusCollector(counters, recorder))
+    registry.register(PrometheusCollector(counters, recorder, stream_rows=stream_rows,
+                                          max_stream_labels=max_stream_labels))
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
     httpd, _thread = start_http_server(port, addr=addr, registry=registry)
     return httpd
