@@ -197,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="benchmarks")
     bsub = b.add_subparsers(dest="bench_command")
     from qecd.bench.latency_cli import add_latency_arguments
-    from qecd.bench.sweep import add_sweep_parser
+    from qecd.bench.sweep_cli import add_sweep_parser
 
     lat = bsub.add_parser("latency", help="service/reaction latency, throughput, backlog, LER")
     add_latency_arguments(lat)
@@ -245,11 +245,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     from qecd.errors import QecdError
+    from qecd.extras import RESEARCH_MODULES, install_hint
 
     try:
         return func(args)
     except QecdError as e:
         print(f"qecd: error: {e}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as e:  # a research tool reached without its extra
+        if (e.name or "").split(".")[0] not in RESEARCH_MODULES:
+            raise
+        what = " ".join(filter(None, ("qecd", args.command, getattr(args, "bench_command", None))))
+        print(f"qecd: error: {install_hint(e.name, what)}", file=sys.stderr)
         return 2
 
 
