@@ -23,6 +23,7 @@ Example
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 
@@ -107,7 +108,9 @@ def default_deadlines_us(latency_ns: np.ndarray, cycle_us: float = 0.0, n: int =
     grid = np.geomspace(lo, max(hi, lo * 1.01), n)
     nice = np.array([m * 10.0**e for e in range(-1, 7) for m in (1, 2, 5)])
     extra = [x for x in nice if lo <= x <= hi] + ([cycle_us] if cycle_us > 0 else [])
-    return np.unique(np.round(np.concatenate([grid, extra]), 6))
+    t = np.unique(np.round(np.concatenate([grid, extra]), 6))
+    t[-1] = max(t[-1], math.ceil(hi * 1e6) / 1e6)  # the last deadline lets every arrival in
+    return t
 
 
 def ler_vs_deadline(latency_ns: np.ndarray, failed: np.ndarray,
