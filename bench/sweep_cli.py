@@ -165,6 +165,13 @@ def sweep_main(args: argparse.Namespace) -> int:
         print("qecd bench sweep: error: --slurm and --scheduler: give at most one",
               file=sys.stderr)
         return 2
+    from qecd.bench.sweep_dask import PURPOSE
+    from qecd.extras import require
+
+    require("distributed", purpose=PURPOSE)  # a missing extra: one line, before any output
+    require("sinter", purpose=PURPOSE)
+    if args.slurm:
+        require("dask_jobqueue", purpose=f"{PURPOSE} --slurm")
     decoders = [d.strip() for d in args.decoders.split(",") if d.strip()]
     tasks = sweep_tasks(args.spec, distances=args.distances, ps=args.ps, decoders=decoders,
                         max_shots=args.max_shots, seed=args.seed,
