@@ -29,11 +29,19 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from qecd.bench.stats import percentiles_us, wilson_interval
+from qecd.bench.stats import wilson_interval
 
 DEFINITION = ("LER(t) = P(streaming tail latency > t or logical error); the latency of a shot "
               "runs from the send of its final round (scheduled time when paced) to the receipt "
               "of its last correction; a shot missing a correction is late at every t")
+
+
+def _percentiles_us(ns: np.ndarray, pcts: tuple[float, ...]) -> dict[str, float]:
+    """``{"p50": µs, ...}`` (linear interpolation; NaN when there are no samples)."""
+    if ns.size == 0:
+        return {f"p{q:g}": float("nan") for q in pcts}
+    return {f"p{q:g}": float(v) / 1e3 for q, v in zip(pcts, np.percentile(ns, pcts),
+                                                      strict=True)}
 
 
 def shot_latencies(corr_round: np.ndarray, corr_ts_ns: np.ndarray, corr_recv_ns: np.ndarray,
@@ -167,7 +175,7 @@ def deadline_summary(latency_ns: np.ndarray, failed: np.ndarray, *, cycle_us: fl
         "definition": DEFINITION,
         "shots": n,
         "missing": int(n - finite.size),
-        "tail_latency_us": percentiles_us(finite, (50, 90, 99, 99.9, 100)),
+        "tail_latency_us": _percentiles_us(finite, (50, 90, 99, 99.9, 100)),
         "ler_no_deadline": float(bad.mean()) if n else float("nan"),
         "ler_no_deadline_ci95": list(wilson_interval(int(bad.sum()), n)),
         "rows": ler_vs_deadline(lat, bad, ts),

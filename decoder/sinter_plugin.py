@@ -9,7 +9,7 @@ Use from sinter's command line (see README; ``sinter`` is the venv's ``.venv/bin
 or from Python: ``sinter.collect(..., custom_decoders=sinter_decoders())``, and the same table
 with ``sinter.predict_observables``, ``sinter.predict_on_disk`` and ``sinter.predict_discards_*``.
 
-A name is ``qecd-<decoder name>`` (:mod:`qecd.decoder.names`): ``qecd-uf`` decodes whole shots
+A name is ``qecd-<decoder name>`` (:mod:`qecd.decoder.registry`): ``qecd-uf`` decodes whole shots
 with the ``uf`` backend, ``qecd-uf-w10c5`` streams each shot round by round through sliding
 windows of 10 rounds committing 5. The parameters are in the name because sinter keys its
 rows by name. Each :class:`QecdSinterDecoder` is a real ``sinter.Decoder``: it compiles once
