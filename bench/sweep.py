@@ -390,12 +390,15 @@ def _rounds_note(rows: list[dict]) -> str:
     return f"r = {rs.pop()}" if len(rs) == 1 else "r varies"
 
 
-def plot_ler_vs_p(rows: list[dict], path: str | os.PathLike, title: str = "") -> str:
-    """Logical error rate per shot vs p (log-log), one line per (decoder, d).
+def plot_ler_vs_p(rows: list[dict], path: str | os.PathLike, title: str = "",
+                  per: str = "shot") -> str:
+    """Logical error rate per shot (or per round) vs p (log-log), one line per (decoder, d).
 
     Colour is the distance, marker and line style the decoder; error bars are 95% Wilson
     intervals. A point with no failures is drawn as an open downward triangle at its 95%
     upper bound. Lines are offset by up to a few percent in p so their bars do not overlap.
+    ``per="round"`` converts each rate and bound as sinter's plots do
+    (``sinter.shot_error_rate_to_piece_error_rate`` with ``r`` pieces per shot).
 
     Parameters
     ----------
@@ -404,6 +407,7 @@ def plot_ler_vs_p(rows: list[dict], path: str | os.PathLike, title: str = "") ->
     path : str or path-like
         PNG file to write.
     title : str, optional
+    per : {"shot", "round"}
 
     Returns
     -------
@@ -421,6 +425,16 @@ def plot_ler_vs_p(rows: list[dict], path: str | os.PathLike, title: str = "") ->
     """
     import numpy as np
 
+    if per not in ("shot", "round"):
+        raise ValueError(f"per: expected 'shot' or 'round', got {per!r}")
+
+    def unit(rate: float, r: dict) -> float:
+        if per == "shot":
+            return rate
+        from sinter import shot_error_rate_to_piece_error_rate
+
+        return shot_error_rate_to_piece_error_rate(rate, pieces=r["r"])
+
     plt = pyplot()
     decoders = _decoders_in_order(rows)
     ds = sorted({r["d"] for r in rows})
@@ -437,9 +451,9 @@ def plot_ler_vs_p(rows: list[dict], path: str | os.PathLike, title: str = "") ->
                 continue
             color = f"C{j % 10}"
             p = np.array([r["p"] for r in pts]) * shift
-            ler = np.array([r["ler"] for r in pts])
-            lo = np.array([r["ler_ci95"][0] for r in pts])
-            hi = np.array([r["ler_ci95"][1] for r in pts])
+            ler = np.array([unit(r["ler"], r) for r in pts])
+            lo = np.array([unit(r["ler_ci95"][0], r) for r in pts])
+            hi = np.array([unit(r["ler_ci95"][1], r) for r in pts])
             seen = ler > 0
             ax.errorbar(p[seen], ler[seen], yerr=[ler[seen] - lo[seen], hi[seen] - ler[seen]],
                         color=color, marker=markers[i % len(markers)],
@@ -454,12 +468,13 @@ def plot_ler_vs_p(rows: list[dict], path: str | os.PathLike, title: str = "") ->
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("physical error rate p")
-    ax.set_ylabel("logical error rate per shot")
+    ax.set_ylabel(f"logical error rate per {per}")
     shots = sorted({r["shots"] for r in rows})
     shot_txt = f"{shots[0]} shots" if len(shots) == 1 else f"{shots[0]}-{shots[-1]} shots"
     fam = rows[0]["family"]
     ax.set_title(title or f"{fam} code, {rows[0]['noise']} noise, {_rounds_note(rows)}: "
-                          f"{shot_txt} per point, 95% Wilson intervals", fontsize=10)
+                          f"{shot_txt} per point, LER per {per}, 95% Wilson intervals",
+                 fontsize=10)
     ax.legend(fontsize=8, ncol=2 if len(decoders) * len(ds) > 6 else 1)
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()

@@ -92,7 +92,8 @@ def add_sweep_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
            "(default '-': stdout, no resume)")
     a("--json", default=None, help="write the qecd.bench.sweep/2 JSON report here")
     a("--plot", default=None, metavar="DIR",
-      help="write ler_vs_p.png and time_vs_distance.png into this directory")
+      help="write ler_per_shot_vs_p.png, ler_per_round_vs_p.png and time_vs_distance.png "
+           "into this directory")
     a("--quiet", action="store_true", help="no progress display")
     c = parser.add_argument_group("cluster (default: an embedded Dask LocalCluster)")
     c.add_argument("--workers", type=_positive_int, default=None,
@@ -217,9 +218,11 @@ def sweep_main(args: argparse.Namespace) -> int:
         print(f"wrote {args.json}", file=info)
     if args.plot:
         os.makedirs(args.plot, exist_ok=True)
-        for fn, name in ((plot_ler_vs_p, "ler_vs_p.png"),
-                         (plot_time_vs_distance, "time_vs_distance.png")):
-            print(f"wrote {fn(rows, os.path.join(args.plot, name))}", file=info)
+        for per in ("shot", "round"):
+            path = os.path.join(args.plot, f"ler_per_{per}_vs_p.png")
+            print(f"wrote {plot_ler_vs_p(rows, path, per=per)}", file=info)
+        path = os.path.join(args.plot, "time_vs_distance.png")
+        print(f"wrote {plot_time_vs_distance(rows, path)}", file=info)
     return 0
 
 

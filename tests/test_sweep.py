@@ -98,6 +98,10 @@ def test_errors_at_most_shots_and_interval_contains_the_rate(rows):
 def test_pngs_are_written_and_not_trivial(rows, tmp_path):
     a = plot_ler_vs_p(rows, tmp_path / "ler.png")
     b = plot_time_vs_distance(rows, tmp_path / "time.png")
+    plot_ler_vs_p(rows, tmp_path / "ler_round.png", per="round")
+    assert (tmp_path / "ler_round.png").stat().st_size > 10_000
+    with pytest.raises(ValueError, match="per: expected 'shot' or 'round'"):
+        plot_ler_vs_p(rows, tmp_path / "x.png", per="cycle")
     assert (tmp_path / "ler.png").stat().st_size > 10_000
     assert (tmp_path / "time.png").stat().st_size > 10_000
     assert a.endswith("ler.png") and b.endswith("time.png")
