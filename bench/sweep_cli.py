@@ -19,6 +19,7 @@ import os
 import shlex
 import sys
 import time
+from collections import Counter
 
 from qecd.bench.sweep_tasks import DEFAULT_CHUNK_SHOTS
 
@@ -159,7 +160,7 @@ def sweep_main(args: argparse.Namespace) -> int:
         sweep_report,
         sweep_tasks,
     )
-    from qecd.bench.sweep_dask import open_client, run_sweep_tasks
+    from qecd.bench.sweep_dask import SweepOutcome, open_client, run_sweep_tasks
     from qecd.bench.sweep_store import CsvWriter, read_progress
 
     if args.slurm and args.scheduler:
@@ -190,8 +191,13 @@ def sweep_main(args: argparse.Namespace) -> int:
           + (f"; resuming {resumed} from {args.csv}" if resumed else ""), file=info)
     t0 = time.monotonic()
     try:
-        with open_client(options) as client:
-            out = run_sweep_tasks(client, tasks, writer, prior=prior, quiet=args.quiet)
+        if all(t.is_done(prior[t.strong_id].shots, prior[t.strong_id].errors)
+               for t in tasks if t.strong_id in prior) and resumed == len(tasks):
+            out = SweepOutcome({t.strong_id: prior[t.strong_id] for t in tasks}, 0, 0,
+                               Counter(), f"{len(tasks)}/{len(tasks)} tasks done; nothing to run")
+        else:
+            with open_client(options) as client:
+                out = run_sweep_tasks(client, tasks, writer, prior=prior, quiet=args.quiet)
     except KeyboardInterrupt:
         print("qecd bench sweep: interrupted; committed chunks are in the CSV: rerun the same "
               "command to resume", file=sys.stderr)
