@@ -12,8 +12,8 @@ Example
 >>> try:
 ...     require("qecd_no_such_module", purpose="qecd bench sweep")
 ... except MissingExtraError as e:
-...     print(e)
-qecd bench sweep needs the Python module 'qecd_no_such_module', which is not installed; install it with: pip install "qecd[research]"
+...     print(str(e).split("; ")[1])
+install it with: pip install "qecd[research]"
 """
 
 from __future__ import annotations

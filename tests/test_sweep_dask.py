@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import sinter
 
-from qecd.bench.sweep import sweep_tasks
 from qecd.bench.sweep_dask import ClusterOptions, SweepError, open_client, run_sweep_tasks
 from qecd.bench.sweep_store import CsvWriter, read_progress
 from qecd.bench.sweep_tasks import SweepTask
@@ -23,14 +22,8 @@ pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 #: A sweep that takes some seconds on two workers: the Python window decoder is slow.
 SWEEP = ["--spec", "repetition:d=3", "--distances", "3,5", "--ps", "0.03",
-         "--decoders", "pymatching,uf-w2c1", "--max_shots", "6000", "--max_errors", "400",
+         "--decoders", "pymatching,uf-w2c1", "--max_shots", "4000", "--max_errors", "400",
          "--chunk_shots", "500", "--seed", "7"]
-
-
-def _tasks():
-    return sweep_tasks("repetition:d=3", distances=[3, 5], ps=[0.03],
-                       decoders=["pymatching", "uf-w2c1"], max_shots=6000, max_errors=400,
-                       chunk_shots=500, seed=7)
 
 
 def _totals(csv_path):
