@@ -246,15 +246,24 @@ def test_sinter_plot_draws_qecd_rows_per_round(tmp_path):
         assert 0 < per_round(s.errors / s.shots, pieces=s.json_metadata["r"]) < s.errors / s.shots
 
 
-def test_missing_research_extra_gives_a_one_line_install_hint():
-    code = ("import sys; sys.modules['distributed'] = None; sys.modules['dask'] = None\n"
+SWEEP_ARGV = ["bench", "sweep", "--spec", "repetition:d=3", "--distances", "3", "--ps", "0.01",
+              "--max_shots", "10", "--csv", "-", "--quiet"]
+
+
+@pytest.mark.parametrize("blocked,argv,purpose", [
+    ("distributed", SWEEP_ARGV, "qecd bench sweep (Dask distributed)"),
+    ("sinter", SWEEP_ARGV, "qecd bench sweep (Dask distributed)"),
+    ("ldpc", ["bench", "accuracy", "--spec", "bb:n=72,r=2,p=0.003", "--decoders",
+              "ldpc-bposd", "--shots", "10"], "qecd bench accuracy"),
+])
+def test_missing_research_extra_gives_a_one_line_install_hint(blocked, argv, purpose):
+    code = (f"import sys; sys.modules[{blocked!r}] = None\n"
             "from qecd.cli import main\n"
-            "sys.exit(main(['bench', 'sweep', '--spec', 'repetition:d=3', '--distances', '3',"
-            " '--ps', '0.01', '--max_shots', '10', '--csv', '-', '--quiet']))")
+            f"sys.exit(main({argv!r}))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert lines == ["qecd: error: qecd bench sweep (Dask distributed) needs the Python module "
-                     "'distributed', which is not installed; install it with: "
-                     'pip install "qecd[research]"']
+    assert proc.stdout == ""
+    assert proc.stderr.strip().splitlines() == [
+        f"qecd: error: {purpose} needs the Python module {blocked!r}, which is not "
+        'installed; install it with: pip install "qecd[research]"']
