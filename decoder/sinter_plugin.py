@@ -273,6 +273,11 @@ class SinterDecoderTable(dict):
         return (SinterDecoderTable, (dict(self),))
 
 
+def _window_grid(max_window: int) -> list[DecoderName]:
+    return [DecoderName(b, w, c) for b in backend_names()
+            for w in range(1, max_window + 1) for c in range(1, w + 1)]
+
+
 def window_grid_names(max_window: int = WINDOW_GRID_MAX) -> list[str]:
     """Every ``qecd-<backend>-w<W>c<C>`` with ``1 <= C <= W <= max_window``.
 
@@ -280,8 +285,7 @@ def window_grid_names(max_window: int = WINDOW_GRID_MAX) -> list[str]:
     >>> [n for n in names if n.startswith("qecd-uf-")]
     ['qecd-uf-w1c1', 'qecd-uf-w2c1', 'qecd-uf-w2c2']
     """
-    return [PREFIX + str(DecoderName(b, w, c)) for b in backend_names()
-            for w in range(1, max_window + 1) for c in range(1, w + 1)]
+    return [PREFIX + str(n) for n in _window_grid(max_window)]
 
 
 def _sinter_collect_decoder_names(argv: list[str]) -> list[str] | None:
@@ -334,9 +338,8 @@ def sinter_decoders(names: Iterable[str] = ()) -> SinterDecoderTable:
     for backend in backend_names():
         table[PREFIX + backend] = QecdSinterDecoder(DecoderName(backend))
     on_cli = _sinter_collect_decoder_names(sys.argv)
-    grid = window_grid_names() if on_cli is None else []
-    for name in grid:
-        table[name] = QecdSinterDecoder(DecoderName(*_split_grid_name(name)))
+    for dn in _window_grid(WINDOW_GRID_MAX) if on_cli is None else []:
+        table[PREFIX + str(dn)] = QecdSinterDecoder(dn)
     for name in on_cli or []:
         dec = SinterDecoderTable._make(name)
         if dec is not None:
@@ -347,9 +350,3 @@ def sinter_decoders(names: Iterable[str] = ()) -> SinterDecoderTable:
         table[name] = QecdSinterDecoder(name)
     return table
 
-
-def _split_grid_name(name: str) -> tuple[str, int, int]:
-    body = name[len(PREFIX):]
-    backend, _, wc = body.rpartition("-w")
-    w, c = wc.split("c")
-    return backend, int(w), int(c)
