@@ -267,3 +267,17 @@ def test_missing_research_extra_gives_a_one_line_install_hint(blocked, argv, pur
     assert proc.stderr.strip().splitlines() == [
         f"qecd: error: {purpose} needs the Python module {blocked!r}, which is not "
         'installed; install it with: pip install "qecd[research]"']
+
+
+def test_sinter_suite_counts_refusals_by_design_apart_from_failures(tmp_path):
+    from qecd.bench.sinter_suite import REFUSAL, count_outcomes
+
+    xml = tmp_path / "j.xml"
+    xml.write_text(f"""<testsuites><testsuite>
+      <testcase name="a"/><testcase name="b"><skipped/></testcase>
+      <testcase name="c"><failure message="DecoderError: qecd-uf-w4c2: {REFUSAL} (...)"/></testcase>
+      <testcase name="d"><failure message="AssertionError: 3 == 4">trace</failure></testcase>
+      <testcase name="e"><error message="boom"/></testcase>
+    </testsuite></testsuites>""")
+    assert count_outcomes(xml) == {"passed": 1, "failed": 2, "refused_by_design": 1,
+                                   "skipped": 1}
