@@ -272,7 +272,7 @@ def rows_from_progress(tasks: list[SweepTask], progress: dict[str, TaskProgress]
             continue
         spec = parse_spec(t.spec)
         sp = spec.as_dict()
-        ref = REFERENCE_GRAPH if spec.family in ("surface", "repetition") else LDPC_REFERENCE
+        ref = reference_for(spec)
         rp = by_spec[t.spec].get(ref)
         per_shot = p.decode_ns / p.shots
         rows.append({
