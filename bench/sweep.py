@@ -473,7 +473,8 @@ def plot_ler_vs_p(rows: list[dict], path: str | os.PathLike, title: str = "",
     shot_txt = f"{shots[0]} shots" if len(shots) == 1 else f"{shots[0]}-{shots[-1]} shots"
     fam = rows[0]["family"]
     ax.set_title(title or f"{fam} code, {rows[0]['noise']} noise, {_rounds_note(rows)}: "
-                          f"{shot_txt} per point, LER per {per}, 95% Wilson intervals",
+                          f"{shot_txt} per point\nlogical error rate per {per}, "
+                          "95% Wilson intervals",
                  fontsize=10)
     ax.legend(fontsize=8, ncol=2 if len(decoders) * len(ds) > 6 else 1)
     ax.grid(True, which="both", alpha=0.3)
