@@ -281,3 +281,15 @@ def test_sinter_suite_counts_refusals_by_design_apart_from_failures(tmp_path):
     </testsuite></testsuites>""")
     assert count_outcomes(xml) == {"passed": 1, "failed": 2, "refused_by_design": 1,
                                    "skipped": 1}
+
+
+def test_the_cli_and_its_help_need_no_research_module():
+    code = ("import sys\n"
+            "for m in ('sinter', 'distributed', 'dask', 'dask_jobqueue', 'ldpc', 'tqdm'):\n"
+            "    sys.modules[m] = None\n"
+            "from qecd.cli import main\n"
+            "main(['bench', 'sweep', '--help'])")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "--slurm_walltime" in proc.stdout and "--scheduler" in proc.stdout
