@@ -281,6 +281,10 @@ def run_latency(spec: str = "surface:d=5,p=0.001", *, decoder: str = "uf",
     fails_wire = int(np.any(pred != truth, axis=1).sum())
     fails_off = int(np.any(offline != truth, axis=1).sum())
     until_ready, server_side, mapping_note = _reaction_breakdown(records, emu, n_rounds)
+    from qecd.bench.deadline import deadline_summary, shot_latencies
+
+    shot_ns = shot_latencies(emu["corr_round"], emu["corr_ts"], emu["corr_ts"] + emu["reaction_ns"],
+                             rounds_per_shot=R, shots=shots, first_round=emu["warm_rounds"])
     summaries = {
         "service": summarize_ns(service, include_hdr=True),
         "service_decode_rounds": summarize_ns(service[decoded]),
@@ -338,6 +342,7 @@ def run_latency(spec: str = "surface:d=5,p=0.001", *, decoder: str = "uf",
             "final_lag_us": float(lag[-1000:].mean()) / 1e3 if len(lag) else None,
         },
         "platform_stalls": stalls,
+        "deadline": deadline_summary(shot_ns, np.any(pred != truth, axis=1), cycle_us=cycle_us),
         "machine": machine_info(),
     }
     if budget_us is not None:
@@ -346,7 +351,7 @@ def run_latency(spec: str = "surface:d=5,p=0.001", *, decoder: str = "uf",
                                                    metric="reaction")
     report["_series"] = {"service_ns": service, "decoded": decoded,
                          "reaction_ns": emu["reaction_ns"], "rtt_ns": emu["rtt_ns"],
-                         "platform_gaps_ns": stall_gaps}
+                         "platform_gaps_ns": stall_gaps, "shot_latency_ns": shot_ns}
     return report
 
 

@@ -87,7 +87,16 @@ def write_plots(report: dict, out_dir: str) -> list[str]:
         os.path.join(out_dir, "latency_ccdf.png"), title=title, floor=floor)
     b = plot_time_series(s["service_ns"], s["decoded"], os.path.join(out_dir, "service_series.png"),
                          budget_us=budget, title=title)
-    return [a, b]
+    if "deadline" not in report:
+        return [a, b]
+    from qecd.bench.deadline import plot_ler_vs_deadline
+
+    c = plot_ler_vs_deadline({f"{report['spec'].split(',noise')[0]} {report['decoder']}":
+                              report["deadline"]}, os.path.join(out_dir, "ler_vs_deadline.png"),
+                             cycle_us=report.get("cycle_us") or None,
+                             title=f"{title}, {report.get('cycle_us') or 'unpaced'} µs cycle: "
+                                   "P(correction late or wrong) per shot, 95% Wilson bands")
+    return [a, b, c]
 
 
 def latency_main(args: argparse.Namespace) -> int:
@@ -114,6 +123,10 @@ def latency_main(args: argparse.Namespace) -> int:
     verdict = latency_verdict(r, probe.stop())
     r["verdict"] = verdict.as_dict()
     print(format_latency(r))
+    if "deadline" in r:
+        from qecd.bench.deadline import format_deadline
+
+        print(format_deadline(r["deadline"]))
     print(format_verdict(verdict))
     if args.json:
         with open(args.json, "w") as f:

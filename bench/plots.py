@@ -94,4 +94,7 @@ def plot_time_series(service_ns: np.ndarray, decoded: np.ndarray, path: str,
     ax.set_yscale("log")
     ax.set_xlabel("round (arrival order)")
     ax.set_ylabel("service time (µs)")
-    return _finish(plt, fig, ax, path, title or "per-round service time", "upper right")
+    shown = (f"the first {s.size:,} of {len(service_ns):,} rounds" if s.size < len(service_ns)
+             else f"all {s.size:,} rounds")
+    return _finish(plt, fig, ax, path, f"{title or 'per-round service time'}: {shown} reported",
+                   "upper right")

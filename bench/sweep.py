@@ -1,27 +1,23 @@
-"""``qecd bench sweep``: distance and error-rate sweeps of accuracy and decode time.
+"""``qecd bench sweep``: distance x error-rate sweeps of logical error rate and decode time.
 
-For every (d, p) the base spec is rebuilt with that distance and error rate, its shots are
-sampled once (seeded) and decoded by every decoder with :func:`qecd.bench.accuracy.run_accuracy`,
-so the decoders at one point see the same shots and their decode times are measured in the
-same run as the reference's (pymatching for graph-like DEMs). With ``time_repeats`` > 1 the
-shots are decoded several times, the decoders taking turns, and the fastest pass is kept.
+A sweep is a list of :class:`~qecd.bench.sweep_tasks.SweepTask` (one per spec and decoder:
+:func:`sweep_tasks`), each cut into seeded shot chunks. The chunks run on Dask
+(:mod:`qecd.bench.sweep_dask`, what the command line does) or here in this process
+(:func:`run_sweep`); either way a task's totals are those of its chunks ``0..K-1`` and do not
+depend on where the chunks ran. Every decoder of a point decodes the same shots (chunk seeds
+do not depend on the decoder), and the reference decoder (pymatching for graph-like DEMs,
+ldpc BP+OSD for qLDPC ones) always runs.
 
 Outputs
 -------
-- sinter's CSV format (:func:`write_sinter_csv`), so ``sinter plot`` and
-  ``sinter.read_stats_from_csv_files`` read the rows. Decoder column ``qecd-<name>`` (the
-  names of :mod:`qecd.decoder.sinter_plugin`); ``seconds`` is the decode time only
-  (sampling is shared by all decoders and not counted); ``custom_counts`` holds the integer
-  ``decode_ns`` (it adds up correctly when sinter merges rows).
-- our own JSON report (``qecd.bench.sweep/1``), which also carries the time per round, the
-  ratios to the reference, the machine and library versions.
+- sinter's CSV (:mod:`qecd.bench.sweep_store`; :func:`write_sinter_csv` for finished rows),
+  read by ``sinter plot``/``combine`` and ``sinter.read_stats_from_csv_files``. Decoder
+  column ``qecd-<name>`` (the names of :mod:`qecd.decoder.sinter_plugin`); ``seconds`` is
+  the decode time only; ``custom_counts`` holds integer ``decode_ns``, ``sample_ns`` and
+  ``chunks`` (they add up when sinter merges rows).
+- rows (:func:`rows_from_progress`) for our JSON report (``qecd.bench.sweep/2``): LER with
+  Wilson intervals, time per round, ratios to the reference, the machine.
 - PNGs: :func:`plot_ler_vs_p` and :func:`plot_time_vs_distance`.
-
-Strong ids hash (spec, decoder, seed): a rerun with the same seed reproduces the same rows
-and ids, and the row at one point reproduces with ``qecd bench accuracy --spec <row spec>
---seed <seed> --shots <shots>`` (without ``max_errors``). sinter sums rows sharing a strong
-id, so never concatenate two runs made with the same seed (their shots are the same shots);
-runs with different seeds stay separate rows.
 
 Example
 -------
@@ -41,32 +37,32 @@ True
 
 from __future__ import annotations
 
-import argparse
 import collections
-import hashlib
-import inspect
-import json
 import os
-import shlex
-import sys
-import warnings
 from collections.abc import Iterable
 from typing import IO, Any
 
-from qecd.bench.accuracy import REFERENCE_QLDPC, run_accuracy
 from qecd.bench.machine import machine_info
 from qecd.bench.plots import pyplot
 from qecd.bench.stats import wilson_interval
-from qecd.codes import parse_spec
+from qecd.bench.sweep_store import CsvWriter, TaskProgress
+from qecd.bench.sweep_tasks import (
+    DEFAULT_CHUNK_SHOTS,
+    LDPC_REFERENCE,
+    SweepTask,
+    decoder_settings,
+    run_chunk,
+)
+from qecd.codes import build_experiment, parse_spec
 from qecd.codes.spec import ExperimentSpec
-from qecd.decoder.registry import parse_decoder_name
-from qecd.decoder.sinter_plugin import PREFIX
 from qecd.errors import SpecError
 
-SCHEMA = "qecd.bench.sweep/1"
-#: With ``max_errors``, shots are taken in chunks of 1024, 2048, ... until every decoder
-#: has ``max_errors`` failures (or ``shots`` are used up).
-FIRST_CHUNK = 1024
+SCHEMA = "qecd.bench.sweep/2"
+REFERENCE_GRAPH = "pymatching"
+
+__all__ = ["SCHEMA", "decoder_settings", "format_sweep", "plot_ler_vs_p",
+           "plot_time_vs_distance", "rows_from_progress", "run_sweep", "sweep_report",
+           "sweep_specs", "sweep_tasks", "task_stats", "write_sinter_csv"]
 
 
 # --------------------------------------------------------------------------- the sweep
@@ -125,93 +121,81 @@ def _fmt(v: Any) -> str:
     return repr(v) if isinstance(v, float) else str(v)
 
 
-def _chunk_seed(seed: int, k: int) -> int:
-    """Chunk 0 uses ``seed`` itself; later chunks a 63-bit hash of (seed, k)."""
-    if k == 0:
-        return seed
-    h = hashlib.sha256(f"qecd-sweep-chunk:{seed}:{k}".encode()).digest()
-    return int.from_bytes(h[:8], "little") >> 1
+def reference_for(spec: str | ExperimentSpec) -> str:
+    """The reference decoder of a spec: pymatching when its DEM is graph-like, else
+    ldpc's BP+OSD (``ldpc-bposd``).
 
-
-def _run_point(spec: ExperimentSpec, decoders: list[str], shots: int, seed: int,
-               max_errors: int | None, time_repeats: int) -> tuple[dict, dict[str, dict]]:
-    """One sweep point: the last accuracy report and per-decoder totals over chunks.
-
-    Each chunk is decoded ``time_repeats`` times (the same shots: same seed); failures come
-    from the first pass, ``decode_s_passes[i]`` sums pass i's decode time over chunks.
+    >>> reference_for("repetition:d=3")
+    'pymatching'
     """
-    totals: dict[str, dict] = {}
-    done, k = 0, 0
-    size = shots if max_errors is None else min(shots, FIRST_CHUNK)
-    report: dict = {}
-    while done < shots:
-        n = min(size, shots - done)
-        first: dict[str, int] = {}
-        for i in range(time_repeats):
-            report = run_accuracy(str(spec), decoders, shots=n, seed=_chunk_seed(seed, k))
-            for r in report["decoders"]:
-                t = totals.setdefault(r["name"], {"failures": 0, "shots": 0, "build_s": 0.0,
-                                                  "decode_s_passes": [0.0] * time_repeats})
-                if i == 0:
-                    t["failures"] += r["failures"]
-                    t["shots"] += r["shots"]
-                    first[r["name"]] = r["failures"]
-                elif r["failures"] != first[r["name"]]:
-                    warnings.warn(f"{r['name']} is not deterministic: {r['failures']} failures "
-                                  f"in timing pass {i}, {first[r['name']]} in pass 0 on the "
-                                  "same shots; the row counts pass 0", stacklevel=3)
-                t["decode_s_passes"][i] += r["decode_s"]
-                t["build_s"] = max(t["build_s"], r["build_s"])
-        done += n
-        k += 1
-        size *= 2
-        if max_errors is not None and min(t["failures"] for t in totals.values()) >= max_errors:
-            break
-    report["chunks"] = k
-    return report, totals
+    return REFERENCE_GRAPH if build_experiment(spec).graph_like else LDPC_REFERENCE
 
 
-def _check_decoder(name: str) -> None:
-    if name != REFERENCE_QLDPC:
-        parse_decoder_name(name)
+def sweep_tasks(base_spec: str, *, distances: list[int], ps: list[float],
+                decoders: list[str], max_shots: int, seed: int,
+                rounds_factor: int | None = None, max_errors: int | None = None,
+                chunk_shots: int = DEFAULT_CHUNK_SHOTS, time_repeats: int = 1
+                ) -> list[SweepTask]:
+    """Every (point, decoder) task of a sweep: points as :func:`sweep_specs`, and at each the
+    reference decoder first, then ``decoders`` in order (duplicates dropped).
 
-
-def decoder_settings(name: str) -> dict[str, Any]:
-    """The settings a decoder name stands for (they go into sinter's ``json_metadata``).
-
-    >>> decoder_settings("uf-w10c5")
-    {'backend': 'uf', 'window': 10, 'commit': 5}
+    Examples
+    --------
+    >>> ts = sweep_tasks("repetition:d=3", distances=[3], ps=[0.01], decoders=["uf"],
+    ...                  max_shots=100, seed=0)
+    >>> [(t.spec, t.decoder) for t in ts]
+    [('repetition:d=3,r=3,p=0.01,noise=uniform', 'pymatching'), \
+('repetition:d=3,r=3,p=0.01,noise=uniform', 'uf')]
     """
-    if name == REFERENCE_QLDPC:
-        from qecd.bench.ldpc_reference import LdpcBpOsd
+    specs = sweep_specs(base_spec, distances, ps, rounds_factor)
+    tasks = []
+    for spec in specs:
+        names = dict.fromkeys([reference_for(spec), *decoders])
+        tasks += [SweepTask(str(spec), name, seed=seed, max_shots=max_shots,
+                            max_errors=max_errors, chunk_shots=chunk_shots,
+                            time_repeats=time_repeats) for name in names]
+    return tasks
 
-        sig = inspect.signature(LdpcBpOsd.__init__)
-        opts = {k: p.default for k, p in sig.parameters.items()
-                if p.kind is p.KEYWORD_ONLY}
-        return {"backend": name, "bp_method": "minimum_sum", "osd_method": "osd_cs", **opts}
-    dn = parse_decoder_name(name)
-    return {"backend": dn.backend, "window": dn.window, "commit": dn.commit}
 
+def run_tasks_here(tasks: list[SweepTask], csv: IO[str] | CsvWriter | None = None, *,
+                   prior: dict[str, TaskProgress] | None = None) -> dict[str, TaskProgress]:
+    """Run the tasks' chunks one after another in this process (the same totals as on Dask).
 
-def strong_id(spec: str | ExperimentSpec, decoder: str, seed: int) -> str:
-    """A stable id of one sweep row: sha256 hex of the canonical spec, decoder and seed.
+    Parameters
+    ----------
+    tasks : list of SweepTask
+    csv : text file, CsvWriter or None
+        Committed chunks go here (a bare file gets sinter's header first).
+    prior : dict, optional
+        Committed progress to resume from.
 
-    >>> a = strong_id("surface:d=3,p=0.001", "uf", 1)
-    >>> a == strong_id("surface:d=3,r=3,p=0.001,noise=uniform,basis=z", "uf", 1), len(a)
-    (True, 64)
-    >>> a == strong_id("surface:d=3,p=0.001", "uf", 2)
-    False
+    Returns
+    -------
+    dict
+        ``{strong_id: TaskProgress}``.
     """
-    canon = str(parse_spec(spec) if isinstance(spec, str) else spec)
-    key = json.dumps({"spec": canon, "decoder": decoder, "seed": int(seed)},
-                     sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(key.encode()).hexdigest()
+    writer = csv if isinstance(csv, CsvWriter) or csv is None else CsvWriter(
+        csv, write_header=True)
+    out = {}
+    for t in tasks:
+        p = (prior or {}).get(t.strong_id, TaskProgress())
+        while not t.is_done(p.shots, p.errors):
+            r = run_chunk(t, p.chunks)
+            if writer is not None:
+                writer.write(t, r)
+            p = p.plus(r)
+        out[t.strong_id] = p
+    return out
 
 
 def run_sweep(base_spec: str, *, distances: list[int], ps: list[float], decoders: list[str],
               shots: int, seed: int, rounds_factor: int | None = None,
-              max_errors: int | None = None, time_repeats: int = 1) -> list[dict]:
-    """Accuracy and decode time of each decoder at every (d, p) of a sweep.
+              max_errors: int | None = None, time_repeats: int = 1,
+              chunk_shots: int = DEFAULT_CHUNK_SHOTS) -> list[dict]:
+    """Accuracy and decode time of each decoder at every (d, p), run in this process.
+
+    The command line runs the same tasks on Dask (:mod:`qecd.bench.sweep_dask`) and gets the
+    same shots and errors.
 
     Parameters
     ----------
@@ -224,32 +208,27 @@ def run_sweep(base_spec: str, *, distances: list[int], ps: list[float], decoders
         Decoder names (``pymatching``, ``uf``, ``uf-w10c5``...). The reference decoder
         (pymatching for graph-like DEMs) is always run and always returned.
     shots : int
-        Shots per point (the maximum when ``max_errors`` is given). Every decoder at a
+        Shots per task (the maximum when ``max_errors`` is given). Every decoder at a
         point decodes the same shots.
     seed : int
-        Sampling seed, the same at every point (chunk 0 of a point uses it as is).
+        Sweep seed; chunk ``k`` of a point is sampled with a seed derived from (spec, seed, k).
     rounds_factor : int, optional
         ``r = d * rounds_factor``.
     max_errors : int, optional
-        Stop a point early (in chunks of 1024, 2048, ... shots) once every decoder has
-        this many failures, like sinter's ``--max_errors``.
+        Stop a task at the first chunk that brings its failures to this many, like sinter's
+        ``--max_errors`` (decoders of one point may then stop at different shot counts).
     time_repeats : int, optional
-        Decode the shots of each point this many times, the decoders taking turns, and
-        report the fastest pass (the failures are counted once). Every pass decodes the
-        same shots, so slower passes measure other processes, not the decoder (the
-        reasoning of ``timeit``): on this shared 2-core machine a pass is often slowed
-        2-5x. Default 1.
+        Decode each chunk this many times and keep the fastest decode time (the failures
+        are counted once). Every pass decodes the same shots, so slower passes measure other
+        processes, not the decoder (the reasoning of ``timeit``): on this shared 2-core
+        machine a pass is often slowed 2-5x. Default 1.
+    chunk_shots : int, optional
+        Shots per chunk (default :data:`~qecd.bench.sweep_tasks.DEFAULT_CHUNK_SHOTS`).
 
     Returns
     -------
     list of dict
-        One row per (d, p, decoder), in sweep order: ``spec``, ``family``, ``d``, ``r``,
-        ``p``, ``b``, ``noise``, ``decoder``, ``reference``, ``shots``, ``errors``, ``ler``,
-        ``ler_ci95`` (Wilson 95%), ``seconds`` (decode time, fastest timing pass),
-        ``decode_ns``, ``build_s``, ``us_per_shot``, ``us_per_round``,
-        ``us_per_round_passes``, ``time_ratio_to_reference``,
-        ``ler_ratio_to_reference``, ``seed``, ``chunks``, ``strong_id``, ``settings``,
-        ``json_metadata``.
+        One row per task (see :func:`rows_from_progress`), in sweep order.
 
     Examples
     --------
@@ -262,56 +241,57 @@ def run_sweep(base_spec: str, *, distances: list[int], ps: list[float], decoders
     """
     if not isinstance(shots, int) or shots < 1:
         raise ValueError(f"shots: expected an integer >= 1, got {shots!r}")
-    if max_errors is not None and (not isinstance(max_errors, int) or max_errors < 1):
-        raise ValueError(f"max_errors: expected an integer >= 1 or None, got {max_errors!r}")
-    if not isinstance(seed, int) or not 0 <= seed < 2**63:
-        raise ValueError(f"seed: expected an integer in [0, 2**63), got {seed!r}")
-    if not isinstance(time_repeats, int) or time_repeats < 1:
-        raise ValueError(f"time_repeats: expected an integer >= 1, got {time_repeats!r}")
-    specs = sweep_specs(base_spec, distances, ps, rounds_factor)
-    for name in decoders:
-        _check_decoder(name)
-    rows: list[dict] = []
-    for spec in specs:
-        report, totals = _run_point(spec, decoders, shots, seed, max_errors, time_repeats)
-        ref = report["reference"]
-        sp = spec.as_dict()
-        ident = {  # task identity for sinter: every spec field, basis spelled b
-            "family": spec.family,
-            **{k: v for k, v in sp.items() if k != "basis"},
-            "b": sp.get("basis", "z"),  # the repetition code's memory experiment is Z basis
-            "spec": str(spec),
-            "sample_seed": seed,
-        }
-        for r in report["decoders"]:
-            name = r["name"]
-            t, tref = totals[name], totals[ref]
-            n, fails = t["shots"], t["failures"]
-            passes = t["decode_s_passes"]
-            dec_s = min(passes)
-            ratio = dec_s / min(tref["decode_s_passes"])
-            settings = decoder_settings(name)
-            rows.append({
-                "spec": str(spec), "family": spec.family, "d": ident["d"], "r": sp["r"],
-                "p": sp["p"], "b": ident["b"], "noise": ident["noise"],
-                "decoder": name, "reference": ref, "shots": n, "errors": fails,
-                "ler": fails / n, "ler_ci95": list(wilson_interval(fails, n)),
-                "seconds": dec_s, "decode_ns": round(dec_s * 1e9),
-                "build_s": t["build_s"],
-                "us_per_shot": dec_s * 1e6 / n,
-                "us_per_round": dec_s * 1e6 / n / sp["r"],
-                "us_per_round_passes": [x * 1e6 / n / sp["r"] for x in passes],
-                "time_ratio_to_reference": ratio,
-                "ler_ratio_to_reference": fails / tref["failures"] if tref["failures"] else None,
-                "seed": seed, "chunks": report["chunks"], "time_repeats": time_repeats,
-                "strong_id": strong_id(spec, PREFIX + name, seed),
-                "settings": settings,
-                "json_metadata": {**ident, **settings},
-            })
-    return rows
+    tasks = sweep_tasks(base_spec, distances=distances, ps=ps, decoders=decoders,
+                        max_shots=shots, seed=seed, rounds_factor=rounds_factor,
+                        max_errors=max_errors, chunk_shots=chunk_shots,
+                        time_repeats=time_repeats)
+    return rows_from_progress(tasks, run_tasks_here(tasks))
 
 
 # --------------------------------------------------------------------------- outputs
+
+def rows_from_progress(tasks: list[SweepTask], progress: dict[str, TaskProgress]
+                       ) -> list[dict]:
+    """One report row per task with committed shots, in task order.
+
+    Row keys: ``spec``, ``family``, ``d``, ``r``, ``p``, ``b``, ``noise``, ``decoder``,
+    ``reference``, ``shots``, ``errors``, ``ler``, ``ler_ci95`` (Wilson 95%), ``seconds``
+    (decode time), ``decode_ns``, ``sample_ns``, ``us_per_shot``, ``us_per_round``,
+    ``time_ratio_to_reference`` and ``ler_ratio_to_reference`` (None without the reference
+    or its failures; the decode times come from the same shots, possibly on other workers),
+    ``seed``, ``chunks``, ``time_repeats``, ``strong_id``, ``settings``, ``json_metadata``.
+    """
+    by_spec: dict[str, dict[str, TaskProgress]] = collections.defaultdict(dict)
+    for t in tasks:
+        if t.strong_id in progress:
+            by_spec[t.spec][t.decoder] = progress[t.strong_id]
+    rows = []
+    for t in tasks:
+        p = progress.get(t.strong_id)
+        if p is None or p.shots == 0:
+            continue
+        spec = parse_spec(t.spec)
+        sp = spec.as_dict()
+        ref = reference_for(spec)
+        rp = by_spec[t.spec].get(ref)
+        per_shot = p.decode_ns / p.shots
+        rows.append({
+            "spec": t.spec, "family": spec.family, "d": sp.get("d"), "r": sp["r"],
+            "p": sp["p"], "b": sp.get("basis", "z"), "noise": sp.get("noise"),
+            "decoder": t.decoder, "reference": ref, "shots": p.shots, "errors": p.errors,
+            "ler": p.errors / p.shots, "ler_ci95": list(wilson_interval(p.errors, p.shots)),
+            "seconds": p.decode_ns / 1e9, "decode_ns": p.decode_ns, "sample_ns": p.sample_ns,
+            "us_per_shot": per_shot / 1e3, "us_per_round": per_shot / 1e3 / sp["r"],
+            "time_ratio_to_reference": (per_shot / (rp.decode_ns / rp.shots)
+                                        if rp and rp.shots and rp.decode_ns else None),
+            "ler_ratio_to_reference": (p.errors / p.shots / (rp.errors / rp.shots)
+                                       if rp and rp.errors else None),
+            "seed": t.seed, "chunks": p.chunks, "time_repeats": t.time_repeats,
+            "strong_id": t.strong_id, "settings": decoder_settings(t.decoder),
+            "json_metadata": t.json_metadata,
+        })
+    return rows
+
 
 def task_stats(row: dict):
     """One sweep row as a ``sinter.TaskStats`` (decoder ``qecd-<name>``, discards 0).
@@ -320,15 +300,19 @@ def task_stats(row: dict):
     ...                  shots=200, seed=0)
     >>> s = task_stats(rows[0])
     >>> s.shots, s.decoder, sorted(s.custom_counts)
-    (200, 'qecd-pymatching', ['decode_ns'])
+    (200, 'qecd-pymatching', ['chunks', 'decode_ns', 'sample_ns'])
     """
     import sinter
 
+    name = row["decoder"]
     return sinter.TaskStats(
-        strong_id=row["strong_id"], decoder=PREFIX + row["decoder"],
+        strong_id=row["strong_id"],
+        decoder=name if name == LDPC_REFERENCE else "qecd-" + name,
         json_metadata=row["json_metadata"], shots=int(row["shots"]),
         errors=int(row["errors"]), discards=0, seconds=float(row["seconds"]),
-        custom_counts=collections.Counter({"decode_ns": int(row["decode_ns"])}),
+        custom_counts=collections.Counter({"decode_ns": int(row["decode_ns"]),
+                                           "sample_ns": int(row["sample_ns"]),
+                                           "chunks": int(row["chunks"])}),
     )
 
 
@@ -338,7 +322,7 @@ def write_sinter_csv(rows: list[dict], path_or_file: str | os.PathLike | IO[str]
     Parameters
     ----------
     rows : list of dict
-        From :func:`run_sweep`.
+        From :func:`run_sweep` or :func:`rows_from_progress`.
     path_or_file : str, path-like or text file
         A path (overwritten) or an open text file (e.g. ``sys.stdout``).
 
@@ -381,9 +365,11 @@ def format_sweep(rows: list[dict]) -> str:
              "|--:|--:|--:|:--|--:|--:|--:|:--|--:|--:|"]
     for r in rows:
         lo, hi = r["ler_ci95"]
+        ratio = r["time_ratio_to_reference"]
         lines.append(f"| {r['d']} | {r['r']} | {r['p']:g} | {r['decoder']} | {r['shots']} | "
                      f"{r['errors']} | {r['ler']:.2e} | [{lo:.2e}, {hi:.2e}] | "
-                     f"{r['us_per_round']:.3f} | {r['time_ratio_to_reference']:.2f} |")
+                     f"{r['us_per_round']:.3f} | "
+                     f"{'-' if ratio is None else f'{ratio:.2f}'} |")
     return "\n".join(lines)
 
 
@@ -404,12 +390,15 @@ def _rounds_note(rows: list[dict]) -> str:
     return f"r = {rs.pop()}" if len(rs) == 1 else "r varies"
 
 
-def plot_ler_vs_p(rows: list[dict], path: str | os.PathLike, title: str = "") -> str:
-    """Logical error rate per shot vs p (log-log), one line per (decoder, d).
+def plot_ler_vs_p(rows: list[dict], path: str | os.PathLike, title: str = "",
+                  per: str = "shot") -> str:
+    """Logical error rate per shot (or per round) vs p (log-log), one line per (decoder, d).
 
     Colour is the distance, marker and line style the decoder; error bars are 95% Wilson
     intervals. A point with no failures is drawn as an open downward triangle at its 95%
     upper bound. Lines are offset by up to a few percent in p so their bars do not overlap.
+    ``per="round"`` converts each rate and bound as sinter's plots do
+    (``sinter.shot_error_rate_to_piece_error_rate`` with ``r`` pieces per shot).
 
     Parameters
     ----------
@@ -418,6 +407,7 @@ def plot_ler_vs_p(rows: list[dict], path: str | os.PathLike, title: str = "") ->
     path : str or path-like
         PNG file to write.
     title : str, optional
+    per : {"shot", "round"}
 
     Returns
     -------
@@ -435,6 +425,16 @@ def plot_ler_vs_p(rows: list[dict], path: str | os.PathLike, title: str = "") ->
     """
     import numpy as np
 
+    if per not in ("shot", "round"):
+        raise ValueError(f"per: expected 'shot' or 'round', got {per!r}")
+
+    def unit(rate: float, r: dict) -> float:
+        if per == "shot":
+            return rate
+        from sinter import shot_error_rate_to_piece_error_rate
+
+        return shot_error_rate_to_piece_error_rate(rate, pieces=r["r"])
+
     plt = pyplot()
     decoders = _decoders_in_order(rows)
     ds = sorted({r["d"] for r in rows})
@@ -451,9 +451,9 @@ def plot_ler_vs_p(rows: list[dict], path: str | os.PathLike, title: str = "") ->
                 continue
             color = f"C{j % 10}"
             p = np.array([r["p"] for r in pts]) * shift
-            ler = np.array([r["ler"] for r in pts])
-            lo = np.array([r["ler_ci95"][0] for r in pts])
-            hi = np.array([r["ler_ci95"][1] for r in pts])
+            ler = np.array([unit(r["ler"], r) for r in pts])
+            lo = np.array([unit(r["ler_ci95"][0], r) for r in pts])
+            hi = np.array([unit(r["ler_ci95"][1], r) for r in pts])
             seen = ler > 0
             ax.errorbar(p[seen], ler[seen], yerr=[ler[seen] - lo[seen], hi[seen] - ler[seen]],
                         color=color, marker=markers[i % len(markers)],
@@ -468,12 +468,14 @@ def plot_ler_vs_p(rows: list[dict], path: str | os.PathLike, title: str = "") ->
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("physical error rate p")
-    ax.set_ylabel("logical error rate per shot")
+    ax.set_ylabel(f"logical error rate per {per}")
     shots = sorted({r["shots"] for r in rows})
     shot_txt = f"{shots[0]} shots" if len(shots) == 1 else f"{shots[0]}-{shots[-1]} shots"
     fam = rows[0]["family"]
     ax.set_title(title or f"{fam} code, {rows[0]['noise']} noise, {_rounds_note(rows)}: "
-                          f"{shot_txt} per point, 95% Wilson intervals", fontsize=10)
+                          f"{shot_txt} per point\nlogical error rate per {per}, "
+                          "95% Wilson intervals",
+                 fontsize=10)
     ax.legend(fontsize=8, ncol=2 if len(decoders) * len(ds) > 6 else 1)
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
@@ -533,6 +535,8 @@ def plot_time_vs_distance(rows: list[dict], path: str | os.PathLike, title: str 
             else:
                 ax.plot(x, y, "-", marker="os^Dv"[i % 5], color=f"C{i % 10}", label=dec)
                 for r in pts:
+                    if r["time_ratio_to_reference"] is None:
+                        continue
                     ax.annotate(f"×{r['time_ratio_to_reference']:.2g}",
                                 (r["d"], r["us_per_round"]), textcoords="offset points",
                                 xytext=(4, 4), fontsize=7, color=f"C{i % 10}")
@@ -552,135 +556,3 @@ def plot_time_vs_distance(rows: list[dict], path: str | os.PathLike, title: str 
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return str(path)
-
-
-# --------------------------------------------------------------------------- CLI
-
-def _int_list(text: str) -> list[int]:
-    try:
-        out = [int(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers like 3,5,7, got {text!r}") from None
-    if not out:
-        raise argparse.ArgumentTypeError(f"expected at least one integer, got {text!r}")
-    return out
-
-
-def _float_list(text: str) -> list[float]:
-    try:
-        out = [float(t) for t in text.split(",") if t.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated numbers like 0.001,0.003, got {text!r}") from None
-    if not out:
-        raise argparse.ArgumentTypeError(f"expected at least one number, got {text!r}")
-    return out
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        v = 0
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return v
-
-
-def _seed(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        v = -1
-    if not 0 <= v < 2**63:
-        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**63), got {text!r}")
-    return v
-
-
-def add_sweep_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the sweep flags to ``parser`` and set ``func=sweep_main``; returns ``parser``.
-
-    Multi-word flags take sinter's snake_case (``--rounds_factor``) and the dashed
-    spelling (``--rounds-factor``).
-    """
-    a = parser.add_argument
-    a("--spec", required=True,
-      help="base experiment spec; d and p are replaced, e.g. surface:d=3,p=0.001")
-    a("--distances", type=_int_list, default=[3, 5, 7], help="comma-separated (default 3,5,7)")
-    a("--ps", type=_float_list, default=[0.001, 0.003, 0.005],
-      help="comma-separated physical error rates (default 0.001,0.003,0.005)")
-    a("--decoders", default="pymatching,uf",
-      help="comma-separated decoder names (default pymatching,uf); the reference always runs")
-    a("--shots", type=_positive_int, default=10_000,
-      help="shots per point, the same for every decoder (default 10000)")
-    a("--seed", type=_seed, default=0, help="sampling seed >= 0 (default 0)")
-    a("--rounds_factor", "--rounds-factor", type=_positive_int, default=None,
-      help="r = d * ROUNDS_FACTOR (default: the spec's r, or the family default r = d)")
-    a("--max_errors", "--max-errors", type=_positive_int, default=None,
-      help="stop a point once every decoder has this many failures (shots is the maximum)")
-    a("--time_repeats", "--time-repeats", type=_positive_int, default=1,
-      help="decode each point's shots this many times and report the fastest pass "
-           "(failures counted once; default 1)")
-    a("--csv", default="-", help="sinter CSV output path (default '-': stdout)")
-    a("--json", default=None, help="write the qecd.bench.sweep/1 JSON report here")
-    a("--plot", default=None, metavar="DIR",
-      help="write ler_vs_p.png and time_vs_distance.png into this directory")
-    parser.set_defaults(func=sweep_main)
-    return parser
-
-
-def add_sweep_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Define the ``sweep`` subcommand (for ``qecd bench``) on an argparse subparsers object."""
-    p = subparsers.add_parser(
-        "sweep", help="distance x p sweep of LER and decode time; sinter CSV, JSON, PNGs",
-        description="Sweep d and p over a base spec; every decoder decodes the same shots at "
-                    "each point. Writes sinter-compatible CSV (stdout by default), a JSON "
-                    "report and plots.")
-    return add_sweep_arguments(p)
-
-
-def sweep_main(args: argparse.Namespace) -> int:
-    """Run the sweep the parsed flags describe; the table goes to stderr when the CSV goes
-    to stdout, else to stdout. Returns 0."""
-    decoders = [d.strip() for d in args.decoders.split(",") if d.strip()]
-    rows = run_sweep(args.spec, distances=args.distances, ps=args.ps, decoders=decoders,
-                     shots=args.shots, seed=args.seed, rounds_factor=args.rounds_factor,
-                     max_errors=args.max_errors, time_repeats=args.time_repeats)
-    to_stdout = args.csv in (None, "-")
-    info = sys.stderr if to_stdout else sys.stdout
-    write_sinter_csv(rows, sys.stdout if to_stdout else args.csv)
-    print(format_sweep(rows), file=info)
-    if args.json:
-        report = sweep_report(rows, base_spec=args.spec, distances=args.distances, ps=args.ps,
-                              decoders=decoders, shots=args.shots, seed=args.seed,
-                              rounds_factor=args.rounds_factor, max_errors=args.max_errors,
-                              time_repeats=args.time_repeats,
-                              command=shlex.join(sys.orig_argv))
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=2)
-        print(f"wrote {args.json}", file=info)
-    if args.plot:
-        os.makedirs(args.plot, exist_ok=True)
-        for fn, name in ((plot_ler_vs_p, "ler_vs_p.png"),
-                         (plot_time_vs_distance, "time_vs_distance.png")):
-            print(f"wrote {fn(rows, os.path.join(args.plot, name))}", file=info)
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m qecd.bench.sweep [flags]``: the same flags as ``qecd bench sweep``."""
-    from qecd.errors import QecdError
-
-    parser = add_sweep_arguments(argparse.ArgumentParser(
-        prog="python -m qecd.bench.sweep", description="qecd bench sweep (stand-alone)"))
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except QecdError as e:
-        print(f"qecd: error: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

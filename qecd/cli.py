@@ -239,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="benchmarks")
     bsub = b.add_subparsers(dest="bench_command")
     from qecd.bench.latency_cli import add_latency_arguments
-    from qecd.bench.sweep import add_sweep_parser
+    from qecd.bench.sweep_cli import add_sweep_parser
 
     lat = bsub.add_parser("latency", help="service/reaction latency, throughput, backlog, LER")
     add_latency_arguments(lat)
@@ -325,24 +325,6 @@ def spell_flags(parser: argparse.ArgumentParser) -> None:
         action.option_strings.sort(key=lambda o: "_" in o)
 
 
-#: Modules qecd imports only for some commands, and the extra that installs each.
-OPTIONAL_MODULES = {"sinter": "research", "ldpc": "research", "matplotlib": "research",
-                    "relay_bp": "research", "dask": "research", "distributed": "research",
-                    "pytest": "test", "pytest_benchmark": "bench"}
-
-
-def missing_module_hint(exc: ModuleNotFoundError) -> str:
-    """One line naming the package a command needs and how to install it.
-
-    >>> missing_module_hint(ModuleNotFoundError("No module named 'sinter'", name="sinter"))
-    "needs the package 'sinter', which is not installed: pip install 'qecd[research]'"
-    """
-    top = (exc.name or "?").split(".")[0]
-    extra = OPTIONAL_MODULES.get(top)
-    how = f"pip install 'qecd[{extra}]'" if extra else f"pip install {top}"
-    return f"needs the package '{top}', which is not installed: {how}"
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run ``qecd`` with ``argv``; returns the exit code (see README, "Exit codes")."""
     import os
@@ -357,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     from qecd.errors import QecdError
+    from qecd.extras import RESEARCH_MODULES, install_hint
 
     try:
         code = func(args)
@@ -371,10 +354,11 @@ def main(argv: list[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return ExitCode.BROKEN_PIPE
-    except ModuleNotFoundError as e:
-        if e.name and e.name.split(".")[0] == "qecd":
+    except ModuleNotFoundError as e:  # a research tool reached without its extra
+        if (e.name or "").split(".")[0] not in RESEARCH_MODULES:
             raise
-        print(f"qecd {args.command}: error: {missing_module_hint(e)}", file=sys.stderr)
+        what = " ".join(filter(None, ("qecd", args.command, getattr(args, "bench_command", None))))
+        print(f"qecd: error: {install_hint(e.name, what)}", file=sys.stderr)
         return ExitCode.USAGE
 
 

@@ -10,15 +10,13 @@ import pytest
 import sinter
 
 from qecd.bench.sweep import (
-    add_sweep_parser,
-    main,
     plot_ler_vs_p,
     plot_time_vs_distance,
     run_sweep,
-    sweep_main,
     sweep_specs,
     write_sinter_csv,
 )
+from qecd.bench.sweep_cli import add_sweep_parser, main, sweep_main
 from qecd.errors import DecoderError, SpecError
 
 BASE = "repetition:d=3"
@@ -100,6 +98,10 @@ def test_errors_at_most_shots_and_interval_contains_the_rate(rows):
 def test_pngs_are_written_and_not_trivial(rows, tmp_path):
     a = plot_ler_vs_p(rows, tmp_path / "ler.png")
     b = plot_time_vs_distance(rows, tmp_path / "time.png")
+    plot_ler_vs_p(rows, tmp_path / "ler_round.png", per="round")
+    assert (tmp_path / "ler_round.png").stat().st_size > 10_000
+    with pytest.raises(ValueError, match="per: expected 'shot' or 'round'"):
+        plot_ler_vs_p(rows, tmp_path / "x.png", per="cycle")
     assert (tmp_path / "ler.png").stat().st_size > 10_000
     assert (tmp_path / "time.png").stat().st_size > 10_000
     assert a.endswith("ler.png") and b.endswith("time.png")
@@ -119,15 +121,23 @@ def test_max_errors_stops_a_point_early_with_the_same_shots_per_decoder():
     assert r["errors"] >= 5 and r["shots"] < 100_000 and r["chunks"] >= 1
 
 
-def test_time_repeats_decode_the_same_shots_again_and_keep_the_fastest_time():
+def test_time_repeats_decode_the_same_shots_again_with_the_same_failures():
     one = run_sweep(BASE, distances=[3], ps=[0.03], decoders=["pymatching"], shots=300, seed=4)
     three = run_sweep(BASE, distances=[3], ps=[0.03], decoders=["pymatching"], shots=300,
                       seed=4, time_repeats=3)
     assert [r["errors"] for r in three] == [r["errors"] for r in one]
     (r,) = three
-    assert len(r["us_per_round_passes"]) == 3
-    assert r["us_per_round"] == min(r["us_per_round_passes"])
+    assert r["time_repeats"] == 3 and r["decode_ns"] > 0
     assert r["strong_id"] == one[0]["strong_id"]
+
+
+def test_max_errors_stops_at_the_first_chunk_that_reaches_it():
+    (r,) = run_sweep(BASE, distances=[3], ps=[0.05], decoders=["pymatching"], shots=10_000,
+                     seed=2, max_errors=20, chunk_shots=100)
+    assert r["errors"] >= 20 and r["shots"] == 100 * r["chunks"] < 10_000
+    (fewer,) = run_sweep(BASE, distances=[3], ps=[0.05], decoders=["pymatching"],
+                         shots=100 * (r["chunks"] - 1), seed=2, chunk_shots=100)
+    assert fewer["errors"] < 20  # one chunk fewer had not reached max_errors
 
 
 def test_bad_inputs_raise_errors_that_name_the_field():
@@ -143,13 +153,14 @@ def test_standalone_cli_writes_csv_to_stdout_table_to_stderr_and_json(tmp_path, 
     js = tmp_path / "s.json"
     code = main(["--spec", BASE, "--distances", "3", "--ps", "0.02", "--decoders",
                  "pymatching", "--shots", "200", "--seed", "1", "--rounds-factor", "2",
-                 "--json", str(js)])
+                 "--json", str(js), "--workers", "1"])
     assert code == 0
     out, err = capsys.readouterr()
     assert out.splitlines()[0] == sinter.CSV_HEADER and len(out.splitlines()) == 2
     assert "| 3 | 6 | 0.02 | pymatching | 200 |" in err
+    assert "1/1 tasks done" in err and "sweep:" in err  # progress and summary on stderr
     report = json.loads(js.read_text())
-    assert report["schema"] == "qecd.bench.sweep/1"
+    assert report["schema"] == "qecd.bench.sweep/2"
     assert report["rows"][0]["us_per_round"] > 0 and report["rows"][0]["r"] == 6
 
 
@@ -165,8 +176,8 @@ def test_add_sweep_parser_plugs_into_a_parent_cli(tmp_path, capsys):
     csv = tmp_path / "s.csv"
     args = top.parse_args(["bench", "sweep", "--spec", BASE, "--distances", "3", "--ps",
                            "0.02", "--decoders", "pymatching", "--shots", "100",
-                           "--csv", str(csv)])
-    assert args.func is sweep_main and args.rounds_factor is None
+                           "--csv", str(csv), "--workers", "1", "--quiet"])
+    assert args.func is sweep_main and args.rounds_factor is None and args.max_shots == 100
     assert args.func(args) == 0
     assert [s.shots for s in sinter.read_stats_from_csv_files(str(csv))] == [100]
     assert "pymatching" in capsys.readouterr().out
