@@ -3,7 +3,13 @@
 Shots are sampled once (seeded) and decoded by every decoder; each gets its logical error
 rate with a 95% Wilson interval, its decode time per shot and per round (construction and
 warm-up excluded, reported apart), and its ratios to the reference decoder measured in the
-same run: ``pymatching`` for graph-like DEMs, ldpc's BP+OSD-CS7 for qLDPC ones.
+same run: ``pymatching`` for graph-like DEMs, ldpc's BP+OSD-CS7 for qLDPC ones. The LER
+ratio is paired (the same shots): its 95% interval comes from the shots where exactly one of
+the two failed (:func:`qecd.bench.stats.paired_ratio_interval`).
+
+Besides the registered backends (``uf``, ``bp-cluster``, ``pymatching-corr``, ``relay-bp``,
+any with ``-w<W>c<C>``), the peers ``ldpc-bposd`` (BP+OSD-CS7) and ``ldpc-bplsd``
+(BP+LSD-CS7) are accepted (:mod:`qecd.bench.ldpc_reference`).
 
 Example
 -------
@@ -13,6 +19,8 @@ Example
 ['pymatching', 'pymatching-w2c1']
 >>> r["decoders"][0]["time_ratio_to_reference"]
 1.0
+>>> r["decoders"][1]["ler_ratio_ci95"] is not None
+True
 """
 
 from __future__ import annotations
@@ -23,21 +31,23 @@ from typing import Any
 import numpy as np
 
 from qecd.bench.machine import machine_info
-from qecd.bench.stats import wilson_interval
+from qecd.bench.stats import paired_ratio_interval, wilson_interval
 from qecd.codes import build_experiment
 from qecd.decoder.registry import build_decoder
 
 SCHEMA = "qecd.bench.accuracy/1"
 REFERENCE_GRAPH = "pymatching"
 REFERENCE_QLDPC = "ldpc-bposd"
+#: peers that are not qecd backends: name -> class in qecd.bench.ldpc_reference
+PEERS = {"ldpc-bposd": "LdpcBpOsd", "ldpc-bplsd": "LdpcBpLsd"}
 
 
 def _build(name: str, exp) -> tuple[Any, bool]:
     """Decoder object and whether it takes bit-packed batches."""
-    if name == REFERENCE_QLDPC:
-        from qecd.bench.ldpc_reference import LdpcBpOsd
+    if name in PEERS:
+        from qecd.bench import ldpc_reference
 
-        return LdpcBpOsd(exp.dem), False
+        return getattr(ldpc_reference, PEERS[name])(exp.dem), False
     return build_decoder(name, exp.dem, exp.layout), True
 
 
@@ -68,6 +78,7 @@ def run_accuracy(spec: str, decoders: list[str], *, shots: int, seed: int = 0,
     packed = np.packbits(dets, axis=1, bitorder="little")
     rounds = int(exp.spec["r"])
     rows = []
+    fails_of: dict[str, np.ndarray] = {}
     for name in names:
         t0 = time.perf_counter()
         dec, takes_packed = _build(name, exp)
@@ -79,7 +90,9 @@ def run_accuracy(spec: str, decoders: list[str], *, shots: int, seed: int = 0,
         else:
             pred = dec.decode_batch(dets)
         decode_ns = time.perf_counter_ns() - t0
-        fails = int(np.any(pred != obs, axis=1).sum())
+        failed = np.any(pred != obs, axis=1)
+        fails_of[name] = failed
+        fails = int(failed.sum())
         lo, hi = wilson_interval(fails, shots)
         rows.append({
             "name": name,
@@ -93,11 +106,21 @@ def run_accuracy(spec: str, decoders: list[str], *, shots: int, seed: int = 0,
             "us_per_round": decode_ns / 1e3 / shots / rounds,
         })
     base = rows[0]
+    ref_failed = fails_of[ref]
     for row in rows:
         row["time_ratio_to_reference"] = row["decode_s"] / base["decode_s"]
-        row["ler_ratio_to_reference"] = (
-            row["failures"] / base["failures"] if base["failures"] else None
-        )
+        mine = fails_of[row["name"]]
+        both = int((mine & ref_failed).sum())
+        only_me = int((mine & ~ref_failed).sum())
+        only_ref = int((~mine & ref_failed).sum())
+        ratio, lo, hi = paired_ratio_interval(both, only_me, only_ref)
+        row["failed_with_reference"] = both
+        row["failed_alone"] = only_me
+        row["reference_failed_alone"] = only_ref
+        row["ler_ratio_to_reference"] = ratio
+        row["ler_ratio_ci95"] = None if ratio is None else [lo, hi]
+        if row["name"] == ref:
+            row["ler_ratio_ci95"] = None if ratio is None else [1.0, 1.0]
     rows = [r for r in rows if r["name"] in decoders or r["name"] == ref]
     order = {n: i for i, n in enumerate(decoders)}
     rows.sort(key=lambda r: order.get(r["name"], -1))
@@ -120,11 +143,16 @@ def format_accuracy(report: dict) -> str:
     """A fixed-width table of an accuracy report."""
     head = (f"{report['spec']}  shots={report['shots']} seed={report['seed']} "
             f"reference={report['reference']}")
-    lines = [head, f"{'decoder':<22}{'LER':>10}  {'95% CI':<23}{'us/shot':>10}"
-             f"{'us/round':>10}{'time/ref':>10}{'LER/ref':>9}"]
+    lines = [head, f"{'decoder':<22}{'fails':>7}{'LER':>10}  {'95% CI':<21}{'us/shot':>10}"
+             f"{'us/round':>10}{'time/ref':>9}{'LER/ref':>8}  {'paired 95% CI':<14}"]
     for r in report["decoders"]:
-        ci = f"[{r['ler_ci95'][0]:.2e}, {r['ler_ci95'][1]:.2e}]"
-        lr = "-" if r["ler_ratio_to_reference"] is None else f"{r['ler_ratio_to_reference']:.2f}"
-        lines.append(f"{r['name']:<22}{r['ler']:>10.2e}  {ci:<23}{r['us_per_shot']:>10.2f}"
-                     f"{r['us_per_round']:>10.3f}{r['time_ratio_to_reference']:>10.3f}{lr:>9}")
+        ci = f"[{r['ler_ci95'][0]:.1e}, {r['ler_ci95'][1]:.1e}]"
+        if r["ler_ratio_to_reference"] is None:
+            lr, rci = "-", "-"
+        else:
+            lr = f"{r['ler_ratio_to_reference']:.2f}"
+            rci = f"[{r['ler_ratio_ci95'][0]:.2f}, {r['ler_ratio_ci95'][1]:.2f}]"
+        lines.append(f"{r['name']:<22}{r['failures']:>7}{r['ler']:>10.2e}  {ci:<21}"
+                     f"{r['us_per_shot']:>10.2f}{r['us_per_round']:>10.3f}"
+                     f"{r['time_ratio_to_reference']:>9.3f}{lr:>8}  {rci:<14}")
     return "\n".join(lines)
