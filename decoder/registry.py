@@ -36,6 +36,7 @@ BACKENDS: dict[str, str] = {
     "bp-cluster": "qecd.decoder.bp_cluster:BpClusterDecoder",
     "pymatching-corr": "qecd.decoder.pymatching_correlated:CorrelatedPyMatchingDecoder",
     "relay-bp": "qecd.decoder.relay_bp_backend:RelayBpDecoder",
+    "uf-corr": "qecd.decoder.correlated_uf:CorrelatedUnionFindDecoder",
 }
 
 
