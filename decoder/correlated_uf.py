@@ -41,15 +41,15 @@ import numba
 import numpy as np
 import stim
 
-from qecd import jit_cache
+from qecd import _jit
 from qecd.decoder import _uf_kernels as _k
 from qecd.decoder.union_find import DEFAULT_WEIGHT_RESOLUTION, UnionFindDecoder
 
-jit_cache.invalidate_if_changed(__file__, [_k.__file__], __name__)
+_jit.invalidate_if_changed(__file__, [_k.__file__], __name__)
 
 __all__ = ["CorrelatedUnionFindDecoder", "correlation_table"]
 
-_JIT = dict(cache=True, nogil=True, boundscheck=False)
+_JIT = _jit.KERNEL
 
 
 def correlation_table(dem: stim.DetectorErrorModel, faults, weight_resolution: int
