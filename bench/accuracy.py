@@ -51,8 +51,19 @@ def _build(name: str, exp) -> tuple[Any, bool]:
     return build_decoder(name, exp.dem, exp.layout), True
 
 
+def _decode(dec: Any, takes_packed: bool, dets: np.ndarray, packed: np.ndarray,
+            num_observables: int) -> tuple[np.ndarray, int]:
+    t0 = time.perf_counter_ns()
+    if takes_packed:
+        pred = np.unpackbits(dec.decode_batch_packed(packed), axis=1, count=num_observables,
+                             bitorder="little")
+    else:
+        pred = dec.decode_batch(dets)
+    return pred, time.perf_counter_ns() - t0
+
+
 def run_accuracy(spec: str, decoders: list[str], *, shots: int, seed: int = 0,
-                 reference: str | None = None) -> dict:
+                 reference: str | None = None, time_repeats: int = 1) -> dict:
     """Sample ``shots`` of ``spec`` once and decode them with each decoder.
 
     Parameters
@@ -65,6 +76,10 @@ def run_accuracy(spec: str, decoders: list[str], *, shots: int, seed: int = 0,
     shots, seed : int
     reference : str, optional
         Defaults to pymatching for graph-like DEMs and ldpc-bposd otherwise.
+    time_repeats : int
+        Decode time is the least of this many passes over the same shots, the decoders taking
+        turns (pass 1 is the accuracy pass); more than 1 keeps a load spike on a shared
+        machine from landing on one decoder only. ``decode_s_passes`` lists every pass.
 
     Returns
     -------
@@ -77,19 +92,17 @@ def run_accuracy(spec: str, decoders: list[str], *, shots: int, seed: int = 0,
     dets, obs = exp.sample(shots, seed=seed)
     packed = np.packbits(dets, axis=1, bitorder="little")
     rounds = int(exp.spec["r"])
+    if isinstance(time_repeats, bool) or not isinstance(time_repeats, int) or time_repeats < 1:
+        raise ValueError(f"time_repeats: expected an integer >= 1, got {time_repeats!r}")
     rows = []
     fails_of: dict[str, np.ndarray] = {}
+    built: dict[str, tuple[Any, bool]] = {}
     for name in names:
         t0 = time.perf_counter()
         dec, takes_packed = _build(name, exp)
         build_s = time.perf_counter() - t0
-        t0 = time.perf_counter_ns()
-        if takes_packed:
-            pred = np.unpackbits(dec.decode_batch_packed(packed), axis=1,
-                                 count=exp.dem.num_observables, bitorder="little")
-        else:
-            pred = dec.decode_batch(dets)
-        decode_ns = time.perf_counter_ns() - t0
+        built[name] = (dec, takes_packed)
+        pred, decode_ns = _decode(dec, takes_packed, dets, packed, exp.dem.num_observables)
         failed = np.any(pred != obs, axis=1)
         fails_of[name] = failed
         fails = int(failed.sum())
@@ -104,7 +117,18 @@ def run_accuracy(spec: str, decoders: list[str], *, shots: int, seed: int = 0,
             "decode_s": decode_ns / 1e9,
             "us_per_shot": decode_ns / 1e3 / shots,
             "us_per_round": decode_ns / 1e3 / shots / rounds,
+            "decode_s_passes": [decode_ns / 1e9],
         })
+    for _ in range(time_repeats - 1):
+        for row in rows:
+            dec, takes_packed = built[row["name"]]
+            _, ns = _decode(dec, takes_packed, dets, packed, exp.dem.num_observables)
+            row["decode_s_passes"].append(ns / 1e9)
+    for row in rows:
+        best = min(row["decode_s_passes"])
+        row["decode_s"] = best
+        row["us_per_shot"] = best * 1e6 / shots
+        row["us_per_round"] = best * 1e6 / shots / rounds
     base = rows[0]
     ref_failed = fails_of[ref]
     for row in rows:

@@ -979,7 +979,7 @@ def relay_legs(synd, nflag, graph, params, ws, out_faults, count):
     cur = 0  # 0: post holds the latest posterior, 1: post2
     for leg in range(legs):
         g = gammas[leg]
-        for it in range(leg_iter):
+        for _it in range(leg_iter):
             old = post if cur == 0 else post2
             new = post2 if cur == 0 else post
             for v in range(n):
