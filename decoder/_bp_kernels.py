@@ -27,8 +27,8 @@ Data passed to the kernels (the decoder's :meth:`kernel_args` returns ``(graph, 
       only the first ``relay_legs`` are read)
 
 ``params`` ``(max_iter, bp_method, schedule, ms_scaling, lsd_order, lsd_min_free,
-    relay_legs, relay_iter, relay_stop)`` as ``(int64, int64, int64, float64, int64, int64,
-    int64, int64, int64)``; ``bp_method`` 0 = minimum-sum, 1 = product-sum; ``schedule`` 0 =
+    relay_legs, relay_iter, relay_stop, relay_min_free)`` as ``(int64, int64, int64, float64,
+    int64, int64, int64, int64, int64, int64)``; ``bp_method`` 0 = minimum-sum, 1 = product-sum; ``schedule`` 0 =
     parallel (flooding), 1 = serial (fault by fault).
 
 ``ws`` (workspace, written by every shot; one per thread) — see :func:`make_workspace`.
@@ -60,7 +60,9 @@ Algorithm (one shot)
    iterations each; every leg that converges is a candidate, and the solution of least total
    ``weight`` among them and the cluster stage's is the answer. It stops after
    ``relay_stop`` converged legs; when fewer converged, the cluster stage runs once more on
-   the last leg's posteriors and its solution is one more candidate. The first cluster
+   the last leg's posteriors, growing each cluster until it holds ``relay_min_free`` free
+   columns (so the combination sweep has candidates, as OSD-CS has), and its solution is one
+   more candidate. The first cluster
    solution is always there, so the answer always reproduces the syndrome, and a relay
    candidate replaces it only when it is more likely.
 
@@ -1029,7 +1031,9 @@ def relay_legs(synd, nflag, graph, params, ws, out_faults, count):
     if nconv < stop and legs > 0:
         # no leg (or too few) converged: clusters again, guided by the relayed posteriors
         alt = ws[33]
-        cnt2 = cluster_decode(synd, graph, params, ws, alt)
+        wider = (params[0], params[1], params[2], params[3], params[4], params[9], params[6],
+                 params[7], params[8], params[9])
+        cnt2 = cluster_decode(synd, graph, wider, ws, alt)
         if cnt2 >= 0:
             w = 0.0
             for i in range(cnt2):
