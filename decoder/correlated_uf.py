@@ -40,6 +40,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 import stim
+from numba.cpython.unsafe.numbers import trailing_zeros
 
 from qecd import _jit
 from qecd.decoder import _uf_kernels as _k
@@ -110,18 +111,15 @@ def _set_weight(g, w, edge_w, slack, adj, adj_pos):
 
 
 @numba.njit(**_JIT)
-def _unprematch_events(syndrome, stamp, adj_ptr, adj, pm2_edge, pm2_bnd, off_edge, off_node,
-                       off_bnd):
+def _unprematch_events(events, n_events, stamp, cur, adj_ptr, adj, pm2_edge, pm2_bnd,
+                       off_edge, off_node, off_bnd):
     """Turn pre-matching off at every detection event within one edge of a node stamped
-    (an end of a lowered edge): its boundary match and every edge at it, so no pair touching
-    it is pre-matched. Records what changed; returns the counts ``(edges, nodes)``."""
-    nd = syndrome.shape[0]
+    ``cur`` (an end of a lowered edge): its boundary match and every edge at it, so no pair
+    touching it is pre-matched. Records what changed; returns the counts ``(edges, nodes)``."""
     n_off_e = 0
     n_off_n = 0
-    cur = stamp[nd + 1]
-    for a in range(nd):
-        if syndrome[a] == 0:
-            continue
+    for i in range(n_events):
+        a = events[i]
         near = stamp[a] == cur
         k = adj_ptr[a]
         while not near and k < adj_ptr[a + 1]:
@@ -144,14 +142,15 @@ def _unprematch_events(syndrome, stamp, adj_ptr, adj, pm2_edge, pm2_bnd, off_edg
 
 
 @numba.njit(**_JIT)
-def cuf_decode_into(syndrome, adj_ptr, adj, edge_w, edge_uv, pm_edge, pm_bnd, parent, flags,
-                    nws, slack, touched, heap_key, heap_ver, satq, stack, out_faults,
-                    corr_ptr, corr_edge, corr_w, adj_pos, pm2_edge, pm2_bnd, mod_edge,
-                    mod_old, off_edge, off_node, off_bnd, stamp):
+def cuf_decode_into(syndrome, events, n_events, adj_ptr, adj, edge_w, edge_uv, pm_edge, pm_bnd,
+                    parent, flags, nws, slack, touched, heap_key, heap_ver, satq, stack,
+                    out_faults, corr_ptr, corr_edge, corr_w, adj_pos, pm2_edge, pm2_bnd,
+                    mod_edge, mod_old, off_edge, off_node, off_bnd, stamp):
     """One shot, two passes (module docs); returns the fault count or UF_NO_BOUNDARY.
 
+    ``events[:n_events]`` lists the detectors with an event (those ``syndrome`` marks);
     ``pm2_edge``/``pm2_bnd`` are this decoder's copies of the pre-matching tables (empty
-    when pre-matching is off); ``mod_*`` and ``off_*`` are scratch."""
+    when pre-matching is off); ``mod_*``, ``off_*`` and ``stamp`` are scratch."""
     n1 = _k.uf_decode_into(syndrome, adj_ptr, adj, edge_w, edge_uv, pm_edge, pm_bnd, parent,
                            flags, nws, slack, touched, heap_key, heap_ver, satq, stack,
                            out_faults)
@@ -179,8 +178,8 @@ def cuf_decode_into(syndrome, adj_ptr, adj, edge_w, edge_uv, pm_edge, pm_bnd, pa
     n_off_e = 0
     n_off_n = 0
     if use_pm:
-        n_off_e, n_off_n = _unprematch_events(syndrome, stamp, adj_ptr, adj, pm2_edge,
-                                              pm2_bnd, off_edge, off_node, off_bnd)
+        n_off_e, n_off_n = _unprematch_events(events, n_events, stamp, cur, adj_ptr, adj,
+                                              pm2_edge, pm2_bnd, off_edge, off_node, off_bnd)
     n2 = _k.uf_decode_into(syndrome, adj_ptr, adj, edge_w, edge_uv, pm2_edge, pm2_bnd,
                            parent, flags, nws, slack, touched, heap_key, heap_ver, satq, stack,
                            out_faults)
@@ -194,8 +193,8 @@ def cuf_decode_into(syndrome, adj_ptr, adj, edge_w, edge_uv, pm_edge, pm_bnd, pa
 
 
 @numba.njit(**_JIT)
-def cuf_decode_batch_packed(packed, num_detectors, syndrome, args_graph, args_ws, out_faults,
-                            corr, obs_packed, out):
+def cuf_decode_batch_packed(packed, num_detectors, syndrome, events, args_graph, args_ws,
+                            out_faults, corr, obs_packed, out):
     """Bit-packed shots in, bit-packed observable flips XOR-ed into ``out``; returns the first
     shot with no solution, or -1."""
     adj_ptr, adj, edge_w, edge_uv, pm_edge, pm_bnd = args_graph
@@ -203,19 +202,33 @@ def cuf_decode_batch_packed(packed, num_detectors, syndrome, args_graph, args_ws
     corr_ptr, corr_edge, corr_w, adj_pos, pm2_edge, pm2_bnd, mod_edge, mod_old, off_edge, \
         off_node, off_bnd, stamp = corr
     nob = out.shape[1]
+    nbytes = packed.shape[1]
     for s in range(packed.shape[0]):
-        for v in range(num_detectors):
-            syndrome[v] = (packed[s, v >> 3] >> (v & 7)) & 1
-        n = cuf_decode_into(syndrome, adj_ptr, adj, edge_w, edge_uv, pm_edge, pm_bnd, parent,
-                            flags, nws, slack, touched, heap_key, heap_ver, satq, stack,
-                            out_faults, corr_ptr, corr_edge, corr_w, adj_pos, pm2_edge,
-                            pm2_bnd, mod_edge, mod_old, off_edge, off_node, off_bnd, stamp)
+        ne = 0  # ``syndrome`` is all-zero here: set this shot's events, clear them after
+        for j in range(nbytes):
+            b = np.int64(packed[s, j])
+            while b != 0:
+                v = 8 * j + trailing_zeros(b)
+                b &= b - 1
+                if v < num_detectors:
+                    syndrome[v] = 1
+                    events[ne] = v
+                    ne += 1
+        if ne == 0:
+            continue
+        n = cuf_decode_into(syndrome, events, ne, adj_ptr, adj, edge_w, edge_uv, pm_edge,
+                            pm_bnd, parent, flags, nws, slack, touched, heap_key, heap_ver,
+                            satq, stack, out_faults, corr_ptr, corr_edge, corr_w, adj_pos,
+                            pm2_edge, pm2_bnd, mod_edge, mod_old, off_edge, off_node, off_bnd,
+                            stamp)
+        for i in range(ne):
+            syndrome[events[i]] = 0
         if n < 0:
             return s
         for i in range(n):
             f = out_faults[i]
-            for b in range(nob):
-                out[s, b] ^= obs_packed[f, b]
+            for ob in range(nob):
+                out[s, ob] ^= obs_packed[f, ob]
     return -1
 
 
@@ -248,7 +261,8 @@ class CorrelatedUnionFindDecoder(UnionFindDecoder):
                       np.zeros(max(ne, 1), np.int64), np.zeros(self.num_detectors + 1, np.int64),
                       np.zeros(self.num_detectors + 1, np.int32),
                       np.zeros(self.num_detectors + 2, np.int64))  # stamps; [-1] = counter
-        self._syndrome = np.zeros(self.num_detectors, np.uint8)
+        self._syndrome = np.zeros(self.num_detectors, np.uint8)  # all-zero between shots
+        self._events = np.zeros(max(self.num_detectors, 1), np.int64)
         self._warm_up()
 
     def _warm_up(self) -> None:
@@ -258,8 +272,9 @@ class CorrelatedUnionFindDecoder(UnionFindDecoder):
     def _run_packed_core(self, packed: np.ndarray) -> np.ndarray:
         out = np.zeros((packed.shape[0], max(1, (self.num_observables + 7) // 8)), np.uint8)
         a = self._args
-        bad = cuf_decode_batch_packed(packed, self.num_detectors, self._syndrome, a[:6], a[6:],
-                                      self._out_faults, self._corr, self._obs_packed_1, out)
+        bad = cuf_decode_batch_packed(packed, self.num_detectors, self._syndrome, self._events,
+                                      a[:6], a[6:], self._out_faults, self._corr,
+                                      self._obs_packed_1, out)
         if bad >= 0:
             raise self._no_solution(bad)
         return out[:, :(self.num_observables + 7) // 8]
@@ -282,9 +297,13 @@ class CorrelatedUnionFindDecoder(UnionFindDecoder):
 
     def decode_to_faults(self, syndrome: np.ndarray) -> np.ndarray:
         """Fault ids (int64, sorted) of the second pass's correction."""
-        s = np.ascontiguousarray(self._check_syndrome(syndrome), dtype=np.uint8).copy()
+        s = (np.ascontiguousarray(self._check_syndrome(syndrome), dtype=np.uint8) != 0).astype(
+            np.uint8)
+        ev = np.flatnonzero(s).astype(np.int64)
+        if ev.size == 0:
+            return np.zeros(0, np.int64)
         a = self._args
-        n = cuf_decode_into(s, *a, self._out_faults, *self._corr)
+        n = cuf_decode_into(s, ev, ev.size, *a, self._out_faults, *self._corr)
         if n < 0:
             raise self._no_solution(0)
         return np.sort(self._out_faults[:n])
