@@ -28,8 +28,8 @@ Data passed to the kernels (the decoder's :meth:`kernel_args` returns ``(graph, 
 
 ``params`` ``(max_iter, bp_method, schedule, ms_scaling, lsd_order, lsd_min_free,
     relay_legs, relay_iter, relay_stop, relay_min_free)`` as ``(int64, int64, int64, float64,
-    int64, int64, int64, int64, int64, int64)``; ``bp_method`` 0 = minimum-sum, 1 = product-sum; ``schedule`` 0 =
-    parallel (flooding), 1 = serial (fault by fault).
+    int64, int64, int64, int64, int64, int64)``; ``bp_method`` 0 = minimum-sum,
+    1 = product-sum; ``schedule`` 0 = parallel (flooding), 1 = serial (fault by fault).
 
 ``ws`` (workspace, written by every shot; one per thread) — see :func:`make_workspace`.
 
