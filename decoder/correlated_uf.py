@@ -237,6 +237,8 @@ class CorrelatedUnionFindDecoder(UnionFindDecoder):
 
     name = "uf-corr"
     graph_like = True
+    #: streams run through the Python window path (the compiled stream engine is plain uf's)
+    compiles_streams = False
 
     def __init__(self, dem: stim.DetectorErrorModel, *,
                  weight_resolution: int = DEFAULT_WEIGHT_RESOLUTION,

@@ -8,7 +8,7 @@ import stim
 
 from qecd.codes import build_experiment
 from qecd.decoder import make_decoder
-from qecd.decoder.names import parse_decoder_name
+from qecd.decoder.registry import parse_decoder_name
 from qecd.decoder.window import StreamDecoder
 
 
