@@ -408,6 +408,9 @@ def first_iteration(graph: tuple, bp_method: int, ms_scaling: float) -> tuple[np
     for c in range(m):
         a, b = int(row_ptr[c]), int(row_ptr[c + 1])
         q = prior[row_idx[a:b]]
+        if b == a:
+            continue  # a detector no fault flips (e.g. a window's slice whose faults all
+            # began earlier): it sends nothing; a flag on it is not in the column space
         if b - a == 1:
             r1[a] = ms_scaling * _BIG_LLR if bp_method == 0 else 2.0 * np.arctanh(_TANH_CAP)
         elif bp_method == 0:
@@ -1066,6 +1069,8 @@ def decode_shot(syndrome, out_faults, graph, params, ws):
         nflag += syndrome[c] != 0
     if nflag == 0:
         return 0
+    if graph[5].shape[0] == 0:
+        return STATUS_NOT_IN_SPAN  # no faults at all (a window of faults that began earlier)
     it, cnt = bp_decode(syndrome, nflag, graph, params, ws)
     info[0] = it
     if it > 0:

@@ -21,7 +21,8 @@ are much more likely than their marginal probability says. The decoder
 The result always reproduces the syndrome (both passes are union-find's). Weights use the
 same integer scale as ``uf`` (:func:`qecd.decoder.union_find.integer_weights`). The DEM must
 carry the decompositions (``decompose_errors=True``); without any ``^`` this is ``uf``. In a
-sliding window the window DEMs have no decompositions (as for ``pymatching-corr``).
+sliding window the window DEMs have no decompositions (as for ``pymatching-corr``); a
+whole-shot stream gets the DEM itself (``uses_decompositions``).
 
 Example
 -------
@@ -237,8 +238,15 @@ class CorrelatedUnionFindDecoder(UnionFindDecoder):
 
     name = "uf-corr"
     graph_like = True
+    #: reads the DEM's ``^`` decompositions: a whole-shot window hands it the DEM itself
+    uses_decompositions = True
     #: streams run through the Python window path (the compiled stream engine is plain uf's)
     compiles_streams = False
+
+    @classmethod
+    def compile_stream(cls, stream: object) -> None:
+        """None: no compiled engine (it would run plain ``uf``); streams decode from Python."""
+        return None
 
     def __init__(self, dem: stim.DetectorErrorModel, *,
                  weight_resolution: int = DEFAULT_WEIGHT_RESOLUTION,

@@ -8,7 +8,8 @@ experiments do); a DEM without ``^`` gives plain matching.
 
 Inside a sliding window (``pymatching-corr-w10c5``) each window's DEM is rebuilt from the
 fault table one component per line, so the decompositions are lost there and a window
-decodes like plain ``pymatching``; whole-shot decoding keeps them.
+decodes like plain ``pymatching``; whole-shot decoding, streamed or not, keeps them (the
+whole-shot window hands the backend the DEM itself: ``uses_decompositions``).
 
 Example
 -------
@@ -39,6 +40,8 @@ class CorrelatedPyMatchingDecoder(PyMatchingDecoder):
     name = "pymatching-corr"
     #: a matching backend: the window builds graph-like (decomposed) fault tables for it
     graph_like = True
+    #: reads the DEM's ``^`` decompositions: a whole-shot window hands it the DEM itself
+    uses_decompositions = True
 
     def __init__(self, dem: stim.DetectorErrorModel) -> None:
         super().__init__(dem)

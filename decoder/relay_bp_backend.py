@@ -106,14 +106,18 @@ class RelayBpDecoder(Decoder):
             shape=(faults.num_detectors, n))
         self._obs = sp.csr_matrix(faults.obs_mask.T.astype(np.uint8))  # (obs, faults)
         o = self.options
+        # the memory strengths are drawn here, once (seeded), and passed explicitly: the
+        # package otherwise draws them from one generator that advances with every shot, so
+        # the same syndrome could decode differently depending on what came before
+        lo, hi = map(float, o.gamma_dist_interval)
+        gammas = np.random.default_rng(int(o.seed)).uniform(
+            lo, hi, size=(max(1, int(o.num_sets)), n))
         self._decoder = relay_bp.RelayDecoderF32(
             self._h, error_priors=np.asarray(faults.probabilities, np.float64),
             gamma0=float(o.gamma0), pre_iter=int(o.pre_iter), num_sets=int(o.num_sets),
-            set_max_iter=int(o.set_max_iter),
-            gamma_dist_interval=tuple(map(float, o.gamma_dist_interval)),
-            stop_nconv=int(o.stop_nconv), seed=int(o.seed))
-        self._runner = relay_bp.ObservableDecoderRunner(self._decoder, self._obs,
-                                                        include_decode_result=False)
+            set_max_iter=int(o.set_max_iter), gamma_dist_interval=(lo, hi),
+            explicit_gammas=gammas, stop_nconv=int(o.stop_nconv), seed=int(o.seed))
+        self._checker = None  # a bp-cluster decoder, built on the first unconverged shot
         self.decode_batch(np.zeros((1, faults.num_detectors), np.uint8))  # warm up
 
     @classmethod
@@ -132,16 +136,53 @@ class RelayBpDecoder(Decoder):
         s = self._check_syndrome(syndrome)
         if not s.any():
             return np.zeros(0, np.int64)
-        err = np.asarray(self._decoder.decode(np.ascontiguousarray(s)))
-        return np.flatnonzero(err).astype(np.int64)
+        err = np.asarray(self._decoder.decode_batch(np.ascontiguousarray(s)[None, :]),
+                         dtype=np.uint8)
+        self._check_unconverged(s[None, :], err)
+        return np.flatnonzero(err[0]).astype(np.int64)
 
     def decode(self, syndrome: np.ndarray) -> np.ndarray:
         return self.decode_batch(self._check_syndrome(syndrome)[None, :])[0]
 
+    def _check_unconverged(self, d: np.ndarray, errs: np.ndarray) -> None:
+        """Raise DecoderError for the first shot whose syndrome no set of faults explains.
+
+        Relay-BP's answer reproduces the syndrome only when some leg converged; for the other
+        shots a bp-cluster decoder over the same fault table (which solves exactly, or
+        proves the syndrome is outside the column space) tells a hard shot, whose Relay-BP
+        guess is kept, from an impossible one."""
+        import scipy.sparse as sp
+
+        got = (self._h @ sp.csr_matrix(errs).T).toarray().T % 2
+        bad = np.flatnonzero(np.any(got != (d != 0), axis=1))
+        if bad.size == 0:
+            return
+        if self._checker is None:
+            from qecd.decoder.bp_cluster import BpClusterDecoder
+
+            self._checker = BpClusterDecoder.from_fault_table(self.faults, relay_legs=0)
+        for i in bad.tolist():
+            try:
+                self._checker.decode_to_faults(d[i])
+            except DecoderError as exc:
+                raise DecoderError(f"relay-bp: shot {i}: the syndrome is not explained by any "
+                                   "set of faults of this DEM (not in the column space of its "
+                                   "check matrix)") from exc
+
     def decode_batch(self, dets: np.ndarray) -> np.ndarray:
-        """Predictions (uint8, (shots, num_observables)) for unpacked detection events."""
+        """Predictions (uint8, (shots, num_observables)) for unpacked detection events.
+
+        Raises
+        ------
+        DecoderError
+            On a wrong shape, or a syndrome that no set of faults explains.
+        """
         d = np.ascontiguousarray(self._check_batch(dets))
+        errs = np.asarray(self._decoder.decode_batch(d), dtype=np.uint8)
+        self._check_unconverged(d, errs)
         if self.num_observables == 0:
             return np.zeros((d.shape[0], 0), np.uint8)
-        out = self._runner.decode_observables_batch(d, parallel=False, progress_bar=False)
-        return np.asarray(out, dtype=np.uint8).reshape(d.shape[0], self.num_observables)
+        import scipy.sparse as sp
+
+        obs = (sp.csr_matrix(errs) @ self._obs.T).toarray() % 2
+        return obs.astype(np.uint8).reshape(d.shape[0], self.num_observables)

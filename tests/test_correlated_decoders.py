@@ -108,3 +108,13 @@ def test_unknown_options_are_refused(backend):
     dem = stim.DetectorErrorModel("error(0.1) D0 L0")
     with pytest.raises(DecoderError, match="unknown options"):
         make_decoder(backend, dem, colour=1)
+
+
+@pytest.mark.parametrize("backend", ["pymatching-corr", "uf-corr"])
+def test_a_whole_shot_stream_keeps_the_correlations(d5_shots, backend):
+    """The whole-shot window hands these backends the DEM itself, so streaming a shot gives
+    the backend's own whole-DEM answer (one component per line would lose the ``^``)."""
+    exp, dets, _ = d5_shots
+    sd = StreamDecoder(exp.dem, exp.layout, backend)
+    np.testing.assert_array_equal(sd.decode_batch(dets[:300]),
+                                  make_decoder(backend, exp.dem).decode_batch(dets[:300]))

@@ -40,3 +40,14 @@ def test_relay_bp_options_are_checked():
     with pytest.raises(DecoderError, match="pre_iter"):
         make_decoder("relay-bp", dem, pre_iter=0)
     assert make_decoder("relay-bp", dem, num_sets=4, stop_nconv=2).options.num_sets == 4
+
+
+def test_relay_bp_decodes_a_syndrome_the_same_whatever_came_before():
+    """relay-bp 0.2.1 draws memory strengths from one generator that advances per shot (the
+    same shots decoded twice by one decoder differed); the backend passes them explicitly."""
+    exp = build_experiment("bb:n=72,r=3,p=0.004,noise=circuit")
+    dets, _ = exp.sample(300, seed=1)
+    dec = make_decoder("relay-bp", exp.dem)
+    first = dec.decode_batch(dets)
+    np.testing.assert_array_equal(dec.decode_batch(dets[::-1])[::-1], first)
+    np.testing.assert_array_equal(make_decoder("relay-bp", exp.dem).decode_batch(dets), first)
