@@ -21,7 +21,9 @@ def wilson_interval(failures: int, shots: int, z: float = 1.96) -> tuple[float, 
     den = 1 + z * z / shots
     mid = (p + z * z / (2 * shots)) / den
     half = z * math.sqrt(p * (1 - p) / shots + z * z / (4 * shots * shots)) / den
-    return max(0.0, mid - half), min(1.0, mid + half)
+    lo = 0.0 if failures <= 0 else max(0.0, mid - half)  # (rounding left ~1e-19 at 0)
+    hi = 1.0 if failures >= shots else min(1.0, mid + half)
+    return lo, hi
 
 
 def paired_ratio_interval(both: int, only_a: int, only_b: int,
