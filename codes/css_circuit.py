@@ -49,7 +49,6 @@ Example
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -327,22 +326,15 @@ def sequential_cycle(code: CssCode) -> SyndromeCycle:
     >>> len(cyc.moments) >= 4
     True
     """
-    n = code.n
     xa, za = _ancillas(code)
     x_edges = [(xa[i], int(j)) for i in range(code.hx.shape[0])
                for j in np.flatnonzero(code.hx[i])]
     z_edges = [(int(j), za[i]) for i in range(code.hz.shape[0])
                for j in np.flatnonzero(code.hz[i])]
-    del n
-    xl = _color_edges(x_edges)
-    zl = _color_edges(z_edges)
-    moments: list[Moment] = []
-    layers: Sequence[tuple[list[tuple[int, int]], str]] = (
-        [(lay, "x") for lay in xl] + [(lay, "z") for lay in zl])
-    moments.append(Moment(reset_x=True, reset_z=True))
-    moments.extend(Moment(cnots=tuple(lay)) for lay, _ in layers)
-    moments.append(Moment(measure_x=True, measure_z=True))
-    return SyndromeCycle(tuple(moments))
+    layers = _color_edges(x_edges) + _color_edges(z_edges)  # X layers first, then Z
+    return SyndromeCycle((Moment(reset_x=True, reset_z=True),
+                          *(Moment(cnots=tuple(lay)) for lay in layers),
+                          Moment(measure_x=True, measure_z=True)))
 
 
 def css_circuit_for(family: str, code: CssCode, **kwargs) -> stim.Circuit:
