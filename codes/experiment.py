@@ -92,6 +92,15 @@ def _build(spec: ExperimentSpec) -> Experiment:
     from qecd.codes.phenomenological import phenomenological_dem
 
     code = css_code_for(f, spec.as_dict())
+    if spec["noise"] != "phenomenological":
+        from qecd.codes.css_circuit import css_circuit_for
+
+        circuit = css_circuit_for(f, code, rounds=spec["r"], p=spec["p"], q=spec["q"],
+                                  basis=spec["basis"],
+                                  noise="circuit" if spec["noise"] == "circuit" else "si1000")
+        dem = circuit.detector_error_model(decompose_errors=False)
+        return Experiment(spec, circuit, dem, RoundLayout.from_dem(dem), code.name, code.n,
+                          code.k, code.distance, code.distance_note)
     dem = phenomenological_dem(code, rounds=spec["r"], p=spec["p"], q=spec["q"],
                                basis=spec["basis"])
     return Experiment(spec, None, dem, RoundLayout.from_dem(dem), code.name, code.n, code.k,

@@ -11,9 +11,13 @@ family                  fields (default)
                         ``noise`` uniform|si1000 (uniform); ``basis`` z|x (z)
 ``repetition``          ``d`` >= 2; ``r`` (d); ``p`` (0.001); ``noise`` (uniform)
 ``bb``                  ``n`` in 72|90|108|144|288; ``r`` (code distance); ``p`` (0.001);
-                        ``q`` measurement error (= p when omitted); ``basis`` (z)
+                        ``q`` measurement error (= p when omitted); ``basis`` (z);
+                        ``noise`` phenomenological|circuit|si1000 (phenomenological):
+                        ``circuit`` is the depth-8 cycle of Bravyi et al. 2024 under
+                        uniform circuit noise (codes/bb_circuit.py)
 ``hgp``                 ``seed``; ``seed2`` (= seed); ``r`` (code distance); ``p``; ``q``;
-                        ``basis``
+                        ``basis``; ``noise`` (as bb; circuits use a sequential X-then-Z
+                        cycle, codes/css_circuit.py)
 ======================  ==============================================================
 
 Example
@@ -41,6 +45,8 @@ from qecd.errors import SpecError
 
 BB_SIZES = (72, 90, 108, 144, 288)
 NOISE_MODELS = ("uniform", "si1000")
+#: noise of the CSS code families: phenomenological (a DEM) or a circuit (codes/css_circuit.py)
+CSS_NOISE_MODELS = ("phenomenological", "circuit", "si1000")
 
 
 def _int(field: str, lo: int, odd: bool = False) -> Callable[[str], int]:
@@ -114,6 +120,7 @@ _FIELDS: dict[str, dict[str, tuple[Callable[[str], Any], Any]]] = {
         "p": (_prob("p"), 0.001),
         "q": (_prob("q"), None),
         "basis": (_choice("basis", ("z", "x")), "z"),
+        "noise": (_choice("noise", CSS_NOISE_MODELS), "phenomenological"),
     },
     "hgp": {
         "seed": (_name("seed"), None),
@@ -122,6 +129,7 @@ _FIELDS: dict[str, dict[str, tuple[Callable[[str], Any], Any]]] = {
         "p": (_prob("p"), 0.001),
         "q": (_prob("q"), None),
         "basis": (_choice("basis", ("z", "x")), "z"),
+        "noise": (_choice("noise", CSS_NOISE_MODELS), "phenomenological"),
     },
 }
 _REQUIRED = {"surface": ("d",), "repetition": ("d",), "bb": ("n",), "hgp": ("seed",)}

@@ -2,7 +2,7 @@
 
 >>> from qecd.decoder import backend_names
 >>> backend_names()
-['bp-cluster', 'pymatching', 'uf']
+['bp-cluster', 'pymatching', 'pymatching-corr', 'relay-bp', 'uf', 'uf-corr']
 """
 
 from qecd.decoder.base import Decoder, pack_bits, unpack_bits

@@ -23,9 +23,12 @@ Data passed to the kernels (the decoder's :meth:`kernel_args` returns ``(graph, 
     8 ``r1``       float64 (E)  BP's first-iteration detector messages for a zero syndrome
       (row order; depends on ``bp_method`` and ``ms_scaling``: see :func:`first_iteration`)
     9 ``post1``    float64 (n)  the posteriors those messages give
+    10 ``gammas``  float64 (L, n) memory strength of each fault in each relay leg (L >= 1 rows;
+      only the first ``relay_legs`` are read)
 
-``params`` ``(max_iter, bp_method, schedule, ms_scaling, lsd_order, lsd_min_free)`` as
-    ``(int64, int64, int64, float64, int64, int64)``; ``bp_method`` 0 = minimum-sum,
+``params`` ``(max_iter, bp_method, schedule, ms_scaling, lsd_order, lsd_min_free,
+    relay_legs, relay_iter, relay_stop, relay_min_free)`` as ``(int64, int64, int64, float64,
+    int64, int64, int64, int64, int64, int64)``; ``bp_method`` 0 = minimum-sum,
     1 = product-sum; ``schedule`` 0 = parallel (flooding), 1 = serial (fault by fault).
 
 ``ws`` (workspace, written by every shot; one per thread) — see :func:`make_workspace`.
@@ -50,6 +53,18 @@ Algorithm (one shot)
    with ``lsd_order = L > 0`` also the OSD combination sweep inside the cluster (flip each of the
    first ``L`` free columns, and each pair of them) keeping the least total ``weight``.
    The union of the cluster solutions reproduces the syndrome exactly.
+4. With ``relay_legs = L > 0`` (the relay stage, after Relay-BP, Müller et al. arXiv
+   2506.01779): up to ``L`` further min-sum legs continue from BP's messages, each with
+   per-fault memory strengths drawn once (seeded) from an interval that includes negative
+   values (``new = (1 - g) prior + g old + messages``), for up to ``relay_iter``
+   iterations each; every leg that converges is a candidate, and the solution of least total
+   ``weight`` among them and the cluster stage's is the answer. It stops after
+   ``relay_stop`` converged legs; when fewer converged, the cluster stage runs once more on
+   the last leg's posteriors, growing each cluster until it holds ``relay_min_free`` free
+   columns (so the combination sweep has candidates, as OSD-CS has), and its solution is one
+   more candidate. The first cluster
+   solution is always there, so the answer always reproduces the syndrome, and a relay
+   candidate replaces it only when it is more likely.
 
 Return codes of :func:`decode_shot`: ``>= 0`` the number of faults written to ``out_faults``;
 ``STATUS_NOT_IN_SPAN`` (-1) when no set of faults explains the syndrome (a cluster swallowed its
@@ -96,7 +111,7 @@ WS_FIELDS = (
     "q", "r", "post", "par", "synd", "cl", "ck_cl", "ck_next", "bit_cl", "bit_next",
     "heap_key", "heap_bit", "in_heap", "arena", "bmeta", "b_next", "sred", "tmp",
     "loc_row", "cols", "col_key", "mat", "rhs", "pivcol", "is_piv", "xsol", "best", "free", "roots",
-    "scratch", "info", "post2", "flips",
+    "scratch", "info", "post2", "flips", "alt",
 )
 
 
@@ -158,13 +173,15 @@ def make_workspace(graph: tuple, max_cluster_words: int = 1 << 22) -> tuple:
         "info": np.zeros(4, np.int64),
         "post2": np.zeros(nn, np.float64),
         "flips": np.zeros(nn, np.int32),
+        "alt": np.zeros(nn, np.int64),
     }
     return tuple(ws[name] for name in WS_FIELDS)
 
 
 def build_graph(col_ptr: np.ndarray, col_idx: np.ndarray, num_detectors: int,
                 probabilities: np.ndarray, obs_packed: np.ndarray, bp_method: int = 0,
-                ms_scaling: float = 0.625) -> tuple:
+                ms_scaling: float = 0.625, relay_legs: int = 0,
+                gamma_interval: tuple[float, float] = (-0.24, 0.66), seed: int = 0) -> tuple:
     """The ``graph`` tuple for a check matrix given by columns (CSR), with fault priors (and
     BP's precomputed first iteration for ``bp_method`` / ``ms_scaling``).
 
@@ -190,7 +207,9 @@ def build_graph(col_ptr: np.ndarray, col_idx: np.ndarray, num_detectors: int,
     graph = (col_ptr, col_idx, row_ptr, row_idx, row_edge, prior, weight,
              np.ascontiguousarray(obs_packed, dtype=np.uint8))
     r1, post1 = first_iteration(graph, bp_method, ms_scaling)
-    return graph + (r1, post1)
+    rng = np.random.default_rng(seed)
+    gammas = rng.uniform(gamma_interval[0], gamma_interval[1], size=(max(1, relay_legs), n))
+    return graph + (r1, post1, np.ascontiguousarray(gammas, dtype=np.float64))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -389,6 +408,9 @@ def first_iteration(graph: tuple, bp_method: int, ms_scaling: float) -> tuple[np
     for c in range(m):
         a, b = int(row_ptr[c]), int(row_ptr[c + 1])
         q = prior[row_idx[a:b]]
+        if b == a:
+            continue  # a detector no fault flips (e.g. a window's slice whose faults all
+            # began earlier): it sends nothing; a flag on it is not in the column space
         if b - a == 1:
             r1[a] = ms_scaling * _BIG_LLR if bp_method == 0 else 2.0 * np.arctanh(_TANH_CAP)
         elif bp_method == 0:
@@ -937,6 +959,96 @@ def cluster_decode(synd, graph, params, ws, out_faults):
 # entry points
 # ---------------------------------------------------------------------------------------------
 @njit(**_JIT)
+def relay_legs(synd, nflag, graph, params, ws, out_faults, count):
+    """Relay stage: BP legs with disordered memory after the cluster stage (see module docs).
+
+    ``out_faults[:count]`` holds a valid solution (the cluster stage's); each leg continues
+    min-sum from the current messages and posteriors with memory strengths ``graph[10][leg]``
+    (``new = (1 - g) prior + g old + sum of detector messages``), for up to ``relay_iter``
+    iterations. A leg whose hard decision reproduces the syndrome is a candidate; the lightest
+    solution (total ``weight``) found is kept. Stops after ``relay_stop`` converged legs.
+    Returns the new count (``ws.info[3]`` gets the number of converged legs).
+    """
+    col_ptr, col_idx, row_ptr, row_idx = graph[0], graph[1], graph[2], graph[3]
+    prior, weight, gammas = graph[5], graph[6], graph[10]
+    alpha = params[3]
+    legs, leg_iter, stop = params[6], params[7], params[8]
+    r, post, par, scratch, post2, flips, info = ws[1], ws[2], ws[3], ws[29], ws[31], ws[32], \
+        ws[30]
+    n = prior.shape[0]
+    m = row_ptr.shape[0] - 1
+    best_w = 0.0
+    for i in range(count):
+        best_w += weight[out_faults[i]]
+    nconv = 0
+    cur = 0  # 0: post holds the latest posterior, 1: post2
+    for leg in range(legs):
+        g = gammas[leg]
+        for _it in range(leg_iter):
+            old = post if cur == 0 else post2
+            new = post2 if cur == 0 else post
+            for v in range(n):
+                new[v] = (1.0 - g[v]) * prior[v] + g[v] * old[v]
+            for c in range(m):
+                a = row_ptr[c]
+                b = row_ptr[c + 1]
+                sgn = synd[c]
+                min1 = _BIG_LLR
+                min2 = _BIG_LLR
+                amin = a
+                for k in range(a, b):
+                    x = old[row_idx[k]] - r[k]
+                    scratch[k - a] = x
+                    sgn ^= x < 0.0
+                    ax = abs(x)
+                    min2 = min(min2, max(min1, ax))
+                    amin = k if ax < min1 else amin
+                    min1 = min(min1, ax)
+                scale = -alpha if sgn else alpha
+                am1 = scale * min1
+                am2 = scale * min2
+                for k in range(a, b):
+                    mag = am2 if k == amin else am1
+                    rk = -mag if scratch[k - a] < 0.0 else mag
+                    r[k] = rk
+                    new[row_idx[k]] += rk
+            cur = 1 - cur
+            nf = _decision_ok(synd, nflag, new, col_ptr, col_idx, flips, par)
+            if nf >= 0:
+                w = 0.0
+                for i in range(nf):
+                    w += weight[flips[i]]
+                if w < best_w:
+                    best_w = w
+                    for i in range(nf):
+                        out_faults[i] = flips[i]
+                    count = nf
+                nconv += 1
+                break
+        if nconv >= stop:
+            break
+    if cur == 1:
+        for v in range(n):
+            post[v] = post2[v]
+    info[3] = nconv
+    if nconv < stop and legs > 0:
+        # no leg (or too few) converged: clusters again, guided by the relayed posteriors
+        alt = ws[33]
+        wider = (params[0], params[1], params[2], params[3], params[4], params[9], params[6],
+                 params[7], params[8], params[9])
+        cnt2 = cluster_decode(synd, graph, wider, ws, alt)
+        if cnt2 >= 0:
+            w = 0.0
+            for i in range(cnt2):
+                w += weight[alt[i]]
+            if w < best_w:
+                for i in range(cnt2):
+                    out_faults[i] = alt[i]
+                count = cnt2
+    return count
+
+
+@njit(**_JIT)
 def decode_shot(syndrome, out_faults, graph, params, ws):
     """Decode one syndrome (uint8 0/1, shape (m,)) into fault ids.
 
@@ -950,12 +1062,15 @@ def decode_shot(syndrome, out_faults, graph, params, ws):
     info[0] = 0
     info[1] = 0
     info[2] = 0
+    info[3] = 0
     m = syndrome.shape[0]
     nflag = 0
     for c in range(m):
         nflag += syndrome[c] != 0
     if nflag == 0:
         return 0
+    if graph[5].shape[0] == 0:
+        return STATUS_NOT_IN_SPAN  # no faults at all (a window of faults that began earlier)
     it, cnt = bp_decode(syndrome, nflag, graph, params, ws)
     info[0] = it
     if it > 0:
@@ -963,7 +1078,11 @@ def decode_shot(syndrome, out_faults, graph, params, ws):
             out_faults[i] = flips[i]
         return cnt
     info[1] = 1
-    return cluster_decode(syndrome, graph, params, ws, out_faults)
+    info[3] = 0
+    cnt = cluster_decode(syndrome, graph, params, ws, out_faults)
+    if cnt < 0 or params[6] == 0:
+        return cnt
+    return relay_legs(syndrome, nflag, graph, params, ws, out_faults, cnt)
 
 
 @njit(**_JIT)

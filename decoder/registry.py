@@ -34,6 +34,9 @@ BACKENDS: dict[str, str] = {
     "pymatching": "qecd.decoder.pymatching_backend:PyMatchingDecoder",
     "uf": "qecd.decoder.union_find:UnionFindDecoder",
     "bp-cluster": "qecd.decoder.bp_cluster:BpClusterDecoder",
+    "pymatching-corr": "qecd.decoder.pymatching_correlated:CorrelatedPyMatchingDecoder",
+    "relay-bp": "qecd.decoder.relay_bp_backend:RelayBpDecoder",
+    "uf-corr": "qecd.decoder.correlated_uf:CorrelatedUnionFindDecoder",
 }
 
 

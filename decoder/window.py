@@ -166,6 +166,7 @@ class StreamDecoder(ShotDecoding):
             window, commit = self.num_rounds, self.num_rounds
         self.window, self.commit = int(window), int(commit)
         self.faults = FaultTable.from_dem(dem, graph=self.backend_class.graph_like)
+        self._dem = dem  # a whole-shot window of a backend that reads decompositions uses it
         round_of = layout.round_of_detector()
         t = self.faults
         self._fault_first_round = np.array(
@@ -202,6 +203,17 @@ class StreamDecoder(ShotDecoding):
     def _build_window(self, start: int, stop: int, commit_stop: int, final: bool,
                       backend: str, options: dict) -> _Window:
         det_ids = self.layout.detectors_in(start, stop).astype(np.int64)
+        if (start == 0 and final and getattr(self.backend_class, "uses_decompositions", False)
+                and np.array_equal(det_ids, np.arange(len(det_ids)))):
+            # the whole shot, detectors in DEM order: the backend gets the DEM itself, with
+            # its ``^`` decompositions (the text below keeps one component per line); its
+            # fault table is this plan's, so fault ids map through the DEM error index
+            decoder = self.backend_class.from_dem(self._dem, **options)
+            to_global = np.zeros(max(1, int(self.faults.dem_index.max(initial=0)) + 1),
+                                 np.int64)
+            to_global[self.faults.dem_index] = np.arange(self.faults.num_faults)
+            return _Window(start, stop, commit_stop, final, det_ids, decoder, to_global,
+                           np.zeros(len(det_ids), dtype=np.uint8), str(self._dem))
         local = np.full(self.layout.num_detectors, -1, dtype=np.int64)
         local[det_ids] = np.arange(len(det_ids))
         sel = np.nonzero((self._fault_first_round >= start) & (self._fault_first_round < stop))[0]

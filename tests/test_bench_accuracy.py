@@ -55,3 +55,35 @@ def test_cli_bench_accuracy_writes_json(tmp_path, capsys):
 def test_cli_reports_bad_spec_with_exit_code_2(capsys):
     assert main(["bench", "accuracy", "--spec", "surface:d=4"]) == 2
     assert "'d'" in capsys.readouterr().err
+
+
+def test_paired_ratio_interval_uses_only_the_discordant_shots():
+    from qecd.bench.stats import paired_ratio_interval
+
+    r, lo, hi = paired_ratio_interval(both=100, only_a=20, only_b=10)
+    assert r == pytest.approx(120 / 110) and lo < r < hi
+    # the same marginal counts with more disagreement give a wider interval
+    r2, lo2, hi2 = paired_ratio_interval(both=10, only_a=110, only_b=100)
+    assert r2 == pytest.approx(r) and hi2 - lo2 > hi - lo
+    assert paired_ratio_interval(0, 5, 0) == (None, None, None)
+    assert paired_ratio_interval(0, 0, 5)[:2] == (0.0, 0.0)
+
+
+def test_report_gives_each_decoder_a_paired_ratio_with_its_interval():
+    r = run_accuracy("surface:d=3,r=3,p=0.02", ["uf", "pymatching-corr"], shots=3000, seed=4)
+    ref, *others = r["decoders"]
+    assert ref["ler_ratio_ci95"] == [1.0, 1.0]
+    for d in others:
+        lo, hi = d["ler_ratio_ci95"]
+        assert lo <= d["ler_ratio_to_reference"] <= hi
+        assert d["failures"] == d["failed_with_reference"] + d["failed_alone"]
+        assert ref["failures"] == d["failed_with_reference"] + d["reference_failed_alone"]
+
+
+def test_qldpc_peers_run_on_the_same_shots():
+    pytest.importorskip("relay_bp")
+    r = run_accuracy("bb:n=72,r=2,p=0.002,noise=circuit", ["bp-cluster", "relay-bp",
+                                                           "ldpc-bplsd"], shots=60, seed=2)
+    assert [d["name"] for d in r["decoders"]] == ["ldpc-bposd", "bp-cluster", "relay-bp",
+                                                   "ldpc-bplsd"]
+    assert all(d["shots"] == 60 for d in r["decoders"])

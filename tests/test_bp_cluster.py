@@ -395,3 +395,47 @@ def test_single_shot_kernel_is_callable_from_a_numba_loop(bb72_phenom):
     assert (counts > 0).all()
     expected = [len(dec.decode_to_faults(s)) for s in synds]
     assert counts.tolist() == expected
+
+
+# -- relay stage ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def bb72_hard_shots():
+    """Phenomenological BB72 at p = 4%: BP fails on most shots, so the relay stage runs."""
+    from qecd.codes import build_experiment
+
+    exp = build_experiment("bb:n=72,r=4,p=0.04")
+    dets, obs = exp.sample(300, seed=3)
+    return exp, dets, obs
+
+
+def test_relay_stage_never_returns_a_less_likely_solution_than_the_clusters(bb72_hard_shots):
+    exp, dets, _ = bb72_hard_shots
+    relay = BpClusterDecoder.from_dem(exp.dem)
+    plain = BpClusterDecoder.from_dem(exp.dem, relay_legs=0)
+    weight = relay.kernel_args()[0][6]
+    lighter = 0
+    for s in dets:
+        x, y = relay.decode_to_faults(s), plain.decode_to_faults(s)
+        np.testing.assert_array_equal(relay.faults.syndrome_of(x), s)
+        assert weight[x].sum() <= weight[y].sum() + 1e-9
+        lighter += weight[x].sum() < weight[y].sum() - 1e-9
+    assert lighter > 20  # it does find lighter solutions where BP failed
+
+
+def test_relay_stage_fails_less_on_the_same_shots(bb72_hard_shots):
+    exp, dets, obs = bb72_hard_shots
+    fails = {legs: np.any(BpClusterDecoder.from_dem(exp.dem, relay_legs=legs)
+                          .decode_batch(dets) != obs, axis=1) for legs in (0, 20)}
+    assert fails[0].sum() > 50
+    assert (fails[20] & ~fails[0]).sum() < (fails[0] & ~fails[20]).sum()
+
+
+def test_relay_stage_options_are_checked_and_reported():
+    dem = stim.DetectorErrorModel("error(0.1) D0 L0\nerror(0.1) D0 D1")
+    with pytest.raises(DecoderError, match="relay_iter"):
+        BpClusterDecoder.from_dem(dem, relay_iter=0)
+    with pytest.raises(DecoderError, match="relay_gamma"):
+        BpClusterDecoder.from_dem(dem, relay_gamma=(0.5, 0.1))
+    dec = BpClusterDecoder.from_dem(dem, relay_legs=3, seed=5)
+    dec.decode(np.array([1, 0], np.uint8))
+    assert set(dec.last_info) >= {"bp_iterations", "relay_converged"}
