@@ -23,7 +23,7 @@ FOLDERS = {"qecd": "qecd", "codes": "qecd.codes", "decoder": "qecd.decoder",
 
 #: (layer name, module prefixes), lowest first
 LAYERS = [
-    ("base", ("qecd.errors", "qecd._jit", "qecd.__init__", "qecd.exit_codes")),
+    ("base", ("qecd.errors", "qecd._jit", "qecd.__init__", "qecd.exit_codes", "qecd.extras")),
     ("codes", ("qecd.codes",)),
     ("decoder", ("qecd.decoder",)),
     ("wire", ("qecd.transport.wire",)),
@@ -33,7 +33,7 @@ LAYERS = [
     ("client", ("qecd.transport.client", "qecd.transport.aio_client",
                 "qecd.transport._client_core")),
     ("bench", ("qecd.bench",)),
-    ("cli", ("qecd.cli", "qecd.run", "qecd.__main__")),
+    ("cli", ("qecd.cli", "qecd.run", "qecd.__main__", "qecd.conformance")),
 ]
 #: what each layer may import besides its own and lower layers' modules... and stricter rules
 FORBIDDEN = [
@@ -128,3 +128,15 @@ def test_a_deliberate_violation_is_caught(tmp_path):
                                          ("qecd.cli", "cli")])
 def test_modules_are_placed_in_their_layer(name, layer):
     assert LAYERS[layer_of(name)][0] == layer
+
+
+def test_every_module_is_placed_in_a_layer():
+    unplaced = []
+    for folder in FOLDERS:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            if path.name.startswith(("test_", "bench_")):
+                continue
+            name = module_name(path)
+            if layer_of(name) is None:
+                unplaced.append(name)
+    assert unplaced == []
