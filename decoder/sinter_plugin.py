@@ -282,7 +282,7 @@ def window_grid_names(max_window: int = WINDOW_GRID_MAX) -> list[str]:
     """Every ``qecd-<backend>-w<W>c<C>`` with ``1 <= C <= W <= max_window``.
 
     >>> names = window_grid_names(2)
-    >>> [n for n in names if n.startswith("qecd-uf-")]
+    >>> [n for n in names if n.startswith("qecd-uf-w")]
     ['qecd-uf-w1c1', 'qecd-uf-w2c1', 'qecd-uf-w2c2']
     """
     return [PREFIX + str(n) for n in _window_grid(max_window)]

@@ -292,4 +292,4 @@ def test_the_cli_and_its_help_need_no_research_module():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
-    assert "--slurm_walltime" in proc.stdout and "--scheduler" in proc.stdout
+    assert "--slurm-walltime" in proc.stdout and "--scheduler" in proc.stdout
