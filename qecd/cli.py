@@ -52,9 +52,9 @@ def _cmd_codes(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_latency(args: argparse.Namespace) -> int:
-    from qecd.bench.latency_cli import latency_main
+    from qecd.bench.latency_report import LATENCY_DEFAULTS, latency_report
 
-    return latency_main(args)
+    return latency_report(**{k: getattr(args, k) for k in LATENCY_DEFAULTS})
 
 
 def _cmd_bench_gate(args: argparse.Namespace) -> int:
@@ -143,6 +143,46 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
     if args.json:
         write_report(report, args.json)
     return int(verdict.exit_code)
+
+
+def _add_latency_arguments(p: argparse.ArgumentParser) -> None:
+    from qecd.bench.latency_report import LATENCY_DEFAULTS as D
+
+    p.add_argument("--spec", default=D["spec"], help="experiment spec (default %(default)s)")
+    p.add_argument("--decoder", default=D["decoder"],
+                   help="uf (compiled into the shm loop), pymatching, bp-cluster, ... "
+                        "(default %(default)s)")
+    p.add_argument("--transport", default=D["transport"], choices=["shm", "zmq"],
+                   help="shm: shared-memory rings with a Numba server loop; "
+                        "zmq: qecd serve over tcp loopback")
+    p.add_argument("--shots", type=int, default=D["shots"], help="shots to stream")
+    p.add_argument("--seed", type=int, default=D["seed"], help="stim sampling seed")
+    p.add_argument("--cycle-us", "--cycle_us", dest="cycle_us", type=float, default=D["cycle_us"],
+                   help="paced mode: one round every CYCLE_US microseconds (0 = as fast as "
+                        "possible)")
+    p.add_argument("--rounds-per-packet", "--rounds_per_packet", dest="rounds_per_packet",
+                   type=int, default=D["rounds_per_packet"],
+                   help="rounds per SYNDROME packet (zmq): K rounds every K cycles when paced "
+                        "(default %(default)s)")
+    p.add_argument("--window", type=int, default=None,
+                   help="sliding window in rounds (default: the stream decoder's)")
+    p.add_argument("--commit", type=int, default=None,
+                   help="rounds committed per window (default: the decoder's)")
+    p.add_argument("--ping", type=int, default=D["ping"], help="bare round trips to measure")
+    p.add_argument("--no-pin", "--no_pin", dest="pin", action="store_false",
+                   help="do not pin server and emulator to separate CPUs")
+    p.add_argument("--budget-us", "--budget_us", dest="budget_us", type=float,
+                   default=D["budget_us"],
+                   help="judge the p99 service and reaction times against this (the platform "
+                        "stall reference is printed beside; exit 1 if not met)")
+    p.add_argument("--stall-s", "--stall_s", dest="stall_s", type=float, default=D["stall_s"],
+                   help="seconds of the platform's own stalls to measure on the same CPUs "
+                        "before streaming (0 skips; default %(default)s)")
+    p.add_argument("--ring-slots", "--ring_slots", dest="ring_slots", type=int,
+                   default=D["ring_slots"],
+                   help="slots per shared-memory ring, a power of two (default %(default)s)")
+    p.add_argument("--json", default=None, help="write the report (schema qecd.bench.latency/1)")
+    p.add_argument("--plot", default=None, help="write PNGs into this directory")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -238,11 +278,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="benchmarks")
     bsub = b.add_subparsers(dest="bench_command")
-    from qecd.bench.latency_cli import add_latency_arguments
     from qecd.bench.sweep_cli import add_sweep_parser
 
     lat = bsub.add_parser("latency", help="service/reaction latency, throughput, backlog, LER")
-    add_latency_arguments(lat)
+    _add_latency_arguments(lat)
     lat.set_defaults(func=_cmd_bench_latency)
     add_sweep_parser(bsub)
     g = bsub.add_parser("gate", help="CI gate on ratios measured in one run")

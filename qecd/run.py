@@ -25,7 +25,6 @@ True
 
 from __future__ import annotations
 
-import argparse
 import time
 
 from qecd import __version__
@@ -39,7 +38,7 @@ CYCLE_US = 1.0
 def main_job(*, quick: bool = False, shots: int | None = None) -> int:
     """Run the default job; returns the process exit code (0 PASS, 1 a budget not met,
     3 a correctness failure: :class:`~qecd.exit_codes.ExitCode`)."""
-    from qecd.bench.latency_cli import add_latency_arguments, latency_main
+    from qecd.bench.latency_report import latency_report
 
     if shots is None:
         shots = 2_000 if quick else DEFAULT_SHOTS
@@ -47,17 +46,15 @@ def main_job(*, quick: bool = False, shots: int | None = None) -> int:
         raise ValueError(f"shots: expected >= 1, got {shots}")
     print(f"qecd {__version__} main job: {DEFAULT_SPEC}, uf decoder, shared-memory transport, "
           f"{shots:,} shots paced at {CYCLE_US:g} us per round, budget {BUDGET_US:g} us (p99)")
-    p = argparse.ArgumentParser()
-    add_latency_arguments(p)
-    argv = ["--spec", DEFAULT_SPEC, "--shots", str(shots), "--cycle-us", str(CYCLE_US),
-            "--budget-us", str(BUDGET_US), "--ping", "2000" if quick else "20000"]
+    out = {}
     if not quick:
-        argv += ["--json", "reports/run.json", "--plot", "reports"]
         import os
 
         os.makedirs("reports", exist_ok=True)
+        out = {"json": "reports/run.json", "plot": "reports"}
     t0 = time.perf_counter()
-    code = latency_main(p.parse_args(argv))
+    code = latency_report(spec=DEFAULT_SPEC, shots=shots, cycle_us=CYCLE_US, budget_us=BUDGET_US,
+                          ping=2000 if quick else 20000, **out)
     print(f"({time.perf_counter() - t0:.0f} s; exit {code}; report and plots in reports/)"
           if not quick else f"(exit {code})")
     return code

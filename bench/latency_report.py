@@ -1,4 +1,5 @@
-"""Command-line body of ``qecd bench latency`` (arguments, progress, JSON, plots, exit code).
+"""``qecd bench latency`` as a library call: run, print the report and verdict, write JSON and
+plots, return the exit code (the CLI's arguments are parsed in :mod:`qecd.cli`).
 
 The JSON schema ``qecd.bench.latency/1`` is documented in docs/benchmarks.md; the report
 ends with the verdict block of :mod:`qecd.bench.verdict` (also under ``verdict`` in the JSON).
@@ -6,15 +7,12 @@ Exit codes: 0 = every budget judged held, 1 = a budget not met (service time, re
 against budget + platform stall reference, backlog), 3 = lost, duplicated or mismatched
 corrections (a correctness failure outranks a latency one).
 
->>> import argparse
->>> p = argparse.ArgumentParser(); add_latency_arguments(p)
->>> p.parse_args(["--budget-us", "10"]).budget_us
-10.0
+>>> sorted(LATENCY_DEFAULTS)[:3]
+['budget_us', 'commit', 'cycle_us']
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -22,42 +20,13 @@ import sys
 import numpy as np
 
 DEFAULT_SPEC = "surface:d=5,p=0.001"
-
-
-def add_latency_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--spec", default=DEFAULT_SPEC, help="experiment spec (default %(default)s)")
-    p.add_argument("--decoder", default="uf",
-                   help="uf (compiled into the shm loop), pymatching, bp-cluster, ... "
-                        "(default %(default)s)")
-    p.add_argument("--transport", default="shm", choices=["shm", "zmq"],
-                   help="shm: shared-memory rings with a Numba server loop; "
-                        "zmq: qecd serve over tcp loopback")
-    p.add_argument("--shots", type=int, default=20_000, help="shots to stream")
-    p.add_argument("--seed", type=int, default=2026, help="stim sampling seed")
-    p.add_argument("--cycle-us", "--cycle_us", dest="cycle_us", type=float, default=0.0,
-                   help="paced mode: one round every CYCLE_US microseconds (0 = as fast as "
-                        "possible)")
-    p.add_argument("--rounds-per-packet", "--rounds_per_packet", dest="rounds_per_packet",
-                   type=int, default=1,
-                   help="rounds per SYNDROME packet (zmq): K rounds every K cycles when paced "
-                        "(default %(default)s)")
-    p.add_argument("--window", type=int, default=None,
-                   help="sliding window in rounds (default: the stream decoder's)")
-    p.add_argument("--commit", type=int, default=None,
-                   help="rounds committed per window (default: the decoder's)")
-    p.add_argument("--ping", type=int, default=20_000, help="bare round trips to measure")
-    p.add_argument("--no-pin", "--no_pin", dest="pin", action="store_false",
-                   help="do not pin server and emulator to separate CPUs")
-    p.add_argument("--budget-us", "--budget_us", dest="budget_us", type=float, default=None,
-                   help="judge the p99 service and reaction times against this (the platform "
-                        "stall reference is printed beside; exit 1 if not met)")
-    p.add_argument("--stall-s", "--stall_s", dest="stall_s", type=float, default=1.0,
-                   help="seconds of the platform's own stalls to measure on the same CPUs "
-                        "before streaming (0 skips; default %(default)s)")
-    p.add_argument("--ring-slots", "--ring_slots", dest="ring_slots", type=int, default=4096,
-                   help="slots per shared-memory ring, a power of two (default %(default)s)")
-    p.add_argument("--json", default=None, help="write the report (schema qecd.bench.latency/1)")
-    p.add_argument("--plot", default=None, help="write PNGs into this directory")
+#: the run's settings and their defaults (``qecd bench latency`` shows the same in --help)
+LATENCY_DEFAULTS: dict = {
+    "spec": DEFAULT_SPEC, "decoder": "uf", "transport": "shm", "shots": 20_000, "seed": 2026,
+    "cycle_us": 0.0, "rounds_per_packet": 1, "window": None, "commit": None, "ping": 20_000,
+    "pin": True, "budget_us": None, "stall_s": 1.0, "ring_slots": 4096, "json": None,
+    "plot": None,
+}
 
 
 def _jsonable(report: dict) -> dict:
@@ -99,9 +68,19 @@ def write_plots(report: dict, out_dir: str) -> list[str]:
     return [a, b, c]
 
 
-def latency_main(args: argparse.Namespace) -> int:
+def latency_report(**settings: object) -> int:
+    """Run one latency experiment (:func:`~qecd.bench.latency.run_latency`) with ``settings``
+    (the keys of :data:`LATENCY_DEFAULTS`; unknown keys are refused), print the report, the
+    LER(t) block and the verdict, write ``json``/``plot`` when given; returns the exit code
+    (:class:`~qecd.exit_codes.ExitCode`)."""
     from qecd.bench.latency import format_latency, run_latency
     from qecd.bench.verdict import LoadProbe, format_verdict, latency_verdict
+
+    unknown = set(settings) - set(LATENCY_DEFAULTS)
+    if unknown:
+        raise TypeError(f"latency_report: unknown settings {sorted(unknown)}; allowed: "
+                        f"{sorted(LATENCY_DEFAULTS)}")
+    s = {**LATENCY_DEFAULTS, **settings}
 
     def progress(msg) -> None:
         if isinstance(msg, float):
@@ -112,14 +91,11 @@ def latency_main(args: argparse.Namespace) -> int:
             return
         print(f"[qecd bench latency] {msg}", file=sys.stderr, flush=True)
 
-    progress(f"{args.spec}: {args.shots} shots, {args.transport}, {args.decoder}; "
+    progress(f"{s['spec']}: {s['shots']} shots, {s['transport']}, {s['decoder']}; "
              "starting the service and the emulator")
     probe = LoadProbe()
-    r = run_latency(args.spec, decoder=args.decoder, transport=args.transport, shots=args.shots,
-                    seed=args.seed, cycle_us=args.cycle_us, window=args.window,
-                    commit=args.commit, ping=args.ping, pin=args.pin, budget_us=args.budget_us,
-                    stall_s=args.stall_s, ring_slots=args.ring_slots,
-                    rounds_per_packet=args.rounds_per_packet, progress=progress)
+    json_path, plot_dir = s.pop("json"), s.pop("plot")
+    r = run_latency(s.pop("spec"), **s, progress=progress)
     verdict = latency_verdict(r, probe.stop())
     r["verdict"] = verdict.as_dict()
     print(format_latency(r))
@@ -128,12 +104,12 @@ def latency_main(args: argparse.Namespace) -> int:
 
         print(format_deadline(r["deadline"]))
     print(format_verdict(verdict))
-    if args.json:
-        with open(args.json, "w") as f:
+    if json_path:
+        with open(json_path, "w") as f:
             json.dump(_jsonable(r), f, indent=2, default=lambda o: o.tolist()
                       if isinstance(o, np.ndarray) else str(o))
-        progress(f"wrote {args.json}")
-    if args.plot:
-        for path in write_plots(r, args.plot):
+        progress(f"wrote {json_path}")
+    if plot_dir:
+        for path in write_plots(r, plot_dir):
             progress(f"wrote {path}")
     return int(verdict.exit_code)
