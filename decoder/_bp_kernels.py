@@ -304,6 +304,34 @@ def _decision_ok(synd, nflag, post, col_ptr, col_idx, flips, par):
     return -1
 
 
+@njit(inline="always", **_JIT)
+def _minsum_row(s, a, b, row_idx, old, new, r, scratch, alpha):
+    """One detector's min-sum update in row order (entries ``a .. b-1``; syndrome bit ``s``):
+    the new detector-to-fault messages ``r[k]``, each added to its fault's ``new`` posterior.
+    Fault-to-detector messages are ``old[fault] - r[k]``; ``scratch`` holds them meanwhile."""
+    # branch-free two-minimum search (most rows have a handful of entries)
+    sgn = s
+    min1 = _BIG_LLR
+    min2 = _BIG_LLR
+    amin = a
+    for k in range(a, b):
+        x = old[row_idx[k]] - r[k]
+        scratch[k - a] = x
+        sgn ^= x < 0.0
+        ax = abs(x)
+        min2 = min(min2, max(min1, ax))
+        amin = k if ax < min1 else amin
+        min1 = min(min1, ax)
+    scale = -alpha if sgn else alpha  # sign of the whole row, folded in
+    am1 = scale * min1
+    am2 = scale * min2
+    for k in range(a, b):
+        mag = am2 if k == amin else am1
+        rk = -mag if scratch[k - a] < 0.0 else mag  # remove this entry's sign
+        r[k] = rk
+        new[row_idx[k]] += rk
+
+
 @njit(**_JIT)
 def _bp_parallel(synd, nflag, col_ptr, col_idx, row_ptr, row_idx, prior, r1, post1, max_iter,
                  method, alpha, r, post, post2, scratch, flips, par):
@@ -343,27 +371,7 @@ def _bp_parallel(synd, nflag, col_ptr, col_idx, row_ptr, row_idx, prior, r1, pos
             a = row_ptr[c]
             b = row_ptr[c + 1]
             if method == 0:
-                # branch-free two-minimum search (most rows have a handful of entries)
-                sgn = synd[c]
-                min1 = _BIG_LLR
-                min2 = _BIG_LLR
-                amin = a
-                for k in range(a, b):
-                    x = old[row_idx[k]] - r[k]
-                    scratch[k - a] = x
-                    sgn ^= x < 0.0
-                    ax = abs(x)
-                    min2 = min(min2, max(min1, ax))
-                    amin = k if ax < min1 else amin
-                    min1 = min(min1, ax)
-                scale = -alpha if sgn else alpha  # sign of the whole row, folded in
-                am1 = scale * min1
-                am2 = scale * min2
-                for k in range(a, b):
-                    mag = am2 if k == amin else am1
-                    rk = -mag if scratch[k - a] < 0.0 else mag  # remove this entry's sign
-                    r[k] = rk
-                    new[row_idx[k]] += rk
+                _minsum_row(synd[c], a, b, row_idx, old, new, r, scratch, alpha)
             else:
                 acc = 1.0
                 for k in range(a, b):
@@ -990,28 +998,8 @@ def relay_legs(synd, nflag, graph, params, ws, out_faults, count):
             for v in range(n):
                 new[v] = (1.0 - g[v]) * prior[v] + g[v] * old[v]
             for c in range(m):
-                a = row_ptr[c]
-                b = row_ptr[c + 1]
-                sgn = synd[c]
-                min1 = _BIG_LLR
-                min2 = _BIG_LLR
-                amin = a
-                for k in range(a, b):
-                    x = old[row_idx[k]] - r[k]
-                    scratch[k - a] = x
-                    sgn ^= x < 0.0
-                    ax = abs(x)
-                    min2 = min(min2, max(min1, ax))
-                    amin = k if ax < min1 else amin
-                    min1 = min(min1, ax)
-                scale = -alpha if sgn else alpha
-                am1 = scale * min1
-                am2 = scale * min2
-                for k in range(a, b):
-                    mag = am2 if k == amin else am1
-                    rk = -mag if scratch[k - a] < 0.0 else mag
-                    r[k] = rk
-                    new[row_idx[k]] += rk
+                _minsum_row(synd[c], row_ptr[c], row_ptr[c + 1], row_idx, old, new, r, scratch,
+                            alpha)
             cur = 1 - cur
             nf = _decision_ok(synd, nflag, new, col_ptr, col_idx, flips, par)
             if nf >= 0:

@@ -88,7 +88,7 @@ ACCEPT_DESCRIBED = P.Accept(stream_id=9, slice_sizes=(2, 2), num_observables=1, 
                             slice_detectors=((0, 2), (1, 3)), commit_ranges=((0, 1, 1),),
                             dem=DESCRIBED_DEM)
 FIRED = [[0, 3, 12], [1, 8, 23]]
-STATS = {"rounds_received": 8, "backlog_rounds": 0, "dropped": {"ROUND_GAP": 1}}
+STATS = {"rounds_received": 8, "backlog_rounds": 0, "errors_sent": 1}
 
 
 def _syndrome_bits() -> np.ndarray:

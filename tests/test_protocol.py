@@ -82,7 +82,8 @@ CORRECTION = Correction(4, 7, np.array([1], np.uint8), None, 2500, True)
 CORRECTION_FAULTS = CORRECTION._replace(fault_ids=np.array([17, 342], np.uint32))
 GAP_REASON = ("SYNDROME field 'round': expected 8 (next round of stream 7), got 9: "
               "1 round(s) missing")
-STATS = {"rounds_received": 8, "backlog_rounds": 0, "dropped": {"ROUND_GAP": 1}}
+from protocol_vectors import STATS  # noqa: E402 (the one copy of the vector body)
+
 TS = 0x1122334455667788
 
 # name -> (encoder call, expected header (msg_type, stream_id, round, timestamp), decoded body)

@@ -198,14 +198,11 @@ def warm_up(engine, out_buf: np.ndarray) -> None:
     layout = engine.layout
     n_bytes = sum((s + 7) // 8 for s in layout.round_sizes)
     frame = np.zeros(32 + n_bytes, dtype=np.uint8)
-    for buf in (frame,):
-        state = engine.new_state()
-        plan = engine.kernel_args()
-        ctx = engine_context(state, plan)
-        payload_ok_ctx(buf, 32, buf.shape[0], 0, layout.num_rounds, ctx)
-        i, o = 0, 32
-        while True:
-            status, i, o, _, _ = engine_call(buf, o, i, layout.num_rounds, 0, 0, 0, 0,
-                                             out_buf, 1, False, ctx)
-            if status == STEP_DONE:
-                break
+    ctx = engine_context(engine.new_state(), engine.kernel_args())
+    payload_ok_ctx(frame, 32, frame.shape[0], 0, layout.num_rounds, ctx)
+    i, o = 0, 32
+    while True:
+        status, i, o, _, _ = engine_call(frame, o, i, layout.num_rounds, 0, 0, 0, 0, out_buf,
+                                         1, False, ctx)
+        if status == STEP_DONE:
+            break

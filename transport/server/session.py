@@ -484,6 +484,7 @@ class StreamSession:
             self._engine_out = np.zeros(correction_frame_len(
                 plan.num_observables, plan.engine.max_faults), dtype=np.uint8)
             self._pkt_buf = np.zeros(sum((k + 7) // 8 for k in plan.slice_sizes), np.uint8)
+            self._pkt_mv = memoryview(self._pkt_buf)
         #: the stream's :class:`~qecd.transport.shm.streams.ShmStreamServer` when its rounds
         #: flow over a shared-memory ring (HELLO ``transport="shm"``), else None
         self.shm = None
@@ -552,18 +553,19 @@ class StreamSession:
                                 f"packet, got {count}")
         first = header.round
         if self.engine is not None:  # the engine reads the packed bytes itself
+            # the payload is copied into a preallocated writable buffer (no array object per
+            # packet; one engine specialisation to compile) and passed whole with its length
             n = len(payload)
             if n > self._pkt_buf.shape[0]:
                 self._pkt_buf = np.zeros(max(n, 2 * self._pkt_buf.shape[0]), dtype=np.uint8)
-            arr = self._pkt_buf[:n]  # writable: the engine has one specialisation to compile
-            arr[:] = np.frombuffer(payload, dtype=np.uint8)
-            if not payload_ok_ctx(arr, 0, n, first, count, self.engine):
+                self._pkt_mv = memoryview(self._pkt_buf)
+            self._pkt_mv[:n] = payload
+            if not payload_ok_ctx(self._pkt_buf, 0, n, first, count, self.engine):
                 self.layout.unpack_into(self._bits if count == 1 else np.zeros(
                     self.layout.num_detectors_in(first, count), np.uint8), first, count,
                     payload)  # raises BAD_PAYLOAD with the detailed reason
                 raise ProtocolError(ErrorCode.BAD_PAYLOAD, "SYNDROME payload: rejected by "
                                     "the engine's length and padding check")
-            self._packet = arr
         elif count == 1:
             self.layout.unpack_into(self._bits, first, 1, payload)
         else:
@@ -618,7 +620,7 @@ class StreamSession:
         :data:`~qecd.transport.engine.STEP_CORRECTION`; on ``STEP_NO_SOLUTION`` call
         :meth:`fail` with ``i_next - 1``."""
         status, i, o, n, last = engine_call(
-            self._packet, o, i, self._pkt_count, self._pkt_first, seq, timestamp_ns, t_recv,
+            self._pkt_buf, o, i, self._pkt_count, self._pkt_first, seq, timestamp_ns, t_recv,
             self._engine_out, self.stream_id, self.want_faults, self.engine)
         if status == STEP_CORRECTION:
             self.committed = last + 1
