@@ -32,6 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from qecd.codes.css import CssCode
+from qecd.codes.family import Family, register
+from qecd.codes.fields import choice_field
 from qecd.errors import SpecError
 
 __all__ = ["BB_CODES", "BBParams", "bb_code", "bivariate_bicycle"]
@@ -200,3 +202,36 @@ def bb_code(n: int) -> CssCode:
     hx, hz = bivariate_bicycle(params.l, params.m, params.a_terms, params.b_terms)
     return CssCode.from_checks(f"bb{params.n}", hx, hz, distance=params.d,
                                distance_note=params.distance_note)
+
+
+def _code_of(values: dict) -> CssCode:
+    return bb_code(int(values["n"]))
+
+
+def _build(spec):
+    from qecd.codes.bb_circuit import bb_cycle
+    from qecd.codes.css_family import css_build
+
+    return css_build(spec, _code_of(spec.as_dict()), bb_cycle)
+
+
+def _family() -> Family:
+    from qecd.codes.css_family import css_derive, css_fields, css_window
+
+    #: ``bb:n=..,r=..,p=..,q=..,basis=..,noise=..``: ``n`` one of the catalog sizes; ``r``
+    #: (code distance); ``p`` (0.001); ``q`` measurement error (= p); ``basis`` (z); ``noise``
+    #: phenomenological|circuit|si1000: ``circuit`` is the depth-8 cycle of Bravyi et al.
+    #: 2024 under uniform circuit noise (codes/bb_circuit.py)
+    return Family(
+        name="bb",
+        fields=css_fields({"n": (choice_field("n", tuple(sorted(BB_CODES)), int), None)}),
+        required=("n",),
+        build=_build,
+        graph_like=False,
+        derive=css_derive(_code_of),
+        window=css_window(_code_of),
+        catalog=tuple(f"bb:n={n}" for n in sorted(BB_CODES)),
+    )
+
+
+FAMILY = register(_family())

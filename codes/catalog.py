@@ -12,24 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from qecd.errors import SpecError
-
-
-def css_code_for(family: str, values: dict[str, Any]):
-    """The :class:`~qecd.codes.css.CssCode` named by a ``bb`` or ``hgp`` spec's fields."""
-    if family == "bb":
-        from qecd.codes.bivariate_bicycle import bb_code
-
-        return bb_code(int(values["n"]))
-    if family == "hgp":
-        from qecd.codes.hypergraph_product import hgp_code
-
-        return hgp_code(values["seed"], values.get("seed2") or values["seed"])
-    raise SpecError("family", "bb|hgp (a CSS code family)", family)
 
 
 def _row(spec_text: str) -> dict[str, Any]:
     from qecd.codes.experiment import build_experiment
+    from qecd.codes.family import family
 
     exp = build_experiment(spec_text)
     lay = exp.layout
@@ -47,17 +34,18 @@ def _row(spec_text: str) -> dict[str, Any]:
         "final_round_detectors": int(len(lay.final_round)),
         "num_detectors": lay.num_detectors,
         "num_observables": lay.num_observables,
+        "default_window": list(family(exp.spec.family).default_window(exp.spec)),
     }
 
 
-DEFAULT_ENTRIES = (
-    [f"surface:d={d}" for d in (3, 5, 7, 9, 11)]
-    + [f"repetition:d={d}" for d in (3, 5, 7)]
-    + [f"bb:n={n}" for n in (72, 90, 108, 144, 288)]
-    + ["hgp:seed=hamming7", "hgp:seed=rep5"]
-)
+def default_entries() -> list[str]:
+    """Every registered family's catalog entries (:attr:`qecd.codes.family.Family.catalog`)."""
+    from qecd.codes.family import families, family
+
+    return [e for name in families() for e in family(name).catalog]
 
 
-def catalog(entries: tuple[str, ...] | list[str] = tuple(DEFAULT_ENTRIES)) -> list[dict[str, Any]]:
-    """One row per code: spec, name, n, k, d (with a note on exactness), round sizes."""
-    return [_row(s) for s in entries]
+def catalog(entries: tuple[str, ...] | list[str] | None = None) -> list[dict[str, Any]]:
+    """One row per code (default: :func:`default_entries`): spec, name, n, k, d (with a note
+    on exactness), round sizes and the family's default streaming window."""
+    return [_row(s) for s in (default_entries() if entries is None else entries)]

@@ -57,7 +57,7 @@ import stim
 from qecd.codes.css import CssCode
 from qecd.errors import SpecError
 
-__all__ = ["Moment", "SyndromeCycle", "css_circuit_for", "css_memory_circuit",
+__all__ = ["Moment", "SyndromeCycle", "css_memory_circuit",
            "sequential_cycle", "CIRCUIT_NOISE_MODELS"]
 
 #: noise models of :func:`css_memory_circuit`
@@ -335,21 +335,3 @@ def sequential_cycle(code: CssCode) -> SyndromeCycle:
     return SyndromeCycle((Moment(reset_x=True, reset_z=True),
                           *(Moment(cnots=tuple(lay)) for lay in layers),
                           Moment(measure_x=True, measure_z=True)))
-
-
-def css_circuit_for(family: str, code: CssCode, **kwargs) -> stim.Circuit:
-    """The memory circuit of a spec family's code: BB codes with their depth-8 cycle
-    (:mod:`qecd.codes.bb_circuit`), others with :func:`sequential_cycle`; ``kwargs`` are
-    those of :func:`css_memory_circuit`.
-
-    >>> from qecd.codes.hypergraph_product import hgp_code
-    >>> css_circuit_for("hgp", hgp_code("rep3"), rounds=2, p=0.001).num_observables
-    1
-    """
-    if family == "bb":
-        from qecd.codes.bb_circuit import bb_cycle
-
-        cycle = bb_cycle(code)
-    else:
-        cycle = sequential_cycle(code)
-    return css_memory_circuit(code, cycle, **kwargs)

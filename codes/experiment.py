@@ -18,6 +18,7 @@ from functools import lru_cache
 import numpy as np
 import stim
 
+from qecd.codes.family import family
 from qecd.codes.layout import RoundLayout
 from qecd.codes.spec import ExperimentSpec, parse_spec
 
@@ -51,8 +52,9 @@ class Experiment:
 
     @property
     def graph_like(self) -> bool:
-        """True when the DEM decomposes into edges of at most two detectors."""
-        return self.spec.family in ("surface", "repetition")
+        """True when the DEM decomposes into edges of at most two detectors (its family's
+        :attr:`~qecd.codes.family.Family.graph_like`)."""
+        return family(self.spec.family).graph_like
 
     def sample(self, shots: int, *, seed: int | None = None, bit_packed: bool = False
                ) -> tuple[np.ndarray, np.ndarray]:
@@ -72,39 +74,7 @@ class Experiment:
 
 
 def _build(spec: ExperimentSpec) -> Experiment:
-    f = spec.family
-    if f in ("surface", "repetition"):
-        d, r, p = spec["d"], spec["r"], spec["p"]
-        if f == "surface":
-            from qecd.codes.surface import surface_code_circuit
-
-            circuit = surface_code_circuit(d=d, rounds=r, p=p, noise=spec["noise"],
-                                           basis=spec["basis"])
-            name, n, k = f"rotated surface code d={d}", d * d, 1
-        else:
-            from qecd.codes.repetition import repetition_code_circuit
-
-            circuit = repetition_code_circuit(d=d, rounds=r, p=p, noise=spec["noise"])
-            name, n, k = f"repetition code d={d}", d, 1
-        dem = circuit.detector_error_model(decompose_errors=True)
-        return Experiment(spec, circuit, dem, RoundLayout.from_dem(dem), name, n, k, d, "exact")
-    from qecd.codes.catalog import css_code_for
-    from qecd.codes.phenomenological import phenomenological_dem
-
-    code = css_code_for(f, spec.as_dict())
-    if spec["noise"] != "phenomenological":
-        from qecd.codes.css_circuit import css_circuit_for
-
-        circuit = css_circuit_for(f, code, rounds=spec["r"], p=spec["p"], q=spec["q"],
-                                  basis=spec["basis"],
-                                  noise="circuit" if spec["noise"] == "circuit" else "si1000")
-        dem = circuit.detector_error_model(decompose_errors=False)
-        return Experiment(spec, circuit, dem, RoundLayout.from_dem(dem), code.name, code.n,
-                          code.k, code.distance, code.distance_note)
-    dem = phenomenological_dem(code, rounds=spec["r"], p=spec["p"], q=spec["q"],
-                               basis=spec["basis"])
-    return Experiment(spec, None, dem, RoundLayout.from_dem(dem), code.name, code.n, code.k,
-                      code.distance, code.distance_note)
+    return family(spec.family).build(spec)
 
 
 @lru_cache(maxsize=64)
@@ -123,3 +93,12 @@ def build_experiment(spec: str | ExperimentSpec) -> Experiment:
     if isinstance(spec, str):
         spec = parse_spec(spec)
     return _build_cached(spec)
+
+
+def circuit_experiment(spec: ExperimentSpec, circuit: stim.Circuit, *, name: str, n: int,
+                       k: int, d: int | None, d_note: str = "exact",
+                       decompose: bool = True) -> Experiment:
+    """An experiment from a noisy memory circuit: its DEM (decomposed into graph-like
+    components when ``decompose``) and round layout. Families' ``build`` use it."""
+    dem = circuit.detector_error_model(decompose_errors=decompose)
+    return Experiment(spec, circuit, dem, RoundLayout.from_dem(dem), name, n, k, d, d_note)

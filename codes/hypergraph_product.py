@@ -38,6 +38,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from qecd.codes.css import CssCode, _as_gf2_matrix, gf2_nullspace
+from qecd.codes.family import Family, register
+from qecd.codes.fields import name_field
 from qecd.errors import SpecError
 
 __all__ = ["HGP_SEEDS", "ClassicalSeed", "classical_distance", "hgp_code", "hypergraph_product"]
@@ -266,3 +268,42 @@ def hgp_code(seed: str, seed2: str | None = None) -> CssCode:
     name = f"hgp_{s1.name}" if seed2 is None or seed2 == seed else f"hgp_{s1.name}_{s2.name}"
     return hypergraph_product(s1.h, s2.h, name)
 
+
+
+def _code_of(values: dict) -> CssCode:
+    return hgp_code(values["seed"], values.get("seed2") or values["seed"])
+
+
+def _build(spec):
+    from qecd.codes.css_circuit import sequential_cycle
+    from qecd.codes.css_family import css_build
+
+    return css_build(spec, _code_of(spec.as_dict()), sequential_cycle)
+
+
+def _family() -> Family:
+    from qecd.codes.css_family import css_derive, css_fields, css_window
+
+    derive_css = css_derive(_code_of)
+
+    def derive(values: dict) -> None:
+        values.setdefault("seed2", values["seed"])
+        derive_css(values)
+
+    #: ``hgp:seed=..,seed2=..,r=..,p=..,q=..,basis=..,noise=..``: ``seed`` a classical seed
+    #: of :data:`HGP_SEEDS`; ``seed2`` (= seed); the rest as ``bb``; circuits use a sequential
+    #: X-then-Z cycle (codes/css_circuit.py)
+    return Family(
+        name="hgp",
+        fields=css_fields({"seed": (name_field("seed"), None),
+                           "seed2": (name_field("seed2"), None)}),
+        required=("seed",),
+        build=_build,
+        graph_like=False,
+        derive=derive,
+        window=css_window(_code_of),
+        catalog=("hgp:seed=hamming7", "hgp:seed=rep5"),
+    )
+
+
+FAMILY = register(_family())

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import stim
 
+from qecd.codes.experiment import circuit_experiment
+from qecd.codes.family import Family, register
+from qecd.codes.fields import choice_field, int_field, prob_field
 from qecd.codes.noise import si1000
 
 
@@ -45,3 +48,37 @@ def surface_code_circuit(
     return generated_memory(
         f"surface_code:rotated_memory_{basis}", distance=d, rounds=rounds, p=p, noise=noise
     )
+
+
+#: noise models of the stim-generated memory circuits (surface, repetition)
+NOISE_MODELS = ("uniform", "si1000")
+
+
+def _build(spec):
+    d = spec["d"]
+    circuit = surface_code_circuit(d=d, rounds=spec["r"], p=spec["p"], noise=spec["noise"],
+                                   basis=spec["basis"])
+    return circuit_experiment(spec, circuit, name=f"rotated surface code d={d}", n=d * d, k=1,
+                              d=d)
+
+
+def _rounds_default_d(values: dict) -> None:
+    values.setdefault("r", values["d"])
+
+
+#: ``surface:d=..,r=..,p=..,noise=..,basis=..``: ``d`` odd >= 3; ``r`` rounds (default d);
+#: ``p`` (0.001); ``noise`` uniform|si1000 (uniform); ``basis`` z|x (z)
+FAMILY = register(Family(
+    name="surface",
+    fields={"d": (int_field("d", 3, odd=True), None),
+            "r": (int_field("r", 1), None),
+            "p": (prob_field("p"), 0.001),
+            "noise": (choice_field("noise", NOISE_MODELS), "uniform"),
+            "basis": (choice_field("basis", ("z", "x")), "z")},
+    required=("d",),
+    build=_build,
+    graph_like=True,
+    derive=_rounds_default_d,
+    window=lambda spec: (2 * spec["d"], spec["d"]),
+    catalog=tuple(f"surface:d={d}" for d in (3, 5, 7, 9, 11)),
+))

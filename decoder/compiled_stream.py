@@ -1,7 +1,7 @@
 """A stream decoder compiled end to end: the sliding window of :mod:`qecd.decoder.window`
 with the ``uf`` backend, as Numba kernels over flat arrays (no Python per round).
 
-:class:`~qecd.decoder.window.StreamDecoder` plans the windows of a shot once; this module
+A :class:`~qecd.decoder.plan.WindowPlan` describes the windows of a shot; this module
 flattens that plan. Every distinct window problem (first, bulk, last...) becomes one
 component of a single *union* matching graph (their disjoint union, detectors offset), decoded
 by one :class:`~qecd.decoder.union_find.UnionFindDecoder`: decoding window ``w`` writes its
@@ -21,7 +21,7 @@ Example
 >>> from qecd.decoder.window import StreamDecoder
 >>> exp = build_experiment("surface:d=3,r=9,p=0.01")
 >>> sd = StreamDecoder(exp.dem, exp.layout, "uf", window=6, commit=3)
->>> cs = CompiledStream(sd)
+>>> cs = CompiledStream(sd.plan)
 >>> dets, obs = exp.sample(50, seed=3)
 >>> bool((cs.decode_batch(dets) == sd.decode_batch(dets)).all())
 True
@@ -42,7 +42,8 @@ _jit.invalidate_if_changed(__file__, [_uf_kernels.__file__], __name__)
 
 from qecd.decoder._uf_kernels import uf_decode_into  # noqa: E402
 from qecd.decoder.union_find import UnionFindDecoder  # noqa: E402
-from qecd.decoder.window import Correction, ShotDecoding, StreamDecoder  # noqa: E402
+from qecd.decoder.plan import WindowPlan  # noqa: E402
+from qecd.decoder.window import Correction, ShotDecoding  # noqa: E402
 from qecd.errors import DecoderError  # noqa: E402
 
 _JIT = _jit.KERNEL
@@ -186,22 +187,34 @@ class StreamState(NamedTuple):
 
 
 class CompiledStream(ShotDecoding):
-    """A :class:`StreamDecoder` plan (backend ``uf``) compiled for a Numba loop.
+    """A graph-like :class:`~qecd.decoder.plan.WindowPlan` compiled for a Numba loop, every
+    window decoded by weighted union-find.
 
     Parameters
     ----------
-    sd : StreamDecoder
-        A stream decoder built with ``backend="uf"`` (any window; whole-shot works too).
+    plan : WindowPlan
+        A plan built with ``graph_like=True`` (any window; whole-shot works too), e.g.
+        ``StreamDecoder(..., "uf").plan``.
+    **uf_options
+        Passed to :class:`~qecd.decoder.union_find.UnionFindDecoder` (``weight_resolution``,
+        ``prematch``).
     """
 
-    def __init__(self, sd: StreamDecoder) -> None:
-        if sd.backend_class is not UnionFindDecoder:
-            raise DecoderError(f"CompiledStream needs the uf backend, got {sd.backend!r}")
-        self.backend = sd.backend
-        self.layout = sd.layout
-        self.num_rounds = sd.num_rounds
-        self.num_observables = sd.num_observables
-        wins = sd._windows
+    backend = UnionFindDecoder.name
+
+    def __init__(self, plan: WindowPlan, **uf_options) -> None:
+        f = plan.faults
+        if len(f.det_indptr) > 1 and int(np.diff(f.det_indptr).max()) > 2:
+            raise DecoderError("CompiledStream compiles graph-like plans for uf; this plan has "
+                               f"a fault flipping {int(np.diff(f.det_indptr).max())} detectors")
+        if any(w.whole_dem for w in plan.windows):
+            raise DecoderError("CompiledStream: a whole-DEM window (a backend reading "
+                               "decompositions) cannot be compiled for uf")
+        self.plan = plan
+        self.layout = plan.layout
+        self.num_rounds = plan.num_rounds
+        self.num_observables = plan.num_observables
+        wins = plan.windows
         templates: dict[str, int] = {}
         for w in wins:
             templates.setdefault(w.template, len(templates))
@@ -225,17 +238,17 @@ class CompiledStream(ShotDecoding):
                 n_lines += 1
             line_off[k + 1] = line_off[k] + n_lines
         header = f"detector D{int(det_off[-1]) - 1}\n" + "".join(
-            f"logical_observable L{o}\n" for o in range(sd.num_observables))
-        self.union = UnionFindDecoder.from_dem(stim.DetectorErrorModel(header + "\n".join(lines)))
-        f = sd.faults
-        trigger = sd.trigger_table()
+            f"logical_observable L{o}\n" for o in range(plan.num_observables))
+        self.union = UnionFindDecoder.from_dem(stim.DetectorErrorModel(header + "\n".join(lines)),
+                                               **uf_options)
+        trigger = plan.trigger_table()
         det_ptr = np.zeros(len(wins) + 1, dtype=np.int64)
         l2g_ptr = np.zeros(len(wins) + 1, dtype=np.int64)
         for i, w in enumerate(wins):
             det_ptr[i + 1] = det_ptr[i] + len(w.det_ids)
             l2g_ptr[i + 1] = l2g_ptr[i] + len(w.local_to_global)
         self._plan = StreamPlanArrays(
-            sd._offsets.astype(np.int64),
+            plan.round_offsets,
             trigger,
             np.array([int(w.final) for w in wins], dtype=np.int64),
             np.array([w.commit_stop for w in wins], dtype=np.int64),
@@ -246,9 +259,9 @@ class CompiledStream(ShotDecoding):
             np.concatenate([w.local_to_global for w in wins]).astype(np.int64),
             det_off[:-1].copy(),
             line_off,
-            sd._layout_pos.astype(np.int64),
-            sd._round_of.astype(np.int64),
-            sd._fault_first_round.astype(np.int64),
+            plan.layout_pos,
+            plan.round_of,
+            plan.fault_first_round,
             f.det_indptr.astype(np.int64),
             f.det_indices.astype(np.int64),
             np.ascontiguousarray(f.obs_mask, dtype=np.uint8),
@@ -297,10 +310,5 @@ class CompiledStream(ShotDecoding):
         if n == NO_SOLUTION:
             raise DecoderError(f"uf: no set of faults explains the window ending at round {t}")
         w = int(st[1])
-        start = int(self._windows_start(w))
-        return Correction(start, int(self._plan.win_commit_stop[w]) - 1, out_obs.copy(),
+        return Correction(self.plan.windows[w].start, int(self._plan.win_commit_stop[w]) - 1, out_obs.copy(),
                           np.sort(out_faults[:n]), bool(st[2]))
-
-    def _windows_start(self, w: int) -> int:
-        # the first round window w decodes: commit_stop of the previous window (0 for the first)
-        return 0 if w == 0 else int(self._plan.win_commit_stop[w - 1])

@@ -147,7 +147,7 @@ class UnionFindDecoder(Decoder):
         (:class:`~qecd.decoder.compiled_stream.CompiledStream`)."""
         from qecd.decoder.compiled_stream import CompiledStream
 
-        return CompiledStream(stream)
+        return CompiledStream(stream.plan, **stream.backend_options)
 
     def __init__(self, dem: stim.DetectorErrorModel, *,
                  weight_resolution: int = DEFAULT_WEIGHT_RESOLUTION,

@@ -38,7 +38,7 @@ import stim
 
 from qecd.codes.layout import RoundLayout
 from qecd.decoder.base import Decoder, pack_bits, unpack_bits
-from qecd.decoder.fault_table import FaultTable
+from qecd.decoder.plan import WindowPlan, WindowSpec
 from qecd.decoder.registry import backend_class
 from qecd.errors import DecoderError
 
@@ -71,15 +71,9 @@ class Correction:
 
 @dataclass
 class _Window:
-    start: int  # first round
-    stop: int  # one past the last round it reads
-    commit_stop: int  # faults with earliest round < commit_stop are committed
-    final: bool
-    det_ids: np.ndarray  # global detector ids, window order
+    spec: WindowSpec
     decoder: Decoder
-    local_to_global: np.ndarray  # window DEM error line -> global fault id
-    syndrome: np.ndarray  # preallocated uint8 (len(det_ids),)
-    template: str  # the window's DEM text (windows with equal text share a decoder)
+    syndrome: np.ndarray  # preallocated uint8 (len(spec.det_ids),)
 
 
 class ShotDecoding:
@@ -151,94 +145,38 @@ class StreamDecoder(ShotDecoding):
     ) -> None:
         self.backend_class = backend_class(backend)  # validates the name
         self.backend = backend
+        #: the frozen window plan (:class:`~qecd.decoder.plan.WindowPlan`)
+        self.plan = WindowPlan.build(
+            dem, layout, graph_like=self.backend_class.graph_like, window=window,
+            commit=commit, whole_dem_ok=getattr(self.backend_class, "uses_decompositions", False))
         self.layout = layout
         self.num_rounds = layout.num_rounds
         self.num_observables = layout.num_observables
-        if layout.num_detectors != dem.num_detectors:
-            raise DecoderError(
-                f"layout has {layout.num_detectors} detectors, DEM has {dem.num_detectors}"
-            )
-        if window is not None:
-            commit = commit if commit is not None else max(1, window // 2)
-            if not 1 <= commit <= window:
-                raise DecoderError(f"commit: expected 1 <= commit <= window={window}, got {commit}")
-        if window is None or window >= self.num_rounds:
-            window, commit = self.num_rounds, self.num_rounds
-        self.window, self.commit = int(window), int(commit)
-        self.faults = FaultTable.from_dem(dem, graph=self.backend_class.graph_like)
-        self._dem = dem  # a whole-shot window of a backend that reads decompositions uses it
-        round_of = layout.round_of_detector()
-        t = self.faults
-        self._fault_first_round = np.array(
-            [int(round_of[t.detectors_of(f)].min()) for f in range(t.num_faults)], dtype=np.int64
-        )
-        self._round_of = round_of
-        self._offsets = np.concatenate([[0], np.cumsum(layout.round_sizes)]).astype(np.int64)
+        self.window, self.commit = self.plan.window, self.plan.commit
+        self.faults = self.plan.faults
         self._shot_bits = np.zeros(layout.num_detectors, dtype=np.uint8)  # layout order
-        self._layout_pos = np.empty(layout.num_detectors, dtype=np.int64)  # det id -> position
-        self._layout_pos[layout.detectors_in(0, self.num_rounds)] = np.arange(layout.num_detectors)
         self._carry = np.zeros(layout.num_detectors, dtype=np.uint8)  # by det id
         self._cache: dict[str, Decoder] = {}
-        self._windows = self._plan(backend, backend_options or {})
+        options = backend_options or {}
+        self.backend_options = dict(options)
+        self._windows = [self._backend_for(w, dem, options) for w in self.plan.windows]
         # the window buffers and backend workspaces are shared with every fork: one decode
         # of this plan at a time, whichever thread (ZeroMQ loop, shared-memory loops) asks
         self._decode_lock = threading.Lock()
-        self._by_trigger = {w.stop - 1: w for w in self._windows}
+        self._by_trigger = {w.spec.stop - 1: w for w in self._windows}
         self.reset()
 
-    # -- planning (construction time) -----------------------------------------------------
-    def _plan(self, backend: str, options: dict) -> list[_Window]:
-        windows: list[_Window] = []
-        start = 0
-        R, W, C = self.num_rounds, self.window, self.commit
-        while True:
-            stop = min(start + W, R)
-            final = stop == R
-            windows.append(self._build_window(start, stop, R if final else start + C, final,
-                                              backend, options))
-            if final:
-                return windows
-            start += C
-
-    def _build_window(self, start: int, stop: int, commit_stop: int, final: bool,
-                      backend: str, options: dict) -> _Window:
-        det_ids = self.layout.detectors_in(start, stop).astype(np.int64)
-        if (start == 0 and final and getattr(self.backend_class, "uses_decompositions", False)
-                and np.array_equal(det_ids, np.arange(len(det_ids)))):
-            # the whole shot, detectors in DEM order: the backend gets the DEM itself, with
-            # its ``^`` decompositions (the text below keeps one component per line); its
-            # fault table is this plan's, so fault ids map through the DEM error index
-            decoder = self.backend_class.from_dem(self._dem, **options)
-            to_global = np.zeros(max(1, int(self.faults.dem_index.max(initial=0)) + 1),
-                                 np.int64)
-            to_global[self.faults.dem_index] = np.arange(self.faults.num_faults)
-            return _Window(start, stop, commit_stop, final, det_ids, decoder, to_global,
-                           np.zeros(len(det_ids), dtype=np.uint8), str(self._dem))
-        local = np.full(self.layout.num_detectors, -1, dtype=np.int64)
-        local[det_ids] = np.arange(len(det_ids))
-        sel = np.nonzero((self._fault_first_round >= start) & (self._fault_first_round < stop))[0]
-        lines = []
-        t = self.faults
-        for f in sel.tolist():
-            dets = local[t.detectors_of(f)]
-            dets = np.sort(dets[dets >= 0])
-            obs = np.nonzero(t.obs_mask[f])[0]
-            lines.append((tuple(dets.tolist()), tuple(obs.tolist()), float(t.probabilities[f]), f))
-        lines.sort()
-        text = "\n".join(
-            f"error({p!r}) " + " ".join([f"D{d}" for d in dd] + [f"L{o}" for o in oo])
-            for dd, oo, p, _ in lines
-        )
-        header = f"detector D{len(det_ids) - 1}\n" if len(det_ids) else ""
-        header += "".join(f"logical_observable L{o}\n" for o in range(self.num_observables))
-        text = header + text
-        decoder = self._cache.get(text)
-        if decoder is None:
-            decoder = self.backend_class.from_dem(stim.DetectorErrorModel(text), **options)
-            self._cache[text] = decoder
-        local_to_global = np.array([f for *_, f in lines], dtype=np.int64)
-        return _Window(start, stop, commit_stop, final, det_ids, decoder, local_to_global,
-                       np.zeros(len(det_ids), dtype=np.uint8), text)
+    def _backend_for(self, spec: WindowSpec, dem: stim.DetectorErrorModel,
+                     options: dict) -> _Window:
+        if spec.whole_dem:  # the backend reads the DEM's ``^`` decompositions
+            decoder = self.backend_class.from_dem(dem, **options)
+        else:
+            decoder = self._cache.get(spec.template)
+            if decoder is None:
+                decoder = self.backend_class.from_dem(stim.DetectorErrorModel(spec.template),
+                                                      **options)
+                self._cache[spec.template] = decoder
+        return _Window(spec, decoder, np.zeros(len(spec.det_ids), dtype=np.uint8))
 
     def compile(self):
         """This plan compiled by its backend for the Numba loops (a new engine with its own
@@ -288,7 +226,7 @@ class StreamDecoder(ShotDecoding):
         ``layout.round_sizes[round]``); returns a Correction when a window was committed.
         After the final round the decoder resets for the next shot."""
         t = self._next_round
-        lo, hi = self._offsets[t], self._offsets[t + 1]
+        lo, hi = self.plan.round_offsets[t], self.plan.round_offsets[t + 1]
         b = np.asarray(bits)
         if b.shape != (hi - lo,):
             raise DecoderError(f"round {t}: expected {hi - lo} detector bits, got shape {b.shape}")
@@ -309,7 +247,7 @@ class StreamDecoder(ShotDecoding):
     def round_offsets(self) -> np.ndarray:
         """int64 (num_rounds + 1,): where each round's detectors start in
         :attr:`shot_buffer` (round ``t`` is ``[round_offsets[t], round_offsets[t + 1])``)."""
-        return self._offsets
+        return self.plan.round_offsets
 
     def trigger_table(self) -> np.ndarray:
         """int64 per round of a shot: the index of the window that round completes, or -1.
@@ -319,10 +257,7 @@ class StreamDecoder(ShotDecoding):
         >>> StreamDecoder(exp.dem, exp.layout, "pymatching", window=2, commit=1).trigger_table()
         array([-1,  0,  1,  2,  3])
         """
-        out = np.full(self.num_rounds, -1, dtype=np.int64)
-        for i, w in enumerate(self._windows):
-            out[w.stop - 1] = i
-        return out
+        return self.plan.trigger_table()
 
     def decode_due(self, t: int) -> Correction:
         """Decode and commit the window that round ``t`` completes, from :attr:`shot_buffer`
@@ -336,7 +271,7 @@ class StreamDecoder(ShotDecoding):
             with self._decode_lock:
                 return self._decode_window(w)
         finally:
-            if w.final:
+            if w.spec.final:
                 self.reset()
 
     def push_round_packed(self, packed: bytes | np.ndarray) -> Correction | None:
@@ -355,25 +290,24 @@ class StreamDecoder(ShotDecoding):
         return corr
 
     def _decode_window(self, w: _Window) -> Correction:
-        pos = self._layout_pos[w.det_ids]
-        np.take(self._shot_bits, pos, out=w.syndrome)
-        w.syndrome ^= self._carry[w.det_ids]
+        spec, plan = w.spec, self.plan
+        np.take(self._shot_bits, plan.layout_pos[spec.det_ids], out=w.syndrome)
+        w.syndrome ^= self._carry[spec.det_ids]
         local = w.decoder.decode_to_faults(w.syndrome)
-        glob = w.local_to_global[w.decoder.faults.dem_index[local]]
-        committed = glob[self._fault_first_round[glob] < w.commit_stop]
+        glob = spec.local_to_global[w.decoder.faults.dem_index[local]]
+        committed = glob[plan.fault_first_round[glob] < spec.commit_stop]
         self.last_committed_faults = committed  # ids into self.faults (for checks and tests)
         obs = np.zeros(self.num_observables, dtype=np.uint8)
         t = self.faults
         for f in committed.tolist():
             obs ^= t.obs_mask[f]
             dets = t.detectors_of(f)
-            future = dets[self._round_of[dets] >= w.commit_stop]
+            future = dets[plan.round_of[dets] >= spec.commit_stop]
             self._carry[future] ^= 1
         return Correction(
-            first_round=w.start,
-            last_round=w.commit_stop - 1,
+            first_round=spec.start,
+            last_round=spec.commit_stop - 1,
             observables=obs,
             fault_ids=np.sort(t.dem_index[committed]),
-            shot_end=w.final,
+            shot_end=spec.final,
         )
-

@@ -37,17 +37,19 @@ from qecd.exit_codes import ExitCode
 
 
 def _cmd_codes(args: argparse.Namespace) -> int:
-    from qecd.codes.catalog import DEFAULT_ENTRIES, catalog
+    from qecd.codes.catalog import catalog
 
-    rows = catalog(args.only or DEFAULT_ENTRIES)
+    rows = catalog(args.only or None)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    print(f"{'spec':<48}{'n':>5}{'k':>4}{'d':>4}  {'dets/round':>10}  {'first/final':>11}  d is")
+    print(f"{'spec':<48}{'n':>5}{'k':>4}{'d':>4}  {'dets/round':>10}  {'first/final':>11}  "
+          f"{'window':>7}  d is")
     for r in rows:
         ff = f"{r['first_round_detectors']}/{r['final_round_detectors']}"
+        wc = "w{}c{}".format(*r["default_window"])
         print(f"{r['spec']:<48}{r['n']:>5}{r['k']:>4}{r['d'] or '?':>4}  "
-              f"{r['detectors_per_round']:>10}  {ff:>11}  {r['d_note']}")
+              f"{r['detectors_per_round']:>10}  {ff:>11}  {wc:>7}  {r['d_note']}")
     return 0
 
 

@@ -20,7 +20,7 @@ def test_whole_shot_mode_equals_the_backend_on_the_same_shots():
 def test_bulk_windows_share_one_decoder():
     exp = build_experiment("surface:d=3,r=30,p=0.001")
     sd = StreamDecoder(exp.dem, exp.layout, "pymatching", window=6, commit=3)
-    assert len(sd._windows) == 10
+    assert len(sd.plan.windows) == 10
     # first window, the shared bulk window, the one just before the final round (its future
     # boundary faces data-measurement detectors), and the final window
     assert sd.num_window_decoders <= 5
