@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 
-
 def _row(spec_text: str) -> dict[str, Any]:
     from qecd.codes.experiment import build_experiment
     from qecd.codes.family import family

@@ -38,6 +38,7 @@ from qecd.codes.family import families as _families
 from qecd.codes.family import family
 from qecd.errors import SpecError
 
+
 def families() -> list[str]:
     """Experiment families accepted by :func:`parse_spec`.
 

@@ -41,8 +41,8 @@ from qecd.decoder import _uf_kernels
 _jit.invalidate_if_changed(__file__, [_uf_kernels.__file__], __name__)
 
 from qecd.decoder._uf_kernels import uf_decode_into  # noqa: E402
-from qecd.decoder.union_find import UnionFindDecoder  # noqa: E402
 from qecd.decoder.plan import WindowPlan  # noqa: E402
+from qecd.decoder.union_find import UnionFindDecoder  # noqa: E402
 from qecd.decoder.window import Correction, ShotDecoding  # noqa: E402
 from qecd.errors import DecoderError  # noqa: E402
 
@@ -310,5 +310,6 @@ class CompiledStream(ShotDecoding):
         if n == NO_SOLUTION:
             raise DecoderError(f"uf: no set of faults explains the window ending at round {t}")
         w = int(st[1])
-        return Correction(self.plan.windows[w].start, int(self._plan.win_commit_stop[w]) - 1, out_obs.copy(),
+        spec = self.plan.windows[w]
+        return Correction(spec.start, spec.commit_stop - 1, out_obs.copy(),
                           np.sort(out_faults[:n]), bool(st[2]))
