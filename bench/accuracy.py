@@ -33,10 +33,10 @@ import numpy as np
 from qecd.bench.machine import machine_info
 from qecd.bench.stats import paired_ratio_interval, wilson_interval
 from qecd.codes import build_experiment
-from qecd.decoder.registry import build_decoder
+from qecd.decoder.registry import REFERENCE_GRAPH_DECODER, build_decoder
 
 SCHEMA = "qecd.bench.accuracy/1"
-REFERENCE_GRAPH = "pymatching"
+REFERENCE_GRAPH = REFERENCE_GRAPH_DECODER
 REFERENCE_QLDPC = "ldpc-bposd"
 #: peers that are not qecd backends: name -> class in qecd.bench.ldpc_reference
 PEERS = {"ldpc-bposd": "LdpcBpOsd", "ldpc-bplsd": "LdpcBpLsd"}

@@ -16,13 +16,12 @@ is part of its figure (about 1 µs of the total, negligible next to its tens of 
 
 Run::
 
-    .venv/bin/python -m qecd.bench.bench_bp_cluster --codes 72,144 --p 0.003,0.005 \\
-        --shots 20000 --max_iter 5
+    .venv/bin/qecd bench bp-cluster-vs-ldpc --codes 72,144 --p 0.003,0.005 \\
+        --shots 20000 --max-iter 5
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 import time
 from dataclasses import dataclass
@@ -154,18 +153,8 @@ def fmt_ler(k: int, n: int) -> str:
     return f"{k / n:.2e} [{lo:.1e}, {hi:.1e}]"
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--codes", default="72,144", help="BB code sizes n, comma-separated")
-    ap.add_argument("--p", default="0.003,0.005", help="physical error rates")
-    ap.add_argument("--rounds", type=int, default=0, help="noisy rounds (0: the distance)")
-    ap.add_argument("--shots", type=int, default=10000)
-    ap.add_argument("--max_iter", type=int, default=5, help="BP iterations, both decoders")
-    ap.add_argument("--lsd_order", type=int, default=7)
-    ap.add_argument("--lsd_min_free", type=int, default=0)
-    ap.add_argument("--seed", type=int, default=2024)
-    ap.add_argument("--ldpc_lsd", action="store_true", help="also run ldpc's BpLsdDecoder")
-    args = ap.parse_args(argv)
+def command(args) -> int:
+    """``qecd bench bp-cluster-vs-ldpc``: the flags ``qecd/cli.py`` defines, parsed."""
     rows = []
     for n in [int(x) for x in args.codes.split(",")]:
         for p in [float(x) for x in args.p.split(",")]:
@@ -192,7 +181,4 @@ def main(argv: list[str] | None = None) -> None:
         if args.ldpc_lsd:
             line += f" {fmt_ler(r.lsd_fails or 0, r.shots)} | {r.lsd_mean_us:.1f} |"
         print(line)
-
-
-if __name__ == "__main__":
-    main()
+    return 0

@@ -27,7 +27,6 @@ and compare with the floors of ``/work/shared/design.md`` (printed beside the re
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import multiprocessing as mp
@@ -246,21 +245,11 @@ def run_pingpong(round_trips: int = 200_000, warmup: int = 20_000,
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line: print the report as JSON; exit 1 if the server failed."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--round_trips", type=int, default=200_000)
-    ap.add_argument("--warmup", type=int, default=20_000)
-    ap.add_argument("--mode", choices=("both", "numba", "python"), default="both")
-    ap.add_argument("--n_slots", type=int, default=64)
-    ap.add_argument("--no_pin", action="store_true", help="do not pin the two processes")
-    a = ap.parse_args(argv)
+def command(a) -> int:
+    """``qecd bench ring-pingpong``: print the report as JSON; exit 1 if the server failed."""
     modes = ("numba", "python") if a.mode == "both" else (a.mode,)
     report = run_pingpong(a.round_trips, a.warmup, modes, pin=not a.no_pin, n_slots=a.n_slots)
     json.dump(report, sys.stdout, indent=1)
     print()
     return 0 if report["server_exitcode"] == 0 else 1
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

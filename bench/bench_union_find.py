@@ -17,13 +17,16 @@ Timings on a shared machine are noisy: compare the ratio column, measured in the
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
 import stim
 
 from qecd.decoder import make_decoder
+from qecd.decoder.pymatching_backend import PyMatchingDecoder
+from qecd.decoder.union_find import UnionFindDecoder
+
+PM, UF = PyMatchingDecoder.name, UnionFindDecoder.name
 
 
 def surface_circuit(d: int, p: float) -> stim.Circuit:
@@ -38,8 +41,7 @@ def measure(d: int, p: float, shots: int, repeats: int, seed: int, options: dict
     dem = c.detector_error_model(decompose_errors=True)
     dets, obs = c.compile_detector_sampler(seed=seed).sample(
         shots, separate_observables=True, bit_packed=True)
-    decs = {"pymatching": make_decoder("pymatching", dem), "uf": make_decoder("uf", dem,
-                                                                               **options)}
+    decs = {PM: make_decoder(PM, dem), UF: make_decoder(UF, dem, **options)}
     times: dict[str, list[float]] = {k: [] for k in decs}
     fails = {}
     for _ in range(repeats):
@@ -49,22 +51,14 @@ def measure(d: int, p: float, shots: int, repeats: int, seed: int, options: dict
             times[name].append(time.perf_counter() - t0)
             fails[name] = int((pred != obs).any(axis=1).sum())
     per_round = {k: float(np.median(v)) / shots / d * 1e6 for k, v in times.items()}
-    return {"d": d, "p": p, "shots": shots, "pm_us": per_round["pymatching"],
-            "uf_us": per_round["uf"], "ratio": per_round["uf"] / per_round["pymatching"],
-            "pm_ler": fails["pymatching"] / shots, "uf_ler": fails["uf"] / shots,
-            "pm_fail": fails["pymatching"], "uf_fail": fails["uf"]}
+    return {"d": d, "p": p, "shots": shots, "pm_us": per_round[PM],
+            "uf_us": per_round[UF], "ratio": per_round[UF] / per_round[PM],
+            "pm_ler": fails[PM] / shots, "uf_ler": fails[UF] / shots,
+            "pm_fail": fails[PM], "uf_fail": fails[UF]}
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--d", type=int, nargs="+", default=[5, 7, 9, 11])
-    ap.add_argument("--p", type=float, nargs="+", default=[0.001, 0.003])
-    ap.add_argument("--shots", type=int, default=20000)
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--weight_resolution", type=int, default=None)
-    ap.add_argument("--no_prematch", action="store_true")
-    args = ap.parse_args(argv)
+def command(args) -> int:
+    """``qecd bench uf-vs-pymatching``: the flags ``qecd/cli.py`` defines, parsed."""
     options: dict = {}
     if args.weight_resolution is not None:
         options["weight_resolution"] = args.weight_resolution
@@ -80,7 +74,4 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{d:>3} {p:>6} {r['pm_us']:>10.3f} {r['uf_us']:>10.3f} {r['ratio']:>6.2f} "
                   f"{r['pm_ler']:>9.2e} {r['uf_ler']:>9.2e} {r['pm_fail']:>8} "
                   f"{r['uf_fail']:>8}", flush=True)
-
-
-if __name__ == "__main__":
-    main()
+    return 0

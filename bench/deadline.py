@@ -270,18 +270,11 @@ def plot_ler_vs_deadline(curves: dict[str, dict], path: str | os.PathLike, *,
     return str(path)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m qecd.bench.deadline A.json B.json --out ler_t.png``: overlay the LER(t)
+def command(a) -> int:
+    """``qecd bench deadline-plot A.json B.json --out ler_t.png``: overlay the LER(t)
     sections of ``qecd bench latency --json`` reports (labelled by spec and decoder)."""
-    import argparse
     import json
 
-    p = argparse.ArgumentParser(prog="python -m qecd.bench.deadline",
-                                description="overlay LER(t) of qecd bench latency reports")
-    p.add_argument("reports", nargs="+", help="qecd.bench.latency JSON files")
-    p.add_argument("--out", required=True, help="PNG to write")
-    p.add_argument("--title", default="")
-    a = p.parse_args(argv)
     curves, cycles = {}, set()
     for path in a.reports:
         with open(path) as f:
@@ -295,6 +288,3 @@ def main(argv: list[str] | None = None) -> int:
     print(plot_ler_vs_deadline(curves, a.out, title=a.title, cycle_us=cycle or None))
     return 0
 
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -64,7 +64,7 @@ from qecd.decoder.window import StreamDecoder
 from qecd.errors import QecdError
 from qecd.transport.auth import CurveClientKeys
 from qecd.transport.client import Client, Reply, ServerTimeout
-from qecd.transport.wire import MsgType
+from qecd.transport.wire import DEFAULT_DECODER, MsgType
 
 __all__ = ["SCHEMA", "EmulateConfig", "run_emulation", "format_report", "write_report"]
 
@@ -111,7 +111,7 @@ class EmulateConfig:
     spec: str | None = None
     dem_path: str | None = None
     time_coord: int = -1
-    decoder: str = "pymatching"
+    decoder: str = DEFAULT_DECODER
     window: int | None = None
     commit: int | None = None
     shots: int = 1000

@@ -40,6 +40,7 @@ import numpy as np
 
 from qecd.codes import build_experiment
 from qecd.decoder import make_decoder
+from qecd.decoder.registry import DEFAULT_STREAM_DECODER, REFERENCE_GRAPH_DECODER
 
 SCHEMA = "qecd.bench.gate/1"
 
@@ -87,10 +88,10 @@ def missing_baselines(base_dir: Path | str = BASELINE_DIR, *,
     return missing
 
 #: name -> (spec, candidate, reference, hard limit or None)
+_FAST, _REF = DEFAULT_STREAM_DECODER, REFERENCE_GRAPH_DECODER
 DEFAULT_RATIOS: dict[str, tuple[str, str, str, float | None]] = {
-    "uf_over_pymatching_surface_d7_p0.001": ("surface:d=7,p=0.001", "uf", "pymatching", 0.5),
-    "uf_over_pymatching_surface_d7_p0.003": ("surface:d=7,p=0.003", "uf", "pymatching", 0.5),
-    "uf_over_pymatching_surface_d11_p0.001": ("surface:d=11,p=0.001", "uf", "pymatching", 0.5),
+    f"{_FAST}_over_{_REF}_surface_d{d}_p{p}": (f"surface:d={d},p={p}", _FAST, _REF, 0.5)
+    for d, p in ((7, 0.001), (7, 0.003), (11, 0.001))
 }
 
 

@@ -29,14 +29,15 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-import time
 import traceback
 
 import numpy as np
 
 from qecd.bench.latency_stats import budget_verdict, summarize_ns
 from qecd.bench.machine import machine_info
+from qecd.bench.shm_emulator import ShmEmulateConfig
 from qecd.bench.stats import wilson_interval
+from qecd.decoder.registry import DEFAULT_STREAM_DECODER
 
 SCHEMA = "qecd.bench.latency/1"
 
@@ -71,59 +72,11 @@ def _shm_server_proc(spec, decoder, window, commit, cpu, record_capacity, n_slot
         conn.send(("error", traceback.format_exc()))
 
 
-def _shm_emulator_proc(spec, decoder, window, commit, shots, seed, cycle_ns, ping, cpu, name, cps,
-                       conn):
+def _shm_emulator_proc(cfg, conn):
     try:
-        if cpu is not None:
-            os.sched_setaffinity(0, {cpu})
-        from qecd.codes import build_experiment
-        from qecd.decoder import make_decoder
-        from qecd.decoder.window import StreamDecoder
-        from qecd.transport.shm.streams import ShmStreamClient
+        from qecd.bench.shm_emulator import run_shm_emulation
 
-        exp = build_experiment(spec)
-        cli = ShmStreamClient.attach(name, exp.layout, stream_id=1, corrections_per_shot=cps)
-        warm, _ = exp.sample(min(200, shots), seed=seed + 1)
-        cli.stream_shots(warm)
-        dets, obs = exp.sample(shots, seed=seed)
-        rtt = cli.ping(ping)
-        chunks = max(1, min(20, shots // 5000))
-        bounds = np.linspace(0, shots, chunks + 1).astype(int)
-        parts = []
-        t0 = time.perf_counter_ns()
-        for i in range(chunks):
-            parts.append(cli.stream_shots(dets[bounds[i]:bounds[i + 1]], cycle_ns=cycle_ns,
-                                          timeout_s=60))
-            conn.send(("progress", (i + 1) / chunks))
-            time.sleep(0.01)  # let the harness print while nothing is in flight: its wake-up
-            # would otherwise preempt a spinning loop on a 2-CPU machine
-        wall_ns = time.perf_counter_ns() - t0
-        # time spent streaming: each chunk from its first scheduled send to its last
-        # correction received (every shot's last round is answered, so the server was done)
-        stream_ns = sum(int(max(p.write_ns[-1], p.corr_recv_ns.max(initial=0)) - p.send_ns[0])
-                        for p in parts if len(p.send_ns))
-        res = _concat_results(parts)
-        cli.bye()
-        cli.close()
-        # offline: the same decoder on the same shots, and the batch decode cost floor
-        offline = StreamDecoder(exp.dem, exp.layout, decoder, window=window,
-                                commit=commit).decode_batch(dets)
-        batch = make_decoder(decoder, exp.dem)
-        packed = np.packbits(dets, axis=1, bitorder="little")
-        batch.decode_batch_packed(packed)
-        tb = time.perf_counter_ns()
-        batch.decode_batch_packed(packed)
-        batch_ns = time.perf_counter_ns() - tb
-        conn.send(("done", {
-            "predictions": res.predictions, "truth": obs, "offline": offline,
-            "send_ns": res.send_ns, "write_ns": res.write_ns, "reaction_ns": res.reaction_ns,
-            "corr_service_ns": res.corr_service_ns, "corr_round": res.corr_round,
-            "corr_ts": res.corr_ts, "received": res.received,
-            "expected": res.expected, "lost": res.lost, "duplicated": res.duplicated,
-            "errors": res.errors, "status": res.status, "rtt_ns": rtt, "wall_ns": wall_ns,
-            "stream_ns": stream_ns,
-            "batch_ns": batch_ns, "warm_rounds": int(warm.shape[0] * exp.layout.num_rounds),
-        }))
+        conn.send(("done", run_shm_emulation(cfg, lambda f: conn.send(("progress", f)))))
     except Exception:
         conn.send(("error", traceback.format_exc()))
 
@@ -163,24 +116,6 @@ def _kept_up(lag_ns: np.ndarray, cycle_us: float) -> bool | None:
     return bool(np.median(tail) < 10 * cycle_us * 1e3)
 
 
-def _concat_results(parts):
-    """One StreamResult from the chunks a stream was sent in (arrays joined, counts added)."""
-    import dataclasses
-
-    from qecd.transport.shm.streams import StreamResult
-
-    if len(parts) == 1:
-        return parts[0]
-    vals = {}
-    for f in dataclasses.fields(StreamResult):
-        got = [getattr(p, f.name) for p in parts]
-        if isinstance(got[0], np.ndarray):
-            vals[f.name] = np.concatenate(got)
-        else:
-            vals[f.name] = min(got) if f.name == "status" else sum(got)
-    return StreamResult(**vals)
-
-
 def _recv(conn, timeout: float, who: str):
     if not conn.poll(timeout):
         raise TimeoutError(f"{who} did not answer within {timeout} s")
@@ -190,7 +125,7 @@ def _recv(conn, timeout: float, who: str):
     return msg
 
 
-def run_latency(spec: str = "surface:d=5,p=0.001", *, decoder: str = "uf",
+def run_latency(spec: str = "surface:d=5,p=0.001", *, decoder: str = DEFAULT_STREAM_DECODER,
                 transport: str = "shm", shots: int = 20_000, seed: int = 2026,
                 cycle_us: float = 0.0, window: int | None = None, commit: int | None = None,
                 ping: int = 20_000, pin: bool = True, budget_us: float | None = None,
@@ -253,9 +188,10 @@ def run_latency(spec: str = "surface:d=5,p=0.001", *, decoder: str = "uf",
         if progress:
             progress("server ready; streaming")  # then fractions 0..1 as chunks complete
         cycle_ns = int(round(cycle_us * 1000))
-        emulator = ctx.Process(target=_shm_emulator_proc, args=(
-            str(exp.spec), decoder, window, commit, shots, seed, cycle_ns, ping, emu_cpu, name,
-            cps, e_child), daemon=True)
+        cfg = ShmEmulateConfig(str(exp.spec), name, cps, decoder=decoder, window=window,
+                               commit=commit, shots=shots, seed=seed, cycle_ns=cycle_ns,
+                               ping=ping, cpu=emu_cpu)
+        emulator = ctx.Process(target=_shm_emulator_proc, args=(cfg, e_child), daemon=True)
         emulator.start()
         while True:
             msg = _recv(e_parent, 600, "emulator")

@@ -19,10 +19,13 @@ import sys
 
 import numpy as np
 
+from qecd.decoder.registry import DEFAULT_STREAM_DECODER
+
 DEFAULT_SPEC = "surface:d=5,p=0.001"
 #: the run's settings and their defaults (``qecd bench latency`` shows the same in --help)
 LATENCY_DEFAULTS: dict = {
-    "spec": DEFAULT_SPEC, "decoder": "uf", "transport": "shm", "shots": 20_000, "seed": 2026,
+    "spec": DEFAULT_SPEC, "decoder": DEFAULT_STREAM_DECODER, "transport": "shm",
+    "shots": 20_000, "seed": 2026,
     "cycle_us": 0.0, "rounds_per_packet": 1, "window": None, "commit": None, "ping": 20_000,
     "pin": True, "budget_us": None, "stall_s": 1.0, "ring_slots": 4096, "json": None,
     "plot": None,

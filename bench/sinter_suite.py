@@ -1,6 +1,6 @@
 """sinter's own decoder tests, with qecd's decoders added to their decoder lists.
 
-``python -m qecd.bench.sinter_suite DIR [--run]`` copies four test modules of the installed
+``qecd bench sinter-suite DIR [--run]`` copies four test modules of the installed
 sinter (``_decoding_test.py``, ``_predict_test.py``, ``_collection/_collection_test.py``,
 ``_command/_main_collect_test.py``) into ``DIR`` (a scratch directory: nothing of sinter's is
 kept in this repository) and edits the copies so that every test written for ``pymatching``
@@ -22,7 +22,6 @@ Example
 
 from __future__ import annotations
 
-import argparse
 import pathlib
 import re
 import subprocess
@@ -115,12 +114,8 @@ def count_outcomes(junit_xml: str | pathlib.Path) -> dict[str, int]:
     return counts
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m qecd.bench.sinter_suite",
-                                description="sinter's decoder tests with qecd's decoders added")
-    p.add_argument("dir", help="scratch directory for the edited copies")
-    p.add_argument("--run", action="store_true", help="run them and count the outcomes")
-    a = p.parse_args(argv)
+def command(a) -> int:
+    """``qecd bench sinter-suite DIR [--run]``."""
     out = write_suite(a.dir)
     print(f"wrote sinter's decoder tests with {', '.join(QECD_NAMES)} added into {out}")
     if not a.run:
@@ -134,6 +129,3 @@ def main(argv: list[str] | None = None) -> int:
           f"coordinates), {c['skipped']} skipped by sinter")
     return 1 if c["failed"] else 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -55,10 +55,11 @@ from qecd.bench.sweep_tasks import (
 )
 from qecd.codes import build_experiment, parse_spec
 from qecd.codes.spec import ExperimentSpec
+from qecd.decoder.registry import REFERENCE_GRAPH_DECODER
 from qecd.errors import SpecError
 
 SCHEMA = "qecd.bench.sweep/2"
-REFERENCE_GRAPH = "pymatching"
+REFERENCE_GRAPH = REFERENCE_GRAPH_DECODER
 
 __all__ = ["SCHEMA", "decoder_settings", "format_sweep", "plot_ler_vs_p",
            "plot_time_vs_distance", "rows_from_progress", "run_sweep", "sweep_report",

@@ -11,6 +11,9 @@ import pytest
 
 from qecd.codes import build_experiment
 from qecd.decoder import make_decoder
+from qecd.decoder.bp_cluster import BpClusterDecoder
+from qecd.decoder.pymatching_backend import PyMatchingDecoder
+from qecd.decoder.union_find import UnionFindDecoder
 
 SHOTS = 2000
 SURFACE = [(d, p) for d in (5, 7, 11) for p in (0.001, 0.003)]
@@ -22,7 +25,7 @@ def _batch(spec: str):
     return exp, dets
 
 
-@pytest.mark.parametrize("backend", ["pymatching", "uf"])
+@pytest.mark.parametrize("backend", [PyMatchingDecoder.name, UnionFindDecoder.name])
 @pytest.mark.parametrize("d,p", SURFACE)
 def test_surface_decode_batch(benchmark, backend, d, p):
     exp, packed = _batch(f"surface:d={d},p={p}")
@@ -35,7 +38,7 @@ def test_surface_decode_batch(benchmark, backend, d, p):
 @pytest.mark.parametrize("n,p", [(72, 0.003), (144, 0.003)])
 def test_bb_decode_batch(benchmark, n, p):
     exp, packed = _batch(f"bb:n={n},r=3,p={p}")
-    dec = make_decoder("bp-cluster", exp.dem)
+    dec = make_decoder(BpClusterDecoder.name, exp.dem)
     benchmark.extra_info.update(shots=SHOTS, rounds=3, spec=str(exp.spec))
     out = benchmark(dec.decode_batch_packed, packed)
     assert out.shape[0] == SHOTS
@@ -43,7 +46,7 @@ def test_bb_decode_batch(benchmark, n, p):
 
 def test_single_shot_pymatching_call_overhead(benchmark):
     exp, _ = _batch("surface:d=5,p=0.001")
-    dec = make_decoder("pymatching", exp.dem)
+    dec = make_decoder(PyMatchingDecoder.name, exp.dem)
     syn = np.zeros(exp.dem.num_detectors, dtype=np.uint8)
     syn[[3, 40]] = 1
     benchmark(dec.decode, syn)

@@ -60,7 +60,7 @@ class BpClusterOptions:
         phenomenological noise and on a circuit-level surface code, fewer iterations gave a
         *lower* logical error rate than 10 or 30 (late BP convergence is often to a wrong
         heavy solution, the cluster stage does better) and bound the worst case; see
-        ``bench/bench_bp_cluster.py``.
+        ``qecd bench bp-cluster-vs-ldpc``.
     bp_method : str
         ``"minimum_sum"`` (default) or ``"product_sum"`` (aliases ``"ms"``, ``"ps"``).
     ms_scaling_factor : float

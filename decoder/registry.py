@@ -40,6 +40,13 @@ BACKENDS: dict[str, str] = {
 }
 
 
+#: the backend streams use where the caller names none and the compiled engine matters (the
+#: shared-memory rings, the latency benchmarks): it compiles into the per-stream engine
+DEFAULT_STREAM_DECODER = "uf"
+#: the reference every graph-like decoder is measured against (same shots, paired ratios)
+REFERENCE_GRAPH_DECODER = "pymatching"
+
+
 def backend_names() -> list[str]:
     """Names accepted by :func:`make_decoder`."""
     return sorted(BACKENDS)

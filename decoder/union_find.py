@@ -19,7 +19,7 @@ shots for both): logical error rate 1.07-1.10x PyMatching's at d=5 and 1.15-1.28
 p = 0.3% and 0.5%. ``weight_resolution`` >= 16 makes no measurable difference; 12 starts to
 cost accuracy.
 
-Speed (``bench/bench_union_find.py``, same shots, this 2-core VM): ``decode_batch_packed``
+Speed (``qecd bench uf-vs-pymatching``, same shots, this 2-core VM): ``decode_batch_packed``
 takes 0.3-0.5x PyMatching's ``decode_batch`` time at d = 5..11, p = 0.1% and 0.3%.
 
 No solution: if a connected component of the graph has no boundary edge and the syndrome has

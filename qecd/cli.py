@@ -59,6 +59,183 @@ def _cmd_bench_latency(args: argparse.Namespace) -> int:
     return latency_report(**{k: getattr(args, k) for k in LATENCY_DEFAULTS})
 
 
+def _cmd_bench_sweep(args: argparse.Namespace) -> int:
+    from qecd.bench.sweep_command import sweep_main
+
+    return sweep_main(args)
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        out = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers like 3,5,7, got {text!r}") from None
+    if not out:
+        raise argparse.ArgumentTypeError(f"expected at least one integer, got {text!r}")
+    return out
+
+
+def _float_list(text: str) -> list[float]:
+    try:
+        out = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers like 0.001,0.003, got {text!r}") from None
+    if not out:
+        raise argparse.ArgumentTypeError(f"expected at least one number, got {text!r}")
+    return out
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text.replace("_", ""))
+    except ValueError:
+        v = 0
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return v
+
+
+def _seed(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        v = -1
+    if not 0 <= v < 2**63:
+        raise argparse.ArgumentTypeError(f"expected an integer in [0, 2**63), got {text!r}")
+    return v
+
+
+def add_sweep_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the ``qecd bench sweep`` flags to ``parser`` and set ``func``; returns ``parser``."""
+    from qecd.bench.sweep_tasks import DEFAULT_CHUNK_SHOTS
+    from qecd.decoder.registry import DEFAULT_STREAM_DECODER, REFERENCE_GRAPH_DECODER
+
+    default_decoders = f"{REFERENCE_GRAPH_DECODER},{DEFAULT_STREAM_DECODER}"
+    a = parser.add_argument
+    a("--spec", required=True,
+      help="base experiment spec; d and p are replaced, e.g. surface:d=3,p=0.001")
+    a("--distances", type=_int_list, default=[3, 5, 7], help="comma-separated (default 3,5,7)")
+    a("--ps", type=_float_list, default=[0.001, 0.003, 0.005],
+      help="comma-separated physical error rates (default 0.001,0.003,0.005)")
+    a("--decoders", default=default_decoders,
+      help=f"comma-separated decoder names (default {default_decoders}); the reference "
+           "always runs")
+    a("--max_shots", "--max-shots", "--shots", dest="max_shots", type=_positive_int,
+      default=10_000, help="shots per task at most (default 10000)")
+    a("--max_errors", "--max-errors", type=_positive_int, default=None,
+      help="stop a task once it has this many failures")
+    a("--seed", type=_seed, default=0, help="sweep seed >= 0 (default 0)")
+    a("--rounds_factor", "--rounds-factor", type=_positive_int, default=None,
+      help="r = d * ROUNDS_FACTOR (default: the spec's r, or the family default r = d)")
+    a("--chunk_shots", "--chunk-shots", type=_positive_int, default=DEFAULT_CHUNK_SHOTS,
+      help=f"shots per chunk, the unit of work and of retry (default {DEFAULT_CHUNK_SHOTS}); "
+           "part of a task's identity")
+    a("--time_repeats", "--time-repeats", type=_positive_int, default=1,
+      help="decode each chunk this many times and keep the fastest time (default 1)")
+    a("--csv", "--save_resume_filepath", "--save-resume-filepath", dest="csv", default="-",
+      help="sinter CSV; an existing file is resumed: finished work is skipped "
+           "(default '-': stdout, no resume)")
+    a("--json", default=None, help="write the qecd.bench.sweep/2 JSON report here")
+    a("--plot", default=None, metavar="DIR",
+      help="write ler_per_shot_vs_p.png, ler_per_round_vs_p.png and time_vs_distance.png "
+           "into this directory")
+    a("--quiet", action="store_true", help="no progress display")
+    c = parser.add_argument_group("cluster (default: an embedded Dask LocalCluster)")
+    c.add_argument("--workers", type=_positive_int, default=None,
+                   help="LocalCluster worker processes (default: this machine's CPUs)")
+    c.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
+                   help="join a running Dask scheduler instead")
+    c.add_argument("--slurm", action="store_true",
+                   help="start Dask workers as Slurm jobs (dask-jobqueue)")
+    c.add_argument("--slurm_queue", "--slurm-queue", default=None, help="partition")
+    c.add_argument("--slurm_account", "--slurm-account", default=None)
+    c.add_argument("--slurm_cores", "--slurm-cores", type=_positive_int, default=1,
+                   help="cores per job = worker threads (default 1)")
+    c.add_argument("--slurm_memory", "--slurm-memory", default="2GB",
+                   help="memory per job (default 2GB)")
+    c.add_argument("--slurm_walltime", "--slurm-walltime", default="01:00:00",
+                   help="walltime per job (default 01:00:00)")
+    c.add_argument("--slurm_jobs", "--slurm-jobs", type=_positive_int, default=1,
+                   help="jobs (one worker each) to submit (default 1)")
+    c.add_argument("--slurm_interface", "--slurm-interface", default=None,
+                   help="network interface of scheduler and workers (e.g. ib0; lo on one host)")
+    c.add_argument("--slurm_log_directory", "--slurm-log-directory", default=None)
+    c.add_argument("--slurm_job_extra", "--slurm-job-extra", action="append", default=[],
+                   help="extra #SBATCH directive, e.g. --qos=short (repeatable)")
+    c.add_argument("--wait_timeout", "--wait-timeout", type=float, default=120.0,
+                   help="seconds to wait for the first worker (default 120)")
+    parser.set_defaults(func=_cmd_bench_sweep)
+    return parser
+
+
+def add_sweep_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Define the ``sweep`` subcommand (for ``qecd bench``) on an argparse subparsers object."""
+    p = subparsers.add_parser(
+        "sweep", help="d x p sweep of LER and decode time on Dask; sinter CSV, JSON, PNGs",
+        description="Sweep d and p over a base spec on Dask (embedded LocalCluster, "
+                    "--scheduler or --slurm); every decoder decodes the same shots at each "
+                    "point. Writes sinter CSV (resumable), a JSON report and plots.")
+    return add_sweep_arguments(p)
+
+
+def _bench_command(module: str) -> Callable[[argparse.Namespace], int]:
+    """The ``command(args)`` of ``qecd.bench.<module>``, imported when the command runs."""
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+
+        return importlib.import_module(f"qecd.bench.{module}").command(args)
+    return run
+
+
+def _add_research_bench_parsers(bsub: argparse._SubParsersAction) -> None:
+    """The research benchmarks: each module's ``command(args)`` gets the flags defined here."""
+    u = bsub.add_parser("uf-vs-pymatching",
+                        help="time and LER of union-find against PyMatching, same shots")
+    u.add_argument("--d", type=int, nargs="+", default=[5, 7, 9, 11])
+    u.add_argument("--p", type=float, nargs="+", default=[0.001, 0.003])
+    u.add_argument("--shots", type=int, default=20000)
+    u.add_argument("--repeats", type=int, default=5)
+    u.add_argument("--seed", type=int, default=1)
+    u.add_argument("--weight-resolution", type=int, default=None)
+    u.add_argument("--no-prematch", action="store_true")
+    u.set_defaults(func=_bench_command("bench_union_find"))
+
+    c = bsub.add_parser("bp-cluster-vs-ldpc",
+                        help="bp-cluster against ldpc's BP+OSD-CS (and BP+LSD) on BB codes")
+    c.add_argument("--codes", default="72,144", help="BB code sizes n, comma-separated")
+    c.add_argument("--p", default="0.003,0.005", help="physical error rates")
+    c.add_argument("--rounds", type=int, default=0, help="noisy rounds (0: the distance)")
+    c.add_argument("--shots", type=int, default=10000)
+    c.add_argument("--max-iter", type=int, default=5, help="BP iterations, both decoders")
+    c.add_argument("--lsd-order", type=int, default=7)
+    c.add_argument("--lsd-min-free", type=int, default=0)
+    c.add_argument("--seed", type=int, default=2024)
+    c.add_argument("--ldpc-lsd", action="store_true", help="also run ldpc's BpLsdDecoder")
+    c.set_defaults(func=_bench_command("bench_bp_cluster"))
+
+    r = bsub.add_parser("ring-pingpong",
+                        help="64-byte round trips over a shared-memory ring pair (JSON)")
+    r.add_argument("--round-trips", type=int, default=200_000)
+    r.add_argument("--warmup", type=int, default=20_000)
+    r.add_argument("--mode", choices=("both", "numba", "python"), default="both")
+    r.add_argument("--n-slots", type=int, default=64)
+    r.add_argument("--no-pin", action="store_true", help="do not pin the two processes")
+    r.set_defaults(func=_bench_command("bench_shm_pingpong"))
+
+    d = bsub.add_parser("deadline-plot", help="overlay LER(t) of qecd bench latency reports")
+    d.add_argument("reports", nargs="+", help="qecd.bench.latency JSON files")
+    d.add_argument("--out", required=True, help="PNG to write")
+    d.add_argument("--title", default="")
+    d.set_defaults(func=_bench_command("deadline"))
+
+    t = bsub.add_parser("sinter-suite", help="sinter's decoder tests with qecd's decoders added")
+    t.add_argument("dir", help="scratch directory for the edited copies")
+    t.add_argument("--run", action="store_true", help="run them and count the outcomes")
+    t.set_defaults(func=_bench_command("sinter_suite"))
+
+
 def _cmd_bench_gate(args: argparse.Namespace) -> int:
     from qecd.bench.gate import gate_main
 
@@ -123,6 +300,7 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
     from qecd.bench.emulator import EmulateConfig, format_report, run_emulation, write_report
     from qecd.bench.verdict import LoadProbe, emulate_verdict, format_verdict
     from qecd.transport.auth import CurveClientKeys
+    from qecd.transport.wire import DEFAULT_DECODER
 
     if (args.spec is None) == (args.dem is None):
         print("qecd emulate: error: give exactly one of --spec and --dem", file=sys.stderr)
@@ -133,7 +311,8 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
     probe = LoadProbe()
     report = run_emulation(EmulateConfig(
         connect=args.connect, spec=args.spec, dem_path=args.dem, time_coord=args.time_coord,
-        decoder=args.decoder, window=args.window, commit=args.commit, shots=args.shots,
+        decoder=args.decoder or DEFAULT_DECODER, window=args.window, commit=args.commit,
+        shots=args.shots,
         streams=args.streams, cycle_us=args.cycle_us, rounds_per_packet=args.rounds_per_packet,
         seed=args.seed,
         max_inflight=args.max_inflight, rtt_samples=args.rtt_samples, timeout_s=args.timeout,
@@ -252,7 +431,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--dem", default=None, help="stim DEM file with detector coordinates")
     e.add_argument("--time-coord", type=int, default=-1,
                    help="with --dem: which detector coordinate is time")
-    e.add_argument("--decoder", default="pymatching", help="pymatching, uf, bp-cluster, ...")
+    e.add_argument("--decoder", default=None,
+                   help="a decoder name as HELLO's (docs/protocol.md 6.1.2; default: the "
+                        "protocol's default decoder)")
     e.add_argument("--window", type=int, default=None, help="sliding window (rounds)")
     e.add_argument("--commit", type=int, default=None, help="rounds committed per window")
     e.add_argument("--shots", type=int, default=1000, help="shots in all (split over streams)")
@@ -280,12 +461,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     b = sub.add_parser("bench", help="benchmarks")
     bsub = b.add_subparsers(dest="bench_command")
-    from qecd.bench.sweep_cli import add_sweep_parser
-
     lat = bsub.add_parser("latency", help="service/reaction latency, throughput, backlog, LER")
     _add_latency_arguments(lat)
     lat.set_defaults(func=_cmd_bench_latency)
     add_sweep_parser(bsub)
+    _add_research_bench_parsers(bsub)
     g = bsub.add_parser("gate", help="CI gate on ratios measured in one run")
     g.add_argument("--baseline", default=None,
                    help="baseline file (default: the one shipped with qecd for this Python "

@@ -37,7 +37,7 @@ import numpy as np
 import zmq
 
 from qecd.transport import wire as P
-from qecd.transport.wire import committed_ranges
+from qecd.transport.wire import DEFAULT_DECODER, committed_ranges
 
 __all__ = ["Outcome", "RULES", "run_conformance", "format_table", "committed_ranges"]
 
@@ -340,7 +340,7 @@ _BAD_HELLOS = [
     ("not a map", msgpack.packb([1, 2])),
     ("unknown key", None, {"colour": "red"}),
     ("spec and dem", None, {"dem": "error(0.1) D0\ndetector(0, 0) D0\n"}),
-    ("neither spec nor dem", msgpack.packb({"decoder": "pymatching"})),
+    ("neither spec nor dem", msgpack.packb({"decoder": DEFAULT_DECODER})),
     ("commit > window", None, {"window": 2, "commit": 3}),
     ("commit without window", None, {"commit": 1}),
     ("window 0", None, {"window": 0}),
@@ -384,7 +384,7 @@ def _r_hello_empty(c: Context) -> str:
 
 @rule("ACCEPT: all keys, layout consistent, echoes round and timestamp", "§6.2 §9")
 def _r_accept(c: Context) -> str:
-    h, acc = c.open(decoder="pymatching", window=4, commit=2, want_faults=True)
+    h, acc = c.open(decoder=DEFAULT_DECODER, window=4, commit=2, want_faults=True)
     c.bye(acc.stream_id)
     expect(h.stream_id == acc.stream_id != 0, "header stream_id differs from the body's")
     expect((acc.window, acc.commit, acc.want_faults) == (4, 2, True),

@@ -140,3 +140,27 @@ def test_every_module_is_placed_in_a_layer():
             if layer_of(name) is None:
                 unplaced.append(name)
     assert unplaced == []
+
+
+def argparse_users(root: pathlib.Path = ROOT) -> list[str]:
+    """Modules other than qecd/cli.py that import argparse (every parser lives in the CLI)."""
+    out = []
+    for folder in FOLDERS:
+        for path in sorted((root / folder).rglob("*.py")):
+            if path.relative_to(root).as_posix() == "qecd/cli.py":
+                continue
+            tree = ast.parse(path.read_text())
+            for node in ast.walk(tree):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                         else [node.module] if isinstance(node, ast.ImportFrom) else [])
+                if "argparse" in names:
+                    out.append(f"{path.relative_to(root).as_posix()}:{node.lineno}")
+    return out
+
+
+def test_every_argument_parser_lives_in_the_cli(tmp_path):
+    assert argparse_users() == []
+    for folder in FOLDERS:
+        (tmp_path / folder).mkdir(parents=True, exist_ok=True)
+    (tmp_path / "bench" / "tool.py").write_text("def main():\n    import argparse\n")
+    assert argparse_users(tmp_path) == ["bench/tool.py:2"]

@@ -16,7 +16,8 @@ from qecd.bench.sweep import (
     sweep_specs,
     write_sinter_csv,
 )
-from qecd.bench.sweep_cli import add_sweep_parser, main, sweep_main
+from qecd.cli import add_sweep_arguments
+from qecd.cli import main as qecd_main
 from qecd.errors import DecoderError, SpecError
 
 BASE = "repetition:d=3"
@@ -149,7 +150,11 @@ def test_bad_inputs_raise_errors_that_name_the_field():
         run_sweep(BASE, distances=[3], ps=[0.01], decoders=["nonsense"], shots=10, seed=0)
 
 
-def test_standalone_cli_writes_csv_to_stdout_table_to_stderr_and_json(tmp_path, capsys):
+def main(argv: list[str]) -> int:
+    return qecd_main(["bench", "sweep", *argv])
+
+
+def test_cli_writes_csv_to_stdout_table_to_stderr_and_json(tmp_path, capsys):
     js = tmp_path / "s.json"
     code = main(["--spec", BASE, "--distances", "3", "--ps", "0.02", "--decoders",
                  "pymatching", "--shots", "200", "--seed", "1", "--rounds-factor", "2",
@@ -164,20 +169,20 @@ def test_standalone_cli_writes_csv_to_stdout_table_to_stderr_and_json(tmp_path, 
     assert report["rows"][0]["us_per_round"] > 0 and report["rows"][0]["r"] == 6
 
 
-def test_standalone_cli_reports_a_bad_distance_with_exit_code_2(capsys):
+def test_cli_reports_a_bad_distance_with_exit_code_2(capsys):
     assert main(["--spec", "surface:d=3", "--distances", "4", "--ps", "0.001"]) == 2
     assert "'d'" in capsys.readouterr().err
 
 
-def test_add_sweep_parser_plugs_into_a_parent_cli(tmp_path, capsys):
+def test_sweep_arguments_plug_into_a_parent_cli(tmp_path, capsys):
     top = argparse.ArgumentParser(prog="qecd")
     bench = top.add_subparsers(dest="command").add_parser("bench")
-    add_sweep_parser(bench.add_subparsers(dest="bench_command"))
+    add_sweep_arguments(bench.add_subparsers(dest="bench_command").add_parser("sweep"))
     csv = tmp_path / "s.csv"
     args = top.parse_args(["bench", "sweep", "--spec", BASE, "--distances", "3", "--ps",
                            "0.02", "--decoders", "pymatching", "--shots", "100",
                            "--csv", str(csv), "--workers", "1", "--quiet"])
-    assert args.func is sweep_main and args.rounds_factor is None and args.max_shots == 100
+    assert args.rounds_factor is None and args.max_shots == 100
     assert args.func(args) == 0
     assert [s.shots for s in sinter.read_stats_from_csv_files(str(csv))] == [100]
     assert "pymatching" in capsys.readouterr().out

@@ -49,6 +49,7 @@ from qecd.transport._client_core import (
 )
 from qecd.transport.auth import CurveClientKeys
 from qecd.transport.wire import (
+    DEFAULT_DECODER,
     HEADER_SIZE,
     Accept,
     Correction,
@@ -142,7 +143,7 @@ class AsyncClient:
         return r
 
     async def open_stream(self, spec: str | None = None, *, dem: str | None = None,
-                          decoder: str = "pymatching", window: int | None = None,
+                          decoder: str = DEFAULT_DECODER, window: int | None = None,
                           commit: int | None = None, want_faults: bool = False,
                           time_coord: int = -1, timeout_s: float = HELLO_TIMEOUT_S,
                           circuit: str | None = None, input: str = "detectors",

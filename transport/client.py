@@ -45,6 +45,7 @@ from collections.abc import Callable
 import numpy as np
 import zmq
 
+from qecd.decoder.registry import DEFAULT_STREAM_DECODER
 from qecd.errors import QecdError
 from qecd.transport._client_core import (
     HELLO_TIMEOUT_S,
@@ -62,6 +63,7 @@ from qecd.transport._client_core import (
 )
 from qecd.transport.auth import CurveClientKeys
 from qecd.transport.wire import (
+    DEFAULT_DECODER,
     HEADER_SIZE,
     Accept,
     Correction,
@@ -224,7 +226,7 @@ class Client:
         return r
 
     def open_stream(self, spec: str | None = None, *, dem: str | None = None,
-                    decoder: str = "pymatching", window: int | None = None,
+                    decoder: str = DEFAULT_DECODER, window: int | None = None,
                     commit: int | None = None, want_faults: bool = False, time_coord: int = -1,
                     timeout_s: float = HELLO_TIMEOUT_S, circuit: str | None = None,
                     input: str = "detectors", describe: bool = False) -> Stream:
@@ -245,7 +247,7 @@ class Client:
         return stream
 
     def open_shm_stream(self, spec: str | None = None, *, dem: str | None = None,
-                        decoder: str = "uf", window: int | None = None,
+                        decoder: str = DEFAULT_STREAM_DECODER, window: int | None = None,
                         commit: int | None = None, want_faults: bool = False,
                         time_coord: int = -1, timeout_s: float = HELLO_TIMEOUT_S):
         """Open a shared-memory stream: HELLO with ``transport="shm"`` over this connection,

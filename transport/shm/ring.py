@@ -23,7 +23,7 @@ cached machine code when this file changes.
 The region layout (header, side lines, rings, slots), the memory-ordering rules, liveness,
 cleanup and the status codes (:class:`RingStatus`) are specified in ``docs/protocol.md`` §14;
 this module is their reference implementation and does not repeat them. Measured figures:
-``python -m qecd.bench.bench_shm_pingpong`` and ``docs/benchmarks.md``.
+``qecd bench ring-pingpong`` and ``docs/benchmarks.md``.
 
 Example
 -------

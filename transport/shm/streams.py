@@ -37,6 +37,7 @@ import numpy as np
 
 from qecd.codes.layout import RoundLayout
 from qecd.decoder.compiled_stream import CompiledStream
+from qecd.decoder.registry import DEFAULT_STREAM_DECODER
 from qecd.decoder.window import StreamDecoder
 from qecd.errors import DecoderError
 from qecd.transport import wire as P
@@ -161,7 +162,7 @@ class ShmStreamServer:
 
     @classmethod
     def for_experiment(cls, exp, *, stream_id: int, window: int | None = None,
-                       commit: int | None = None, decoder: str = "uf",
+                       commit: int | None = None, decoder: str = DEFAULT_STREAM_DECODER,
                        **kw) -> ShmStreamServer:
         """Build the stream decoder (``uf`` compiled, or any other backend) and the server."""
         sd = StreamDecoder(exp.dem, exp.layout, decoder, window=window, commit=commit)

@@ -34,6 +34,7 @@ from qecd.transport.wire.body import (  # noqa: F401
     decode_body,
 )
 from qecd.transport.wire.control import (  # noqa: F401
+    DEFAULT_DECODER,
     INPUTS,
     TRANSPORTS,
     Accept,
@@ -98,6 +99,7 @@ from qecd.transport.wire.syndrome import (  # noqa: F401
 )
 
 __all__ = [
+    "DEFAULT_DECODER",
     "HEADER_DTYPE", "MAX_DETECTORS", "MAX_ROUNDS_PER_SHOT", "MAX_SPEC_BYTES", "MAX_WINDOW",
     "MAGIC",
     "VERSION",

@@ -42,6 +42,9 @@ from qecd.transport.wire.header import (
 )
 from qecd.transport.wire.syndrome import SyndromeLayout
 
+#: the decoder a HELLO without a ``decoder`` key asks for (docs/protocol.md §6.1)
+DEFAULT_DECODER = "pymatching"
+
 
 class Hello(NamedTuple):
     """A HELLO body: what to decode and how.
@@ -81,7 +84,7 @@ class Hello(NamedTuple):
     spec: str | None = None
     dem: str | None = None
     time_coord: int = -1
-    decoder: str = "pymatching"
+    decoder: str = DEFAULT_DECODER
     window: int | None = None
     commit: int | None = None
     want_faults: bool = False
@@ -126,7 +129,7 @@ def _hello_from_map(m: dict) -> Hello:
     if "time_coord" in m:
         time_coord = _field(m, "time_coord", bad, "HELLO", "an integer in -256..255",
                             lambda v: _is_int(v) and -256 <= v <= 255)
-    decoder = "pymatching"
+    decoder = DEFAULT_DECODER
     if "decoder" in m:
         decoder = _field(m, "decoder", bad, "HELLO", "a name of 1-128 characters "
                          "[A-Za-z0-9_.:=,+-]",
@@ -278,7 +281,7 @@ class Accept(NamedTuple):
     stream_id: int
     slice_sizes: tuple[int, ...]
     num_observables: int
-    decoder: str = "pymatching"
+    decoder: str = DEFAULT_DECODER
     window: int | None = None
     commit: int | None = None
     want_faults: bool = False
