@@ -116,8 +116,10 @@ class ShotDecoding:
         return pack_bits(self.decode_batch(unpack_bits(p, nd)))
 
 
-class StreamDecoder(ShotDecoding):
-    """Round-by-round decoding of one stream with any backend.
+class StreamDecoder(ShotDecoding, Decoder):
+    """Round-by-round decoding of one stream with any backend; itself a
+    :class:`~qecd.decoder.base.Decoder` (whole shots in, the committed faults of all its
+    windows out), so anything that takes a decoder takes a windowed one.
 
     Parameters
     ----------
@@ -145,13 +147,14 @@ class StreamDecoder(ShotDecoding):
     ) -> None:
         self.backend_class = backend_class(backend)  # validates the name
         self.backend = backend
+        self.graph_like = self.backend_class.graph_like
+        self.compiles_streams = self.backend_class.compiles_streams
         #: the frozen window plan (:class:`~qecd.decoder.plan.WindowPlan`)
         self.plan = WindowPlan.build(
             dem, layout, graph_like=self.backend_class.graph_like, window=window,
             commit=commit, whole_dem_ok=getattr(self.backend_class, "uses_decompositions", False))
         self.layout = layout
         self.num_rounds = layout.num_rounds
-        self.num_observables = layout.num_observables
         self.window, self.commit = self.plan.window, self.plan.commit
         self.faults = self.plan.faults
         self._shot_bits = np.zeros(layout.num_detectors, dtype=np.uint8)  # layout order
@@ -177,6 +180,39 @@ class StreamDecoder(ShotDecoding):
                                                       **options)
                 self._cache[spec.template] = decoder
         return _Window(spec, decoder, np.zeros(len(spec.det_ids), dtype=np.uint8))
+
+    name = "stream"
+
+    @classmethod
+    def from_dem(cls, dem: stim.DetectorErrorModel, *, backend: str,
+                 window: int | None = None, commit: int | None = None,
+                 layout: RoundLayout | None = None, **options: object) -> StreamDecoder:
+        """The :class:`~qecd.decoder.base.Decoder` constructor: ``layout`` defaults to
+        ``RoundLayout.from_dem(dem)`` (detector time coordinates); ``options`` go to the
+        backend."""
+        return cls(dem, layout if layout is not None else RoundLayout.from_dem(dem), backend,
+                   window=window, commit=commit, backend_options=options or None)
+
+    def decode_to_faults(self, syndrome: np.ndarray) -> np.ndarray:
+        """Stream one whole shot and return every fault its windows committed (ids into
+        :attr:`faults`, sorted): their observables XOR to :meth:`decode_shot`'s prediction.
+
+        >>> from qecd.codes import build_experiment
+        >>> exp = build_experiment("repetition:d=3,r=4,p=0.01")
+        >>> sd = StreamDecoder.from_dem(exp.dem, backend="uf", window=2, commit=1)
+        >>> dets, _ = exp.sample(1, seed=3)
+        >>> bool((sd.faults.observables_of(sd.decode_to_faults(dets[0]))
+        ...       == sd.decode_shot(dets[0])).all())
+        True
+        """
+        s = self._check_syndrome(syndrome)
+        if self.next_round != 0:
+            raise DecoderError("decode_to_faults: a shot is in progress on this stream")
+        out = []
+        for ids in self.layout.detectors:
+            if self.push_round(s[ids]) is not None:
+                out.append(self.last_committed_faults)
+        return np.sort(np.concatenate(out)) if out else np.zeros(0, np.int64)
 
     def compile(self):
         """This plan compiled by its backend for the Numba loops (a new engine with its own

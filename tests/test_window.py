@@ -112,3 +112,16 @@ def test_forks_decoding_from_two_threads_agree_with_serial(backend):
     for i in range(2):
         assert not isinstance(out[i], Exception), out[i]
         assert np.array_equal(out[i], ref)
+
+
+def test_a_stream_decoder_is_a_decoder_whose_faults_explain_its_prediction():
+    from qecd.decoder.base import Decoder
+
+    exp = build_experiment("surface:d=3,r=6,p=0.01")
+    sd = StreamDecoder.from_dem(exp.dem, backend="uf", window=4, commit=2)
+    assert isinstance(sd, Decoder) and sd.graph_like and sd.compiles_streams
+    dets, _ = exp.sample(50, seed=9)
+    for shot in dets:
+        faults = sd.decode_to_faults(shot)
+        assert np.array_equal(sd.faults.observables_of(faults), sd.decode_shot(shot))
+    assert np.array_equal(sd.decode_batch(dets), Decoder.decode_batch(sd, dets))
