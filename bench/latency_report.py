@@ -71,11 +71,11 @@ def write_plots(report: dict, out_dir: str) -> list[str]:
     return [a, b, c]
 
 
-def latency_report(**settings: object) -> int:
+def measure_latency(**settings: object):
     """Run one latency experiment (:func:`~qecd.bench.latency.run_latency`) with ``settings``
     (the keys of :data:`LATENCY_DEFAULTS`; unknown keys are refused), print the report, the
-    LER(t) block and the verdict, write ``json``/``plot`` when given; returns the exit code
-    (:class:`~qecd.exit_codes.ExitCode`)."""
+    LER(t) block and the verdict, write ``json``/``plot`` when given; returns the report
+    (with its ``verdict`` as a dict) and the :class:`~qecd.bench.verdict.Verdict`."""
     from qecd.bench.latency import format_latency, run_latency
     from qecd.bench.verdict import LoadProbe, format_verdict, latency_verdict
 
@@ -115,4 +115,9 @@ def latency_report(**settings: object) -> int:
     if plot_dir:
         for path in write_plots(r, plot_dir):
             progress(f"wrote {path}")
-    return int(verdict.exit_code)
+    return r, verdict
+
+
+def latency_report(**settings: object) -> int:
+    """:func:`measure_latency`, returning the exit code (:class:`~qecd.exit_codes.ExitCode`)."""
+    return int(measure_latency(**settings)[1].exit_code)
