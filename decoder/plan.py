@@ -93,7 +93,9 @@ class WindowPlan:
         Rounds per window and rounds committed per window (both ``num_rounds`` for whole
         shots).
     windows : tuple of WindowSpec
-        In shot order; the last is final.
+        In shot order; the last is final. A last window that would hold detectors but no
+        fault beginning in it is merged into the window before it (that window then reads to
+        the end of the shot).
     round_offsets : numpy.ndarray of int64, shape (num_rounds + 1,)
         Where round ``t``'s detectors start in layout order.
     layout_pos : numpy.ndarray of int64
@@ -176,6 +178,14 @@ class WindowPlan:
             if final:
                 break
             start += commit
+        last = specs[-1]
+        if len(specs) > 1 and len(last.local_to_global) == 0 and len(last.det_ids):
+            # a last window with detectors but no fault of its own (commit = window leaves
+            # only the final slice, whose faults all begin earlier, e.g. perfect final
+            # measurements) could explain none of its syndrome: the window before it reads
+            # on to the end of the shot instead and commits everything
+            prev = specs[-2]
+            specs[-2:] = [plan._window(dem, prev.start, R, R, True, whole_dem_ok)]
         object.__setattr__(plan, "windows", tuple(specs))
         return plan
 

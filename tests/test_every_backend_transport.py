@@ -354,21 +354,12 @@ def _accepted_or_clearly_refused(client, e, backend, window, commit, transport) 
 def _settings():
     """(backend, experiment, window, commit): the windows the protocol allows at the edges
     (one round, commit = window, a last window of one slice), on each backend's codes."""
-    bp_defect = pytest.mark.xfail(strict=True, reason=(
-        "defect (window plan): with commit = window the last window covers only hgp's final "
-        "slice, whose faults all begin in earlier rounds, so that window holds no fault and "
-        "the syndrome the carry leaves there is explained by none: the hypergraph backends "
-        "(bp-cluster, relay-bp) raise 'not explained by any set of faults' offline. (Before "
-        "issue 12, bp-cluster could not even build that window: IndexError in "
-        "_bp_kernels.first_iteration; relay-bp returned an unconverged guess silently.)"))
     for backend in BACKENDS:
         for ename in ("surface", "hgp"):
             e = EXPERIMENTS[ename]
             reason = _skip_reason(backend, e)
             for w, c in ((1, 1), (2, 2), (8, 8), (8, 1), (3, 1)):
                 marks = [pytest.mark.skip(reason=reason)] if reason else []
-                if backend in ("bp-cluster", "relay-bp") and ename == "hgp" and w == c:
-                    marks.append(bp_defect)
                 yield pytest.param(backend, ename, w, c, marks=marks,
                                    id=f"{backend}-{ename}-w{w}c{c}")
 

@@ -81,3 +81,15 @@ def test_a_plan_is_the_same_whoever_builds_it():
     b = StreamDecoder(exp.dem, exp.layout, "pymatching", window=4, commit=2).plan
     assert [w.template for w in a.windows] == [w.template for w in b.windows]
     assert np.array_equal(a.fault_first_round, b.fault_first_round)
+
+
+def test_a_last_window_without_faults_of_its_own_is_merged_into_the_one_before():
+    # hgp's final slice (perfect data measurement) has no fault beginning in it: with
+    # commit = window the last window would be that slice alone and explain nothing
+    exp = build_experiment("hgp:seed=rep3,r=4,p=0.02")
+    plan = WindowPlan.build(exp.dem, exp.layout, graph_like=False, window=2, commit=2)
+    assert all(len(w.local_to_global) for w in plan.windows)
+    assert plan.windows[-1].stop == plan.num_rounds and plan.windows[-1].final
+    sd = StreamDecoder(exp.dem, exp.layout, "bp-cluster", window=2, commit=2)
+    dets, _ = exp.sample(200, seed=4)
+    sd.decode_batch(dets)  # raised "not explained by any set of faults" before
