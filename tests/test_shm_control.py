@@ -6,6 +6,7 @@ and service times reach STATS, Prometheus and the recorder while it is open, onc
 import contextlib
 import os
 import threading
+import time
 import urllib.request
 
 import msgpack
@@ -595,3 +596,50 @@ def test_the_server_removes_the_name_when_a_client_attaches_without_doing_so(wai
             assert wait_for(lambda: not _exists(accept.shm_region), 5)
         finally:
             pair.close()
+
+
+def test_a_ring_loop_reports_the_cpu_its_thread_used():
+    """cpu_seconds reads the loop thread's own CPU time: a thread that spins 0.3 s shows it,
+    one that sleeps does not."""
+    from types import SimpleNamespace
+
+    from qecd.transport.shm.streams import ShmStreamServer
+
+    def spin(box, busy):
+        box.append(threading.get_native_id())
+        t_end = time.thread_time() + 0.3 if busy else 0.0
+        while busy and time.thread_time() < t_end:
+            pass
+        if not busy:
+            time.sleep(0.3)
+        box.append(ShmStreamServer.cpu_seconds(SimpleNamespace(_tid=box[0])))
+
+    got = {}
+    for busy in (True, False):
+        box: list = []
+        t = threading.Thread(target=spin, args=(box, busy))
+        t.start()
+        t.join()
+        got[busy] = box[1]
+    assert got[True] >= 0.25 and got[False] < 0.05
+    assert ShmStreamServer.cpu_seconds(SimpleNamespace(_tid=None)) == 0.0
+
+
+def test_ring_loop_cpu_shows_in_stats_and_prometheus(wait_for):
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from qecd.transport.server.metrics import PrometheusCollector
+
+    with _ring_server() as server, Client(server.endpoints[0], timeout_s=10) as client:
+        cli = client.open_shm_stream(SPEC)
+        sid = cli.accept.stream_id
+        assert cli.ping(200).size == 200
+        st = client.stats(sid)
+        assert isinstance(st["shm_cpu_seconds"], float) and st["shm_cpu_seconds"] >= 0
+        client.bye(sid)
+        cli.close()
+        whole = client.stats()
+        assert whole["shm_loop_cpu_seconds"] >= 0
+        registry = CollectorRegistry()
+        registry.register(PrometheusCollector(server.counters, server.recorder))
+        assert b"qecd_shm_loop_cpu_seconds_total" in generate_latest(registry)

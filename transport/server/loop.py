@@ -743,6 +743,7 @@ class Server:
             "shm_streams_opened": self._shm.opened,
             "shm_syndrome_packets": c.shm_syndrome_packets,
             "shm_records_lost": c.shm_records_lost,
+            "shm_loop_cpu_seconds": round(c.shm_loop_cpu_s, 3),
             "service_count": summ["count"],
             **{f"service_{k}": v for k, v in summ.items() if k != "count"},
             "cpu_affinity": cpus,

@@ -83,6 +83,8 @@ class ServerCounters:
     packets_received: int = 0
     shm_syndrome_packets: int = 0
     shm_records_lost: int = 0
+    #: CPU seconds the shared-memory loop threads used (busy or idle), folded at housekeeping
+    shm_loop_cpu_s: float = 0.0
     rounds_received: int = 0
     corrections_sent: int = 0
     streams_open: int = 0
@@ -372,7 +374,8 @@ class PrometheusCollector:
     Families: ``qecd_rounds_total``, ``qecd_corrections_total``, ``qecd_errors_total{code}``
     (ERROR replies sent), ``qecd_dropped_total{reason}`` (packets or replies dropped
     without a reply), ``qecd_shm_records_lost_total`` (ring packets served without a
-    service-time entry), ``qecd_streams_opened_total``, ``qecd_streams_timed_out_total``,
+    service-time entry), ``qecd_shm_loop_cpu_seconds_total`` (CPU time of the ring loops),
+    ``qecd_streams_opened_total``, ``qecd_streams_timed_out_total``,
     ``qecd_streams_open``, ``qecd_backlog_rounds``, ``qecd_input_lag_seconds``, the histogram
     ``qecd_round_service_seconds`` (buckets :data:`SERVICE_BUCKETS_S`) and
     ``qecd_build_info{version,python,numba,numpy,pyzmq}`` (always 1). Given ``stream_rows``
@@ -454,6 +457,9 @@ class PrometheusCollector:
                                   "whose service time was overwritten in their loop's record "
                                   "ring before the server copied it",
                                   value=c.shm_records_lost)
+        yield CounterMetricFamily("qecd_shm_loop_cpu_seconds", "CPU time used by the "
+                                  "shared-memory ring loops (serving or idle: an idle loop "
+                                  "spins briefly, then naps)", value=c.shm_loop_cpu_s)
         yield CounterMetricFamily("qecd_streams_opened", "Streams opened",
                                   value=c.streams_opened)
         yield CounterMetricFamily("qecd_streams_timed_out", "Streams freed after their "

@@ -87,6 +87,7 @@ class _Folded:
     packets: int = 0  # packets the loop took off the request ring (any type)
     records: int = 0  # packets whose record was copied or counted lost
     lost: int = 0  # of those, records overwritten before a fold could copy them
+    cpu_s: float = 0.0  # the loop thread's CPU time already counted
 
 
 class ShmStreams:
@@ -178,6 +179,7 @@ class ShmStreams:
         c = srv.counters()
         c["exit_code"] = srv.exit_code
         c["records_lost"] = done.lost
+        c["cpu_seconds"] = round(done.cpu_s, 3)
         return c
 
     def stream_stats(self, s: StreamSession) -> dict[str, object]:
@@ -188,7 +190,8 @@ class ShmStreams:
         done = self._folded.get(s.stream_id)
         return {"transport": "shm", "shm_region": s.shm.region_name,
                 **{f"shm_{k}": v for k, v in s.shm.counters().items()},
-                "shm_records_lost": done.lost if done is not None else 0}
+                "shm_records_lost": done.lost if done is not None else 0,
+                "shm_cpu_seconds": round(s.shm.cpu_seconds(), 3)}
 
     def fold(self, s: StreamSession, now_ns: int | None = None) -> bool:
         """Add what the ring loop of ``s`` served since the last fold to the counters, the
@@ -239,6 +242,10 @@ class ShmStreams:
                                           np.where(decoded != 0, np.maximum(service, 1), 0))
             c.shm_syndrome_packets += stop - done.records
             done.records = stop
+        cpu = srv.cpu_seconds() - done.cpu_s
+        if cpu > 0:
+            c.shm_loop_cpu_s += cpu
+            done.cpu_s += cpu
         packets = int(ctl[CTL_PACKETS]) - done.packets  # HEARTBEATs in the ring count too
         done.packets += packets
         active = bool(rounds or errors or corrections or packets)

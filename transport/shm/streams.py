@@ -30,6 +30,7 @@ True
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 
@@ -57,6 +58,8 @@ from qecd.transport.shm.loop import (
 from qecd.transport.shm.ring import RingPair, slot_size_for
 from qecd.transport.wire.compiled import MAX_RING_REASON
 from qecd.transport.wire.header import HEADER_DTYPE
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 SERVER_SIDE = 1
 #: how long a loop waits for space in the reply ring before it gives up on the stream
@@ -180,6 +183,7 @@ class ShmStreamServer:
                                        self.compiled.kernel_args()))
 
     def _run(self) -> None:
+        self._tid = threading.get_native_id()
         if self.cpu is not None:
             import os
 
@@ -194,6 +198,24 @@ class ShmStreamServer:
         self._thread = threading.Thread(target=self._run, name=f"qecd-shm-{self.stream_id}",
                                         daemon=True)
         self._thread.start()
+
+    def cpu_seconds(self) -> float:
+        """CPU time the loop's thread has used (user + system, from
+        ``/proc/self/task/TID/stat``, clock-tick resolution); after the thread has ended, the
+        last value read. 0.0 before it started or where /proc is absent.
+
+        An idle loop spins for a bounded time, then naps (docs/server.md): this is how an
+        operator sees what idle rings cost."""
+        tid = getattr(self, "_tid", None)
+        if tid is not None:
+            try:
+                with open(f"/proc/self/task/{tid}/stat", "rb") as f:
+                    fields = f.read().rsplit(b")", 1)[1].split()
+                # after the name: state is field 3, utime 14, stime 15 (man 5 proc)
+                self._cpu_s = (int(fields[11]) + int(fields[12])) / _CLK_TCK
+            except (OSError, IndexError, ValueError):
+                pass
+        return getattr(self, "_cpu_s", 0.0)
 
     def is_running(self) -> bool:
         """Whether the loop's thread was started and has not returned yet."""
