@@ -555,11 +555,6 @@ def test_a_ring_decoder_error_names_the_decoder_and_the_failure(client, backend)
     assert "rounds 1..1" in errors[1].reason
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "defect: the two transports head a DECODER_ERROR / SYNDROMES_DROPPED differently: over "
-    "ZeroMQ round=0 and ref_type=0 (docs/protocol.md §6.5 keeps ref_type 0 for packets with "
-    "a bad magic or under 4 bytes), over the ring round=the triggering SYNDROME's round and "
-    "ref_type=SYNDROME; §14 says the ring drops a shot 'exactly as over ZeroMQ'"))
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_decoder_error_is_headed_the_same_over_both_transports(client, backend):
     _, over_zmq = _cycle_over_zmq(client, backend)

@@ -389,9 +389,15 @@ class Server:
             if s is not None:
                 s.errors_sent += 1
 
-    def _send_error(self, s: StreamSession, code: ErrorCode, reason: str) -> None:
-        """An unsolicited ERROR about stream ``s`` (not subject to the error budget)."""
-        frame = encode_error(code, reason, stream_id=s.stream_id, next_round=s.next_round)
+    def _send_error(self, s: StreamSession, code: ErrorCode, reason: str,
+                    about: Header | None = None) -> None:
+        """An ERROR about stream ``s`` (not subject to the error budget): unsolicited, or
+        about the SYNDROME ``about`` (its round and timestamp echoed, ``ref_type``
+        SYNDROME)."""
+        echo = {} if about is None else {"seq": about.round, "timestamp_ns": about.timestamp_ns,
+                                         "ref_type": MsgType.SYNDROME}
+        frame = encode_error(code, reason, stream_id=s.stream_id, next_round=s.next_round,
+                             **echo)
         if self._send(s.route, frame, "replies"):
             self.counters.error(code.name)
             s.errors_sent += 1
@@ -441,7 +447,7 @@ class Server:
             try:
                 c = s.push(i)
             except Exception as e:  # the decoder failed on this stream's data
-                self._decoder_failed(s, i, e)
+                self._decoder_failed(s, i, e, header)
                 record(sid, clock() - t_recv, clock() - t0)
                 return
             t1 = clock()
@@ -481,7 +487,8 @@ class Server:
                 self._decoder_failed(s, i_next - 1, DecoderError(
                     f"{s.plan.decoder_name}: the syndrome has odd parity on a connected "
                     "component of the matching graph that has no boundary edge, so no set of "
-                    f"faults explains the window ending at round {header.round + i_next - 1}"))
+                    f"faults explains the window ending at round {header.round + i_next - 1}"),
+                    header)
                 for _ in range(done):
                     record(sid, clock() - t_recv, t1 - t0)
                 return
@@ -495,17 +502,21 @@ class Server:
             record(sid, t2 - t_recv, t1 - t0)
             i = i_next
 
-    def _decoder_failed(self, s: StreamSession, i: int, e: Exception) -> None:
+    def _decoder_failed(self, s: StreamSession, i: int, e: Exception, header: Header) -> None:
+        """Drop the rest of the shot: DECODER_ERROR then SYNDROMES_DROPPED, both headed like
+        a reply to the SYNDROME ``header`` whose rounds failed (its round and timestamp,
+        ``ref_type`` SYNDROME: docs/protocol.md §6.5), as the ring loop heads them."""
         first, last = s.fail(i)
         self._error_log.count(_peer(s.route), "DECODER_ERROR")
         log.warning("decoder_error", extra={"qecd": {
             "stream_id": s.stream_id, "exception": type(e).__name__, "detail": str(e)[:200],
             "dropped_first": first, "dropped_last": last, "next_round": s.next_round}})
         self._send_error(s, ErrorCode.DECODER_ERROR, f"decoder {s.plan.decoder_name!r} failed "
-                         f"on stream {s.stream_id}: {type(e).__name__}: {str(e)[:300]}")
+                         f"on stream {s.stream_id}: {type(e).__name__}: {str(e)[:300]}",
+                         header)
         self._send_error(s, ErrorCode.SYNDROMES_DROPPED, f"rounds {first}..{last} of stream "
                          f"{s.stream_id} were received but will not be corrected (decoder "
-                         f"error); resend from round {s.next_round} (next shot)")
+                         f"error); resend from round {s.next_round} (next shot)", header)
 
     def _on_hello(self, route, owner, header, payload, frame, now_ns) -> None:
         hello = decode_hello(header, payload)
