@@ -108,9 +108,9 @@ def curve_raw(z85_key: bytes | str | None) -> bytes:
     bytes the transcript and the token carry; 32 zero bytes for None (no CURVE)."""
     if z85_key is None:
         return bytes(CURVE_KEY_BYTES)
-    import zmq
+    from zmq.utils import z85
 
-    raw = zmq.z85_decode(z85_key.encode() if isinstance(z85_key, str) else z85_key)
+    raw = z85.decode(z85_key.encode() if isinstance(z85_key, str) else z85_key)
     if len(raw) != CURVE_KEY_BYTES:
         raise ValueError(f"CURVE public key: expected 40 Z85 characters (32 bytes), got "
                          f"{len(raw)} bytes")
@@ -511,7 +511,7 @@ def check_resume_proof(state: ServerPqState, hello: Hello) -> None:
 def _key_text(raw: bytes) -> str:
     if raw == bytes(CURVE_KEY_BYTES):
         return "none (plain mode)"
-    import zmq
+    from zmq.utils import z85
 
-    return zmq.z85_encode(raw).decode()
+    return z85.encode(raw).decode()
 
