@@ -10,16 +10,19 @@ key, before they expire, for the CURVE key they were issued to.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import msgpack
 import numpy as np
 import pytest
 import zmq
+from zmq.utils import z85
 
 pytest.importorskip("cryptography.hazmat.primitives.asymmetric.mlkem",
                     reason="pip install 'qecd[pqc]'")
@@ -33,12 +36,14 @@ from qecd.transport.pqc import (  # noqa: E402
     PqServer,
     PqSession,
     create_pq_keypair,
+    resume_mac,
 )
 from qecd.transport.wire import (  # noqa: E402
     HEADER_SIZE,
     ErrorCode,
     Hello,
     MsgType,
+    decode_accept,
     encode_frame,
     encode_hello,
     parse_packet,
@@ -47,6 +52,7 @@ from qecd.transport.wire import (  # noqa: E402
 pytestmark = pytest.mark.timeout(120)
 
 SPEC = "repetition:d=3,r=2,p=0.01"
+VECTORS = Path(__file__).resolve().parents[1] / "docs" / "protocol_vectors.json"
 
 
 @pytest.fixture(scope="module")
@@ -430,3 +436,26 @@ def test_with_curve_a_token_works_only_for_the_key_it_was_issued_to(pq_keys, cur
             with Client(srv.endpoints[0], curve=curve_keys["alice"],
                         pq=pq_keys["pin"]) as again:
                 assert again.open_stream(SPEC, resume=session).stream_id == s.stream_id
+
+
+def test_the_committed_vector_is_what_a_client_from_the_document_computes():
+    """docs/protocol_vectors.json ``pqc_handshake``: from its fixed client secrets, the
+    client reproduces the session key from the ACCEPT alone and checks the token."""
+    v = json.loads(VECTORS.read_text(encoding="utf-8"))["pqc_handshake"]
+    b = bytes.fromhex
+    hs = ClientHandshake(PqPin(b(v["server_mldsa65_public"])),
+                         curve_client=z85.encode(b(v["curve_client"])),
+                         curve_server=z85.encode(b(v["curve_server"])),
+                         x25519_private=b(v["client_x25519_private"]),
+                         mlkem_seed=b(v["client_mlkem768_seed"]))
+    assert hs.x25519_public.hex() == v["client_x25519_public"]
+    assert hs.mlkem_public.hex() == v["client_mlkem768_encapsulation_key"]
+    hello = b(v["hello"])
+    accept = decode_accept(*parse_packet(b(v["accept"])))
+    session = hs.finish(hello[HEADER_SIZE:], accept, now_unix_s=v["expires_unix_s"] - 1)
+    assert session.session_key.hex() == v["session_key"]
+    assert session.resume_key.hex() == v["resume_key"]
+    assert resume_mac(session.resume_key, session.token, hs.x25519_public,
+                      hs.mlkem_public).hex() == v["resume_mac"]
+    with pytest.raises(PqHandshakeError, match="expiry"):
+        hs.finish(hello[HEADER_SIZE:], accept, now_unix_s=v["expires_unix_s"])

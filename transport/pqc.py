@@ -61,7 +61,8 @@ from qecd.transport.wire.header import ErrorCode
 
 __all__ = ["PqUnavailable", "PqHandshakeError", "PqPin", "PqServer", "PqSession",
            "ServerPqState", "Token", "ClientHandshake", "create_pq_keypair", "transcript_hash",
-           "derive_keys", "parse_token", "check_resume_proof", "curve_raw", "PIP_INSTALL"]
+           "derive_keys", "accept_tag", "resume_mac", "parse_token", "check_resume_proof",
+           "curve_raw", "PIP_INSTALL"]
 
 #: the exact install line a missing ``cryptography`` package asks for
 PIP_INSTALL = "pip install 'qecd[pqc]'  (or: pip install 'cryptography>=47')"
@@ -220,11 +221,14 @@ def derive_keys(mlkem_secret: bytes, x25519_secret: bytes, th: bytes) -> Session
     return SessionKeys(okm[:32], okm[32:64], okm[64:])
 
 
-def _accept_tag(keys: SessionKeys, th: bytes, token: bytes) -> bytes:
+def accept_tag(keys: SessionKeys, th: bytes, token: bytes) -> bytes:
+    """ACCEPT's ``pq_confirm``: HMAC-SHA256(confirm_key, label || TH || token)."""
     return hmac.new(keys.confirm_key, LABEL_ACCEPT + th + token, hashlib.sha256).digest()
 
 
-def _resume_mac(resume_key: bytes, token: bytes, x25519_pub: bytes, mlkem_ek: bytes) -> bytes:
+def resume_mac(resume_key: bytes, token: bytes, x25519_pub: bytes, mlkem_ek: bytes) -> bytes:
+    """A resume HELLO's ``pq_resume_mac``: HMAC-SHA256(resume_key, label || token || the
+    new HELLO's ``pq_x25519`` || ``pq_mlkem768``)."""
     return hmac.new(resume_key, LABEL_RESUME + token + x25519_pub + mlkem_ek,
                     hashlib.sha256).digest()
 
@@ -313,7 +317,7 @@ class ClientHandshake:
         that earlier session and the proof of holding its key)."""
         h = hello._replace(pq_x25519=self.x25519_public, pq_mlkem768=self.mlkem_public)
         if resume is not None:
-            h = h._replace(pq_resume=resume.token, pq_resume_mac=_resume_mac(
+            h = h._replace(pq_resume=resume.token, pq_resume_mac=resume_mac(
                 resume.resume_key, resume.token, self.x25519_public, self.mlkem_public))
         return h
 
@@ -343,7 +347,7 @@ class ClientHandshake:
         th = transcript_hash(hello_body, self.curve_client, self.curve_server, sid,
                              accept.pq_x25519, accept.pq_mlkem768_ct)
         keys = derive_keys(ks, xs, th)
-        if not hmac.compare_digest(_accept_tag(keys, th, accept.pq_token), accept.pq_confirm):
+        if not hmac.compare_digest(accept_tag(keys, th, accept.pq_token), accept.pq_confirm):
             raise PqHandshakeError(
                 f"stream {sid}: ACCEPT key confirmation failed (pq_confirm does not match the "
                 "keys this client derives): the HELLO or ACCEPT was changed in transit, or "
@@ -461,7 +465,7 @@ class PqServer:
         token = body + self._sk.sign(body, TOKEN_CONTEXT)
         assert len(token) == PQ_TOKEN_BYTES and len(token) - len(body) == PQ_MLDSA65_SIG_BYTES
         fields = {"pq_x25519": x_pub, "pq_mlkem768_ct": ct, "pq_token": token,
-                  "pq_confirm": _accept_tag(keys, th, token)}
+                  "pq_confirm": accept_tag(keys, th, token)}
         return fields, ServerPqState(token, keys.resume_key, keys.session_key)
 
     def check_resume_token(self, hello: Hello, *, curve_client: bytes | str | None,
@@ -500,7 +504,7 @@ def check_resume_proof(state: ServerPqState, hello: Hello) -> None:
         raise ProtocolError(ErrorCode.BAD_HELLO, "HELLO key 'pq_resume': expected the "
                             "stream's current token, got one already used or superseded "
                             "(each resume issues a new token)")
-    want = _resume_mac(state.resume_key, hello.pq_resume, hello.pq_x25519, hello.pq_mlkem768)
+    want = resume_mac(state.resume_key, hello.pq_resume, hello.pq_x25519, hello.pq_mlkem768)
     if not hmac.compare_digest(want, hello.pq_resume_mac):
         raise ProtocolError(ErrorCode.BAD_HELLO, "HELLO key 'pq_resume_mac': expected the "
                             "HMAC of the token and this HELLO's keys under the session's "
