@@ -25,7 +25,7 @@ import zmq
 from zmq.utils import z85
 
 pytest.importorskip("cryptography.hazmat.primitives.asymmetric.mlkem",
-                    reason="pip install 'qecd[pqc]'")
+                    reason='pip install "qecd[pqc]"')
 
 from qecd.transport.auth import CurveClientKeys, CurveServerKeys, create_keypair  # noqa: E402
 from qecd.transport.client import Client, ServerError  # noqa: E402
@@ -344,7 +344,7 @@ def test_serve_without_the_package_names_the_pip_line(pq_keys):
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                        timeout=60)
     assert p.returncode == 2
-    assert "pip install 'qecd[pqc]'" in p.stderr
+    assert 'pip install "qecd[pqc]"' in p.stderr
 
 
 # -- tokens: resuming a stream -----------------------------------------------------------------

@@ -2,7 +2,7 @@
 HELLO/ACCEPT, and ML-DSA-65 signed session tokens (docs/protocol.md §6.8, docs/security.md).
 
 Every byte of cryptography of qecd is in this module, on top of the ``cryptography`` package
-(>= 47 ships ML-KEM and ML-DSA; ``pip install 'qecd[pqc]'``). Nothing here is on the
+(>= 47 ships ML-KEM and ML-DSA; ``pip install "qecd[pqc]"``). Nothing here is on the
 per-round path: a handshake costs one HELLO, never a round, and the rings stay crypto-free.
 
 The client sends ephemeral X25519 and ML-KEM-768 public keys in its HELLO; the server
@@ -38,6 +38,7 @@ Example
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
@@ -48,6 +49,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from qecd.errors import ProtocolError, QecdError
+from qecd.extras import MissingExtraError
 from qecd.transport.wire.control import (
     PQ_MLDSA65_SIG_BYTES,
     PQ_MLKEM768_CT_BYTES,
@@ -65,7 +67,7 @@ __all__ = ["PqUnavailable", "PqHandshakeError", "PqPin", "PqServer", "PqSession"
            "curve_raw", "PIP_INSTALL"]
 
 #: the exact install line a missing ``cryptography`` package asks for
-PIP_INSTALL = "pip install 'qecd[pqc]'  (or: pip install 'cryptography>=47')"
+PIP_INSTALL = 'pip install "qecd[pqc]"  (or: pip install "cryptography>=47")'
 
 # labels (ASCII): one per use of a hash, MAC or signature, so no output serves two purposes
 LABEL_TRANSCRIPT = b"qecd-pq-v1 transcript"
@@ -81,7 +83,7 @@ assert _TOKEN.size == PQ_TOKEN_BODY_BYTES
 DEFAULT_TOKEN_LIFETIME_S = 3600
 
 
-class PqUnavailable(QecdError, ImportError):
+class PqUnavailable(MissingExtraError):
     """The ``cryptography`` package (with ML-KEM and ML-DSA) is missing."""
 
 
@@ -90,8 +92,9 @@ class PqHandshakeError(QecdError):
     signed by another key, or not a handshake answer at all): the stream must not be used."""
 
 
+@functools.cache
 def _crypto():
-    """The ``cryptography`` modules this module needs (imported on first use)."""
+    """The ``cryptography`` modules this module needs (imported and checked on first use)."""
     try:
         from cryptography.exceptions import InvalidSignature
         from cryptography.hazmat.primitives import hashes, serialization
@@ -101,6 +104,14 @@ def _crypto():
         raise PqUnavailable(f"the post-quantum control plane needs the 'cryptography' package "
                             f"(>= 47, with ML-KEM and ML-DSA), which is missing ({e}): "
                             f"{PIP_INSTALL}") from None
+    from cryptography.hazmat.backends.openssl.backend import backend
+
+    for what in ("mlkem", "mldsa"):
+        probe = getattr(backend, f"{what}_supported", None)
+        if probe is not None and not probe():
+            raise PqUnavailable(f"the post-quantum control plane needs {what.upper()}, which "
+                                f"this 'cryptography' build does not support (its OpenSSL: "
+                                f"{backend.openssl_version_text()}): {PIP_INSTALL}")
     return InvalidSignature, hashes, serialization, mldsa, mlkem, x25519, HKDF
 
 
