@@ -458,3 +458,21 @@ def test_the_committed_vector_is_what_a_client_from_the_document_computes():
                       hs.mlkem_public).hex() == v["resume_mac"]
     with pytest.raises(PqHandshakeError, match="expiry"):
         hs.finish(hello[HEADER_SIZE:], accept, now_unix_s=v["expires_unix_s"])
+
+
+def test_the_asyncio_client_runs_the_same_handshake_and_resume(server, pq_keys):
+    import asyncio
+
+    from qecd.transport.aio_client import AsyncClient
+
+    async def run():
+        async with AsyncClient(server.endpoints[0], pq=pq_keys["pin"]) as c:
+            s = await c.open_stream(SPEC)
+            session = s.pq
+        async with AsyncClient(server.endpoints[0], pq=pq_keys["pin"]) as c2:
+            s2 = await c2.open_stream(SPEC, resume=session)
+            await s2.close()
+            return s.stream_id, s2.stream_id, s2.pq.token != session.token
+
+    sid, sid2, fresh = asyncio.run(run())
+    assert sid == sid2 and fresh
