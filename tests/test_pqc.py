@@ -213,21 +213,28 @@ def test_client_and_server_derive_the_same_key_and_a_changed_transcript_another(
 # -- tampering, over real sockets --------------------------------------------------------------
 
 
-@pytest.mark.parametrize("direction, key", [
-    ("up", "pq_x25519"), ("up", "pq_mlkem768"),  # its last 32 bytes (rho) keep it valid
-    ("down", "pq_x25519"), ("down", "pq_mlkem768_ct"), ("down", "pq_token"),
-    ("down", "pq_confirm"),
-], ids=lambda v: {"up": "HELLO", "down": "ACCEPT"}.get(v, v))
+@pytest.mark.parametrize("direction, key, at", [
+    ("up", "pq_x25519", 0), ("up", "pq_x25519", -1),
+    ("up", "pq_mlkem768", 0), ("up", "pq_mlkem768", -1),  # a coefficient; rho
+    ("down", "pq_x25519", 0), ("down", "pq_mlkem768_ct", 0), ("down", "pq_mlkem768_ct", -1),
+    ("down", "pq_token", 0), ("down", "pq_token", -1), ("down", "pq_confirm", 0),
+], ids=lambda v: {"up": "HELLO", "down": "ACCEPT"}.get(v, str(v)))
 def test_a_flipped_byte_in_any_handshake_field_is_refused(server, pq_keys, relay, no_stream_left,
-                                                          direction, key):
+                                                          direction, key, at):
     msg_type = MsgType.HELLO if direction == "up" else MsgType.ACCEPT
 
     def tamper(d, frame):
-        return _edit(frame, msg_type, _flip(key)) if d == direction else frame
+        return _edit(frame, msg_type, _flip(key, at)) if d == direction else frame
 
     r = relay(tamper)
-    with pytest.raises(PqHandshakeError, match="key confirmation failed"):
+    try:
         _open_through(r.endpoint, pq_keys["pin"])
+    except PqHandshakeError as e:
+        assert "key confirmation failed" in str(e)
+    except ServerError as e:  # a flipped ML-KEM coefficient may leave the key invalid (1/3329)
+        assert key == "pq_mlkem768" and e.code == ErrorCode.BAD_HELLO, e
+    else:
+        pytest.fail(f"a flipped byte {at} of {key} went unnoticed")
     assert no_stream_left()
 
 
