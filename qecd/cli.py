@@ -282,7 +282,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
         try:
             pq = PqServer.from_file(args.pq_secret_key, token_lifetime_s=args.pq_token_lifetime)
-        except PqUnavailable as e:
+        except (PqUnavailable, ValueError, OSError) as e:
             print(f"qecd serve: error: {e}", file=sys.stderr)
             return 2
     limits = SessionLimits(timeout_ms=int(args.stream_timeout * 1000),

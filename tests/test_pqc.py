@@ -483,3 +483,18 @@ def test_the_asyncio_client_runs_the_same_handshake_and_resume(server, pq_keys):
 
     sid, sid2, fresh = asyncio.run(run())
     assert sid == sid2 and fresh
+
+
+def test_keygen_writes_curve_and_mldsa_pairs_that_serve_and_clients_load(tmp_path, capsys):
+    from qecd.cli import main
+
+    assert main(["keygen", str(tmp_path), "srv", "--pq"]) == 0
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["srv.key", "srv.key_secret", "srv.mldsa", "srv.mldsa_secret"]
+    assert (tmp_path / "srv.mldsa_secret").stat().st_mode & 0o077 == 0
+    server = PqServer.from_file(tmp_path / "srv.mldsa_secret")
+    assert PqPin.from_file(tmp_path / "srv.mldsa").public == server.public
+    with pytest.raises(ValueError, match="srv.key: expected an ML-DSA-65 public key"):
+        PqPin.from_file(tmp_path / "srv.key")
+    with pytest.raises(ValueError, match="srv.mldsa: expected an ML-DSA-65 secret key"):
+        PqServer.from_file(tmp_path / "srv.mldsa")

@@ -23,6 +23,7 @@ import zmq
 
 from qecd.errors import ProtocolError, QecdError
 from qecd.transport.auth import CurveClientKeys, configure_client_socket
+from qecd.transport.pqc import ClientHandshake, PqPin, PqSession
 from qecd.transport.wire import (
     HEADER_SIZE,
     ErrorCode,
@@ -182,22 +183,20 @@ class PqOpen:
     seq : int
     """
 
-    def __init__(self, pin, curve: CurveClientKeys | None, hello: Hello, *, resume=None,
-                 seq: int) -> None:
+    def __init__(self, pin: PqPin | None, curve: CurveClientKeys | None, hello: Hello, *,
+                 resume: PqSession | None = None, seq: int) -> None:
         self.handshake = None
         if resume is not None and pin is None:
             raise ValueError("open_stream(resume=...): expected a client with a pinned "
                              "post-quantum key (pq=PqPin...), got pq=None")
         if pin is not None:
-            from qecd.transport.pqc import ClientHandshake
-
             self.handshake = ClientHandshake(
                 pin, curve_client=curve.public if curve else None,
                 curve_server=curve.server_public if curve else None)
             hello = self.handshake.hello(hello, resume)
         self.frame = encode_hello(hello, seq=seq, timestamp_ns=time.perf_counter_ns())
 
-    def finish(self, accept):
+    def finish(self, accept) -> PqSession | None:
         """The PqSession of the ACCEPT (None without a pin); raises PqHandshakeError."""
         if self.handshake is None:
             return None

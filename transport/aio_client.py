@@ -49,6 +49,7 @@ from qecd.transport._client_core import (
     reply_matcher,
 )
 from qecd.transport.auth import CurveClientKeys
+from qecd.transport.pqc import PqPin, PqSession
 from qecd.transport.wire import (
     DEFAULT_DECODER,
     HEADER_SIZE,
@@ -70,7 +71,8 @@ class AsyncClient:
 
     def __init__(self, endpoint: str, *, curve: CurveClientKeys | None = None,
                  timeout_s: float = 10.0, hwm: int = 10_000,
-                 context: zmq.asyncio.Context | None = None, pq=None) -> None:
+                 context: zmq.asyncio.Context | None = None,
+                 pq: PqPin | None = None) -> None:
         self.endpoint = endpoint
         self.curve = curve
         self.pq = pq
@@ -149,7 +151,8 @@ class AsyncClient:
                           commit: int | None = None, want_faults: bool = False,
                           time_coord: int = -1, timeout_s: float = HELLO_TIMEOUT_S,
                           circuit: str | None = None, input: str = "detectors",
-                          describe: bool = False, resume=None) -> AsyncStream:
+                          describe: bool = False,
+                          resume: PqSession | None = None) -> AsyncStream:
         """Open a stream (HELLO, wait for ACCEPT); raises ServerError, ServerTimeout or
         PqHandshakeError. The keyword arguments (``resume`` included) are those of
         :meth:`qecd.transport.client.Client.open_stream`."""

@@ -63,6 +63,7 @@ from qecd.transport._client_core import (
     round_layout,
 )
 from qecd.transport.auth import CurveClientKeys
+from qecd.transport.pqc import PqPin, PqSession
 from qecd.transport.wire import (
     DEFAULT_DECODER,
     HEADER_SIZE,
@@ -103,7 +104,7 @@ class Client:
 
     def __init__(self, endpoint: str, *, curve: CurveClientKeys | None = None,
                  timeout_s: float = 10.0, hwm: int = 10_000,
-                 context: zmq.Context | None = None, pq=None) -> None:
+                 context: zmq.Context | None = None, pq: PqPin | None = None) -> None:
         self.endpoint = endpoint
         self.curve = curve
         self.pq = pq
@@ -237,7 +238,7 @@ class Client:
                     commit: int | None = None, want_faults: bool = False, time_coord: int = -1,
                     timeout_s: float = HELLO_TIMEOUT_S, circuit: str | None = None,
                     input: str = "detectors", describe: bool = False,
-                    resume=None) -> Stream:
+                    resume: PqSession | None = None) -> Stream:
         """Open a stream (HELLO, wait for ACCEPT) for a spec string, a stim DEM text or a
         stim circuit text. ``input="measurements"`` sends each round's raw measurements
         (``send_round`` then takes ``accept.measurement_slice_sizes[t]`` bits); ``describe``
@@ -263,7 +264,7 @@ class Client:
             stream.next_round = int(self.stats(stream.stream_id).get("next_round", 0))
         return stream
 
-    def _pq_finish(self, op: PqOpen, accept: Accept):
+    def _pq_finish(self, op: PqOpen, accept: Accept) -> PqSession | None:
         try:
             return op.finish(accept)
         except QecdError:  # a stream we cannot trust: close it (best effort), then say why

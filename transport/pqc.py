@@ -169,7 +169,12 @@ class PqPin:
         """Read a public key file (PEM SubjectPublicKeyInfo, as :func:`create_pq_keypair`
         writes it)."""
         _, _, ser, mldsa, *_ = _crypto()
-        key = ser.load_pem_public_key(Path(path).read_bytes())
+        try:
+            key = ser.load_pem_public_key(Path(path).read_bytes())
+        except ValueError as e:
+            raise ValueError(f"{path}: expected an ML-DSA-65 public key (PEM, as qecd keygen "
+                             f"--pq writes NAME.mldsa), got a file that does not load "
+                             f"({str(e).split('. ')[0]})") from None
         if not isinstance(key, mldsa.MLDSA65PublicKey):
             raise ValueError(f"{path}: expected an ML-DSA-65 public key (PEM), got "
                              f"{type(key).__name__}")
@@ -422,7 +427,12 @@ class PqServer:
     def from_file(cls, secret_file: str | os.PathLike, **kw) -> PqServer:
         """Load the secret key file :func:`create_pq_keypair` wrote (PEM PKCS#8)."""
         _, _, ser, mldsa, *_ = _crypto()
-        key = ser.load_pem_private_key(Path(secret_file).read_bytes(), None)
+        try:
+            key = ser.load_pem_private_key(Path(secret_file).read_bytes(), None)
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"{secret_file}: expected an ML-DSA-65 secret key (PEM PKCS#8, "
+                             f"as qecd keygen --pq writes NAME.mldsa_secret), got a file that "
+                             f"does not load ({str(e).split('. ')[0]})") from None
         if not isinstance(key, mldsa.MLDSA65PrivateKey):
             raise ValueError(f"{secret_file}: expected an ML-DSA-65 secret key (PEM PKCS#8), "
                              f"got {type(key).__name__}")
