@@ -660,7 +660,7 @@ class Server:
             "source": k.source, "experiment": k.experiment, "decoder": k.backend,
             "window": plan.window, "commit": plan.commit, "slice_sizes": len(plan.slice_sizes),
             "transport": p.transport, "shm_region": shm.region_name if shm else None,
-            "streams_open": len(self._streams)}})
+            "pq": p.pq is not None, "streams_open": len(self._streams)}})
 
     def _pq_resume(self, route, owner, header, hello, body, key, now_ns) -> None:
         """A HELLO presenting a session token: hand its open stream to this connection
