@@ -16,7 +16,7 @@ Beside them, the crypto alone in this process (thread CPU per call, p50/p99): th
 part (key checks, X25519, encapsulation, HKDF, ML-DSA-65 signature) and the client's part
 (key generation, X25519, decapsulation, HKDF, tag and signature checks).
 
-Run ``python -m qecd.bench.pqc_handshake --hellos 200``; the machine's load average is
+Run ``qecd bench pqc-handshake --hellos 200``; the machine's load average is
 printed with the figures (a shared machine inflates every column alike).
 
 Example
@@ -28,7 +28,6 @@ Example
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import socket
@@ -165,20 +164,12 @@ def format_table(r: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m qecd.bench.pqc_handshake",
-                                 description=__doc__.split("\n\n")[0])
-    ap.add_argument("--hellos", type=int, default=200, help="HELLOs per kind (>= 1)")
-    ap.add_argument("--json", default=None, help="also write the figures as JSON here")
-    args = ap.parse_args(argv)
+def command(args) -> int:
+    """``qecd bench pqc-handshake [--hellos N] [--json PATH]``: print the table."""
     if args.hellos < 1:
-        ap.error(f"--hellos: expected at least 1, got {args.hellos}")
+        raise ValueError(f"--hellos: expected at least 1, got {args.hellos}")
     r = measure_handshakes(args.hellos)
     print(format_table(r))
     if args.json:
         Path(args.json).write_text(json.dumps(r, indent=1))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -230,6 +230,13 @@ def _add_research_bench_parsers(bsub: argparse._SubParsersAction) -> None:
     d.add_argument("--title", default="")
     d.set_defaults(func=_bench_command("deadline"))
 
+    q = bsub.add_parser("pqc-handshake", help="the post-quantum handshake's cost per HELLO "
+                        "against plain HELLOs, in one run (docs/security.md)")
+    q.add_argument("--hellos", type=int, default=200, help="HELLOs per kind (default "
+                   "%(default)s)")
+    q.add_argument("--json", default=None, help="also write the figures as JSON here")
+    q.set_defaults(func=_bench_command("pqc_handshake"))
+
     t = bsub.add_parser("sinter-suite", help="sinter's decoder tests with qecd's decoders added")
     t.add_argument("dir", help="scratch directory for the edited copies")
     t.add_argument("--run", action="store_true", help="run them and count the outcomes")

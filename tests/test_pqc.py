@@ -498,3 +498,15 @@ def test_keygen_writes_curve_and_mldsa_pairs_that_serve_and_clients_load(tmp_pat
         PqPin.from_file(tmp_path / "srv.key")
     with pytest.raises(ValueError, match="srv.mldsa: expected an ML-DSA-65 secret key"):
         PqServer.from_file(tmp_path / "srv.mldsa")
+
+
+def test_the_cost_benchmark_reports_both_kinds_from_one_run(tmp_path, capsys):
+    from qecd.cli import main
+
+    out = tmp_path / "pqc.json"
+    assert main(["bench", "pqc-handshake", "--hellos", "3", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    for kind in ("plain", "pq"):
+        assert r[kind]["open_latency_us"]["n"] == 3 and r[kind]["open_latency_us"]["p50"] > 0
+    assert r["crypto_alone"]["server_crypto_cpu_us"]["n"] == 3
+    assert "load average" in capsys.readouterr().out
