@@ -510,3 +510,14 @@ def test_the_cost_benchmark_reports_both_kinds_from_one_run(tmp_path, capsys):
         assert r[kind]["open_latency_us"]["n"] == 3 and r[kind]["open_latency_us"]["p50"] > 0
     assert r["crypto_alone"]["server_crypto_cpu_us"]["n"] == 3
     assert "load average" in capsys.readouterr().out
+
+
+def test_a_resume_respects_the_per_client_stream_cap(pq_keys, running_server):
+    with running_server(pq=pq_keys["server"], max_streams_per_client=1) as srv:
+        with Client(srv.endpoints[0], pq=pq_keys["pin"]) as c, \
+                Client(srv.endpoints[0], pq=pq_keys["pin"]) as c2:
+            session = c.open_stream(SPEC).pq
+            c2.open_stream(SPEC)  # c2's one stream
+            with pytest.raises(ServerError, match="max_streams_per_client=1") as e:
+                c2.open_stream(SPEC, resume=session)
+            assert e.value.code == ErrorCode.SERVER_BUSY

@@ -671,6 +671,12 @@ class Server:
             raise ProtocolError(ErrorCode.BAD_HELLO, f"HELLO key 'pq_resume': expected the "
                                 f"HELLO that opened stream {s.stream_id} ({s.plan.key}), got "
                                 f"one for {key}")
+        mine = len(self._by_owner.get(owner, ()))
+        if s.owner != owner and mine >= self.config.max_streams_per_client:
+            raise ProtocolError(ErrorCode.SERVER_BUSY, f"HELLO key 'pq_resume': expected fewer "
+                                f"than max_streams_per_client="
+                                f"{self.config.max_streams_per_client} open streams for this "
+                                f"client, got {mine}")
         fields, s.pq = self._pq.respond(hello, body, owner, s.stream_id)
         if s.owner != owner:
             mine = self._by_owner.get(s.owner)
