@@ -84,6 +84,9 @@ def observable_components(num_detectors: int, edge_uv: np.ndarray,
     [1, 1, 0, 0]
     """
     nd = num_detectors
+    uv = np.asarray(edge_uv, np.int64).reshape(-1, 2)
+    if nd == 0 or uv.shape[0] == 0:
+        return np.zeros(nd, np.uint8)
     parent = np.arange(nd + 1)
 
     def find(x: int) -> int:
@@ -92,7 +95,6 @@ def observable_components(num_detectors: int, edge_uv: np.ndarray,
             x = parent[x]
         return x
 
-    uv = np.asarray(edge_uv, np.int64).reshape(-1, 2)
     for a, b in uv:
         if b < nd:
             ra, rb = find(int(a)), find(int(b))
@@ -102,7 +104,7 @@ def observable_components(num_detectors: int, edge_uv: np.ndarray,
     flips = np.asarray(obs_mask).reshape(uv.shape[0], -1).any(axis=1)
     hot = np.zeros(nd + 1, bool)
     hot[roots[uv[flips, 0]]] = True
-    return hot[roots].astype(np.uint8) if nd else np.zeros(0, np.uint8)
+    return hot[roots].astype(np.uint8)
 
 
 @numba.njit(**_jit.INLINE)
