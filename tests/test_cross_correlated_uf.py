@@ -138,3 +138,17 @@ def test_bad_options_are_refused():
         make_decoder(BACKEND, dem, colour=1)
     with pytest.raises(DecoderError, match="weight_resolution"):
         make_decoder(BACKEND, dem, weight_resolution=0)
+
+
+def test_union_find_on_an_event_list_is_union_find_on_the_syndrome(d5_shots):
+    from qecd.decoder._uf_kernels import uf_decode_events, uf_decode_into
+
+    exp, dets, _ = d5_shots
+    args = make_decoder("uf", exp.dem).kernel_args()
+    a_out = np.zeros(exp.dem.num_detectors + 1, np.int64)
+    b_out = a_out.copy()
+    for s in dets[:300]:
+        n = uf_decode_into(s, *args, a_out)
+        ev = np.flatnonzero(s).astype(np.int64)
+        m = uf_decode_events(ev, ev.size, *args, b_out)
+        assert sorted(a_out[:n].tolist()) == sorted(b_out[:m].tolist())
