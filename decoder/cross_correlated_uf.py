@@ -117,7 +117,7 @@ def _set_weight(g, w, edge_w, slack, adj, adj_pos):
         adj[adj_pos[g, 1] + 2] = w
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_jit.INLINE)
 def xcuf_decode_events(events, n_events, relevant, ev_b, graph, ws, out_faults, corr):
     """One shot (module docs, steps 1-3). ``events[:n_events]`` are the shot's detection
     events (reordered in place); ``ev_b`` is scratch of the same size. Writes step 1's faults
