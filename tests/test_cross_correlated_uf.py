@@ -68,7 +68,7 @@ def test_batch_paths_agree_with_single_shots_and_leave_the_weights_as_they_were(
     single = np.array([dec.decode(s) for s in dets[:300]])
     np.testing.assert_array_equal(batch, single)
     np.testing.assert_array_equal(packed, single)
-    for before, after in zip(graph, dec.kernel_args()[:6]):
+    for before, after in zip(graph, dec.kernel_args()[:6], strict=True):
         np.testing.assert_array_equal(before, after)
     np.testing.assert_array_equal(dec.kernel_args()[9], dec.edge_weights)  # slack is fresh
 
