@@ -16,8 +16,12 @@ is far more likely than its marginal probability says. The decoder
    is lower than ``g``'s own weight (the table of :func:`~qecd.decoder.correlated_uf.\
 correlation_table`);
 3. decodes the events of the observables' components once, with those weights, then
-   restores them. Pre-matching stays on except at events within one edge of a lowered
-   edge (the pre-matching proof reads those weights).
+   restores them. Pre-matching uses the tables proven for the DEM's own weights
+   (:func:`~qecd.decoder._uf_kernels.prematch_tables`), so this step is union-find on the
+   lowered weights except that such isolated pairs are still matched directly; turning it
+   off near lowered edges, as ``uf-corr`` does, changed 1 failure in 30,000 shots at d = 5,
+   p = 0.3% (130 against 129) and none in 20,000 at d = 7, p = 0.5%, at 20% more time.
+   ``prematch=False`` gives exact union-find on the lowered weights.
 
 Every detector's events are decoded exactly once, so the cost is plain union-find's plus
 the re-weighting, where the two-pass correlated union-find (``uf-corr``) decodes every event
