@@ -389,10 +389,7 @@ class Server:
             if s is not None:
                 s.dropped["error_budget"] = s.dropped.get("error_budget", 0) + 1
             return
-        if self._send(route, encode_error_reply(err, frame, next_round=next_round), "replies"):
-            self.counters.error(name)
-            if s is not None:
-                s.errors_sent += 1
+        self._counted_send(route, encode_error_reply(err, frame, next_round=next_round), name, s)
 
     def _send_error(self, s: StreamSession, code: ErrorCode, reason: str,
                     about: Header | None = None) -> None:
@@ -403,9 +400,19 @@ class Server:
                                          "ref_type": MsgType.SYNDROME}
         frame = encode_error(code, reason, stream_id=s.stream_id, next_round=s.next_round,
                              **echo)
-        if self._send(s.route, frame, "replies"):
-            self.counters.error(code.name)
+        self._counted_send(s.route, frame, code.name, s)
+
+    def _counted_send(self, route: bytes, frame: bytes, name: str,
+                      s: StreamSession | None) -> None:
+        """Send an ERROR, counted before it leaves (a client that has its ERROR also sees it
+        in STATS and Prometheus) and uncounted if it could not be queued."""
+        self.counters.error(name)
+        if s is not None:
             s.errors_sent += 1
+        if not self._send(route, frame, "replies"):
+            self.counters.error(name, -1)
+            if s is not None:
+                s.errors_sent -= 1
 
     # -- handlers -------------------------------------------------------------------------
     def _owned(self, header: Header, owner: bytes | str, route: bytes,
