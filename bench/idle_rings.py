@@ -14,7 +14,7 @@ process (one loop thread each, as ``qecd serve`` runs them) and the clients in a
   is picked up by the same poll). ``hot`` is the same round trip with the loop spinning
   (back-to-back pings), the floor the wake-up is compared with.
 
-Run it with ``python -m qecd.bench.idle_rings`` (``--help`` for the settings); figures are
+Run it with ``qecd bench idle-rings`` (``--help`` for the settings); figures are
 in docs/server.md.
 
 Example
@@ -26,7 +26,6 @@ Example
 
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing as mp
 import os
@@ -189,17 +188,9 @@ def format_idle_rings(r: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m qecd.bench.idle_rings",
-                                 description=__doc__.split("\n\n")[0])
-    ap.add_argument("--spec", default=DEFAULT_SPEC)
-    ap.add_argument("--streams", type=int, default=4)
-    ap.add_argument("--seconds", type=float, default=3.0, help="idle CPU measured over this")
-    ap.add_argument("--idle_ms", type=float, nargs="+", default=[0.5, 5, 50, 500])
-    ap.add_argument("--trials", type=int, default=40, help="wake-ups timed per idle length")
-    ap.add_argument("--no_pin", action="store_true")
-    ap.add_argument("--json", default=None)
-    a = ap.parse_args(argv)
+def command(a) -> int:
+    """``qecd bench idle-rings`` (flags parsed in :mod:`qecd.cli`): print the report, write
+    the JSON when asked."""
     r = run_idle_rings(a.spec, streams=a.streams, seconds=a.seconds,
                        idle_ms=tuple(a.idle_ms), trials=a.trials, pin=not a.no_pin)
     print(format_idle_rings(r))
@@ -207,7 +198,3 @@ def main(argv: list[str] | None = None) -> int:
         with open(a.json, "w") as f:
             json.dump(r, f, indent=2)
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -152,7 +152,7 @@ def push_round_kernel(bits, packed, state, plan):
     return decode_window_kernel(w, state, plan)
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_jit.INLINE)
 def decode_window_kernel(w, state, plan):
     """Decode and commit window ``w``, whose last round :func:`store_round` just stored; a
     final window ends the shot. Returns as :func:`push_round_kernel`."""
@@ -197,7 +197,7 @@ class StreamPlanArrays(NamedTuple):
     fault_dets: np.ndarray  #: ... their detectors
     fault_obs: np.ndarray  #: uint8 (faults, observables) flips
     fault_dem_index: np.ndarray  #: global fault -> DEM error instruction index
-    union_syn: np.ndarray  #: the union decoder's dense syndrome (all zero: events go to the solver directly)
+    union_syn: np.ndarray  #: the union decoder's dense syndrome (unused: events go to the solver)
     union_dem_index: np.ndarray  #: union decoder fault -> its DEM line
     uf_out: np.ndarray  #: scratch: faults the union-find returns
     uf_args: tuple  #: :meth:`UnionFindDecoder.kernel_args` of the union decoder

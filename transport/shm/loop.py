@@ -346,7 +346,7 @@ def store_quiet_packet(in_buf, count, st, shot_bits, round_offsets, trigger):
         if trigger[t + i] >= 0:
             return False
     o = HEADER_SIZE
-    for i in range(count):
+    for _ in range(count):
         t = st[0]
         store_round(in_buf, o, True, st, shot_bits, round_offsets, trigger)
         o += (round_offsets[t + 1] - round_offsets[t] + 7) >> 3
