@@ -11,7 +11,8 @@ packet), per packet ``k``:
 
 - *pickup* ``= send_ns[k] + lag_ns[k]`` (the server's clock read before its work began; the
   records' lag is measured from the scheduled send time ``send_ns``), and *done* ``= pickup
-  + service_ns[k]``;
+  + service_ns[k]`` (rounds a ring loop served between two clock reads share the span, so
+  their done times are the span's start plus an even share of it);
 - the **stall** before ``k``: ``done[k] - max(done[k - 1], write_ns[k])``, the time the
   round waited in the ring, already written, with nothing completed (its own service
   included, so a round served at once contributes its service time, ~0.1-1 µs);

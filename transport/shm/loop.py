@@ -19,8 +19,10 @@ coordinated omission), drains corrections between sends, and records every times
 Service time per round is measured in the server from the moment the packet is taken off the
 ring to the moment the reply's doorbell is rung (or, for a round that triggers nothing, the
 moment the round is stored); a packet carrying several rounds charges its time to its last
-round. The server also records the lag of each packet behind its scheduled send time (the
-backlog, in time, at the offered rate).
+round. When packets are waiting (a backlog), the loop serves them in one batch with a clock
+read per batch and per decoding packet, and the packets between two reads share the span
+(:func:`serve_stream_kernel`). The server also records the lag of each packet behind its
+scheduled send time (the backlog, in time, at the offered rate).
 
 Example
 -------
@@ -363,14 +365,18 @@ def open_record(rec_lag, rec_flags, k, pickup, ts, decoded):
 
 
 @numba.njit(**_jit.INLINE)
-def close_records(rec_service, rec_n, k0, k1, service):
-    """Give packets ``k0 .. k1 - 1`` (opened since the last clock read) the service time
-    ``service`` and publish them (``rec_n``, release: see :func:`record_packet`)."""
+def close_records(rec_service, rec_n, k0, k1, span):
+    """Close packets ``k0 .. k1 - 1``, served between two clock reads ``span`` ns apart:
+    each is given an equal share of the span as its service time (one packet: exactly its
+    own time), so the mean service over a run stays the mean cost of a round, backlog or
+    not; then publish them (``rec_n``, release: see :func:`record_packet`)."""
+    if k1 <= k0:
+        return
     cap = rec_service.shape[0]
+    share = span // (k1 - k0)
     for k in range(k0, k1):
-        rec_service[k % cap] = service
-    if k1 > k0:
-        store_release(rec_n, 0, k1)
+        rec_service[k % cap] = share
+    store_release(rec_n, 0, k1)
 
 
 @numba.njit(**_JIT)
@@ -394,10 +400,11 @@ def serve_stream_kernel(ring, loop, state, plan):
     after each packet that sent CORRECTIONs (their doorbells rung), and at the batch's end.
     A packet's *pickup* is the clock read before its work began (the CORRECTION's
     ``service_ns`` runs from it), its lag is the pickup minus its scheduled send time, and
-    its service time the span from its pickup to the next clock read after its work. A
-    stream that keeps up sees batches of one packet, measured exactly as before (two reads
-    per packet); a backlog left by a stall is served at the cost of decoding alone, so it
-    drains many times faster than it built up (docs/server.md).
+    its service time its share of the span between that read and the next one (the
+    packets served between two reads share it equally). A stream that keeps up sees
+    batches of one packet, measured exactly as before (two reads per packet); a backlog
+    left by a stall is served without a clock read or an engine call per quiet round, so it
+    drains several times faster than it built up (docs/server.md).
     """
     words, buf, tx_off, rx_off, n_slots, slot_size = ring
     (server_side, in_buf, out_buf, ctl, rec_service, rec_lag, rec_flags, rec_n, stream_id,
