@@ -21,7 +21,7 @@ def _served(n, cycle_ns, stall_at, stall_ns, per_round_ns, *, batch=1):
         waiting = int(np.searchsorted(write, start, side="right")) - k
         m = max(1, min(batch, waiting))
         pickup[k:k + m] = start
-        service[k:k + m] = m * per_round_ns
+        service[k:k + m] = per_round_ns  # the span shared, as the ring loop records it
         t = start + m * per_round_ns
         k += m
     return send, write, pickup - send, service
