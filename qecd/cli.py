@@ -236,6 +236,14 @@ def _add_research_bench_parsers(bsub: argparse._SubParsersAction) -> None:
     i.add_argument("--json", default=None, help="write the report here")
     i.set_defaults(func=_bench_command("idle_rings"))
 
+    g = bsub.add_parser("ring-drain", help="CPU per round of a ring loop serving a backlog "
+                        "(the request ring filled before it starts), beside the batch floor")
+    g.add_argument("--spec", default="surface:d=5,p=0.001")
+    g.add_argument("--shots", type=int, default=4000)
+    g.add_argument("--repeats", type=int, default=7)
+    g.add_argument("--json", default=None, help="write the report here")
+    g.set_defaults(func=_bench_command("ring_drain"))
+
     d = bsub.add_parser("deadline-plot", help="overlay LER(t) of qecd bench latency reports")
     d.add_argument("reports", nargs="+", help="qecd.bench.latency JSON files")
     d.add_argument("--out", required=True, help="PNG to write")
