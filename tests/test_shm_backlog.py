@@ -98,12 +98,13 @@ def test_a_backlog_is_answered_in_order_and_equal_to_the_offline_decode(backlog)
 def test_a_backlog_is_timed_per_batch_not_per_round(backlog):
     """Rounds taken in one batch share their pickup time (the clock is read when the batch
     is taken and after each packet that sent a CORRECTION, not once or twice per round):
-    pickups are as many as the decoding packets plus one, not one per round as before."""
+    pickups are as many as the decoding packets plus two (the first packet is served alone:
+    only then is the loop seen to be behind), not one per round as before."""
     exp, srv, _ = backlog(lambda exp, cli: _frames(cli, exp.sample(60, seed=9)[0]))
     rec = srv.records()
     pickups = rec["lag_ns"] + TS
     assert len(pickups) == 60 * exp.layout.num_rounds
-    assert len(np.unique(pickups)) <= int(rec["decoded"].sum()) + 1
+    assert len(np.unique(pickups)) <= int(rec["decoded"].sum()) + 2
     # the rounds between two clock reads share the span equally, and spans follow each
     # other: each pickup is at or after the previous span's end
     assert (np.diff(pickups) >= 0).all()

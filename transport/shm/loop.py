@@ -394,10 +394,11 @@ def serve_stream_kernel(ring, loop, state, plan):
     SYNDROME packet is recorded (service time, lag, decode flag). Returns an ``EXIT_*``
     code.
 
-    **Batches.** Once a packet arrives, the loop reads how many more are already waiting
-    (the producer's index, once) and serves them all before it polls again, reading the
-    clock only where a time is needed rather than per packet: when it picks the batch up,
-    after each packet that sent CORRECTIONs (their doorbells rung), and at the batch's end.
+    **Batches.** When another packet is already waiting as the loop finishes one, it is
+    behind: it reads how many are waiting (the producer's index, once) and serves them all
+    before it looks again, reading the clock only where a time is needed rather than per
+    packet: when it picks the batch up, after each packet that sent CORRECTIONs (their
+    doorbells rung), and at the batch's end.
     A packet's *pickup* is the clock read before its work began (the CORRECTION's
     ``service_ns`` runs from it), its lag is the pickup minus its scheduled send time, and
     its service time its share of the span between that read and the next one (the
@@ -425,81 +426,96 @@ def serve_stream_kernel(ring, loop, state, plan):
                 send_reply(words, buf, tx_off, n_slots, slot_size, out_buf, ln,
                            send_timeout_ns, ctl)
             return -1 - n
-        waiting = ring_pending(words, rx_off)  # read once: this batch's other packets
-        pickup = monotonic_ns()
-        k0 = k  # first record not yet closed (all opened at ``pickup``)
-        j = 0
-        while True:
-            if j > 0:
-                n = ring_try_recv(words, buf, rx_off, n_slots, slot_size, in_buf)
-                if n == EMPTY:  # never: ``waiting`` counts published slots only
-                    break
-                if n < 0:  # a corrupt slot, or one too large for in_buf
-                    close_records(rec_service, rec_n, k0, k, monotonic_ns() - pickup)
-                    ln = write_error_reason(out_buf, E_BAD_HEADER, RING_CORRUPT, 0,
-                                            stream_id, 0, 0, ctl[CTL_NEXT_ROUND])
-                    send_reply(words, buf, tx_off, n_slots, slot_size, out_buf, ln,
-                               send_timeout_ns, ctl)
-                    return EXIT_CORRUPT
-            ctl[CTL_PACKETS] += 1
-            reply, count, rnd, ts = check_packet(in_buf, n, out_buf, stream_id,
-                                                 ctl[CTL_NEXT_ROUND], round_offsets)
-            if reply == REPLY_BYE:
-                close_records(rec_service, rec_n, k0, k, monotonic_ns() - pickup)
-                ring_send(words, buf, tx_off, n_slots, slot_size, out_buf, HEADER_SIZE,
-                          send_timeout_ns, -1)
-                return EXIT_BYE
-            if reply != REPLY_SYNDROME:
-                if send_reply(words, buf, tx_off, n_slots, slot_size, out_buf, reply,
-                              send_timeout_ns, ctl) != 0:
-                    close_records(rec_service, rec_n, k0, k, monotonic_ns() - pickup)
-                    return EXIT_SEND_FAILED
-            elif store_quiet_packet(in_buf, count, st, shot_bits, round_offsets, trigger):
-                ctl[CTL_NEXT_ROUND] = rnd + count
-                ctl[CTL_ROUNDS] += count
-                open_record(rec_lag, rec_flags, k, pickup, ts, 0)
-                k += 1
-            else:
-                decoded = 0
-                stored = count
-                i = 0
-                o = HEADER_SIZE
-                while True:
-                    status, i, o, ln, _ = engine_step(in_buf, o, i, count, rnd,
-                                                      rnd + count - 1, ts, pickup, out_buf,
-                                                      stream_id, want_faults, state, plan)
-                    if status == STEP_DONE:
+        behind = False  # a packet was waiting when the last batch ended
+        while True:  # batches
+            # only when behind: the producer's index lives on its own cache line, which a
+            # read per packet would drag across CPUs even when the loop keeps up
+            waiting = ring_pending(words, rx_off) if behind else 0
+            pickup = monotonic_ns()
+            k0 = k  # first record not yet closed (all opened at ``pickup``)
+            j = 0
+            while True:
+                if j > 0:
+                    n = ring_try_recv(words, buf, rx_off, n_slots, slot_size, in_buf)
+                    if n == EMPTY:  # never: ``waiting`` counts published slots only
                         break
-                    decoded = 1
-                    if status == STEP_NO_SOLUTION:  # the engine reset the stream
-                        stored = i
-                        if drop_shot(words, buf, tx_off, n_slots, slot_size, out_buf, ctl,
-                                     stream_id, rnd, ts, rnd + i - 1, n_rounds,
-                                     send_timeout_ns) < 0:
-                            close_records(rec_service, rec_n, k0, k, monotonic_ns() - pickup)
-                            return EXIT_SEND_FAILED
-                        break
-                    if ring_send(words, buf, tx_off, n_slots, slot_size, out_buf, ln,
-                                 send_timeout_ns, -1) != 0:
-                        ctl[CTL_NEXT_ROUND] = rnd + i
+                    if n < 0:  # a corrupt slot, or one too large for in_buf
+                        close_records(rec_service, rec_n, k0, k, monotonic_ns() - pickup)
+                        ln = write_error_reason(out_buf, E_BAD_HEADER, RING_CORRUPT, 0,
+                                                stream_id, 0, 0, ctl[CTL_NEXT_ROUND])
+                        send_reply(words, buf, tx_off, n_slots, slot_size, out_buf, ln,
+                                   send_timeout_ns, ctl)
+                        return EXIT_CORRUPT
+                ctl[CTL_PACKETS] += 1
+                reply, count, rnd, ts = check_packet(in_buf, n, out_buf, stream_id,
+                                                     ctl[CTL_NEXT_ROUND], round_offsets)
+                if reply == REPLY_BYE:
+                    close_records(rec_service, rec_n, k0, k, monotonic_ns() - pickup)
+                    ring_send(words, buf, tx_off, n_slots, slot_size, out_buf, HEADER_SIZE,
+                              send_timeout_ns, -1)
+                    return EXIT_BYE
+                if reply != REPLY_SYNDROME:
+                    if send_reply(words, buf, tx_off, n_slots, slot_size, out_buf, reply,
+                                  send_timeout_ns, ctl) != 0:
                         close_records(rec_service, rec_n, k0, k, monotonic_ns() - pickup)
                         return EXIT_SEND_FAILED
-                    ctl[CTL_CORRECTIONS] += 1
-                if stored == count:
+                elif store_quiet_packet(in_buf, count, st, shot_bits, round_offsets, trigger):
                     ctl[CTL_NEXT_ROUND] = rnd + count
-                ctl[CTL_ROUNDS] += stored
-                open_record(rec_lag, rec_flags, k, pickup, ts, decoded)
-                k += 1
-                if decoded:  # its replies are out: the clock closes its record
-                    now = monotonic_ns()
-                    close_records(rec_service, rec_n, k0, k, now - pickup)
-                    pickup = now
-                    k0 = k
-            j += 1
-            if j > waiting:
-                break
-        if k > k0:
-            close_records(rec_service, rec_n, k0, k, monotonic_ns() - pickup)
+                    ctl[CTL_ROUNDS] += count
+                    open_record(rec_lag, rec_flags, k, pickup, ts, 0)
+                    k += 1
+                else:
+                    decoded = 0
+                    stored = count
+                    i = 0
+                    o = HEADER_SIZE
+                    while True:
+                        status, i, o, ln, _ = engine_step(in_buf, o, i, count, rnd,
+                                                          rnd + count - 1, ts, pickup, out_buf,
+                                                          stream_id, want_faults, state, plan)
+                        if status == STEP_DONE:
+                            break
+                        decoded = 1
+                        if status == STEP_NO_SOLUTION:  # the engine reset the stream
+                            stored = i
+                            if drop_shot(words, buf, tx_off, n_slots, slot_size, out_buf, ctl,
+                                         stream_id, rnd, ts, rnd + i - 1, n_rounds,
+                                         send_timeout_ns) < 0:
+                                close_records(rec_service, rec_n, k0, k,
+                                              monotonic_ns() - pickup)
+                                return EXIT_SEND_FAILED
+                            break
+                        if ring_send(words, buf, tx_off, n_slots, slot_size, out_buf, ln,
+                                     send_timeout_ns, -1) != 0:
+                            ctl[CTL_NEXT_ROUND] = rnd + i
+                            close_records(rec_service, rec_n, k0, k, monotonic_ns() - pickup)
+                            return EXIT_SEND_FAILED
+                        ctl[CTL_CORRECTIONS] += 1
+                    if stored == count:
+                        ctl[CTL_NEXT_ROUND] = rnd + count
+                    ctl[CTL_ROUNDS] += stored
+                    open_record(rec_lag, rec_flags, k, pickup, ts, decoded)
+                    k += 1
+                    if decoded:  # its replies are out: the clock closes its record
+                        now = monotonic_ns()
+                        close_records(rec_service, rec_n, k0, k, now - pickup)
+                        pickup = now
+                        k0 = k
+                j += 1
+                if j > waiting:
+                    break
+            if k > k0:
+                close_records(rec_service, rec_n, k0, k, monotonic_ns() - pickup)
+            n = ring_try_recv(words, buf, rx_off, n_slots, slot_size, in_buf)
+            if n == EMPTY:
+                break  # caught up: poll (spin, then nap)
+            if n < 0:
+                ln = write_error_reason(out_buf, E_BAD_HEADER, RING_CORRUPT, 0, stream_id,
+                                        0, 0, ctl[CTL_NEXT_ROUND])
+                send_reply(words, buf, tx_off, n_slots, slot_size, out_buf, ln,
+                           send_timeout_ns, ctl)
+                return EXIT_CORRUPT
+            behind = True
 
 
 @numba.njit(**_JIT)
