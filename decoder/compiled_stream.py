@@ -40,7 +40,8 @@ from qecd.decoder import _uf_kernels
 
 _jit.invalidate_if_changed(__file__, [_uf_kernels.__file__], __name__)
 
-from qecd.decoder._uf_kernels import uf_decode_into  # noqa: E402
+# the solver uf_decode_into runs once it has found the events (same kernels, same order)
+from qecd.decoder._uf_kernels import _add_event, _solve  # noqa: E402
 from qecd.decoder.plan import WindowPlan  # noqa: E402
 from qecd.decoder.union_find import UnionFindDecoder  # noqa: E402
 from qecd.decoder.window import Correction, ShotDecoding  # noqa: E402
@@ -53,22 +54,30 @@ NO_CORRECTION = -1
 NO_SOLUTION = -2
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_jit.INLINE)
 def _decode_window(w, shot_bits, carry, out_obs, out_faults_committed,
                    win_commit_stop, win_tmpl, win_det_ptr, win_dets, win_l2g_ptr, win_l2g,
                    tmpl_det_off, tmpl_line_off, layout_pos, round_of, fault_first_round,
                    fault_det_ptr, fault_dets, fault_obs, fault_dem_index,
                    union_syn, union_dem_index, uf_out, uf_args):
+    # The window's detection events go straight to union-find's solver, in increasing union
+    # detector order as uf_decode_into would find them in a dense syndrome: no syndrome
+    # array to fill, scan and clear (union_syn stays zero), and no solver call at all for a
+    # quiet window.
     k = win_tmpl[w]
     base = tmpl_det_off[k]
     p0 = win_det_ptr[w]
     n_det = win_det_ptr[w + 1] - p0
+    flags = uf_args[7]
+    touched = uf_args[10]
+    n_touched = 0
     for i in range(n_det):
         d = win_dets[p0 + i]
-        union_syn[base + i] = shot_bits[layout_pos[d]] ^ carry[d]
-    n = uf_decode_into(union_syn, *uf_args, uf_out)
-    for i in range(n_det):
-        union_syn[base + i] = 0
+        if shot_bits[layout_pos[d]] != carry[d]:
+            n_touched = _add_event(flags, base + i, touched, n_touched)
+    n = 0
+    if n_touched > 0:
+        n = _solve(n_touched, *uf_args, uf_out)
     if n < 0:
         return NO_SOLUTION
     commit_stop = win_commit_stop[w]
@@ -93,6 +102,28 @@ def _decode_window(w, shot_bits, carry, out_obs, out_faults_committed,
     return m
 
 
+@numba.njit(**_jit.INLINE)
+def store_round(bits, o, packed, st, shot_bits, round_offsets, trigger):
+    """Store the stream's next round from ``bits[o:]`` (bit-packed in stim's little bit order
+    when ``packed``, else one byte per detector) into ``shot_bits``; returns the window it
+    completes (also put in ``st[1]``), or -1. Takes only the arrays it touches: inlined
+    into a per-round loop that read them out of the state and plan once, it costs a few ns
+    where a call passing the whole plan (~40 arrays, flattened) costs ~100 ns."""
+    t = st[0]
+    lo = round_offsets[t]
+    hi = round_offsets[t + 1]
+    if packed:
+        for i in range(hi - lo):
+            shot_bits[lo + i] = (bits[o + (i >> 3)] >> (i & 7)) & 1
+    else:
+        for i in range(hi - lo):
+            shot_bits[lo + i] = 1 if bits[o + i] else 0
+    st[0] = t + 1
+    w = trigger[t]
+    st[1] = w
+    return w
+
+
 @numba.njit(**_JIT)
 def push_round_kernel(bits, packed, state, plan):
     """Store the next round of the stream and decode if it completes a window.
@@ -114,23 +145,19 @@ def push_round_kernel(bits, packed, state, plan):
         ``NO_CORRECTION`` (-1), ``NO_SOLUTION`` (-2), or the number of committed faults
         written to ``out_faults_committed`` (a correction is ready in ``out_obs``).
     """
-    st, shot_bits, carry, out_obs, out_faults_committed = state
-    round_offsets = plan.round_offsets
-    win_final = plan.win_final
-    t = st[0]
-    lo = round_offsets[t]
-    hi = round_offsets[t + 1]
-    if packed:
-        for i in range(hi - lo):
-            shot_bits[lo + i] = (bits[i >> 3] >> (i & 7)) & 1
-    else:
-        for i in range(hi - lo):
-            shot_bits[lo + i] = 1 if bits[i] else 0
-    st[0] = t + 1
-    w = plan.trigger[t]
-    st[1] = w
+    w = store_round(bits, 0, packed, state.st, state.shot_bits, plan.round_offsets,
+                    plan.trigger)
     if w < 0:
         return NO_CORRECTION
+    return decode_window_kernel(w, state, plan)
+
+
+@numba.njit(**_jit.INLINE)
+def decode_window_kernel(w, state, plan):
+    """Decode and commit window ``w``, whose last round :func:`store_round` just stored; a
+    final window ends the shot. Returns as :func:`push_round_kernel`."""
+    st, shot_bits, carry, out_obs, out_faults_committed = state
+    win_final = plan.win_final
     r = _decode_window(w, shot_bits, carry, out_obs, out_faults_committed,
                        plan.win_commit_stop, plan.win_tmpl, plan.win_det_ptr, plan.win_dets,
                        plan.win_l2g_ptr, plan.win_l2g, plan.tmpl_det_off, plan.tmpl_line_off,
@@ -170,7 +197,7 @@ class StreamPlanArrays(NamedTuple):
     fault_dets: np.ndarray  #: ... their detectors
     fault_obs: np.ndarray  #: uint8 (faults, observables) flips
     fault_dem_index: np.ndarray  #: global fault -> DEM error instruction index
-    union_syn: np.ndarray  #: scratch: the union decoder's syndrome
+    union_syn: np.ndarray  #: the union decoder's dense syndrome (unused: events go to the solver)
     union_dem_index: np.ndarray  #: union decoder fault -> its DEM line
     uf_out: np.ndarray  #: scratch: faults the union-find returns
     uf_args: tuple  #: :meth:`UnionFindDecoder.kernel_args` of the union decoder

@@ -224,6 +224,26 @@ def _add_research_bench_parsers(bsub: argparse._SubParsersAction) -> None:
     r.add_argument("--no-pin", action="store_true", help="do not pin the two processes")
     r.set_defaults(func=_bench_command("bench_shm_pingpong"))
 
+    i = bsub.add_parser("idle-rings", help="server CPU of idle ring streams and the wake-up "
+                        "latency of the first packet after idling")
+    i.add_argument("--spec", default="surface:d=5,p=0.001")
+    i.add_argument("--streams", type=int, default=4)
+    i.add_argument("--seconds", type=float, default=3.0, help="idle CPU measured over this")
+    i.add_argument("--idle-ms", type=float, nargs="+", default=[0.5, 5, 50, 500],
+                   help="idle spells before a timed wake-up")
+    i.add_argument("--trials", type=int, default=40, help="wake-ups timed per idle spell")
+    i.add_argument("--no-pin", action="store_true", help="do not pin the two processes")
+    i.add_argument("--json", default=None, help="write the report here")
+    i.set_defaults(func=_bench_command("idle_rings"))
+
+    g = bsub.add_parser("ring-drain", help="CPU per round of a ring loop serving a backlog "
+                        "(the request ring filled before it starts), beside the batch floor")
+    g.add_argument("--spec", default="surface:d=5,p=0.001")
+    g.add_argument("--shots", type=int, default=4000)
+    g.add_argument("--repeats", type=int, default=7)
+    g.add_argument("--json", default=None, help="write the report here")
+    g.set_defaults(func=_bench_command("ring_drain"))
+
     d = bsub.add_parser("deadline-plot", help="overlay LER(t) of qecd bench latency reports")
     d.add_argument("reports", nargs="+", help="qecd.bench.latency JSON files")
     d.add_argument("--out", required=True, help="PNG to write")

@@ -56,7 +56,7 @@ from qecd.transport.wire import compiled as wire_compiled
 _jit.invalidate_if_changed(__file__, [compiled_stream.__file__, _atomics.__file__,
                                       wire_compiled.__file__], __name__)
 
-from qecd.decoder.compiled_stream import NO_CORRECTION, NO_SOLUTION, push_round_kernel  # noqa: E402,I001
+from qecd.decoder.compiled_stream import NO_SOLUTION, decode_window_kernel, store_round  # noqa: E402,I001
 from qecd.transport.shm.atomics import monotonic_ns  # noqa: E402
 from qecd.transport.wire.compiled import write_correction  # noqa: E402
 
@@ -101,14 +101,19 @@ def engine_step(payload, o, i, count, rnd, seq, ts, t0, out_buf, stream_id, want
     round_offsets = plan.round_offsets
     n_rounds = round_offsets.shape[0] - 1
     st = state.st
+    shot_bits = state.shot_bits
+    trigger = plan.trigger
     while i < count:
         t = (rnd + i) % n_rounds
         nb = (round_offsets[t + 1] - round_offsets[t] + 7) >> 3
-        r = push_round_kernel(payload[o:o + nb], True, state, plan)
+        # push_round_kernel, with the arrays a round touches read out once: only a due
+        # window pays for a call that passes the whole plan
+        w = store_round(payload, o, True, st, shot_bits, round_offsets, trigger)
         o += nb
         i += 1
-        if r == NO_CORRECTION:
+        if w < 0:
             continue
+        r = decode_window_kernel(w, state, plan)
         if r == NO_SOLUTION:
             st[0] = 0  # a fresh shot starts at the next boundary
             carry = state.carry
