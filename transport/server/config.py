@@ -70,6 +70,11 @@ class ServerConfig:
         interval is lowered to this (``sys.setswitchinterval``; restored when no build is
         pending) so the loop thread gets the GIL back sooner; 0 leaves it alone. C code that
         holds the GIL (stim, PyMatching graph construction) still delays the loop.
+    fast_path : bool
+        Serve SYNDROME packets of compiled-engine streams from compiled code that drives
+        libzmq itself (:mod:`qecd.transport.server.fast_path`; plain servers only, where
+        pyzmq's libzmq is reachable). False keeps every packet on the Python path (the
+        reference the fast path is tested against).
     """
 
     binds: tuple[str, ...] = ("tcp://127.0.0.1:5555",)
@@ -92,3 +97,4 @@ class ServerConfig:
     build_switch_interval_s: float = 0.0002
     pq: PqServer | None = None
     pq_required: bool = False
+    fast_path: bool = True

@@ -47,6 +47,7 @@ import zmq
 from qecd.errors import DecoderError, ProtocolError
 from qecd.transport.auth import configure_server_socket, start_authenticator
 from qecd.transport.engine import STEP_DONE, STEP_NO_SOLUTION
+from qecd.transport.server import fast_path
 from qecd.transport.server.config import ServerConfig
 from qecd.transport.server.logs import ErrorSummary, JsonFormatter, configure_json_logging
 from qecd.transport.server.metrics import (
@@ -158,6 +159,11 @@ class Server:
             raise
         self._sock = sock
         self._copy = config.curve is None  # User-Id needs zero-copy frames
+        #: SYNDROMEs of compiled-engine streams served from compiled code (plain mode only:
+        #: with CURVE the owner is each message's User-Id, which zmq_recv does not give)
+        self._fast = (fast_path.FastPath(sock, max_streams=config.max_streams,
+                                         max_frame=self.limits.max_frame)
+                      if config.fast_path and self._copy and fast_path.available() else None)
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -316,6 +322,8 @@ class Server:
         """Read and handle up to ``batch`` packets, each as soon as it is read (no read-ahead:
         a packet's service time never includes waiting behind packets the server already
         holds; the queue, if any, stays in ZeroMQ where the HWMs bound it)."""
+        if self._fast is not None and len(self._fast):
+            return self._read_batch_fast()
         sock, copy, handle, clock = self._sock, self._copy, self._handle, time.perf_counter_ns
         n = 0
         for n in range(1, self.config.batch + 1):  # noqa: B007 (n is the count handled)
@@ -325,6 +333,55 @@ class Server:
                 return n - 1
             handle(parts, clock())
         return n
+
+    def _read_batch_fast(self) -> int:
+        """:meth:`_read_batch` with the compiled fast path serving the SYNDROMEs it takes
+        (:mod:`~qecd.transport.server.fast_path`); every other message comes back here and is
+        handled by :meth:`_handle` as on the Python path."""
+        fast, counters, batch = self._fast, self.counters, self.config.batch
+        res = fast.res
+        n = 0
+        while n < batch:
+            status = fast.drain(batch - n, self._stalled_ns, self.recorder)
+            k = int(res[fast_path.R_PACKETS])
+            if k:
+                n += k
+                counters.packets_received += k
+                counters.fast_path_packets += k
+                counters.rounds_received += int(res[fast_path.R_ROUNDS])
+                counters.corrections_sent += int(res[fast_path.R_SENT])
+                if res[fast_path.R_DROPPED]:
+                    counters.drop("corrections", int(res[fast_path.R_DROPPED]))
+            if status == fast_path.ST_EMPTY:
+                return n
+            if status == fast_path.ST_HANDOFF:
+                n += 1
+                self._handle(fast.handoff_parts(), int(res[fast_path.R_T_RECV]))
+            elif status == fast_path.ST_NO_SOLUTION:
+                n += 1
+                counters.packets_received += 1
+                counters.fast_path_packets += 1
+                self._fast_no_solution()
+            else:  # ST_ZMQ_ERROR: as a ZMQError raised by pyzmq in _read_batch / _send
+                raise zmq.ZMQError(int(res[fast_path.R_ERRNO]))
+        return n
+
+    def _fast_no_solution(self) -> None:
+        """:meth:`_run_engine`'s STEP_NO_SOLUTION branch for a packet the fast path took."""
+        r = self._fast.res
+        s = self._streams[self._fast.slot_session_id(int(r[fast_path.R_SLOT]))]
+        first = s.next_round - int(r[fast_path.R_ROUNDS_OF_PACKET])
+        s._pkt_first, s._pkt_count = first, int(r[fast_path.R_ROUNDS_OF_PACKET])
+        i_next, done = int(r[fast_path.R_I_NEXT]), int(r[fast_path.R_DONE])
+        t_recv, t0, t1 = (int(r[fast_path.R_T_RECV]), int(r[fast_path.R_T0]),
+                          int(r[fast_path.R_T1]))
+        self._decoder_failed(s, i_next - 1, DecoderError(
+            f"{s.plan.decoder_name}: the syndrome has odd parity on a connected "
+            "component of the matching graph that has no boundary edge, so no set of "
+            f"faults explains the window ending at round {first + i_next - 1}"))
+        record, clock = self.recorder.record, time.perf_counter_ns
+        for _ in range(done):
+            record(s.stream_id, clock() - t_recv, t1 - t0)
 
     def _handle(self, parts: list, t_recv: int) -> None:
         self.counters.packets_received += 1
@@ -645,9 +702,23 @@ class Server:
             except ProtocolError as e:
                 self._reply_error(p.route, p.owner, e, p.head, None, time.perf_counter_ns())
                 return
-        s = StreamSession(sid, plan, owner=p.owner, route=p.route, want_faults=p.want_faults,
-                          limits=self.limits, now_ns=self._awake_ns(time.perf_counter_ns()),
-                          describe=p.describe, measurements=measurements)
+        kw = dict(owner=p.owner, route=p.route, want_faults=p.want_faults, limits=self.limits,
+                  now_ns=self._awake_ns(time.perf_counter_ns()), describe=p.describe,
+                  measurements=measurements)
+        fast = self._fast
+        if (fast is not None and shm is None and measurements is None
+                and fast.takes_plan(plan)):
+            slot, row = fast.reserve()
+            try:
+                s = fast_path.FastStreamSession(sid, plan, row=row, **kw)
+                if not fast.register(slot, s):
+                    s.detach()
+                    fast.release(slot)
+            except BaseException:
+                fast.release(slot)
+                raise
+        else:
+            s = StreamSession(sid, plan, **kw)
         s.shm = shm
         accept = s.accept()
         if p.pq is not None:  # keys checked at HELLO: this signs and encapsulates (~1 ms)
@@ -703,6 +774,8 @@ class Server:
     def _close(self, s: StreamSession, why: str, *, notify: bool) -> None:
         """Free a stream; with ``notify``, report its uncommitted rounds and send BYE."""
         del self._streams[s.stream_id]
+        if self._fast is not None:
+            self._fast.unregister(s)
         mine = self._by_owner.get(s.owner)
         if mine is not None:
             mine.discard(s.stream_id)
