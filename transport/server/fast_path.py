@@ -343,7 +343,7 @@ def _row_field(index: int, doc: str) -> property:
         return int(self._row[index])
 
     def put(self, value: int) -> None:
-        self._row[index] = min(int(value), _INT64_MAX)
+        self._row[index] = max(min(int(value), _INT64_MAX), -_INT64_MAX)  # int64 row
 
     return property(get, put, doc=doc)
 

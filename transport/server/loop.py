@@ -357,10 +357,7 @@ class Server:
             if status == fast_path.ST_HANDOFF:
                 n += 1
                 self._handle(fast.handoff_parts(), int(res[fast_path.R_T_RECV]))
-            elif status == fast_path.ST_NO_SOLUTION:
-                n += 1
-                counters.packets_received += 1
-                counters.fast_path_packets += 1
+            elif status == fast_path.ST_NO_SOLUTION:  # the packet is counted in k
                 self._fast_no_solution()
             else:  # ST_ZMQ_ERROR: as a ZMQError raised by pyzmq in _read_batch / _send
                 raise zmq.ZMQError(int(res[fast_path.R_ERRNO]))
