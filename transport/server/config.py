@@ -75,6 +75,10 @@ class ServerConfig:
         libzmq itself (:mod:`qecd.transport.server.fast_path`; plain servers only, where
         pyzmq's libzmq is reachable). False keeps every packet on the Python path (the
         reference the fast path is tested against).
+    io_thread_nice : int
+        Nice value given to the I/O thread of the server's own ZeroMQ context, so that a
+        send does not hand the CPU to it in the middle of serving a packet
+        (:mod:`qecd.transport.server.io_threads`); 0 leaves it alone.
     """
 
     binds: tuple[str, ...] = ("tcp://127.0.0.1:5555",)
@@ -98,3 +102,4 @@ class ServerConfig:
     pq: PqServer | None = None
     pq_required: bool = False
     fast_path: bool = True
+    io_thread_nice: int = 19

@@ -49,6 +49,7 @@ from qecd.transport.auth import configure_server_socket, start_authenticator
 from qecd.transport.engine import STEP_DONE, STEP_NO_SOLUTION
 from qecd.transport.server import fast_path
 from qecd.transport.server.config import ServerConfig
+from qecd.transport.server.io_threads import lower_io_threads, thread_ids
 from qecd.transport.server.logs import ErrorSummary, JsonFormatter, configure_json_logging
 from qecd.transport.server.metrics import (
     MAX_STREAM_LABELS,
@@ -126,6 +127,7 @@ class Server:
         self.recorder = ServiceRecorder(config.record_capacity)
         self.pool = DecoderPool(config.limits)
         self._own_ctx = context is None
+        threads_before = thread_ids()
         self._ctx = context or zmq.Context()
         self._auth = None
         self._closed = False
@@ -158,6 +160,8 @@ class Server:
             self._stop_aux()
             raise
         self._sock = sock
+        if self._own_ctx and config.io_thread_nice:  # its I/O thread exists now
+            lower_io_threads(threads_before, config.io_thread_nice)
         self._copy = config.curve is None  # User-Id needs zero-copy frames
         #: SYNDROMEs of compiled-engine streams served from compiled code (plain mode only:
         #: with CURVE the owner is each message's User-Id, which zmq_recv does not give)
