@@ -3,7 +3,6 @@ path does, byte for byte, for good and bad packets alike."""
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import zmq
