@@ -366,7 +366,7 @@ class FastPath:
         Rows of the table (the server's ``max_streams``).
     max_frame : int
         The server's ``max_frame``; the socket's ``ZMQ_MAXMSGSIZE`` must be below
-        ``4 * max_frame``.
+        ``2 * max_frame + 64``.
 
     Attributes
     ----------
@@ -383,7 +383,7 @@ class FastPath:
         self.table = np.zeros((max_streams, N_FIELDS), np.int64)
         self.routes = np.zeros((max_streams, MAX_ROUTE), np.uint8)
         self.route_buf = np.zeros(MAX_ROUTE, np.uint8)
-        self.frame_buf = np.zeros(4 * self.max_frame + 64, np.uint8)
+        self.frame_buf = np.zeros(2 * self.max_frame + 64, np.uint8)  # > ZMQ_MAXMSGSIZE
         self.out_buf = np.zeros(64, np.uint8)
         self.res = np.zeros(N_RESULTS, np.int64)
         self._ctxs = None  # typed List of EngineContext, typed by the first stream

@@ -363,8 +363,11 @@ class Server:
                 self._handle(fast.handoff_parts(), int(res[fast_path.R_T_RECV]))
             elif status == fast_path.ST_NO_SOLUTION:  # the packet is counted in k
                 self._fast_no_solution()
-            else:  # ST_ZMQ_ERROR: as a ZMQError raised by pyzmq in _read_batch / _send
-                raise zmq.ZMQError(int(res[fast_path.R_ERRNO]))
+            else:  # ST_ZMQ_ERROR: as pyzmq would have raised it in _read_batch / _send
+                errno = int(res[fast_path.R_ERRNO])
+                if errno == zmq.ETERM:
+                    raise zmq.ContextTerminated()
+                raise zmq.ZMQError(errno)
         return n
 
     def _fast_no_solution(self) -> None:
