@@ -26,6 +26,11 @@ seen, input lag) live in one row of :attr:`FastPath.table`, read and written by 
 :class:`FastStreamSession` is a :class:`~qecd.transport.server.session.StreamSession` whose
 attributes of those names are that row.
 
+Between two packets the kernel waits in ``zmq_poll`` on the socket and the loop's wake-up
+descriptor (until the next housekeeping), not in the Python loop's poller. The server's
+totals (:class:`~qecd.transport.server.metrics.ServerCounters`) and the service-time records
+it wrote are committed by Python as soon as the socket is empty again, before that wait.
+
 Only plain (non-CURVE) servers use it: with CURVE the owner is the ``User-Id`` property of
 each message, which ``zmq_recv`` does not give. :func:`available` says whether this process
 can use it at all.
@@ -40,8 +45,7 @@ Example
 ...         stream = client.open_stream("repetition:d=3,r=2,p=0.01", decoder="uf")
 ...         _ = stream.send_round(np.zeros(sum(stream.slice_sizes[:3]), np.uint8), count=3)
 ...         c = stream.recv_correction(timeout_s=30)
-...     served = server.counters.fast_path_packets
->>> (c.first_round, c.last_round), served
+>>> (c.first_round, c.last_round), server.counters.fast_path_packets
 ((0, 2), 1)
 """
 
@@ -67,7 +71,7 @@ _jit.invalidate_if_changed(__file__, [_engine.__file__, compiled_stream.__file__
 
 from qecd.transport.engine import STEP_DONE, STEP_NO_SOLUTION, engine_step, payload_ok  # noqa: E402,I001
 from qecd.transport.server.libzmq_native import (  # noqa: E402
-    DONTWAIT, SNDMORE, zmq_errno, zmq_rcvmore, zmq_recv, zmq_send)
+    DONTWAIT, POLLIN, POLLITEM, SNDMORE, zmq_errno, zmq_poll, zmq_rcvmore, zmq_recv, zmq_send)
 from qecd.transport.shm.atomics import monotonic_ns  # noqa: E402
 
 __all__ = ["FastPath", "FastStreamSession", "available", "drain"]
@@ -105,6 +109,7 @@ N_RESULTS = 17
 
 _SYNDROME = int(MsgType.SYNDROME)
 _EAGAIN = int(zmq.EAGAIN)
+_EINTR = 4  # Linux
 _EHOSTUNREACH = int(zmq.EHOSTUNREACH)
 _SERVICE_AT = HEADER_SIZE + 16  # CORRECTION service_ns, u64
 
@@ -186,9 +191,14 @@ def _match(frame, n, route, rl, max_frame, tab, routes, n_used, ctxs):
 
 @numba.njit(**_jit.CACHED)
 def drain(sock, budget, stalled_ns, max_frame, route_buf, frame_buf, tab, routes, n_used, ctxs,
-          out_buf, svc, dec, decd, rsid, rec_at, room, res):
-    """Serve the SYNDROME packets waiting on ROUTER socket ``sock`` (a ``void *``) until the
-    socket is empty, ``budget`` packets were handled, or a message needs the Python path.
+          out_buf, svc, dec, decd, rsid, rec_at, room, items, deadline_ns, res):
+    """Serve the SYNDROME packets on ROUTER socket ``sock`` (a ``void *``) until ``budget``
+    packets were handled, a message needs the Python path, or the socket is empty at
+    ``deadline_ns``: when it is empty before then and nothing was served yet in this call,
+    wait in ``zmq_poll`` on ``items`` (the socket and the server's wake-up descriptor; a
+    wake-up, a signal or the deadline ends the call), so the loop waits for the next packet
+    here rather than in Python. A call that served packets returns once the socket is empty,
+    so that its totals are committed before the next wait.
 
     Parameters
     ----------
@@ -208,6 +218,10 @@ def drain(sock, budget, stalled_ns, max_frame, route_buf, frame_buf, tab, routes
     svc, dec, decd, rsid : numpy.ndarray
         The service recorder's ring arrays; entries go at ``rec_at, rec_at + 1, ...`` (modulo
         their length), at most ``room`` of them.
+    items : numpy.ndarray of POLLITEM, length 2
+        The socket, then the wake-up descriptor (``POLLIN`` both).
+    deadline_ns : int
+        ``CLOCK_MONOTONIC`` ns until which an empty socket is waited for (0: never wait).
     res : numpy.ndarray of int64
         Out: ``res[R_*]`` (status, totals, the handed-off message's lengths, ...).
     """
@@ -217,6 +231,7 @@ def drain(sock, budget, stalled_ns, max_frame, route_buf, frame_buf, tab, routes
     rptr = route_buf.ctypes.data
     fptr = frame_buf.ctypes.data
     optr = out_buf.ctypes.data
+    iptr = items.ctypes.data
     while packets < budget:
         rl = zmq_recv(sock, rptr, route_buf.shape[0], DONTWAIT)
         if rl < 0:
@@ -224,7 +239,22 @@ def drain(sock, budget, stalled_ns, max_frame, route_buf, frame_buf, tab, routes
             if e != _EAGAIN:
                 status = ST_ZMQ_ERROR
                 res[R_ERRNO] = e
-            break
+                break
+            now = monotonic_ns()
+            if now >= deadline_ns or packets > 0:  # the caller commits what was served first
+                break
+            items[0].revents = 0
+            items[1].revents = 0
+            rc = zmq_poll(iptr, 2, (deadline_ns - now + 999_999) // 1_000_000)
+            if rc < 0:
+                e = zmq_errno()
+                if e != _EINTR:
+                    status = ST_ZMQ_ERROR
+                    res[R_ERRNO] = e
+                break  # a signal: its Python handler runs when this call returns
+            if items[1].revents != 0 or rc == 0:
+                break  # a wake-up for the loop, or the deadline
+            continue
         more = zmq_rcvmore(sock)
         fl = -1
         if more == 1:
@@ -364,6 +394,9 @@ class FastPath:
         The server's ROUTER socket (plain, no CURVE).
     max_streams : int
         Rows of the table (the server's ``max_streams``).
+    wake_fd : int
+        A descriptor that becomes readable when the loop must look at something else
+        (the server's wake-up socketpair).
     max_frame : int
         The server's ``max_frame``; the socket's ``ZMQ_MAXMSGSIZE`` must be below
         ``2 * max_frame + 64``.
@@ -373,7 +406,8 @@ class FastPath:
     table : numpy.ndarray of int64, shape (max_streams, N_FIELDS)
     """
 
-    def __init__(self, sock: zmq.Socket, *, max_streams: int, max_frame: int) -> None:
+    def __init__(self, sock: zmq.Socket, *, max_streams: int, max_frame: int,
+                 wake_fd: int) -> None:
         if not available():
             raise RuntimeError(f"the ZeroMQ fast path is not available: "
                                f"{_native.unavailable_reason()}")
@@ -386,6 +420,10 @@ class FastPath:
         self.frame_buf = np.zeros(2 * self.max_frame + 64, np.uint8)  # > ZMQ_MAXMSGSIZE
         self.out_buf = np.zeros(64, np.uint8)
         self.res = np.zeros(N_RESULTS, np.int64)
+        self.items = np.zeros(2, POLLITEM)
+        self.items["socket"][0] = self._ptr
+        self.items["fd"][1] = wake_fd
+        self.items["events"] = POLLIN
         self._ctxs = None  # typed List of EngineContext, typed by the first stream
         self._ctx_type = None
         self._n_used = 0
@@ -462,7 +500,7 @@ class FastPath:
         touching the socket (a zero budget)."""
         self.drain(0, 0, _WarmRecorder())
 
-    def drain(self, budget: int, stalled_ns: int, recorder) -> int:
+    def drain(self, budget: int, stalled_ns: int, recorder, deadline_ns: int = 0) -> int:
         """Run :func:`drain` once; returns its status (totals in :attr:`res`). The records
         it wrote are committed to ``recorder`` (:meth:`ServiceRecorder.advance`)."""
         at, room = recorder.free_span()
@@ -470,7 +508,7 @@ class FastPath:
         drain(self._ptr, budget, stalled_ns, self.max_frame, self.route_buf, self.frame_buf,
               self.table, self.routes, self._n_used, self._ctxs, self.out_buf,
               recorder.service_ns, recorder.decode_ns, recorder.decoded, recorder.stream_id,
-              at, room, r)
+              at, room, self.items, deadline_ns, r)
         if r[R_RECORDED]:
             recorder.advance(int(r[R_RECORDED]))
         return int(r[R_STATUS])

@@ -15,6 +15,9 @@ searches the libraries it was linked against, i.e. the libzmq that made the sock
 linker under ``qecd_zmq_*`` names (:func:`llvmlite.binding.add_symbol`), so cached kernels
 resolve them in each new process.
 
+``zmq_poll`` waits on an array of :data:`POLLITEM` records (sockets and plain file
+descriptors) without the GIL.
+
 ``zmq_recv`` copies a message part into the caller's buffer and returns its full size (a
 larger part is truncated: callers size the buffer above the socket's ``ZMQ_MAXMSGSIZE``).
 
@@ -43,18 +46,24 @@ import ctypes
 import os
 
 import llvmlite.binding as llvm
+import numpy as np
 import zmq
 from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
-__all__ = ["DONTWAIT", "RCVMORE", "SNDMORE", "available", "unavailable_reason", "zmq_errno",
-           "zmq_errno_py", "zmq_rcvmore", "zmq_recv", "zmq_send"]
+__all__ = ["DONTWAIT", "POLLIN", "POLLITEM", "RCVMORE", "SNDMORE", "available",
+           "unavailable_reason", "zmq_errno", "zmq_errno_py", "zmq_poll", "zmq_rcvmore",
+           "zmq_recv", "zmq_send"]
 
 DONTWAIT = int(zmq.DONTWAIT)  #: ``ZMQ_DONTWAIT``
 SNDMORE = int(zmq.SNDMORE)  #: ``ZMQ_SNDMORE``
 RCVMORE = int(zmq.RCVMORE)  #: ``ZMQ_RCVMORE`` (socket option)
-_NAMES = ("zmq_recv", "zmq_send", "zmq_getsockopt", "zmq_errno", "zmq_version")
+_NAMES = ("zmq_recv", "zmq_send", "zmq_getsockopt", "zmq_poll", "zmq_errno", "zmq_version")
+POLLIN = int(zmq.POLLIN)  #: ``ZMQ_POLLIN``
+#: ``zmq_pollitem_t`` on 64-bit Linux: ``void *socket; int fd; short events; short revents``
+POLLITEM = np.dtype([("socket", "<u8"), ("fd", "<i4"), ("events", "<i2"),
+                     ("revents", "<i2")])
 
 
 class _DlInfo(ctypes.Structure):
@@ -190,5 +199,22 @@ def zmq_errno(typingctx):
 
     def codegen(context, builder, signature, args):
         return builder.call(_fn(builder, "zmq_errno", _I32, []), [])
+
+    return sig, codegen
+
+
+@intrinsic
+def zmq_poll(typingctx, items_addr, nitems, timeout_ms):
+    """``zmq_poll((zmq_pollitem_t *) items_addr, nitems, timeout_ms)``: the number of items
+    with events, 0 on timeout, -1 on error (``EINTR`` when a signal arrived)."""
+    _check_ints("zmq_poll", items_addr, nitems, timeout_ms)
+    sig = types.int32(items_addr, nitems, timeout_ms)
+
+    def codegen(context, builder, signature, args):
+        fn = _fn(builder, "zmq_poll", _I32, [_PTR, _I32, _I64])
+        p = builder.inttoptr(context.cast(builder, args[0], items_addr, types.uint64), _PTR)
+        n = context.cast(builder, args[1], nitems, types.int32)
+        t = context.cast(builder, args[2], timeout_ms, types.int64)
+        return builder.call(fn, [p, n, t])
 
     return sig, codegen

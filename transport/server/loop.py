@@ -163,14 +163,16 @@ class Server:
         if self._own_ctx and config.io_thread_nice:  # its I/O thread exists now
             lower_io_threads(threads_before, config.io_thread_nice)
         self._copy = config.curve is None  # User-Id needs zero-copy frames
-        #: SYNDROMEs of compiled-engine streams served from compiled code (plain mode only:
-        #: with CURVE the owner is each message's User-Id, which zmq_recv does not give)
-        self._fast = (fast_path.FastPath(sock, max_streams=config.max_streams,
-                                         max_frame=self.limits.max_frame)
-                      if config.fast_path and self._copy and fast_path.available() else None)
+        self._fast = None
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
+        #: SYNDROMEs of compiled-engine streams served from compiled code (plain mode only:
+        #: with CURVE the owner is each message's User-Id, which zmq_recv does not give)
+        if config.fast_path and self._copy and fast_path.available():
+            self._fast = fast_path.FastPath(sock, max_streams=config.max_streams,
+                                            max_frame=self.limits.max_frame,
+                                            wake_fd=self._wake_r.fileno())
         self._builds = PlanBuilds(self.pool, self.counters,
                                   max_pending=config.max_pending_builds,
                                   switch_interval_s=config.build_switch_interval_s,
@@ -293,7 +295,7 @@ class Server:
                         self._drain_wake()
                         self._collect_builds()
                     if self._sock in events:
-                        self._read_batch()
+                        self._read_batch(next_hk)
                     now = time.perf_counter_ns()
                     self._mark(now, 0)  # a stall anywhere in the turn counts before housekeeping
                     if now >= next_hk:
@@ -322,12 +324,13 @@ class Server:
         except OSError:
             pass
 
-    def _read_batch(self) -> int:
+    def _read_batch(self, wait_until_ns: int = 0) -> int:
         """Read and handle up to ``batch`` packets, each as soon as it is read (no read-ahead:
         a packet's service time never includes waiting behind packets the server already
-        holds; the queue, if any, stays in ZeroMQ where the HWMs bound it)."""
+        holds; the queue, if any, stays in ZeroMQ where the HWMs bound it). The fast path
+        may also wait for more packets until ``wait_until_ns`` (the next housekeeping)."""
         if self._fast is not None and len(self._fast):
-            return self._read_batch_fast()
+            return self._read_batch_fast(wait_until_ns)
         sock, copy, handle, clock = self._sock, self._copy, self._handle, time.perf_counter_ns
         n = 0
         for n in range(1, self.config.batch + 1):  # noqa: B007 (n is the count handled)
@@ -338,7 +341,7 @@ class Server:
             handle(parts, clock())
         return n
 
-    def _read_batch_fast(self) -> int:
+    def _read_batch_fast(self, wait_until_ns: int) -> int:
         """:meth:`_read_batch` with the compiled fast path serving the SYNDROMEs it takes
         (:mod:`~qecd.transport.server.fast_path`); every other message comes back here and is
         handled by :meth:`_handle` as on the Python path."""
@@ -346,7 +349,12 @@ class Server:
         res = fast.res
         n = 0
         while n < batch:
-            status = fast.drain(batch - n, self._stalled_ns, self.recorder)
+            if self._stop:  # a signal handler ran while the kernel waited
+                return n
+            if wait_until_ns:  # the kernel may wait until then: not a stall of the loop
+                now = time.perf_counter_ns()
+                self._mark(now, max(0, wait_until_ns - now))
+            status = fast.drain(batch - n, self._stalled_ns, self.recorder, wait_until_ns)
             k = int(res[fast_path.R_PACKETS])
             if k:
                 n += k
@@ -357,6 +365,8 @@ class Server:
                 if res[fast_path.R_DROPPED]:
                     counters.drop("corrections", int(res[fast_path.R_DROPPED]))
             if status == fast_path.ST_EMPTY:
+                if k and wait_until_ns:  # committed: now wait for the next packet in drain
+                    continue
                 return n
             if status == fast_path.ST_HANDOFF:
                 n += 1
