@@ -1,9 +1,10 @@
 """Where one SYNDROME packet's time goes on the ZeroMQ server's Python path.
 
-Real sockets in one process: a DEALER queues ``packets`` one-round SYNDROMEs of a d=5 uf
-stream on a ROUTER, then each is taken through the steps ``Server._handle`` runs
-(``recv_multipart``, ``parse_packet``, ``StreamSession.begin``, the engine call, the
-CORRECTION's ``send_multipart``, the service-time record), each timed. ``io_nice`` sets the
+Real sockets in one process: a DEALER queues ``packets`` one-round SYNDROMEs of a d=5
+stream (the compiled stream decoder, ``DEFAULT_STREAM_DECODER``) on a ROUTER, then each is
+taken through the steps ``Server._handle`` runs (``recv_multipart``, ``parse_packet``,
+``StreamSession.begin``, the engine call, the CORRECTION's ``send_multipart``, the
+service-time record), each timed. ``io_nice`` sets the
 nice value of the context's I/O thread first (the finding of ``docs/server.md``, "The ZeroMQ
 fast path": pinned to one CPU, a send that wakes the I/O thread costs ~30 µs at nice 0 and ~3
 µs at nice 19). Run pinned: ``taskset -c 1 python -m qecd.bench.zmq_packet_profile 20000 19``.
@@ -25,6 +26,7 @@ import zmq
 
 from qecd.bench.latency_stats import summarize_ns
 from qecd.codes import build_experiment
+from qecd.decoder.registry import DEFAULT_STREAM_DECODER
 from qecd.transport.engine import STEP_DONE
 from qecd.transport.server.io_threads import lower_io_threads, thread_ids
 from qecd.transport.server.metrics import ServiceRecorder
@@ -41,8 +43,8 @@ def profile_packets(packets: int = 20_000, *, spec: str = "surface:d=5,r=5,p=0.0
                     io_nice: int = 0) -> dict[str, dict]:
     """Time each step of ``packets`` one-round packets; a summary per step (µs)."""
     exp = build_experiment(spec)
-    hello = Hello(spec=spec, dem=None, time_coord=-1, decoder="uf", window=None, commit=None,
-                  want_faults=False)
+    hello = Hello(spec=spec, dem=None, time_coord=-1, decoder=DEFAULT_STREAM_DECODER,
+                  window=None, commit=None, want_faults=False)
     plan = DecoderPool(SessionLimits()).get_or_build(hello)
     s = StreamSession(1, plan, owner=b"\0peer", route=b"\0peer")
     layout = SyndromeLayout(exp.layout.round_sizes)
@@ -103,7 +105,8 @@ def main(argv: list[str]) -> None:
     n = int(argv[0]) if argv else 20_000
     nice = int(argv[1]) if len(argv) > 1 else 0
     rows = profile_packets(n, io_nice=nice)
-    print(f"{n} one-round d=5 uf packets, Python path, I/O thread nice {nice} (us)")
+    print(f"{n} one-round d=5 {DEFAULT_STREAM_DECODER} packets, Python path, "
+          f"I/O thread nice {nice} (us)")
     for k, d in rows.items():
         print(f"  {k:<15} n {d['count']:6d}  p50 {d['p50_us']:7.2f}  p99 {d['p99_us']:7.2f}  "
               f"p99.9 {d['p99.9_us']:8.2f}  max {d['max_us']:9.1f}")
