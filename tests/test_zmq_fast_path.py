@@ -231,3 +231,12 @@ def test_a_closed_stream_keeps_its_counters_and_frees_its_row(running_server):
         assert len(server._fast) == 0
         assert (s.rounds_received, s.corrections_sent) == (len(stream.slice_sizes), 1)
         assert not server._fast.table.any()
+
+
+def test_qecd_serve_warms_the_kernel_before_any_stream():
+    from qecd.transport.server import Server, ServerConfig
+
+    with Server(ServerConfig(binds=("tcp://127.0.0.1:0",))) as server:
+        assert server.warm_fast_path() and len(server._fast) == 0
+    with Server(ServerConfig(binds=("tcp://127.0.0.1:0",), fast_path=False)) as server:
+        assert server._fast is None and not server.warm_fast_path()

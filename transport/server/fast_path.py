@@ -495,6 +495,20 @@ class FastPath:
         return len(self._slot_of)
 
     # -- serving --------------------------------------------------------------------------
+    def warm_up_with(self, plan) -> bool:
+        """:meth:`warm_up` before any stream: the table's context type is taken from a
+        stream of ``plan`` (which must have an engine); False when it has none."""
+        if plan.engine is None:
+            return False
+        ctx = _engine.engine_context(plan.engine.new_state(), plan.engine.kernel_args())
+        if self._ctxs is None:
+            self._ctx_type = numba.typeof(ctx)
+            self._ctxs = typed.List.empty_list(self._ctx_type)
+        elif numba.typeof(ctx) != self._ctx_type:
+            return False
+        self.warm_up()
+        return True
+
     def warm_up(self) -> None:
         """Compile (or load from the cache) :func:`drain` for the table's types without
         touching the socket (a zero budget)."""

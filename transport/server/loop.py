@@ -380,6 +380,29 @@ class Server:
                 raise zmq.ZMQError(errno)
         return n
 
+    def warm_fast_path(self) -> bool:
+        """Load (or compile) the fast path's kernel now, for the stream table's types, so
+        that the first compiled-engine stream does not hold up the loop while it loads (a
+        few seconds here). Builds a tiny plan (a distance-3 repetition code) for its engine
+        context type. Returns False when there is no fast path or the warm-up failed (then
+        the first stream loads it)."""
+        if self._fast is None:
+            return False
+        from qecd.decoder.registry import DEFAULT_STREAM_DECODER
+        from qecd.transport.server.session import build_plan
+        from qecd.transport.wire import Hello
+
+        hello = Hello(spec="repetition:d=3,r=1,p=0.01", dem=None, time_coord=-1,
+                      decoder=DEFAULT_STREAM_DECODER, window=None, commit=None,
+                      want_faults=False)
+        try:
+            plan = build_plan(plan_key(hello, self.limits), hello, self.limits)
+            return self._fast.warm_up_with(plan)
+        except Exception as e:  # an optimisation only: say so and go on
+            log.warning("fast_path_warm_up_failed", extra={"qecd": {
+                "exception": type(e).__name__, "detail": str(e)[:200]}})
+            return False
+
     def _fast_no_solution(self) -> None:
         """:meth:`_run_engine`'s STEP_NO_SOLUTION branch for a packet the fast path took."""
         r = self._fast.res
@@ -1018,6 +1041,7 @@ def run_server(config: ServerConfig, *, metrics_port: int | None = None,
         log.warning("stale_regions_swept", extra={"qecd": {"count": len(swept),
                                                             "names": swept[:20]}})
     server = Server(config)
+    server.warm_fast_path()
     httpd = None
     try:
         if metrics_port is not None:
