@@ -1027,7 +1027,8 @@ def run_server(config: ServerConfig, *, metrics_port: int | None = None,
     Installs the signal handlers, JSON logging on stderr, the Prometheus endpoint
     (``metrics_addr:metrics_port``, per-stream labels for ``metrics_streams`` streams), pins
     the process to ``cpu`` if given, removes shared-memory regions whose creator is dead (a
-    server killed with -9), freezes the GC generation of start-up objects, removes the socket
+    server killed with -9), loads the ZeroMQ fast path's kernel (:meth:`Server.warm_fast_path`),
+    freezes the GC generation of start-up objects, removes the socket
     files of ``ipc://`` endpoints at exit, and writes the per-round arrays to ``record_path``
     (``.npz``) at exit.
     """
@@ -1041,7 +1042,6 @@ def run_server(config: ServerConfig, *, metrics_port: int | None = None,
         log.warning("stale_regions_swept", extra={"qecd": {"count": len(swept),
                                                             "names": swept[:20]}})
     server = Server(config)
-    server.warm_fast_path()
     httpd = None
     try:
         if metrics_port is not None:
@@ -1050,6 +1050,7 @@ def run_server(config: ServerConfig, *, metrics_port: int | None = None,
                                        max_stream_labels=metrics_streams)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: server.request_shutdown())
+        server.warm_fast_path()  # before the first stream needs it (a SIGTERM now still stops)
         gc.collect()
         gc.freeze()
         log.info("server_start", extra={"qecd": {
