@@ -485,8 +485,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--no-fast-path", action="store_true",
                    help="serve every ZeroMQ packet on the Python path (no compiled fast path)")
     v.add_argument("--io-thread-nice", type=int, default=19,
-                   help="nice value of the ZeroMQ I/O thread (0 leaves it alone; default "
-                        "%(default)s)")
+                   help="nice value of the ZeroMQ I/O thread when pinned with --cpu (0 leaves "
+                        "it alone; default %(default)s)")
     v.set_defaults(func=_cmd_serve)
 
     kg = sub.add_parser("keygen", help="write a CURVE key pair (and, with --pq, an ML-DSA-65 "

@@ -76,8 +76,9 @@ class ServerConfig:
         pyzmq's libzmq is reachable). False keeps every packet on the Python path (the
         reference the fast path is tested against).
     io_thread_nice : int
-        Nice value given to the I/O thread of the server's own ZeroMQ context, so that a
-        send does not hand the CPU to it in the middle of serving a packet
+        Nice value given to the I/O thread of the server's own ZeroMQ context when the
+        process may run on one CPU only (``qecd serve --cpu``), so that a send does not hand
+        that CPU to it in the middle of serving a packet
         (:mod:`qecd.transport.server.io_threads`); 0 leaves it alone.
     """
 

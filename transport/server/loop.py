@@ -93,6 +93,15 @@ _SEC = 1_000_000_000
 _TURN_ALLOWANCE_NS = 250_000_000
 
 
+def _one_cpu() -> bool:
+    """True when this process may run on a single CPU (``qecd serve --cpu``), where the
+    ZeroMQ I/O thread would share it with the loop."""
+    try:
+        return len(os.sched_getaffinity(0)) == 1
+    except (AttributeError, OSError):
+        return False
+
+
 def _peer(route: bytes) -> str:
     return route.hex()
 
@@ -160,7 +169,7 @@ class Server:
             self._stop_aux()
             raise
         self._sock = sock
-        if self._own_ctx and config.io_thread_nice:  # its I/O thread exists now
+        if self._own_ctx and config.io_thread_nice and _one_cpu():  # its I/O thread exists now
             lower_io_threads(threads_before, config.io_thread_nice)
         self._copy = config.curve is None  # User-Id needs zero-copy frames
         self._fast = None
