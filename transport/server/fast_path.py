@@ -63,7 +63,7 @@ from qecd.transport.server import libzmq_native as _native
 from qecd.transport.server.session import StreamSession
 from qecd.transport.shm import atomics as _atomics
 from qecd.transport.wire import compiled as wire_compiled
-from qecd.transport.wire.header import HEADER_SIZE, MAGIC, VERSION, MsgType
+from qecd.transport.wire.header import HEADER, HEADER_SIZE, MAGIC, VERSION, Header, MsgType
 
 _jit.invalidate_if_changed(__file__, [_engine.__file__, compiled_stream.__file__,
                                       _atomics.__file__, wire_compiled.__file__,
@@ -537,6 +537,10 @@ class FastPath:
         if r[R_MORE] == 1:
             parts.extend(_rest(self._sock))
         return parts
+
+    def packet_header(self) -> Header:
+        """The header of the packet :func:`drain` stopped at (ST_NO_SOLUTION)."""
+        return Header._make(HEADER.unpack_from(self.frame_buf))
 
     def slot_session_id(self, slot: int) -> int:
         return int(self.table[slot, F_SID])

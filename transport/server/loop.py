@@ -424,7 +424,8 @@ class Server:
         self._decoder_failed(s, i_next - 1, DecoderError(
             f"{s.plan.decoder_name}: the syndrome has odd parity on a connected "
             "component of the matching graph that has no boundary edge, so no set of "
-            f"faults explains the window ending at round {first + i_next - 1}"))
+            f"faults explains the window ending at round {first + i_next - 1}"),
+            self._fast.packet_header())
         record, clock = self.recorder.record, time.perf_counter_ns
         for _ in range(done):
             record(s.stream_id, clock() - t_recv, t1 - t0)
