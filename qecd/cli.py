@@ -321,7 +321,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                           max_ring_streams_per_client=args.max_ring_streams_per_client,
                           sndhwm=args.hwm, rcvhwm=args.hwm,
                           record_capacity=args.record_capacity, curve=curve, pq=pq,
-                          pq_required=args.pq_required)
+                          pq_required=args.pq_required, fast_path=not args.no_fast_path,
+                          io_thread_nice=args.io_thread_nice)
     return run_server(config, metrics_port=args.metrics_port, metrics_addr=args.metrics_addr,
                       metrics_streams=args.metrics_streams, record_path=args.record,
                       cpu=args.cpu)
@@ -481,6 +482,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rounds a stream may have queued before SERVER_BUSY")
     v.add_argument("--hwm", type=int, default=10_000, help="ZeroMQ SNDHWM/RCVHWM (messages)")
     v.add_argument("--cpu", type=int, default=None, help="pin the server to this CPU")
+    v.add_argument("--no-fast-path", action="store_true",
+                   help="serve every ZeroMQ packet on the Python path (no compiled fast path)")
+    v.add_argument("--io-thread-nice", type=int, default=19,
+                   help="nice value of the ZeroMQ I/O thread when pinned with --cpu (0 leaves "
+                        "it alone; default %(default)s)")
     v.set_defaults(func=_cmd_serve)
 
     kg = sub.add_parser("keygen", help="write a CURVE key pair (and, with --pq, an ML-DSA-65 "

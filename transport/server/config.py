@@ -70,6 +70,16 @@ class ServerConfig:
         interval is lowered to this (``sys.setswitchinterval``; restored when no build is
         pending) so the loop thread gets the GIL back sooner; 0 leaves it alone. C code that
         holds the GIL (stim, PyMatching graph construction) still delays the loop.
+    fast_path : bool
+        Serve SYNDROME packets of compiled-engine streams from compiled code that drives
+        libzmq itself (:mod:`qecd.transport.server.fast_path`; plain servers only, where
+        pyzmq's libzmq is reachable). False keeps every packet on the Python path (the
+        reference the fast path is tested against).
+    io_thread_nice : int
+        Nice value given to the I/O thread of the server's own ZeroMQ context when the
+        process may run on one CPU only (``qecd serve --cpu``), so that a send does not hand
+        that CPU to it in the middle of serving a packet
+        (:mod:`qecd.transport.server.io_threads`); 0 leaves it alone.
     """
 
     binds: tuple[str, ...] = ("tcp://127.0.0.1:5555",)
@@ -92,3 +102,5 @@ class ServerConfig:
     build_switch_interval_s: float = 0.0002
     pq: PqServer | None = None
     pq_required: bool = False
+    fast_path: bool = True
+    io_thread_nice: int = 19

@@ -81,6 +81,8 @@ class ServerCounters:
     """
 
     packets_received: int = 0
+    #: of ``packets_received``: SYNDROME packets served by the compiled fast path
+    fast_path_packets: int = 0
     shm_syndrome_packets: int = 0
     shm_records_lost: int = 0
     #: CPU seconds the shared-memory loop threads used (busy or idle), folded at housekeeping
@@ -102,9 +104,9 @@ class ServerCounters:
         """Count ``n`` ERROR replies sent with code ``name``."""
         self.errors_sent[name] = self.errors_sent.get(name, 0) + n
 
-    def drop(self, name: str) -> None:
-        """Count one packet (or reply) dropped without a reply, for reason ``name``."""
-        self.dropped[name] = self.dropped.get(name, 0) + 1
+    def drop(self, name: str, n: int = 1) -> None:
+        """Count ``n`` packets (or replies) dropped without a reply, for reason ``name``."""
+        self.dropped[name] = self.dropped.get(name, 0) + n
 
 
 class ServiceRecorder:
@@ -153,6 +155,27 @@ class ServiceRecorder:
         i += 1
         self._i = 0 if i == self.capacity else i
         self.count += 1
+        if self.count - self._folded >= self.capacity:
+            self.fold()
+
+    def free_span(self) -> tuple[int, int]:
+        """Where a compiled writer may put entries: ``(index, room)``. Entry ``k`` of ``room``
+        goes to ``index + k`` modulo :attr:`capacity` of the four arrays (``service_ns``,
+        ``decode_ns``, ``decoded`` 0/1, ``stream_id``); then call :meth:`advance`.
+
+        >>> rec = ServiceRecorder(capacity=4)
+        >>> at, room = rec.free_span()
+        >>> rec.service_ns[at] = 7; rec.advance(1)
+        >>> (at, room), rec.count, rec.summary()["count"]
+        ((0, 4), 1, 1)
+        """
+        return self._i, self.capacity - (self.count - self._folded)
+
+    def advance(self, n: int) -> None:
+        """Commit ``n`` entries a compiled writer put at :meth:`free_span` (at most its room)."""
+        i = self._i + n
+        self._i = i % self.capacity
+        self.count += n
         if self.count - self._folded >= self.capacity:
             self.fold()
 

@@ -620,6 +620,8 @@ class StreamSession:
         view of this session's buffer, valid until the next call) when ``status`` is
         :data:`~qecd.transport.engine.STEP_CORRECTION`; on ``STEP_NO_SOLUTION`` call
         :meth:`fail` with ``i_next - 1``."""
+        if timestamp_ns >= 1 << 63:  # a u64 on the wire: the same bits as an int64
+            timestamp_ns -= 1 << 64
         status, i, o, n, last = engine_call(
             self._pkt_buf, o, i, self._pkt_count, self._pkt_first, seq, timestamp_ns, t_recv,
             self._engine_out, self.stream_id, self.want_faults, self.engine)
