@@ -120,6 +120,11 @@ class RelayBpDecoder(Decoder):
         self._checker = None  # a bp-cluster decoder, built on the first unconverged shot
         self.decode_batch(np.zeros((1, faults.num_detectors), np.uint8))  # warm up
 
+    def __reduce__(self) -> tuple:
+        # the package's decoder object does not pickle: a process that receives this decoder
+        # builds it again from the fault table (the matrices and priors, seeded alike)
+        return (RelayBpDecoder, (self.faults, self.options))
+
     @classmethod
     def from_dem(cls, dem: stim.DetectorErrorModel, **options: object) -> RelayBpDecoder:
         """Build a decoder for ``dem``; ``options`` are fields of :class:`RelayBpOptions`."""

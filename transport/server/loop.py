@@ -4,14 +4,16 @@ The loop polls the ROUTER (tcp and/or ipc endpoints) and a wake-up socketpair, r
 ``batch`` packets without blocking, then handles them in arrival order: parse
 (:func:`~qecd.transport.wire.parse_packet`), route by stream id to a
 :class:`~qecd.transport.server.session.StreamSession` (ownership checked), decode, reply. PyMatching
-holds the GIL, so decoding stays on this one thread; a single worker thread only builds new
-decoder plans (HELLOs whose plan is cached are answered at once; the others get their
-ACCEPT when the build finishes, without holding up other streams' packets, although the
-build competes for the GIL). Nothing is ever unpickled; msgpack only on the control path.
+holds the GIL, so decoding stays on this one thread; decoder plans are built in a separate
+build worker process (HELLOs whose plan is cached are answered at once; the others get their
+ACCEPT when the build finishes, within the build budgets, without holding up other streams'
+packets). Nothing a client sends is ever unpickled (only the server's own build worker's
+plans are); msgpack only on the control path.
 
 This module holds the loop, the routing and the replies; its parts live beside it:
 :mod:`~qecd.transport.server.config` (:class:`ServerConfig`),
-:mod:`~qecd.transport.server.plan_builds` (plans built off the loop thread),
+:mod:`~qecd.transport.server.plan_builds` (plans built off the loop, the build budgets),
+:mod:`~qecd.transport.server.build_worker` (the build process),
 :mod:`~qecd.transport.server.shm_streams` (shared-memory streams),
 :mod:`~qecd.transport.server.rate_limit` (the ERROR and STATS budgets) and
 :mod:`~qecd.transport.server.logs` (JSON-lines logs and the per-second error summary).
@@ -48,6 +50,7 @@ from qecd.errors import DecoderError, ProtocolError
 from qecd.transport.auth import configure_server_socket, start_authenticator
 from qecd.transport.engine import STEP_DONE, STEP_NO_SOLUTION
 from qecd.transport.server import fast_path
+from qecd.transport.server.build_worker import BuildWorker
 from qecd.transport.server.config import ServerConfig
 from qecd.transport.server.io_threads import lower_io_threads, thread_ids
 from qecd.transport.server.logs import ErrorSummary, JsonFormatter, configure_json_logging
@@ -58,10 +61,16 @@ from qecd.transport.server.metrics import (
     StreamRow,
     start_metrics_http,
 )
-from qecd.transport.server.plan_builds import PendingHello, PlanBuilds
+from qecd.transport.server.plan_builds import ClientBudget, PendingHello, PlanBuilds
 from qecd.transport.server.pq_hellos import PqHellos
 from qecd.transport.server.rate_limit import RateLimiter
-from qecd.transport.server.session import DecoderPool, StreamPlan, StreamSession, plan_key
+from qecd.transport.server.session import (
+    DecoderPool,
+    LimitError,
+    StreamPlan,
+    StreamSession,
+    plan_key,
+)
 from qecd.transport.server.shm_streams import ShmStreams
 from qecd.transport.wire import (
     HEADER_SIZE,
@@ -134,7 +143,7 @@ class Server:
         self.counters = ServerCounters()
         self._refused_logged = 0.0  # when the last connection_refused line was written
         self.recorder = ServiceRecorder(config.record_capacity)
-        self.pool = DecoderPool(config.limits)
+        self.pool = DecoderPool(config.limits, max_bytes=config.plan_cache_bytes)
         self._own_ctx = context is None
         threads_before = thread_ids()
         self._ctx = context or zmq.Context()
@@ -182,15 +191,23 @@ class Server:
             self._fast = fast_path.FastPath(sock, max_streams=config.max_streams,
                                             max_frame=self.limits.max_frame,
                                             wake_fd=self._wake_r.fileno())
+        worker = BuildWorker(config.limits, time_budget_s=config.build_timeout_s,
+                             max_plan_bytes=config.max_plan_bytes,
+                             max_worker_rss=config.build_worker_max_rss) \
+            if config.build_process else None
         self._builds = PlanBuilds(self.pool, self.counters,
                                   max_pending=config.max_pending_builds,
                                   switch_interval_s=config.build_switch_interval_s,
-                                  on_done=self._wake)
+                                  on_done=self._wake, worker=worker,
+                                  client=ClientBudget(config.max_builds_per_client,
+                                                      config.builds_per_minute_per_client))
+        self._builds.warm_up()
         self._streams: dict[int, StreamSession] = {}
         self._by_owner: dict[bytes | str, set[int]] = {}
         self._next_id = 1
         self._stop = False
         self._stalled_ns = 0  #: total time the loop could not run (see _awake_ns)
+        self._trimmed_at = 0  #: streams_closed when freed memory was last handed back
         self._mark_ns, self._mark_allowed = time.perf_counter_ns(), _TURN_ALLOWANCE_NS
         self._shutting_down = False
         self._errors = RateLimiter(config.error_budget_per_s)
@@ -635,7 +652,11 @@ class Server:
                          f"error); resend from round {s.next_round} (next shot)", header)
 
     def _on_hello(self, route, owner, header, payload, frame, now_ns) -> None:
-        hello = decode_hello(header, payload)
+        # a large HELLO (a DEM of megabytes) is decoded and hashed in the build worker
+        # (not while a post-quantum handshake may be required: that needs the HELLO here)
+        large = (len(payload) > self.config.offloop_hello_bytes and self._pq.pq is None
+                 and not self._pq.required)
+        hello = None if large else decode_hello(header, payload)
         if isinstance(owner, bytes) and owner[:1] != b"\x00":
             # plain mode owns streams by routing id: one a client chose could be claimed by
             # the next client choosing it once the owner is gone. libzmq's automatic ids start
@@ -647,8 +668,12 @@ class Server:
         if self._shutting_down:
             raise ProtocolError(ErrorCode.SHUTTING_DOWN, "HELLO: the server is shutting down "
                                 "and opens no new streams")
-        pq = self._pq.admit(hello, owner)
-        key = plan_key(hello, self.limits)
+        pq = False if large else self._pq.admit(hello, owner)
+        try:
+            key = None if large else plan_key(hello, self.limits)
+        except LimitError as e:
+            self._builds.note_refused(e.limit, e.reason, owner)
+            raise
         if pq and hello.pq_resume is not None:
             self._pq_resume(route, owner, header, hello, bytes(payload), key, now_ns)
             return
@@ -662,15 +687,13 @@ class Server:
             raise ProtocolError(ErrorCode.SERVER_BUSY, f"HELLO: expected fewer than "
                                 f"max_streams_per_client={self.config.max_streams_per_client}"
                                 f" open streams for this client, got {mine}")
+        if large:  # its fields are known once the worker decoded it (_collect_builds)
+            pending = PendingHello(route, owner, bytes(frame[:HEADER_SIZE]), header.round,
+                                   header.timestamp_ns, False)
+            self._builds.submit(None, None, pending, raw=(header, payload))
+            return
         if hello.transport == "shm":
-            rings = sum(1 for sid in self._by_owner.get(owner, ())
-                        if self._streams[sid].shm is not None)
-            rings += self._builds.waiting_for(owner, "shm")
-            if rings >= self.config.max_ring_streams_per_client:
-                raise ProtocolError(ErrorCode.SERVER_BUSY, f"HELLO: expected fewer than "
-                                    f"max_ring_streams_per_client="
-                                    f"{self.config.max_ring_streams_per_client} shared-memory "
-                                    f"streams for this client, got {rings}")
+            self._check_rings(owner)
         pending = PendingHello(route, owner, bytes(frame[:HEADER_SIZE]), header.round,
                                 header.timestamp_ns, hello.want_faults, hello.transport,
                                 hello.describe, hello.input,
@@ -680,6 +703,16 @@ class Server:
             self._open(plan, pending)
             return
         self._builds.submit(key, hello, pending)
+
+    def _check_rings(self, owner: bytes | str, waiting: int = 0) -> None:
+        rings = sum(1 for sid in self._by_owner.get(owner, ())
+                    if self._streams[sid].shm is not None)
+        rings += self._builds.waiting_for(owner, "shm") + waiting
+        if rings >= self.config.max_ring_streams_per_client:
+            raise ProtocolError(ErrorCode.SERVER_BUSY, f"HELLO: expected fewer than "
+                                f"max_ring_streams_per_client="
+                                f"{self.config.max_ring_streams_per_client} shared-memory "
+                                f"streams for this client, got {rings}")
 
     def _collect_builds(self) -> None:
         self._collect_shm_jobs()
@@ -693,6 +726,11 @@ class Server:
                                        f"max_streams={self.config.max_streams} open streams")
                 else:
                     e2 = err
+                if e2 is None and p.transport == "shm":
+                    try:  # (a large HELLO's transport is known only now)
+                        self._check_rings(p.owner)
+                    except ProtocolError as e:
+                        e2 = e
                 if e2 is None:
                     self._open(plan, p)
                 else:
@@ -968,6 +1006,9 @@ class Server:
             self.counters.streams_timed_out += 1
             self._close(s, f"owner silent for more than {self.limits.timeout_ms} ms",
                         notify=True)
+        if self.counters.streams_closed - self._trimmed_at >= 64:  # sessions freed
+            self._trimmed_at = self.counters.streams_closed
+            self._builds.trim_memory()
         self.recorder.fold()  # after the ring streams' records came in
         self._error_log.flush(now_ns)
         self._errors.prune(now_ns)  # each does the work once per second at most
