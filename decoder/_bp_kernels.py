@@ -683,17 +683,18 @@ def _solve_cluster(root, synd, graph, ws, lsd_order, out_faults, nout):
         for j in range(k):
             if xsol[j]:
                 best_w += weight[cols[j]]
-        # the first lsd_order free columns, in reliability order
+        # every free column, in reliability order: each one alone, and each pair among the
+        # first lsd_order of them (ldpc's OSD-CS: weight-1 over all free bits, weight-2 over
+        # the first ``osd_order``)
         nfree = 0
         for j in range(k):
             if is_piv[j] == 0:
-                if nfree >= lsd_order:
-                    break
                 free[nfree] = j
                 nfree += 1
+        npair = min(nfree, lsd_order)
         for a in range(nfree):
             fa = free[a]
-            for b in range(a, nfree):
+            for b in range(a, npair if a < npair else a + 1):
                 fb = free[b]
                 wgt = weight[cols[fa]]
                 if b != a:
