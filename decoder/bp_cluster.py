@@ -14,6 +14,12 @@ Options use ldpc's vocabulary: ``max_iter``, ``bp_method``, ``ms_scaling_factor`
 answer always reproduces the syndrome exactly; a syndrome no
 set of faults can explain raises :class:`~qecd.errors.DecoderError` (never a silent guess).
 
+Defaults depend on the DEM: a *sparse* one (at most :data:`SPARSE_FAULTS_PER_DETECTOR` faults
+per detector: phenomenological and code-capacity noise) gets :data:`SPARSE_DEM_DEFAULTS`
+(longer BP, an OSD-CS over each connected component of the flagged detectors, more relay
+legs); circuit-level DEMs keep :class:`BpClusterOptions`' defaults. Options given explicitly
+always win.
+
 Example
 -------
 >>> import numpy as np, stim
@@ -43,7 +49,8 @@ from qecd.decoder.base import Decoder, pack_bits
 from qecd.decoder.fault_table import FaultTable
 from qecd.errors import DecoderError
 
-__all__ = ["BpClusterDecoder", "BpClusterOptions", "SPARSE_DEM_DEFAULTS", "is_sparse_dem"]
+__all__ = ["BpClusterDecoder", "BpClusterOptions", "SPARSE_DEM_DEFAULTS",
+           "SPARSE_FAULTS_PER_DETECTOR", "is_sparse_dem"]
 
 _BP_METHODS = {"minimum_sum": 0, "min_sum": 0, "ms": 0, "product_sum": 1, "ps": 1}
 _SCHEDULES = {"parallel": 0, "serial": 1}
@@ -56,11 +63,10 @@ class BpClusterOptions:
     Attributes
     ----------
     max_iter : int
-        BP iterations before the cluster stage takes over (>= 1). Default 5: on BB codes with
-        phenomenological noise and on a circuit-level surface code, fewer iterations gave a
-        *lower* logical error rate than 10 or 30 (late BP convergence is often to a wrong
-        heavy solution, the cluster stage does better) and bound the worst case; see
-        ``qecd bench bp-cluster-vs-ldpc``.
+        BP iterations before the cluster stage takes over (>= 1). Default 5: on circuit-level
+        DEMs late BP convergence is often to a wrong heavy solution that the cluster and relay
+        stages beat, and it bounds the worst case (``qecd bench bp-cluster-vs-ldpc``). Sparse
+        DEMs get 30 (:data:`SPARSE_DEM_DEFAULTS`).
     bp_method : str
         ``"minimum_sum"`` (default) or ``"product_sum"`` (aliases ``"ms"``, ``"ps"``).
     ms_scaling_factor : float
@@ -69,9 +75,9 @@ class BpClusterOptions:
     schedule : str
         ``"parallel"`` (flooding, default) or ``"serial"`` (fault by fault, ldpc's serial).
     lsd_order : int
-        Combination-sweep order inside each cluster, as ldpc's OSD-CS: flip each of the first
-        ``lsd_order`` free columns and each pair of them, keep the lightest. 0 = OSD-0 per
-        cluster. Default 7 (costs little: clusters are small).
+        Combination-sweep order inside each cluster, as ldpc's OSD-CS: flip each free column
+        alone and each pair among the first ``lsd_order`` free columns, keep the lightest.
+        0 = OSD-0 per cluster. Default 7 (costs little: clusters are small).
     lsd_min_free : int
         Keep growing a valid cluster until it holds this many free (dependent) columns, so the
         sweep has candidates (0 = stop at validity, default). ``lsd_min_free = lsd_order``
