@@ -34,6 +34,7 @@ from qecd.bench.machine import machine_info
 from qecd.bench.stats import paired_ratio_interval, wilson_interval
 from qecd.codes import build_experiment
 from qecd.decoder.registry import REFERENCE_GRAPH_DECODER, build_decoder
+from qecd.decoder.relay_bp_backend import RelayBpDecoder
 
 SCHEMA = "qecd.bench.accuracy/1"
 REFERENCE_GRAPH = REFERENCE_GRAPH_DECODER
@@ -41,7 +42,7 @@ REFERENCE_QLDPC = "ldpc-bposd"
 #: peers that are not qecd backends: name -> class in qecd.bench.ldpc_reference
 PEERS = {"ldpc-bposd": "LdpcBpOsd", "ldpc-bplsd": "LdpcBpLsd"}
 #: the reference decoders a qecd decoder is set against ("best peer" = fewest failures)
-REFERENCE_PEERS = ("pymatching", "ldpc-bposd", "ldpc-bplsd", "relay-bp")
+REFERENCE_PEERS = (REFERENCE_GRAPH, *PEERS, RelayBpDecoder.name)
 
 
 def _build(name: str, exp) -> tuple[Any, bool]:
