@@ -165,7 +165,10 @@ class RelayBpDecoder(Decoder):
         if self._checker is None:
             from qecd.decoder.bp_cluster import BpClusterDecoder
 
-            self._checker = BpClusterDecoder.from_fault_table(self.faults, relay_legs=0)
+            # explainability only: the cheapest settings (no sweep, no relay, one BP sweep),
+            # given explicitly so that a sparse DEM's heavier defaults do not apply
+            self._checker = BpClusterDecoder.from_fault_table(
+                self.faults, max_iter=1, lsd_order=0, lsd_min_free=0, relay_legs=0)
         for i in bad.tolist():
             try:
                 self._checker.decode_to_faults(d[i])
