@@ -119,7 +119,13 @@ class LoopArgs(NamedTuple):
     want_faults: bool  #: put fault ids in CORRECTIONs
     idle_timeout_ns: int  #: return EXIT_IDLE after this long without a request (0: never)
     send_timeout_ns: int  #: give up on the stream when the reply ring stays full this long
+    open_lag: np.ndarray  #: int64 (MAX_OPEN_RECORDS,): scratch for a batch's records' lags
+    open_flags: np.ndarray  #: uint8 (MAX_OPEN_RECORDS,): scratch for their decode flags
 
+
+#: packets a loop serving a backlog times as one batch (one clock read) at most: their
+#: records wait in a scratch array and are written and published one by one at its close
+MAX_OPEN_RECORDS = 16
 
 #: a loop busy-polls this long after its last packet before it naps
 SPIN_NS = 1_000_000
@@ -356,27 +362,34 @@ def store_quiet_packet(in_buf, count, st, shot_bits, round_offsets, trigger):
 
 
 @numba.njit(**_jit.INLINE)
-def open_record(rec_lag, rec_flags, k, pickup, ts, decoded):
-    """Start packet ``k``'s record: its lag behind its scheduled send time and its decode
-    flag; :func:`close_records` adds the service time and publishes it."""
-    i = k % rec_lag.shape[0]
-    rec_lag[i] = pickup - ts if ts > 0 else 0
-    rec_flags[i] = decoded
+def open_record(recs, j, pickup, ts, decoded):
+    """Start the ``j``-th record of the open batch: its lag behind its scheduled send time
+    and its decode flag, kept in the batch's scratch (``recs[4:6]``) until
+    :func:`close_records` writes and publishes it."""
+    open_lag, open_flags = recs[4], recs[5]
+    open_lag[j] = pickup - ts if ts > 0 else 0
+    open_flags[j] = decoded
 
 
 @numba.njit(**_jit.INLINE)
-def close_records(rec_service, rec_n, k0, k1, span):
-    """Close packets ``k0 .. k1 - 1``, served between two clock reads ``span`` ns apart:
-    each is given an equal share of the span as its service time (one packet: exactly its
-    own time), so the mean service over a run stays the mean cost of a round, backlog or
-    not; then publish them (``rec_n``, release: see :func:`record_packet`)."""
+def close_records(recs, k0, k1, span):
+    """Close packets ``k0 .. k1 - 1`` (at most :data:`MAX_OPEN_RECORDS`), served between two
+    clock reads ``span`` ns apart: each is given an equal share of the span as its service
+    time (one packet: exactly its own time), so the mean service over a run stays the mean
+    cost of a round, backlog or not. Each record is written to its slot, then published
+    (``rec_n``, release: see :func:`record_packet`) before the next is written, so at most
+    one slot is ever being written ahead of the published count."""
     if k1 <= k0:
         return
+    rec_service, rec_lag, rec_flags, rec_n, open_lag, open_flags = recs
     cap = rec_service.shape[0]
     share = span // (k1 - k0)
     for k in range(k0, k1):
-        rec_service[k % cap] = share
-    store_release(rec_n, 0, k1)
+        i = k % cap
+        rec_service[i] = share
+        rec_lag[i] = open_lag[k - k0]
+        rec_flags[i] = open_flags[k - k0]
+        store_release(rec_n, 0, k + 1)
 
 
 @numba.njit(**_JIT)
@@ -409,13 +422,14 @@ def serve_stream_kernel(ring, loop, state, plan):
     """
     words, buf, tx_off, rx_off, n_slots, slot_size = ring
     (server_side, in_buf, out_buf, ctl, rec_service, rec_lag, rec_flags, rec_n, stream_id,
-     want_faults, idle_timeout_ns, send_timeout_ns) = loop
+     want_faults, idle_timeout_ns, send_timeout_ns, open_lag, open_flags) = loop
     round_offsets = plan.round_offsets
     trigger = plan.trigger
     st = state.st
     shot_bits = state.shot_bits
     n_rounds = round_offsets.shape[0] - 1
     k = rec_n[0]  # records opened (packet count over the loop's life)
+    recs = (rec_service, rec_lag, rec_flags, rec_n, open_lag, open_flags)
     while True:
         n = poll_request(words, buf, rx_off, n_slots, slot_size, in_buf, ctl, server_side,
                          idle_timeout_ns)
@@ -440,7 +454,7 @@ def serve_stream_kernel(ring, loop, state, plan):
                     if n == EMPTY:  # never: ``waiting`` counts published slots only
                         break
                     if n < 0:  # a corrupt slot, or one too large for in_buf
-                        close_records(rec_service, rec_n, k0, k, monotonic_ns() - pickup)
+                        close_records(recs, k0, k, monotonic_ns() - pickup)
                         ln = write_error_reason(out_buf, E_BAD_HEADER, RING_CORRUPT, 0,
                                                 stream_id, 0, 0, ctl[CTL_NEXT_ROUND])
                         send_reply(words, buf, tx_off, n_slots, slot_size, out_buf, ln,
@@ -450,20 +464,25 @@ def serve_stream_kernel(ring, loop, state, plan):
                 reply, count, rnd, ts = check_packet(in_buf, n, out_buf, stream_id,
                                                      ctl[CTL_NEXT_ROUND], round_offsets)
                 if reply == REPLY_BYE:
-                    close_records(rec_service, rec_n, k0, k, monotonic_ns() - pickup)
+                    close_records(recs, k0, k, monotonic_ns() - pickup)
                     ring_send(words, buf, tx_off, n_slots, slot_size, out_buf, HEADER_SIZE,
                               send_timeout_ns, -1)
                     return EXIT_BYE
                 if reply != REPLY_SYNDROME:
                     if send_reply(words, buf, tx_off, n_slots, slot_size, out_buf, reply,
                                   send_timeout_ns, ctl) != 0:
-                        close_records(rec_service, rec_n, k0, k, monotonic_ns() - pickup)
+                        close_records(recs, k0, k, monotonic_ns() - pickup)
                         return EXIT_SEND_FAILED
                 elif store_quiet_packet(in_buf, count, st, shot_bits, round_offsets, trigger):
                     ctl[CTL_NEXT_ROUND] = rnd + count
                     ctl[CTL_ROUNDS] += count
-                    open_record(rec_lag, rec_flags, k, pickup, ts, 0)
+                    open_record(recs, k - k0, pickup, ts, 0)
                     k += 1
+                    if k - k0 >= MAX_OPEN_RECORDS:  # the batch's scratch is full
+                        now = monotonic_ns()
+                        close_records(recs, k0, k, now - pickup)
+                        pickup = now
+                        k0 = k
                 else:
                     decoded = 0
                     stored = count
@@ -481,31 +500,32 @@ def serve_stream_kernel(ring, loop, state, plan):
                             if drop_shot(words, buf, tx_off, n_slots, slot_size, out_buf, ctl,
                                          stream_id, rnd, ts, rnd + i - 1, n_rounds,
                                          send_timeout_ns) < 0:
-                                close_records(rec_service, rec_n, k0, k,
+                                close_records(recs, k0, k,
                                               monotonic_ns() - pickup)
                                 return EXIT_SEND_FAILED
                             break
                         if ring_send(words, buf, tx_off, n_slots, slot_size, out_buf, ln,
                                      send_timeout_ns, -1) != 0:
                             ctl[CTL_NEXT_ROUND] = rnd + i
-                            close_records(rec_service, rec_n, k0, k, monotonic_ns() - pickup)
+                            close_records(recs, k0, k, monotonic_ns() - pickup)
                             return EXIT_SEND_FAILED
                         ctl[CTL_CORRECTIONS] += 1
                     if stored == count:
                         ctl[CTL_NEXT_ROUND] = rnd + count
                     ctl[CTL_ROUNDS] += stored
-                    open_record(rec_lag, rec_flags, k, pickup, ts, decoded)
+                    open_record(recs, k - k0, pickup, ts, decoded)
                     k += 1
-                    if decoded:  # its replies are out: the clock closes its record
+                    if decoded or k - k0 >= MAX_OPEN_RECORDS:  # replies out, or scratch full:
+                        # the clock closes the batch's records
                         now = monotonic_ns()
-                        close_records(rec_service, rec_n, k0, k, now - pickup)
+                        close_records(recs, k0, k, now - pickup)
                         pickup = now
                         k0 = k
                 j += 1
                 if j > waiting:
                     break
             if k > k0:
-                close_records(rec_service, rec_n, k0, k, monotonic_ns() - pickup)
+                close_records(recs, k0, k, monotonic_ns() - pickup)
             n = ring_try_recv(words, buf, rx_off, n_slots, slot_size, in_buf)
             if n == EMPTY:
                 break  # caught up: poll (spin, then nap)

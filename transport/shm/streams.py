@@ -50,6 +50,7 @@ from qecd.transport.shm.loop import (
     CTL_NEXT_ROUND,
     CTL_ROUNDS,
     CTL_STOP,
+    MAX_OPEN_RECORDS,
     LoopArgs,
     client_pingpong_kernel,
     client_stream_kernel,
@@ -178,7 +179,9 @@ class ShmStreamServer:
             return self._host_loop.run()
         loop = LoopArgs(SERVER_SIDE, self.in_buf, self.out_buf, self.ctl, self.rec_service,
                         self.rec_lag, self.rec_flags, self.rec_n, self.stream_id,
-                        self.want_faults, self.idle_timeout_ns, SEND_TIMEOUT_NS)
+                        self.want_faults, self.idle_timeout_ns, SEND_TIMEOUT_NS,
+                        np.zeros(MAX_OPEN_RECORDS, np.int64),
+                        np.zeros(MAX_OPEN_RECORDS, np.uint8))
         return int(serve_stream_kernel(self.pair.kernel_args(), loop, self.state,
                                        self.compiled.kernel_args()))
 
