@@ -186,6 +186,7 @@ class BpClusterDecoder(Decoder):
     """
 
     name = "bp-cluster"
+    compiles_streams = True
 
     def __init__(self, faults: FaultTable, options: BpClusterOptions | None = None) -> None:
         self.faults = faults
@@ -258,9 +259,10 @@ class BpClusterDecoder(Decoder):
         fault count or a negative status (see :mod:`qecd.decoder._bp_kernels`)."""
         return K.decode_shot
 
-    def kernel_args(self) -> tuple[tuple, tuple, tuple]:
-        """``(graph, params, ws)`` for :meth:`kernel`; ``ws`` is this decoder's workspace, so
-        do not call the kernel concurrently with this decoder's methods.
+    def kernel_args(self, fresh_workspace: bool = False) -> tuple[tuple, tuple, tuple]:
+        """``(graph, params, ws)`` for :meth:`kernel`; ``ws`` is this decoder's workspace (do
+        not call the kernel concurrently with this decoder's methods), or with
+        ``fresh_workspace`` a new one of its own for another thread or loop.
 
         >>> import stim
         >>> dec = BpClusterDecoder.from_dem(stim.DetectorErrorModel("error(0.1) D0 L0"))
@@ -269,7 +271,19 @@ class BpClusterDecoder(Decoder):
         >>> int(dec.kernel()(np.array([1], np.uint8), out, graph, params, ws)), out[:1].tolist()
         (1, [0])
         """
-        return self._graph, self._params, self._ws
+        ws = K.make_workspace(self._graph) if fresh_workspace else self._ws
+        return self._graph, self._params, ws
+
+    @classmethod
+    def compile_stream(cls, stream):
+        """The stream's plan compiled for the Numba loops
+        (:class:`~qecd.decoder.compiled_stream.CompiledStream`, every window decoded by
+        :mod:`qecd.decoder._bp_windows`)."""
+        from qecd.decoder._bp_windows import compile_bp_windows
+        from qecd.decoder.compiled_stream import CompiledStream
+
+        return CompiledStream(stream.plan, compile_bp_windows(stream.plan,
+                                                              **stream.backend_options))
 
     @property
     def last_info(self) -> dict[str, int]:

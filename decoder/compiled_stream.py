@@ -1,19 +1,30 @@
-"""A stream decoder compiled end to end: the sliding window of :mod:`qecd.decoder.window`
-with the ``uf`` backend, as Numba kernels over flat arrays (no Python per round).
+"""A stream decoder compiled end to end: the sliding window of :mod:`qecd.decoder.window` as
+Numba kernels over flat arrays (no Python per round), for any backend that compiles its
+window decode.
 
 A :class:`~qecd.decoder.plan.WindowPlan` describes the windows of a shot; this module
-flattens that plan. Every distinct window problem (first, bulk, last...) becomes one
-component of a single *union* matching graph (their disjoint union, detectors offset), decoded
-by one :class:`~qecd.decoder.union_find.UnionFindDecoder`: decoding window ``w`` writes its
-syndrome into its component's detectors only, so union-find touches nothing else and costs
-what the window alone would. Committing, the carry across the boundary and the observable
-flips are done by :func:`push_round_kernel`, which a server loop (the shared-memory ring
-server) calls directly from Numba.
+flattens it. :func:`push_round_kernel` stores a round's bits (bit-packed, stim order, or one
+byte per detector) into the shot buffer; when the round completes a window it gathers the
+window's syndrome (shot bits XOR the carry), has the backend decode it, then commits: the
+observable flips and the carry of committed faults across the boundary, and the committed
+fault ids (sorted, distinct, as the Python path reports them). A server loop calls it from
+Numba (:mod:`qecd.transport.engine`).
 
-Per round the kernel stores the round's bits (bit-packed, stim order, or one byte per
-detector) into the shot buffer; when the round completes a window it decodes and commits.
-Nothing is allocated: every buffer is made here, at construction, with the kernel compiled
-and warmed.
+The window decode is the only backend-specific step. A backend compiles it into a
+:class:`CompiledWindows`: a NamedTuple of arrays (the Numba argument) whose class carries
+the kernel ``decode_window(windows, k, syndrome, n_det, out_lines)``: decode template
+``k`` (a distinct window problem, :attr:`~qecd.decoder.plan.WindowSpec.template`) on
+``syndrome[:n_det]`` (uint8 0/1, window detector order), write the template's DEM error
+lines of the chosen faults into ``out_lines`` and return their count, or a negative number
+when no set of faults explains the syndrome. :func:`window_decode` dispatches on the
+NamedTuple's class, so this module and the engine never name a backend; a compiled window
+kernel must be ``nopython``, allocation-free and ``nogil`` (work arrays are made when it is
+built). The kernels of every kind live in ``decoder/_*.py`` modules
+(:func:`kernel_sources` lists them for Numba's cache checks).
+
+Nothing is allocated per round: every buffer is made here, at construction, with the
+kernels compiled and warmed. One compiled stream decodes one window at a time (the window
+kernels' work arrays are shared by all states of it): give each thread its own.
 
 Example
 -------
@@ -21,7 +32,7 @@ Example
 >>> from qecd.decoder.window import StreamDecoder
 >>> exp = build_experiment("surface:d=3,r=9,p=0.01")
 >>> sd = StreamDecoder(exp.dem, exp.layout, "uf", window=6, commit=3)
->>> cs = CompiledStream(sd.plan)
+>>> cs = sd.compile()
 >>> dets, obs = exp.sample(50, seed=3)
 >>> bool((cs.decode_batch(dets) == sd.decode_batch(dets)).all())
 True
@@ -29,20 +40,30 @@ True
 
 from __future__ import annotations
 
+import glob
+import os
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numba
 import numpy as np
-import stim
+from numba.extending import overload
 
 from qecd import _jit
-from qecd.decoder import _uf_kernels
 
-_jit.invalidate_if_changed(__file__, [_uf_kernels.__file__], __name__)
 
-from qecd.decoder._uf_kernels import uf_decode_into  # noqa: E402
+def kernel_sources() -> list[str]:
+    """The files whose Numba code a compiled stream inlines: this module and every private
+    kernel module of the decoder package (``decoder/_*.py``: the backends' kernels and their
+    compiled window decoders). Modules that call :func:`push_round_kernel` from cached Numba
+    code pass these to :func:`qecd._jit.invalidate_if_changed`."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    return [os.path.abspath(__file__), *sorted(glob.glob(os.path.join(here, "_*.py")))]
+
+
+_jit.invalidate_if_changed(__file__, kernel_sources()[1:], __name__)
+
 from qecd.decoder.plan import WindowPlan  # noqa: E402
-from qecd.decoder.union_find import UnionFindDecoder  # noqa: E402
 from qecd.decoder.window import Correction, ShotDecoding  # noqa: E402
 from qecd.errors import DecoderError  # noqa: E402
 
@@ -53,33 +74,95 @@ NO_CORRECTION = -1
 NO_SOLUTION = -2
 
 
+def window_decode(windows, k, syndrome, n_det, out_lines):  # pragma: no cover (Numba only)
+    """Decode template ``k``'s window syndrome with the compiled window decoder ``windows``
+    (see the module docs); callable from Numba only, where it dispatches on the class of
+    the ``windows`` NamedTuple (its ``decode_window`` kernel)."""
+    raise TypeError("window_decode is called from Numba kernels only")
+
+
+@overload(window_decode, jit_options={"nogil": True, "_nrt": False, "boundscheck": False})
+def _window_decode_of_kind(windows, k, syndrome, n_det, out_lines):
+    kernel = getattr(getattr(windows, "instance_class", None), "decode_window", None)
+    if kernel is None:
+        return None
+
+    def impl(windows, k, syndrome, n_det, out_lines):
+        return kernel(windows, k, syndrome, n_det, out_lines)
+
+    return impl
+
+
+@dataclass(frozen=True)
+class CompiledWindows:
+    """A backend's window decoder compiled for :func:`push_round_kernel`.
+
+    Attributes
+    ----------
+    arrays : NamedTuple
+        The Numba argument; its class has the ``decode_window`` kernel (module docs).
+    max_lines : int
+        The most faults one window decode may return (sizes the scratch and the committed
+        fault ids of a CORRECTION).
+    backend : str
+        The backend's registry name (for reports and errors).
+    no_solution : str
+        Why a window can fail (the backend's own wording), completed by the callers with
+        the round: "no set of faults explains ...".
+    decoders : tuple
+        The backend instances the kernel reads (kept alive with it; for inspection).
+    """
+
+    arrays: tuple
+    max_lines: int
+    backend: str
+    no_solution: str
+    decoders: tuple = ()
+
+
 @numba.njit(**_JIT)
-def _decode_window(w, shot_bits, carry, out_obs, out_faults_committed,
-                   win_commit_stop, win_tmpl, win_det_ptr, win_dets, win_l2g_ptr, win_l2g,
-                   tmpl_det_off, tmpl_line_off, layout_pos, round_of, fault_first_round,
-                   fault_det_ptr, fault_dets, fault_obs, fault_dem_index,
-                   union_syn, union_dem_index, uf_out, uf_args):
-    k = win_tmpl[w]
-    base = tmpl_det_off[k]
-    p0 = win_det_ptr[w]
-    n_det = win_det_ptr[w + 1] - p0
+def _sorted_distinct(a, n):
+    """Sort ``a[:n]`` in place (insertion sort: a window commits a handful) and drop
+    repeats; returns the new count."""
+    for i in range(1, n):
+        x = a[i]
+        j = i - 1
+        while j >= 0 and a[j] > x:
+            a[j + 1] = a[j]
+            j -= 1
+        a[j + 1] = x
+    m = 0
+    for i in range(n):
+        if m == 0 or a[i] != a[m - 1]:
+            a[m] = a[i]
+            m += 1
+    return m
+
+
+@numba.njit(**_JIT)
+def _decode_window(w, state, plan):
+    shot_bits, carry, out_obs, out_faults = state.shot_bits, state.carry, state.out_obs, \
+        state.out_faults
+    syn, lines = plan.window_syn, plan.window_lines
+    p0 = plan.win_det_ptr[w]
+    n_det = plan.win_det_ptr[w + 1] - p0
+    layout_pos, win_dets = plan.layout_pos, plan.win_dets
     for i in range(n_det):
         d = win_dets[p0 + i]
-        union_syn[base + i] = shot_bits[layout_pos[d]] ^ carry[d]
-    n = uf_decode_into(union_syn, *uf_args, uf_out)
-    for i in range(n_det):
-        union_syn[base + i] = 0
+        syn[i] = shot_bits[layout_pos[d]] ^ carry[d]
+    n = window_decode(plan.windows, plan.win_tmpl[w], syn, n_det, lines)
     if n < 0:
         return NO_SOLUTION
-    commit_stop = win_commit_stop[w]
-    line0 = tmpl_line_off[k]
-    l2g0 = win_l2g_ptr[w]
+    commit_stop = plan.win_commit_stop[w]
+    l2g0 = plan.win_l2g_ptr[w]
+    win_l2g, fault_first_round, fault_obs = plan.win_l2g, plan.fault_first_round, plan.fault_obs
+    fault_det_ptr, fault_dets, round_of = plan.fault_det_ptr, plan.fault_dets, plan.round_of
     n_obs = out_obs.shape[0]
     for j in range(n_obs):
         out_obs[j] = 0
     m = 0
     for j in range(n):
-        g = win_l2g[l2g0 + union_dem_index[uf_out[j]] - line0]
+        g = win_l2g[l2g0 + lines[j]]
         if fault_first_round[g] >= commit_stop:
             continue
         for o in range(n_obs):
@@ -88,9 +171,9 @@ def _decode_window(w, shot_bits, carry, out_obs, out_faults_committed,
             d = fault_dets[q]
             if round_of[d] >= commit_stop:
                 carry[d] ^= 1
-        out_faults_committed[m] = fault_dem_index[g]
+        out_faults[m] = plan.fault_dem_index[g]
         m += 1
-    return m
+    return _sorted_distinct(out_faults, m)
 
 
 @numba.njit(**_JIT)
@@ -112,9 +195,10 @@ def push_round_kernel(bits, packed, state, plan):
     -------
     int
         ``NO_CORRECTION`` (-1), ``NO_SOLUTION`` (-2), or the number of committed faults
-        written to ``out_faults_committed`` (a correction is ready in ``out_obs``).
+        written to ``state.out_faults`` (sorted, distinct DEM error indices; a correction is
+        ready in ``state.out_obs``).
     """
-    st, shot_bits, carry, out_obs, out_faults_committed = state
+    st, shot_bits, carry = state.st, state.shot_bits, state.carry
     round_offsets = plan.round_offsets
     win_final = plan.win_final
     t = st[0]
@@ -131,13 +215,7 @@ def push_round_kernel(bits, packed, state, plan):
     st[1] = w
     if w < 0:
         return NO_CORRECTION
-    r = _decode_window(w, shot_bits, carry, out_obs, out_faults_committed,
-                       plan.win_commit_stop, plan.win_tmpl, plan.win_det_ptr, plan.win_dets,
-                       plan.win_l2g_ptr, plan.win_l2g, plan.tmpl_det_off, plan.tmpl_line_off,
-                       plan.layout_pos, plan.round_of, plan.fault_first_round,
-                       plan.fault_det_ptr, plan.fault_dets, plan.fault_obs,
-                       plan.fault_dem_index, plan.union_syn, plan.union_dem_index,
-                       plan.uf_out, plan.uf_args)
+    r = _decode_window(w, state, plan)
     st[2] = win_final[w]
     if win_final[w]:
         st[0] = 0
@@ -148,9 +226,9 @@ def push_round_kernel(bits, packed, state, plan):
 
 
 class StreamPlanArrays(NamedTuple):
-    """The flat arrays of a compiled stream plan (read-only while decoding, except the three
-    scratch arrays ``union_syn``, ``uf_out`` and the union-find workspace in ``uf_args``).
-    Numba takes it as one argument; fields are named so a kernel says what it reads."""
+    """The flat arrays of a compiled stream plan (read-only while decoding, except the
+    scratch ``window_syn``, ``window_lines`` and the window decoder's work arrays). Numba
+    takes it as one argument; fields are named so a kernel says what it reads."""
 
     round_offsets: np.ndarray  #: int64 (R + 1,): where round t's detectors start (layout order)
     trigger: np.ndarray  #: int64 (R,): window completed by round t, or -1
@@ -161,8 +239,6 @@ class StreamPlanArrays(NamedTuple):
     win_dets: np.ndarray  #: ... their global detector ids, window order
     win_l2g_ptr: np.ndarray  #: CSR over windows of ...
     win_l2g: np.ndarray  #: ... window DEM error line -> global fault id
-    tmpl_det_off: np.ndarray  #: first detector of each template in the union decoder
-    tmpl_line_off: np.ndarray  #: first error line of each template in the union decoder
     layout_pos: np.ndarray  #: detector id -> position in layout order
     round_of: np.ndarray  #: detector id -> round
     fault_first_round: np.ndarray  #: global fault -> earliest round it touches
@@ -170,14 +246,13 @@ class StreamPlanArrays(NamedTuple):
     fault_dets: np.ndarray  #: ... their detectors
     fault_obs: np.ndarray  #: uint8 (faults, observables) flips
     fault_dem_index: np.ndarray  #: global fault -> DEM error instruction index
-    union_syn: np.ndarray  #: scratch: the union decoder's syndrome
-    union_dem_index: np.ndarray  #: union decoder fault -> its DEM line
-    uf_out: np.ndarray  #: scratch: faults the union-find returns
-    uf_args: tuple  #: :meth:`UnionFindDecoder.kernel_args` of the union decoder
+    window_syn: np.ndarray  #: scratch uint8: the window's syndrome (window detector order)
+    window_lines: np.ndarray  #: scratch int64: template DEM lines the window decode chose
+    windows: tuple  #: the backend's compiled window decoder (:attr:`CompiledWindows.arrays`)
 
 
 class StreamState(NamedTuple):
-    """Per-stream mutable state of a compiled stream (one per loop)."""
+    """Per-stream mutable state of a compiled stream (one per stream)."""
 
     st: np.ndarray  #: int64 (4,): next round, window just decoded, that window final, shots
     shot_bits: np.ndarray  #: uint8: the shot's detection events so far (layout order)
@@ -186,79 +261,60 @@ class StreamState(NamedTuple):
     out_faults: np.ndarray  #: int64: committed fault ids of the last correction
 
 
+def templates_of(plan: WindowPlan) -> list[str]:
+    """The plan's distinct window problems (DEM texts) in first-use order: template ``k`` of
+    a compiled window decoder is ``templates_of(plan)[k]``."""
+    seen: dict[str, int] = {}
+    for w in plan.windows:
+        seen.setdefault(w.template, len(seen))
+    return list(seen)
+
+
 class CompiledStream(ShotDecoding):
-    """A graph-like :class:`~qecd.decoder.plan.WindowPlan` compiled for a Numba loop, every
-    window decoded by weighted union-find.
+    """A :class:`~qecd.decoder.plan.WindowPlan` compiled for the Numba loops, its windows
+    decoded by a backend's compiled window decoder.
+
+    Built by the backends (:meth:`~qecd.decoder.base.Decoder.compile_stream`, reached through
+    :meth:`~qecd.decoder.window.StreamDecoder.compile`), not directly.
 
     Parameters
     ----------
     plan : WindowPlan
-        A plan built with ``graph_like=True`` (any window; whole-shot works too), e.g.
-        ``StreamDecoder(..., "uf").plan``.
-    **uf_options
-        Passed to :class:`~qecd.decoder.union_find.UnionFindDecoder` (``weight_resolution``,
-        ``prematch``).
+        The stream's windows (any window; whole-shot works too).
+    windows : CompiledWindows
+        The backend's window decoder for ``templates_of(plan)``.
     """
 
-    backend = UnionFindDecoder.name
-
-    def __init__(self, plan: WindowPlan, **uf_options) -> None:
-        f = plan.faults
-        if len(f.det_indptr) > 1 and int(np.diff(f.det_indptr).max()) > 2:
-            raise DecoderError("CompiledStream compiles graph-like plans for uf; this plan has "
-                               f"a fault flipping {int(np.diff(f.det_indptr).max())} detectors")
+    def __init__(self, plan: WindowPlan, windows: CompiledWindows) -> None:
         if any(w.whole_dem for w in plan.windows):
             raise DecoderError("CompiledStream: a whole-DEM window (a backend reading "
-                               "decompositions) cannot be compiled for uf")
+                               "decompositions) cannot be compiled")
         self.plan = plan
+        self.windows = windows
+        self.backend = windows.backend
         self.layout = plan.layout
         self.num_rounds = plan.num_rounds
         self.num_observables = plan.num_observables
+        f = plan.faults
         wins = plan.windows
-        templates: dict[str, int] = {}
-        for w in wins:
-            templates.setdefault(w.template, len(templates))
-        tmpl_dems = [stim.DetectorErrorModel(t) for t in templates]
-        det_off = np.zeros(len(tmpl_dems) + 1, dtype=np.int64)
-        line_off = np.zeros(len(tmpl_dems) + 1, dtype=np.int64)
-        lines: list[str] = []
-        for k, dem in enumerate(tmpl_dems):
-            det_off[k + 1] = det_off[k] + dem.num_detectors
-            n_lines = 0
-            for inst in dem.flattened():
-                if inst.type != "error":
-                    continue
-                targets = []
-                for t in inst.targets_copy():
-                    if t.is_relative_detector_id():
-                        targets.append(f"D{t.val + det_off[k]}")
-                    elif t.is_logical_observable_id():
-                        targets.append(f"L{t.val}")
-                lines.append(f"error({inst.args_copy()[0]!r}) " + " ".join(targets))
-                n_lines += 1
-            line_off[k + 1] = line_off[k] + n_lines
-        header = f"detector D{int(det_off[-1]) - 1}\n" + "".join(
-            f"logical_observable L{o}\n" for o in range(plan.num_observables))
-        self.union = UnionFindDecoder.from_dem(stim.DetectorErrorModel(header + "\n".join(lines)),
-                                               **uf_options)
+        index = {t: k for k, t in enumerate(templates_of(plan))}
         trigger = plan.trigger_table()
         det_ptr = np.zeros(len(wins) + 1, dtype=np.int64)
         l2g_ptr = np.zeros(len(wins) + 1, dtype=np.int64)
         for i, w in enumerate(wins):
             det_ptr[i + 1] = det_ptr[i] + len(w.det_ids)
             l2g_ptr[i + 1] = l2g_ptr[i] + len(w.local_to_global)
+        self.max_faults = max(1, int(windows.max_lines))
         self._plan = StreamPlanArrays(
             plan.round_offsets,
             trigger,
             np.array([int(w.final) for w in wins], dtype=np.int64),
             np.array([w.commit_stop for w in wins], dtype=np.int64),
-            np.array([templates[w.template] for w in wins], dtype=np.int64),
+            np.array([index[w.template] for w in wins], dtype=np.int64),
             det_ptr,
             np.concatenate([w.det_ids for w in wins]).astype(np.int64),
             l2g_ptr,
             np.concatenate([w.local_to_global for w in wins]).astype(np.int64),
-            det_off[:-1].copy(),
-            line_off,
             plan.layout_pos,
             plan.round_of,
             plan.fault_first_round,
@@ -266,12 +322,10 @@ class CompiledStream(ShotDecoding):
             f.det_indices.astype(np.int64),
             np.ascontiguousarray(f.obs_mask, dtype=np.uint8),
             f.dem_index.astype(np.int64),
-            np.zeros(int(det_off[-1]), dtype=np.uint8),
-            self.union.faults.dem_index.astype(np.int64),
-            np.zeros(int(det_off[-1]) + 1, dtype=np.int64),
-            self.union.kernel_args(),
+            np.zeros(max(1, int(np.diff(det_ptr).max(initial=0))), dtype=np.uint8),
+            np.zeros(self.max_faults, dtype=np.int64),
+            windows.arrays,
         )
-        self.max_faults = int(det_off[-1]) + 1
         #: CORRECTIONs per shot (one per window)
         self.corrections_per_shot = int((trigger >= 0).sum())
         self._state = self.new_state()
@@ -281,12 +335,17 @@ class CompiledStream(ShotDecoding):
         """Fresh per-stream state."""
         nd, no = self.layout.num_detectors, self.num_observables
         return StreamState(np.zeros(4, dtype=np.int64), np.zeros(nd, dtype=np.uint8),
-                np.zeros(nd, dtype=np.uint8), np.zeros(no, dtype=np.uint8),
-                np.zeros(self.max_faults, dtype=np.int64))
+                           np.zeros(nd, dtype=np.uint8), np.zeros(no, dtype=np.uint8),
+                           np.zeros(self.max_faults, dtype=np.int64))
 
     def kernel_args(self) -> StreamPlanArrays:
         """The plan :func:`push_round_kernel` takes after the per-stream state."""
         return self._plan
+
+    def no_solution_reason(self, last_round: int) -> str:
+        """The error text of a window ending at ``last_round`` that could not be decoded."""
+        return (f"{self.backend}: no set of faults explains the window ending at round "
+                f"{last_round} ({self.windows.no_solution})")
 
     def _warm_up(self) -> None:
         state = self.new_state()
@@ -297,19 +356,18 @@ class CompiledStream(ShotDecoding):
 
     @property
     def next_round(self) -> int:
-        return int(self._state[0][0])
+        return int(self._state.st[0])
 
     def push_round(self, bits: np.ndarray, *, packed: bool = False) -> Correction | None:
         """Python-side twin of :meth:`StreamDecoder.push_round` (for tests and tools)."""
-        st, _, _, out_obs, out_faults = self._state
+        st, out_obs, out_faults = self._state.st, self._state.out_obs, self._state.out_faults
         t = int(st[0])
         n = push_round_kernel(np.ascontiguousarray(bits, dtype=np.uint8), packed,
                               self._state, self._plan)
         if n == NO_CORRECTION:
             return None
         if n == NO_SOLUTION:
-            raise DecoderError(f"uf: no set of faults explains the window ending at round {t}")
-        w = int(st[1])
-        spec = self.plan.windows[w]
+            raise DecoderError(self.no_solution_reason(t))
+        spec = self.plan.windows[int(st[1])]
         return Correction(spec.start, spec.commit_stop - 1, out_obs.copy(),
-                          np.sort(out_faults[:n]), bool(st[2]))
+                          out_faults[:n].copy(), bool(st[2]))

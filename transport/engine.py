@@ -1,7 +1,8 @@
 """The one compiled per-stream engine both transports share: SYNDROME bytes in, CORRECTIONs out.
 
-A stream whose backend compiles streams (``uf``: :class:`~qecd.decoder.compiled_stream.
-CompiledStream`) is decoded entirely inside Numba, whichever transport carries its rounds:
+A stream whose backend compiles streams (:attr:`~qecd.decoder.base.Decoder.compiles_streams`:
+a :class:`~qecd.decoder.compiled_stream.CompiledStream`, whatever its window decoder) is
+decoded entirely inside Numba, whichever transport carries its rounds:
 
 - the shared-memory loop (:func:`qecd.transport.shm.loop.serve_stream_kernel`) calls
   :func:`engine_step` from Numba for each SYNDROME slot it takes off the ring;
@@ -53,7 +54,7 @@ from qecd.decoder import compiled_stream
 from qecd.transport.shm import atomics as _atomics
 from qecd.transport.wire import compiled as wire_compiled
 
-_jit.invalidate_if_changed(__file__, [compiled_stream.__file__, _atomics.__file__,
+_jit.invalidate_if_changed(__file__, [*compiled_stream.kernel_sources(), _atomics.__file__,
                                       wire_compiled.__file__], __name__)
 
 from qecd.decoder.compiled_stream import NO_CORRECTION, NO_SOLUTION, push_round_kernel  # noqa: E402,I001

@@ -1,0 +1,77 @@
+"""The ``bp-cluster`` backend's compiled window decoder (see :mod:`qecd.decoder.compiled_stream`).
+
+A thin layer over :mod:`qecd.decoder._bp_kernels`: template ``k`` (a distinct window problem)
+is decoded by :func:`~qecd.decoder._bp_kernels.decode_shot` on that template's own
+:class:`~qecd.decoder.bp_cluster.BpClusterDecoder` graph and parameters, exactly as the
+Python :class:`~qecd.decoder.window.StreamDecoder` decodes it, with a workspace of its own
+made here (BP's cost follows the window's size, so templates are not merged into one graph
+as union-find's are). The per-template tuples are homogeneous, so Numba indexes them with
+the template number at run time; their DEM error lines come from each template's fault
+table (``dem_index``).
+
+Example
+-------
+>>> from qecd.codes import build_experiment
+>>> from qecd.decoder.plan import WindowPlan
+>>> exp = build_experiment("bb:n=72,r=4,p=0.002")
+>>> plan = WindowPlan.build(exp.dem, exp.layout, graph_like=False, window=2, commit=1)
+>>> cw = compile_bp_windows(plan, max_iter=5)
+>>> cw.backend, len(cw.arrays.graphs) == len(cw.decoders)
+('bp-cluster', True)
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numba
+import numpy as np
+import stim
+
+from qecd import _jit
+from qecd.decoder import _bp_kernels
+
+_jit.invalidate_if_changed(__file__, [_bp_kernels.__file__], __name__)
+
+from qecd.decoder._bp_kernels import decode_shot  # noqa: E402
+from qecd.decoder.bp_cluster import BpClusterDecoder  # noqa: E402
+from qecd.decoder.compiled_stream import CompiledWindows, templates_of  # noqa: E402
+from qecd.decoder.plan import WindowPlan  # noqa: E402
+
+
+@numba.njit(**_jit.KERNEL)
+def _decode_window(b, k, syn, n_det, out_lines):
+    n = decode_shot(syn[:n_det], out_lines, b.graphs[k], b.params[k], b.workspaces[k])
+    if n < 0:
+        return -1
+    dem_index = b.dem_index[k]
+    for j in range(n):
+        out_lines[j] = dem_index[out_lines[j]]
+    return n
+
+
+class BpWindows(NamedTuple):
+    """One entry per template (the compiled window decoder's Numba argument)."""
+
+    graphs: tuple  #: each template decoder's ``graph`` (:mod:`qecd.decoder._bp_kernels`)
+    params: tuple  #: ... its ``params``
+    workspaces: tuple  #: ... a workspace of this compiled stream's own
+    dem_index: tuple  #: ... its fault -> template DEM error line (int64)
+
+    decode_window = _decode_window
+
+
+def compile_bp_windows(plan: WindowPlan, **options: object) -> CompiledWindows:
+    """The BP + cluster window decoder of ``plan`` (``options``: those of
+    :class:`~qecd.decoder.bp_cluster.BpClusterOptions`, as the stream's backend options)."""
+    decoders = tuple(BpClusterDecoder.from_dem(stim.DetectorErrorModel(t), **options)
+                     for t in templates_of(plan))
+    args = [d.kernel_args(fresh_workspace=True) for d in decoders]
+    arrays = BpWindows(tuple(a[0] for a in args), tuple(a[1] for a in args),
+                       tuple(a[2] for a in args),
+                       tuple(np.ascontiguousarray(d.faults.dem_index, dtype=np.int64)
+                             for d in decoders))
+    return CompiledWindows(arrays, max(d.faults.num_faults for d in decoders),
+                           BpClusterDecoder.name,
+                           "the syndrome is not in the column space of the window's check "
+                           "matrix", decoders)
