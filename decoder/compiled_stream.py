@@ -72,6 +72,9 @@ _JIT = _jit.KERNEL
 #: push_round_kernel return codes (>= 0: a correction with that many committed faults)
 NO_CORRECTION = -1
 NO_SOLUTION = -2
+#: a window is due and its decoder runs outside Numba (:attr:`CompiledWindows.host_decode`):
+#: its input is ready; decode it and pass the result to :func:`finish_window_kernel`
+WINDOW_DUE = -3
 
 
 def window_decode(windows, k, syndrome, n_det, out_lines):  # pragma: no cover (Numba only)
@@ -89,6 +92,26 @@ def _window_decode_of_kind(windows, k, syndrome, n_det, out_lines):
 
     def impl(windows, k, syndrome, n_det, out_lines):
         return kernel(windows, k, syndrome, n_det, out_lines)
+
+    return impl
+
+
+def window_lines_from_host(windows, k, result, out_lines):  # pragma: no cover (Numba only)
+    """Template ``k``'s DEM error lines (into ``out_lines``; returns the count) from what the
+    host decoder returned; callable from Numba only, dispatching on the class of ``windows``
+    (its ``lines_from_host`` kernel), for window decoders that run outside Numba."""
+    raise TypeError("window_lines_from_host is called from Numba kernels only")
+
+
+@overload(window_lines_from_host,
+          jit_options={"nogil": True, "_nrt": False, "boundscheck": False})
+def _window_lines_of_kind(windows, k, result, out_lines):
+    kernel = getattr(getattr(windows, "instance_class", None), "lines_from_host", None)
+    if kernel is None:
+        return None
+
+    def impl(windows, k, result, out_lines):
+        return kernel(windows, k, result, out_lines)
 
     return impl
 
@@ -111,6 +134,13 @@ class CompiledWindows:
         the round: "no set of faults explains ...".
     decoders : tuple
         The backend instances the kernel reads (kept alive with it; for inspection).
+    host_decode : callable or None
+        For a backend that cannot be called from Numba: ``decoding_kernel`` returns
+        :data:`WINDOW_DUE` after preparing the window's input in ``arrays``, and
+        ``host_decode()`` decodes it (Python, no allocation of ours) and returns what the
+        class's ``lines_from_host(arrays, k, result, out_lines)`` kernel turns into template
+        lines. It raises ``ValueError`` when no set of faults explains the window. None for
+        windows decoded inside Numba.
     """
 
     arrays: tuple
@@ -118,6 +148,7 @@ class CompiledWindows:
     backend: str
     no_solution: str
     decoders: tuple = ()
+    host_decode: object = None
 
 
 @numba.njit(**_JIT)
@@ -141,8 +172,7 @@ def _sorted_distinct(a, n):
 
 @numba.njit(**_JIT)
 def _decode_window(w, state, plan):
-    shot_bits, carry, out_obs, out_faults = state.shot_bits, state.carry, state.out_obs, \
-        state.out_faults
+    shot_bits, carry = state.shot_bits, state.carry
     syn, lines = plan.window_syn, plan.window_lines
     p0 = plan.win_det_ptr[w]
     n_det = plan.win_det_ptr[w + 1] - p0
@@ -151,8 +181,20 @@ def _decode_window(w, state, plan):
         d = win_dets[p0 + i]
         syn[i] = shot_bits[layout_pos[d]] ^ carry[d]
     n = window_decode(plan.windows, plan.win_tmpl[w], syn, n_det, lines)
+    if n == WINDOW_DUE:
+        return WINDOW_DUE
     if n < 0:
         return NO_SOLUTION
+    return _commit(w, n, state, plan)
+
+
+@numba.njit(**_JIT)
+def _commit(w, n, state, plan):
+    """Commit the faults of window ``w`` whose template lines are ``plan.window_lines[:n]``:
+    observable flips into ``state.out_obs``, the carry, sorted distinct DEM error indices
+    into ``state.out_faults``; returns their count."""
+    carry, out_obs, out_faults = state.carry, state.out_obs, state.out_faults
+    lines = plan.window_lines
     commit_stop = plan.win_commit_stop[w]
     l2g0 = plan.win_l2g_ptr[w]
     win_l2g, fault_first_round, fault_obs = plan.win_l2g, plan.fault_first_round, plan.fault_obs
@@ -216,12 +258,50 @@ def push_round_kernel(bits, packed, state, plan):
     if w < 0:
         return NO_CORRECTION
     r = _decode_window(w, state, plan)
-    st[2] = win_final[w]
-    if win_final[w]:
+    if r == WINDOW_DUE:
+        return r
+    _window_done(w, state, plan)
+    return r
+
+
+@numba.njit(**_JIT)
+def _window_done(w, state, plan):
+    st, carry = state.st, state.carry
+    final = plan.win_final[w]
+    st[2] = final
+    if final:
         st[0] = 0
         st[3] += 1
         for i in range(carry.shape[0]):
             carry[i] = 0
+
+
+@numba.njit(**_JIT)
+def due_window_kernel(t, state, plan):
+    """Decode the window round ``t`` completes, the shot's rounds already in
+    ``state.shot_bits`` (a loop that stores rounds itself); returns as
+    :func:`push_round_kernel` does."""
+    st = state.st
+    w = plan.trigger[t]
+    st[0] = t + 1
+    st[1] = w
+    r = _decode_window(w, state, plan)
+    if r == WINDOW_DUE:
+        return r
+    _window_done(w, state, plan)
+    return r
+
+
+@numba.njit(**_JIT)
+def finish_window_kernel(result, state, plan):
+    """Complete the window :func:`push_round_kernel` returned :data:`WINDOW_DUE` for, with
+    ``result``, what the host decoder returned (:attr:`CompiledWindows.host_decode`).
+    Returns what :func:`push_round_kernel` would have: the committed fault count, or
+    ``NO_SOLUTION``."""
+    w = state.st[1]
+    n = window_lines_from_host(plan.windows, plan.win_tmpl[w], result, plan.window_lines)
+    r = NO_SOLUTION if n < 0 else _commit(w, n, state, plan)
+    _window_done(w, state, plan)
     return r
 
 
@@ -342,6 +422,32 @@ class CompiledStream(ShotDecoding):
         """The plan :func:`push_round_kernel` takes after the per-stream state."""
         return self._plan
 
+    @property
+    def decodes_on_host(self) -> bool:
+        """Whether its windows are decoded outside Numba (:attr:`CompiledWindows.host_decode`):
+        a loop then leaves Numba when a window is due (``WINDOW_DUE``)."""
+        return self.windows.host_decode is not None
+
+    def host_window(self, state: StreamState) -> int:
+        """Decode the due window of ``state`` on the host and commit it
+        (:func:`finish_window_kernel`); returns the committed fault count, or
+        ``NO_SOLUTION`` (the stream's shot state is then reset, as the kernels do)."""
+        try:
+            result = self.windows.host_decode()
+        except ValueError:  # the backend found no explanation: the shot is dropped
+            state.st[0] = 0
+            state.carry[:] = 0
+            return NO_SOLUTION
+        return int(finish_window_kernel(result, state, self._plan))
+
+    def decode_due(self, state: StreamState, t: int) -> int:
+        """Decode and commit the window round ``t`` completes from ``state.shot_bits``
+        (rounds ``0..t`` of the shot stored there), leaving Numba only for a host decoder;
+        returns the committed fault count (in ``state.out_faults``, the flips in
+        ``state.out_obs``) or ``NO_SOLUTION``."""
+        r = int(due_window_kernel(t, state, self._plan))
+        return self.host_window(state) if r == WINDOW_DUE else r
+
     def no_solution_reason(self, last_round: int) -> str:
         """The error text of a window ending at ``last_round`` that could not be decoded."""
         return (f"{self.backend}: no set of faults explains the window ending at round "
@@ -349,10 +455,11 @@ class CompiledStream(ShotDecoding):
 
     def _warm_up(self) -> None:
         state = self.new_state()
-        for size in self.layout.round_sizes:
-            push_round_kernel(np.zeros(size, np.uint8), False, state, self._plan)
-        for size in self.layout.round_sizes:
-            push_round_kernel(np.zeros((size + 7) // 8, np.uint8), True, state, self._plan)
+        for packed in (False, True):
+            for size in self.layout.round_sizes:
+                bits = np.zeros((size + 7) // 8 if packed else size, np.uint8)
+                if push_round_kernel(bits, packed, state, self._plan) == WINDOW_DUE:
+                    self.host_window(state)
 
     @property
     def next_round(self) -> int:
@@ -364,6 +471,8 @@ class CompiledStream(ShotDecoding):
         t = int(st[0])
         n = push_round_kernel(np.ascontiguousarray(bits, dtype=np.uint8), packed,
                               self._state, self._plan)
+        if n == WINDOW_DUE:
+            n = self.host_window(self._state)
         if n == NO_CORRECTION:
             return None
         if n == NO_SOLUTION:

@@ -103,3 +103,17 @@ def test_compiled_stream_keeps_the_backend_options():
     exp = build_experiment("surface:d=3,r=3,p=0.02")
     sd = StreamDecoder(exp.dem, exp.layout, "uf", backend_options={"weight_resolution": 7})
     assert sd.compile().windows.decoders[0].weight_resolution == 7
+
+
+@pytest.mark.parametrize("spec, window, commit", [
+    ("surface:d=3,r=3,p=0.02", None, None),
+    ("surface:d=5,r=10,p=0.005", 6, 3),
+    ("repetition:d=5,r=9,p=0.05", 2, 1),
+])
+def test_compiled_pymatching_stream_equals_python_stream_decoder(spec, window, commit):
+    exp = build_experiment(spec)
+    sd = StreamDecoder(exp.dem, exp.layout, "pymatching", window=window, commit=commit)
+    cs = sd.compile()
+    assert cs.decodes_on_host  # Numba up to the PyMatching call and after it
+    dets, _ = exp.sample(150, seed=3)
+    assert _same_commits(sd, cs, dets, exp.layout) > 0

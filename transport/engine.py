@@ -57,7 +57,13 @@ from qecd.transport.wire import compiled as wire_compiled
 _jit.invalidate_if_changed(__file__, [*compiled_stream.kernel_sources(), _atomics.__file__,
                                       wire_compiled.__file__], __name__)
 
-from qecd.decoder.compiled_stream import NO_CORRECTION, NO_SOLUTION, push_round_kernel  # noqa: E402,I001
+from qecd.decoder.compiled_stream import (  # noqa: E402,I001
+    NO_CORRECTION,
+    NO_SOLUTION,
+    WINDOW_DUE,
+    finish_window_kernel,
+    push_round_kernel,
+)
 from qecd.transport.shm.atomics import monotonic_ns  # noqa: E402
 from qecd.transport.wire.compiled import write_correction  # noqa: E402
 
@@ -67,6 +73,11 @@ _JIT = _jit.KERNEL
 STEP_DONE = 0  #: every round of the packet is stored (and decoded where a window was due)
 STEP_CORRECTION = 1  #: a CORRECTION packet is ready in ``out_buf[:frame_len]``
 STEP_NO_SOLUTION = 2  #: the decoder found no correction for a window: the shot is dropped
+#: a window is due and the stream's window decoder runs outside Numba
+#: (:attr:`~qecd.decoder.compiled_stream.CompiledStream.decodes_on_host`): decode it
+#: (``host_window``-style) and call :func:`engine_resume` with the result; never returned
+#: for a plan decoded inside Numba
+STEP_WINDOW_DUE = 3
 
 
 @numba.njit(**_JIT)
@@ -110,20 +121,47 @@ def engine_step(payload, o, i, count, rnd, seq, ts, t0, out_buf, stream_id, want
         i += 1
         if r == NO_CORRECTION:
             continue
-        if r == NO_SOLUTION:
-            st[0] = 0  # a fresh shot starts at the next boundary
-            carry = state.carry
-            for j in range(carry.shape[0]):
-                carry[j] = 0
-            return STEP_NO_SOLUTION, i, o, 0, rnd + i - 1
-        w = st[1]
-        shot_base = rnd + i - 1 - t
-        first = shot_base + (0 if w == 0 else plan.win_commit_stop[w - 1])
-        last = shot_base + plan.win_commit_stop[w] - 1
-        n = write_correction(out_buf, stream_id, seq, ts, first, last, monotonic_ns() - t0,
-                             state.out_obs, state.out_faults, r, want_faults, st[2] != 0)
-        return STEP_CORRECTION, i, o, n, last
+        if r == WINDOW_DUE:
+            return STEP_WINDOW_DUE, i, o, 0, 0
+        status, n, last = _reply(r, i, rnd, seq, ts, t0, out_buf, stream_id, want_faults,
+                                 state, plan)
+        return status, i, o, n, last
     return STEP_DONE, i, o, 0, 0
+
+
+@numba.njit(**_JIT)
+def _reply(r, i, rnd, seq, ts, t0, out_buf, stream_id, want_faults, state, plan):
+    """The outcome of a window completed by round ``i - 1`` of the packet (``r`` as
+    :func:`~qecd.decoder.compiled_stream.push_round_kernel` returns it): ``(status,
+    frame_len, last_round)``, the CORRECTION written into ``out_buf``."""
+    st = state.st
+    if r == NO_SOLUTION:
+        st[0] = 0  # a fresh shot starts at the next boundary
+        carry = state.carry
+        for j in range(carry.shape[0]):
+            carry[j] = 0
+        return STEP_NO_SOLUTION, 0, rnd + i - 1
+    w = st[1]
+    round_offsets = plan.round_offsets
+    t = (rnd + i - 1) % (round_offsets.shape[0] - 1)
+    shot_base = rnd + i - 1 - t
+    first = shot_base + (0 if w == 0 else plan.win_commit_stop[w - 1])
+    last = shot_base + plan.win_commit_stop[w] - 1
+    n = write_correction(out_buf, stream_id, seq, ts, first, last, monotonic_ns() - t0,
+                         state.out_obs, state.out_faults, r, want_faults, st[2] != 0)
+    return STEP_CORRECTION, n, last
+
+
+@numba.njit(**_JIT)
+def engine_resume(result, i, rnd, seq, ts, t0, out_buf, stream_id, want_faults, state, plan):
+    """After :data:`STEP_WINDOW_DUE`: commit the window with ``result`` (what the host
+    decoder returned, :attr:`~qecd.decoder.compiled_stream.CompiledWindows.host_decode`)
+    and write its reply. ``i`` is the ``i_next`` :func:`engine_step` returned, the other
+    arguments are as there. Returns ``(status, frame_len, last_round)``:
+    ``STEP_CORRECTION`` or ``STEP_NO_SOLUTION`` as :func:`engine_step` would have; then
+    continue the packet with :func:`engine_step` from ``i``."""
+    r = finish_window_kernel(result, state, plan)
+    return _reply(r, i, rnd, seq, ts, t0, out_buf, stream_id, want_faults, state, plan)
 
 
 @numba.njit(**_JIT)
@@ -187,6 +225,23 @@ def engine_call(payload, o, i, count, rnd, seq, ts, t0, out_buf, stream_id, want
 
 
 @numba.njit(cache=True, nogil=True)
+def engine_resume_call(result, i, rnd, seq, ts, t0, out_buf, stream_id, want_faults, ctx):
+    """:func:`engine_resume` for callers in Python, with an :class:`EngineContext`."""
+    return engine_resume(result, i, rnd, seq, ts, t0, out_buf, stream_id, want_faults,
+                         ctx.state, ctx.plan)
+
+
+@numba.njit(cache=True, nogil=True)
+def engine_no_solution_ctx(ctx):
+    """Reset the stream's shot after its host decoder found no explanation (as
+    :func:`engine_step` does on ``STEP_NO_SOLUTION``)."""
+    st, carry = ctx.state.st, ctx.state.carry
+    st[0] = 0
+    for j in range(carry.shape[0]):
+        carry[j] = 0
+
+
+@numba.njit(cache=True, nogil=True)
 def payload_ok_ctx(payload, o, n, rnd, count, ctx):
     """:func:`payload_ok` with the round offsets of an :class:`EngineContext`."""
     return payload_ok(payload, o, n, rnd, count, ctx.plan.round_offsets)
@@ -207,3 +262,6 @@ def warm_up(engine, out_buf: np.ndarray) -> None:
                                          1, False, ctx)
         if status == STEP_DONE:
             break
+        if status == STEP_WINDOW_DUE:
+            engine_resume_call(engine.windows.host_decode(), i, 0, 0, 0, 0, out_buf, 1, False,
+                               ctx)
