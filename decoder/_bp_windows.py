@@ -7,7 +7,10 @@ Python :class:`~qecd.decoder.window.StreamDecoder` decodes it, with a workspace 
 made here (BP's cost follows the window's size, so templates are not merged into one graph
 as union-find's are). The per-template tuples are homogeneous, so Numba indexes them with
 the template number at run time; their DEM error lines come from each template's fault
-table (``dem_index``).
+table (``dem_index``). The tuples always hold :data:`SLOTS` entries (unused ones repeat
+template 0), so every plan has the same Numba type and the stream kernels compile once,
+not once per template count (a minute each on a loaded 2-CPU machine); a plan with more
+distinct windows is decoded from Python.
 
 Example
 -------
@@ -16,8 +19,8 @@ Example
 >>> exp = build_experiment("bb:n=72,r=4,p=0.002")
 >>> plan = WindowPlan.build(exp.dem, exp.layout, graph_like=False, window=2, commit=1)
 >>> cw = compile_bp_windows(plan, max_iter=5)
->>> cw.backend, len(cw.arrays.graphs) == len(cw.decoders)
-('bp-cluster', True)
+>>> cw.backend, len(cw.decoders), len(cw.arrays.graphs) == SLOTS
+('bp-cluster', 3, True)
 """
 
 from __future__ import annotations
@@ -61,16 +64,30 @@ class BpWindows(NamedTuple):
     decode_window = _decode_window
 
 
-def compile_bp_windows(plan: WindowPlan, **options: object) -> CompiledWindows:
+#: template slots of :class:`BpWindows` (first, bulk and last windows need 3 or 4)
+SLOTS = 8
+
+
+def compile_bp_windows(plan: WindowPlan, **options: object) -> CompiledWindows | None:
     """The BP + cluster window decoder of ``plan`` (``options``: those of
-    :class:`~qecd.decoder.bp_cluster.BpClusterOptions`, as the stream's backend options)."""
+    :class:`~qecd.decoder.bp_cluster.BpClusterOptions`, as the stream's backend options),
+    or None when the plan has more than :data:`SLOTS` distinct windows."""
+    templates = templates_of(plan)
+    if len(templates) > SLOTS:
+        return None
     decoders = tuple(BpClusterDecoder.from_dem(stim.DetectorErrorModel(t), **options)
-                     for t in templates_of(plan))
+                     for t in templates)
     args = [d.kernel_args(fresh_workspace=True) for d in decoders]
-    arrays = BpWindows(tuple(a[0] for a in args), tuple(a[1] for a in args),
-                       tuple(a[2] for a in args),
-                       tuple(np.ascontiguousarray(d.faults.dem_index, dtype=np.int64)
-                             for d in decoders))
+    pad = [0] * (SLOTS - len(args))
+    slots = list(range(len(args))) + pad
+
+    def each(get):
+        return tuple(get(k) for k in slots)
+
+    arrays = BpWindows(each(lambda k: args[k][0]), each(lambda k: args[k][1]),
+                       each(lambda k: args[k][2]),
+                       each(lambda k: np.ascontiguousarray(decoders[k].faults.dem_index,
+                                                           dtype=np.int64)))
     return CompiledWindows(arrays, max(d.faults.num_faults for d in decoders),
                            BpClusterDecoder.name,
                            "the syndrome is not in the column space of the window's check "

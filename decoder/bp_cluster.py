@@ -278,12 +278,13 @@ class BpClusterDecoder(Decoder):
     def compile_stream(cls, stream):
         """The stream's plan compiled for the Numba loops
         (:class:`~qecd.decoder.compiled_stream.CompiledStream`, every window decoded by
-        :mod:`qecd.decoder._bp_windows`)."""
+        :mod:`qecd.decoder._bp_windows`), or None for a plan with too many distinct windows
+        (it then decodes from Python)."""
         from qecd.decoder._bp_windows import compile_bp_windows
         from qecd.decoder.compiled_stream import CompiledStream
 
-        return CompiledStream(stream.plan, compile_bp_windows(stream.plan,
-                                                              **stream.backend_options))
+        windows = compile_bp_windows(stream.plan, **stream.backend_options)
+        return None if windows is None else CompiledStream(stream.plan, windows)
 
     @property
     def last_info(self) -> dict[str, int]:

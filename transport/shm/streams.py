@@ -40,7 +40,6 @@ from qecd.codes.layout import RoundLayout
 from qecd.decoder.compiled_stream import CompiledStream
 from qecd.decoder.registry import DEFAULT_STREAM_DECODER
 from qecd.decoder.window import StreamDecoder
-from qecd.errors import DecoderError
 from qecd.transport import wire as P
 from qecd.transport.shm.atomics import set_timer_slack_ns
 from qecd.transport.shm.host_loop import HostLoop
@@ -118,10 +117,6 @@ class ShmStreamServer:
         #: the stream decoder when the loop leaves Numba to decode a window (a compiled
         #: stream decoding on the host, or a StreamDecoder), else None
         self.host = decoder if self.compiled is None else None
-        if not compiled and self.host.backend_class.compiles_streams:
-            raise DecoderError(f"ShmStreamServer: compile the {self.host.backend} "
-                               "StreamDecoder (StreamDecoder.compile(); its loop then stays "
-                               "in Numba)")
         self.layout = decoder.layout
         self.stream_id = int(stream_id)
         self.want_faults = bool(want_faults)
