@@ -103,6 +103,10 @@ class HostDecode:
         due = self._due
         return self._decode[due.item(1)](self._views[due.item(0)])
 
+    def example(self) -> np.ndarray:
+        """What a window without detection events returns (no edges)."""
+        return self._decode[0](self._views[0])
+
 
 def compile_pymatching_windows(plan: WindowPlan) -> CompiledWindows | None:
     """The PyMatching window decoder of a graph-like ``plan``, or None when this PyMatching

@@ -47,6 +47,8 @@ from typing import NamedTuple
 
 import numba
 import numpy as np
+from numba.core import types
+from numba.experimental import structref
 from numba.extending import overload
 
 from qecd import _jit
@@ -139,8 +141,9 @@ class CompiledWindows:
         :data:`WINDOW_DUE` after preparing the window's input in ``arrays``, and
         ``host_decode()`` decodes it (Python, no allocation of ours) and returns what the
         class's ``lines_from_host(arrays, k, result, out_lines)`` kernel turns into template
-        lines. It raises ``ValueError`` when no set of faults explains the window. None for
-        windows decoded inside Numba.
+        lines. It raises ``ValueError`` when no set of faults explains the window, and its
+        ``example()`` returns a result for a window without events (to compile the kernels
+        that take one at start-up). None for windows decoded inside Numba.
     """
 
     arrays: tuple
@@ -240,9 +243,8 @@ def push_round_kernel(bits, packed, state, plan):
         written to ``state.out_faults`` (sorted, distinct DEM error indices; a correction is
         ready in ``state.out_obs``).
     """
-    st, shot_bits, carry = state.st, state.shot_bits, state.carry
+    st, shot_bits = state.st, state.shot_bits
     round_offsets = plan.round_offsets
-    win_final = plan.win_final
     t = st[0]
     lo = round_offsets[t]
     hi = round_offsets[t + 1]
@@ -341,6 +343,68 @@ class StreamState(NamedTuple):
     out_faults: np.ndarray  #: int64: committed fault ids of the last correction
 
 
+@structref.register
+class StreamContextType(types.StructRef):
+    """Numba type of :class:`StreamContext`: a stream's state and plan behind one pointer."""
+
+    def preprocess_fields(self, fields):
+        return tuple((name, types.unliteral(t)) for name, t in fields)
+
+
+class StreamContext(structref.StructRefProxy):
+    """One stream's compiled state and plan as a single object for calls from Python.
+
+    Calling a Numba function with a plan's ~20 arrays costs ~10 µs per call in argument
+    unboxing alone (measured here: 13 µs per engine call against 1 µs for a call with two
+    arrays, on a loaded machine); a structref is unboxed from one pointer. Build it with
+    :func:`stream_context`.
+    """
+
+
+structref.define_boxing(StreamContextType, StreamContext)
+
+
+@numba.njit(cache=True)
+def _new_context(ty, state, plan):
+    ctx = structref.new(ty)
+    ctx.state = state
+    ctx.plan = plan
+    return ctx
+
+
+def stream_context(state, plan) -> StreamContext:
+    """The :class:`StreamContext` of a stream's state and its plan."""
+    ty = StreamContextType([("state", numba.typeof(state)), ("plan", numba.typeof(plan))])
+    return _new_context(ty, state, plan)
+
+
+@numba.njit(cache=True, nogil=True)
+def due_window_ctx(t, ctx):
+    """:func:`due_window_kernel` on a :class:`StreamContext`."""
+    return due_window_kernel(t, ctx.state, ctx.plan)
+
+
+@numba.njit(cache=True, nogil=True)
+def finish_window_ctx(result, ctx):
+    """:func:`finish_window_kernel` on a :class:`StreamContext`."""
+    return finish_window_kernel(result, ctx.state, ctx.plan)
+
+
+@numba.njit(cache=True, nogil=True)
+def reset_shot_ctx(ctx):
+    """Drop the stream's shot in progress: the next round stored is round 0, no carry."""
+    st, carry = ctx.state.st, ctx.state.carry
+    st[0] = 0
+    for j in range(carry.shape[0]):
+        carry[j] = 0
+
+
+@numba.njit(cache=True, nogil=True)
+def push_round_ctx(bits, packed, ctx):
+    """:func:`push_round_kernel` on a :class:`StreamContext`."""
+    return push_round_kernel(bits, packed, ctx.state, ctx.plan)
+
+
 def templates_of(plan: WindowPlan) -> list[str]:
     """The plan's distinct window problems (DEM texts) in first-use order: template ``k`` of
     a compiled window decoder is ``templates_of(plan)[k]``."""
@@ -409,6 +473,7 @@ class CompiledStream(ShotDecoding):
         #: CORRECTIONs per shot (one per window)
         self.corrections_per_shot = int((trigger >= 0).sum())
         self._state = self.new_state()
+        self._ctx = self.context(self._state)
         self._warm_up()
 
     def new_state(self) -> StreamState:
@@ -422,31 +487,34 @@ class CompiledStream(ShotDecoding):
         """The plan :func:`push_round_kernel` takes after the per-stream state."""
         return self._plan
 
+    def context(self, state: StreamState) -> StreamContext:
+        """``state`` and this plan as one :class:`StreamContext` (for calls from Python)."""
+        return stream_context(state, self._plan)
+
     @property
     def decodes_on_host(self) -> bool:
         """Whether its windows are decoded outside Numba (:attr:`CompiledWindows.host_decode`):
         a loop then leaves Numba when a window is due (``WINDOW_DUE``)."""
         return self.windows.host_decode is not None
 
-    def host_window(self, state: StreamState) -> int:
-        """Decode the due window of ``state`` on the host and commit it
+    def host_window(self, ctx: StreamContext) -> int:
+        """Decode the due window of the stream ``ctx`` on the host and commit it
         (:func:`finish_window_kernel`); returns the committed fault count, or
         ``NO_SOLUTION`` (the stream's shot state is then reset, as the kernels do)."""
         try:
             result = self.windows.host_decode()
         except ValueError:  # the backend found no explanation: the shot is dropped
-            state.st[0] = 0
-            state.carry[:] = 0
+            reset_shot_ctx(ctx)
             return NO_SOLUTION
-        return int(finish_window_kernel(result, state, self._plan))
+        return finish_window_ctx(result, ctx)
 
-    def decode_due(self, state: StreamState, t: int) -> int:
-        """Decode and commit the window round ``t`` completes from ``state.shot_bits``
-        (rounds ``0..t`` of the shot stored there), leaving Numba only for a host decoder;
-        returns the committed fault count (in ``state.out_faults``, the flips in
-        ``state.out_obs``) or ``NO_SOLUTION``."""
-        r = int(due_window_kernel(t, state, self._plan))
-        return self.host_window(state) if r == WINDOW_DUE else r
+    def decode_due(self, ctx: StreamContext, t: int) -> int:
+        """Decode and commit the window round ``t`` completes from the stream's
+        ``state.shot_bits`` (rounds ``0..t`` of the shot stored there; ``ctx`` from
+        :meth:`context`), leaving Numba only for a host decoder; returns the committed fault
+        count (in ``state.out_faults``, the flips in ``state.out_obs``) or ``NO_SOLUTION``."""
+        r = due_window_ctx(t, ctx)
+        return self.host_window(ctx) if r == WINDOW_DUE else r
 
     def no_solution_reason(self, last_round: int) -> str:
         """The error text of a window ending at ``last_round`` that could not be decoded."""
@@ -454,12 +522,21 @@ class CompiledStream(ShotDecoding):
                 f"{last_round} ({self.windows.no_solution})")
 
     def _warm_up(self) -> None:
-        state = self.new_state()
-        for packed in (False, True):
-            for size in self.layout.round_sizes:
-                bits = np.zeros((size + 7) // 8 if packed else size, np.uint8)
-                if push_round_kernel(bits, packed, state, self._plan) == WINDOW_DUE:
-                    self.host_window(state)
+        for via_ctx in (False, True):
+            state = self.new_state()
+            ctx = self.context(state)
+            for packed in (False, True):
+                for size in self.layout.round_sizes:  # one zero shot
+                    bits = np.zeros((size + 7) // 8 if packed else size, np.uint8)
+                    r = push_round_ctx(bits, packed, ctx) if via_ctx else \
+                        push_round_kernel(bits, packed, state, self._plan)
+                    if r == WINDOW_DUE:
+                        self.host_window(ctx)
+        due_window_ctx(self.num_rounds - 1, ctx)
+        reset_shot_ctx(ctx)
+        if self.decodes_on_host:  # the commit after a host decode, on an empty result
+            state.st[1] = 0
+            finish_window_ctx(self.windows.host_decode.example(), ctx)
 
     @property
     def next_round(self) -> int:
@@ -469,10 +546,9 @@ class CompiledStream(ShotDecoding):
         """Python-side twin of :meth:`StreamDecoder.push_round` (for tests and tools)."""
         st, out_obs, out_faults = self._state.st, self._state.out_obs, self._state.out_faults
         t = int(st[0])
-        n = push_round_kernel(np.ascontiguousarray(bits, dtype=np.uint8), packed,
-                              self._state, self._plan)
+        n = push_round_ctx(np.ascontiguousarray(bits, dtype=np.uint8), packed, self._ctx)
         if n == WINDOW_DUE:
-            n = self.host_window(self._state)
+            n = self.host_window(self._ctx)
         if n == NO_CORRECTION:
             return None
         if n == NO_SOLUTION:

@@ -12,6 +12,10 @@ from qecd.decoder.registry import backend_class, backend_names
 from qecd.decoder.window import StreamDecoder
 from qecd.errors import DecoderError
 
+# the first run compiles the stream kernels per window-decoder kind: minutes on a loaded
+# 2-CPU machine (cached after)
+pytestmark = pytest.mark.timeout(900)
+
 COMPILED = [b for b in backend_names() if backend_class(b).compiles_streams
             and not getattr(backend_class(b), "uses_decompositions", False)]
 

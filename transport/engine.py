@@ -46,8 +46,6 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba.core import types
-from numba.experimental import structref
 
 from qecd import _jit
 from qecd.decoder import compiled_stream
@@ -61,8 +59,11 @@ from qecd.decoder.compiled_stream import (  # noqa: E402,I001
     NO_CORRECTION,
     NO_SOLUTION,
     WINDOW_DUE,
+    StreamContext,
     finish_window_kernel,
     push_round_kernel,
+    reset_shot_ctx,
+    stream_context,
 )
 from qecd.transport.shm.atomics import monotonic_ns  # noqa: E402
 from qecd.transport.wire.compiled import write_correction  # noqa: E402
@@ -112,7 +113,6 @@ def engine_step(payload, o, i, count, rnd, seq, ts, t0, out_buf, stream_id, want
     """
     round_offsets = plan.round_offsets
     n_rounds = round_offsets.shape[0] - 1
-    st = state.st
     while i < count:
         t = (rnd + i) % n_rounds
         nb = (round_offsets[t + 1] - round_offsets[t] + 7) >> 3
@@ -181,39 +181,10 @@ def payload_ok(payload, o, n, rnd, count, round_offsets):
     return o == n
 
 
-@structref.register
-class EngineContextType(types.StructRef):
-    """Numba type of :class:`EngineContext`: a stream's state and plan behind one pointer."""
-
-    def preprocess_fields(self, fields):
-        return tuple((name, types.unliteral(t)) for name, t in fields)
-
-
-class EngineContext(structref.StructRefProxy):
-    """One stream's compiled state and plan as a single object for calls from Python.
-
-    Calling a Numba function with the plan's 27 arrays costs ~10 µs per call in argument
-    unboxing alone (measured here: 13 µs per :func:`engine_step` call against 1 µs for a
-    call with two arrays, on a loaded machine); a structref is unboxed from one pointer.
-    Build it with :func:`engine_context`; pass it to :func:`engine_call`.
-    """
-
-
-structref.define_boxing(EngineContextType, EngineContext)
-
-
-@numba.njit(cache=True)
-def _new_context(ty, state, plan):
-    ctx = structref.new(ty)
-    ctx.state = state
-    ctx.plan = plan
-    return ctx
-
-
-def engine_context(state, plan) -> EngineContext:
-    """The :class:`EngineContext` of a stream's state and its plan."""
-    ty = EngineContextType([("state", numba.typeof(state)), ("plan", numba.typeof(plan))])
-    return _new_context(ty, state, plan)
+#: one stream's compiled state and plan as a single object for calls from Python (see
+#: :class:`~qecd.decoder.compiled_stream.StreamContext`); pass it to :func:`engine_call`
+EngineContext = StreamContext
+engine_context = stream_context
 
 
 @numba.njit(cache=True, nogil=True)
@@ -231,14 +202,9 @@ def engine_resume_call(result, i, rnd, seq, ts, t0, out_buf, stream_id, want_fau
                          ctx.state, ctx.plan)
 
 
-@numba.njit(cache=True, nogil=True)
-def engine_no_solution_ctx(ctx):
-    """Reset the stream's shot after its host decoder found no explanation (as
-    :func:`engine_step` does on ``STEP_NO_SOLUTION``)."""
-    st, carry = ctx.state.st, ctx.state.carry
-    st[0] = 0
-    for j in range(carry.shape[0]):
-        carry[j] = 0
+#: reset the stream's shot after its host decoder found no explanation (as
+#: :func:`engine_step` does on ``STEP_NO_SOLUTION``)
+engine_no_solution_ctx = reset_shot_ctx
 
 
 @numba.njit(cache=True, nogil=True)
@@ -254,7 +220,8 @@ def warm_up(engine, out_buf: np.ndarray) -> None:
     layout = engine.layout
     n_bytes = sum((s + 7) // 8 for s in layout.round_sizes)
     frame = np.zeros(32 + n_bytes, dtype=np.uint8)
-    ctx = engine_context(engine.new_state(), engine.kernel_args())
+    state = engine.new_state()
+    ctx = engine_context(state, engine.kernel_args())
     payload_ok_ctx(frame, 32, frame.shape[0], 0, layout.num_rounds, ctx)
     i, o = 0, 32
     while True:
@@ -262,6 +229,11 @@ def warm_up(engine, out_buf: np.ndarray) -> None:
                                          1, False, ctx)
         if status == STEP_DONE:
             break
-        if status == STEP_WINDOW_DUE:
+        if status == STEP_WINDOW_DUE:  # (not on zeros: a window without events is done)
             engine_resume_call(engine.windows.host_decode(), i, 0, 0, 0, 0, out_buf, 1, False,
                                ctx)
+    if engine.decodes_on_host:  # compile the resume path on an empty result
+        state.st[1] = 0
+        engine_resume_call(engine.windows.host_decode.example(), 1, 0, 0, 0, 0, out_buf, 1,
+                           False, ctx)
+        engine_no_solution_ctx(ctx)

@@ -167,6 +167,7 @@ class _CompiledWindows:
 
     def __init__(self, cs) -> None:
         self.cs, self.state = cs, cs.new_state()
+        self.ctx = cs.context(self.state)
         plan = cs.kernel_args()
         self.shot_buffer, self.round_offsets = self.state.shot_bits, plan.round_offsets
         self.trigger = plan.trigger
@@ -178,7 +179,7 @@ class _CompiledWindows:
     def decode(self, t: int) -> tuple:
         """(observables, fault ids, first, last, shot_end) of the window round ``t`` ends."""
         st = self.state
-        n = self.cs.decode_due(st, t)
+        n = self.cs.decode_due(self.ctx, t)
         if n < 0:
             raise DecoderError(self.cs.no_solution_reason(t))
         w = st.st.item(1)
