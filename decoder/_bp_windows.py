@@ -37,7 +37,7 @@ from qecd.decoder import _bp_kernels
 _jit.invalidate_if_changed(__file__, [_bp_kernels.__file__], __name__)
 
 from qecd.decoder._bp_kernels import decode_shot  # noqa: E402
-from qecd.decoder.bp_cluster import BpClusterDecoder  # noqa: E402
+from qecd.decoder.bp_cluster import NOT_EXPLAINED, BpClusterDecoder  # noqa: E402
 from qecd.decoder.compiled_stream import CompiledWindows, templates_of  # noqa: E402
 from qecd.decoder.plan import WindowPlan  # noqa: E402
 
@@ -89,6 +89,4 @@ def compile_bp_windows(plan: WindowPlan, **options: object) -> CompiledWindows |
                        each(lambda k: np.ascontiguousarray(decoders[k].faults.dem_index,
                                                            dtype=np.int64)))
     return CompiledWindows(arrays, max(d.faults.num_faults for d in decoders),
-                           BpClusterDecoder.name,
-                           "the syndrome is not in the column space of the window's check "
-                           "matrix", decoders)
+                           BpClusterDecoder.name, f"the syndrome {NOT_EXPLAINED}", decoders)

@@ -45,6 +45,10 @@ from qecd.errors import DecoderError
 
 __all__ = ["BpClusterDecoder", "BpClusterOptions"]
 
+#: why a syndrome has no decoding (the error texts of the decoder and of its compiled windows)
+NOT_EXPLAINED = ("is not explained by any set of faults of this DEM (not in the column space "
+                 "of its check matrix)")
+
 _BP_METHODS = {"minimum_sum": 0, "min_sum": 0, "ms": 0, "product_sum": 1, "ps": 1}
 _SCHEDULES = {"parallel": 0, "serial": 1}
 
@@ -299,8 +303,7 @@ class BpClusterDecoder(Decoder):
     def _raise_status(self, status: int, shot: int | None = None) -> None:
         where = "" if shot is None else f" (shot {shot})"
         if status == K.STATUS_NOT_IN_SPAN:
-            raise DecoderError(f"bp-cluster: syndrome{where} is not explained by any set of "
-                               "faults of this DEM (not in the column space of its check matrix)")
+            raise DecoderError(f"bp-cluster: syndrome{where} {NOT_EXPLAINED}")
         raise DecoderError(f"bp-cluster: a cluster{where} outgrew the elimination buffers "
                            f"(status {status})")
 
