@@ -21,11 +21,13 @@ Example
 >>> r = window_call_floor("repetition:d=3,r=4,p=0.05", "pymatching", shots=20)
 >>> sorted(r["calls"]) == ["backend_decode", "binding", "engine", "python_stream"]
 True
+
+Run it as ``python -c "from qecd.bench.window_call_floor import *;
+print(format_floor(window_call_floor('surface:d=5,p=0.001', 'pymatching', shots=5000)))"``.
 """
 
 from __future__ import annotations
 
-import argparse
 import gc
 import time
 
@@ -117,22 +119,3 @@ def format_floor(r: dict) -> str:
             lines.append(f"engine - {floor}: p50 {e['p50_us'] - f['p50_us']:+.2f} µs, "
                          f"p99 {e['p99_us'] - f['p99_us']:+.2f} µs")
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m qecd.bench.window_call_floor",
-                                 description=__doc__.split("\n\n")[0])
-    ap.add_argument("--spec", default="surface:d=5,p=0.001")
-    ap.add_argument("--decoder", default="pymatching")
-    ap.add_argument("--shots", type=int, default=5000)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--window", type=int, default=None)
-    ap.add_argument("--commit", type=int, default=None)
-    a = ap.parse_args(argv)
-    print(format_floor(window_call_floor(a.spec, a.decoder, shots=a.shots, seed=a.seed,
-                                         window=a.window, commit=a.commit)))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -168,7 +168,7 @@ def test_host_loop_drops_the_shot_of_a_failing_decode_and_carries_on(served, fai
     res = cli.stream_shots(dets, timeout_s=5, corrections_per_shot=4)
     offline = StreamDecoder(exp.dem, exp.layout, "pymatching", window=window,
                             commit=commit).decode_batch(dets)
-    failed_round = 2 * R + srv.host.trigger_table().tolist().index(fail_window)
+    failed_round = 2 * R + srv.host.plan.trigger_table().tolist().index(fail_window)
     later_rounds_of_shot = 3 * R - 1 - failed_round
     assert res.errors == 2 + later_rounds_of_shot
     assert res.received == 6 * 4 - (4 - fail_window)
