@@ -217,6 +217,10 @@ def run_latency(spec: str = "surface:d=5,p=0.001", *, decoder: str = DEFAULT_STR
     fails_wire = int(np.any(pred != truth, axis=1).sum())
     fails_off = int(np.any(offline != truth, axis=1).sum())
     until_ready, server_side, mapping_note = _reaction_breakdown(records, emu, n_rounds)
+    from qecd.bench.drain import drain_summary
+
+    drain = (None if mapping_note else drain_summary(
+        emu["send_ns"], emu["write_ns"], lag, service, cycle_us=cycle_us))
     from qecd.bench.deadline import deadline_summary, shot_latencies
 
     shot_ns = shot_latencies(emu["corr_round"], emu["corr_ts"], emu["corr_ts"] + emu["reaction_ns"],
@@ -278,6 +282,7 @@ def run_latency(spec: str = "surface:d=5,p=0.001", *, decoder: str = DEFAULT_STR
             "final_lag_us": float(lag[-1000:].mean()) / 1e3 if len(lag) else None,
         },
         "platform_stalls": stalls,
+        "drain": drain,
         "deadline": deadline_summary(shot_ns, np.any(pred != truth, axis=1), cycle_us=cycle_us),
         "machine": machine_info(),
     }
@@ -352,6 +357,10 @@ def format_latency(r: dict) -> str:
     ]
     if r.get("reaction_breakdown_note"):
         lines.append("reaction breakdown: " + r["reaction_breakdown_note"])
+    if r.get("transport") == "shm":
+        from qecd.bench.drain import format_drain
+
+        lines.append(format_drain(r.get("drain")))
     if r.get("platform_stalls"):
         from qecd.bench.stall_meter import format_stalls
 

@@ -2,7 +2,7 @@
 
 >>> from qecd.decoder import backend_names
 >>> backend_names()
-['bp-cluster', 'pymatching', 'pymatching-corr', 'relay-bp', 'uf', 'uf-corr']
+['bp-cluster', 'pymatching', 'pymatching-corr', 'relay-bp', 'uf', 'uf-corr', 'uf-xcorr']
 """
 
 from qecd.decoder.base import Decoder, pack_bits, unpack_bits

@@ -863,6 +863,31 @@ heap_key, heap_ver, satq, stack
 
 
 @numba.njit(**_JIT)
+def uf_decode_events(events: Arr, n_events: int, adj_ptr: Arr, adj: Arr, edge_w: Arr,
+                     edge_uv: Arr, pm_edge: Arr, pm_bnd: Arr, parent: Arr, flags: Arr,
+                     nws: Arr, slack: Arr, touched: Arr, heap_key: Arr, heap_ver: Arr,
+                     satq: Arr, stack: Arr, out_faults: Arr) -> int:
+    """Decode one shot given as a list of detection events: the same as
+    :func:`uf_decode_into` on the syndrome with exactly those detectors set, without reading
+    a dense syndrome (a caller that already has the events, or decodes a subset of them).
+
+    ``events[:n_events]`` are distinct detector ids; returns as :func:`uf_decode_into`.
+
+    >>> args = build_kernel_args(2, np.array([[0, 2], [0, 1], [1, 2]]), np.array([5, 1, 5]))
+    >>> out = np.zeros(3, np.int64)
+    >>> n = uf_decode_events(np.array([1, 0], np.int64), 2, *args, out)
+    >>> out[:n].tolist()
+    [1]
+    """
+    if n_events == 0:
+        return 0
+    for i in range(n_events):
+        _add_event(flags, events[i], touched, i)
+    return _solve(n_events, adj_ptr, adj, edge_w, edge_uv, pm_edge, pm_bnd, parent, flags,
+                  nws, slack, touched, heap_key, heap_ver, satq, stack, out_faults)
+
+
+@numba.njit(**_JIT)
 def uf_decode_batch(dets: Arr, adj_ptr: Arr, adj: Arr, edge_w: Arr, edge_uv: Arr, pm_edge: Arr,
                     pm_bnd: Arr, parent: Arr, flags: Arr, nws: Arr, slack: Arr, touched: Arr,
                     heap_key: Arr, heap_ver: Arr, satq: Arr, stack: Arr, out_faults: Arr,

@@ -30,7 +30,7 @@ from qecd.decoder import _uf_kernels
 
 _jit.invalidate_if_changed(__file__, [_uf_kernels.__file__], __name__)
 
-from qecd.decoder._uf_kernels import uf_decode_into  # noqa: E402
+from qecd.decoder._uf_kernels import _add_event, _solve  # noqa: E402
 from qecd.decoder.compiled_stream import CompiledWindows, templates_of  # noqa: E402
 from qecd.decoder.plan import WindowPlan  # noqa: E402
 from qecd.decoder.union_find import UnionFindDecoder  # noqa: E402
@@ -39,13 +39,19 @@ from qecd.errors import DecoderError  # noqa: E402
 
 @numba.njit(**_jit.KERNEL)
 def _decode_window(u, k, syn, n_det, out_lines):
+    # the window's detection events go straight to union-find's solver, in increasing union
+    # detector order as uf_decode_into would find them in a dense syndrome (no union
+    # syndrome to fill and clear, no solver call at all for a quiet window)
     base = u.tmpl_det_off[k]
-    union_syn = u.union_syn
+    flags = u.uf_args[7]
+    touched = u.uf_args[10]
+    n_touched = 0
     for i in range(n_det):
-        union_syn[base + i] = syn[i]
-    n = uf_decode_into(union_syn, *u.uf_args, u.uf_out)
-    for i in range(n_det):
-        union_syn[base + i] = 0
+        if syn[i]:
+            n_touched = _add_event(flags, base + i, touched, n_touched)
+    if n_touched == 0:
+        return 0
+    n = _solve(n_touched, *u.uf_args, u.uf_out)
     if n < 0:
         return -1
     line0 = u.tmpl_line_off[k]
@@ -59,7 +65,7 @@ class UfWindows(NamedTuple):
 
     tmpl_det_off: np.ndarray  #: first detector of each template in the union decoder
     tmpl_line_off: np.ndarray  #: first error line of each template in the union decoder
-    union_syn: np.ndarray  #: scratch: the union decoder's syndrome (all zero between calls)
+    union_syn: np.ndarray  #: the union decoder's dense syndrome (unused: events go to the solver)
     union_dem_index: np.ndarray  #: union decoder fault -> its DEM line
     uf_out: np.ndarray  #: scratch: faults the union-find returns
     uf_args: tuple  #: :meth:`UnionFindDecoder.kernel_args` of the union decoder

@@ -221,6 +221,40 @@ def _commit(w, n, state, plan):
     return _sorted_distinct(out_faults, m)
 
 
+@numba.njit(**_jit.INLINE)
+def store_round(bits, o, packed, st, shot_bits, round_offsets, trigger):
+    """Store the stream's next round from ``bits[o:]`` (bit-packed in stim's little bit order
+    when ``packed``, else one byte per detector) into ``shot_bits``; returns the window it
+    completes (also put in ``st[1]``), or -1. Takes only the arrays it touches: inlined
+    into a per-round loop that read them out of the state and plan once, it costs a few ns
+    where a call passing the whole plan costs ~100 ns."""
+    t = st[0]
+    lo = round_offsets[t]
+    hi = round_offsets[t + 1]
+    if packed:
+        for i in range(hi - lo):
+            shot_bits[lo + i] = (bits[o + (i >> 3)] >> (i & 7)) & 1
+    else:
+        for i in range(hi - lo):
+            shot_bits[lo + i] = 1 if bits[o + i] else 0
+    st[0] = t + 1
+    w = trigger[t]
+    st[1] = w
+    return w
+
+
+@numba.njit(**_jit.INLINE)
+def decode_window_kernel(w, state, plan):
+    """Decode and commit window ``w``, whose last round :func:`store_round` just stored; a
+    final window ends the shot. Returns as :func:`push_round_kernel` (``WINDOW_DUE`` for a
+    window decoded on the host: :func:`finish_window_kernel` then ends it)."""
+    r = _decode_window(w, state, plan)
+    if r == WINDOW_DUE:
+        return r
+    _window_done(w, state, plan)
+    return r
+
+
 @numba.njit(**_JIT)
 def push_round_kernel(bits, packed, state, plan):
     """Store the next round of the stream and decode if it completes a window.
@@ -243,27 +277,11 @@ def push_round_kernel(bits, packed, state, plan):
         written to ``state.out_faults`` (sorted, distinct DEM error indices; a correction is
         ready in ``state.out_obs``).
     """
-    st, shot_bits = state.st, state.shot_bits
-    round_offsets = plan.round_offsets
-    t = st[0]
-    lo = round_offsets[t]
-    hi = round_offsets[t + 1]
-    if packed:
-        for i in range(hi - lo):
-            shot_bits[lo + i] = (bits[i >> 3] >> (i & 7)) & 1
-    else:
-        for i in range(hi - lo):
-            shot_bits[lo + i] = 1 if bits[i] else 0
-    st[0] = t + 1
-    w = plan.trigger[t]
-    st[1] = w
+    w = store_round(bits, 0, packed, state.st, state.shot_bits, plan.round_offsets,
+                    plan.trigger)
     if w < 0:
         return NO_CORRECTION
-    r = _decode_window(w, state, plan)
-    if r == WINDOW_DUE:
-        return r
-    _window_done(w, state, plan)
-    return r
+    return decode_window_kernel(w, state, plan)
 
 
 @numba.njit(**_JIT)

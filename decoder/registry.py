@@ -37,6 +37,7 @@ BACKENDS: dict[str, str] = {
     "pymatching-corr": "qecd.decoder.pymatching_correlated:CorrelatedPyMatchingDecoder",
     "relay-bp": "qecd.decoder.relay_bp_backend:RelayBpDecoder",
     "uf-corr": "qecd.decoder.correlated_uf:CorrelatedUnionFindDecoder",
+    "uf-xcorr": "qecd.decoder.cross_correlated_uf:CrossCorrelatedUnionFindDecoder",
 }
 
 

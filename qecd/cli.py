@@ -224,11 +224,38 @@ def _add_research_bench_parsers(bsub: argparse._SubParsersAction) -> None:
     r.add_argument("--no-pin", action="store_true", help="do not pin the two processes")
     r.set_defaults(func=_bench_command("bench_shm_pingpong"))
 
+    i = bsub.add_parser("idle-rings", help="server CPU of idle ring streams and the wake-up "
+                        "latency of the first packet after idling")
+    i.add_argument("--spec", default="surface:d=5,p=0.001")
+    i.add_argument("--streams", type=int, default=4)
+    i.add_argument("--seconds", type=float, default=3.0, help="idle CPU measured over this")
+    i.add_argument("--idle-ms", type=float, nargs="+", default=[0.5, 5, 50, 500],
+                   help="idle spells before a timed wake-up")
+    i.add_argument("--trials", type=int, default=40, help="wake-ups timed per idle spell")
+    i.add_argument("--no-pin", action="store_true", help="do not pin the two processes")
+    i.add_argument("--json", default=None, help="write the report here")
+    i.set_defaults(func=_bench_command("idle_rings"))
+
+    g = bsub.add_parser("ring-drain", help="CPU per round of a ring loop serving a backlog "
+                        "(the request ring filled before it starts), beside the batch floor")
+    g.add_argument("--spec", default="surface:d=5,p=0.001")
+    g.add_argument("--shots", type=int, default=4000)
+    g.add_argument("--repeats", type=int, default=7)
+    g.add_argument("--json", default=None, help="write the report here")
+    g.set_defaults(func=_bench_command("ring_drain"))
+
     d = bsub.add_parser("deadline-plot", help="overlay LER(t) of qecd bench latency reports")
     d.add_argument("reports", nargs="+", help="qecd.bench.latency JSON files")
     d.add_argument("--out", required=True, help="PNG to write")
     d.add_argument("--title", default="")
     d.set_defaults(func=_bench_command("deadline"))
+
+    q = bsub.add_parser("pqc-handshake", help="the post-quantum handshake's cost per HELLO "
+                        "against plain HELLOs, in one run (docs/security.md)")
+    q.add_argument("--hellos", type=int, default=200, help="HELLOs per kind (default "
+                   "%(default)s)")
+    q.add_argument("--json", default=None, help="also write the figures as JSON here")
+    q.set_defaults(func=_bench_command("pqc_handshake"))
 
     t = bsub.add_parser("sinter-suite", help="sinter's decoder tests with qecd's decoders added")
     t.add_argument("dir", help="scratch directory for the edited copies")
@@ -273,6 +300,18 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     curve = None
     if args.curve_secret_key:
         curve = CurveServerKeys.from_files(args.curve_secret_key, args.curve_allow)
+    pq = None
+    if args.pq_required and not args.pq_secret_key:
+        print("qecd serve: error: --pq-required needs --pq-secret-key", file=sys.stderr)
+        return 2
+    if args.pq_secret_key:
+        from qecd.transport.pqc import PqServer, PqUnavailable
+
+        try:
+            pq = PqServer.from_file(args.pq_secret_key, token_lifetime_s=args.pq_token_lifetime)
+        except (PqUnavailable, ValueError, OSError) as e:
+            print(f"qecd serve: error: {e}", file=sys.stderr)
+            return 2
     limits = SessionLimits(timeout_ms=int(args.stream_timeout * 1000),
                            heartbeat_ms=max(1, int(args.stream_timeout * 1000) // 5),
                            max_backlog=args.max_backlog)
@@ -281,10 +320,29 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                           max_streams_per_client=args.max_streams_per_client,
                           max_ring_streams_per_client=args.max_ring_streams_per_client,
                           sndhwm=args.hwm, rcvhwm=args.hwm,
-                          record_capacity=args.record_capacity, curve=curve)
+                          record_capacity=args.record_capacity, curve=curve, pq=pq,
+                          pq_required=args.pq_required)
     return run_server(config, metrics_port=args.metrics_port, metrics_addr=args.metrics_addr,
                       metrics_streams=args.metrics_streams, record_path=args.record,
                       cpu=args.cpu)
+
+
+def _cmd_keygen(args: argparse.Namespace) -> int:
+    from qecd.transport.auth import create_keypair
+
+    for path in create_keypair(args.directory, args.name):
+        print(path)
+    if args.pq:
+        from qecd.transport.pqc import PqUnavailable, create_pq_keypair
+
+        try:
+            paths = create_pq_keypair(args.directory, args.name)
+        except PqUnavailable as e:
+            print(f"qecd keygen: error: {e}", file=sys.stderr)
+            return 2
+        for path in paths:
+            print(path)
+    return 0
 
 
 def _cmd_conformance(args: argparse.Namespace) -> int:
@@ -400,6 +458,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="server CURVE secret key file (zmq.auth .key_secret)")
     v.add_argument("--curve-allow", default=None,
                    help="directory of allowed client public keys (.key)")
+    v.add_argument("--pq-secret-key", default=None,
+                   help="opt-in post-quantum control plane: the server's ML-DSA-65 secret key "
+                        "(qecd keygen --pq); HELLOs may then run the hybrid X25519 + ML-KEM-768 "
+                        "handshake and get signed session tokens (docs/security.md)")
+    v.add_argument("--pq-required", action="store_true",
+                   help="refuse HELLOs without the post-quantum handshake")
+    v.add_argument("--pq-token-lifetime", type=int, default=3600,
+                   help="seconds a session token can resume its stream (default %(default)s)")
     v.add_argument("--record", default=None,
                    help="write per-round service times to this .npz at shutdown")
     v.add_argument("--record-capacity", type=int, default=1 << 20,
@@ -416,6 +482,15 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--hwm", type=int, default=10_000, help="ZeroMQ SNDHWM/RCVHWM (messages)")
     v.add_argument("--cpu", type=int, default=None, help="pin the server to this CPU")
     v.set_defaults(func=_cmd_serve)
+
+    kg = sub.add_parser("keygen", help="write a CURVE key pair (and, with --pq, an ML-DSA-65 "
+                        "one) for qecd serve and its clients")
+    kg.add_argument("directory", help="where to write the key files")
+    kg.add_argument("name", help="file stem: NAME.key/NAME.key_secret (CURVE), "
+                    "NAME.mldsa/NAME.mldsa_secret (--pq)")
+    kg.add_argument("--pq", action="store_true",
+                    help="also an ML-DSA-65 pair for the post-quantum control plane")
+    kg.set_defaults(func=_cmd_keygen)
 
     k = sub.add_parser("conformance", help="check a server against docs/protocol.md's rules")
     k.add_argument("--connect", required=True, help="server endpoint, e.g. tcp://127.0.0.1:5555")

@@ -156,11 +156,110 @@ def build_vectors() -> list[dict]:
     return out
 
 
+# the post-quantum handshake's vector (docs/protocol.md §6.8): fixed secrets; the ML-KEM
+# ciphertext and the ML-DSA signature are randomized by their algorithms, so they are drawn
+# once and then read back from the committed file (everything else is recomputed from them)
+PQ_CLIENT_X25519_PRIVATE = bytes(range(1, 33))
+PQ_CLIENT_MLKEM_SEED = bytes(range(64, 128))  # d || z of FIPS 203 ML-KEM.KeyGen_internal
+PQ_SERVER_X25519_PRIVATE = bytes(range(33, 65))
+PQ_SERVER_MLDSA_SEED = bytes(range(128, 160))  # xi of FIPS 204 ML-DSA.KeyGen_internal
+PQ_CURVE_CLIENT = bytes(range(200, 232))
+PQ_CURVE_SERVER = bytes(range(160, 192))
+PQ_STREAM_ID = 7
+PQ_EXPIRES = 4102444800  # 2100-01-01T00:00:00Z
+PQ_HELLO = P.Hello(spec="repetition:d=3,r=2,p=0.01", decoder="uf")
+
+
+def build_pqc_vector(committed: dict | None) -> dict:
+    """The handshake of §6.8 with fixed keys, step by step (hex); ``committed`` supplies the
+    ciphertext and signature drawn when the vector was first written."""
+    import hashlib
+    import struct
+
+    from cryptography.hazmat.primitives.asymmetric import mldsa, mlkem, x25519
+    from zmq.utils import z85
+
+    from qecd.transport import pqc
+
+    hx = bytes.hex
+    client_x = x25519.X25519PrivateKey.from_private_bytes(PQ_CLIENT_X25519_PRIVATE)
+    dk = mlkem.MLKEM768PrivateKey.from_seed_bytes(PQ_CLIENT_MLKEM_SEED)
+    server_x = x25519.X25519PrivateKey.from_private_bytes(PQ_SERVER_X25519_PRIVATE)
+    signer = mldsa.MLDSA65PrivateKey.from_seed_bytes(PQ_SERVER_MLDSA_SEED)
+    hs = pqc.ClientHandshake(pqc.PqPin(signer.public_key().public_bytes_raw()),
+                             curve_client=z85.encode(PQ_CURVE_CLIENT),
+                             curve_server=z85.encode(PQ_CURVE_SERVER),
+                             x25519_private=PQ_CLIENT_X25519_PRIVATE,
+                             mlkem_seed=PQ_CLIENT_MLKEM_SEED)
+    hello = hs.hello(PQ_HELLO)
+    hello_frame = P.encode_hello(hello, seq=1, timestamp_ns=1_000_000)
+    hello_body = hello_frame[P.HEADER_SIZE:]
+    xs = server_x.public_key().public_bytes_raw()
+    if committed is not None:
+        ct = bytes.fromhex(committed["mlkem768_ciphertext"])
+    else:
+        ct = dk.public_key().encapsulate()[1]
+    ss_k = dk.decapsulate(ct)
+    ss_x = client_x.exchange(server_x.public_key())
+    th = pqc.transcript_hash(hello_body, PQ_CURVE_CLIENT, PQ_CURVE_SERVER, PQ_STREAM_ID, xs, ct)
+    assert th == hashlib.sha256(  # the formula of §6.8.3, written out
+        pqc.LABEL_TRANSCRIPT + struct.pack("<I", len(hello_body)) + hello_body
+        + PQ_CURVE_CLIENT + PQ_CURVE_SERVER + struct.pack("<I", PQ_STREAM_ID) + xs + ct).digest()
+    keys = pqc.derive_keys(ss_k, ss_x, th)
+    body = struct.pack("<8sIQ32s32s", pqc.TOKEN_MAGIC, PQ_STREAM_ID, PQ_EXPIRES,
+                       PQ_CURVE_CLIENT, keys.binding)
+    sig = None
+    if committed is not None and committed["token_body"] == hx(body):
+        sig = bytes.fromhex(committed["token_signature"])
+    if sig is None:
+        sig = signer.sign(body, pqc.TOKEN_CONTEXT)
+    token = body + sig
+    accept = ACCEPT._replace(stream_id=PQ_STREAM_ID, decoder="uf", window=None, commit=None,
+                             want_faults=False, slice_sizes=(2, 2, 2), pq_x25519=xs,
+                             pq_mlkem768_ct=ct, pq_token=token,
+                             pq_confirm=pqc.accept_tag(keys, th, token))
+    resume = hs.hello(PQ_HELLO, pqc.PqSession(PQ_STREAM_ID, keys.session_key,
+                                              keys.resume_key, token, PQ_EXPIRES))
+    return {
+        "note": "docs/protocol.md section 6.8; all values hex; the resume MAC is for a HELLO "
+                "presenting this token with the same client keys",
+        "client_x25519_private": hx(PQ_CLIENT_X25519_PRIVATE),
+        "client_mlkem768_seed": hx(PQ_CLIENT_MLKEM_SEED),
+        "server_x25519_private": hx(PQ_SERVER_X25519_PRIVATE),
+        "server_mldsa65_seed": hx(PQ_SERVER_MLDSA_SEED),
+        "server_mldsa65_public": hx(signer.public_key().public_bytes_raw()),
+        "curve_client": hx(PQ_CURVE_CLIENT), "curve_server": hx(PQ_CURVE_SERVER),
+        "stream_id": PQ_STREAM_ID,
+        "client_x25519_public": hx(hello.pq_x25519),
+        "client_mlkem768_encapsulation_key": hx(hello.pq_mlkem768),
+        "hello": hx(hello_frame),
+        "server_x25519_public": hx(xs),
+        "mlkem768_ciphertext": hx(ct),
+        "mlkem768_shared_secret": hx(ss_k),
+        "x25519_shared_secret": hx(ss_x),
+        "transcript_hash": hx(th),
+        "session_key": hx(keys.session_key), "confirm_key": hx(keys.confirm_key),
+        "resume_key": hx(keys.resume_key), "binding": hx(keys.binding),
+        "expires_unix_s": PQ_EXPIRES,
+        "token_body": hx(body), "token_signature": hx(sig),
+        "pq_confirm": hx(accept.pq_confirm),
+        "accept": hx(P.encode_accept(accept, seq=1, timestamp_ns=1_000_000)),
+        "resume_mac": hx(resume.pq_resume_mac),
+    }
+
+
 def load() -> list[dict]:
     return json.loads(PATH.read_text(encoding="utf-8"))["vectors"]
 
 
-def dump(vectors: list[dict]) -> str:
+def load_pqc() -> dict | None:
+    """The committed handshake vector (None before it was first written)."""
+    if not PATH.exists():
+        return None
+    return json.loads(PATH.read_text(encoding="utf-8")).get("pqc_handshake")
+
+
+def dump(vectors: list[dict], pqc: dict | None = None) -> str:
     doc = {"format": "qecd protocol test vectors, version 1",
            "spec": "docs/protocol.md section 13",
            "notes": ["hex: the whole packet (header and body), lowercase",
@@ -169,7 +268,8 @@ def dump(vectors: list[dict]) -> str:
                      "key order (null = msgpack nil); SYNDROME: the stream's slice_sizes and "
                      "each round's fired detectors",
                      "timestamps and rounds are u64: JSON numbers up to 2**64-1"],
-           "vectors": vectors}
+           "vectors": vectors,
+           "pqc_handshake": pqc if pqc is not None else build_pqc_vector(load_pqc())}
     return json.dumps(doc, indent=1) + "\n"
 
 

@@ -28,6 +28,7 @@ LAYERS = [
     ("decoder", ("qecd.decoder",)),
     ("wire", ("qecd.transport.wire",)),
     ("transport", ("qecd.transport.shm", "qecd.transport.server", "qecd.transport.auth",
+                   "qecd.transport.pqc",
                    "qecd.transport.engine",
                    "qecd.transport.__init__")),
     ("client", ("qecd.transport.client", "qecd.transport.aio_client",

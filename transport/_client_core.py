@@ -14,6 +14,7 @@ True
 from __future__ import annotations
 
 import itertools
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import NamedTuple
@@ -22,12 +23,15 @@ import zmq
 
 from qecd.errors import ProtocolError, QecdError
 from qecd.transport.auth import CurveClientKeys, configure_client_socket
+from qecd.transport.pqc import ClientHandshake, PqPin, PqSession
 from qecd.transport.wire import (
+    HEADER_SIZE,
     ErrorCode,
     ErrorInfo,
     Hello,
     MsgType,
     decode_body,
+    encode_hello,
     parse_packet,
 )
 
@@ -161,6 +165,42 @@ def hello_for(spec: str | None, dem: str | None, decoder: str, window: int | Non
     return Hello(spec=spec, dem=dem, time_coord=time_coord if spec is None else -1,
                  decoder=decoder, window=window, commit=commit, want_faults=want_faults,
                  describe=describe, circuit=circuit, input=input)
+
+
+class PqOpen:
+    """One HELLO of a client that pins a server's post-quantum key (docs/protocol.md §6.8):
+    the frame to send, and :meth:`finish` to check the ACCEPT. Without a pin it is the plain
+    HELLO and :meth:`finish` returns None.
+
+    Parameters
+    ----------
+    pin : PqPin or None
+    curve : CurveClientKeys or None
+        The connection's CURVE keys (they enter the handshake's transcript).
+    hello : Hello
+    resume : PqSession, optional
+        Take over that session's open stream (its token and proof go in the HELLO).
+    seq : int
+    """
+
+    def __init__(self, pin: PqPin | None, curve: CurveClientKeys | None, hello: Hello, *,
+                 resume: PqSession | None = None, seq: int) -> None:
+        self.handshake = None
+        if resume is not None and pin is None:
+            raise ValueError("open_stream(resume=...): expected a client with a pinned "
+                             "post-quantum key (pq=PqPin...), got pq=None")
+        if pin is not None:
+            self.handshake = ClientHandshake(
+                pin, curve_client=curve.public if curve else None,
+                curve_server=curve.server_public if curve else None)
+            hello = self.handshake.hello(hello, resume)
+        self.frame = encode_hello(hello, seq=seq, timestamp_ns=time.perf_counter_ns())
+
+    def finish(self, accept) -> PqSession | None:
+        """The PqSession of the ACCEPT (None without a pin); raises PqHandshakeError."""
+        if self.handshake is None:
+            return None
+        return self.handshake.finish(self.frame[HEADER_SIZE:], accept)
 
 
 def round_layout(spec: str | None, dem: str | None, time_coord: int):

@@ -39,6 +39,7 @@ from qecd.errors import QecdError
 from qecd.transport._client_core import (
     HELLO_TIMEOUT_S,
     Inbox,
+    PqOpen,
     Reply,
     ServerTimeout,
     checked_streams,
@@ -48,6 +49,7 @@ from qecd.transport._client_core import (
     reply_matcher,
 )
 from qecd.transport.auth import CurveClientKeys
+from qecd.transport.pqc import PqPin, PqSession
 from qecd.transport.wire import (
     DEFAULT_DECODER,
     HEADER_SIZE,
@@ -56,7 +58,6 @@ from qecd.transport.wire import (
     MsgType,
     encode_bye,
     encode_heartbeat,
-    encode_hello,
     encode_stats,
     pack_syndrome_into,
 )
@@ -70,8 +71,11 @@ class AsyncClient:
 
     def __init__(self, endpoint: str, *, curve: CurveClientKeys | None = None,
                  timeout_s: float = 10.0, hwm: int = 10_000,
-                 context: zmq.asyncio.Context | None = None) -> None:
+                 context: zmq.asyncio.Context | None = None,
+                 pq: PqPin | None = None) -> None:
         self.endpoint = endpoint
+        self.curve = curve
+        self.pq = pq
         self.timeout_s = timeout_s
         self.socket, _ = dealer_socket(context or zmq.asyncio.Context.instance(), endpoint,
                                        curve=curve, hwm=hwm)
@@ -147,15 +151,28 @@ class AsyncClient:
                           commit: int | None = None, want_faults: bool = False,
                           time_coord: int = -1, timeout_s: float = HELLO_TIMEOUT_S,
                           circuit: str | None = None, input: str = "detectors",
-                          describe: bool = False) -> AsyncStream:
-        """Open a stream (HELLO, wait for ACCEPT); raises ServerError or ServerTimeout.
-        The keyword arguments are those of :meth:`qecd.transport.client.Client.open_stream`."""
+                          describe: bool = False,
+                          resume: PqSession | None = None) -> AsyncStream:
+        """Open a stream (HELLO, wait for ACCEPT); raises ServerError, ServerTimeout or
+        PqHandshakeError. The keyword arguments (``resume`` included) are those of
+        :meth:`qecd.transport.client.Client.open_stream`."""
         hello = hello_for(spec, dem, decoder, window, commit, want_faults, time_coord,
                           circuit=circuit, input=input, describe=describe)
-        frame = encode_hello(hello, seq=self._next_seq(), timestamp_ns=time.perf_counter_ns())
-        r = await self._request(frame, (MsgType.ACCEPT,), timeout_s, "open_stream")
+        op = PqOpen(self.pq, self.curve, hello, resume=resume, seq=self._next_seq())
+        r = await self._request(op.frame, (MsgType.ACCEPT,), timeout_s, "open_stream")
+        try:
+            session = op.finish(r.body)
+        except QecdError:  # a stream we cannot trust: close it (best effort), then say why
+            try:
+                await AsyncStream(self, r.body).close(timeout_s=min(self.timeout_s, 2.0))
+            except QecdError:
+                pass
+            raise
         stream = AsyncStream(self, r.body)
+        stream.pq = session
         self.streams[stream.stream_id] = stream
+        if resume is not None:
+            stream.next_round = int((await self.stats(stream.stream_id)).get("next_round", 0))
         return stream
 
     async def heartbeat(self, stream_id: int = 0, timeout_s: float | None = None) -> int:
@@ -186,6 +203,7 @@ class AsyncStream:
         self.stream_id = accept.stream_id
         self.layout = accept.layout()  # measurements per round with input="measurements"
         self.next_round = 0
+        self.pq = None  #: the PqSession of a post-quantum handshake (token, session key)
 
     @property
     def slice_sizes(self) -> tuple[int, ...]:

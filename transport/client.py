@@ -51,6 +51,7 @@ from qecd.transport._client_core import (
     HELLO_TIMEOUT_S,
     AuthenticationFailed,
     Inbox,
+    PqOpen,
     Reply,
     ServerError,
     ServerTimeout,
@@ -62,6 +63,7 @@ from qecd.transport._client_core import (
     round_layout,
 )
 from qecd.transport.auth import CurveClientKeys
+from qecd.transport.pqc import PqPin, PqSession
 from qecd.transport.wire import (
     DEFAULT_DECODER,
     HEADER_SIZE,
@@ -70,7 +72,6 @@ from qecd.transport.wire import (
     MsgType,
     encode_bye,
     encode_heartbeat,
-    encode_hello,
     encode_stats,
     pack_header_into,
     pack_syndrome_into,
@@ -94,12 +95,19 @@ class Client:
         SNDHWM and RCVHWM of the socket (messages).
     context : zmq.Context, optional
         Defaults to ``zmq.Context.instance()``.
+    pq : PqPin, optional
+        Run the post-quantum handshake on every HELLO (docs/protocol.md §6.8) against this
+        pinned ML-DSA-65 server key (``PqPin.from_file("server.mldsa")``): an ACCEPT that does
+        not check out raises :class:`~qecd.transport.pqc.PqHandshakeError` (the stream is
+        closed), and each :class:`Stream` keeps its ``pq`` session (token, session key).
     """
 
     def __init__(self, endpoint: str, *, curve: CurveClientKeys | None = None,
                  timeout_s: float = 10.0, hwm: int = 10_000,
-                 context: zmq.Context | None = None) -> None:
+                 context: zmq.Context | None = None, pq: PqPin | None = None) -> None:
         self.endpoint = endpoint
+        self.curve = curve
+        self.pq = pq
         self.timeout_s = timeout_s
         self.socket, self._monitor = dealer_socket(
             context or zmq.Context.instance(), endpoint, curve=curve, hwm=hwm,
@@ -229,22 +237,42 @@ class Client:
                     decoder: str = DEFAULT_DECODER, window: int | None = None,
                     commit: int | None = None, want_faults: bool = False, time_coord: int = -1,
                     timeout_s: float = HELLO_TIMEOUT_S, circuit: str | None = None,
-                    input: str = "detectors", describe: bool = False) -> Stream:
+                    input: str = "detectors", describe: bool = False,
+                    resume: PqSession | None = None) -> Stream:
         """Open a stream (HELLO, wait for ACCEPT) for a spec string, a stim DEM text or a
         stim circuit text. ``input="measurements"`` sends each round's raw measurements
         (``send_round`` then takes ``accept.measurement_slice_sizes[t]`` bits); ``describe``
         asks the ACCEPT for the rounds' detector ids, committed ranges and DEM.
 
-        Raises ServerError (e.g. BAD_HELLO, SERVER_BUSY, SHUTTING_DOWN) or ServerTimeout.
+        ``resume`` (a :class:`~qecd.transport.pqc.PqSession`, ``stream.pq`` of an earlier
+        connection; needs ``pq``) takes over that open stream instead, from this connection:
+        pass the same experiment and settings as the HELLO that opened it. The returned
+        Stream continues at the server's next round.
+
+        Raises ServerError (e.g. BAD_HELLO, SERVER_BUSY, SHUTTING_DOWN), ServerTimeout, or
+        PqHandshakeError.
         """
         hello = hello_for(spec, dem, decoder, window, commit, want_faults, time_coord,
                           circuit=circuit, input=input, describe=describe)
-        seq = self._next_seq()
-        frame = encode_hello(hello, seq=seq, timestamp_ns=time.perf_counter_ns())
-        r = self._request(frame, (MsgType.ACCEPT,), timeout_s, "open_stream")
+        op = PqOpen(self.pq, self.curve, hello, resume=resume, seq=self._next_seq())
+        r = self._request(op.frame, (MsgType.ACCEPT,), timeout_s, "open_stream")
+        session = self._pq_finish(op, r.body)
         stream = Stream(self, r.body)
+        stream.pq = session
         self.streams[stream.stream_id] = stream
+        if resume is not None:
+            stream.next_round = int(self.stats(stream.stream_id).get("next_round", 0))
         return stream
+
+    def _pq_finish(self, op: PqOpen, accept: Accept) -> PqSession | None:
+        try:
+            return op.finish(accept)
+        except QecdError:  # a stream we cannot trust: close it (best effort), then say why
+            try:
+                self.bye(accept.stream_id, timeout_s=min(self.timeout_s, 2.0))
+            except QecdError:
+                pass
+            raise
 
     def open_shm_stream(self, spec: str | None = None, *, dem: str | None = None,
                         decoder: str = DEFAULT_STREAM_DECODER, window: int | None = None,
@@ -266,10 +294,10 @@ class Client:
         hello = hello_for(spec, dem, decoder, window, commit, want_faults, time_coord)
         hello = hello._replace(transport="shm")
         layout = round_layout(spec, dem, time_coord)
-        seq = self._next_seq()
-        frame = encode_hello(hello, seq=seq, timestamp_ns=time.perf_counter_ns())
-        accept: Accept = self._request(frame, (MsgType.ACCEPT,), timeout_s,
+        op = PqOpen(self.pq, self.curve, hello, seq=self._next_seq())
+        accept: Accept = self._request(op.frame, (MsgType.ACCEPT,), timeout_s,
                                        "open_shm_stream").body
+        session = self._pq_finish(op, accept)
         try:
             if accept.shm_region is None:
                 raise QecdError(f"stream {accept.stream_id}: ACCEPT names no shared-memory "
@@ -288,6 +316,7 @@ class Client:
                 pass
             raise
         cli.accept = accept
+        cli.pq = session
         return cli
 
     def bye(self, stream_id: int, timeout_s: float | None = None) -> int:
@@ -342,6 +371,7 @@ class Stream:
         self.stream_id = accept.stream_id
         self.layout = accept.layout()  # measurements per round with input="measurements"
         self.next_round = 0
+        self.pq = None  #: the PqSession of a post-quantum handshake (token, session key)
         self._buf = bytearray(HEADER_SIZE + max(self.layout.shot_bytes, 1))
 
     @property

@@ -56,13 +56,13 @@ _jit.invalidate_if_changed(__file__, [*compiled_stream.kernel_sources(), _atomic
                                       wire_compiled.__file__], __name__)
 
 from qecd.decoder.compiled_stream import (  # noqa: E402,I001
-    NO_CORRECTION,
     NO_SOLUTION,
     WINDOW_DUE,
     StreamContext,
+    decode_window_kernel,
     finish_window_kernel,
-    push_round_kernel,
     reset_shot_ctx,
+    store_round,
     stream_context,
 )
 from qecd.transport.shm.atomics import monotonic_ns  # noqa: E402
@@ -113,14 +113,20 @@ def engine_step(payload, o, i, count, rnd, seq, ts, t0, out_buf, stream_id, want
     """
     round_offsets = plan.round_offsets
     n_rounds = round_offsets.shape[0] - 1
+    st = state.st
+    shot_bits = state.shot_bits
+    trigger = plan.trigger
     while i < count:
         t = (rnd + i) % n_rounds
         nb = (round_offsets[t + 1] - round_offsets[t] + 7) >> 3
-        r = push_round_kernel(payload[o:o + nb], True, state, plan)
+        # push_round_kernel, with the arrays a round touches read out once: only a due
+        # window pays for a call that passes the whole plan
+        w = store_round(payload, o, True, st, shot_bits, round_offsets, trigger)
         o += nb
         i += 1
-        if r == NO_CORRECTION:
+        if w < 0:
             continue
+        r = decode_window_kernel(w, state, plan)
         if r == WINDOW_DUE:
             return STEP_WINDOW_DUE, i, o, 0, 0
         status, n, last = _reply(r, i, rnd, seq, ts, t0, out_buf, stream_id, want_faults,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from qecd.transport.auth import CurveServerKeys
+from qecd.transport.pqc import PqServer
 from qecd.transport.server.session import SessionLimits
 
 __all__ = ["ServerConfig"]
@@ -59,6 +60,11 @@ class ServerConfig:
         may linger to deliver the final ERROR/BYE messages.
     housekeeping_s : float
         Period of timeouts, histogram folding and log summaries.
+    pq : PqServer or None
+        The opt-in post-quantum handshake on HELLO (docs/protocol.md §6.8): the server's
+        ML-DSA-65 key that signs session tokens; None = off (HELLOs carrying it are refused).
+    pq_required : bool
+        Refuse HELLOs without the handshake (BAD_HELLO); needs ``pq``.
     build_switch_interval_s : float
         While a decoder plan builds on the worker thread, the interpreter's GIL switch
         interval is lowered to this (``sys.setswitchinterval``; restored when no build is
@@ -84,3 +90,5 @@ class ServerConfig:
     shutdown_linger_ms: int = 1000
     housekeeping_s: float = 0.1
     build_switch_interval_s: float = 0.0002
+    pq: PqServer | None = None
+    pq_required: bool = False

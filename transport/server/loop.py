@@ -57,6 +57,7 @@ from qecd.transport.server.metrics import (
     start_metrics_http,
 )
 from qecd.transport.server.plan_builds import PendingHello, PlanBuilds
+from qecd.transport.server.pq_hellos import PqHellos
 from qecd.transport.server.rate_limit import RateLimiter
 from qecd.transport.server.session import DecoderPool, StreamPlan, StreamSession, plan_key
 from qecd.transport.server.shm_streams import ShmStreams
@@ -115,6 +116,10 @@ class Server:
     def __init__(self, config: ServerConfig, *, context: zmq.Context | None = None) -> None:
         self.config = config
         self.limits = config.limits
+        pq = config.pq  # checked first: a bad config leaves no socket behind
+        if pq is not None and config.curve is not None:
+            pq = pq.with_curve(config.curve.public)  # the transcript names the CURVE keys
+        self._pq = PqHellos(pq, required=config.pq_required)
         self.counters = ServerCounters()
         self._refused_logged = 0.0  # when the last connection_refused line was written
         self.recorder = ServiceRecorder(config.record_capacity)
@@ -384,10 +389,7 @@ class Server:
             if s is not None:
                 s.dropped["error_budget"] = s.dropped.get("error_budget", 0) + 1
             return
-        if self._send(route, encode_error_reply(err, frame, next_round=next_round), "replies"):
-            self.counters.error(name)
-            if s is not None:
-                s.errors_sent += 1
+        self._counted_send(route, encode_error_reply(err, frame, next_round=next_round), name, s)
 
     def _send_error(self, s: StreamSession, code: ErrorCode, reason: str,
                     about: Header | None = None) -> None:
@@ -398,9 +400,19 @@ class Server:
                                          "ref_type": MsgType.SYNDROME}
         frame = encode_error(code, reason, stream_id=s.stream_id, next_round=s.next_round,
                              **echo)
-        if self._send(s.route, frame, "replies"):
-            self.counters.error(code.name)
+        self._counted_send(s.route, frame, code.name, s)
+
+    def _counted_send(self, route: bytes, frame: bytes, name: str,
+                      s: StreamSession | None) -> None:
+        """Send an ERROR, counted before it leaves (a client that has its ERROR also sees it
+        in STATS and Prometheus) and uncounted if it could not be queued."""
+        self.counters.error(name)
+        if s is not None:
             s.errors_sent += 1
+        if not self._send(route, frame, "replies"):
+            self.counters.error(name, -1)
+            if s is not None:
+                s.errors_sent -= 1
 
     # -- handlers -------------------------------------------------------------------------
     def _owned(self, header: Header, owner: bytes | str, route: bytes,
@@ -529,7 +541,11 @@ class Server:
         if self._shutting_down:
             raise ProtocolError(ErrorCode.SHUTTING_DOWN, "HELLO: the server is shutting down "
                                 "and opens no new streams")
+        pq = self._pq.admit(hello, owner)
         key = plan_key(hello, self.limits)
+        if pq and hello.pq_resume is not None:
+            self._pq_resume(route, owner, header, hello, bytes(payload), key, now_ns)
+            return
         waiting = self._builds.waiting_count()
         if len(self._streams) + waiting >= self.config.max_streams:
             raise ProtocolError(ErrorCode.SERVER_BUSY, f"HELLO: expected fewer than "
@@ -551,7 +567,8 @@ class Server:
                                     f"streams for this client, got {rings}")
         pending = PendingHello(route, owner, bytes(frame[:HEADER_SIZE]), header.round,
                                 header.timestamp_ns, hello.want_faults, hello.transport,
-                                hello.describe, hello.input)
+                                hello.describe, hello.input,
+                                (hello, bytes(payload)) if pq else None)
         plan = self.pool.get(key)
         if plan is not None:
             self._open(plan, pending)
@@ -630,13 +647,17 @@ class Server:
                           limits=self.limits, now_ns=self._awake_ns(time.perf_counter_ns()),
                           describe=p.describe, measurements=measurements)
         s.shm = shm
+        accept = s.accept()
+        if p.pq is not None:  # keys checked at HELLO: this signs and encapsulates (~1 ms)
+            fields, s.pq = self._pq.respond(*p.pq, p.owner, sid)
+            accept = accept._replace(**fields)
         if shm is not None:
             self._shm.track(s)
         self._streams[sid] = s
         self._by_owner.setdefault(p.owner, set()).add(sid)
         self.counters.streams_open += 1
         self.counters.streams_opened += 1
-        self._send(p.route, encode_accept(s.accept(), seq=p.seq, timestamp_ns=p.timestamp_ns),
+        self._send(p.route, encode_accept(accept, seq=p.seq, timestamp_ns=p.timestamp_ns),
                    "replies")
         k = plan.key
         log.info("stream_open", extra={"qecd": {
@@ -644,7 +665,38 @@ class Server:
             "source": k.source, "experiment": k.experiment, "decoder": k.backend,
             "window": plan.window, "commit": plan.commit, "slice_sizes": len(plan.slice_sizes),
             "transport": p.transport, "shm_region": shm.region_name if shm else None,
-            "streams_open": len(self._streams)}})
+            "pq": p.pq is not None, "streams_open": len(self._streams)}})
+
+    def _pq_resume(self, route, owner, header, hello, body, key, now_ns) -> None:
+        """A HELLO presenting a session token: hand its open stream to this connection
+        (plain mode: the new routing id; CURVE: the same key, checked) with a fresh
+        handshake and a new token (the presented one is spent), and ACCEPT it again."""
+        s = self._pq.resume(hello, owner, self._streams)
+        if key != s.plan.key:
+            raise ProtocolError(ErrorCode.BAD_HELLO, f"HELLO key 'pq_resume': expected the "
+                                f"HELLO that opened stream {s.stream_id} ({s.plan.key}), got "
+                                f"one for {key}")
+        mine = len(self._by_owner.get(owner, ()))
+        if s.owner != owner and mine >= self.config.max_streams_per_client:
+            raise ProtocolError(ErrorCode.SERVER_BUSY, f"HELLO key 'pq_resume': expected fewer "
+                                f"than max_streams_per_client="
+                                f"{self.config.max_streams_per_client} open streams for this "
+                                f"client, got {mine}")
+        fields, s.pq = self._pq.respond(hello, body, owner, s.stream_id)
+        if s.owner != owner:
+            mine = self._by_owner.get(s.owner)
+            mine.discard(s.stream_id)
+            if not mine:
+                del self._by_owner[s.owner]
+            self._by_owner.setdefault(owner, set()).add(s.stream_id)
+            s.owner = owner
+        s.route = route
+        s.last_seen_ns = self._awake_ns(now_ns)
+        self._send(route, encode_accept(s.accept()._replace(**fields), seq=header.round,
+                                        timestamp_ns=header.timestamp_ns), "replies")
+        log.info("stream_resume", extra={"qecd": {
+            "stream_id": s.stream_id, "peer": _peer(route), "owner": _owner_text(owner),
+            "next_round": s.next_round}})
 
     def _close(self, s: StreamSession, why: str, *, notify: bool) -> None:
         """Free a stream; with ``notify``, report its uncommitted rounds and send BYE."""

@@ -58,6 +58,7 @@ class PendingHello(NamedTuple):
     transport: str = "zmq"
     describe: bool = False
     input: str = "detectors"
+    pq: tuple | None = None  # a post-quantum handshake: (its Hello, the HELLO body as received)
 
 
 class PlanBuilds:

@@ -474,6 +474,7 @@ class StreamSession:
         self.rounds_received = 0
         self.corrections_sent = 0
         self.errors_sent = 0
+        self.pq = None  #: opened with the post-quantum handshake: its ServerPqState (pqc.py)
         self.dropped: dict[str, int] = {}
         biggest = max(self._in_sizes)
         self._bits = np.zeros(max(biggest, 1), dtype=np.uint8)

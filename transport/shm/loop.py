@@ -19,8 +19,10 @@ coordinated omission), drains corrections between sends, and records every times
 Service time per round is measured in the server from the moment the packet is taken off the
 ring to the moment the reply's doorbell is rung (or, for a round that triggers nothing, the
 moment the round is stored); a packet carrying several rounds charges its time to its last
-round. The server also records the lag of each packet behind its scheduled send time (the
-backlog, in time, at the offered rate).
+round. When packets are waiting (a backlog), the loop serves them in one batch with a clock
+read per batch and per decoding packet, and the packets between two reads share the span
+(:func:`serve_stream_kernel`). The server also records the lag of each packet behind its
+scheduled send time (the backlog, in time, at the offered rate).
 
 Example
 -------
@@ -50,6 +52,7 @@ _jit.invalidate_if_changed(__file__, [*compiled_stream.kernel_sources(),
                                            wire_compiled.__file__, _engine.__file__],
                            __name__)
 
+from qecd.decoder.compiled_stream import store_round  # noqa: E402
 from qecd.transport.engine import STEP_DONE, STEP_NO_SOLUTION, engine_step  # noqa: E402
 from qecd.transport.shm.atomics import (  # noqa: E402
     cpu_relax,
@@ -61,7 +64,9 @@ from qecd.transport.shm.atomics import (  # noqa: E402
 from qecd.transport.shm.ring import (  # noqa: E402
     BUFFER_TOO_SMALL,
     CORRUPT,
+    EMPTY,
     region_beat,
+    ring_pending,
     ring_send,
     ring_try_recv,
     ring_try_send,
@@ -329,6 +334,51 @@ def drop_shot(words, buf, tx_off, n_slots, slot_size, out_buf, ctl, stream_id, r
     return boundary
 
 
+@numba.njit(**_jit.INLINE)
+def store_quiet_packet(in_buf, count, st, shot_bits, round_offsets, trigger):
+    """Store a SYNDROME packet's ``count`` rounds (``in_buf`` from byte 32) when none of them
+    completes a window, exactly as the engine would (the same
+    :func:`~qecd.decoder.compiled_stream.store_round`); returns False, storing nothing,
+    when one does (the engine then takes the packet). Saves the engine call, which passes
+    the whole plan and costs more than storing a round, on every round that decodes
+    nothing. The decoder's own round counter ``st[0]`` says where the shot is: a shot's
+    last round always completes a window, so ``st[0] + i`` stays inside the shot."""
+    t = st[0]
+    for i in range(count):
+        if trigger[t + i] >= 0:
+            return False
+    o = HEADER_SIZE
+    for _ in range(count):
+        t = st[0]
+        store_round(in_buf, o, True, st, shot_bits, round_offsets, trigger)
+        o += (round_offsets[t + 1] - round_offsets[t] + 7) >> 3
+    return True
+
+
+@numba.njit(**_jit.INLINE)
+def open_record(rec_lag, rec_flags, k, pickup, ts, decoded):
+    """Start packet ``k``'s record: its lag behind its scheduled send time and its decode
+    flag; :func:`close_records` adds the service time and publishes it."""
+    i = k % rec_lag.shape[0]
+    rec_lag[i] = pickup - ts if ts > 0 else 0
+    rec_flags[i] = decoded
+
+
+@numba.njit(**_jit.INLINE)
+def close_records(rec_service, rec_n, k0, k1, span):
+    """Close packets ``k0 .. k1 - 1``, served between two clock reads ``span`` ns apart:
+    each is given an equal share of the span as its service time (one packet: exactly its
+    own time), so the mean service over a run stays the mean cost of a round, backlog or
+    not; then publish them (``rec_n``, release: see :func:`record_packet`)."""
+    if k1 <= k0:
+        return
+    cap = rec_service.shape[0]
+    share = span // (k1 - k0)
+    for k in range(k0, k1):
+        rec_service[k % cap] = share
+    store_release(rec_n, 0, k1)
+
+
 @numba.njit(**_JIT)
 def serve_stream_kernel(ring, loop, state, plan):
     """Serve one stream on a ring pair until BYE, a stop request or an idle timeout.
@@ -341,44 +391,131 @@ def serve_stream_kernel(ring, loop, state, plan):
     ``ctl`` (int64) is shared with the control thread: ``ctl[CTL_STOP]`` != 0 asks the loop
     to return; the loop keeps ``ctl[CTL_ROUNDS]``, ``CTL_ERRORS``, ``CTL_CORRECTIONS`` and
     ``CTL_NEXT_ROUND`` (the next absolute round it expects) up to date. Each processed
-    SYNDROME packet is recorded (:func:`record_packet`). Returns an ``EXIT_*`` code.
+    SYNDROME packet is recorded (service time, lag, decode flag). Returns an ``EXIT_*``
+    code.
+
+    **Batches.** When another packet is already waiting as the loop finishes one, it is
+    behind: it reads how many are waiting (the producer's index, once) and serves them all
+    before it looks again, reading the clock only where a time is needed rather than per
+    packet: when it picks the batch up, after each packet that sent CORRECTIONs (their
+    doorbells rung), and at the batch's end.
+    A packet's *pickup* is the clock read before its work began (the CORRECTION's
+    ``service_ns`` runs from it), its lag is the pickup minus its scheduled send time, and
+    its service time its share of the span between that read and the next one (the
+    packets served between two reads share it equally). A stream that keeps up sees
+    batches of one packet, measured exactly as before (two reads per packet); a backlog
+    left by a stall is served without a clock read or an engine call per quiet round, so it
+    drains several times faster than it built up (docs/server.md).
     """
     words, buf, tx_off, rx_off, n_slots, slot_size = ring
     (server_side, in_buf, out_buf, ctl, rec_service, rec_lag, rec_flags, rec_n, stream_id,
      want_faults, idle_timeout_ns, send_timeout_ns) = loop
     round_offsets = plan.round_offsets
+    trigger = plan.trigger
+    st = state.st
+    shot_bits = state.shot_bits
     n_rounds = round_offsets.shape[0] - 1
+    k = rec_n[0]  # records opened (packet count over the loop's life)
     while True:
-        code, count, rnd, ts, t0 = next_syndrome(
-            words, buf, tx_off, rx_off, n_slots, slot_size, server_side, in_buf, out_buf, ctl,
-            stream_id, idle_timeout_ns, send_timeout_ns, round_offsets)
-        if code >= 0:
-            return code
-        decoded = 0
-        stored = count
-        i = 0
-        o = HEADER_SIZE
-        while True:
-            status, i, o, ln, _ = engine_step(in_buf, o, i, count, rnd, rnd + count - 1, ts,
-                                              t0, out_buf, stream_id, want_faults, state, plan)
-            if status == STEP_DONE:
-                break
-            decoded = 1
-            if status == STEP_NO_SOLUTION:  # the engine reset the stream for the next shot
-                stored = i
-                if drop_shot(words, buf, tx_off, n_slots, slot_size, out_buf, ctl, stream_id,
-                             rnd, ts, rnd + i - 1, n_rounds, send_timeout_ns) < 0:
-                    return EXIT_SEND_FAILED
-                break
-            if ring_send(words, buf, tx_off, n_slots, slot_size, out_buf, ln,
-                         send_timeout_ns, -1) != 0:
-                ctl[CTL_NEXT_ROUND] = rnd + i
-                return EXIT_SEND_FAILED
-            ctl[CTL_CORRECTIONS] += 1
-        if stored == count:
-            ctl[CTL_NEXT_ROUND] = rnd + count
-        ctl[CTL_ROUNDS] += stored
-        record_packet(rec_service, rec_lag, rec_flags, rec_n, t0, ts, decoded)
+        n = poll_request(words, buf, rx_off, n_slots, slot_size, in_buf, ctl, server_side,
+                         idle_timeout_ns)
+        if n < 0:
+            if -1 - n == EXIT_CORRUPT:
+                ln = write_error_reason(out_buf, E_BAD_HEADER, RING_CORRUPT, 0, stream_id, 0,
+                                        0, ctl[CTL_NEXT_ROUND])
+                send_reply(words, buf, tx_off, n_slots, slot_size, out_buf, ln,
+                           send_timeout_ns, ctl)
+            return -1 - n
+        behind = False  # a packet was waiting when the last batch ended
+        while True:  # batches
+            # only when behind: the producer's index lives on its own cache line, which a
+            # read per packet would drag across CPUs even when the loop keeps up
+            waiting = ring_pending(words, rx_off) if behind else 0
+            pickup = monotonic_ns()
+            k0 = k  # first record not yet closed (all opened at ``pickup``)
+            j = 0
+            while True:
+                if j > 0:
+                    n = ring_try_recv(words, buf, rx_off, n_slots, slot_size, in_buf)
+                    if n == EMPTY:  # never: ``waiting`` counts published slots only
+                        break
+                    if n < 0:  # a corrupt slot, or one too large for in_buf
+                        close_records(rec_service, rec_n, k0, k, monotonic_ns() - pickup)
+                        ln = write_error_reason(out_buf, E_BAD_HEADER, RING_CORRUPT, 0,
+                                                stream_id, 0, 0, ctl[CTL_NEXT_ROUND])
+                        send_reply(words, buf, tx_off, n_slots, slot_size, out_buf, ln,
+                                   send_timeout_ns, ctl)
+                        return EXIT_CORRUPT
+                ctl[CTL_PACKETS] += 1
+                reply, count, rnd, ts = check_packet(in_buf, n, out_buf, stream_id,
+                                                     ctl[CTL_NEXT_ROUND], round_offsets)
+                if reply == REPLY_BYE:
+                    close_records(rec_service, rec_n, k0, k, monotonic_ns() - pickup)
+                    ring_send(words, buf, tx_off, n_slots, slot_size, out_buf, HEADER_SIZE,
+                              send_timeout_ns, -1)
+                    return EXIT_BYE
+                if reply != REPLY_SYNDROME:
+                    if send_reply(words, buf, tx_off, n_slots, slot_size, out_buf, reply,
+                                  send_timeout_ns, ctl) != 0:
+                        close_records(rec_service, rec_n, k0, k, monotonic_ns() - pickup)
+                        return EXIT_SEND_FAILED
+                elif store_quiet_packet(in_buf, count, st, shot_bits, round_offsets, trigger):
+                    ctl[CTL_NEXT_ROUND] = rnd + count
+                    ctl[CTL_ROUNDS] += count
+                    open_record(rec_lag, rec_flags, k, pickup, ts, 0)
+                    k += 1
+                else:
+                    decoded = 0
+                    stored = count
+                    i = 0
+                    o = HEADER_SIZE
+                    while True:
+                        status, i, o, ln, _ = engine_step(in_buf, o, i, count, rnd,
+                                                          rnd + count - 1, ts, pickup, out_buf,
+                                                          stream_id, want_faults, state, plan)
+                        if status == STEP_DONE:
+                            break
+                        decoded = 1
+                        if status == STEP_NO_SOLUTION:  # the engine reset the stream
+                            stored = i
+                            if drop_shot(words, buf, tx_off, n_slots, slot_size, out_buf, ctl,
+                                         stream_id, rnd, ts, rnd + i - 1, n_rounds,
+                                         send_timeout_ns) < 0:
+                                close_records(rec_service, rec_n, k0, k,
+                                              monotonic_ns() - pickup)
+                                return EXIT_SEND_FAILED
+                            break
+                        if ring_send(words, buf, tx_off, n_slots, slot_size, out_buf, ln,
+                                     send_timeout_ns, -1) != 0:
+                            ctl[CTL_NEXT_ROUND] = rnd + i
+                            close_records(rec_service, rec_n, k0, k, monotonic_ns() - pickup)
+                            return EXIT_SEND_FAILED
+                        ctl[CTL_CORRECTIONS] += 1
+                    if stored == count:
+                        ctl[CTL_NEXT_ROUND] = rnd + count
+                    ctl[CTL_ROUNDS] += stored
+                    open_record(rec_lag, rec_flags, k, pickup, ts, decoded)
+                    k += 1
+                    if decoded:  # its replies are out: the clock closes its record
+                        now = monotonic_ns()
+                        close_records(rec_service, rec_n, k0, k, now - pickup)
+                        pickup = now
+                        k0 = k
+                j += 1
+                if j > waiting:
+                    break
+            if k > k0:
+                close_records(rec_service, rec_n, k0, k, monotonic_ns() - pickup)
+            n = ring_try_recv(words, buf, rx_off, n_slots, slot_size, in_buf)
+            if n == EMPTY:
+                break  # caught up: poll (spin, then nap)
+            if n < 0:
+                ln = write_error_reason(out_buf, E_BAD_HEADER, RING_CORRUPT, 0, stream_id,
+                                        0, 0, ctl[CTL_NEXT_ROUND])
+                send_reply(words, buf, tx_off, n_slots, slot_size, out_buf, ln,
+                           send_timeout_ns, ctl)
+                return EXIT_CORRUPT
+            behind = True
 
 
 @numba.njit(**_JIT)

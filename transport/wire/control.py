@@ -45,6 +45,22 @@ from qecd.transport.wire.syndrome import SyndromeLayout
 #: the decoder a HELLO without a ``decoder`` key asks for (docs/protocol.md §6.1)
 DEFAULT_DECODER = "pymatching"
 
+# -- the opt-in post-quantum handshake's fields (docs/protocol.md §6.8; crypto in
+# qecd.transport.pqc): msgpack bin values of exactly these lengths --------------------------
+PQ_X25519_BYTES = 32  #: an X25519 public key (RFC 7748)
+PQ_MLKEM768_EK_BYTES = 1184  #: an ML-KEM-768 encapsulation key (FIPS 203)
+PQ_MLKEM768_CT_BYTES = 1088  #: an ML-KEM-768 ciphertext
+PQ_MAC_BYTES = 32  #: an HMAC-SHA256 tag (key confirmation, resume proof)
+PQ_TOKEN_BODY_BYTES = 84  #: a session token's signed body (§6.8.4)
+PQ_MLDSA65_SIG_BYTES = 3309  #: an ML-DSA-65 signature (FIPS 204)
+PQ_TOKEN_BYTES = PQ_TOKEN_BODY_BYTES + PQ_MLDSA65_SIG_BYTES  #: token = body || signature
+#: HELLO keys of the handshake: key, byte length (the resume pair is optional)
+PQ_HELLO_FIELDS = (("pq_x25519", PQ_X25519_BYTES), ("pq_mlkem768", PQ_MLKEM768_EK_BYTES),
+                   ("pq_resume", PQ_TOKEN_BYTES), ("pq_resume_mac", PQ_MAC_BYTES))
+#: ACCEPT keys answering a handshake HELLO: key, byte length (all four or none)
+PQ_ACCEPT_FIELDS = (("pq_x25519", PQ_X25519_BYTES), ("pq_mlkem768_ct", PQ_MLKEM768_CT_BYTES),
+                    ("pq_token", PQ_TOKEN_BYTES), ("pq_confirm", PQ_MAC_BYTES))
+
 
 class Hello(NamedTuple):
     """A HELLO body: what to decode and how.
@@ -79,6 +95,13 @@ class Hello(NamedTuple):
         ``"detectors"`` (SYNDROMEs carry detection events, the default) or
         ``"measurements"`` (they carry each round's raw measurement bits; needs ``spec`` or
         ``circuit``, docs/protocol.md §6.3.1). Sent only when not ``"detectors"``.
+    pq_x25519, pq_mlkem768 : bytes or None
+        The opt-in post-quantum handshake (docs/protocol.md §6.8): the client's ephemeral
+        X25519 public key (32 bytes) and ML-KEM-768 encapsulation key (1184 bytes); both or
+        neither. Built by :class:`qecd.transport.pqc.ClientHandshake`.
+    pq_resume, pq_resume_mac : bytes or None
+        Resume an open stream (§6.8.5): a session token from an earlier ACCEPT and the
+        proof that the sender holds that session's key; need ``pq_x25519``/``pq_mlkem768``.
     """
 
     spec: str | None = None
@@ -92,10 +115,15 @@ class Hello(NamedTuple):
     describe: bool = False
     circuit: str | None = None
     input: str = "detectors"
+    pq_x25519: bytes | None = None
+    pq_mlkem768: bytes | None = None
+    pq_resume: bytes | None = None
+    pq_resume_mac: bytes | None = None
 
 
 _HELLO_KEYS = ("spec", "dem", "circuit", "time_coord", "decoder", "window", "commit",
-               "want_faults", "transport", "describe", "input")
+               "want_faults", "transport", "describe", "input",
+               *(k for k, _ in PQ_HELLO_FIELDS))
 INPUTS = ("detectors", "measurements")  #: values of the HELLO key ``input``
 TRANSPORTS = ("zmq", "shm")  #: values of the HELLO key ``transport``
 
@@ -167,8 +195,22 @@ def _hello_from_map(m: dict) -> Hello:
     if inp == "measurements" and dem is not None:
         raise ProtocolError(bad, "HELLO key 'input': expected 'detectors' with 'dem' (a DEM "
                             "has no measurements; send 'spec' or 'circuit'), got 'measurements'")
+    pq = _pq_fields(m, PQ_HELLO_FIELDS, bad, "HELLO")
+    if (pq[0] is None) != (pq[1] is None) or (pq[2] is None) != (pq[3] is None):
+        raise ProtocolError(bad, "HELLO keys 'pq_x25519'/'pq_mlkem768' (and 'pq_resume'/"
+                            "'pq_resume_mac'): expected both of a pair or neither, got one")
+    if pq[2] is not None and pq[0] is None:
+        raise ProtocolError(bad, "HELLO key 'pq_resume': expected it with a fresh handshake "
+                            "('pq_x25519' and 'pq_mlkem768'), got it alone")
     return Hello(spec, dem, time_coord, decoder, window, commit, want_faults, transport,
-                 describe, circuit, inp)
+                 describe, circuit, inp, *pq)
+
+
+def _pq_fields(m: dict, fields: tuple, code: ErrorCode, what: str) -> list:
+    """The handshake's bin values of ``m`` (None where absent), each of its exact length."""
+    return [None if k not in m else bytes(_field(
+        m, k, code, what, f"a msgpack bin of {n} bytes",
+        lambda v, n=n: isinstance(v, (bytes, bytearray)) and len(v) == n)) for k, n in fields]
 
 
 def encode_hello(hello: Hello, *, seq: int = 0, timestamp_ns: int = 0) -> bytes:
@@ -176,7 +218,9 @@ def encode_hello(hello: Hello, *, seq: int = 0, timestamp_ns: int = 0) -> bytes:
 
     The body is a msgpack map with keys in the order ``spec``|``dem``, ``time_coord`` (only
     with ``dem``), ``decoder``, ``window``, ``commit``, ``want_faults``, then ``transport``
-    only when it is not ``"zmq"`` (so a default HELLO's bytes do not change).
+    only when it is not ``"zmq"``, ``describe`` and ``input`` only when not their defaults
+    (so a default HELLO's bytes do not change), then the handshake's ``pq_x25519``,
+    ``pq_mlkem768``, ``pq_resume``, ``pq_resume_mac`` when given (§6.8).
 
     Examples
     --------
@@ -206,6 +250,9 @@ def encode_hello(hello: Hello, *, seq: int = 0, timestamp_ns: int = 0) -> bytes:
         m["describe"] = True
     if hello.input != "detectors":
         m["input"] = hello.input
+    for k, _ in PQ_HELLO_FIELDS:
+        if getattr(hello, k) is not None:
+            m[k] = bytes(getattr(hello, k))
     try:
         _hello_from_map(m)
     except ProtocolError as e:
@@ -276,6 +323,11 @@ class Accept(NamedTuple):
         With ``describe``: each CORRECTION of a shot, rounds relative to the shot (§7.1).
     dem : str or None
         With ``describe``: the stream's detector error model text.
+    pq_x25519, pq_mlkem768_ct, pq_token, pq_confirm : bytes or None
+        Only in answer to a HELLO with the post-quantum handshake (docs/protocol.md §6.8):
+        the server's ephemeral X25519 public key, the ML-KEM-768 ciphertext, the ML-DSA
+        signed session token and the key-confirmation tag; all four or none. Check them
+        with :meth:`qecd.transport.pqc.ClientHandshake.finish` before trusting the stream.
     """
 
     stream_id: int
@@ -298,6 +350,10 @@ class Accept(NamedTuple):
     slice_detectors: tuple[tuple[int, ...], ...] | None = None
     commit_ranges: tuple[tuple[int, int, int], ...] | None = None
     dem: str | None = None
+    pq_x25519: bytes | None = None
+    pq_mlkem768_ct: bytes | None = None
+    pq_token: bytes | None = None
+    pq_confirm: bytes | None = None
 
     @property
     def rounds_per_shot(self) -> int:
@@ -335,7 +391,8 @@ def encode_accept(accept: Accept, *, seq: int = 0, timestamp_ns: int = 0) -> byt
     The body is a msgpack map with the keys of :class:`Accept` plus ``rounds_per_shot`` and
     ``num_detectors``, in the order given in ``docs/protocol.md``; the shared-memory keys
     (``shm_region``, ``shm_slots``, ``shm_slot_size``, ``corrections_per_shot``) follow only
-    when ``shm_region`` is set.
+    when ``shm_region`` is set; ``measurement_slice_sizes`` and the description keys when set;
+    the handshake's ``pq_x25519``, ``pq_mlkem768_ct``, ``pq_token``, ``pq_confirm`` last.
 
     Examples
     --------
@@ -363,6 +420,9 @@ def encode_accept(accept: Accept, *, seq: int = 0, timestamp_ns: int = 0) -> byt
         m.update(slice_detectors=[[int(d) for d in ids] for ids in accept.slice_detectors],
                  commit_ranges=[[int(x) for x in r] for r in accept.commit_ranges or ()],
                  dem=accept.dem)
+    for k, _ in PQ_ACCEPT_FIELDS:
+        if getattr(accept, k) is not None:
+            m[k] = bytes(getattr(accept, k))
     try:
         _accept_from_map(m, accept.stream_id)
     except ProtocolError as e:
@@ -441,8 +501,13 @@ def _accept_from_map(m: dict, header_stream_id: int) -> Accept:
                    and all(r[0] <= r[1] <= r[2] < rps for r in v))
         dem_text = f("dem", "a string", lambda v: isinstance(v, str))
         desc = (tuple(tuple(ids) for ids in dets), tuple(tuple(r) for r in ranges), dem_text)
+    pq = _pq_fields(m, PQ_ACCEPT_FIELDS, bad, "ACCEPT")
+    if any(v is None for v in pq) and any(v is not None for v in pq):
+        raise ProtocolError(bad, "ACCEPT keys 'pq_x25519'/'pq_mlkem768_ct'/'pq_token'/"
+                            "'pq_confirm': expected all four or none, got "
+                            f"{sum(v is not None for v in pq)}")
     return Accept(sid, tuple(sizes), nobs, dec, window, commit, wf, hb, to, mb, mf, srv, *shm,
-                  msizes, *desc)
+                  msizes, *desc, *pq)
 
 
 def decode_accept(header: Header, payload: Buffer) -> Accept:

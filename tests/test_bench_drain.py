@@ -1,0 +1,62 @@
+"""bench/drain.py: the longest stall of a paced run and the drain of its backlog, read from
+the server's records and the emulator's doorbells (synthetic timelines with known answers)."""
+
+import numpy as np
+
+from qecd.bench.drain import drain_summary, format_drain
+
+
+def _served(n, cycle_ns, stall_at, stall_ns, per_round_ns, *, batch=1):
+    """A 1-round-per-packet timeline: rounds written on schedule, the server idle until a
+    round is written, stopped for ``stall_ns`` before round ``stall_at``, then serving
+    ``per_round_ns`` each (``batch`` rounds per clock read while behind)."""
+    send = np.arange(n, dtype=np.int64) * cycle_ns
+    write = send + 100
+    pickup = np.zeros(n, np.int64)
+    service = np.zeros(n, np.int64)
+    t = 0
+    k = 0
+    while k < n:
+        start = max(t, write[k]) + (stall_ns if k == stall_at else 0)
+        waiting = int(np.searchsorted(write, start, side="right")) - k
+        m = max(1, min(batch, waiting))
+        pickup[k:k + m] = start
+        service[k:k + m] = per_round_ns  # the span shared, as the ring loop records it
+        t = start + m * per_round_ns
+        k += m
+    return send, write, pickup - send, service
+
+
+def test_the_longest_stall_and_its_drain_rate_are_found():
+    send, write, lag, svc = _served(5000, 1000, 2000, 2_000_000, 50)
+    d = drain_summary(send, write, lag, svc, cycle_us=1.0)["longest_stall"]
+    assert d["round"] == 2000
+    assert 1999 <= d["stall_us"] <= 2001
+    assert 1990 <= d["backlog_rounds"] <= 2001  # the rounds written during the stall
+    assert d["caught_up"]
+    assert 19.5 <= d["rounds_per_us"] <= 20.5 and 19.5 <= d["x_real_time"] <= 20.5
+
+
+def test_batched_records_give_the_same_drain_rate():
+    """Rounds served in batches share a pickup and a closing clock read: the rate over the
+    drain is the same as one read per round."""
+    send, write, lag, svc = _served(5000, 1000, 2000, 2_000_000, 50, batch=6)
+    d = drain_summary(send, write, lag, svc, cycle_us=1.0)["longest_stall"]
+    assert 1999 <= d["stall_us"] <= 2001
+    assert 18 <= d["rounds_per_us"] <= 21
+
+
+def test_a_server_slower_than_the_offered_rate_never_catches_up():
+    send, write, lag, svc = _served(3000, 1000, 1000, 500_000, 1500)
+    r = drain_summary(send, write, lag, svc, cycle_us=1.0)
+    assert r["longest_stall"]["caught_up"] is False
+    assert r["longest_stall"]["x_real_time"] < 1
+    assert "still behind" in format_drain(r)
+
+
+def test_an_unpaced_run_has_no_real_time_ratio_and_short_runs_have_no_stall():
+    send, write, lag, svc = _served(500, 1000, 100, 50_000, 50)
+    assert drain_summary(send, write, lag, svc, cycle_us=0.0)["longest_stall"][
+        "x_real_time"] is None
+    one = drain_summary(send[:1], write[:1], lag[:1], svc[:1], cycle_us=1.0)
+    assert one["longest_stall"] is None and format_drain(one).startswith("drain: (no stall")

@@ -1,0 +1,115 @@
+"""A backlog on a ring stream (issue 11 item 4): when packets are already waiting, the loop
+takes them all in one batch and reads the clock per batch and per decoding packet rather
+than per packet, with the answers, their order and the records of the one-at-a-time loop.
+Real shared memory and the real Numba loop; the backlog is made by filling the request
+ring before the loop starts, as a stalled server finds it."""
+
+import numpy as np
+import pytest
+
+from qecd.codes import build_experiment
+from qecd.decoder.window import StreamDecoder
+from qecd.transport import wire as P
+from qecd.transport.shm.ring import EMPTY, ring_try_recv, ring_try_send
+from qecd.transport.shm.streams import ShmStreamClient, ShmStreamServer
+
+SPEC = "surface:d=3,r=5,p=0.02"
+TS = 7  # every packet's timestamp_ns: nonzero, so the loop records its lag from it
+
+
+def _frames(cli, dets):
+    packets, ptr = cli.build_packets(dets)
+    out = []
+    for k in range(len(ptr) - 1):
+        f = packets[ptr[k]:ptr[k + 1]].copy()
+        f[24:32] = np.frombuffer(np.uint64(TS).tobytes(), np.uint8)
+        out.append(f)
+    cli.next_round += len(dets) * cli.layout.num_rounds
+    return out
+
+
+@pytest.fixture
+def backlog():
+    """A server whose request ring holds ``frames`` (then a BYE) before its loop starts;
+    returns the server and every reply, in order, once the loop has returned."""
+    made = []
+
+    def run(frames_of):
+        exp = build_experiment(SPEC)
+        srv = ShmStreamServer.for_experiment(exp, stream_id=3, n_slots=1024)
+        cli = ShmStreamClient.attach(srv.region_name, exp.layout, stream_id=3,
+                                     corrections_per_shot=srv.corrections_per_shot)
+        made.append((srv, cli))
+        frames = frames_of(exp, cli) + [np.frombuffer(P.encode_bye(stream_id=3),
+                                                      np.uint8).copy()]
+        w, b, tx, rx, n, s = cli.pair.kernel_args()
+        for f in frames:
+            assert ring_try_send(w, b, tx, n, s, f, len(f)) == 0
+        srv.start()
+        srv.join(timeout=60)
+        assert srv.exit_code == 0  # EXIT_BYE
+        replies = []
+        out = np.zeros(s, np.uint8)
+        while (m := ring_try_recv(w, b, rx, n, s, out)) != EMPTY:
+            replies.append(bytes(out[:m]))
+        return exp, srv, replies
+
+    yield run
+    for srv, cli in made:
+        cli.close()
+        srv.close()
+
+
+def test_a_backlog_is_answered_in_order_and_equal_to_the_offline_decode(backlog):
+    """A HEARTBEAT and a duplicate round in the middle of the backlog are answered where
+    they stand among the CORRECTIONs, and the corrections are the offline decode's."""
+    held = {}
+
+    def frames_of(exp, cli):
+        dets, _ = exp.sample(40, seed=5)
+        held["dets"] = dets
+        f = _frames(cli, dets)
+        hb = np.frombuffer(P.encode_heartbeat(stream_id=3), np.uint8).copy()
+        return f[:50] + [hb] + f[50:70] + [f[10]] + f[70:]
+
+    exp, srv, replies = backlog(frames_of)
+    headers = [P.parse_packet(r) for r in replies]
+    types = [P.MsgType(h.msg_type).name for h, _ in headers]
+    R = exp.layout.num_rounds
+    # the 50 rounds before the HEARTBEAT complete shots 0..9: their CORRECTIONs come first
+    assert types.index("HEARTBEAT") == 50 // R
+    errors = [P.decode_error(h, b) for h, b in headers if h.msg_type == P.MsgType.ERROR]
+    assert [e.code for e in errors] == [P.ErrorCode.ROUND_DUPLICATE]
+    assert types.index("ERROR") == 70 // R + 1  # after shots 0..13 and the HEARTBEAT
+    assert types[-1] == "BYE"
+    preds = np.zeros((40, exp.layout.num_observables), np.uint8)
+    for h, b in headers:
+        if h.msg_type == P.MsgType.CORRECTION:
+            c = P.decode_correction(h, b)
+            preds[c.last_round // R] ^= np.asarray(c.observables, np.uint8)
+    offline = StreamDecoder(exp.dem, exp.layout, "uf").decode_batch(held["dets"])
+    assert np.array_equal(preds, offline)
+    rec = srv.records()
+    assert rec["records_total"] == 40 * R  # one per SYNDROME taken (the duplicate: none)
+    assert (rec["lag_ns"] >= 0).all() and (rec["service_ns"] >= 0).all()
+    assert rec["decoded"].sum() == 40  # one window per shot here
+
+
+def test_a_backlog_is_timed_per_batch_not_per_round(backlog):
+    """Rounds taken in one batch share their pickup time (the clock is read when the batch
+    is taken and after each packet that sent a CORRECTION, not once or twice per round):
+    pickups are as many as the decoding packets plus two (the first packet is served alone:
+    only then is the loop seen to be behind), not one per round as before."""
+    exp, srv, _ = backlog(lambda exp, cli: _frames(cli, exp.sample(60, seed=9)[0]))
+    rec = srv.records()
+    pickups = rec["lag_ns"] + TS
+    assert len(pickups) == 60 * exp.layout.num_rounds
+    assert len(np.unique(pickups)) <= int(rec["decoded"].sum()) + 2
+    # the rounds between two clock reads share the span equally, and spans follow each
+    # other: each pickup is at or after the previous span's end
+    assert (np.diff(pickups) >= 0).all()
+    for p in np.unique(pickups)[1:]:
+        before = np.flatnonzero(pickups < p)
+        prev = pickups[before[-1]]
+        span = int(rec["service_ns"][pickups == prev].sum())
+        assert prev + span <= p
