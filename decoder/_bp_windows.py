@@ -20,7 +20,7 @@ Example
 >>> plan = WindowPlan.build(exp.dem, exp.layout, graph_like=False, window=2, commit=1)
 >>> cw = compile_bp_windows(plan, max_iter=5)
 >>> cw.backend, len(cw.decoders), len(cw.arrays.graphs) == SLOTS
-('bp-cluster', 3, True)
+('bp-cluster', 2, True)
 """
 
 from __future__ import annotations
