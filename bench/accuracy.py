@@ -34,12 +34,15 @@ from qecd.bench.machine import machine_info
 from qecd.bench.stats import paired_ratio_interval, wilson_interval
 from qecd.codes import build_experiment
 from qecd.decoder.registry import REFERENCE_GRAPH_DECODER, build_decoder
+from qecd.decoder.relay_bp_backend import RelayBpDecoder
 
 SCHEMA = "qecd.bench.accuracy/1"
 REFERENCE_GRAPH = REFERENCE_GRAPH_DECODER
 REFERENCE_QLDPC = "ldpc-bposd"
 #: peers that are not qecd backends: name -> class in qecd.bench.ldpc_reference
 PEERS = {"ldpc-bposd": "LdpcBpOsd", "ldpc-bplsd": "LdpcBpLsd"}
+#: the reference decoders a qecd decoder is set against ("best peer" = fewest failures)
+REFERENCE_PEERS = (REFERENCE_GRAPH, *PEERS, RelayBpDecoder.name)
 
 
 def _build(name: str, exp) -> tuple[Any, bool]:
@@ -145,6 +148,22 @@ def run_accuracy(spec: str, decoders: list[str], *, shots: int, seed: int = 0,
         row["ler_ratio_ci95"] = None if ratio is None else [lo, hi]
         if row["name"] == ref:
             row["ler_ratio_ci95"] = None if ratio is None else [1.0, 1.0]
+    # each qecd decoder against the strongest peer in the run (fewest failures on these shots)
+    peers = [r for r in rows if r["name"] in REFERENCE_PEERS]
+    best = min(peers, key=lambda r: r["failures"]) if peers else None
+    for row in rows:
+        if best is None or row["name"] in REFERENCE_PEERS:
+            row.update(best_peer=None, ler_ratio_to_best_peer=None,
+                       ler_ratio_best_peer_ci95=None, time_ratio_to_best_peer=None)
+            continue
+        mine, theirs = fails_of[row["name"]], fails_of[best["name"]]
+        ratio, lo, hi = paired_ratio_interval(int((mine & theirs).sum()),
+                                              int((mine & ~theirs).sum()),
+                                              int((~mine & theirs).sum()))
+        row["best_peer"] = best["name"]
+        row["ler_ratio_to_best_peer"] = ratio
+        row["ler_ratio_best_peer_ci95"] = None if ratio is None else [lo, hi]
+        row["time_ratio_to_best_peer"] = row["decode_s"] / best["decode_s"]
     rows = [r for r in rows if r["name"] in decoders or r["name"] == ref]
     order = {n: i for i, n in enumerate(decoders)}
     rows.sort(key=lambda r: order.get(r["name"], -1))
@@ -179,4 +198,10 @@ def format_accuracy(report: dict) -> str:
         lines.append(f"{r['name']:<22}{r['failures']:>7}{r['ler']:>10.2e}  {ci:<21}"
                      f"{r['us_per_shot']:>10.2f}{r['us_per_round']:>10.3f}"
                      f"{r['time_ratio_to_reference']:>9.3f}{lr:>8}  {rci:<14}")
+    for r in report["decoders"]:
+        if r.get("ler_ratio_to_best_peer") is not None:
+            lo, hi = r["ler_ratio_best_peer_ci95"]
+            lines.append(f"{r['name']} vs best peer {r['best_peer']}: LER ratio "
+                         f"{r['ler_ratio_to_best_peer']:.2f} [{lo:.2f}, {hi:.2f}] (paired 95%), "
+                         f"time ratio {r['time_ratio_to_best_peer']:.3f}")
     return "\n".join(lines)

@@ -50,8 +50,9 @@ Algorithm (one shot)
    anywhere, is the most likely one touching a growing cluster.
 3. Each final cluster is solved on its own: columns sorted by posterior (most likely first),
    reduced row echelon form, pivot variables from the syndrome and free variables 0 (as OSD-0);
-   with ``lsd_order = L > 0`` also the OSD combination sweep inside the cluster (flip each of the
-   first ``L`` free columns, and each pair of them) keeping the least total ``weight``.
+   with ``lsd_order = L > 0`` also the OSD combination sweep inside the cluster (flip each free
+   column alone, and each pair among the first ``L`` free columns, as ldpc's OSD-CS) keeping
+   the least total ``weight``.
    The union of the cluster solutions reproduces the syndrome exactly.
 4. With ``relay_legs = L > 0`` (the relay stage, after Relay-BP, Müller et al. arXiv
    2506.01779): up to ``L`` further min-sum legs continue from BP's messages, each with
@@ -676,24 +677,25 @@ def _solve_cluster(root, synd, graph, ws, lsd_order, out_faults, nout):
     for i in range(rank):
         xsol[pivcol[i]] = rhs[i]
     if lsd_order > 0 and rank < k:
-        # combination sweep over the first lsd_order free columns (as ldpc's OSD-CS)
+        # combination sweep (as ldpc's OSD-CS)
         for j in range(k):
             best[j] = xsol[j]
         best_w = 0.0
         for j in range(k):
             if xsol[j]:
                 best_w += weight[cols[j]]
-        # the first lsd_order free columns, in reliability order
+        # every free column, in reliability order: each one alone, and each pair among the
+        # first lsd_order of them (ldpc's OSD-CS: weight-1 over all free bits, weight-2 over
+        # the first ``osd_order``)
         nfree = 0
         for j in range(k):
             if is_piv[j] == 0:
-                if nfree >= lsd_order:
-                    break
                 free[nfree] = j
                 nfree += 1
+        npair = min(nfree, lsd_order)
         for a in range(nfree):
             fa = free[a]
-            for b in range(a, nfree):
+            for b in range(a, npair if a < npair else a + 1):
                 fb = free[b]
                 wgt = weight[cols[fa]]
                 if b != a:

@@ -55,6 +55,56 @@ class PyMatchingDecoder(Decoder):
         # warm up (allocations inside PyMatching happen on first use)
         self.matching.decode(np.zeros(self.faults.num_detectors, dtype=np.uint8))
 
+    def __getstate__(self) -> dict:
+        """The matching graph as edge arrays (``pymatching.Matching`` does not pickle): a
+        plan built in another process arrives as arrays and :meth:`__setstate__` rebuilds
+        the graph edge by edge, each call short, so the receiving process's other threads
+        keep getting the GIL (``from_detector_error_model`` holds it for the whole build:
+        0.8 s for an 8.8 MB DEM here)."""
+        state = dict(self.__dict__)
+        m = state.pop("matching")
+        edges = m.edges()
+        n = len(edges)
+        uv = np.full((n, 2), -1, dtype=np.int64)
+        wp = np.zeros((n, 2), dtype=np.float64)
+        obs: list[tuple[int, ...]] = []
+        for i, (u, v, d) in enumerate(edges):
+            uv[i] = (u, -1 if v is None else v)
+            wp[i] = (d["weight"], d.get("error_probability", -1.0))
+            obs.append(tuple(sorted(d["fault_ids"])))
+        state["_edges"] = (uv, wp, obs, m.num_detectors, sorted(m.boundary))
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        uv, wp, obs, num_detectors, boundary = state.pop("_edges")
+        self.__dict__.update(state)
+        m = pymatching.Matching()
+        add_edge, add_boundary = m.add_edge, m.add_boundary_edge
+        for (u, v), (w, p), f in zip(uv.tolist(), wp.tolist(), obs, strict=True):
+            if v < 0:
+                add_boundary(u, fault_ids=set(f), weight=w, error_probability=p)
+            else:
+                add_edge(u, v, fault_ids=set(f), weight=w, error_probability=p)
+        if boundary:
+            m.set_boundary_nodes(set(boundary))
+        if m.num_detectors < num_detectors:
+            # trailing detectors no error touches (a degenerate DEM): add_edge cannot make
+            # their nodes, so build from the fault table's DEM as from_dem did (small DEMs)
+            m = pymatching.Matching.from_detector_error_model(self._fault_dem())
+        self.matching = m
+        self.matching.decode(np.zeros(self.faults.num_detectors, dtype=np.uint8))
+
+    def _fault_dem(self) -> stim.DetectorErrorModel:
+        """This decoder's faults as a DEM (one ``error`` per fault, every detector declared)."""
+        t = self.faults
+        lines = [f"detector D{t.num_detectors - 1}"] if t.num_detectors else []
+        lines += [f"logical_observable L{o}" for o in range(t.num_observables)]
+        for f in range(t.num_faults):
+            targets = [f"D{d}" for d in t.detectors_of(f).tolist()]
+            targets += [f"L{o}" for o in np.nonzero(t.obs_mask[f])[0].tolist()]
+            lines.append(f"error({float(t.probabilities[f])!r}) " + " ".join(targets))
+        return stim.DetectorErrorModel("\n".join(lines))
+
     @classmethod
     def from_dem(cls, dem: stim.DetectorErrorModel, **options: object) -> PyMatchingDecoder:
         if options:

@@ -51,6 +51,26 @@ class CorrelatedPyMatchingDecoder(PyMatchingDecoder):
 
     def __init__(self, dem: stim.DetectorErrorModel) -> None:
         super().__init__(dem)
+        self._dem = dem  # correlations are read from the DEM: a pickle carries its text
+        self.matching = pymatching.Matching.from_detector_error_model(
+            dem, enable_correlations=True)
+        self.matching.decode(np.zeros(self.faults.num_detectors, dtype=np.uint8),
+                             enable_correlations=True)
+
+    def __getstate__(self) -> dict:
+        """The DEM text: correlated matching is built from the DEM's hyperedges, which the
+        edge list of :meth:`PyMatchingDecoder.__getstate__` does not keep. The receiving
+        process rebuilds with ``from_detector_error_model`` (holding its GIL for the build:
+        bounded only by the DEM limits, see docs/server.md)."""
+        state = {k: v for k, v in self.__dict__.items() if k not in ("matching", "_dem")}
+        state["_dem_text"] = str(self._dem)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        state = dict(state)
+        dem = stim.DetectorErrorModel(state.pop("_dem_text"))
+        self.__dict__.update(state)
+        self._dem = dem
         self.matching = pymatching.Matching.from_detector_error_model(
             dem, enable_correlations=True)
         self.matching.decode(np.zeros(self.faults.num_detectors, dtype=np.uint8),

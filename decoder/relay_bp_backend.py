@@ -120,6 +120,11 @@ class RelayBpDecoder(Decoder):
         self._checker = None  # a bp-cluster decoder, built on the first unconverged shot
         self.decode_batch(np.zeros((1, faults.num_detectors), np.uint8))  # warm up
 
+    def __reduce__(self) -> tuple:
+        # the package's decoder object does not pickle: a process that receives this decoder
+        # builds it again from the fault table (the matrices and priors, seeded alike)
+        return (RelayBpDecoder, (self.faults, self.options))
+
     @classmethod
     def from_dem(cls, dem: stim.DetectorErrorModel, **options: object) -> RelayBpDecoder:
         """Build a decoder for ``dem``; ``options`` are fields of :class:`RelayBpOptions`."""
@@ -160,7 +165,10 @@ class RelayBpDecoder(Decoder):
         if self._checker is None:
             from qecd.decoder.bp_cluster import BpClusterDecoder
 
-            self._checker = BpClusterDecoder.from_fault_table(self.faults, relay_legs=0)
+            # explainability only: the cheapest settings (no sweep, no relay, one BP sweep),
+            # given explicitly so that a sparse DEM's heavier defaults do not apply
+            self._checker = BpClusterDecoder.from_fault_table(
+                self.faults, max_iter=1, lsd_order=0, lsd_min_free=0, relay_legs=0)
         for i in bad.tolist():
             try:
                 self._checker.decode_to_faults(d[i])

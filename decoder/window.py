@@ -181,6 +181,16 @@ class StreamDecoder(ShotDecoding, Decoder):
                 self._cache[spec.template] = decoder
         return _Window(spec, decoder, np.zeros(len(spec.det_ids), dtype=np.uint8))
 
+    def __getstate__(self) -> dict:
+        # shipped from a build process: the lock is recreated on arrival
+        state = dict(self.__dict__)
+        del state["_decode_lock"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._decode_lock = threading.Lock()
+
     name = "stream"
 
     @classmethod

@@ -262,6 +262,24 @@ def _add_research_bench_parsers(bsub: argparse._SubParsersAction) -> None:
     t.add_argument("--run", action="store_true", help="run them and count the outcomes")
     t.set_defaults(func=_bench_command("sinter_suite"))
 
+    h = bsub.add_parser("hostile", help="hostile traffic beside a valid stream (JSON; exit 3 "
+                        "when a must-hold figure fails): fuzz, or HEARTBEAT under large HELLOs")
+    h.add_argument("which", choices=["fuzz", "build-stall"])
+    h.add_argument("--frames", type=int, default=200_000, help="fuzz: hostile frames")
+    h.add_argument("--seconds", type=float, default=90.0, help="fuzz: least run length (s)")
+    h.add_argument("--baseline-s", type=float, default=20.0,
+                   help="the runs without hostile traffic (s)")
+    h.add_argument("--cycle-us", type=int, default=1000,
+                   help="fuzz: the valid stream's round period (us)")
+    h.add_argument("--identities", type=int, default=64, help="fuzz: hostile DEALERs")
+    h.add_argument("--big", type=int, default=4, help="fuzz: distinct 5-8 MB DEMs in the mix")
+    h.add_argument("--hellos", type=int, default=10, help="build-stall: large HELLOs")
+    h.add_argument("--period-us", type=int, default=2000,
+                   help="build-stall: HEARTBEAT period (us)")
+    h.add_argument("--serve-arg", action="append", default=[],
+                   help="an argument for the qecd serve it starts (repeat; --serve-arg=--flag)")
+    h.set_defaults(func=_bench_command("hostile"))
+
 
 def _cmd_bench_gate(args: argparse.Namespace) -> int:
     from qecd.bench.gate import gate_main
@@ -321,7 +339,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                           max_ring_streams_per_client=args.max_ring_streams_per_client,
                           sndhwm=args.hwm, rcvhwm=args.hwm,
                           record_capacity=args.record_capacity, curve=curve, pq=pq,
-                          pq_required=args.pq_required)
+                          pq_required=args.pq_required, fast_path=not args.no_fast_path,
+                          io_thread_nice=args.io_thread_nice,
+                          build_timeout_s=args.build_timeout,
+                          max_plan_bytes=int(args.max_plan_mb * (1 << 20)),
+                          plan_cache_bytes=int(args.plan_cache_mb * (1 << 20)),
+                          max_builds_per_client=args.max_builds_per_client,
+                          builds_per_minute_per_client=args.builds_per_minute_per_client)
     return run_server(config, metrics_port=args.metrics_port, metrics_addr=args.metrics_addr,
                       metrics_streams=args.metrics_streams, record_path=args.record,
                       cpu=args.cpu)
@@ -481,6 +505,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rounds a stream may have queued before SERVER_BUSY")
     v.add_argument("--hwm", type=int, default=10_000, help="ZeroMQ SNDHWM/RCVHWM (messages)")
     v.add_argument("--cpu", type=int, default=None, help="pin the server to this CPU")
+    v.add_argument("--no-fast-path", action="store_true",
+                   help="serve every ZeroMQ packet on the Python path (no compiled fast path)")
+    v.add_argument("--io-thread-nice", type=int, default=19,
+                   help="nice value of the ZeroMQ I/O thread when pinned with --cpu (0 leaves "
+                        "it alone; default %(default)s)")
+    v.add_argument("--build-timeout", type=float, default=30.0,
+                   help="time budget of one decoder build, s (BAD_HELLO beyond)")
+    v.add_argument("--max-plan-mb", type=float, default=128.0,
+                   help="size budget of one decoder plan, MB (BAD_HELLO beyond)")
+    v.add_argument("--plan-cache-mb", type=float, default=256.0,
+                   help="decoder plans kept for reuse, MB (least recently used evicted)")
+    v.add_argument("--max-builds-per-client", type=int, default=2,
+                   help="HELLOs one client may have waiting for a build at once")
+    v.add_argument("--builds-per-minute-per-client", type=int, default=30,
+                   help="builds one client may start per minute")
     v.set_defaults(func=_cmd_serve)
 
     kg = sub.add_parser("keygen", help="write a CURVE key pair (and, with --pq, an ML-DSA-65 "

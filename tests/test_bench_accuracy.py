@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from qecd.bench.accuracy import run_accuracy
+from qecd.bench.accuracy import format_accuracy, run_accuracy
 from qecd.bench.stats import wilson_interval
 from qecd.cli import main
 
@@ -87,3 +87,20 @@ def test_qldpc_peers_run_on_the_same_shots():
     assert [d["name"] for d in r["decoders"]] == ["ldpc-bposd", "bp-cluster", "relay-bp",
                                                    "ldpc-bplsd"]
     assert all(d["shots"] == 60 for d in r["decoders"])
+
+
+def test_each_qecd_decoder_is_set_against_the_strongest_peer_of_the_run():
+    """The best peer is the one with the fewest failures on these shots, whichever was the
+    reference; its paired ratio comes from the shots where exactly one of the two failed."""
+    r = run_accuracy("bb:n=72,r=2,p=0.02", ["bp-cluster", "ldpc-bplsd"], shots=100, seed=5)
+    rows = {d["name"]: d for d in r["decoders"]}
+    peers = [rows["ldpc-bposd"], rows["ldpc-bplsd"]]
+    best = min(peers, key=lambda d: d["failures"])
+    mine = rows["bp-cluster"]
+    assert mine["best_peer"] == best["name"]
+    assert mine["ler_ratio_to_best_peer"] is not None
+    lo, hi = mine["ler_ratio_best_peer_ci95"]
+    assert lo <= mine["ler_ratio_to_best_peer"] <= hi
+    assert mine["time_ratio_to_best_peer"] > 0
+    assert all(p["best_peer"] is None for p in peers)
+    assert "vs best peer" in format_accuracy(r)

@@ -23,7 +23,7 @@ from qecd.codes.phenomenological import code_capacity_dem, phenomenological_dem
 from qecd.decoder import _bp_kernels as K
 from qecd.decoder import make_decoder
 from qecd.decoder.base import pack_bits
-from qecd.decoder.bp_cluster import BpClusterDecoder
+from qecd.decoder.bp_cluster import BpClusterDecoder, BpClusterOptions
 from qecd.errors import DecoderError
 
 HYP = settings(max_examples=60, deadline=None,
@@ -408,10 +408,15 @@ def bb72_hard_shots():
     return exp, dets, obs
 
 
+#: the circuit-level defaults (this sparse DEM would otherwise get the OSD-CS per component,
+#: which leaves the relay stage little to improve)
+_CLUSTERS_ONLY = {"max_iter": 5, "lsd_min_free": 0}
+
+
 def test_relay_stage_never_returns_a_less_likely_solution_than_the_clusters(bb72_hard_shots):
     exp, dets, _ = bb72_hard_shots
-    relay = BpClusterDecoder.from_dem(exp.dem)
-    plain = BpClusterDecoder.from_dem(exp.dem, relay_legs=0)
+    relay = BpClusterDecoder.from_dem(exp.dem, relay_legs=20, **_CLUSTERS_ONLY)
+    plain = BpClusterDecoder.from_dem(exp.dem, relay_legs=0, **_CLUSTERS_ONLY)
     weight = relay.kernel_args()[0][6]
     lighter = 0
     for s in dets:
@@ -424,7 +429,7 @@ def test_relay_stage_never_returns_a_less_likely_solution_than_the_clusters(bb72
 
 def test_relay_stage_fails_less_on_the_same_shots(bb72_hard_shots):
     exp, dets, obs = bb72_hard_shots
-    fails = {legs: np.any(BpClusterDecoder.from_dem(exp.dem, relay_legs=legs)
+    fails = {legs: np.any(BpClusterDecoder.from_dem(exp.dem, relay_legs=legs, **_CLUSTERS_ONLY)
                           .decode_batch(dets) != obs, axis=1) for legs in (0, 20)}
     assert fails[0].sum() > 50
     assert (fails[20] & ~fails[0]).sum() < (fails[0] & ~fails[20]).sum()
@@ -439,3 +444,47 @@ def test_relay_stage_options_are_checked_and_reported():
     dec = BpClusterDecoder.from_dem(dem, relay_legs=3, seed=5)
     dec.decode(np.array([1, 0], np.uint8))
     assert set(dec.last_info) >= {"bp_iterations", "relay_converged"}
+
+
+# -- OSD-CS sweep and per-DEM defaults ------------------------------------------------------------
+def test_combination_sweep_tries_every_free_column_alone_as_ldpcs_osd_cs():
+    """One flagged detector, five faults that each explain it; the cluster (grown to four free
+    columns) orders them by the posterior we set, so the lightest fault (prior 0.3) is the
+    *last* free column. ldpc's OSD-CS tries every free column alone (and pairs among the first
+    ``osd_order``): with ``lsd_order=1`` the sweep must still reach it."""
+    dem = stim.DetectorErrorModel("\n".join(
+        [f"error(0.01) D0 L{i}" for i in range(4)] + ["error(0.3) D0 L4"]))
+    dec = BpClusterDecoder.from_dem(dem, lsd_order=1, lsd_min_free=4, relay_legs=0)
+    graph, params, ws = dec.kernel_args()
+    ws[K.WS_FIELDS.index("post")][:] = [-5.0, -4.0, -3.0, -2.0, -1.0]
+    out = np.zeros(5, np.int64)
+    cnt = K.cluster_decode(np.array([1], np.uint8), graph, params, ws, out)
+    assert out[:cnt].tolist() == [4]
+    assert _workspace_is_clean(dec)
+
+
+def test_sparse_dems_get_the_osd_and_relay_defaults_and_explicit_options_win():
+    from qecd.codes.bb_circuit import bb_memory_circuit
+    from qecd.decoder.bp_cluster import SPARSE_DEM_DEFAULTS
+
+    phen = BpClusterDecoder.from_dem(phenomenological_dem(bb_code(72), rounds=2, p=0.02))
+    for k, v in SPARSE_DEM_DEFAULTS.items():
+        assert getattr(phen.options, k) == v
+    assert BpClusterDecoder.from_dem(phenomenological_dem(bb_code(72), rounds=2, p=0.02),
+                                     max_iter=7).options.max_iter == 7
+    circ = BpClusterDecoder.from_dem(
+        bb_memory_circuit(bb_code(72), rounds=1, p=0.003).detector_error_model())
+    assert circ.options == BpClusterOptions()
+
+
+def test_sparse_defaults_fail_less_than_the_circuit_defaults_on_hard_phenomenological_shots(
+        bb72_hard_shots):
+    """Phenomenological BB72 at p = 4% (300 shots): the OSD-CS-per-component fallback and the
+    longer relay make fewer failures than the circuit-level defaults on the same shots."""
+    exp, dets, obs = bb72_hard_shots
+    dense = {k: getattr(BpClusterOptions(), k) for k in ("max_iter", "lsd_min_free",
+                                                          "relay_legs")}
+    fails = {name: np.any(BpClusterDecoder.from_dem(exp.dem, **o).decode_batch(dets) != obs,
+                          axis=1) for name, o in (("sparse", {}), ("dense", dense))}
+    assert fails["dense"].sum() > 30
+    assert (fails["sparse"] & ~fails["dense"]).sum() < (fails["dense"] & ~fails["sparse"]).sum()

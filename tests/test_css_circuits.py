@@ -118,3 +118,52 @@ def test_circuit_level_bb_memory_has_logical_errors_a_decoder_can_fix():
     assert np.any(obs, axis=1).sum() > 150
     assert np.any(pred != obs, axis=1).sum() <= 5
     assert isinstance(exp.circuit, stim.Circuit)
+
+
+# The parameters and neighbour labels exactly as the paper's own decoder_setup.py writes them
+# (github.com/sbravyi/BivariateBicycleCodes): A = x^a1 + y^a2 + y^a3, B = y^b1 + x^b2 + x^b3,
+# x = kron(roll(I_l, 1, axis=1), I_m), y = kron(I_l, roll(I_m, 1, axis=1)).
+_PAPER_PARAMS = {72: (6, 6, 3, 1, 2, 3, 1, 2), 90: (15, 3, 9, 1, 2, 0, 2, 7),
+                 108: (9, 6, 3, 1, 2, 3, 1, 2), 144: (12, 6, 3, 1, 2, 3, 1, 2),
+                 288: (12, 12, 3, 2, 7, 3, 1, 2)}
+
+
+@pytest.mark.parametrize("n", sorted(_PAPER_PARAMS))
+def test_bb_cycle_is_the_papers_depth_8_cycle_cnot_for_cnot(n):
+    """Re-derive the cycle the way the paper's decoder_setup.py does and compare every CNOT,
+    moment by moment (qecd numbers data left then right, then X ancillas, then Z ancillas)."""
+    ell, m, a1, a2, a3, b1, b2, b3 = _PAPER_PARAMS[n]
+    i_l, i_m = np.identity(ell, dtype=int), np.identity(m, dtype=int)
+    x = {i: np.kron(np.roll(i_l, i, axis=1), i_m) for i in range(ell)}
+    y = {i: np.kron(i_l, np.roll(i_m, i, axis=1)) for i in range(m)}
+    a_terms, b_terms = (x[a1], y[a2], y[a3]), (y[b1], x[b2], x[b3])
+    code = bb_code(n)
+    lm = ell * m
+    np.testing.assert_array_equal(code.hx, np.hstack([sum(a_terms) % 2, sum(b_terms) % 2]))
+    np.testing.assert_array_equal(code.hz, np.hstack([(sum(b_terms) % 2).T,
+                                                      (sum(a_terms) % 2).T]))
+
+    def x_nb(i, k):  # nbs[(('Xcheck', i), k)]
+        return int(np.nonzero(a_terms[k][i, :])[0][0]) if k < 3 else \
+            lm + int(np.nonzero(b_terms[k - 3][i, :])[0][0])
+
+    def z_nb(i, k):  # nbs[(('Zcheck', i), k)]
+        return int(np.nonzero(b_terms[k][:, i])[0][0]) if k < 3 else \
+            lm + int(np.nonzero(a_terms[k - 3][:, i])[0][0])
+
+    s_x, s_z = ["idle", 1, 4, 3, 5, 0, 2], [3, 5, 0, 1, 2, 4, "idle"]
+    assert [None if v == "idle" else v for v in s_x] == list(SX)
+    assert [None if v == "idle" else v for v in s_z] == list(SZ)
+    cycle = bb_cycle(code)
+    for t in range(7):
+        want = set()
+        if s_x[t] != "idle":
+            want |= {(n + i, x_nb(i, s_x[t])) for i in range(lm)}
+        if s_z[t] != "idle":
+            want |= {(z_nb(i, s_z[t]), n + lm + i) for i in range(lm)}
+        assert set(cycle.moments[t].cnots) == want, t
+    # round 0 prepares the X ancillas, round 6 measures the Z ancillas, round 7 measures X and
+    # prepares Z (and has no CNOT)
+    flags = [(mo.reset_x, mo.measure_z, mo.measure_x, mo.reset_z) for mo in cycle.moments]
+    assert flags[0] == (True, False, False, False) and flags[6] == (False, True, False, False)
+    assert flags[7] == (False, False, True, True) and not cycle.moments[7].cnots

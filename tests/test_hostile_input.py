@@ -8,7 +8,6 @@ that every hostile frame got exactly the replies the protocol promises.
 
 from __future__ import annotations
 
-import struct
 import time
 
 import msgpack
@@ -16,8 +15,8 @@ import numpy as np
 import pytest
 import zmq
 
+from qecd.bench.hostile import mutant_frames, replies_expected
 from qecd.codes import build_experiment
-from qecd.errors import ProtocolError
 from qecd.transport.client import Client, decode_reply
 from qecd.transport.server.session import SessionLimits
 from qecd.transport.wire import (
@@ -28,7 +27,6 @@ from qecd.transport.wire import (
     ErrorCode,
     Hello,
     MsgType,
-    decode_hello,
     encode_accept,
     encode_bye,
     encode_correction,
@@ -38,7 +36,6 @@ from qecd.transport.wire import (
     encode_hello,
     encode_stats,
     encode_syndrome,
-    parse_packet,
 )
 
 pytestmark = pytest.mark.timeout(120)
@@ -223,56 +220,9 @@ def test_error_budget_turns_a_flood_into_counted_drops(running_server):
 # -- the fuzz test ---------------------------------------------------------------------------
 
 def _mutants(rng, live_sid, layout):
-    """Random, truncated, extended and field-mutated frames (never a valid HELLO)."""
-    zeros = np.zeros(layout.num_detectors_in(0, 1), np.uint8)
-    templates = [
-        encode_heartbeat(seq=1), encode_heartbeat(stream_id=live_sid),
-        encode_stats(None), encode_stats(None, stream_id=live_sid),
-        encode_bye(stream_id=live_sid), encode_bye(stream_id=77),
-        encode_syndrome(zeros, layout, stream_id=live_sid, first_round=0),
-        encode_syndrome(zeros, layout, stream_id=5, first_round=0),
-        encode_hello(Hello(spec=SPEC)), encode_hello(Hello(dem="error(0.1) D0\n")),
-        encode_correction(Correction(0, 1, np.ones(1, np.uint8)), stream_id=live_sid),
-        encode_error(ErrorCode.INTERNAL, "x", stream_id=live_sid),
-    ]
-    while True:
-        kind = rng.integers(0, 10)
-        if kind == 0:
-            frame = rng.bytes(int(rng.integers(0, 80)))
-        else:
-            frame = bytearray(templates[rng.integers(len(templates))])
-            if kind <= 3:  # overwrite a header field with something odd
-                field = rng.integers(0, 9)
-                fmt_off = [(0, "<H"), (2, "<B"), (3, "<B"), (4, "<H"), (6, "<H"), (8, "<I"),
-                           (12, "<I"), (16, "<Q"), (24, "<Q")][field]
-                size = struct.calcsize(fmt_off[1])
-                val = [0, 1, 2, 3, 8, 255, 65535, live_sid, 2**32 - 1][rng.integers(9)]
-                val &= (1 << (8 * size)) - 1
-                struct.pack_into(fmt_off[1], frame, fmt_off[0], val)
-            elif kind <= 5:  # flip random bytes
-                for _ in range(rng.integers(1, 4)):
-                    i = rng.integers(len(frame))
-                    frame[i] ^= 1 << int(rng.integers(8))
-            elif kind == 6:
-                frame = frame[:rng.integers(len(frame))]
-            elif kind == 7:
-                frame += rng.bytes(int(rng.integers(1, 40)))
-            elif kind == 8:
-                frame += bytes(MAX_FRAME)  # oversize
-            frame = bytes(frame)
-        try:
-            h, p = parse_packet(frame, max_frame=MAX_FRAME)
-            if h.msg_type == MsgType.HELLO:
-                decode_hello(h, p)
-                continue  # a valid HELLO would open a stream: not part of this test
-        except ProtocolError:
-            pass
-        yield frame
-
-
-def _replies_expected(frame):
-    """ERROR packets (good magic, type 5) are never answered; everything else once."""
-    return 0 if len(frame) >= 4 and frame[:2] == b"QD" and frame[3] == 5 else 1
+    """Random, truncated, extended and field-mutated frames (never a valid HELLO): the
+    generator of ``qecd bench hostile fuzz``."""
+    return mutant_frames(rng, live_sid, layout, MAX_FRAME, SPEC)
 
 
 def test_server_survives_random_frames_between_live_rounds(server, offline_commits):
@@ -299,7 +249,7 @@ def test_server_survives_random_frames_between_live_rounds(server, offline_commi
                             hostile.send_multipart([frame, b"x"])  # multi-part: BAD_HEADER
                         else:
                             hostile.send(frame)
-                        expected += _replies_expected(frame)
+                        expected += replies_expected(frame)
                         sent += 1
                     while (r := client.poll()) is not None:
                         live_replies.append(r)

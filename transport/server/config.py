@@ -45,7 +45,31 @@ class ServerConfig:
     error_budget_per_s, stats_budget_per_s : int
         ERROR replies / STATS answers per peer per second (beyond: counted drop / SERVER_BUSY).
     max_pending_builds : int
-        Distinct decoder plans being built at once before HELLO gets SERVER_BUSY.
+        Decoder plan builds queued or running at once before HELLO gets SERVER_BUSY
+        (``build_queue_full``).
+    build_process : bool
+        Build plans in a separate build worker process (the default): no part of a build
+        holds the GIL the loop needs except turning the finished plan's arrays into objects
+        (see docs/server.md). False builds on the server's build thread (embedding).
+    build_timeout_s : float
+        Time budget of one build in the worker; beyond, the worker is killed and replaced and
+        the HELLO gets BAD_HELLO (``time_budget``).
+    max_plan_bytes : int
+        Size budget of one plan (its pickled size); above, BAD_HELLO (``size_budget``).
+    plan_cache_bytes : int
+        Bytes of plans the server keeps for reuse (least recently used evicted first; an
+        evicted plan's memory is returned once its last stream closes).
+    max_builds_per_client : int
+        HELLOs one owner may have waiting for a build at once (SERVER_BUSY above,
+        ``client_builds_in_flight``).
+    builds_per_minute_per_client : int
+        Builds one owner may start in any 60 s (SERVER_BUSY above,
+        ``client_builds_per_minute``).
+    build_worker_max_rss : int
+        Resident bytes above which the build worker is replaced after a build.
+    offloop_hello_bytes : int
+        HELLO bodies larger than this are not decoded or hashed on the loop: the build worker
+        decodes and keys them (every such HELLO counts as a build for the client budgets).
     record_capacity : int
         Rounds kept raw in the service-time ring.
     shm_record_capacity : int
@@ -66,10 +90,20 @@ class ServerConfig:
     pq_required : bool
         Refuse HELLOs without the handshake (BAD_HELLO); needs ``pq``.
     build_switch_interval_s : float
-        While a decoder plan builds on the worker thread, the interpreter's GIL switch
-        interval is lowered to this (``sys.setswitchinterval``; restored when no build is
-        pending) so the loop thread gets the GIL back sooner; 0 leaves it alone. C code that
-        holds the GIL (stim, PyMatching graph construction) still delays the loop.
+        While a build or job is pending on the server's build thread (which waits for the
+        worker, then turns its plan into objects), the interpreter's GIL switch interval is
+        lowered to this (``sys.setswitchinterval``; restored when none is pending) so the
+        loop thread gets the GIL back sooner; 0 leaves it alone.
+    fast_path : bool
+        Serve SYNDROME packets of compiled-engine streams from compiled code that drives
+        libzmq itself (:mod:`qecd.transport.server.fast_path`; plain servers only, where
+        pyzmq's libzmq is reachable). False keeps every packet on the Python path (the
+        reference the fast path is tested against).
+    io_thread_nice : int
+        Nice value given to the I/O thread of the server's own ZeroMQ context when the
+        process may run on one CPU only (``qecd serve --cpu``), so that a send does not hand
+        that CPU to it in the middle of serving a packet
+        (:mod:`qecd.transport.server.io_threads`); 0 leaves it alone.
     """
 
     binds: tuple[str, ...] = ("tcp://127.0.0.1:5555",)
@@ -83,6 +117,14 @@ class ServerConfig:
     error_budget_per_s: int = 1000
     stats_budget_per_s: int = 100
     max_pending_builds: int = 8
+    build_process: bool = True
+    build_timeout_s: float = 30.0
+    max_plan_bytes: int = 128 << 20
+    plan_cache_bytes: int = 256 << 20
+    max_builds_per_client: int = 2
+    builds_per_minute_per_client: int = 30
+    build_worker_max_rss: int = 2 << 30
+    offloop_hello_bytes: int = 64 << 10
     record_capacity: int = 1 << 20
     shm_record_capacity: int = 1 << 18
     curve: CurveServerKeys | None = None
@@ -92,3 +134,5 @@ class ServerConfig:
     build_switch_interval_s: float = 0.0002
     pq: PqServer | None = None
     pq_required: bool = False
+    fast_path: bool = True
+    io_thread_nice: int = 19

@@ -4,14 +4,16 @@ The loop polls the ROUTER (tcp and/or ipc endpoints) and a wake-up socketpair, r
 ``batch`` packets without blocking, then handles them in arrival order: parse
 (:func:`~qecd.transport.wire.parse_packet`), route by stream id to a
 :class:`~qecd.transport.server.session.StreamSession` (ownership checked), decode, reply. PyMatching
-holds the GIL, so decoding stays on this one thread; a single worker thread only builds new
-decoder plans (HELLOs whose plan is cached are answered at once; the others get their
-ACCEPT when the build finishes, without holding up other streams' packets, although the
-build competes for the GIL). Nothing is ever unpickled; msgpack only on the control path.
+holds the GIL, so decoding stays on this one thread; decoder plans are built in a separate
+build worker process (HELLOs whose plan is cached are answered at once; the others get their
+ACCEPT when the build finishes, within the build budgets, without holding up other streams'
+packets). Nothing a client sends is ever unpickled (only the server's own build worker's
+plans are); msgpack only on the control path.
 
 This module holds the loop, the routing and the replies; its parts live beside it:
 :mod:`~qecd.transport.server.config` (:class:`ServerConfig`),
-:mod:`~qecd.transport.server.plan_builds` (plans built off the loop thread),
+:mod:`~qecd.transport.server.plan_builds` (plans built off the loop, the build budgets),
+:mod:`~qecd.transport.server.build_worker` (the build process),
 :mod:`~qecd.transport.server.shm_streams` (shared-memory streams),
 :mod:`~qecd.transport.server.rate_limit` (the ERROR and STATS budgets) and
 :mod:`~qecd.transport.server.logs` (JSON-lines logs and the per-second error summary).
@@ -47,7 +49,10 @@ import zmq
 from qecd.errors import DecoderError, ProtocolError
 from qecd.transport.auth import configure_server_socket, start_authenticator
 from qecd.transport.engine import STEP_DONE, STEP_NO_SOLUTION
+from qecd.transport.server import fast_path
+from qecd.transport.server.build_worker import BuildWorker
 from qecd.transport.server.config import ServerConfig
+from qecd.transport.server.io_threads import lower_io_threads, thread_ids
 from qecd.transport.server.logs import ErrorSummary, JsonFormatter, configure_json_logging
 from qecd.transport.server.metrics import (
     MAX_STREAM_LABELS,
@@ -56,10 +61,16 @@ from qecd.transport.server.metrics import (
     StreamRow,
     start_metrics_http,
 )
-from qecd.transport.server.plan_builds import PendingHello, PlanBuilds
+from qecd.transport.server.plan_builds import ClientBudget, PendingHello, PlanBuilds
 from qecd.transport.server.pq_hellos import PqHellos
 from qecd.transport.server.rate_limit import RateLimiter
-from qecd.transport.server.session import DecoderPool, StreamPlan, StreamSession, plan_key
+from qecd.transport.server.session import (
+    DecoderPool,
+    LimitError,
+    StreamPlan,
+    StreamSession,
+    plan_key,
+)
 from qecd.transport.server.shm_streams import ShmStreams
 from qecd.transport.wire import (
     HEADER_SIZE,
@@ -89,6 +100,15 @@ _ERROR = int(MsgType.ERROR)
 _SEC = 1_000_000_000
 #: a loop turn may take this long beyond its poll wait before the excess counts as a stall
 _TURN_ALLOWANCE_NS = 250_000_000
+
+
+def _one_cpu() -> bool:
+    """True when this process may run on a single CPU (``qecd serve --cpu``), where the
+    ZeroMQ I/O thread would share it with the loop."""
+    try:
+        return len(os.sched_getaffinity(0)) == 1
+    except (AttributeError, OSError):
+        return False
 
 
 def _peer(route: bytes) -> str:
@@ -123,8 +143,9 @@ class Server:
         self.counters = ServerCounters()
         self._refused_logged = 0.0  # when the last connection_refused line was written
         self.recorder = ServiceRecorder(config.record_capacity)
-        self.pool = DecoderPool(config.limits)
+        self.pool = DecoderPool(config.limits, max_bytes=config.plan_cache_bytes)
         self._own_ctx = context is None
+        threads_before = thread_ids()
         self._ctx = context or zmq.Context()
         self._auth = None
         self._closed = False
@@ -157,19 +178,36 @@ class Server:
             self._stop_aux()
             raise
         self._sock = sock
+        if self._own_ctx and config.io_thread_nice and _one_cpu():  # its I/O thread exists now
+            lower_io_threads(threads_before, config.io_thread_nice)
         self._copy = config.curve is None  # User-Id needs zero-copy frames
+        self._fast = None
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
+        #: SYNDROMEs of compiled-engine streams served from compiled code (plain mode only:
+        #: with CURVE the owner is each message's User-Id, which zmq_recv does not give)
+        if config.fast_path and self._copy and fast_path.available():
+            self._fast = fast_path.FastPath(sock, max_streams=config.max_streams,
+                                            max_frame=self.limits.max_frame,
+                                            wake_fd=self._wake_r.fileno())
+        worker = BuildWorker(config.limits, time_budget_s=config.build_timeout_s,
+                             max_plan_bytes=config.max_plan_bytes,
+                             max_worker_rss=config.build_worker_max_rss) \
+            if config.build_process else None
         self._builds = PlanBuilds(self.pool, self.counters,
                                   max_pending=config.max_pending_builds,
                                   switch_interval_s=config.build_switch_interval_s,
-                                  on_done=self._wake)
+                                  on_done=self._wake, worker=worker,
+                                  client=ClientBudget(config.max_builds_per_client,
+                                                      config.builds_per_minute_per_client))
+        self._builds.warm_up()
         self._streams: dict[int, StreamSession] = {}
         self._by_owner: dict[bytes | str, set[int]] = {}
         self._next_id = 1
         self._stop = False
         self._stalled_ns = 0  #: total time the loop could not run (see _awake_ns)
+        self._trimmed_at = 0  #: streams_closed when freed memory was last handed back
         self._mark_ns, self._mark_allowed = time.perf_counter_ns(), _TURN_ALLOWANCE_NS
         self._shutting_down = False
         self._errors = RateLimiter(config.error_budget_per_s)
@@ -283,7 +321,7 @@ class Server:
                         self._drain_wake()
                         self._collect_builds()
                     if self._sock in events:
-                        self._read_batch()
+                        self._read_batch(next_hk)
                     now = time.perf_counter_ns()
                     self._mark(now, 0)  # a stall anywhere in the turn counts before housekeeping
                     if now >= next_hk:
@@ -312,10 +350,13 @@ class Server:
         except OSError:
             pass
 
-    def _read_batch(self) -> int:
+    def _read_batch(self, wait_until_ns: int = 0) -> int:
         """Read and handle up to ``batch`` packets, each as soon as it is read (no read-ahead:
         a packet's service time never includes waiting behind packets the server already
-        holds; the queue, if any, stays in ZeroMQ where the HWMs bound it)."""
+        holds; the queue, if any, stays in ZeroMQ where the HWMs bound it). The fast path
+        may also wait for more packets until ``wait_until_ns`` (the next housekeeping)."""
+        if self._fast is not None and len(self._fast):
+            return self._read_batch_fast(wait_until_ns)
         sock, copy, handle, clock = self._sock, self._copy, self._handle, time.perf_counter_ns
         n = 0
         for n in range(1, self.config.batch + 1):  # noqa: B007 (n is the count handled)
@@ -325,6 +366,86 @@ class Server:
                 return n - 1
             handle(parts, clock())
         return n
+
+    def _read_batch_fast(self, wait_until_ns: int) -> int:
+        """:meth:`_read_batch` with the compiled fast path serving the SYNDROMEs it takes
+        (:mod:`~qecd.transport.server.fast_path`); every other message comes back here and is
+        handled by :meth:`_handle` as on the Python path."""
+        fast, counters, batch = self._fast, self.counters, self.config.batch
+        res = fast.res
+        n = 0
+        while n < batch:
+            if self._stop:  # a signal handler ran while the kernel waited
+                return n
+            if wait_until_ns:  # the kernel may wait until then: not a stall of the loop
+                now = time.perf_counter_ns()
+                self._mark(now, max(0, wait_until_ns - now))
+            status = fast.drain(batch - n, self._stalled_ns, self.recorder, wait_until_ns)
+            k = int(res[fast_path.R_PACKETS])
+            if k:
+                n += k
+                counters.packets_received += k
+                counters.fast_path_packets += k
+                counters.rounds_received += int(res[fast_path.R_ROUNDS])
+                counters.corrections_sent += int(res[fast_path.R_SENT])
+                if res[fast_path.R_DROPPED]:
+                    counters.drop("corrections", int(res[fast_path.R_DROPPED]))
+            if status == fast_path.ST_EMPTY:
+                if k and wait_until_ns:  # committed: now wait for the next packet in drain
+                    continue
+                return n
+            if status == fast_path.ST_HANDOFF:
+                n += 1
+                self._handle(fast.handoff_parts(), int(res[fast_path.R_T_RECV]))
+            elif status == fast_path.ST_NO_SOLUTION:  # the packet is counted in k
+                self._fast_no_solution()
+            else:  # ST_ZMQ_ERROR: as pyzmq would have raised it in _read_batch / _send
+                errno = int(res[fast_path.R_ERRNO])
+                if errno == zmq.ETERM:
+                    raise zmq.ContextTerminated()
+                raise zmq.ZMQError(errno)
+        return n
+
+    def warm_fast_path(self) -> bool:
+        """Load (or compile) the fast path's kernel now, for the stream table's types, so
+        that the first compiled-engine stream does not hold up the loop while it loads (a
+        few seconds here). Builds a tiny plan (a distance-3 repetition code) for its engine
+        context type. Returns False when there is no fast path or the warm-up failed (then
+        the first stream loads it)."""
+        if self._fast is None:
+            return False
+        from qecd.decoder.registry import DEFAULT_STREAM_DECODER
+        from qecd.transport.server.session import build_plan
+        from qecd.transport.wire import Hello
+
+        hello = Hello(spec="repetition:d=3,r=1,p=0.01", dem=None, time_coord=-1,
+                      decoder=DEFAULT_STREAM_DECODER, window=None, commit=None,
+                      want_faults=False)
+        try:
+            plan = build_plan(plan_key(hello, self.limits), hello, self.limits)
+            return self._fast.warm_up_with(plan)
+        except Exception as e:  # an optimisation only: say so and go on
+            log.warning("fast_path_warm_up_failed", extra={"qecd": {
+                "exception": type(e).__name__, "detail": str(e)[:200]}})
+            return False
+
+    def _fast_no_solution(self) -> None:
+        """:meth:`_run_engine`'s STEP_NO_SOLUTION branch for a packet the fast path took."""
+        r = self._fast.res
+        s = self._streams[self._fast.slot_session_id(int(r[fast_path.R_SLOT]))]
+        first = s.next_round - int(r[fast_path.R_ROUNDS_OF_PACKET])
+        s._pkt_first, s._pkt_count = first, int(r[fast_path.R_ROUNDS_OF_PACKET])
+        i_next, done = int(r[fast_path.R_I_NEXT]), int(r[fast_path.R_DONE])
+        t_recv, t0, t1 = (int(r[fast_path.R_T_RECV]), int(r[fast_path.R_T0]),
+                          int(r[fast_path.R_T1]))
+        self._decoder_failed(s, i_next - 1, DecoderError(
+            f"{s.plan.decoder_name}: the syndrome has odd parity on a connected "
+            "component of the matching graph that has no boundary edge, so no set of "
+            f"faults explains the window ending at round {first + i_next - 1}"),
+            self._fast.packet_header())
+        record, clock = self.recorder.record, time.perf_counter_ns
+        for _ in range(done):
+            record(s.stream_id, clock() - t_recv, t1 - t0)
 
     def _handle(self, parts: list, t_recv: int) -> None:
         self.counters.packets_received += 1
@@ -529,7 +650,11 @@ class Server:
                          f"error); resend from round {s.next_round} (next shot)", header)
 
     def _on_hello(self, route, owner, header, payload, frame, now_ns) -> None:
-        hello = decode_hello(header, payload)
+        # a large HELLO (a DEM of megabytes) is decoded and hashed in the build worker
+        # (not while a post-quantum handshake may be required: that needs the HELLO here)
+        large = (len(payload) > self.config.offloop_hello_bytes and self._pq.pq is None
+                 and not self._pq.required)
+        hello = None if large else decode_hello(header, payload)
         if isinstance(owner, bytes) and owner[:1] != b"\x00":
             # plain mode owns streams by routing id: one a client chose could be claimed by
             # the next client choosing it once the owner is gone. libzmq's automatic ids start
@@ -541,8 +666,12 @@ class Server:
         if self._shutting_down:
             raise ProtocolError(ErrorCode.SHUTTING_DOWN, "HELLO: the server is shutting down "
                                 "and opens no new streams")
-        pq = self._pq.admit(hello, owner)
-        key = plan_key(hello, self.limits)
+        pq = False if large else self._pq.admit(hello, owner)
+        try:
+            key = None if large else plan_key(hello, self.limits)
+        except LimitError as e:
+            self._builds.note_refused(e.limit, e.reason, owner)
+            raise
         if pq and hello.pq_resume is not None:
             self._pq_resume(route, owner, header, hello, bytes(payload), key, now_ns)
             return
@@ -556,15 +685,13 @@ class Server:
             raise ProtocolError(ErrorCode.SERVER_BUSY, f"HELLO: expected fewer than "
                                 f"max_streams_per_client={self.config.max_streams_per_client}"
                                 f" open streams for this client, got {mine}")
+        if large:  # its fields are known once the worker decoded it (_collect_builds)
+            pending = PendingHello(route, owner, bytes(frame[:HEADER_SIZE]), header.round,
+                                   header.timestamp_ns, False)
+            self._builds.submit(None, None, pending, raw=(header, payload))
+            return
         if hello.transport == "shm":
-            rings = sum(1 for sid in self._by_owner.get(owner, ())
-                        if self._streams[sid].shm is not None)
-            rings += self._builds.waiting_for(owner, "shm")
-            if rings >= self.config.max_ring_streams_per_client:
-                raise ProtocolError(ErrorCode.SERVER_BUSY, f"HELLO: expected fewer than "
-                                    f"max_ring_streams_per_client="
-                                    f"{self.config.max_ring_streams_per_client} shared-memory "
-                                    f"streams for this client, got {rings}")
+            self._check_rings(owner)
         pending = PendingHello(route, owner, bytes(frame[:HEADER_SIZE]), header.round,
                                 header.timestamp_ns, hello.want_faults, hello.transport,
                                 hello.describe, hello.input,
@@ -574,6 +701,16 @@ class Server:
             self._open(plan, pending)
             return
         self._builds.submit(key, hello, pending)
+
+    def _check_rings(self, owner: bytes | str, waiting: int = 0) -> None:
+        rings = sum(1 for sid in self._by_owner.get(owner, ())
+                    if self._streams[sid].shm is not None)
+        rings += self._builds.waiting_for(owner, "shm") + waiting
+        if rings >= self.config.max_ring_streams_per_client:
+            raise ProtocolError(ErrorCode.SERVER_BUSY, f"HELLO: expected fewer than "
+                                f"max_ring_streams_per_client="
+                                f"{self.config.max_ring_streams_per_client} shared-memory "
+                                f"streams for this client, got {rings}")
 
     def _collect_builds(self) -> None:
         self._collect_shm_jobs()
@@ -587,6 +724,11 @@ class Server:
                                        f"max_streams={self.config.max_streams} open streams")
                 else:
                     e2 = err
+                if e2 is None and p.transport == "shm":
+                    try:  # (a large HELLO's transport is known only now)
+                        self._check_rings(p.owner)
+                    except ProtocolError as e:
+                        e2 = e
                 if e2 is None:
                     self._open(plan, p)
                 else:
@@ -643,9 +785,23 @@ class Server:
             except ProtocolError as e:
                 self._reply_error(p.route, p.owner, e, p.head, None, time.perf_counter_ns())
                 return
-        s = StreamSession(sid, plan, owner=p.owner, route=p.route, want_faults=p.want_faults,
-                          limits=self.limits, now_ns=self._awake_ns(time.perf_counter_ns()),
-                          describe=p.describe, measurements=measurements)
+        kw = dict(owner=p.owner, route=p.route, want_faults=p.want_faults, limits=self.limits,
+                  now_ns=self._awake_ns(time.perf_counter_ns()), describe=p.describe,
+                  measurements=measurements)
+        fast = self._fast
+        if (fast is not None and shm is None and measurements is None
+                and fast.takes_plan(plan)):
+            slot, row = fast.reserve()
+            try:
+                s = fast_path.FastStreamSession(sid, plan, row=row, **kw)
+                if not fast.register(slot, s):
+                    s.detach()
+                    fast.release(slot)
+            except BaseException:
+                fast.release(slot)
+                raise
+        else:
+            s = StreamSession(sid, plan, **kw)
         s.shm = shm
         accept = s.accept()
         if p.pq is not None:  # keys checked at HELLO: this signs and encapsulates (~1 ms)
@@ -701,6 +857,8 @@ class Server:
     def _close(self, s: StreamSession, why: str, *, notify: bool) -> None:
         """Free a stream; with ``notify``, report its uncommitted rounds and send BYE."""
         del self._streams[s.stream_id]
+        if self._fast is not None:
+            self._fast.unregister(s)
         mine = self._by_owner.get(s.owner)
         if mine is not None:
             mine.discard(s.stream_id)
@@ -846,6 +1004,9 @@ class Server:
             self.counters.streams_timed_out += 1
             self._close(s, f"owner silent for more than {self.limits.timeout_ms} ms",
                         notify=True)
+        if self.counters.streams_closed - self._trimmed_at >= 64:  # sessions freed
+            self._trimmed_at = self.counters.streams_closed
+            self._builds.trim_memory()
         self.recorder.fold()  # after the ring streams' records came in
         self._error_log.flush(now_ns)
         self._errors.prune(now_ns)  # each does the work once per second at most
@@ -915,7 +1076,8 @@ def run_server(config: ServerConfig, *, metrics_port: int | None = None,
     Installs the signal handlers, JSON logging on stderr, the Prometheus endpoint
     (``metrics_addr:metrics_port``, per-stream labels for ``metrics_streams`` streams), pins
     the process to ``cpu`` if given, removes shared-memory regions whose creator is dead (a
-    server killed with -9), freezes the GC generation of start-up objects, removes the socket
+    server killed with -9), loads the ZeroMQ fast path's kernel (:meth:`Server.warm_fast_path`),
+    freezes the GC generation of start-up objects, removes the socket
     files of ``ipc://`` endpoints at exit, and writes the per-round arrays to ``record_path``
     (``.npz``) at exit.
     """
@@ -937,6 +1099,7 @@ def run_server(config: ServerConfig, *, metrics_port: int | None = None,
                                        max_stream_labels=metrics_streams)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: server.request_shutdown())
+        server.warm_fast_path()  # before the first stream needs it (a SIGTERM now still stops)
         gc.collect()
         gc.freeze()
         log.info("server_start", extra={"qecd": {

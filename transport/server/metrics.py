@@ -46,8 +46,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["SERVICE_BUCKETS_S", "ServiceRecorder", "ServerCounters", "StreamRow",
-           "StreamLabels", "PrometheusCollector", "start_metrics_http",
+__all__ = ["SERVICE_BUCKETS_S", "BUILD_BUCKETS_S", "BuildTimes", "ServiceRecorder",
+           "ServerCounters", "StreamRow", "StreamLabels", "PrometheusCollector",
+           "start_metrics_http",
            "MAX_STREAM_LABELS"]
 
 #: streams with their own ``stream`` label in the per-stream families; the rest are "other"
@@ -62,6 +63,40 @@ _BOUNDS_NS = np.array([round(b * 1e9) for b in SERVICE_BUCKETS_S], dtype=np.int6
 _PER_OCTAVE = 128  # fine histogram: bin b holds values in [2**(b/128), 2**((b+1)/128)) ns
 _OCTAVES = 42  # 1 ns .. ~73 min
 _NFINE = _PER_OCTAVE * _OCTAVES
+
+
+#: bucket upper bounds (seconds) of ``qecd_plan_build_seconds``: 1 ms .. 2 min
+BUILD_BUCKETS_S: tuple[float, ...] = (
+    1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 60.0, 120.0,
+)
+
+
+class BuildTimes:
+    """Durations of plan builds in :data:`BUILD_BUCKETS_S` (once per build, never per
+    round; read by the exporter's thread as a snapshot).
+
+    >>> t = BuildTimes(); t.observe(0.02); t.observe(5.0)
+    >>> counts, total, n = t.snapshot(); counts[3], counts[8], n, round(total, 2)
+    (1, 1, 2, 5.02)
+    """
+
+    def __init__(self) -> None:
+        self._counts = [0] * (len(BUILD_BUCKETS_S) + 1)  # last: above the largest bound
+        self._sum = 0.0
+        self._n = 0
+        self._lock = threading.Lock()
+
+    def observe(self, seconds: float) -> None:
+        i = int(np.searchsorted(BUILD_BUCKETS_S, seconds, side="left"))
+        with self._lock:
+            self._counts[i] += 1
+            self._sum += seconds
+            self._n += 1
+
+    def snapshot(self) -> tuple[list[int], float, int]:
+        """(count per bucket, the last above every bound), sum of seconds, builds."""
+        with self._lock:
+            return list(self._counts), self._sum, self._n
 
 
 @dataclass
@@ -81,6 +116,8 @@ class ServerCounters:
     """
 
     packets_received: int = 0
+    #: of ``packets_received``: SYNDROME packets served by the compiled fast path
+    fast_path_packets: int = 0
     shm_syndrome_packets: int = 0
     shm_records_lost: int = 0
     #: CPU seconds the shared-memory loop threads used (busy or idle), folded at housekeeping
@@ -95,16 +132,33 @@ class ServerCounters:
     backlog_rounds: int = 0
     input_lag_ns: int = 0
     builds: int = 0
+    #: decoder plan builds waiting or running (the build queue)
+    builds_pending: int = 0
+    #: build worker processes replaced (time budget, memory, died)
+    build_worker_restarts: int = 0
+    #: bytes and plans in the plan cache; plans evicted to stay within its byte budget
+    plan_cache_bytes: int = 0
+    plan_cache_plans: int = 0
+    plan_cache_evictions: int = 0
+    #: seconds per finished build (worker time plus the server's share), binned
+    build_seconds: BuildTimes = field(default_factory=lambda: BuildTimes())
     errors_sent: dict[str, int] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)
+    #: HELLOs refused by a limit or budget, by reason (``time_budget``, ``size_budget``,
+    #: ``max_errors``, ``client_builds_in_flight``, ``build_queue_full``, ...)
+    hellos_refused: dict[str, int] = field(default_factory=dict)
+
+    def refuse(self, reason: str) -> None:
+        """Count one HELLO refused by the limit or budget ``reason``."""
+        self.hellos_refused[reason] = self.hellos_refused.get(reason, 0) + 1
 
     def error(self, name: str, n: int = 1) -> None:
         """Count ``n`` ERROR replies sent with code ``name``."""
         self.errors_sent[name] = self.errors_sent.get(name, 0) + n
 
-    def drop(self, name: str) -> None:
-        """Count one packet (or reply) dropped without a reply, for reason ``name``."""
-        self.dropped[name] = self.dropped.get(name, 0) + 1
+    def drop(self, name: str, n: int = 1) -> None:
+        """Count ``n`` packets (or replies) dropped without a reply, for reason ``name``."""
+        self.dropped[name] = self.dropped.get(name, 0) + n
 
 
 class ServiceRecorder:
@@ -153,6 +207,27 @@ class ServiceRecorder:
         i += 1
         self._i = 0 if i == self.capacity else i
         self.count += 1
+        if self.count - self._folded >= self.capacity:
+            self.fold()
+
+    def free_span(self) -> tuple[int, int]:
+        """Where a compiled writer may put entries: ``(index, room)``. Entry ``k`` of ``room``
+        goes to ``index + k`` modulo :attr:`capacity` of the four arrays (``service_ns``,
+        ``decode_ns``, ``decoded`` 0/1, ``stream_id``); then call :meth:`advance`.
+
+        >>> rec = ServiceRecorder(capacity=4)
+        >>> at, room = rec.free_span()
+        >>> rec.service_ns[at] = 7; rec.advance(1)
+        >>> (at, room), rec.count, rec.summary()["count"]
+        ((0, 4), 1, 1)
+        """
+        return self._i, self.capacity - (self.count - self._folded)
+
+    def advance(self, n: int) -> None:
+        """Commit ``n`` entries a compiled writer put at :meth:`free_span` (at most its room)."""
+        i = self._i + n
+        self._i = i % self.capacity
+        self.count += n
         if self.count - self._folded >= self.capacity:
             self.fold()
 
@@ -377,7 +452,11 @@ class PrometheusCollector:
     service-time entry), ``qecd_shm_loop_cpu_seconds_total`` (CPU time of the ring loops),
     ``qecd_streams_opened_total``, ``qecd_streams_timed_out_total``,
     ``qecd_streams_open``, ``qecd_backlog_rounds``, ``qecd_input_lag_seconds``, the histogram
-    ``qecd_round_service_seconds`` (buckets :data:`SERVICE_BUCKETS_S`) and
+    ``qecd_round_service_seconds`` (buckets :data:`SERVICE_BUCKETS_S`), for decoder builds
+    ``qecd_hellos_refused_total{reason}``, ``qecd_plan_builds_total``,
+    ``qecd_plan_builds_pending``, ``qecd_plan_build_seconds`` (buckets
+    :data:`BUILD_BUCKETS_S`), ``qecd_build_worker_restarts_total``, ``qecd_plan_cache_bytes``,
+    ``qecd_plan_cache_plans``, ``qecd_plan_cache_evictions_total``, and
     ``qecd_build_info{version,python,numba,numpy,pyzmq}`` (always 1). Given ``stream_rows``
     (a callable returning the open streams' :class:`StreamRow`), also the per-stream
     ``qecd_stream_rounds_total``, ``qecd_stream_corrections_total``,
@@ -466,6 +545,35 @@ class PrometheusCollector:
                                   "owner went silent", value=c.streams_timed_out)
         yield CounterMetricFamily("qecd_connections_refused", "Connections whose CURVE "
                                   "handshake the server refused", value=c.connections_refused)
+        refused = CounterMetricFamily("qecd_hellos_refused", "HELLOs refused by a limit or "
+                                      "budget (DEM limits, build time and size budgets, "
+                                      "per-client build budgets, a full build queue), by "
+                                      "reason", labels=["reason"])
+        for name, n in sorted(dict(c.hellos_refused).items()):
+            refused.add_metric([name], n)
+        yield refused
+        yield CounterMetricFamily("qecd_plan_builds", "Decoder plan builds started",
+                                  value=c.builds)
+        yield GaugeMetricFamily("qecd_plan_builds_pending", "Decoder plan builds waiting or "
+                                "running (the build queue)", value=c.builds_pending)
+        yield CounterMetricFamily("qecd_build_worker_restarts", "Build worker processes "
+                                  "replaced (time budget, memory, or died)",
+                                  value=c.build_worker_restarts)
+        yield GaugeMetricFamily("qecd_plan_cache_bytes", "Bytes of decoder plans in the "
+                                "plan cache", value=c.plan_cache_bytes)
+        yield GaugeMetricFamily("qecd_plan_cache_plans", "Decoder plans in the plan cache",
+                                value=c.plan_cache_plans)
+        yield CounterMetricFamily("qecd_plan_cache_evictions", "Plans evicted to keep the "
+                                  "plan cache within its byte budget",
+                                  value=c.plan_cache_evictions)
+        bcounts, bsum, _ = c.build_seconds.snapshot()
+        bcum = np.cumsum(bcounts).tolist()
+        yield HistogramMetricFamily(
+            "qecd_plan_build_seconds", "Decoder plan build time: worker process plus the "
+            "server's share, per finished build",
+            buckets=[(repr(b), int(n)) for b, n in zip(BUILD_BUCKETS_S, bcum[:-1],
+                                                       strict=True)] + [("+Inf", int(bcum[-1]))],
+            sum_value=bsum)
         yield GaugeMetricFamily("qecd_streams_open", "Streams open", value=c.streams_open)
         yield GaugeMetricFamily("qecd_backlog_rounds", "Rounds received and not yet processed",
                                 value=c.backlog_rounds)

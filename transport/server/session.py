@@ -78,7 +78,7 @@ from qecd.transport.wire import (
 )
 
 __all__ = ["SessionLimits", "PlanKey", "StreamPlan", "DecoderPool", "StreamSession",
-           "plan_key", "build_plan"]
+           "LimitError", "plan_key", "build_plan", "plan_nbytes", "release_memory"]
 
 #: exceptions a library may raise on a client's spec, DEM or settings: answered BAD_HELLO
 _BAD_INPUT = (QecdError, ValueError, IndexError, KeyError, TypeError, OverflowError)
@@ -145,6 +145,20 @@ def _bad_hello(reason: str) -> ProtocolError:
     return ProtocolError(ErrorCode.BAD_HELLO, reason)
 
 
+class LimitError(ProtocolError):
+    """BAD_HELLO because the experiment exceeds one of the server's limits (a hostile or
+    oversized HELLO, counted as refused under ``limit`` in ``qecd_hellos_refused_total``).
+
+    >>> e = LimitError("max_errors", "HELLO key 'dem': expected at most 2 error mechanisms")
+    >>> e.code, e.limit
+    (17, 'max_errors')
+    """
+
+    def __init__(self, limit: str, reason: str) -> None:
+        super().__init__(ErrorCode.BAD_HELLO, reason)
+        self.limit = limit
+
+
 def plan_key(hello: Hello, limits: SessionLimits | None = None) -> PlanKey:
     """The pool key of a syntactically valid HELLO (fast: no experiment is built).
 
@@ -192,8 +206,9 @@ backend='pymatching', window=6, commit=3)
         fields = spec.as_dict()
         d, r = fields.get("d"), fields.get("r")
         if isinstance(d, int) and isinstance(r, int) and d * d * (r + 1) > limits.max_detectors:
-            raise _bad_hello(f"HELLO key 'spec': expected at most {limits.max_detectors} "
-                             f"detectors per shot, got a code with d={d}, r={r}")
+            raise LimitError("max_detectors", f"HELLO key 'spec': expected at most "
+                             f"{limits.max_detectors} detectors per shot, got a code with "
+                             f"d={d}, r={r}")
         return PlanKey("spec", str(spec), name.backend, window, commit)
     if hello.circuit is not None:
         digest = hashlib.sha256(hello.circuit.encode("utf-8", "surrogatepass")).hexdigest()
@@ -250,6 +265,39 @@ class StreamPlan:
         self.window = None if whole else decoder.window
         self.commit = None if whole else decoder.commit
         self.num_faults = int(decoder.faults.num_faults)
+        #: bytes this plan holds, as the build worker measured it (its pickled size: arrays,
+        #: texts and graph edge lists); what the pool's byte budget counts
+        self.nbytes = 0
+
+    def __getstate__(self) -> dict:
+        """What the build worker ships to the server: the plan without its stim objects.
+
+        The ACCEPT description and the measurement tables (when the experiment has a
+        circuit) are computed first, so the server never parses the DEM or walks the
+        circuit itself; the lock is recreated on arrival."""
+        self.description()
+        if self.circuit is not None:
+            try:
+                self.measurement_layout()
+            except ProtocolError:
+                pass  # stored: a HELLO asking for measurements gets this BAD_HELLO
+        state = dict(self.__dict__)
+        del state["_lock"]
+        state["dem"] = state["circuit"] = None
+        m = state["_measurements"]
+        if isinstance(m, ProtocolError):  # exceptions with two arguments do not pickle
+            state["_measurements"] = ("error", m.code, m.reason)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        m = state["_measurements"]
+        if isinstance(m, tuple):
+            state["_measurements"] = ProtocolError(m[1], m[2])
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+        if self.engine is not None:  # kernels are compiled in this process already
+            warm_up(self.engine, np.zeros(correction_frame_len(
+                self.num_observables, self.engine.max_faults), dtype=np.uint8))
 
     @property
     def decoder_name(self) -> str:
@@ -324,7 +372,7 @@ def build_plan(key: PlanKey, hello: Hello, limits: SessionLimits | None = None) 
         elif key.source == "circuit":
             circuit = stim.Circuit(hello.circuit)
             if circuit.num_detectors > limits.max_detectors:
-                raise _bad_hello(f"HELLO key 'circuit': expected at most "
+                raise LimitError("max_detectors", f"HELLO key 'circuit': expected at most "
                                  f"{limits.max_detectors} detectors, got "
                                  f"{circuit.num_detectors}")
             try:
@@ -335,22 +383,22 @@ def build_plan(key: PlanKey, hello: Hello, limits: SessionLimits | None = None) 
         else:
             dem = stim.DetectorErrorModel(hello.dem)
             if dem.num_detectors > limits.max_detectors:
-                raise _bad_hello(f"HELLO key 'dem': expected at most {limits.max_detectors} "
-                                 f"detectors, got {dem.num_detectors}")
+                raise LimitError("max_detectors", f"HELLO key 'dem': expected at most "
+                                 f"{limits.max_detectors} detectors, got {dem.num_detectors}")
             if dem.num_errors > limits.max_errors:
-                raise _bad_hello(f"HELLO key 'dem': expected at most {limits.max_errors} "
-                                 f"error mechanisms (repeat blocks multiplied out), got "
-                                 f"{dem.num_errors}")
+                raise LimitError("max_errors", f"HELLO key 'dem': expected at most "
+                                 f"{limits.max_errors} error mechanisms (repeat blocks "
+                                 f"multiplied out), got {dem.num_errors}")
             layout = RoundLayout.from_dem(dem, time_coord=hello.time_coord)
         if dem.num_detectors == 0:
             raise _bad_hello(f"HELLO key {what!r}: expected an experiment with detectors, got "
                              "none")
         if dem.num_detectors > limits.max_detectors:
-            raise _bad_hello(f"HELLO key {what!r}: expected at most {limits.max_detectors} "
-                             f"detectors, got {dem.num_detectors}")
+            raise LimitError("max_detectors", f"HELLO key {what!r}: expected at most "
+                             f"{limits.max_detectors} detectors, got {dem.num_detectors}")
         if layout.num_rounds > MAX_ROUNDS_PER_SHOT:
-            raise _bad_hello(f"HELLO key {what!r}: expected at most {MAX_ROUNDS_PER_SHOT} "
-                             f"rounds per shot, got {layout.num_rounds}")
+            raise LimitError("max_rounds", f"HELLO key {what!r}: expected at most "
+                             f"{MAX_ROUNDS_PER_SHOT} rounds per shot, got {layout.num_rounds}")
         decoder = StreamDecoder(dem, layout, key.backend, window=key.window, commit=key.commit)
     except ProtocolError:
         raise
@@ -363,21 +411,43 @@ def build_plan(key: PlanKey, hello: Hello, limits: SessionLimits | None = None) 
 
 
 class DecoderPool:
-    """Plans by key, built once, kept for reuse (least recently used dropped first).
+    """Plans by key, built once, kept for reuse within a byte budget (least recently used
+    dropped first).
 
-    Thread-safe: the server builds on a worker thread and looks up on its loop thread.
-    Open streams keep their plan alive even after the pool drops it.
+    Thread-safe: the server's build thread adds plans and its loop thread looks them up.
+    Open streams keep their plan alive even after the pool drops it; a plan's memory returns
+    to the operating system once the pool and its last stream let go of it (the pool asks
+    glibc to trim its heap after evicting, see :func:`release_memory`).
 
     Parameters
     ----------
     limits : SessionLimits, optional
-    max_plans : int
-        Plans kept for reuse.
+    max_bytes : int
+        Bytes of plans kept (each plan's :attr:`StreamPlan.nbytes`); the newest plan is kept
+        even when it alone is larger.
+
+    Attributes
+    ----------
+    nbytes : int
+        Bytes of the plans kept now.
+    evicted : int
+        Plans dropped to stay within ``max_bytes`` so far.
+
+    Examples
+    --------
+    >>> pool = DecoderPool(max_bytes=1)
+    >>> a = pool.get_or_build(Hello(spec="repetition:d=3,r=2,p=0.01"))
+    >>> b = pool.get_or_build(Hello(spec="repetition:d=5,r=2,p=0.01"))
+    >>> len(pool), pool.evicted, pool.nbytes == b.nbytes > 0
+    (1, 1, True)
     """
 
-    def __init__(self, limits: SessionLimits | None = None, max_plans: int = 32) -> None:
+    def __init__(self, limits: SessionLimits | None = None,
+                 max_bytes: int = 256 << 20) -> None:
         self.limits = limits or SessionLimits()
-        self.max_plans = max_plans
+        self.max_bytes = int(max_bytes)
+        self.nbytes = 0
+        self.evicted = 0
         self._plans: OrderedDict[PlanKey, StreamPlan] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -392,20 +462,66 @@ class DecoderPool:
                 self._plans.move_to_end(key)
             return plan
 
-    def build(self, key: PlanKey, hello: Hello) -> StreamPlan:
-        """Build the plan (slow; see :func:`build_plan`) and keep it."""
-        plan = build_plan(key, hello, self.limits)
+    def put(self, plan: StreamPlan) -> int:
+        """Keep ``plan`` (under ``plan.key``), dropping the least recently used plans until
+        the pool is within ``max_bytes`` again; returns how many were dropped."""
         with self._lock:
-            self._plans[key] = plan
-            self._plans.move_to_end(key)
-            while len(self._plans) > self.max_plans:
-                self._plans.popitem(last=False)
+            old = self._plans.pop(plan.key, None)
+            if old is not None:
+                self.nbytes -= old.nbytes
+            self._plans[plan.key] = plan
+            self.nbytes += plan.nbytes
+            dropped = 0
+            while self.nbytes > self.max_bytes and len(self._plans) > 1:
+                _, gone = self._plans.popitem(last=False)
+                self.nbytes -= gone.nbytes
+                dropped += 1
+            self.evicted += dropped
+        if dropped:
+            del gone, old
+            release_memory()
+        return dropped
+
+    def build(self, key: PlanKey, hello: Hello) -> StreamPlan:
+        """Build the plan in this process (slow; see :func:`build_plan`) and keep it. The
+        server builds in its build worker process instead
+        (:mod:`~qecd.transport.server.build_worker`)."""
+        plan = build_plan(key, hello, self.limits)
+        plan.nbytes = plan_nbytes(plan)
+        self.put(plan)
         return plan
 
     def get_or_build(self, hello: Hello) -> StreamPlan:
         """Look up, else build (blocking): for tests and single-threaded callers."""
         key = plan_key(hello, self.limits)
         return self.get(key) or self.build(key, hello)
+
+
+def plan_nbytes(plan: StreamPlan) -> int:
+    """The bytes a plan holds, measured as the build worker does: its pickled size (numpy
+    arrays, texts, graph edge lists; the native objects rebuilt from them are of the same
+    order).
+
+    >>> plan_nbytes(DecoderPool().get_or_build(Hello(spec="repetition:d=3,r=2,p=0.01"))) > 0
+    True
+    """
+    import pickle
+
+    return len(pickle.dumps(plan, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def release_memory() -> None:
+    """Hand freed heap memory back to the operating system (glibc ``malloc_trim``; a no-op
+    elsewhere). Large numpy arrays are returned by ``free`` already; the native graphs of a
+    dropped plan (PyMatching's, many small blocks) stay in the heap until trimmed."""
+    import ctypes
+    import ctypes.util
+
+    try:  # ctypes releases the GIL for the call
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 class StreamSession:
@@ -626,6 +742,8 @@ class StreamSession:
         view of this session's buffer, valid until the next call) when ``status`` is
         :data:`~qecd.transport.engine.STEP_CORRECTION`; on ``STEP_NO_SOLUTION`` call
         :meth:`fail` with ``i_next - 1``."""
+        if timestamp_ns >= 1 << 63:  # a u64 on the wire: the same bits as an int64
+            timestamp_ns -= 1 << 64
         status, i, o, n, last = engine_call(
             self._pkt_buf, o, i, self._pkt_count, self._pkt_first, seq, timestamp_ns, t_recv,
             self._engine_out, self.stream_id, self.want_faults, self.engine)

@@ -129,11 +129,12 @@ class ShmStreams:
     def create(self, plan: StreamPlan, sid: int, want_faults: bool):
         """A ShmStreamServer for a new stream, not started: its own decoder state (a
         compiled uf plan's scratch buffers are per loop; other backends get a fork of the
-        plan), its region and its kernels loaded. This is the slow part (tens to hundreds of
-        ms for large codes), so the server runs it on its build worker, not its loop."""
+        plan), its region and its kernels loaded. The engine is a fork of the plan's (shared
+        arrays, new scratch), never compiled again here; the region and the loop's kernels
+        are still tens of ms, so the server runs this on its build thread, not its loop."""
         from qecd.transport.shm.streams import ShmStreamServer
 
-        dec = plan.decoder.compile() or plan.fork()
+        dec = plan.engine.fork() if plan.engine is not None else plan.fork()
         return ShmStreamServer(dec, stream_id=sid, want_faults=want_faults,
                                record_capacity=self.record_capacity,
                                idle_timeout_s=0.0)  # 0: no loop timeout; the server's applies

@@ -1,0 +1,529 @@
+"""Hostile traffic against a live server beside a valid stream: the fuzz and the build stall.
+
+Two measurements, each against a ``qecd serve`` child process (its resident memory read from
+``/proc``), each comparing a run with hostile traffic to the same run without it:
+
+- :func:`run_fuzz`: a valid stream paced at ``cycle_us`` per round (whole-shot decoding,
+  reaction time = last round of a shot sent -> its CORRECTION received, against the
+  offline decode of the same shots: lost and wrong counted) while a fuzzer process sends
+  ``frames`` hostile frames: random and mutated packets (:func:`mutant_frames`, also the
+  generator of ``tests/test_hostile_input.py``), hostile HELLOs (:func:`hostile_hellos`:
+  repeat bombs, multi-megabyte DEMs valid and broken, bad specs, hostile circuits) and
+  HELLO floods from many identities (one DEALER each). Reports the stream's reaction
+  p50/p99 with and without the fuzz, lost and wrong corrections, and the server's resident
+  memory at the start and the end (after the fuzzer's streams timed out).
+- :func:`run_build_stall`: HEARTBEAT round trips paced every ``period_us`` (open loop: each
+  measured from its scheduled send) with and without ``hellos`` HELLOs carrying 5-8 MB DEMs
+  from as many clients; reports p50/p99/max and what each HELLO got.
+
+``qecd bench hostile fuzz|build-stall`` runs them (:func:`command`); figures are
+only comparable within one run (the machine's load moves both).
+
+Example
+-------
+>>> import numpy as np
+>>> from qecd.transport.wire import SyndromeLayout
+>>> gen = mutant_frames(np.random.default_rng(1), 5, SyndromeLayout((2, 2)), 4096)
+>>> all(isinstance(next(gen), bytes) for _ in range(100))
+True
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+
+import msgpack
+import numpy as np
+
+from qecd.errors import ProtocolError
+from qecd.transport.wire import (
+    DEFAULT_DECODER,
+    HEADER,
+    Correction,
+    ErrorCode,
+    Hello,
+    MsgType,
+    decode_hello,
+    encode_bye,
+    encode_correction,
+    encode_error,
+    encode_frame,
+    encode_heartbeat,
+    encode_hello,
+    encode_stats,
+    encode_syndrome,
+    parse_packet,
+)
+
+__all__ = ["mutant_frames", "hostile_hellos", "big_dems", "run_fuzz", "run_build_stall",
+           "ServeChild"]
+
+SPEC = "surface:d=3,r=3,p=0.001"
+
+
+# -- hostile frames ---------------------------------------------------------------------------
+def mutant_frames(rng: np.random.Generator, live_sid: int, layout, max_frame: int,
+                  spec: str = SPEC) -> Iterator[bytes]:
+    """Random, truncated, extended and field-mutated frames, never a valid HELLO (each would
+    open a stream); ``live_sid`` is another client's stream (NOT_OWNER), ``layout`` its
+    :class:`~qecd.transport.wire.SyndromeLayout`, ``max_frame`` the server's limit."""
+    zeros = np.zeros(layout.num_detectors_in(0, 1), np.uint8)
+    templates = [
+        encode_heartbeat(seq=1), encode_heartbeat(stream_id=live_sid),
+        encode_stats(None), encode_stats(None, stream_id=live_sid),
+        encode_bye(stream_id=live_sid), encode_bye(stream_id=77),
+        encode_syndrome(zeros, layout, stream_id=live_sid, first_round=0),
+        encode_syndrome(zeros, layout, stream_id=5, first_round=0),
+        encode_hello(Hello(spec=spec)), encode_hello(Hello(dem="error(0.1) D0\n")),
+        encode_correction(Correction(0, 1, np.ones(1, np.uint8)), stream_id=live_sid),
+        encode_error(ErrorCode.INTERNAL, "x", stream_id=live_sid),
+    ]
+    fields = [(0, "<H"), (2, "<B"), (3, "<B"), (4, "<H"), (6, "<H"), (8, "<I"), (12, "<I"),
+              (16, "<Q"), (24, "<Q")]
+    while True:
+        kind = rng.integers(0, 10)
+        if kind == 0:
+            frame = rng.bytes(int(rng.integers(0, 80)))
+        else:
+            frame = bytearray(templates[rng.integers(len(templates))])
+            if kind <= 3:  # overwrite a header field with something odd
+                off, fmt = fields[rng.integers(0, len(fields))]
+                val = [0, 1, 2, 3, 8, 255, 65535, live_sid, 2**32 - 1][rng.integers(9)]
+                struct.pack_into(fmt, frame, off, val & ((1 << (8 * struct.calcsize(fmt))) - 1))
+            elif kind <= 5:  # flip random bytes
+                for _ in range(rng.integers(1, 4)):
+                    i = rng.integers(len(frame))
+                    frame[i] ^= 1 << int(rng.integers(8))
+            elif kind == 6:
+                frame = frame[:rng.integers(len(frame))]
+            elif kind == 7:
+                frame += rng.bytes(int(rng.integers(1, 40)))
+            elif kind == 8:
+                frame += bytes(max_frame)  # oversize
+            frame = bytes(frame)
+        try:
+            h, p = parse_packet(frame, max_frame=max_frame)
+            if h.msg_type == MsgType.HELLO:
+                decode_hello(h, p)
+                continue  # a valid HELLO would open a stream: hostile_hellos sends those
+        except ProtocolError:
+            pass
+        yield frame
+
+
+def replies_expected(frame: bytes) -> int:
+    """ERROR packets (good magic, type 5) are never answered; everything else once."""
+    return 0 if len(frame) >= 4 and frame[:2] == b"QD" and frame[3] == 5 else 1
+
+
+def big_dems(n: int, mb: tuple[float, float] = (5.0, 8.0), seed: int = 0) -> list[str]:
+    """``n`` distinct valid DEM texts (rotated surface code, d=11, detector coordinates,
+    decomposed for matching) of sizes spread over ``mb`` megabytes."""
+    import stim
+
+    out = []
+    for i in range(n):
+        target = mb[0] + (mb[1] - mb[0]) * i / max(1, n - 1)
+        rounds = max(2, int(target / 0.1464))  # ~0.146 MB of DEM text per round at d=11
+        p = 0.001 * (1 + 0.001 * (seed * n + i))  # distinct texts: distinct plans
+        c = stim.Circuit.generated("surface_code:rotated_memory_z", distance=11, rounds=rounds,
+                                   after_clifford_depolarization=p,
+                                   before_measure_flip_probability=p,
+                                   after_reset_flip_probability=p)
+        out.append(str(c.detector_error_model(decompose_errors=True).flattened()))
+    return out
+
+
+def hostile_hellos(rng: np.random.Generator, big: list[str]) -> Iterator[bytes]:
+    """HELLOs a hostile client sends: repeat bombs (DEM and circuit), multi-megabyte DEMs
+    (``big``, valid, and the same with a broken tail), specs above the detector limit,
+    decoders that do not exist, and small valid specs (which open streams)."""
+    bombs = [Hello(dem=f"repeat {10 ** k} {{\n error(0.1) D0 D1\n}}\n"
+                   "detector(0, 0) D0\ndetector(1, 0) D1\n") for k in (7, 9, 12)]
+    bombs.append(Hello(circuit="REPEAT 1000000000 {\n R 0\n M 0\n DETECTOR rec[-1]\n}\n"))
+    bombs.append(Hello(dem="repeat 100000 {\n repeat 100000 {\n error(0.1) D0\n }\n}\n"
+                       "detector(0, 0) D0\n"))
+    bad = [encode_frame(MsgType.HELLO, msgpack.packb(body)) for body in (
+        {"spec": "surface:d=101,r=400,p=0.001"}, {"spec": "surface:d=3", "decoder": "x"},
+        {"spec": "repetition:d=3,r=2,p=0.01", "window": 2, "commit": 3},
+        {"dem": "error(0.1) D0\n" * 1000}, {"circuit": "H 0\nQ 1\n"}, [1, 2, 3])]
+    big_frames = [encode_hello(Hello(dem=t)) for t in big]
+    big_frames += [encode_hello(Hello(dem=t[: len(t) // 2] + "\nerror(0.1) Q7\n")) for t in big]
+    while True:
+        k = rng.integers(0, 200)
+        if k < 2 and big_frames:  # 1% multi-megabyte DEMs, valid or broken
+            yield big_frames[rng.integers(len(big_frames))]
+        elif k < 100:
+            yield encode_hello(bombs[rng.integers(len(bombs))])
+        elif k < 150:
+            yield bad[rng.integers(len(bad))]
+        else:
+            r = int(rng.integers(2, 6))
+            yield encode_hello(Hello(spec=f"repetition:d=3,r={r},p=0.01"))
+
+
+# -- the server under test ----------------------------------------------------------------------
+class ServeChild:
+    """``qecd serve`` in a child process on a free loopback port; ``endpoint``, ``pid``,
+    :meth:`rss_mb`, :meth:`stop` (SIGINT, then SIGKILL)."""
+
+    def __init__(self, *args: str) -> None:
+        self._log = tempfile.NamedTemporaryFile("w+", prefix="qecd-serve-", suffix=".log")
+        self.proc = subprocess.Popen([sys.executable, "-m", "qecd", "serve", "--bind",
+                                      "tcp://127.0.0.1:0", *args], stdout=subprocess.DEVNULL,
+                                     stderr=self._log, text=True)
+        self.pid = self.proc.pid
+        deadline = time.monotonic() + 120
+        self.start: dict | None = None
+        while self.start is None:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"qecd serve did not start: {self.log()[-2000:]}")
+            time.sleep(0.1)
+            for line in self.log().splitlines():
+                if '"server_start"' in line:
+                    self.start = json.loads(line)
+        self.endpoint = self.start["endpoints"][0]
+        while '"kernels_warm"' not in self.log():  # the server's own warm-up is done
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"qecd serve did not warm up: {self.log()[-2000:]}")
+            time.sleep(0.1)
+
+    def log(self) -> str:
+        self._log.seek(0)
+        return self._log.read()
+
+    def rss_mb(self) -> float:
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        return 0.0
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(2)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
+# -- the valid paced stream ---------------------------------------------------------------------
+def _pct(values: list[int]) -> dict:
+    if not values:
+        return {"count": 0}
+    a = np.sort(np.asarray(values, dtype=np.int64))
+    q = lambda f: int(a[max(0, int(np.ceil(f * a.size)) - 1)])  # noqa: E731  nearest rank
+    return {"count": int(a.size), "p50_us": q(0.5) / 1e3, "p99_us": q(0.99) / 1e3,
+            "max_us": int(a[-1]) / 1e3}
+
+
+def paced_stream(endpoint: str, seconds: float, cycle_us: int, spec: str = SPEC,
+                 seed: int = 1, until=None, max_seconds: float = 300.0) -> dict:
+    """Stream whole shots of ``spec`` at one round per ``cycle_us`` for ``seconds`` (and
+    then on, up to ``max_seconds``, until ``until()`` is true); returns the reaction times
+    (last round sent -> its correction), lost and wrong shots."""
+    from qecd.codes import build_experiment
+    from qecd.decoder.window import StreamDecoder
+    from qecd.transport.client import Client
+    from qecd.transport.wire import SyndromeLayout
+
+    exp = build_experiment(spec)
+    R = exp.layout.num_rounds
+    shots = max(1, int((seconds if until is None else max_seconds) * 1e6 / cycle_us / R))
+    dets, _ = exp.sample(shots, seed=seed)
+    want = StreamDecoder(exp.dem, exp.layout, DEFAULT_DECODER).decode_batch(dets)
+    sent_last = np.zeros(shots, np.int64)
+    got: dict[int, tuple[int, np.ndarray]] = {}
+    errors = 0
+    reasons: list[str] = []
+    # encoded before the stream opens (a silent stream times out), its id patched in after
+    lay = SyndromeLayout(tuple(int(n) for n in exp.layout.round_sizes))
+    frames = [bytearray(encode_syndrome(d[ids], lay, stream_id=1, first_round=j * R + t))
+              for j, d in enumerate(dets) for t, ids in enumerate(exp.layout.detectors)]
+    with Client(endpoint, timeout_s=60) as client:
+        s = client.open_stream(spec, timeout_s=120)
+        for f in frames:
+            struct.pack_into("<I", f, 8, s.stream_id)  # header field stream_id
+        t0 = time.perf_counter_ns() + 5_000_000
+        cyc = cycle_us * 1000
+
+        def drain() -> None:
+            nonlocal errors
+            while (r := client.poll()) is not None:
+                if r.msg_type == MsgType.CORRECTION and r.body.shot_end:
+                    got[r.body.last_round // R] = (r.recv_ns, r.body.observables)
+                elif r.msg_type == MsgType.ERROR:
+                    errors += 1
+                    if len(reasons) < 5:
+                        reasons.append(f"{ErrorCode(r.body.code).name}: {r.body.reason[:120]}")
+
+        min_rounds = int(seconds * 1e6 / cycle_us)
+        for i, frame in enumerate(frames):
+            if i % R == 0 and i >= min_rounds and (until is None or until()):
+                shots = i // R  # the rest was never sent
+                break
+            due = t0 + i * cyc
+            while (now := time.perf_counter_ns()) < due:
+                drain()
+                if due - now > 300_000:
+                    time.sleep(0.0001)
+            client.send_frame(frame)
+            if i % R == R - 1:
+                sent_last[i // R] = time.perf_counter_ns()
+        deadline = time.monotonic() + 30
+        while len(got) < shots and time.monotonic() < deadline:
+            drain()
+            time.sleep(0.0005)
+        try:
+            s.close(10)
+        except Exception as e:  # the stream was closed on the server (reported, not raised)
+            errors += 1
+            closed = f"{type(e).__name__}: {e}"[:200]
+        else:
+            closed = "BYE"
+    got = {j: v for j, v in got.items() if j < shots}
+    reaction = [got[j][0] - sent_last[j] for j in sorted(got)]
+    wrong = sum(1 for j, (_, o) in got.items() if not np.array_equal(o, want[j]))
+    return {"shots": shots, "rounds": shots * R, "lost": shots - len(got), "wrong": wrong,
+            "errors": errors, "error_reasons": reasons, "close": closed,
+            "reaction": _pct(reaction)}
+
+
+# -- the fuzzer process -------------------------------------------------------------------------
+def _fuzzer(endpoint: str, frames: int, rate: float, identities: int, seed: int,
+            big: list[str], live_sid: int, sizes: tuple[int, ...], max_frame: int,
+            hello_share: float, out, done) -> None:
+    import zmq
+
+    from qecd.transport.wire import SyndromeLayout
+
+    rng = np.random.default_rng(seed)
+    ctx = zmq.Context()
+    socks = []
+    for _ in range(identities):
+        s = ctx.socket(zmq.DEALER)
+        s.setsockopt(zmq.LINGER, 0)
+        s.setsockopt(zmq.SNDHWM, 100_000)
+        s.connect(endpoint)
+        socks.append(s)
+    mutants = mutant_frames(rng, live_sid, SyndromeLayout(sizes), max_frame)
+    hellos = hostile_hellos(rng, big)
+    kinds = {"mutant": 0, "hello": 0, "multipart": 0}
+    replies = 0
+    t0 = time.perf_counter()
+    for i in range(frames):
+        due = t0 + i / rate
+        while time.perf_counter() < due:
+            for s in socks[: 4]:
+                while s.poll(0):
+                    s.recv()
+                    replies += 1
+            time.sleep(0.0002)
+        sock = socks[rng.integers(len(socks))]
+        u = rng.random()
+        if u < hello_share / 33:  # a HELLO flood: a burst from up to every identity
+            for s in socks[: int(rng.integers(2, len(socks) + 1))]:
+                s.send(next(hellos), zmq.NOBLOCK)
+                kinds["hello"] += 1
+        elif u < 0.03:
+            sock.send_multipart([next(mutants), b"x"], zmq.NOBLOCK)  # BAD_HEADER
+            kinds["multipart"] += 1
+        else:
+            sock.send(next(mutants), zmq.NOBLOCK)
+            kinds["mutant"] += 1
+    end = time.monotonic() + 5
+    while time.monotonic() < end:
+        for s in socks:
+            while s.poll(0):
+                s.recv()
+                replies += 1
+        time.sleep(0.01)
+    done.set()
+    for s in socks:
+        s.close(0)
+    ctx.term()
+    out.put({"sent": kinds, "frames": int(sum(kinds.values())), "replies_read": replies,
+             "seconds": round(time.perf_counter() - t0, 1)})
+
+
+def run_fuzz(*, frames: int = 200_000, seconds: float = 90.0, baseline_s: float = 30.0,
+             cycle_us: int = 1000, identities: int = 64, big: int = 4, seed: int = 2026,
+             hello_share: float = 0.015, serve_args: tuple[str, ...] = ()) -> dict:
+    """The fuzz measurement (see module docs); returns its report."""
+    big_texts = big_dems(big, seed=seed) if big else []
+    srv = ServeChild(*serve_args)
+    try:
+        from qecd.transport.client import Client
+
+        with Client(srv.endpoint, timeout_s=120) as c:  # warm: the valid stream's plan
+            c.open_stream(SPEC, timeout_s=120).close(10)
+        time.sleep(2)
+        rss0 = srv.rss_mb()
+        base = paced_stream(srv.endpoint, baseline_s, cycle_us, seed=seed)
+        ctx = multiprocessing.get_context("spawn")
+        q, done = ctx.Queue(), ctx.Event()
+        from qecd.codes import build_experiment
+
+        sizes = tuple(int(n) for n in build_experiment(SPEC).layout.round_sizes)
+        fz = ctx.Process(target=_fuzzer, args=(srv.endpoint, frames, frames / seconds,
+                                               identities, seed, big_texts, 3, sizes,
+                                               16 << 20, hello_share, q, done))
+        fz.start()
+        fuzzed = paced_stream(srv.endpoint, seconds, cycle_us, seed=seed + 1,
+                              until=done.is_set)
+        fuzz = q.get(timeout=600)
+        fz.join(60)
+        with Client(srv.endpoint, timeout_s=60) as c:  # the fuzzer's streams time out
+            deadline = time.monotonic() + 120
+            while c.stats()["streams_open"] > 0 and time.monotonic() < deadline:
+                time.sleep(0.5)
+            stats = c.stats()
+        time.sleep(2)
+        rss1 = srv.rss_mb()
+    finally:
+        srv.stop()
+    b99, f99 = base["reaction"].get("p99_us", 0), fuzzed["reaction"].get("p99_us", 0)
+    return {"fuzz": fuzz, "baseline": base, "fuzzed": fuzzed,
+            "reaction_p99_ratio": round(f99 / b99, 2) if b99 else None,
+            "rss_start_mb": round(rss0, 1), "rss_end_mb": round(rss1, 1),
+            "rss_growth_mb": round(rss1 - rss0, 1),
+            "server": {k: stats.get(k) for k in ("streams_opened", "streams_timed_out",
+                                                  "builds", "errors_sent", "dropped",
+                                                  "errors_by_code")},
+            "load_average": os.getloadavg()}
+
+
+# -- HEARTBEAT under large HELLOs -----------------------------------------------------------------
+def _heartbeats(endpoint: str, seconds: float, period_us: int, stop=None) -> dict:
+    """Open-loop HEARTBEATs every ``period_us`` (one DEALER); each round trip is measured
+    from its scheduled send time (coordinated omission included)."""
+    import zmq
+
+    ctx = zmq.Context.instance()
+    s = ctx.socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 0)
+    s.connect(endpoint)
+    sched: dict[int, int] = {}
+    rtt: list[int] = []
+    n = int(seconds * 1e6 / period_us)
+    t0 = time.perf_counter_ns() + 20_000_000
+    i = 0
+    try:
+        while i < n or (stop is not None and not stop()):
+            due = t0 + i * period_us * 1000
+            while (now := time.perf_counter_ns()) < due:
+                while s.poll(0):
+                    r = s.recv()
+                    t = time.perf_counter_ns()
+                    seq = HEADER.unpack_from(r)[7]
+                    if seq in sched:
+                        rtt.append(t - sched.pop(seq))
+                if due - now > 300_000:
+                    time.sleep(0.0001)
+            sched[i] = due
+            s.send(encode_heartbeat(seq=i))
+            i += 1
+        end = time.monotonic() + 10
+        while sched and time.monotonic() < end:
+            if s.poll(100):
+                r = s.recv()
+                seq = HEADER.unpack_from(r)[7]
+                if seq in sched:
+                    rtt.append(time.perf_counter_ns() - sched.pop(seq))
+    finally:
+        s.close(0)
+    out = _pct(rtt)
+    out["lost"] = len(sched)
+    return out
+
+
+def run_build_stall(*, hellos: int = 10, mb: tuple[float, float] = (5.0, 8.0),
+                    baseline_s: float = 20.0, period_us: int = 2000,
+                    serve_args: tuple[str, ...] = ()) -> dict:
+    """HEARTBEAT round trips with and without ``hellos`` HELLOs of 5-8 MB DEMs (see module
+    docs); returns the report."""
+    import threading
+
+    from qecd.transport.client import Client, ServerError
+
+    texts = big_dems(hellos, mb)
+    srv = ServeChild(*serve_args)
+    try:
+        time.sleep(1)
+        base = _heartbeats(srv.endpoint, baseline_s, period_us)
+        outcomes: list[str] = []
+        done = threading.Event()
+
+        def send_all() -> None:
+            clients = [Client(srv.endpoint, timeout_s=300) for _ in texts]
+            try:
+                threads = []
+
+                def one(c: Client, text: str) -> None:
+                    t = time.perf_counter()
+                    try:
+                        st = c.open_stream(dem=text, timeout_s=300)
+                        outcomes.append(f"ACCEPT after {time.perf_counter() - t:.1f} s")
+                        st.close(10)
+                    except ServerError as e:
+                        outcomes.append(f"{ErrorCode(e.code).name} after "
+                                        f"{time.perf_counter() - t:.1f} s: {e.reason[:80]}")
+                for c, text in zip(clients, texts, strict=True):
+                    th = threading.Thread(target=one, args=(c, text))
+                    th.start()
+                    threads.append(th)
+                for th in threads:
+                    th.join()
+            finally:
+                for c in clients:
+                    c.close()
+                done.set()
+
+        sender = threading.Thread(target=send_all)
+        sender.start()
+        loaded = _heartbeats(srv.endpoint, baseline_s, period_us, stop=done.is_set)
+        sender.join()
+        log = srv.log()
+    finally:
+        srv.stop()
+    built = [json.loads(line) for line in log.splitlines() if "\"plan_built\"" in line]
+    return {"baseline": base, "with_hellos": loaded, "hellos": sorted(outcomes),
+            "dem_mb": [round(len(t) / 1e6, 2) for t in texts],
+            "p99_ratio": round(loaded["p99_us"] / base["p99_us"], 2),
+            "builds": [{k: b.get(k) for k in ("nbytes", "worker_s", "server_s")} for b in built],
+            "load_average": os.getloadavg()}
+
+
+# -- command line --------------------------------------------------------------------------------
+def command(args) -> int:
+    """``qecd bench hostile fuzz|build-stall`` (flags in :mod:`qecd.cli`): the JSON report on
+    stdout; exit 3 when a must-hold figure fails (lost or wrong corrections, reaction p99 or
+    HEARTBEAT p99 above 2x its baseline, resident memory grown by more than 50 MB)."""
+    serve = tuple(args.serve_arg)
+    if args.which == "fuzz":
+        r = run_fuzz(frames=args.frames, seconds=args.seconds, baseline_s=args.baseline_s,
+                     cycle_us=args.cycle_us, identities=args.identities, big=args.big,
+                     serve_args=serve)
+        ok = (r["fuzzed"]["lost"] == 0 and r["fuzzed"]["wrong"] == 0
+              and (r["reaction_p99_ratio"] or 99) <= 2.0 and r["rss_growth_mb"] <= 50)
+    else:
+        r = run_build_stall(hellos=args.hellos, baseline_s=args.baseline_s,
+                            period_us=args.period_us, serve_args=serve)
+        ok = r["p99_ratio"] <= 2.0 and r["with_hellos"]["lost"] == 0
+    r["verdict"] = "PASS" if ok else "FAIL"
+    print(json.dumps(r, indent=1, default=str))
+    return 0 if ok else 3
+

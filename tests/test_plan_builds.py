@@ -1,0 +1,258 @@
+"""Decoder plan builds in the build worker process, and their budgets, against a live server.
+
+Every refusal (time budget, size budget, per-client budgets, DEM limits) reaches the client
+as an ERROR naming the budget, is counted in ``hellos_refused``, and leaves the server
+serving; the plan cache stays within its byte budget.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import urllib.request
+
+import numpy as np
+import pytest
+import zmq
+
+from qecd.codes import build_experiment
+from qecd.transport.client import Client, ServerError, decode_reply
+from qecd.transport.server.metrics import start_metrics_http
+from qecd.transport.wire import ErrorCode, Hello, MsgType, encode_hello
+
+pytestmark = pytest.mark.timeout(180)
+
+SMALL = "repetition:d=3,r=2,p=0.01"
+
+
+def _decodes(client: Client, spec: str) -> None:
+    """A stream of ``spec`` opens and its first shot's correction matches the offline one."""
+    exp = build_experiment(spec)
+    dets, _ = exp.sample(1, seed=3)
+    s = client.open_stream(spec, timeout_s=60)
+    for ids in exp.layout.detectors:
+        s.send_round(dets[0][ids])
+    assert s.recv_correction(30).shot_end
+
+
+def _dealer(endpoint: str):
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(endpoint)
+    return sock
+
+
+def _reply(sock, timeout_ms=60_000):
+    assert sock.poll(timeout_ms), "no reply"
+    return decode_reply(sock.recv())
+
+
+def test_builds_run_in_another_process_and_are_logged(running_server, caplog):
+    caplog.set_level(logging.INFO, logger="qecd.server")
+    with running_server() as server, Client(server.endpoints[0]) as client:
+        _decodes(client, SMALL)
+        built = [r.qecd for r in caplog.records if r.getMessage() == "plan_built"]
+        assert built and built[0]["worker_pid"] not in (0, os.getpid())
+        assert built[0]["nbytes"] == server.pool.nbytes > 0
+        assert server.counters.plan_cache_plans == 1
+        assert server.counters.build_seconds.snapshot()[2] == 1
+
+
+def test_a_build_over_the_time_budget_is_stopped_and_the_server_carries_on(running_server):
+    """A 40-byte HELLO whose plan takes many seconds (surface d=17, 100 rounds) is refused when the
+    build exceeds the time budget: the worker is killed and replaced, other clients are
+    served, and the next build runs in the new worker."""
+    with running_server(build_timeout_s=2) as server, Client(server.endpoints[0]) as client:
+        with pytest.raises(ServerError) as e:
+            client.open_stream("surface:d=17,r=100,p=0.001", timeout_s=60)
+        assert e.value.code == ErrorCode.BAD_HELLO
+        assert "time budget of 2 s (build_timeout_s)" in e.value.reason
+        assert server.counters.hellos_refused == {"time_budget": 1}
+        assert server.counters.build_worker_restarts == 1
+        assert client.heartbeat() > 0
+        _decodes(client, SMALL)  # built by the replacement worker
+
+
+def test_a_plan_over_the_size_budget_is_refused(running_server):
+    with running_server(max_plan_bytes=20_000) as server, Client(server.endpoints[0]) as client:
+        with pytest.raises(ServerError) as e:
+            client.open_stream("surface:d=5,r=5,p=0.001", timeout_s=60)
+        assert e.value.code == ErrorCode.BAD_HELLO
+        assert "size budget of 20000 bytes (max_plan_bytes)" in e.value.reason
+        assert server.counters.hellos_refused == {"size_budget": 1}
+        assert len(server.pool) == 0  # nothing of it reached the server
+        _decodes(client, SMALL)  # a small plan is within the budget
+
+
+def test_one_client_may_wait_for_a_limited_number_of_builds(running_server):
+    specs = [f"repetition:d=3,r={r},p=0.01" for r in (3, 4, 5)]
+    with running_server(max_builds_per_client=2) as server:
+        sock = _dealer(server.endpoints[0])
+        try:
+            for spec in specs:  # pipelined: all three arrive before any build finishes
+                sock.send(encode_hello(Hello(spec=spec)))
+            replies = [_reply(sock) for _ in specs]
+        finally:
+            sock.close(0)
+        kinds = sorted(r.msg_type for r in replies)
+        assert kinds == [MsgType.ACCEPT, MsgType.ACCEPT, MsgType.ERROR]
+        err = next(r for r in replies if r.msg_type == MsgType.ERROR).body
+        assert err.code == ErrorCode.SERVER_BUSY
+        assert "max_builds_per_client=2" in err.reason
+        assert server.counters.hellos_refused == {"client_builds_in_flight": 1}
+
+
+def test_one_client_may_start_a_limited_number_of_builds_per_minute(running_server):
+    with running_server(builds_per_minute_per_client=2) as server:
+        with Client(server.endpoints[0]) as greedy:
+            greedy.open_stream("repetition:d=3,r=3,p=0.01", timeout_s=60)
+            greedy.open_stream("repetition:d=3,r=4,p=0.01", timeout_s=60)
+            greedy.open_stream("repetition:d=3,r=3,p=0.01", timeout_s=60)  # cached: no build
+            with pytest.raises(ServerError) as e:
+                greedy.open_stream("repetition:d=3,r=5,p=0.01", timeout_s=60)
+            assert e.value.code == ErrorCode.SERVER_BUSY
+            assert "builds_per_minute_per_client=2" in e.value.reason
+        with Client(server.endpoints[0]) as other:  # another connection: its own budget
+            _decodes(other, "repetition:d=3,r=5,p=0.01")
+        assert server.counters.hellos_refused == {"client_builds_per_minute": 1}
+
+
+def test_the_plan_cache_stays_within_its_byte_budget(running_server, caplog):
+    caplog.set_level(logging.INFO, logger="qecd.server")
+    specs = [f"surface:d=3,r={r},p=0.001" for r in (3, 4, 5)]
+    budget = 80_000
+    with running_server(plan_cache_bytes=budget) as server, \
+            Client(server.endpoints[0]) as client:
+        httpd = start_metrics_http(0, server.counters, server.recorder)
+        try:
+            for spec in specs:
+                _decodes(client, spec)
+            url = f"http://127.0.0.1:{httpd.server_port}/metrics"
+            text = urllib.request.urlopen(url, timeout=5).read().decode()
+        finally:
+            httpd.shutdown()
+            httpd.server_close()
+        built = [r.qecd["nbytes"] for r in caplog.records if r.getMessage() == "plan_built"]
+        assert len(built) == 3 and sum(built) > budget  # the three plans would not fit
+        assert server.pool.nbytes <= budget and server.pool.evicted >= 1
+        assert len(server.pool) < 3
+        c = server.counters
+        assert (c.plan_cache_bytes, c.plan_cache_evictions) == (server.pool.nbytes,
+                                                                server.pool.evicted)
+        assert f"qecd_plan_cache_bytes {float(server.pool.nbytes)}" in text
+        assert f"qecd_plan_cache_evictions_total {float(server.pool.evicted)}" in text
+        assert "qecd_plan_build_seconds_count 3.0" in text
+        _decodes(client, specs[0])  # an evicted plan is built again when asked for
+        assert server.counters.builds == 4
+
+
+def test_a_large_hello_is_decoded_in_the_worker_with_its_fields(running_server):
+    exp = build_experiment("repetition:d=5,r=6,p=0.01")
+    dem = str(exp.dem)
+    with running_server(offloop_hello_bytes=256) as server, \
+            Client(server.endpoints[0]) as client:
+        assert len(dem) > 256
+        s = client.open_stream(dem=dem, want_faults=True, describe=True, window=4, commit=2,
+                               timeout_s=60)
+        assert s.accept.want_faults and s.accept.window == 4
+        assert s.accept.dem and s.accept.slice_detectors  # describe came through the worker
+        sock = _dealer(server.endpoints[0])
+        try:
+            frame = bytearray(encode_hello(Hello(dem=dem)))
+            frame[40] = 0xC1  # msgpack's never-used byte inside the body: not decodable
+            sock.send(bytes(frame))
+            r = _reply(sock)
+        finally:
+            sock.close(0)
+        assert r.msg_type == MsgType.ERROR and r.body.code == ErrorCode.BAD_HELLO
+
+
+def test_hostile_dems_are_refused_by_their_limit_and_counted(running_server):
+    bomb = "repeat 1000000000 {\n error(0.1) D0\n}\ndetector(0, 0) D0\n"
+    with running_server() as server, Client(server.endpoints[0]) as client:
+        with pytest.raises(ServerError) as e:
+            client.open_stream(dem=bomb, timeout_s=60)
+        assert e.value.code == ErrorCode.BAD_HELLO and "error mechanisms" in e.value.reason
+        builds = server.counters.builds
+        with pytest.raises(ServerError) as again:  # remembered: refused without a build
+            client.open_stream(dem=bomb, timeout_s=60)
+        assert again.value.reason == e.value.reason and server.counters.builds == builds
+        with pytest.raises(ServerError) as e:
+            client.open_stream("surface:d=101,r=200,p=0.001", timeout_s=60)
+        assert e.value.code == ErrorCode.BAD_HELLO and "detectors" in e.value.reason
+        assert server.counters.hellos_refused == {"max_errors": 2, "max_detectors": 1}
+        _decodes(client, SMALL)
+
+
+def test_a_ring_stream_forks_the_plans_engine(running_server, no_shm_leak):
+    """The shared-memory stream's engine is a fork of the plan's (shared arrays, its own
+    scratch): nothing is parsed or compiled again on the server to open it."""
+    spec = "repetition:d=3,r=4,p=0.01"
+    exp = build_experiment(spec)
+    dets, _ = exp.sample(20, seed=1)
+    with running_server() as server, Client(server.endpoints[0], timeout_s=30) as client:
+        cli = client.open_shm_stream(spec, decoder="uf")
+        plan = server.pool.get(next(iter(server.pool._plans)))
+        ring = server._streams[cli.accept.stream_id].shm.compiled
+        mine, shared = ring.kernel_args(), plan.engine.kernel_args()
+        assert mine.win_dets is shared.win_dets and mine.union_syn is not shared.union_syn
+        res = cli.stream_shots(dets, timeout_s=20)
+        assert (res.lost, res.errors) == (0, 0)
+        assert np.array_equal(res.predictions, plan.decoder.fork().decode_batch(dets))
+        cli.close()
+
+
+@pytest.mark.parametrize("spec,decoder", [
+    ("surface:d=3,r=5,p=0.01", "pymatching"), ("surface:d=3,r=5,p=0.01", "pymatching-w4c2"),
+    ("surface:d=3,r=5,p=0.01", "uf"), ("surface:d=3,r=5,p=0.01", "uf-w4c2"),
+    ("surface:d=3,r=5,p=0.01", "pymatching-corr"), ("surface:d=3,r=5,p=0.01", "uf-corr"),
+    ("bb:n=72,r=3,p=0.003", "bp-cluster"), ("bb:n=72,r=3,p=0.003", "relay-bp"),
+])
+def test_a_plan_decodes_alike_after_the_trip_from_the_worker(spec, decoder):
+    """The plan the server receives (pickled in the worker: PyMatching's graph as an edge
+    list, correlated matching from the DEM text, relay-bp from its fault table) decodes
+    every shot as the plan built in place."""
+    import pickle
+
+    from qecd.transport.server.session import build_plan, plan_key
+
+    if decoder == "relay-bp":
+        pytest.importorskip("relay_bp")
+    hello = Hello(spec=spec, decoder=decoder)
+    built = build_plan(plan_key(hello), hello)
+    arrived = pickle.loads(pickle.dumps(built, protocol=pickle.HIGHEST_PROTOCOL))
+    exp = build_experiment(plan_key(hello).experiment)
+    dets, _ = exp.sample(300, seed=11)
+    assert np.array_equal(arrived.decoder.fork().decode_batch(dets),
+                          built.decoder.fork().decode_batch(dets))
+    assert arrived.description() == built.description()
+    assert (arrived.engine is None) == (built.engine is None)
+
+
+def test_a_build_worker_that_dies_is_replaced_and_its_hello_answered(running_server,
+                                                                      wait_for):
+    import signal
+    import threading
+
+    with running_server() as server, Client(server.endpoints[0]) as client:
+        _decodes(client, SMALL)  # the worker is up
+        worker = server._builds.worker
+        pid, outcome = worker.pid, {}
+
+        def slow() -> None:
+            try:
+                client.open_stream("surface:d=17,r=100,p=0.001", timeout_s=120)
+            except ServerError as e:
+                outcome["error"] = e
+
+        t = threading.Thread(target=slow)
+        t.start()
+        assert wait_for(lambda: server.counters.builds_pending == 1, timeout_s=30)
+        os.kill(pid, signal.SIGKILL)
+        t.join(120)
+        e = outcome["error"]
+        assert e.code == ErrorCode.INTERNAL and "build worker process died" in e.reason
+        assert server.counters.hellos_refused == {"worker_died": 1}
+        assert worker.restarts == 1 and worker.pid != pid
+        with Client(server.endpoints[0]) as other:
+            _decodes(other, "repetition:d=3,r=3,p=0.01")  # built by the replacement

@@ -1,0 +1,242 @@
+"""transport/server/fast_path.py: the compiled ZeroMQ data plane answers exactly as the Python
+path does, byte for byte, for good and bad packets alike."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import zmq
+
+from qecd.codes import build_experiment
+from qecd.transport.server import fast_path, libzmq_native
+from qecd.transport.server.session import SessionLimits
+from qecd.transport.wire import (
+    HEADER_SIZE,
+    Flags,
+    Hello,
+    MsgType,
+    SyndromeLayout,
+    decode_accept,
+    encode_bye,
+    encode_frame,
+    encode_heartbeat,
+    encode_hello,
+    encode_syndrome,
+    parse_packet,
+)
+
+pytestmark = [pytest.mark.timeout(600),
+              pytest.mark.skipif(not fast_path.available(),
+                                 reason=f"fast path unavailable: "
+                                        f"{libzmq_native.unavailable_reason()}")]
+
+SPEC = "surface:d=3,r=6,p=0.03"
+EXP = build_experiment(SPEC)
+LAYOUT = SyndromeLayout(EXP.layout.round_sizes)
+R = EXP.layout.num_rounds
+# a DEM with two disconnected edges and no boundary: one fired detector has no solution
+NO_SOLUTION_DEM = ("error(0.1) D0 D1\nerror(0.1) D2 D3\ndetector(0, 0) D0\n"
+                   "detector(0, 1) D1\ndetector(1, 0) D2\ndetector(1, 1) D3\n")
+
+
+class Peer:
+    """A raw DEALER: frames out, every reply's bytes in (CORRECTION service_ns zeroed)."""
+
+    def __init__(self, ctx: zmq.Context, endpoint: str) -> None:
+        self.sock = ctx.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.connect(endpoint)
+        self._seq = 1000
+
+    def send(self, *parts: bytes) -> None:
+        self.sock.send_multipart(list(parts))
+
+    def replies_until_echo(self) -> list[bytes]:
+        """Send a HEARTBEAT and collect every reply up to its echo (which ends the list)."""
+        self._seq += 1
+        self.send(encode_heartbeat(seq=self._seq))
+        out = []
+        while True:
+            assert self.sock.poll(30_000), f"no echo of heartbeat {self._seq}"
+            frame = bytearray(self.sock.recv())
+            if frame[3] == MsgType.CORRECTION:
+                frame[HEADER_SIZE + 16:HEADER_SIZE + 24] = bytes(8)  # service_ns: a timing
+            out.append(bytes(frame))
+            if bytes(frame) == encode_heartbeat(seq=self._seq):
+                return out
+
+    def hello(self, **kw) -> int:
+        self.send(encode_hello(Hello(**{"spec": None, "dem": None, "time_coord": -1,
+                                        "decoder": "uf", "window": None, "commit": None,
+                                        "want_faults": False, **kw})))
+        assert self.sock.poll(300_000), "no ACCEPT"
+        header, payload = parse_packet(self.sock.recv())
+        assert header.msg_type == MsgType.ACCEPT, bytes(payload)
+        return decode_accept(header, payload).stream_id
+
+
+def _rounds(seed: int, shots: int) -> list[np.ndarray]:
+    dets, _ = EXP.sample(shots, seed=seed)
+    return [shot[ids] for shot in dets for ids in EXP.layout.detectors]
+
+
+def _syn(rounds, sid, first, count, ts=0) -> bytes:
+    return encode_syndrome(np.concatenate(rounds[first:first + count]), LAYOUT, stream_id=sid,
+                           first_round=first, count=count, timestamp_ns=ts)
+
+
+def _with_pad_bit(frame: bytes) -> bytes:
+    """The frame with a padding bit set in its last byte (the round's size is not a
+    multiple of 8 for this code)."""
+    assert EXP.layout.round_sizes[0] % 8
+    b = bytearray(frame)
+    b[-1] |= 0x80
+    return bytes(b)
+
+
+def _script(server_endpoint: str) -> tuple[list, dict]:
+    """Drive one server through good and bad packets; every reply in order, and counters."""
+    ctx = zmq.Context()
+    a, b = Peer(ctx, server_endpoint), Peer(ctx, server_endpoint)
+    try:
+        sid = a.hello(spec=SPEC, window=4, commit=2)
+        sid_f = a.hello(spec=SPEC, window=4, commit=2, want_faults=True)
+        sid_x = a.hello(dem=NO_SOLUTION_DEM)
+        rounds = _rounds(7, 6)
+        now = 1_000_000  # a fixed timestamp: the echo is compared byte for byte
+        steps = [
+            ("a", _syn(rounds, sid, 0, 1)), ("a", _syn(rounds, sid, 1, 1)),
+            ("a", _syn(rounds, sid, 2, 4, ts=now)),                      # timestamped
+            # next: round 6, 4 detectors in one byte whose high 4 bits are padding
+            ("a", _syn(rounds, sid, 9, 1)),                              # ROUND_GAP
+            ("a", _syn(rounds, sid, 1, 1)),                              # ROUND_DUPLICATE
+            ("a", _with_pad_bit(_syn(rounds, sid, 6, 1))),              # BAD_PAYLOAD (pad)
+            ("a", _syn(rounds, sid, 6, 1)[:-1]),                         # LENGTH_MISMATCH
+            ("a", encode_frame(MsgType.SYNDROME, _syn(rounds, sid, 6, 2)[HEADER_SIZE:-1],
+                               count=2, stream_id=sid, seq=6)),          # BAD_PAYLOAD (short)
+            ("a", encode_frame(MsgType.SYNDROME, _syn(rounds, sid, 6, 1)[HEADER_SIZE:],
+                               flags=int(Flags.SHOT_END), count=1, stream_id=sid, seq=6)),
+            ("a", encode_frame(MsgType.SYNDROME, b"\0", count=0, stream_id=sid, seq=6)),
+            ("a", _syn(rounds, 99, 6, 1)),                               # UNKNOWN_STREAM
+            ("b", _syn(rounds, sid, 6, 1)),                              # NOT_OWNER
+            ("a", _syn(rounds, sid, 6, 9)),                              # SERVER_BUSY (backlog)
+            ("a", _syn(rounds, sid, 6, 1), b"extra part"),               # two parts
+            ("a", encode_frame(MsgType.SYNDROME, _syn(rounds, sid, 6, 1)[HEADER_SIZE:],
+                               count=1, stream_id=sid, seq=6, version=9)),
+            ("a", _syn(rounds, sid, 6, 1, ts=(1 << 63) + 5)),            # huge timestamp
+            ("a", _syn(rounds, sid, 7, 7)),                              # spans a shot
+            ("a", _syn(rounds, sid_f, 0, 3, ts=now)), ("a", _syn(rounds, sid_f, 3, 5)),
+            ("a", encode_syndrome(np.array([1, 0], np.uint8), SyndromeLayout([2, 2]),
+                                  stream_id=sid_x, first_round=0)),
+            ("a", encode_syndrome(np.array([0, 0], np.uint8), SyndromeLayout([2, 2]),
+                                  stream_id=sid_x, first_round=1)),     # no solution
+            ("a", encode_syndrome(np.array([1, 1, 1, 1], np.uint8), SyndromeLayout([2, 2]),
+                                  stream_id=sid_x, first_round=2, count=2)),
+        ]
+        seen = []
+        for who, *parts in steps:
+            peer = a if who == "a" else b
+            peer.send(*parts)
+            seen.append((who, peer.replies_until_echo()))
+        # a burst: many packets queued at once, several per drain call, then one reply list
+        at = 14
+        for k in (1, 2, 3, 1, 4, 1, 1, 2, 1, 3, 2, 1, 1, 4, 1):
+            a.send(_syn(rounds, sid, at, k))
+            at += k
+        seen.append(("burst", a.replies_until_echo()))
+        a.send(encode_bye(stream_id=sid))
+        seen.append(("bye", a.replies_until_echo()))
+        return seen
+    finally:
+        a.sock.close()
+        b.sock.close()
+        ctx.term()
+
+
+def _session_view(s) -> dict:
+    d = s.stats()
+    d.pop("input_lag_ns")
+    return d
+
+
+@pytest.fixture(scope="module")
+def both_paths(running_server):
+    out = {}
+    for fast in (False, True):
+        with running_server(fast_path=fast, limits=SessionLimits(max_backlog=8)) as server:
+            replies = _script(server.endpoints[0])
+            streams = {sid: _session_view(s) for sid, s in server._streams.items()}
+            stats = server.stats()
+            out[fast] = (replies, streams, stats, server.counters, server.recorder,
+                         {sid: s._min_delay for sid, s in server._streams.items()})
+    return out
+
+
+def test_every_reply_is_byte_identical_with_and_without_the_fast_path(both_paths):
+    slow, fast = both_paths[False][0], both_paths[True][0]
+    assert len(slow) == len(fast)
+    for k, (s, f) in enumerate(zip(slow, fast, strict=True)):
+        assert s == f, f"step {k}: Python path {s!r}\nfast path {f!r}"
+    codes = {r[HEADER_SIZE] | (r[HEADER_SIZE + 1] << 8) for _, rs in slow for r in rs
+             if r[3] == MsgType.ERROR}
+    assert codes >= {34, 35, 16, 5, 7, 8, 32, 33, 49, 2, 48, 50}  # the bad packets were bad
+    assert 63 not in codes  # no INTERNAL: a timestamp above 2**63 is echoed like any other
+    assert sum(r[3] == MsgType.CORRECTION for _, rs in slow for r in rs) > 10
+
+
+def test_stream_counters_and_server_totals_agree_between_the_paths(both_paths):
+    (_, s_streams, s_stats, s_ctr, s_rec, _), (_, f_streams, f_stats, f_ctr, f_rec, _) = (
+        both_paths[False], both_paths[True])
+    assert s_streams == f_streams
+    for key in ("packets_received", "rounds_received", "corrections_sent", "errors_sent",
+                "dropped", "backlog_rounds"):
+        assert s_stats[key] == f_stats[key], key
+    assert f_rec.count == s_rec.count  # every round recorded once, in the same records
+    assert s_ctr.fast_path_packets == 0
+    assert f_ctr.fast_path_packets >= 20  # the fast path really served the good packets
+
+
+def test_the_fast_path_records_service_times_and_input_lag(both_paths):
+    _, _, _, _, rec, min_delay = both_paths[True]
+    raw = rec.raw()
+    assert raw["service_ns"].shape[0] == rec.count and (raw["service_ns"] > 0).all()
+    assert raw["decoded"].sum() > 0
+    assert min(min_delay.values()) < 1 << 62  # the timestamped packet's delay was noted
+
+
+def test_streams_without_a_compiled_engine_and_curve_servers_stay_on_the_python_path(
+        running_server):
+    from qecd.transport.client import Client
+
+    with running_server() as server, Client(server.endpoints[0], timeout_s=60) as client:
+        stream = client.open_stream("repetition:d=3,r=2,p=0.01", decoder="pymatching")
+        _ = stream.send_round(np.zeros(sum(stream.slice_sizes), np.uint8),
+                              count=len(stream.slice_sizes))
+        stream.recv_correction(timeout_s=30)
+        assert not isinstance(server._streams[stream.stream_id], fast_path.FastStreamSession)
+        assert server.counters.fast_path_packets == 0
+
+
+def test_a_closed_stream_keeps_its_counters_and_frees_its_row(running_server):
+    from qecd.transport.client import Client
+
+    with running_server() as server, Client(server.endpoints[0], timeout_s=60) as client:
+        stream = client.open_stream("repetition:d=3,r=2,p=0.01", decoder="uf")
+        s = server._streams[stream.stream_id]
+        assert isinstance(s, fast_path.FastStreamSession) and len(server._fast) == 1
+        _ = stream.send_round(np.zeros(sum(stream.slice_sizes), np.uint8),
+                              count=len(stream.slice_sizes))
+        stream.recv_correction(timeout_s=30)
+        stream.close(timeout_s=30)
+        assert len(server._fast) == 0
+        assert (s.rounds_received, s.corrections_sent) == (len(stream.slice_sizes), 1)
+        assert not server._fast.table.any()
+
+
+def test_qecd_serve_warms_the_kernel_before_any_stream():
+    from qecd.transport.server import Server, ServerConfig
+
+    with Server(ServerConfig(binds=("tcp://127.0.0.1:0",))) as server:
+        assert server.warm_fast_path() and len(server._fast) == 0
+    with Server(ServerConfig(binds=("tcp://127.0.0.1:0",), fast_path=False)) as server:
+        assert server._fast is None and not server.warm_fast_path()

@@ -1,0 +1,571 @@
+"""The ZeroMQ data plane in compiled code: SYNDROME in, CORRECTION out, without Python.
+
+The Python loop (:mod:`qecd.transport.server.loop`) costs tens of microseconds per packet in
+pyzmq calls, header parsing, attribute lookups and the GIL, and its tail comes from the
+interpreter (the switch interval, the collector, other threads). The per-round budget is
+10 µs at p99. So the socket is drained by :func:`drain`, a Numba kernel that calls libzmq on
+the ROUTER socket itself (:mod:`qecd.transport.server.libzmq_native`) with the GIL released:
+
+1. receive a message (routing id, packet) without waiting;
+2. if the packet is a well-formed SYNDROME that the Python path would accept as it stands
+   (header rules of :func:`~qecd.transport.wire.parse_packet`, a stream registered here whose
+   owner is this routing id, the expected round, ``count`` within ``max_backlog``, the
+   payload's length and padding), run the stream's engine on it
+   (:func:`~qecd.transport.engine.engine_step`) and send each CORRECTION it writes on the
+   same socket, recording every round's service time in the server's
+   :class:`~qecd.transport.server.metrics.ServiceRecorder` arrays;
+3. anything else (a control message, a bad or out-of-order packet, a stream that is not
+   registered, a record ring about to wrap) is left in the kernel's buffers and the kernel
+   returns: the Python loop handles that message exactly as it handles every message
+   (:meth:`FastPath.handoff_parts`), so every check, error reply, rate limit and counter of
+   the Python path applies unchanged, and the fast path only ever serves packets whose
+   answer it shares with the Python path byte for byte.
+
+A stream's counters (next round, rounds received, corrections sent, committed round, last
+seen, input lag) live in one row of :attr:`FastPath.table`, read and written by both paths:
+:class:`FastStreamSession` is a :class:`~qecd.transport.server.session.StreamSession` whose
+attributes of those names are that row.
+
+Between two packets the kernel waits in ``zmq_poll`` on the socket and the loop's wake-up
+descriptor (until the next housekeeping), not in the Python loop's poller. The server's
+totals (:class:`~qecd.transport.server.metrics.ServerCounters`) and the service-time records
+it wrote are committed by Python as soon as the socket is empty again, before that wait.
+
+Only plain (non-CURVE) servers use it: with CURVE the owner is the ``User-Id`` property of
+each message, which ``zmq_recv`` does not give. :func:`available` says whether this process
+can use it at all.
+
+Example
+-------
+>>> from qecd.transport.client import Client
+>>> from qecd.transport.server.loop import Server, ServerConfig
+>>> with Server(ServerConfig(binds=("tcp://127.0.0.1:0",))) as server:
+...     _ = server.start_thread()
+...     with Client(server.endpoints[0]) as client:
+...         stream = client.open_stream("repetition:d=3,r=2,p=0.01", decoder="uf")
+...         _ = stream.send_round(np.zeros(sum(stream.slice_sizes[:3]), np.uint8), count=3)
+...         c = stream.recv_correction(timeout_s=30)
+>>> (c.first_round, c.last_round), server.counters.fast_path_packets
+((0, 2), 1)
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import zmq
+from numba import typed
+
+from qecd import _jit
+from qecd.decoder import compiled_stream
+from qecd.transport import engine as _engine
+from qecd.transport.server import libzmq_native as _native
+from qecd.transport.server.session import StreamSession
+from qecd.transport.shm import atomics as _atomics
+from qecd.transport.wire import compiled as wire_compiled
+from qecd.transport.wire.header import HEADER, HEADER_SIZE, MAGIC, VERSION, Header, MsgType
+
+_jit.invalidate_if_changed(__file__, [_engine.__file__, compiled_stream.__file__,
+                                      _atomics.__file__, wire_compiled.__file__,
+                                      _native.__file__], __name__)
+
+from qecd.transport.engine import STEP_DONE, STEP_NO_SOLUTION, engine_step, payload_ok  # noqa: E402,I001
+from qecd.transport.server.libzmq_native import (  # noqa: E402
+    DONTWAIT, POLLIN, POLLITEM, SNDMORE, zmq_errno, zmq_poll, zmq_rcvmore, zmq_recv, zmq_send)
+from qecd.transport.shm.atomics import monotonic_ns  # noqa: E402
+
+__all__ = ["FastPath", "FastStreamSession", "available", "drain"]
+
+# -- the stream table: one int64 row per registered stream --------------------------------------
+F_SID = 0  #: stream id (0: free row)
+F_ACTIVE = 1  #: 1 while the stream is served here
+F_NEXT = 2  #: next_round
+F_RECEIVED = 3  #: rounds_received
+F_SENT = 4  #: corrections_sent
+F_COMMITTED = 5  #: committed
+F_LAST_SEEN = 6  #: last_seen_ns (on the server's liveness clock)
+F_MIN_DELAY = 7  #: smallest receipt - timestamp seen (StreamSession._min_delay)
+F_LAG = 8  #: lag_ns
+F_WANT_FAULTS = 9
+F_MAX_BACKLOG = 10
+F_ROUTE_LEN = 11
+N_FIELDS = 12
+MAX_ROUTE = 256  #: a ZeroMQ routing id is at most 255 bytes
+_INT64_MAX = (1 << 63) - 1
+
+# -- drain() results: res[R_*] -----------------------------------------------------------------
+#: the socket had no message left (or the budget of packets was used: see R_PACKETS)
+ST_EMPTY = 0
+#: a message is in the buffers for the Python path (R_ROUTE_LEN, R_FRAME_LEN, R_MORE)
+ST_HANDOFF = 1
+#: the engine found no solution for a window of stream row R_SLOT (see R_* below)
+ST_NO_SOLUTION = 2
+#: a libzmq call failed with errno R_ERRNO (not EAGAIN / EHOSTUNREACH)
+ST_ZMQ_ERROR = 3
+R_STATUS, R_PACKETS, R_ROUNDS, R_SENT, R_DROPPED, R_RECORDED = 0, 1, 2, 3, 4, 5
+R_ROUTE_LEN, R_FRAME_LEN, R_MORE, R_T_RECV, R_ERRNO = 6, 7, 8, 9, 10
+R_SLOT, R_I_NEXT, R_DONE, R_T0, R_T1, R_ROUNDS_OF_PACKET = 11, 12, 13, 14, 15, 16
+N_RESULTS = 17
+
+_SYNDROME = int(MsgType.SYNDROME)
+_EAGAIN = int(zmq.EAGAIN)
+_EINTR = 4  # Linux
+_EHOSTUNREACH = int(zmq.EHOSTUNREACH)
+_SERVICE_AT = HEADER_SIZE + 16  # CORRECTION service_ns, u64
+
+
+def available() -> bool:
+    """True when this process can serve ZeroMQ packets from compiled code (pyzmq's Cython
+    backend and its libzmq found; see
+    :func:`~qecd.transport.server.libzmq_native.unavailable_reason`)."""
+    return _native.available()
+
+
+@numba.njit(**_jit.INLINE)
+def _u16(b, o):
+    return np.int64(b[o]) | (np.int64(b[o + 1]) << 8)
+
+
+@numba.njit(**_jit.INLINE)
+def _u32(b, o):
+    return _u16(b, o) | (_u16(b, o + 2) << 16)
+
+
+@numba.njit(**_jit.INLINE)
+def _u64(b, o):
+    """Little-endian u64 at ``b[o]``, or -1 when it does not fit an int64."""
+    hi = _u32(b, o + 4)
+    if hi >= 0x80000000:
+        return np.int64(-1)
+    return _u32(b, o) | (hi << 32)
+
+
+@numba.njit(**_jit.INLINE)
+def _put_u64(b, o, v):
+    for k in range(8):
+        b[o + k] = (v >> (8 * k)) & 0xFF
+
+
+@numba.njit(**_jit.INLINE)
+def _record(svc, dec, decd, rsid, cap, at, sid, service, decode):
+    j = at % cap
+    svc[j] = service
+    dec[j] = decode
+    decd[j] = 1 if decode > 0 else 0
+    rsid[j] = sid
+
+
+@numba.njit(**_jit.CACHED)
+def _match(frame, n, route, rl, max_frame, tab, routes, n_used, ctxs):
+    """The table row of the stream a SYNDROME ``frame[:n]`` from ``route`` is for, when the
+    Python path would take it whole without an error; else -1 (hand it to Python)."""
+    if n < HEADER_SIZE + 1 or n > max_frame:
+        return -1
+    if _u16(frame, 0) != MAGIC or frame[2] != VERSION or frame[3] != _SYNDROME:
+        return -1
+    if _u16(frame, 4) != 0 or _u32(frame, 12) != n - HEADER_SIZE:
+        return -1
+    count = _u16(frame, 6)
+    sid = _u32(frame, 8)
+    if count == 0 or sid == 0:
+        return -1
+    rnd = _u64(frame, 16)
+    ts = _u64(frame, 24)
+    if rnd < 0 or ts < 0 or ts >= (np.int64(1) << 62):  # unusual: let Python judge it
+        return -1
+    for slot in range(n_used):
+        if tab[slot, F_SID] != sid or tab[slot, F_ACTIVE] == 0:
+            continue
+        if tab[slot, F_ROUTE_LEN] != rl:
+            return -1
+        for k in range(rl):
+            if routes[slot, k] != route[k]:
+                return -1
+        if rnd != tab[slot, F_NEXT] or count > tab[slot, F_MAX_BACKLOG]:
+            return -1
+        if not payload_ok(frame, HEADER_SIZE, n, rnd, count, ctxs[slot].plan.round_offsets):
+            return -1
+        return slot
+    return -1
+
+
+@numba.njit(**_jit.CACHED)
+def drain(sock, budget, stalled_ns, max_frame, route_buf, frame_buf, tab, routes, n_used, ctxs,
+          out_buf, svc, dec, decd, rsid, rec_at, room, items, deadline_ns, res):
+    """Serve the SYNDROME packets on ROUTER socket ``sock`` (a ``void *``) until ``budget``
+    packets were handled, a message needs the Python path, or the socket is empty at
+    ``deadline_ns``: when it is empty before then and nothing was served yet in this call,
+    wait in ``zmq_poll`` on ``items`` (the socket and the server's wake-up descriptor; a
+    wake-up, a signal or the deadline ends the call), so the loop waits for the next packet
+    here rather than in Python. A call that served packets returns once the socket is empty,
+    so that its totals are committed before the next wait.
+
+    Parameters
+    ----------
+    sock : int
+        ``zmq.Socket.underlying`` of the server's ROUTER socket (same libzmq instance).
+    budget : int
+        Most packets to serve in this call.
+    stalled_ns : int
+        The server's stall total: ``last_seen_ns`` is written as receipt time minus it.
+    max_frame : int
+        The server's ``max_frame`` (larger frames go to Python, which refuses them).
+    route_buf, frame_buf : numpy.ndarray of uint8
+        Receive buffers: at least 256 bytes; more than the socket's ``ZMQ_MAXMSGSIZE``.
+    tab, routes, n_used, ctxs : the stream table (see :class:`FastPath`)
+    out_buf : numpy.ndarray of uint8
+        CORRECTION buffer, at least the largest registered stream's frame.
+    svc, dec, decd, rsid : numpy.ndarray
+        The service recorder's ring arrays; entries go at ``rec_at, rec_at + 1, ...`` (modulo
+        their length), at most ``room`` of them.
+    items : numpy.ndarray of POLLITEM, length 2
+        The socket, then the wake-up descriptor (``POLLIN`` both).
+    deadline_ns : int
+        ``CLOCK_MONOTONIC`` ns until which an empty socket is waited for (0: never wait).
+    res : numpy.ndarray of int64
+        Out: ``res[R_*]`` (status, totals, the handed-off message's lengths, ...).
+    """
+    cap = svc.shape[0]
+    packets = rounds = sent = dropped = recorded = 0
+    status = ST_EMPTY
+    rptr = route_buf.ctypes.data
+    fptr = frame_buf.ctypes.data
+    optr = out_buf.ctypes.data
+    iptr = items.ctypes.data
+    while packets < budget:
+        rl = zmq_recv(sock, rptr, route_buf.shape[0], DONTWAIT)
+        if rl < 0:
+            e = zmq_errno()
+            if e != _EAGAIN:
+                status = ST_ZMQ_ERROR
+                res[R_ERRNO] = e
+                break
+            now = monotonic_ns()
+            if now >= deadline_ns or packets > 0:  # the caller commits what was served first
+                break
+            items[0].revents = 0
+            items[1].revents = 0
+            rc = zmq_poll(iptr, 2, (deadline_ns - now + 999_999) // 1_000_000)
+            if rc < 0:
+                e = zmq_errno()
+                if e != _EINTR:
+                    status = ST_ZMQ_ERROR
+                    res[R_ERRNO] = e
+                break  # a signal: its Python handler runs when this call returns
+            if items[1].revents != 0 or rc == 0:
+                break  # a wake-up for the loop, or the deadline
+            continue
+        more = zmq_rcvmore(sock)
+        fl = -1
+        if more == 1:
+            fl = zmq_recv(sock, fptr, frame_buf.shape[0], DONTWAIT)
+            if fl < 0:
+                status = ST_ZMQ_ERROR
+                res[R_ERRNO] = zmq_errno()
+                break
+            more = zmq_rcvmore(sock)
+        t_recv = monotonic_ns()
+        slot = -1
+        if more == 0 and fl >= 0 and fl <= frame_buf.shape[0] and rl <= route_buf.shape[0]:
+            slot = _match(frame_buf, fl, route_buf, rl, max_frame, tab, routes, n_used, ctxs)
+        count = _u16(frame_buf, 6) if slot >= 0 else 0
+        if slot < 0 or count > room - recorded:
+            status = ST_HANDOFF
+            res[R_ROUTE_LEN] = rl
+            res[R_FRAME_LEN] = fl
+            res[R_MORE] = more
+            res[R_T_RECV] = t_recv
+            break
+        packets += 1
+        # StreamSession.begin and Server._on_syndrome: the stream takes the packet
+        sid = tab[slot, F_SID]
+        rnd = tab[slot, F_NEXT]
+        ts = _u64(frame_buf, 24)
+        tab[slot, F_LAST_SEEN] = t_recv - stalled_ns
+        tab[slot, F_NEXT] = rnd + count
+        tab[slot, F_RECEIVED] += count
+        if ts != 0:
+            delay = t_recv - ts
+            if delay < tab[slot, F_MIN_DELAY]:
+                tab[slot, F_MIN_DELAY] = delay
+            tab[slot, F_LAG] = delay - tab[slot, F_MIN_DELAY]
+        rounds += count
+        # Server._run_engine
+        ctx = ctxs[slot]
+        want = tab[slot, F_WANT_FAULTS] != 0
+        seq = rnd + count - 1
+        i = 0
+        o = HEADER_SIZE
+        while True:
+            t0 = monotonic_ns()
+            st, i_next, o, n, last = engine_step(frame_buf, o, i, count, rnd, seq, ts, t_recv,
+                                                 out_buf, sid, want, ctx.state, ctx.plan)
+            t1 = monotonic_ns()
+            done = i_next - i
+            if st == STEP_DONE:
+                for _ in range(done):
+                    _record(svc, dec, decd, rsid, cap, rec_at + recorded, sid, t1 - t_recv, 0)
+                    recorded += 1
+                break
+            if st == STEP_NO_SOLUTION:
+                status = ST_NO_SOLUTION
+                res[R_SLOT] = slot
+                res[R_I_NEXT] = i_next
+                res[R_DONE] = done
+                res[R_ROUNDS_OF_PACKET] = count
+                res[R_T_RECV] = t_recv
+                res[R_T0] = t0
+                res[R_T1] = t1
+                break
+            tab[slot, F_COMMITTED] = last + 1
+            _put_u64(out_buf, _SERVICE_AT, monotonic_ns() - t_recv)
+            ok = zmq_send(sock, rptr, rl, SNDMORE | DONTWAIT) >= 0
+            if ok:
+                ok = zmq_send(sock, optr, n, DONTWAIT) >= 0
+            if ok:
+                sent += 1
+                tab[slot, F_SENT] += 1
+            else:
+                e = zmq_errno()
+                if e != _EAGAIN and e != _EHOSTUNREACH:
+                    status = ST_ZMQ_ERROR
+                    res[R_ERRNO] = e
+                dropped += 1
+            t2 = monotonic_ns()
+            for _ in range(done - 1):
+                _record(svc, dec, decd, rsid, cap, rec_at + recorded, sid, t1 - t_recv, 0)
+                recorded += 1
+            _record(svc, dec, decd, rsid, cap, rec_at + recorded, sid, t2 - t_recv, t1 - t0)
+            recorded += 1
+            i = i_next
+            if status != ST_EMPTY:
+                break
+        if status != ST_EMPTY:
+            break
+    res[R_STATUS] = status
+    res[R_PACKETS] = packets
+    res[R_ROUNDS] = rounds
+    res[R_SENT] = sent
+    res[R_DROPPED] = dropped
+    res[R_RECORDED] = recorded
+    return status
+
+
+class FastStreamSession(StreamSession):
+    """A ZeroMQ stream whose rounds :func:`drain` may serve: the counters both paths update
+    are one row of the fast path's table (``row``, an int64 view) instead of attributes.
+    Everything else is :class:`~qecd.transport.server.session.StreamSession`."""
+
+    def __init__(self, *args, row: np.ndarray, **kwargs) -> None:
+        self._row = row
+        row[:] = 0
+        super().__init__(*args, **kwargs)
+        row[F_WANT_FAULTS] = int(bool(self.want_faults))
+        row[F_MAX_BACKLOG] = int(self.limits.max_backlog)
+
+    def detach(self) -> None:
+        """Keep the counters' last values when the table row is given back."""
+        self._row = self._row.copy()
+
+
+def _row_field(index: int, doc: str) -> property:
+    def get(self) -> int:
+        return int(self._row[index])
+
+    def put(self, value: int) -> None:
+        self._row[index] = max(min(int(value), _INT64_MAX), -_INT64_MAX)  # int64 row
+
+    return property(get, put, doc=doc)
+
+
+for _name, _index in (("next_round", F_NEXT), ("rounds_received", F_RECEIVED),
+                      ("corrections_sent", F_SENT), ("committed", F_COMMITTED),
+                      ("last_seen_ns", F_LAST_SEEN), ("_min_delay", F_MIN_DELAY),
+                      ("lag_ns", F_LAG)):
+    setattr(FastStreamSession, _name, _row_field(_index, f"``{_name}`` (table row)"))
+
+
+class FastPath:
+    """The stream table and receive buffers :func:`drain` works on, for one ROUTER socket.
+
+    Parameters
+    ----------
+    sock : zmq.Socket
+        The server's ROUTER socket (plain, no CURVE).
+    max_streams : int
+        Rows of the table (the server's ``max_streams``).
+    wake_fd : int
+        A descriptor that becomes readable when the loop must look at something else
+        (the server's wake-up socketpair).
+    max_frame : int
+        The server's ``max_frame``; the socket's ``ZMQ_MAXMSGSIZE`` must be below
+        ``2 * max_frame + 64``.
+
+    Attributes
+    ----------
+    table : numpy.ndarray of int64, shape (max_streams, N_FIELDS)
+    """
+
+    def __init__(self, sock: zmq.Socket, *, max_streams: int, max_frame: int,
+                 wake_fd: int) -> None:
+        if not available():
+            raise RuntimeError(f"the ZeroMQ fast path is not available: "
+                               f"{_native.unavailable_reason()}")
+        self._sock = sock
+        self._ptr = int(sock.underlying)
+        self.max_frame = int(max_frame)
+        self.table = np.zeros((max_streams, N_FIELDS), np.int64)
+        self.routes = np.zeros((max_streams, MAX_ROUTE), np.uint8)
+        self.route_buf = np.zeros(MAX_ROUTE, np.uint8)
+        self.frame_buf = np.zeros(2 * self.max_frame + 64, np.uint8)  # > ZMQ_MAXMSGSIZE
+        self.out_buf = np.zeros(64, np.uint8)
+        self.res = np.zeros(N_RESULTS, np.int64)
+        self.items = np.zeros(2, POLLITEM)
+        self.items["socket"][0] = self._ptr
+        self.items["fd"][1] = wake_fd
+        self.items["events"] = POLLIN
+        self._ctxs = None  # typed List of EngineContext, typed by the first stream
+        self._ctx_type = None
+        self._n_used = 0
+        self._free: list[int] = []
+        self._slot_of: dict[int, int] = {}
+
+    # -- registration ---------------------------------------------------------------------
+    @staticmethod
+    def takes_plan(plan) -> bool:
+        """True when streams of ``plan`` may be served here: it has a compiled engine
+        (:meth:`register` still refuses one whose engine's Numba type differs from the
+        first registered stream's)."""
+        return plan.engine is not None
+
+    def reserve(self) -> tuple[int, np.ndarray]:
+        """A free table row for a new :class:`FastStreamSession`: ``(slot, row view)``."""
+        if self._free:
+            slot = self._free.pop()
+        else:
+            if self._n_used == self.table.shape[0]:
+                raise RuntimeError("fast path table full")  # max_streams bounds the server too
+            slot = self._n_used
+            self._n_used += 1
+        return slot, self.table[slot]
+
+    def release(self, slot: int) -> None:
+        """Give back a row :meth:`reserve` handed out but :meth:`register` did not take."""
+        self.table[slot] = 0
+        self._free.append(slot)
+
+    def register(self, slot: int, s: FastStreamSession) -> bool:
+        """Serve stream ``s`` (its row is ``slot``) from :func:`drain`. False (nothing
+        registered) when its engine context cannot share the table's typed list or its
+        routing id does not fit."""
+        route = s.owner
+        ctx = s.engine
+        if (not isinstance(route, bytes) or len(route) > MAX_ROUTE or ctx is None
+                or (self._ctx_type is not None and numba.typeof(ctx) != self._ctx_type)):
+            return False
+        if self._ctxs is None:
+            self._ctx_type = numba.typeof(ctx)
+            self._ctxs = typed.List.empty_list(self._ctx_type)
+        while len(self._ctxs) <= slot:
+            self._ctxs.append(ctx)
+        self._ctxs[slot] = ctx
+        need = s._engine_out.shape[0]
+        if need > self.out_buf.shape[0]:
+            self.out_buf = np.zeros(need, np.uint8)
+        self.routes[slot, :len(route)] = np.frombuffer(route, np.uint8)
+        row = self.table[slot]
+        row[F_ROUTE_LEN] = len(route)
+        row[F_SID] = s.stream_id
+        self._slot_of[s.stream_id] = slot
+        if len(self._slot_of) == 1:
+            self.warm_up()
+        row[F_ACTIVE] = 1
+        return True
+
+    def unregister(self, s: FastStreamSession) -> None:
+        """Stop serving ``s`` here (closed); its counters stay readable on ``s``."""
+        slot = self._slot_of.pop(s.stream_id, None)
+        if slot is None or not isinstance(s, FastStreamSession):
+            return
+        s.detach()
+        self.table[slot] = 0
+        self._free.append(slot)
+
+    def __len__(self) -> int:
+        return len(self._slot_of)
+
+    # -- serving --------------------------------------------------------------------------
+    def warm_up_with(self, plan) -> bool:
+        """:meth:`warm_up` before any stream: the table's context type is taken from a
+        stream of ``plan`` (which must have an engine); False when it has none."""
+        if plan.engine is None:
+            return False
+        ctx = _engine.engine_context(plan.engine.new_state(), plan.engine.kernel_args())
+        if self._ctxs is None:
+            self._ctx_type = numba.typeof(ctx)
+            self._ctxs = typed.List.empty_list(self._ctx_type)
+        elif numba.typeof(ctx) != self._ctx_type:
+            return False
+        self.warm_up()
+        return True
+
+    def warm_up(self) -> None:
+        """Compile (or load from the cache) :func:`drain` for the table's types without
+        touching the socket (a zero budget)."""
+        self.drain(0, 0, _WarmRecorder())
+
+    def drain(self, budget: int, stalled_ns: int, recorder, deadline_ns: int = 0) -> int:
+        """Run :func:`drain` once; returns its status (totals in :attr:`res`). The records
+        it wrote are committed to ``recorder`` (:meth:`ServiceRecorder.advance`)."""
+        at, room = recorder.free_span()
+        r = self.res
+        drain(self._ptr, budget, stalled_ns, self.max_frame, self.route_buf, self.frame_buf,
+              self.table, self.routes, self._n_used, self._ctxs, self.out_buf,
+              recorder.service_ns, recorder.decode_ns, recorder.decoded, recorder.stream_id,
+              at, room, self.items, deadline_ns, r)
+        if r[R_RECORDED]:
+            recorder.advance(int(r[R_RECORDED]))
+        return int(r[R_STATUS])
+
+    def handoff_parts(self) -> list[bytes]:
+        """The message :func:`drain` stopped at, as ``recv_multipart`` would have returned it
+        (further parts read from the socket)."""
+        r = self.res
+        parts = [self.route_buf[:r[R_ROUTE_LEN]].tobytes()]
+        if r[R_FRAME_LEN] >= 0:
+            parts.append(self.frame_buf[:r[R_FRAME_LEN]].tobytes())
+        if r[R_MORE] == 1:
+            parts.extend(_rest(self._sock))
+        return parts
+
+    def packet_header(self) -> Header:
+        """The header of the packet :func:`drain` stopped at (ST_NO_SOLUTION)."""
+        return Header._make(HEADER.unpack_from(self.frame_buf))
+
+    def slot_session_id(self, slot: int) -> int:
+        return int(self.table[slot, F_SID])
+
+
+def _rest(sock: zmq.Socket) -> list[bytes]:
+    """The remaining parts of a message whose first parts were read with ``zmq_recv``."""
+    parts = []
+    while True:
+        parts.append(sock.recv(zmq.NOBLOCK))
+        if not sock.getsockopt(zmq.RCVMORE):
+            return parts
+
+
+class _WarmRecorder:
+    """A recorder with no room: :func:`drain` compiles against its arrays' types."""
+
+    service_ns = np.zeros(1, np.int64)
+    decode_ns = np.zeros(1, np.int64)
+    decoded = np.zeros(1, np.uint8)
+    stream_id = np.zeros(1, np.uint32)
+
+    @staticmethod
+    def free_span() -> tuple[int, int]:
+        return 0, 0
+
+    def advance(self, n: int) -> None:  # pragma: no cover - a zero budget records nothing
+        raise AssertionError("warm-up recorded rounds")
