@@ -491,8 +491,11 @@ class CompiledStream(ShotDecoding):
         #: CORRECTIONs per shot (one per window)
         self.corrections_per_shot = int((trigger >= 0).sum())
         self._state = self.new_state()
-        self._ctx = self.context(self._state)
+        self._ctx = None  # made on first use: a structref does not pickle (plan builds do)
         self._warm_up()
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_ctx": None}
 
     def fork(self) -> CompiledStream:
         """Another engine over the same plan: the read-only arrays are shared, the scratch
@@ -586,6 +589,8 @@ class CompiledStream(ShotDecoding):
         """Python-side twin of :meth:`StreamDecoder.push_round` (for tests and tools)."""
         st, out_obs, out_faults = self._state.st, self._state.out_obs, self._state.out_faults
         t = int(st[0])
+        if self._ctx is None:
+            self._ctx = self.context(self._state)
         n = push_round_ctx(np.ascontiguousarray(bits, dtype=np.uint8), packed, self._ctx)
         if n == WINDOW_DUE:
             n = self.host_window(self._ctx)
