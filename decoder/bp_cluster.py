@@ -52,6 +52,10 @@ from qecd.errors import DecoderError
 __all__ = ["BpClusterDecoder", "BpClusterOptions", "SPARSE_DEM_DEFAULTS",
            "SPARSE_FAULTS_PER_DETECTOR", "is_sparse_dem"]
 
+#: why a syndrome has no decoding (the error texts of the decoder and of its compiled windows)
+NOT_EXPLAINED = ("is not explained by any set of faults of this DEM (not in the column space "
+                 "of its check matrix)")
+
 _BP_METHODS = {"minimum_sum": 0, "min_sum": 0, "ms": 0, "product_sum": 1, "ps": 1}
 _SCHEDULES = {"parallel": 0, "serial": 1}
 
@@ -219,6 +223,7 @@ class BpClusterDecoder(Decoder):
     """
 
     name = "bp-cluster"
+    compiles_streams = True
 
     def __init__(self, faults: FaultTable, options: BpClusterOptions | None = None) -> None:
         self.faults = faults
@@ -295,9 +300,10 @@ class BpClusterDecoder(Decoder):
         fault count or a negative status (see :mod:`qecd.decoder._bp_kernels`)."""
         return K.decode_shot
 
-    def kernel_args(self) -> tuple[tuple, tuple, tuple]:
-        """``(graph, params, ws)`` for :meth:`kernel`; ``ws`` is this decoder's workspace, so
-        do not call the kernel concurrently with this decoder's methods.
+    def kernel_args(self, fresh_workspace: bool = False) -> tuple[tuple, tuple, tuple]:
+        """``(graph, params, ws)`` for :meth:`kernel`; ``ws`` is this decoder's workspace (do
+        not call the kernel concurrently with this decoder's methods), or with
+        ``fresh_workspace`` a new one of its own for another thread or loop.
 
         >>> import stim
         >>> dec = BpClusterDecoder.from_dem(stim.DetectorErrorModel("error(0.1) D0 L0"))
@@ -306,7 +312,20 @@ class BpClusterDecoder(Decoder):
         >>> int(dec.kernel()(np.array([1], np.uint8), out, graph, params, ws)), out[:1].tolist()
         (1, [0])
         """
-        return self._graph, self._params, self._ws
+        ws = K.make_workspace(self._graph) if fresh_workspace else self._ws
+        return self._graph, self._params, ws
+
+    @classmethod
+    def compile_stream(cls, stream):
+        """The stream's plan compiled for the Numba loops
+        (:class:`~qecd.decoder.compiled_stream.CompiledStream`, every window decoded by
+        :mod:`qecd.decoder._bp_windows`), or None for a plan with too many distinct windows
+        (it then decodes from Python)."""
+        from qecd.decoder._bp_windows import compile_bp_windows
+        from qecd.decoder.compiled_stream import CompiledStream
+
+        windows = compile_bp_windows(stream.plan, **stream.backend_options)
+        return None if windows is None else CompiledStream(stream.plan, windows)
 
     @property
     def last_info(self) -> dict[str, int]:
@@ -321,8 +340,7 @@ class BpClusterDecoder(Decoder):
     def _raise_status(self, status: int, shot: int | None = None) -> None:
         where = "" if shot is None else f" (shot {shot})"
         if status == K.STATUS_NOT_IN_SPAN:
-            raise DecoderError(f"bp-cluster: syndrome{where} is not explained by any set of "
-                               "faults of this DEM (not in the column space of its check matrix)")
+            raise DecoderError(f"bp-cluster: syndrome{where} {NOT_EXPLAINED}")
         raise DecoderError(f"bp-cluster: a cluster{where} outgrew the elimination buffers "
                            f"(status {status})")
 

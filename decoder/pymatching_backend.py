@@ -31,6 +31,18 @@ class PyMatchingDecoder(Decoder):
 
     name = "pymatching"
     graph_like = True
+    compiles_streams = True
+
+    @classmethod
+    def compile_stream(cls, stream):
+        """The stream's plan compiled for the Numba loops, which leave Numba only to call
+        PyMatching for a due window (:mod:`qecd.decoder._pymatching_windows`); None when
+        this PyMatching lacks the binding that takes detection events."""
+        from qecd.decoder._pymatching_windows import compile_pymatching_windows
+        from qecd.decoder.compiled_stream import CompiledStream
+
+        windows = compile_pymatching_windows(stream.plan)
+        return None if windows is None else CompiledStream(stream.plan, windows)
 
     def __init__(self, dem: stim.DetectorErrorModel) -> None:
         self.faults = FaultTable.from_dem(dem, graph=True)

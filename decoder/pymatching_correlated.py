@@ -42,6 +42,12 @@ class CorrelatedPyMatchingDecoder(PyMatchingDecoder):
     graph_like = True
     #: reads the DEM's ``^`` decompositions: a whole-shot window hands it the DEM itself
     uses_decompositions = True
+    #: correlated matching needs the whole decomposed DEM per window: decoded from Python
+    compiles_streams = False
+
+    @classmethod
+    def compile_stream(cls, stream: object) -> None:
+        return None
 
     def __init__(self, dem: stim.DetectorErrorModel) -> None:
         super().__init__(dem)

@@ -144,10 +144,13 @@ class UnionFindDecoder(Decoder):
     @classmethod
     def compile_stream(cls, stream):
         """The stream's plan compiled for the Numba loops
-        (:class:`~qecd.decoder.compiled_stream.CompiledStream`)."""
+        (:class:`~qecd.decoder.compiled_stream.CompiledStream`, every window decoded by
+        :mod:`qecd.decoder._uf_windows`)."""
+        from qecd.decoder._uf_windows import compile_uf_windows
         from qecd.decoder.compiled_stream import CompiledStream
 
-        return CompiledStream(stream.plan, **stream.backend_options)
+        return CompiledStream(stream.plan, compile_uf_windows(stream.plan,
+                                                              **stream.backend_options))
 
     def __init__(self, dem: stim.DetectorErrorModel, *,
                  weight_resolution: int = DEFAULT_WEIGHT_RESOLUTION,

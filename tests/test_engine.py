@@ -8,16 +8,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from qecd.codes import build_experiment
+from qecd.decoder.registry import backend_class, backend_names
 from qecd.decoder.window import StreamDecoder
 from qecd.errors import ProtocolError
 from qecd.transport import engine as E
 from qecd.transport.client import Client, ServerError
 from qecd.transport.wire import (
     HEADER_SIZE,
+    Correction,
     ErrorCode,
     SyndromeLayout,
     correction_frame_len,
     decode_correction,
+    encode_correction,
     encode_syndrome,
     parse_packet,
 )
@@ -40,7 +43,11 @@ def _packets(exp, shot_dets, sizes):
     return frames
 
 
-def _engine_commits(engine, frames, shot_base=0):
+_SERVICE = slice(HEADER_SIZE + 16, HEADER_SIZE + 24)  # CORRECTION service_ns: a measurement
+
+
+def _engine_frames(engine, frames, shot_base=0, want_faults=True):
+    """The CORRECTION packets the engine writes for ``frames`` (service_ns zeroed)."""
     state, plan = engine.new_state(), engine.kernel_args()
     out = np.zeros(correction_frame_len(engine.num_observables, engine.max_faults), np.uint8)
     got = []
@@ -49,48 +56,79 @@ def _engine_commits(engine, frames, shot_base=0):
         while True:
             status, i, o, n, last = E.engine_step(frame, o, i, count, shot_base + first,
                                                   shot_base + first + count - 1, 0, 0, out, 1,
-                                                  False, state, plan)
+                                                  want_faults, state, plan)
             if status == E.STEP_DONE:
                 break
+            if status == E.STEP_WINDOW_DUE:  # the window decoder runs here, in Python
+                status, n, last = E.engine_resume(
+                    engine.windows.host_decode(), i, shot_base + first,
+                    shot_base + first + count - 1, 0, 0, out, 1, want_faults, state, plan)
             assert status == E.STEP_CORRECTION
             c = decode_correction(*parse_packet(bytes(out[:n])))
             assert c.last_round == last
-            got.append((c.first_round, c.last_round, c.observables.tolist(), c.shot_end))
+            frame_out = out[:n].copy()
+            frame_out[_SERVICE] = 0
+            got.append(bytes(frame_out))
+    return got
+
+
+def _python_frames(sd, exp, shot, frames):
+    """The same CORRECTIONs from the Python StreamDecoder, packed as the ZeroMQ server's
+    Python path packs them (distinct sorted fault ids, service_ns 0)."""
+    got = []
+    for first, count, _ in frames:
+        for t in range(first, first + count):
+            c = sd.push_round(shot[exp.layout.detectors[t]])
+            if c is not None:
+                got.append(encode_correction(
+                    Correction(c.first_round, c.last_round, c.observables,
+                               np.unique(c.fault_ids).astype(np.uint32), 0, c.shot_end),
+                    stream_id=1, seq=first + count - 1, timestamp_ns=0))
     return got
 
 
 _BUILT: dict = {}
+#: every backend that compiles its streams, with an experiment it decodes
+ENGINES = {"uf": EXP, "bp-cluster": build_experiment("bb:n=72,r=6,p=0.004"),
+           "pymatching": build_experiment("surface:d=5,r=6,p=0.01")}
 
 
-def _built(window, commit):
+def _built(backend, window, commit):
     """A fresh stream decoder and engine of one plan (built once per setting)."""
-    if (window, commit) not in _BUILT:
-        sd = StreamDecoder(EXP.dem, EXP.layout, "uf", window=window, commit=commit)
-        _BUILT[window, commit] = (sd, sd.compile())
-    sd, engine = _BUILT[window, commit]
+    if (backend, window, commit) not in _BUILT:
+        exp = ENGINES[backend]
+        sd = StreamDecoder(exp.dem, exp.layout, backend, window=window, commit=commit)
+        _BUILT[backend, window, commit] = (sd, sd.compile())
+    sd, engine = _BUILT[backend, window, commit]
     return sd.fork(), engine
 
 
+def test_every_backend_that_compiles_streams_has_an_engine_test():
+    assert sorted(ENGINES) == sorted(b for b in backend_names()
+                                     if backend_class(b).compiles_streams
+                                     and not getattr(backend_class(b), "uses_decompositions",
+                                                     False))
+
+
+@pytest.mark.parametrize("backend", sorted(ENGINES))
 @pytest.mark.parametrize("window, commit", [(None, None), (4, 2), (2, 1)])
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=10, deadline=None)
 @given(data=st.data())
-def test_engine_commits_what_the_python_stream_decoder_commits_for_any_packetization(
-        window, commit, data):
-    sd, engine = _built(window, commit)
-    dets, _ = EXP.sample(3, seed=data.draw(st.integers(0, 1000)))
-    R = EXP.layout.num_rounds
+def test_engine_writes_the_python_stream_decoders_corrections_byte_for_byte(
+        backend, window, commit, data):
+    sd, engine = _built(backend, window, commit)
+    exp = ENGINES[backend]
+    dets, _ = exp.sample(3, seed=data.draw(st.integers(0, 1000)))
+    R = exp.layout.num_rounds
     for shot in dets:
         sizes, left = [], R
         while left:
             k = data.draw(st.integers(1, left))
             sizes.append(k)
             left -= k
-        want = []
-        for ids in EXP.layout.detectors:
-            c = sd.push_round(shot[ids])
-            if c is not None:
-                want.append((c.first_round, c.last_round, c.observables.tolist(), c.shot_end))
-        assert _engine_commits(engine, _packets(EXP, shot, sizes)) == want
+        frames = _packets(exp, shot, sizes)
+        want = _python_frames(sd, exp, shot, frames)
+        assert _engine_frames(engine, frames) == want
 
 
 @settings(max_examples=200, deadline=None)
@@ -116,16 +154,19 @@ def test_payload_check_agrees_with_the_wire_codec(first, count, extra, pad, seed
     assert E.payload_ok(payload.copy(), 0, payload.shape[0], first, count, offsets) == wire_ok
 
 
-@pytest.mark.parametrize("rounds_per_packet", [1, 3, 7, 10])
-def test_a_uf_stream_over_zeromq_decodes_in_the_engine_with_multi_round_packets(
-        running_server, offline_commits, rounds_per_packet):
-    exp = build_experiment("surface:d=3,r=6,p=0.03")
+@pytest.mark.parametrize("backend, rounds_per_packet", [
+    ("uf", 1), ("uf", 3), ("uf", 7), ("uf", 10), ("bp-cluster", 1), ("bp-cluster", 5),
+    ("pymatching", 1), ("pymatching", 4)])
+def test_a_compiled_stream_over_zeromq_decodes_in_the_engine_with_multi_round_packets(
+        running_server, offline_commits, backend, rounds_per_packet):
+    exp = ENGINES[backend]
     dets, _ = exp.sample(30, seed=7)
     R = exp.layout.num_rounds
     with running_server() as server, Client(server.endpoints[0], timeout_s=30) as client:
-        stream = client.open_stream("surface:d=3,r=6,p=0.03", decoder="uf", window=4, commit=2)
+        stream = client.open_stream(str(exp.spec), decoder=backend, window=4, commit=2,
+                                    timeout_s=120)
         session = server._streams[stream.stream_id]
-        assert session.engine is not None  # uf compiles: the engine serves this stream
+        assert session.engine is not None  # it compiles: the engine serves this stream
         rounds = [shot[ids] for shot in dets for ids in exp.layout.detectors]
         for a in range(0, len(rounds), rounds_per_packet):  # packets may span shots
             chunk = rounds[a:a + rounds_per_packet]
@@ -135,7 +176,7 @@ def test_a_uf_stream_over_zeromq_decodes_in_the_engine_with_multi_round_packets(
             c = stream.recv_correction(timeout_s=10)
             got.append((c.first_round, c.last_round, c.observables.tolist(), c.shot_end))
         stats = server.stats()
-    want = offline_commits(exp, dets, 4, 2, "uf")
+    want = offline_commits(exp, dets, 4, 2, backend)
     assert [g[:3] for g in got] == [tuple(w) for w in want]
     assert stats["errors_sent"] == 0 and stats["rounds_received"] == 30 * R
 

@@ -48,8 +48,12 @@ def shots():
 
 
 def _session(pool, hello, sid=1, owner=b"A"):
-    return StreamSession(sid, pool.get_or_build(hello), owner=owner, route=owner,
-                         want_faults=hello.want_faults, limits=pool.limits)
+    """A session on the Python round path (``begin`` then ``push``): the plan's compiled
+    engine, if any, is switched off for it (tests/test_engine.py covers the engine)."""
+    s = StreamSession(sid, pool.get_or_build(hello), owner=owner, route=owner,
+                      want_faults=hello.want_faults, limits=pool.limits)
+    s.engine = None
+    return s
 
 
 def _code(excinfo) -> str:

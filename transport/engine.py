@@ -1,7 +1,8 @@
 """The one compiled per-stream engine both transports share: SYNDROME bytes in, CORRECTIONs out.
 
-A stream whose backend compiles streams (``uf``: :class:`~qecd.decoder.compiled_stream.
-CompiledStream`) is decoded entirely inside Numba, whichever transport carries its rounds:
+A stream whose backend compiles streams (:attr:`~qecd.decoder.base.Decoder.compiles_streams`:
+a :class:`~qecd.decoder.compiled_stream.CompiledStream`, whatever its window decoder) is
+decoded entirely inside Numba, whichever transport carries its rounds:
 
 - the shared-memory loop (:func:`qecd.transport.shm.loop.serve_stream_kernel`) calls
   :func:`engine_step` from Numba for each SYNDROME slot it takes off the ring;
@@ -45,18 +46,25 @@ from __future__ import annotations
 
 import numba
 import numpy as np
-from numba.core import types
-from numba.experimental import structref
 
 from qecd import _jit
 from qecd.decoder import compiled_stream
 from qecd.transport.shm import atomics as _atomics
 from qecd.transport.wire import compiled as wire_compiled
 
-_jit.invalidate_if_changed(__file__, [compiled_stream.__file__, _atomics.__file__,
+_jit.invalidate_if_changed(__file__, [*compiled_stream.kernel_sources(), _atomics.__file__,
                                       wire_compiled.__file__], __name__)
 
-from qecd.decoder.compiled_stream import NO_SOLUTION, decode_window_kernel, store_round  # noqa: E402,I001
+from qecd.decoder.compiled_stream import (  # noqa: E402,I001
+    NO_SOLUTION,
+    WINDOW_DUE,
+    StreamContext,
+    decode_window_kernel,
+    finish_window_kernel,
+    reset_shot_ctx,
+    store_round,
+    stream_context,
+)
 from qecd.transport.shm.atomics import monotonic_ns  # noqa: E402
 from qecd.transport.wire.compiled import write_correction  # noqa: E402
 
@@ -66,6 +74,11 @@ _JIT = _jit.KERNEL
 STEP_DONE = 0  #: every round of the packet is stored (and decoded where a window was due)
 STEP_CORRECTION = 1  #: a CORRECTION packet is ready in ``out_buf[:frame_len]``
 STEP_NO_SOLUTION = 2  #: the decoder found no correction for a window: the shot is dropped
+#: a window is due and the stream's window decoder runs outside Numba
+#: (:attr:`~qecd.decoder.compiled_stream.CompiledStream.decodes_on_host`): decode it
+#: (``host_window``-style) and call :func:`engine_resume` with the result; never returned
+#: for a plan decoded inside Numba
+STEP_WINDOW_DUE = 3
 
 
 @numba.njit(**_JIT)
@@ -114,20 +127,47 @@ def engine_step(payload, o, i, count, rnd, seq, ts, t0, out_buf, stream_id, want
         if w < 0:
             continue
         r = decode_window_kernel(w, state, plan)
-        if r == NO_SOLUTION:
-            st[0] = 0  # a fresh shot starts at the next boundary
-            carry = state.carry
-            for j in range(carry.shape[0]):
-                carry[j] = 0
-            return STEP_NO_SOLUTION, i, o, 0, rnd + i - 1
-        w = st[1]
-        shot_base = rnd + i - 1 - t
-        first = shot_base + (0 if w == 0 else plan.win_commit_stop[w - 1])
-        last = shot_base + plan.win_commit_stop[w] - 1
-        n = write_correction(out_buf, stream_id, seq, ts, first, last, monotonic_ns() - t0,
-                             state.out_obs, state.out_faults, r, want_faults, st[2] != 0)
-        return STEP_CORRECTION, i, o, n, last
+        if r == WINDOW_DUE:
+            return STEP_WINDOW_DUE, i, o, 0, 0
+        status, n, last = _reply(r, i, rnd, seq, ts, t0, out_buf, stream_id, want_faults,
+                                 state, plan)
+        return status, i, o, n, last
     return STEP_DONE, i, o, 0, 0
+
+
+@numba.njit(**_JIT)
+def _reply(r, i, rnd, seq, ts, t0, out_buf, stream_id, want_faults, state, plan):
+    """The outcome of a window completed by round ``i - 1`` of the packet (``r`` as
+    :func:`~qecd.decoder.compiled_stream.push_round_kernel` returns it): ``(status,
+    frame_len, last_round)``, the CORRECTION written into ``out_buf``."""
+    st = state.st
+    if r == NO_SOLUTION:
+        st[0] = 0  # a fresh shot starts at the next boundary
+        carry = state.carry
+        for j in range(carry.shape[0]):
+            carry[j] = 0
+        return STEP_NO_SOLUTION, 0, rnd + i - 1
+    w = st[1]
+    round_offsets = plan.round_offsets
+    t = (rnd + i - 1) % (round_offsets.shape[0] - 1)
+    shot_base = rnd + i - 1 - t
+    first = shot_base + (0 if w == 0 else plan.win_commit_stop[w - 1])
+    last = shot_base + plan.win_commit_stop[w] - 1
+    n = write_correction(out_buf, stream_id, seq, ts, first, last, monotonic_ns() - t0,
+                         state.out_obs, state.out_faults, r, want_faults, st[2] != 0)
+    return STEP_CORRECTION, n, last
+
+
+@numba.njit(**_JIT)
+def engine_resume(result, i, rnd, seq, ts, t0, out_buf, stream_id, want_faults, state, plan):
+    """After :data:`STEP_WINDOW_DUE`: commit the window with ``result`` (what the host
+    decoder returned, :attr:`~qecd.decoder.compiled_stream.CompiledWindows.host_decode`)
+    and write its reply. ``i`` is the ``i_next`` :func:`engine_step` returned, the other
+    arguments are as there. Returns ``(status, frame_len, last_round)``:
+    ``STEP_CORRECTION`` or ``STEP_NO_SOLUTION`` as :func:`engine_step` would have; then
+    continue the packet with :func:`engine_step` from ``i``."""
+    r = finish_window_kernel(result, state, plan)
+    return _reply(r, i, rnd, seq, ts, t0, out_buf, stream_id, want_faults, state, plan)
 
 
 @numba.njit(**_JIT)
@@ -147,39 +187,10 @@ def payload_ok(payload, o, n, rnd, count, round_offsets):
     return o == n
 
 
-@structref.register
-class EngineContextType(types.StructRef):
-    """Numba type of :class:`EngineContext`: a stream's state and plan behind one pointer."""
-
-    def preprocess_fields(self, fields):
-        return tuple((name, types.unliteral(t)) for name, t in fields)
-
-
-class EngineContext(structref.StructRefProxy):
-    """One stream's compiled state and plan as a single object for calls from Python.
-
-    Calling a Numba function with the plan's 27 arrays costs ~10 µs per call in argument
-    unboxing alone (measured here: 13 µs per :func:`engine_step` call against 1 µs for a
-    call with two arrays, on a loaded machine); a structref is unboxed from one pointer.
-    Build it with :func:`engine_context`; pass it to :func:`engine_call`.
-    """
-
-
-structref.define_boxing(EngineContextType, EngineContext)
-
-
-@numba.njit(cache=True)
-def _new_context(ty, state, plan):
-    ctx = structref.new(ty)
-    ctx.state = state
-    ctx.plan = plan
-    return ctx
-
-
-def engine_context(state, plan) -> EngineContext:
-    """The :class:`EngineContext` of a stream's state and its plan."""
-    ty = EngineContextType([("state", numba.typeof(state)), ("plan", numba.typeof(plan))])
-    return _new_context(ty, state, plan)
+#: one stream's compiled state and plan as a single object for calls from Python (see
+#: :class:`~qecd.decoder.compiled_stream.StreamContext`); pass it to :func:`engine_call`
+EngineContext = StreamContext
+engine_context = stream_context
 
 
 @numba.njit(cache=True, nogil=True)
@@ -188,6 +199,18 @@ def engine_call(payload, o, i, count, rnd, seq, ts, t0, out_buf, stream_id, want
     :class:`EngineContext` (cheap to pass) instead of 27 arrays."""
     return engine_step(payload, o, i, count, rnd, seq, ts, t0, out_buf, stream_id,
                        want_faults, ctx.state, ctx.plan)
+
+
+@numba.njit(cache=True, nogil=True)
+def engine_resume_call(result, i, rnd, seq, ts, t0, out_buf, stream_id, want_faults, ctx):
+    """:func:`engine_resume` for callers in Python, with an :class:`EngineContext`."""
+    return engine_resume(result, i, rnd, seq, ts, t0, out_buf, stream_id, want_faults,
+                         ctx.state, ctx.plan)
+
+
+#: reset the stream's shot after its host decoder found no explanation (as
+#: :func:`engine_step` does on ``STEP_NO_SOLUTION``)
+engine_no_solution_ctx = reset_shot_ctx
 
 
 @numba.njit(cache=True, nogil=True)
@@ -203,7 +226,8 @@ def warm_up(engine, out_buf: np.ndarray) -> None:
     layout = engine.layout
     n_bytes = sum((s + 7) // 8 for s in layout.round_sizes)
     frame = np.zeros(32 + n_bytes, dtype=np.uint8)
-    ctx = engine_context(engine.new_state(), engine.kernel_args())
+    state = engine.new_state()
+    ctx = engine_context(state, engine.kernel_args())
     payload_ok_ctx(frame, 32, frame.shape[0], 0, layout.num_rounds, ctx)
     i, o = 0, 32
     while True:
@@ -211,3 +235,11 @@ def warm_up(engine, out_buf: np.ndarray) -> None:
                                          1, False, ctx)
         if status == STEP_DONE:
             break
+        if status == STEP_WINDOW_DUE:  # (not on zeros: a window without events is done)
+            engine_resume_call(engine.windows.host_decode(), i, 0, 0, 0, 0, out_buf, 1, False,
+                               ctx)
+    if engine.decodes_on_host:  # compile the resume path on an empty result
+        state.st[1] = 0
+        engine_resume_call(engine.windows.host_decode.example(), 1, 0, 0, 0, 0, out_buf, 1,
+                           False, ctx)
+        engine_no_solution_ctx(ctx)

@@ -435,8 +435,10 @@ class FastPath:
     def takes_plan(plan) -> bool:
         """True when streams of ``plan`` may be served here: it has a compiled engine
         (:meth:`register` still refuses one whose engine's Numba type differs from the
-        first registered stream's)."""
-        return plan.engine is not None
+        first registered stream's); a plan whose windows are decoded in Python
+        (``decodes_on_host``: its engine returns ``STEP_WINDOW_DUE``) is served by the
+        Python loop."""
+        return plan.engine is not None and not plan.engine.decodes_on_host
 
     def reserve(self) -> tuple[int, np.ndarray]:
         """A free table row for a new :class:`FastStreamSession`: ``(slot, row view)``."""
@@ -498,7 +500,7 @@ class FastPath:
     def warm_up_with(self, plan) -> bool:
         """:meth:`warm_up` before any stream: the table's context type is taken from a
         stream of ``plan`` (which must have an engine); False when it has none."""
-        if plan.engine is None:
+        if not self.takes_plan(plan):
             return False
         ctx = _engine.engine_context(plan.engine.new_state(), plan.engine.kernel_args())
         if self._ctxs is None:

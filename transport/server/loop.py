@@ -618,9 +618,7 @@ class Server:
                 return
             if status == STEP_NO_SOLUTION:
                 self._decoder_failed(s, i_next - 1, DecoderError(
-                    f"{s.plan.decoder_name}: the syndrome has odd parity on a connected "
-                    "component of the matching graph that has no boundary edge, so no set of "
-                    f"faults explains the window ending at round {header.round + i_next - 1}"),
+                    s.plan.engine.no_solution_reason(header.round + i_next - 1)),
                     header)
                 for _ in range(done):
                     record(sid, clock() - t_recv, t1 - t0)

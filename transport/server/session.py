@@ -53,8 +53,12 @@ from qecd.decoder.window import StreamDecoder
 from qecd.errors import DecoderError, ProtocolError, QecdError
 from qecd.transport.engine import (
     STEP_CORRECTION,
+    STEP_NO_SOLUTION,
+    STEP_WINDOW_DUE,
     engine_call,
     engine_context,
+    engine_no_solution_ctx,
+    engine_resume_call,
     payload_ok_ctx,
     warm_up,
 )
@@ -230,10 +234,12 @@ class StreamPlan:
     num_faults : int
         Faults in the decoder's table (bounds the fault ids of one CORRECTION).
     engine : CompiledStream or None
-        The plan compiled by its backend (``uf``), shared by this plan's ZeroMQ streams
-        (each has its own state; they are all decoded on the server's loop thread), which
-        then decode through :mod:`qecd.transport.engine`; None when the backend decodes
-        from Python. Built here, on the build worker, never on the loop.
+        The plan compiled by its backend (``compiles_streams``), shared by this plan's
+        ZeroMQ streams (each has its own state; they are all decoded on the server's loop
+        thread), which then decode through :mod:`qecd.transport.engine` (a backend called
+        from Python only for the window decode, ``decodes_on_host``, is called from
+        :meth:`StreamSession.engine_step`); None when the backend decodes from Python.
+        Built here, on the build worker, never on the loop.
     dem : stim.DetectorErrorModel or None
         The stream's DEM, for ACCEPTs that describe the stream (HELLO ``describe``).
     """
@@ -741,6 +747,15 @@ class StreamSession:
         status, i, o, n, last = engine_call(
             self._pkt_buf, o, i, self._pkt_count, self._pkt_first, seq, timestamp_ns, t_recv,
             self._engine_out, self.stream_id, self.want_faults, self.engine)
+        if status == STEP_WINDOW_DUE:  # the plan's windows are decoded here, in Python
+            try:
+                result = self.plan.engine.windows.host_decode()
+            except ValueError:  # no set of faults explains the window
+                engine_no_solution_ctx(self.engine)
+                return STEP_NO_SOLUTION, i, o, None
+            status, n, last = engine_resume_call(
+                result, i, self._pkt_first, seq, timestamp_ns, t_recv, self._engine_out,
+                self.stream_id, self.want_faults, self.engine)
         if status == STEP_CORRECTION:
             self.committed = last + 1
             return status, i, o, self._engine_out[:n]

@@ -59,6 +59,7 @@ _jit.invalidate_if_changed(__file__, [_atomics.__file__, shm_ring.__file__,
                                            shm_stream.__file__, wire_compiled.__file__], __name__)
 
 from qecd.decoder.window import StreamDecoder  # noqa: E402
+from qecd.errors import DecoderError  # noqa: E402
 from qecd.transport.shm.atomics import monotonic_ns  # noqa: E402
 from qecd.transport.shm.loop import (  # noqa: E402
     CTL_CORRECTIONS,
@@ -157,15 +158,67 @@ def drop_shot_kernel(words, buf, tx_off, n_slots, slot_size, out_buf, ctl, rec_s
     return 0 if r >= 0 else -1
 
 
+class _CompiledWindows:
+    """A compiled stream whose window decoder runs in Python
+    (:attr:`~qecd.decoder.compiled_stream.CompiledStream.decodes_on_host`), seen as the
+    loop sees a :class:`StreamDecoder`: shot buffer, offsets, triggers, decode, reset. The
+    window's gathering and commit run in Numba; nothing of ours is allocated per window
+    but the view of the committed fault ids."""
+
+    def __init__(self, cs) -> None:
+        self.cs, self.state = cs, cs.new_state()
+        self.ctx = cs.context(self.state)
+        plan = cs.kernel_args()
+        self.shot_buffer, self.round_offsets = self.state.shot_bits, plan.round_offsets
+        self.trigger = plan.trigger
+        self.num_observables, self.num_rounds = cs.num_observables, cs.num_rounds
+        self.starts = tuple(w.start for w in cs.plan.windows)
+        self.stops = tuple(w.commit_stop - 1 for w in cs.plan.windows)
+        self.finals = tuple(w.final for w in cs.plan.windows)
+
+    def decode(self, t: int) -> tuple:
+        """(observables, fault ids, first, last, shot_end) of the window round ``t`` ends."""
+        st = self.state
+        n = self.cs.decode_due(self.ctx, t)
+        if n < 0:
+            raise DecoderError(self.cs.no_solution_reason(t))
+        w = st.st.item(1)
+        return st.out_obs, st.out_faults[:n], self.starts[w], self.stops[w], self.finals[w]
+
+    def reset(self) -> None:
+        self.state.st[0] = 0
+        self.state.carry[:] = 0
+
+
+class _PythonWindows:
+    """A :class:`StreamDecoder` as the loop sees it."""
+
+    def __init__(self, sd: StreamDecoder) -> None:
+        self.sd = sd
+        self.shot_buffer, self.round_offsets = sd.shot_buffer, sd.round_offsets
+        self.trigger = sd.trigger_table()
+        self.num_observables, self.num_rounds = sd.num_observables, sd.num_rounds
+
+    def decode(self, t: int) -> tuple:
+        c = self.sd.decode_due(t)
+        return c.observables, c.fault_ids.astype(np.int64), c.first_round, c.last_round, \
+            c.shot_end
+
+    def reset(self) -> None:
+        self.sd.reset()
+
+
 class HostLoop:
     """One stream's loop for a decoder called from Python: the ring, the loop's buffers and
     records (those of :class:`~qecd.transport.shm.streams.ShmStreamServer`) and the stream
-    decoder. :meth:`run` serves until the kernel returns anything but ``EXIT_DECODE``."""
+    decoder (a :class:`StreamDecoder`, or a compiled stream that decodes its windows on the
+    host). :meth:`run` serves until the kernel returns anything but ``EXIT_DECODE``."""
 
-    def __init__(self, sd: StreamDecoder, ring_args: tuple, *, server_side: int,
+    def __init__(self, sd, ring_args: tuple, *, server_side: int,
                  in_buf: np.ndarray, out_buf: np.ndarray, ctl: np.ndarray,
                  records: tuple, stream_id: int, want_faults: bool, idle_timeout_ns: int,
                  send_timeout_ns: int) -> None:
+        sd = _PythonWindows(sd) if isinstance(sd, StreamDecoder) else _CompiledWindows(sd)
         self.sd = sd
         self.ring = ring_args
         self.out_buf, self.ctl, self.records = out_buf, ctl, records
@@ -174,7 +227,7 @@ class HostLoop:
         self.pend = np.zeros(PEND_SIZE, dtype=np.int64)
         self.loop_args = (server_side, in_buf, out_buf, ctl, *records, self.stream_id,
                           int(idle_timeout_ns), self.send_timeout_ns, self.pend,
-                          sd.shot_buffer, sd.round_offsets, sd.trigger_table())
+                          sd.shot_buffer, sd.round_offsets, sd.trigger)
 
     def precompile(self) -> None:
         """Compile (or load from the cache) the reply kernels for these argument types
@@ -199,7 +252,7 @@ class HostLoop:
             if code != EXIT_DECODE:
                 return code
             try:
-                c = sd.decode_due(int(pend[P_TRIGGER]))
+                obs, faults, first, last, shot_end = sd.decode(pend.item(P_TRIGGER))
             except Exception as e:  # the shot is dropped, the stream goes on (as over ZeroMQ)
                 sd.reset()
                 log.warning("decoder_error", extra={"qecd": {
@@ -211,8 +264,7 @@ class HostLoop:
                     return EXIT_SEND_FAILED
                 continue
             if send_correction_kernel(words, buf, tx_off, n_slots, slot_size, self.out_buf,
-                                      self.ctl, pend, self.stream_id, c.observables,
-                                      c.fault_ids.astype(np.int64), self.want_faults,
-                                      c.first_round, c.last_round, c.shot_end,
+                                      self.ctl, pend, self.stream_id, obs, faults,
+                                      self.want_faults, first, last, shot_end,
                                       self.send_timeout_ns) != 0:
                 return EXIT_SEND_FAILED

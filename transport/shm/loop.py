@@ -6,7 +6,7 @@ A co-located control stack and the decoder share a :class:`~qecd.transport.shm.r
 CORRECTION (and ERROR / HEARTBEAT / BYE) packets, byte for byte what the ZeroMQ transport
 carries. :func:`serve_stream_kernel` is the server's per-stream loop: poll the request ring,
 validate the header and round number, append each round to the stream's shot buffer, decode
-a window when one is due (the ``uf`` backend compiled with the window logic,
+a window when one is due (a backend compiled with the window logic,
 :mod:`qecd.decoder.compiled_stream`), write the CORRECTION into the reply ring and ring its
 doorbell. No interpreter, no allocation, no system call on the path (the clock is the vDSO
 ``clock_gettime``). It returns to Python only on BYE, a stop request, or an idle timeout.
@@ -41,13 +41,13 @@ import numba
 import numpy as np
 
 from qecd import _jit
-from qecd.decoder import _uf_kernels, compiled_stream
+from qecd.decoder import compiled_stream
 from qecd.transport import engine as _engine
 from qecd.transport.shm import atomics as _atomics
 from qecd.transport.shm import ring as shm_ring
 from qecd.transport.wire import compiled as wire_compiled
 
-_jit.invalidate_if_changed(__file__, [_uf_kernels.__file__, compiled_stream.__file__,
+_jit.invalidate_if_changed(__file__, [*compiled_stream.kernel_sources(),
                                            _atomics.__file__, shm_ring.__file__,
                                            wire_compiled.__file__, _engine.__file__],
                            __name__)

@@ -40,7 +40,6 @@ from qecd.codes.layout import RoundLayout
 from qecd.decoder.compiled_stream import CompiledStream
 from qecd.decoder.registry import DEFAULT_STREAM_DECODER
 from qecd.decoder.window import StreamDecoder
-from qecd.errors import DecoderError
 from qecd.transport import wire as P
 from qecd.transport.shm.atomics import set_timer_slack_ns
 from qecd.transport.shm.host_loop import HostLoop
@@ -95,7 +94,8 @@ class ShmStreamServer:
     ----------
     decoder : CompiledStream or StreamDecoder
         The stream's decoder, built (its own instance: the loop owns its state). A
-        :class:`CompiledStream` (``uf``) runs the whole loop in Numba
+        :class:`CompiledStream` runs the whole loop in Numba (one that
+        ``decodes_on_host`` leaves it for the window decode only)
         (:func:`~qecd.transport.shm.loop.serve_stream_kernel`); a :class:`StreamDecoder`
         of any other backend leaves Numba only to decode a due window
         (:mod:`qecd.transport.shm.host_loop`).
@@ -112,12 +112,12 @@ class ShmStreamServer:
     def __init__(self, decoder: CompiledStream | StreamDecoder, *, stream_id: int,
                  want_faults: bool = False, n_slots: int = 256,
                  record_capacity: int = 2_000_000, idle_timeout_s: float = 30.0) -> None:
-        self.compiled = decoder if isinstance(decoder, CompiledStream) else None
+        compiled = isinstance(decoder, CompiledStream)
+        #: the stream decoder when the whole loop runs in Numba, else None
+        self.compiled = decoder if compiled and not decoder.decodes_on_host else None
+        #: the stream decoder when the loop leaves Numba to decode a window (a compiled
+        #: stream decoding on the host, or a StreamDecoder), else None
         self.host = decoder if self.compiled is None else None
-        if self.host is not None and self.host.backend_class.compiles_streams:
-            raise DecoderError(f"ShmStreamServer: compile the {self.host.backend} "
-                               "StreamDecoder (StreamDecoder.compile(); its loop then stays "
-                               "in Numba)")
         self.layout = decoder.layout
         self.stream_id = int(stream_id)
         self.want_faults = bool(want_faults)
@@ -125,6 +125,9 @@ class ShmStreamServer:
         if self.compiled is not None:
             max_faults = self.compiled.max_faults
             self.corrections_per_shot = self.compiled.corrections_per_shot
+        elif compiled:
+            max_faults = self.host.max_faults
+            self.corrections_per_shot = self.host.corrections_per_shot
         else:
             max_faults = self.host.faults.num_faults
             self.corrections_per_shot = int((self.host.trigger_table() >= 0).sum())
