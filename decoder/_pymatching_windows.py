@@ -94,10 +94,25 @@ class PmWindows(NamedTuple):
 class HostDecode:
     """``host_decode()``: the due window through PyMatching, from preallocated views."""
 
-    def __init__(self, arrays: PmWindows, graphs: list) -> None:
+    def __init__(self, arrays: PmWindows, decoders: list) -> None:
+        self._arrays, self._decoders = arrays, tuple(decoders)
+        self._bind()
+
+    def _bind(self) -> None:
+        arrays = self._arrays
         self._due = arrays.due
-        self._decode = tuple(g.decode_to_edges_array for g in graphs)
+        self._decode = tuple(d.matching._matching_graph.decode_to_edges_array
+                             for d in self._decoders)
         self._views = tuple(arrays.events[:n] for n in range(arrays.events.shape[0] + 1))
+
+    def __getstate__(self) -> dict:
+        # PyMatching's graphs and their bound methods do not pickle; the decoders do (as
+        # edge arrays) and the arrays are the plan's own (one pickle keeps them shared)
+        return {"_arrays": self._arrays, "_decoders": self._decoders}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._bind()
 
     def __call__(self) -> np.ndarray:
         due = self._due
@@ -146,4 +161,4 @@ def compile_pymatching_windows(plan: WindowPlan) -> CompiledWindows | None:
     return CompiledWindows(arrays, max_edges, PyMatchingDecoder.name,
                            "no perfect matching: odd parity on a part of the matching graph "
                            "that has no boundary", tuple(decoders),
-                           HostDecode(arrays, graphs))
+                           HostDecode(arrays, decoders))

@@ -121,3 +121,20 @@ def test_compiled_pymatching_stream_equals_python_stream_decoder(spec, window, c
     assert cs.decodes_on_host  # Numba up to the PyMatching call and after it
     dets, _ = exp.sample(150, seed=3)
     assert _same_commits(sd, cs, dets, exp.layout) > 0
+
+
+@pytest.mark.parametrize("backend, spec", [("uf", "surface:d=3,r=6,p=0.01"),
+                                           ("pymatching", "surface:d=3,r=6,p=0.01"),
+                                           ("bp-cluster", "bb:n=72,r=2,p=0.003")])
+def test_a_compiled_stream_pickles_and_decodes_the_same(backend, spec):
+    """Plans are built in a worker process and pickled back: every compiled kind must
+    survive it (PyMatching's graphs are rebuilt from their edge arrays)."""
+    import pickle
+
+    exp = build_experiment(spec)
+    sd = StreamDecoder(exp.dem, exp.layout, backend, window=2, commit=1)
+    cs = sd.compile()
+    assert cs is not None
+    twin = pickle.loads(pickle.dumps(cs))
+    dets, _ = exp.sample(100, seed=2)
+    assert np.array_equal(twin.decode_batch(dets), sd.decode_batch(dets))
