@@ -34,6 +34,7 @@ import time
 import numpy as np
 
 from qecd.codes import build_experiment
+from qecd.decoder.registry import REFERENCE_GRAPH_DECODER
 from qecd.decoder.window import StreamDecoder
 
 
@@ -44,7 +45,7 @@ def _stats(ns: list[int]) -> dict:
             "mean_us": float(a.mean())}
 
 
-def window_call_floor(spec: str, decoder: str = "pymatching", *, shots: int = 2000,
+def window_call_floor(spec: str, decoder: str = REFERENCE_GRAPH_DECODER, *, shots: int = 2000,
                       seed: int = 1, window: int | None = None,
                       commit: int | None = None) -> dict:
     """Time every window of ``shots`` sampled shots four ways (module docs); returns

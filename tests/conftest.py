@@ -21,6 +21,38 @@ from collections.abc import Callable, Iterator
 import pytest
 
 
+def pytest_sessionstart(session) -> None:
+    """Compile (or load from Numba's cache) every kernel a server builds, before any test
+    runs and outside the per-test timeouts: on a fresh clone the cache is cold, and the
+    first tests would otherwise spend their whole timeout waiting for a plan build, the
+    engine or a ring loop to compile. The build worker's fork server then loads them from
+    the cache written here."""
+    from qecd.codes import build_experiment
+    from qecd.decoder.window import StreamDecoder
+    from qecd.transport.server.build_worker import warm_up_kernels
+    from qecd.transport.shm.streams import ShmStreamClient, ShmStreamServer
+
+    warm_up_kernels()  # every registered backend's plan, whole shot and windowed
+    exp = build_experiment("repetition:d=3,r=2,p=0.01")
+    dets, _ = exp.sample(20, seed=1)
+    for backend in ("uf", "bp-cluster", "pymatching"):  # the engine and a ring loop each
+        compiled = StreamDecoder(exp.dem, exp.layout, backend, window=2, commit=1).compile()
+        if compiled is None:
+            continue
+        srv = ShmStreamServer(compiled, stream_id=1)
+        srv.start()
+        try:
+            cli = ShmStreamClient.attach(srv.region_name, exp.layout, stream_id=1,
+                                         corrections_per_shot=srv.corrections_per_shot)
+            cli.stream_shots(dets, timeout_s=600)
+            cli.bye()
+            cli.close()
+        finally:
+            srv.stop()
+            srv.join(30)
+            srv.close()
+
+
 def _wait_for(cond: Callable[[], object], timeout_s: float = 10.0, poll_s: float = 0.02) -> bool:
     """Poll ``cond()`` every ``poll_s`` until it is true or ``timeout_s`` passed; returns its
     last value, so ``assert wait_for(...)`` fails only when the condition never held."""

@@ -439,10 +439,7 @@ class Server:
         t_recv, t0, t1 = (int(r[fast_path.R_T_RECV]), int(r[fast_path.R_T0]),
                           int(r[fast_path.R_T1]))
         self._decoder_failed(s, i_next - 1, DecoderError(
-            f"{s.plan.decoder_name}: the syndrome has odd parity on a connected "
-            "component of the matching graph that has no boundary edge, so no set of "
-            f"faults explains the window ending at round {first + i_next - 1}"),
-            self._fast.packet_header())
+            s.plan.engine.no_solution_reason(first + i_next - 1)), self._fast.packet_header())
         record, clock = self.recorder.record, time.perf_counter_ns
         for _ in range(done):
             record(s.stream_id, clock() - t_recv, t1 - t0)
