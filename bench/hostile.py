@@ -452,9 +452,9 @@ def _heartbeats(endpoint: str, seconds: float, period_us: int, stop=None) -> dic
 
 def run_build_stall(*, hellos: int = 10, mb: tuple[float, float] = (5.0, 8.0),
                     baseline_s: float = 20.0, period_us: int = 2000,
-                    serve_args: tuple[str, ...] = ()) -> dict:
-    """HEARTBEAT round trips with and without ``hellos`` HELLOs of 5-8 MB DEMs (see module
-    docs); returns the report."""
+                    serve_args: tuple[str, ...] = (), decoder: str | None = None) -> dict:
+    """HEARTBEAT round trips with and without ``hellos`` HELLOs of 5-8 MB DEMs asking for
+    ``decoder`` (None: the protocol's default; see module docs); returns the report."""
     import threading
 
     from qecd.transport.client import Client, ServerError
@@ -475,7 +475,8 @@ def run_build_stall(*, hellos: int = 10, mb: tuple[float, float] = (5.0, 8.0),
                 def one(c: Client, text: str) -> None:
                     t = time.perf_counter()
                     try:
-                        st = c.open_stream(dem=text, timeout_s=300)
+                        st = c.open_stream(dem=text, timeout_s=300,
+                                           **({"decoder": decoder} if decoder else {}))
                         outcomes.append(f"ACCEPT after {time.perf_counter() - t:.1f} s")
                         st.close(10)
                     except ServerError as e:
@@ -502,6 +503,7 @@ def run_build_stall(*, hellos: int = 10, mb: tuple[float, float] = (5.0, 8.0),
     built = [json.loads(line) for line in log.splitlines() if "\"plan_built\"" in line]
     return {"baseline": base, "with_hellos": loaded, "hellos": sorted(outcomes),
             "dem_mb": [round(len(t) / 1e6, 2) for t in texts],
+            "decoder": decoder or DEFAULT_DECODER,
             "p99_ratio": round(loaded["p99_us"] / base["p99_us"], 2),
             "builds": [{k: b.get(k) for k in ("nbytes", "worker_s", "server_s")} for b in built],
             "load_average": os.getloadavg()}
@@ -521,7 +523,8 @@ def command(args) -> int:
               and (r["reaction_p99_ratio"] or 99) <= 2.0 and r["rss_growth_mb"] <= 50)
     else:
         r = run_build_stall(hellos=args.hellos, baseline_s=args.baseline_s,
-                            period_us=args.period_us, serve_args=serve)
+                            period_us=args.period_us, serve_args=serve,
+                            decoder=args.decoder)
         ok = r["p99_ratio"] <= 2.0 and r["with_hellos"]["lost"] == 0
     r["verdict"] = "PASS" if ok else "FAIL"
     print(json.dumps(r, indent=1, default=str))

@@ -26,6 +26,7 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import numba
@@ -123,11 +124,21 @@ class HostDecode:
         return self._decode[0](self._views[0])
 
 
-def compile_pymatching_windows(plan: WindowPlan) -> CompiledWindows | None:
+def compile_pymatching_windows(plan: WindowPlan, built: Mapping[str, object] | None = None
+                               ) -> CompiledWindows | None:
     """The PyMatching window decoder of a graph-like ``plan``, or None when this PyMatching
-    has no detection-event binding (the stream then decodes from Python)."""
-    decoders = [PyMatchingDecoder.from_dem(stim.DetectorErrorModel(t))
-                for t in templates_of(plan)]
+    has no detection-event binding (the stream then decodes from Python).
+
+    ``built`` maps window template texts to PyMatching decoders already built for them (a
+    :class:`~qecd.decoder.window.StreamDecoder`'s own, :attr:`window_decoders`): those are
+    shared rather than built again, so a plan holds one PyMatching graph per template, and a
+    process receiving it pickled rebuilds each graph once."""
+    built = built or {}
+    decoders = []
+    for t in templates_of(plan):
+        d = built.get(t)
+        decoders.append(d if isinstance(d, PyMatchingDecoder)
+                        else PyMatchingDecoder.from_dem(stim.DetectorErrorModel(t)))
     graphs = [getattr(d.matching, "_matching_graph", None) for d in decoders]
     if any(not hasattr(g, "decode_to_edges_array") for g in graphs):
         return None

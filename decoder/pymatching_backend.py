@@ -25,6 +25,10 @@ from qecd.decoder.base import Decoder
 from qecd.decoder.fault_table import FaultTable
 from qecd.errors import DecoderError
 
+#: edges rebuilt per slice when a pickled decoder is loaded (each slice a short stretch of
+#: Python holding the GIL, so a server loop waiting for it gets it within ~1 ms)
+_EDGE_CHUNK = 1024
+
 
 class PyMatchingDecoder(Decoder):
     """Thin wrapper over :class:`pymatching.Matching` with the qecd decoder interface."""
@@ -41,19 +45,27 @@ class PyMatchingDecoder(Decoder):
         from qecd.decoder._pymatching_windows import compile_pymatching_windows
         from qecd.decoder.compiled_stream import CompiledStream
 
-        windows = compile_pymatching_windows(stream.plan)
+        windows = compile_pymatching_windows(stream.plan, stream.window_decoders)
         return None if windows is None else CompiledStream(stream.plan, windows)
 
     def __init__(self, dem: stim.DetectorErrorModel) -> None:
         self.faults = FaultTable.from_dem(dem, graph=True)
         self.matching = pymatching.Matching.from_detector_error_model(dem)
-        self._edge_to_fault: dict[tuple[int, int], int] = {}
-        for f in range(self.faults.num_faults):
-            d = self.faults.detectors_of(f).tolist()
-            key = (d[0], d[1]) if len(d) == 2 else (d[0], -1)
-            self._edge_to_fault[key] = f
-        # warm up (allocations inside PyMatching happen on first use)
-        self.matching.decode(np.zeros(self.faults.num_detectors, dtype=np.uint8))
+        self._edge_to_fault = self._edge_map()
+        self._warm_up()
+
+    def _edge_map(self) -> dict[tuple[int, int], int]:
+        """(detector, detector or -1) -> fault id, built in slices of Python (not pickled:
+        a dict of tuples is rebuilt in one C call by pickle, holding the GIL)."""
+        t = self.faults
+        out: dict[tuple[int, int], int] = {}
+        ptr, idx = t.det_indptr.tolist(), t.det_indices.tolist()
+        for f in range(t.num_faults):
+            a, b = ptr[f], ptr[f + 1]
+            if a == b:
+                continue  # a fault with no detector is never matched
+            out[(idx[a], idx[a + 1]) if b - a == 2 else (idx[a], -1)] = f
+        return out
 
     def __getstate__(self) -> dict:
         """The matching graph as edge arrays (``pymatching.Matching`` does not pickle): a
@@ -67,24 +79,35 @@ class PyMatchingDecoder(Decoder):
         n = len(edges)
         uv = np.full((n, 2), -1, dtype=np.int64)
         wp = np.zeros((n, 2), dtype=np.float64)
-        obs: list[tuple[int, ...]] = []
+        obs_ptr = np.zeros(n + 1, dtype=np.int64)  # arrays, not tuples: see _edge_map
+        obs: list[int] = []
         for i, (u, v, d) in enumerate(edges):
             uv[i] = (u, -1 if v is None else v)
             wp[i] = (d["weight"], d.get("error_probability", -1.0))
-            obs.append(tuple(sorted(d["fault_ids"])))
-        state["_edges"] = (uv, wp, obs, m.num_detectors, sorted(m.boundary))
+            obs.extend(sorted(d["fault_ids"]))
+            obs_ptr[i + 1] = len(obs)
+        del state["_edge_to_fault"]
+        state["_edges"] = (uv, wp, obs_ptr, np.asarray(obs, dtype=np.int64), m.num_detectors,
+                           sorted(m.boundary))
         return state
 
     def __setstate__(self, state: dict) -> None:
-        uv, wp, obs, num_detectors, boundary = state.pop("_edges")
+        uv, wp, obs_ptr, obs, num_detectors, boundary = state.pop("_edges")
         self.__dict__.update(state)
+        self._edge_to_fault = self._edge_map()
         m = pymatching.Matching()
         add_edge, add_boundary = m.add_edge, m.add_boundary_edge
-        for (u, v), (w, p), f in zip(uv.tolist(), wp.tolist(), obs, strict=True):
-            if v < 0:
-                add_boundary(u, fault_ids=set(f), weight=w, error_probability=p)
-            else:
-                add_edge(u, v, fault_ids=set(f), weight=w, error_probability=p)
+        for a in range(0, len(uv), _EDGE_CHUNK):  # chunks: no long call holds the GIL
+            b = min(a + _EDGE_CHUNK, len(uv))
+            ptr = obs_ptr[a:b + 1].tolist()
+            ids = obs[ptr[0]:ptr[-1]].tolist()
+            for k, ((u, v), (w, p)) in enumerate(zip(uv[a:b].tolist(), wp[a:b].tolist(),
+                                                     strict=True)):
+                f = set(ids[ptr[k] - ptr[0]:ptr[k + 1] - ptr[0]])
+                if v < 0:
+                    add_boundary(u, fault_ids=f, weight=w, error_probability=p)
+                else:
+                    add_edge(u, v, fault_ids=f, weight=w, error_probability=p)
         if boundary:
             m.set_boundary_nodes(set(boundary))
         if m.num_detectors < num_detectors:
@@ -92,7 +115,15 @@ class PyMatchingDecoder(Decoder):
             # their nodes, so build from the fault table's DEM as from_dem did (small DEMs)
             m = pymatching.Matching.from_detector_error_model(self._fault_dem())
         self.matching = m
-        self.matching.decode(np.zeros(self.faults.num_detectors, dtype=np.uint8))
+        self._warm_up()
+
+    def _warm_up(self) -> None:
+        """PyMatching builds its search graph on the first decode (one C++ call holding the
+        GIL, ~15 ms for a 24k-edge graph here): make it now, not on a stream's first window.
+        The edge-returning decode builds what both it and ``decode`` need, once; ``decode``
+        first would build part of it twice."""
+        zeros = np.zeros(self.faults.num_detectors, dtype=np.uint8)
+        getattr(self.matching, "decode_to_edges_array", self.matching.decode)(zeros)
 
     def _fault_dem(self) -> stim.DetectorErrorModel:
         """This decoder's faults as a DEM (one ``error`` per fault, every detector declared)."""

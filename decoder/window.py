@@ -31,7 +31,9 @@ True
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 import stim
@@ -229,6 +231,12 @@ class StreamDecoder(ShotDecoding, Decoder):
         state), or None when the backend decodes from Python (see
         :meth:`~qecd.decoder.base.Decoder.compile_stream`)."""
         return self.backend_class.compile_stream(self)
+
+    @property
+    def window_decoders(self) -> Mapping[str, Decoder]:
+        """The backend instances built, by window template DEM text (read-only; whole-DEM
+        windows are not in it)."""
+        return MappingProxyType(self._cache)
 
     @property
     def num_window_decoders(self) -> int:

@@ -276,6 +276,8 @@ def _add_research_bench_parsers(bsub: argparse._SubParsersAction) -> None:
     h.add_argument("--hellos", type=int, default=10, help="build-stall: large HELLOs")
     h.add_argument("--period-us", type=int, default=2000,
                    help="build-stall: HEARTBEAT period (us)")
+    h.add_argument("--decoder", default=None,
+                   help="build-stall: the large HELLOs' decoder (default: the protocol's)")
     h.add_argument("--serve-arg", action="append", default=[],
                    help="an argument for the qecd serve it starts (repeat; --serve-arg=--flag)")
     h.set_defaults(func=_bench_command("hostile"))

@@ -257,3 +257,26 @@ def test_a_build_worker_that_dies_is_replaced_and_its_hello_answered(running_ser
         assert worker.restarts == 1 and worker.pid != pid
         with Client(server.endpoints[0]) as other:
             _decodes(other, "repetition:d=3,r=3,p=0.01")  # built by the replacement
+
+
+def test_a_pymatching_plan_arrives_with_one_graph_per_window_template():
+    """The server rebuilds PyMatching graphs from the pickled plan holding the GIL in C++
+    for parts of it (the search graph on the first decode): the Python path's window
+    decoders and the engine's host decode share one graph per template, so each is rebuilt
+    once (they were two copies), and the edge-returning decode still finds every fault."""
+    import pickle
+
+    from qecd.transport.server.session import build_plan, plan_key
+
+    hello = Hello(spec="surface:d=3,r=8,p=0.01", decoder="pymatching-w4c2")
+    arrived = pickle.loads(pickle.dumps(build_plan(plan_key(hello), hello)))
+    python_side = {id(d) for d in arrived.decoder.window_decoders.values()}
+    engine_side = {id(d) for d in arrived.engine.windows.decoders}
+    assert python_side == engine_side and len(python_side) >= 1
+    exp = build_experiment(plan_key(hello).experiment)
+    dets, _ = exp.sample(50, seed=5)
+    for d in arrived.decoder.window_decoders.values():
+        syn = np.zeros(d.faults.num_detectors, np.uint8)
+        syn[:2] = 1
+        faults = d.decode_to_faults(syn)
+        assert (d.faults.observables_of(faults) == d.decode(syn)).all()
