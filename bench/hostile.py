@@ -181,12 +181,12 @@ class ServeChild:
                                       "tcp://127.0.0.1:0", *args], stdout=subprocess.DEVNULL,
                                      stderr=self._log, text=True)
         self.pid = self.proc.pid
-        deadline = time.monotonic() + 120
+        # a cold Numba cache: the server's warm-up compiles every kernel (minutes)
+        deadline = time.monotonic() + 900
         self.start: dict | None = None
         while self.start is None:
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"qecd serve did not start: {self.log()[-2000:]}")
+                self._fail("start")
             time.sleep(0.1)
             for line in self.log().splitlines():
                 if '"server_start"' in line:
@@ -194,9 +194,13 @@ class ServeChild:
         self.endpoint = self.start["endpoints"][0]
         while '"kernels_warm"' not in self.log():  # the server's own warm-up is done
             if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError(f"qecd serve did not warm up: {self.log()[-2000:]}")
+                self._fail("warm up")
             time.sleep(0.1)
+
+    def _fail(self, what: str) -> None:
+        text = self.log()[-2000:]  # before stop() closes the log
+        self.stop()
+        raise RuntimeError(f"qecd serve did not {what}: {text}")
 
     def log(self) -> str:
         self._log.seek(0)
