@@ -27,12 +27,22 @@ def pytest_sessionstart(session) -> None:
     first tests would otherwise spend their whole timeout waiting for a plan build, the
     engine or a ring loop to compile. The build worker's fork server then loads them from
     the cache written here."""
+    import subprocess
+    import sys
+
     from qecd.codes import build_experiment
+    from qecd.decoder.registry import backend_names
     from qecd.decoder.window import StreamDecoder
     from qecd.transport.server.build_worker import warm_up_kernels
     from qecd.transport.shm.streams import ShmStreamClient, ShmStreamServer
 
-    warm_up_kernels()  # every registered backend's plan, whole shot and windowed
+    # every registered backend's plan, whole shot and windowed: half of them compiled by a
+    # second process meanwhile (a cold cache compiles for minutes, on one CPU per process)
+    names = backend_names()
+    other = subprocess.Popen([sys.executable, "-c", "import sys; from qecd.transport.server."
+                              "build_worker import warm_up_kernels; "
+                              "warm_up_kernels(sys.argv[1:])", *names[1::2]])
+    warm_up_kernels(names[0::2])
     exp = build_experiment("repetition:d=3,r=2,p=0.01")
     dets, _ = exp.sample(20, seed=1)
     for backend in ("uf", "bp-cluster", "pymatching"):  # the engine and a ring loop each
@@ -51,6 +61,8 @@ def pytest_sessionstart(session) -> None:
             srv.stop()
             srv.join(30)
             srv.close()
+    if other.wait() != 0:
+        raise RuntimeError(f"kernel warm-up of {names[1::2]} failed (exit {other.returncode})")
 
 
 def _wait_for(cond: Callable[[], object], timeout_s: float = 10.0, poll_s: float = 0.02) -> bool:

@@ -41,7 +41,7 @@ import multiprocessing
 import os
 import pickle
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 from qecd.errors import ProtocolError
@@ -112,14 +112,15 @@ def _meta(hello: Hello) -> HelloMeta:
                      hello.input)
 
 
-def warm_up_kernels() -> None:
+def warm_up_kernels(backends: Iterable[str] | None = None) -> None:
     """Build one tiny plan per registered backend whose module loads (whole shot, and a
     window for those that compile streams), so kernels are compiled (or loaded from Numba's
-    cache) and modules imported before any request pays for it."""
+    cache) and modules imported before any request pays for it. ``backends`` limits it to
+    those names (default: every registered one)."""
     from qecd.decoder.registry import backend_class, backend_names
 
     limits = SessionLimits()
-    for name in backend_names():
+    for name in (backend_names() if backends is None else backends):
         try:
             windowed = backend_class(name).compiles_streams
         except Exception:  # an optional backend whose package is missing: nothing to warm
@@ -352,8 +353,12 @@ class BuildWorker:
         if rss > self.max_worker_rss:
             self._replace()  # its heap may hold a hostile build's memory
         t0 = time.perf_counter()
+        rss0 = _rss_bytes()
         plan = pickle.loads(data)
-        plan.nbytes = len(data)
+        # what the plan costs here: the native objects rebuilt on arrival (PyMatching's
+        # graphs, Numba's typed containers, warm-up state) are 4-7x its pickled size, so the
+        # cache counts the larger of the two (the process's resident growth meanwhile)
+        plan.nbytes = max(len(data), _rss_bytes() - rss0)
         del data
         return BuildResult(key, plan, meta, False, build_s, time.perf_counter() - t0, pid)
 

@@ -70,6 +70,7 @@ from qecd.transport.server.session import (
     StreamPlan,
     StreamSession,
     plan_key,
+    return_large_blocks,
 )
 from qecd.transport.server.shm_streams import ShmStreams
 from qecd.transport.wire import (
@@ -1079,6 +1080,7 @@ def run_server(config: ServerConfig, *, metrics_port: int | None = None,
     (``.npz``) at exit.
     """
     configure_json_logging()
+    return_large_blocks()  # freed plans give their memory back (see its docs)
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
     from qecd.transport.shm.ring import sweep_stale_regions

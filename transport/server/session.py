@@ -78,7 +78,8 @@ from qecd.transport.wire import (
 )
 
 __all__ = ["SessionLimits", "PlanKey", "StreamPlan", "DecoderPool", "StreamSession",
-           "LimitError", "plan_key", "build_plan", "plan_nbytes", "release_memory"]
+           "LimitError", "plan_key", "build_plan", "plan_nbytes", "release_memory",
+           "return_large_blocks"]
 
 #: exceptions a library may raise on a client's spec, DEM or settings: answered BAD_HELLO
 _BAD_INPUT = (QecdError, ValueError, IndexError, KeyError, TypeError, OverflowError)
@@ -498,9 +499,11 @@ class DecoderPool:
 
 
 def plan_nbytes(plan: StreamPlan) -> int:
-    """The bytes a plan holds, measured as the build worker does: its pickled size (numpy
-    arrays, texts, graph edge lists; the native objects rebuilt from them are of the same
-    order).
+    """The bytes a plan built in this process is counted for in a :class:`DecoderPool`: its
+    pickled size (numpy arrays, texts, graph edge lists). A plan arriving from the build
+    worker is counted for the larger of that and the server's resident growth while it was
+    unpickled (the native objects rebuilt from those arrays: 4-7x the pickled size for a
+    5-8 MB DEM), see :meth:`~qecd.transport.server.build_worker.BuildWorker.build`.
 
     >>> plan_nbytes(DecoderPool().get_or_build(Hello(spec="repetition:d=3,r=2,p=0.01"))) > 0
     True
@@ -522,6 +525,31 @@ def release_memory() -> None:
         libc.malloc_trim(0)
     except (OSError, AttributeError):
         pass
+
+
+#: glibc ``mallopt`` parameter: allocations above it are mmapped (and unmapped when freed)
+_M_MMAP_THRESHOLD = -3
+
+
+def return_large_blocks(threshold: int = 256 << 10) -> bool:
+    """Make glibc serve every allocation above ``threshold`` bytes with its own mapping, so
+    freeing it returns the memory at once (a plan's arrays, a large HELLO's bytes). By
+    default glibc raises that threshold each time such a block is freed (up to 32 MB), after
+    which a dropped plan's arrays stay in the heap as holes ``malloc_trim`` cannot always
+    return: a server that built 5-8 MB DEMs kept ~100 MB more than its cache held. A fixed
+    threshold turns that off. False where there is no glibc.
+
+    >>> isinstance(return_large_blocks(), bool)
+    True
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, int(threshold)))
+    except (OSError, AttributeError):
+        return False
 
 
 class StreamSession:
