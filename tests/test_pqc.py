@@ -373,6 +373,25 @@ def test_a_token_resumes_the_stream_from_a_new_connection_once(server, pq_keys):
         s2.close()
 
 
+def test_a_stream_of_the_handshake_resumes_only_with_its_session_token(server, pq_keys):
+    """docs/protocol.md §6.9: the plain ``resume_token`` of a stream opened with the
+    handshake does not resume it (the uniform refusal: on a plain wire it could be read
+    off); the §6.8.5 resume's ACCEPT carries ``next_round`` and a fresh ``resume_token``."""
+    with Client(server.endpoints[0], pq=pq_keys["pin"]) as c:
+        s = c.open_stream(SPEC)
+        _one_shot(s)
+        assert s.resume_token is not None
+        with Client(server.endpoints[0]) as plain:
+            with pytest.raises(ServerError) as e:
+                plain.resume_stream(s.stream_id, s.resume_token)
+            assert e.value.code == ErrorCode.UNKNOWN_STREAM
+        with Client(server.endpoints[0], pq=pq_keys["pin"]) as c2:
+            s2 = c2.open_stream(SPEC, resume=s.pq)
+            assert s2.accept.next_round == 3 == s2.next_round
+            assert s2.resume_token not in (None, s.resume_token)
+            s2.close()
+
+
 def test_a_token_without_its_session_key_cannot_resume(server, pq_keys):
     with Client(server.endpoints[0], pq=pq_keys["pin"]) as c:
         s = c.open_stream(SPEC)
