@@ -188,6 +188,10 @@ def test_the_handshake_also_runs_on_shm_streams(server, pq_keys):
         cli = c.open_shm_stream(SPEC, timeout_s=110)
         try:
             assert cli.pq is not None and cli.pq.stream_id == cli.accept.stream_id
+            with Client(server.endpoints[0], pq=pq_keys["pin"]) as c2:  # §6.9: not re-handed
+                with pytest.raises(ServerError, match="shared-memory") as e:
+                    c2.open_stream(SPEC, resume=cli.pq)
+                assert e.value.code == ErrorCode.BAD_HELLO
         finally:
             c.bye(cli.accept.stream_id)
             cli.close()

@@ -64,7 +64,7 @@ from qecd.transport.server.metrics import (
 from qecd.transport.server.plan_builds import ClientBudget, PendingHello, PlanBuilds
 from qecd.transport.server.pq_hellos import PqHellos
 from qecd.transport.server.rate_limit import RateLimiter
-from qecd.transport.server.resume import ResumeTokens
+from qecd.transport.server.resume import ResumeTokens, refuse_ring
 from qecd.transport.server.session import (
     DecoderPool,
     LimitError,
@@ -830,6 +830,7 @@ class Server:
         (plain mode: the new routing id; CURVE: the same key, checked) with a fresh
         handshake and a new token (the presented one is spent), and ACCEPT it again."""
         s = self._pq.resume(hello, owner, self._streams)
+        refuse_ring(s, "pq_resume")
         if key != s.plan.key:
             raise ProtocolError(ErrorCode.BAD_HELLO, f"HELLO key 'pq_resume': expected the "
                                 f"HELLO that opened stream {s.stream_id} ({s.plan.key}), got "

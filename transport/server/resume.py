@@ -33,7 +33,7 @@ from qecd.errors import ProtocolError
 from qecd.transport.server.pq_hellos import curve_owner
 from qecd.transport.wire import RESUME_TOKEN_BYTES, ErrorCode, Resume
 
-__all__ = ["REFUSED_REASON", "ResumeTokens"]
+__all__ = ["REFUSED_REASON", "ResumeTokens", "refuse_ring"]
 
 #: the one reason of every refused resume (docs/protocol.md §6.9: nothing tells the cases
 #: apart)
@@ -80,10 +80,15 @@ class ResumeTokens:
             ok = s.owner == key
         if not ok:
             raise ProtocolError(ErrorCode.UNKNOWN_STREAM, REFUSED_REASON)
-        if s.shm is not None:
-            raise ProtocolError(ErrorCode.BAD_HELLO, f"HELLO key 'resume': stream "
-                                f"{s.stream_id} is a shared-memory stream: its ring is not "
-                                "handed to another connection (docs/protocol.md §6.9); "
-                                "keep the ZeroMQ connection that opened it, or BYE it over "
-                                "the ring")
+        refuse_ring(s, "resume")
         return s
+
+
+def refuse_ring(s, key: str) -> None:
+    """BAD_HELLO when ``s`` is a shared-memory stream: a resume (``resume`` or
+    ``pq_resume``, named by ``key``) never hands its ring to another connection."""
+    if s.shm is not None:
+        raise ProtocolError(ErrorCode.BAD_HELLO, f"HELLO key {key!r}: stream {s.stream_id} "
+                            "is a shared-memory stream: its ring is not handed to another "
+                            "connection (docs/protocol.md §6.9); keep the ZeroMQ connection "
+                            "that opened it, or BYE it over the ring")
