@@ -396,6 +396,29 @@ def test_a_stream_of_the_handshake_resumes_only_with_its_session_token(server, p
             s2.close()
 
 
+def test_after_a_resume_the_old_connection_is_refused_on_the_compiled_fast_path(server,
+                                                                                 pq_keys):
+    """A ``uf`` stream's SYNDROMEs are served by the compiled fast path, which matched them
+    by the owner's routing id as it was at ACCEPT: after a resume moved the stream, the old
+    connection's rounds were still decoded there (and the new owner's went to Python)."""
+    from qecd.transport.wire import encode_syndrome
+
+    with Client(server.endpoints[0], pq=pq_keys["pin"]) as old, \
+            Client(server.endpoints[0], pq=pq_keys["pin"]) as new:
+        s = old.open_stream(SPEC, decoder="uf")
+        _one_shot(s)
+        s2 = new.open_stream(SPEC, decoder="uf", resume=s.pq)
+        assert s2.next_round == 3
+        old.send_frame(encode_syndrome(np.zeros(s.slice_sizes[0], np.uint8), s.layout,
+                                       stream_id=s.stream_id, first_round=3))
+        with pytest.raises(ServerError) as e:
+            s.recv(10)
+        assert e.value.code == ErrorCode.NOT_OWNER
+        c = _one_shot(s2)
+        assert (c.first_round, c.last_round) == (3, 5)
+        s2.close()
+
+
 def test_a_token_without_its_session_key_cannot_resume(server, pq_keys):
     with Client(server.endpoints[0], pq=pq_keys["pin"]) as c:
         s = c.open_stream(SPEC)
