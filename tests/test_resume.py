@@ -138,6 +138,32 @@ def test_the_old_connection_is_refused_after_the_resume(server, shots, decoder):
         s2.close()
 
 
+def test_the_asyncio_client_resumes_too(server, shots):
+    import asyncio
+
+    from qecd.transport.aio_client import AsyncClient
+
+    exp, dets = shots
+
+    async def run():
+        async with AsyncClient(server.endpoints[0]) as c1:
+            s = await c1.open_stream(SPEC)
+            for t in range(3):
+                await s.send_round(_round_bits(exp, dets[0], t))
+            assert (await c1.stats(s.stream_id))["next_round"] == 3
+        async with AsyncClient(server.endpoints[0]) as c2:
+            s2 = await c2.resume_stream(s.stream_id, s.resume_token)
+            for t in range(3, exp.layout.num_rounds):
+                await s2.send_round(_round_bits(exp, dets[0], t))
+            c = await s2.recv_correction(10)
+            await s2.close()
+            return s2.next_round, s2.resume_token != s.resume_token, c
+
+    next_round, fresh, c = asyncio.run(run())
+    assert next_round == exp.layout.num_rounds and fresh
+    assert (c.first_round, c.last_round, c.shot_end) == (0, exp.layout.num_rounds - 1, True)
+
+
 def test_wrong_spent_and_foreign_tokens_and_unknown_ids_are_refused_alike(server, caplog):
     with Client(server.endpoints[0]) as owner, Client(server.endpoints[0]) as thief:
         a = owner.open_stream(SPEC)
