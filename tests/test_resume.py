@@ -201,7 +201,7 @@ def test_refused_resumes_spend_the_error_budget(running_server):
     """Each refusal is an ERROR of the peer's budget (§10): beyond it, counted drops."""
     with running_server(error_budget_per_s=3) as srv, Client(srv.endpoints[0],
                                                              timeout_s=1.0) as thief:
-        for i in range(6):  # sent back to back: within one second of budget
+        for i in range(10):  # back to back: within one or two of the budget's seconds
             thief.send_frame(resume_frame(1, os.urandom(RESUME_TOKEN_BYTES), i + 1))
         answered = 0
         with pytest.raises(ServerTimeout):
@@ -210,9 +210,9 @@ def test_refused_resumes_spend_the_error_budget(running_server):
                 assert r.msg_type == MsgType.ERROR
                 assert r.body.code == ErrorCode.UNKNOWN_STREAM
                 answered += 1
-        assert answered <= 3
-        assert srv.counters.hellos_refused["resume"] == 6
-        assert srv.counters.dropped.get("error_budget", 0) >= 3
+        assert srv.counters.hellos_refused["resume"] == 10
+        dropped = srv.counters.dropped.get("error_budget", 0)
+        assert answered + dropped == 10 and answered <= 6, (answered, dropped)
 
 
 def test_the_prometheus_families_count_resumes(server):
