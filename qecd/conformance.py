@@ -575,6 +575,92 @@ def _r_not_owner(c: Context) -> str:
     return d
 
 
+def _resume(c: Context, peer: Peer, sid: int, token: bytes) -> tuple[P.Header, bytes]:
+    seq = peer.next_seq()
+    peer.send(P.encode_hello(P.Hello(resume=P.Resume(sid, token)), seq=seq,
+                             timestamp_ns=seq * 3))
+    return peer.wait(lambda h: h.round == seq and h.msg_type in (2, 5), "ACCEPT or ERROR")
+
+
+@rule("resume: a new connection takes the stream at next_round with a fresh token; the old "
+      "one gets NOT_OWNER", "§6.9 §9")
+def _r_resume(c: Context) -> str:
+    _, acc = c.open(window=4, commit=2)
+    expect(acc.resume_token is not None, "ACCEPT without resume_token")
+    for r in range(3):
+        c.a.send(syndrome(acc, r))
+    c.a.send(P.encode_heartbeat(stream_id=acc.stream_id, seq=77))  # in order after them
+    c.a.wait(lambda h: h.msg_type == P.MsgType.HEARTBEAT and h.round == 77, "HEARTBEAT")
+    new = c.peer()
+    try:
+        h, p = _resume(c, new, acc.stream_id, acc.resume_token)
+        expect(h.msg_type == P.MsgType.ACCEPT, f"resume refused: "
+               f"{P.decode_error(h, p).reason if h.msg_type == 5 else ''}")
+        again = P.decode_accept(h, p)
+        expect(again.stream_id == acc.stream_id == h.stream_id, "ACCEPT names another stream")
+        expect(again.next_round == 3, f"next_round {again.next_round} (expected 3)")
+        expect(again.slice_sizes == acc.slice_sizes and again.window == 4,
+               "the resumed ACCEPT describes another stream")
+        expect(again.resume_token not in (None, acc.resume_token), "no fresh resume_token")
+        _expect_error(c, syndrome(acc, 3), P.ErrorCode.NOT_OWNER, next_round=0)
+        h2, p2 = _resume(c, c.b, acc.stream_id, acc.resume_token)
+        expect(h2.msg_type == P.MsgType.ERROR, "a spent token resumed the stream again")
+        expect(P.decode_error(h2, p2).code == P.ErrorCode.UNKNOWN_STREAM,
+               f"spent token: {_name(P.decode_error(h2, p2).code)} (expected UNKNOWN_STREAM)")
+        bye = c.bye(acc.stream_id, new)
+        expect(bye.round == 3, f"BYE round {bye.round} (expected 3)")
+    finally:
+        new.close()
+    return f"stream {acc.stream_id} resumed at round 3"
+
+
+@rule("resume with a wrong token, another stream's, or an unknown id -> one UNKNOWN_STREAM "
+      "(same reason, stream 0, next_round 0)", "§6.9 §8")
+def _r_resume_refused(c: Context) -> str:
+    _, a = c.open()
+    _, b = c.open()
+    tries = [(a.stream_id, bytes(32)), (a.stream_id, b.resume_token),
+             (max(a.stream_id, b.stream_id) + 100_000, a.resume_token)]
+    reasons = set()
+    for sid, tok in tries:
+        h, p = _resume(c, c.b, sid, tok)
+        expect(h.msg_type == P.MsgType.ERROR, f"resume of {sid} with a wrong token accepted")
+        e = P.decode_error(h, p)
+        expect(e.code == P.ErrorCode.UNKNOWN_STREAM and h.stream_id == 0 and e.next_round == 0,
+               f"{_name(e.code)} stream {h.stream_id} next_round {e.next_round} (expected "
+               "UNKNOWN_STREAM, 0, 0)")
+        reasons.add(e.reason)
+    expect(len(reasons) == 1, f"the refusals differ: {sorted(reasons)}")
+    c.bye(a.stream_id)
+    c.bye(b.stream_id)
+    return f"UNKNOWN_STREAM: {reasons.pop()[:60]}"
+
+
+@rule("BYE in the middle of a shot: no ERROR, BYE round = rounds received", "§9.5")
+def _r_bye_mid_shot(c: Context) -> str:
+    _, acc = c.open()
+    n = max(1, acc.rounds_per_shot - 1)
+    for r in range(n):
+        c.a.send(syndrome(acc, r))
+    seq = c.a.next_seq()
+    c.a.send(P.encode_bye(stream_id=acc.stream_id, seq=seq, timestamp_ns=seq))
+    while True:  # everything up to the BYE reply: no ERROR (SYNDROMES_DROPPED) among it
+        got = c.a.recv()
+        expect(got is not None, f"no BYE within {c.timeout_s:g} s")
+        h, p = got
+        if h.msg_type == P.MsgType.ERROR:
+            raise Fail(f"ERROR {_name(P.decode_error(h, p).code)} after a BYE mid-shot "
+                       "(expected the incomplete shot discarded silently)")
+        if h.msg_type == P.MsgType.BYE and h.stream_id == acc.stream_id:
+            break
+    expect(h.round == n, f"BYE round {h.round} (expected {n})")
+    c.a.send(P.encode_heartbeat(seq=4343))
+    h, _ = c.a.wait(lambda h: True, "HEARTBEAT echo")
+    expect(h.msg_type == P.MsgType.HEARTBEAT and h.round == 4343,
+           f"a {P.MsgType(h.msg_type).name} after the BYE (expected nothing)")
+    return f"BYE round {n}, nothing else"
+
+
 @rule("ACCEPT or CORRECTION sent to the server -> UNEXPECTED_TYPE", "§8")
 def _r_unexpected(c: Context) -> str:
     acc = P.Accept(stream_id=5, slice_sizes=(1,), num_observables=1)

@@ -27,7 +27,9 @@ GAP_REASON = ("SYNDROME field 'round': expected 8 (next round of stream 7), got 
 
 
 def _hello_body(h: P.Hello) -> dict:
-    """The HELLO map in the reference encoder's key order (nil = None)."""
+    """The HELLO map in the reference encoder's key order (nil = None; bin as hex)."""
+    if h.resume is not None:
+        return {"resume": {"stream_id": h.resume.stream_id, "token": h.resume.token.hex()}}
     m: dict = {}
     if h.spec is not None:
         m["spec"] = h.spec
@@ -62,6 +64,10 @@ def _accept_body(a: P.Accept) -> dict:
     if a.slice_detectors is not None:
         m.update(slice_detectors=[list(ids) for ids in a.slice_detectors],
                  commit_ranges=[list(r) for r in a.commit_ranges], dem=a.dem)
+    if a.next_round is not None:
+        m["next_round"] = a.next_round
+    if a.resume_token is not None:
+        m["resume_token"] = a.resume_token.hex()
     return m
 
 
@@ -87,6 +93,11 @@ ACCEPT_DESCRIBED = P.Accept(stream_id=9, slice_sizes=(2, 2), num_observables=1, 
                             commit=None, server="qecd 0.1.0", max_frame=65536,
                             slice_detectors=((0, 2), (1, 3)), commit_ranges=((0, 1, 1),),
                             dem=DESCRIBED_DEM)
+#: the session's resume (§6.9): stream 7's token from its ACCEPT, and the resumed ACCEPT
+#: (rounds 0..5 were received: next_round 6) with a fresh token
+RESUME_TOKEN = bytes(range(0xa0, 0xc0))
+HELLO_RESUME = P.Hello(resume=P.Resume(7, RESUME_TOKEN))
+ACCEPT_RESUMED = ACCEPT._replace(next_round=6, resume_token=bytes(range(0xc0, 0xe0)))
 FIRED = [[0, 3, 12], [1, 8, 23]]
 STATS = {"rounds_received": 8, "backlog_rounds": 0, "errors_sent": 1}
 
@@ -126,6 +137,10 @@ def build_vectors() -> list[dict]:
          _accept_body(ACCEPT_SHM)),
         ("accept_described", P.encode_accept(ACCEPT_DESCRIBED, seq=3, timestamp_ns=6),
          _accept_body(ACCEPT_DESCRIBED)),
+        ("hello_resume", P.encode_hello(HELLO_RESUME, seq=5, timestamp_ns=2_000_000),
+         _hello_body(HELLO_RESUME)),
+        ("accept_resumed", P.encode_accept(ACCEPT_RESUMED, seq=5, timestamp_ns=2_000_000),
+         _accept_body(ACCEPT_RESUMED)),
         ("syndrome_2_rounds", P.encode_syndrome(_syndrome_bits(), P.SyndromeLayout(SLICES),
                                                 stream_id=7, first_round=4, count=2,
                                                 timestamp_ns=TS),
@@ -264,6 +279,8 @@ def dump(vectors: list[dict], pqc: dict | None = None) -> str:
            "spec": "docs/protocol.md section 13",
            "notes": ["hex: the whole packet (header and body), lowercase",
                      "header: the 32-byte header's fields as integers",
+                     "msgpack bin values (HELLO resume.token, ACCEPT resume_token) as "
+                     "lowercase hex strings",
                      "body: the body's fields; msgpack bodies as the JSON of the map in wire "
                      "key order (null = msgpack nil); SYNDROME: the stream's slice_sizes and "
                      "each round's fired detectors",
@@ -297,7 +314,9 @@ def c_lines(vectors: list[dict]) -> str:
         fields = [f"h.{k}={val}" for k, val in v["header"].items()]
         for k, val in v["body"].items():
             if isinstance(val, dict):
-                continue  # nested maps (STATS dropped) are checked by skipping in C
+                if k == "resume":  # the HELLO's resume map: its two fields, flattened
+                    fields += [f"resume.{kk}={_tok(vv)}" for kk, vv in val.items()]
+                continue  # other nested maps (STATS dropped) are checked by skipping in C
             fields.append(f"{k}={_tok(val)}")
         lines.append(" ".join([v["name"], v["msg_type"], v["hex"], *fields]))
     return "\n".join(lines) + "\n"

@@ -75,6 +75,27 @@ def shots(tmp_path_factory):
     return exp, dets, path
 
 
+@pytest.mark.parametrize("window", ["whole", "10:5"])
+def test_the_c_example_drops_its_connection_mid_shot_and_resumes_with_the_token(
+        build_dir, serve, shots, tmp_path, window):
+    """docs/protocol.md §6.9 from C: after round K-1 (mid-shot) the example closes its
+    session without BYE, opens a new one and resumes with the ACCEPT's resume_token at the
+    server's next_round; every CORRECTION matches the offline decode, none lost."""
+    exp, dets, path = shots
+    w, c = check.parse_window(window)
+    expected = check.offline_commits(exp, dets, "pymatching", w, c)
+    cut = 2 * exp.layout.num_rounds + exp.layout.num_rounds // 2
+    out = tmp_path / "corrections.txt"
+    summary = check.run_c(build_dir, serve.endpoint, SPEC, path, out, transport="zmq",
+                          decoder="pymatching", window=w, commit=c, resume_after=cut)
+    assert summary["returncode"] == 0, summary["stderr"]
+    assert summary["resumed_at"] == str(cut) and int(summary["errors"]) == 0
+    assert summary["bye_round"] == str(SHOTS * exp.layout.num_rounds)
+    result = check.compare(expected, check.read_corrections(out))
+    assert result == {"expected": len(expected), "received": len(expected), "lost": 0,
+                      "duplicated": 0, "mismatched": 0, "unexpected": 0}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("window", ["whole", "10:5"])
 @pytest.mark.parametrize("transport", ["zmq", "shm"])

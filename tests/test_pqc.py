@@ -188,6 +188,10 @@ def test_the_handshake_also_runs_on_shm_streams(server, pq_keys):
         cli = c.open_shm_stream(SPEC, timeout_s=110)
         try:
             assert cli.pq is not None and cli.pq.stream_id == cli.accept.stream_id
+            with Client(server.endpoints[0], pq=pq_keys["pin"]) as c2:  # §6.9: not re-handed
+                with pytest.raises(ServerError, match="shared-memory") as e:
+                    c2.open_stream(SPEC, resume=cli.pq)
+                assert e.value.code == ErrorCode.BAD_HELLO
         finally:
             c.bye(cli.accept.stream_id)
             cli.close()
@@ -370,6 +374,48 @@ def test_a_token_resumes_the_stream_from_a_new_connection_once(server, pq_keys):
         assert s2.pq.token != session.token  # a fresh token; the presented one is spent
         with pytest.raises(ServerError, match="already used or superseded"):
             c2.open_stream(SPEC, resume=session)
+        s2.close()
+
+
+def test_a_stream_of_the_handshake_resumes_only_with_its_session_token(server, pq_keys):
+    """docs/protocol.md §6.9: the plain ``resume_token`` of a stream opened with the
+    handshake does not resume it (the uniform refusal: on a plain wire it could be read
+    off); the §6.8.5 resume's ACCEPT carries ``next_round`` and a fresh ``resume_token``."""
+    with Client(server.endpoints[0], pq=pq_keys["pin"]) as c:
+        s = c.open_stream(SPEC)
+        _one_shot(s)
+        assert s.resume_token is not None
+        with Client(server.endpoints[0]) as plain:
+            with pytest.raises(ServerError) as e:
+                plain.resume_stream(s.stream_id, s.resume_token)
+            assert e.value.code == ErrorCode.UNKNOWN_STREAM
+        with Client(server.endpoints[0], pq=pq_keys["pin"]) as c2:
+            s2 = c2.open_stream(SPEC, resume=s.pq)
+            assert s2.accept.next_round == 3 == s2.next_round
+            assert s2.resume_token not in (None, s.resume_token)
+            s2.close()
+
+
+def test_after_a_resume_the_old_connection_is_refused_on_the_compiled_fast_path(server,
+                                                                                 pq_keys):
+    """A ``uf`` stream's SYNDROMEs are served by the compiled fast path, which matched them
+    by the owner's routing id as it was at ACCEPT: after a resume moved the stream, the old
+    connection's rounds were still decoded there (and the new owner's went to Python)."""
+    from qecd.transport.wire import encode_syndrome
+
+    with Client(server.endpoints[0], pq=pq_keys["pin"]) as old, \
+            Client(server.endpoints[0], pq=pq_keys["pin"]) as new:
+        s = old.open_stream(SPEC, decoder="uf")
+        _one_shot(s)
+        s2 = new.open_stream(SPEC, decoder="uf", resume=s.pq)
+        assert s2.next_round == 3
+        old.send_frame(encode_syndrome(np.zeros(s.slice_sizes[0], np.uint8), s.layout,
+                                       stream_id=s.stream_id, first_round=3))
+        with pytest.raises(ServerError) as e:
+            s.recv(10)
+        assert e.value.code == ErrorCode.NOT_OWNER
+        c = _one_shot(s2)
+        assert (c.first_round, c.last_round) == (3, 5)
         s2.close()
 
 

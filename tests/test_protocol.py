@@ -82,7 +82,7 @@ CORRECTION = Correction(4, 7, np.array([1], np.uint8), None, 2500, True)
 CORRECTION_FAULTS = CORRECTION._replace(fault_ids=np.array([17, 342], np.uint32))
 GAP_REASON = ("SYNDROME field 'round': expected 8 (next round of stream 7), got 9: "
               "1 round(s) missing")
-from protocol_vectors import STATS  # noqa: E402 (the one copy of the vector body)
+from protocol_vectors import ACCEPT_RESUMED, HELLO_RESUME, STATS  # noqa: E402 (one copy)
 
 TS = 0x1122334455667788
 
@@ -106,6 +106,10 @@ VECTORS = {
                                    next_round=8),
               (MsgType.ERROR, 7, 9, 0x11223344556677AA),
               ErrorInfo(ErrorCode.ROUND_GAP, GAP_REASON, MsgType.SYNDROME, 8, (1,))),
+    "hello_resume": (lambda: encode_hello(HELLO_RESUME, seq=5, timestamp_ns=2_000_000),
+                     (MsgType.HELLO, 0, 5, 2_000_000), HELLO_RESUME),
+    "accept_resumed": (lambda: encode_accept(ACCEPT_RESUMED, seq=5, timestamp_ns=2_000_000),
+                       (MsgType.ACCEPT, 7, 5, 2_000_000), ACCEPT_RESUMED),
     "heartbeat": (lambda: encode_heartbeat(seq=42, timestamp_ns=TS),
                   (MsgType.HEARTBEAT, 0, 42, TS), None),
     "bye": (lambda: encode_bye(stream_id=7, seq=2), (MsgType.BYE, 7, 2, 0), None),

@@ -26,10 +26,12 @@ from qecd.transport.auth import CurveClientKeys, configure_client_socket
 from qecd.transport.pqc import ClientHandshake, PqPin, PqSession
 from qecd.transport.wire import (
     HEADER_SIZE,
+    RESUME_TOKEN_BYTES,
     ErrorCode,
     ErrorInfo,
     Hello,
     MsgType,
+    Resume,
     decode_body,
     encode_hello,
     parse_packet,
@@ -201,6 +203,26 @@ class PqOpen:
         if self.handshake is None:
             return None
         return self.handshake.finish(self.frame[HEADER_SIZE:], accept)
+
+
+def resume_frame(stream_id: int, token: bytes, seq: int) -> bytes:
+    """The HELLO that takes over open stream ``stream_id`` with ``token`` (the
+    ``resume_token`` of its latest ACCEPT, docs/protocol.md §6.9).
+
+    >>> from qecd.transport.wire import decode_hello
+    >>> decode_hello(*parse_packet(resume_frame(7, bytes(32), 1))).resume.stream_id
+    7
+    """
+    if not isinstance(stream_id, int) or not 1 <= stream_id <= 0xFFFF_FFFF:
+        raise ValueError(f"resume_stream: stream_id: expected an int in 1..2**32-1, got "
+                         f"{stream_id!r}")
+    if not isinstance(token, (bytes, bytearray, memoryview)) or len(token) != RESUME_TOKEN_BYTES:
+        got = f"{len(token)} bytes" if isinstance(token, (bytes, bytearray, memoryview)) \
+            else type(token).__name__
+        raise ValueError(f"resume_stream: token: expected the {RESUME_TOKEN_BYTES}-byte "
+                         f"resume_token of the stream's latest ACCEPT, got {got}")
+    return encode_hello(Hello(resume=Resume(stream_id, bytes(token))), seq=seq,
+                        timestamp_ns=time.perf_counter_ns())
 
 
 def round_layout(spec: str | None, dem: str | None, time_coord: int):

@@ -47,6 +47,7 @@ from qecd.transport._client_core import (
     decode_reply,
     hello_for,
     reply_matcher,
+    resume_frame,
 )
 from qecd.transport.auth import CurveClientKeys
 from qecd.transport.pqc import PqPin, PqSession
@@ -172,7 +173,25 @@ class AsyncClient:
         stream.pq = session
         self.streams[stream.stream_id] = stream
         if resume is not None:
-            stream.next_round = int((await self.stats(stream.stream_id)).get("next_round", 0))
+            stream.next_round = r.body.next_round  # (STATS for a server without the key)
+            if stream.next_round is None:
+                stream.next_round = int((await self.stats(stream.stream_id)).get("next_round",
+                                                                                 0))
+        return stream
+
+    async def resume_stream(self, stream_id: int, token: bytes,
+                            timeout_s: float = HELLO_TIMEOUT_S) -> AsyncStream:
+        """Take over open stream ``stream_id`` with ``token`` (docs/protocol.md §6.9); as
+        :meth:`qecd.transport.client.Client.resume_stream`."""
+        frame = resume_frame(stream_id, token, self._next_seq())
+        accept = (await self._request(frame, (MsgType.ACCEPT,), timeout_s,
+                                      "resume_stream")).body
+        if accept.stream_id != stream_id:
+            raise QecdError(f"resume_stream: the ACCEPT names stream {accept.stream_id}, "
+                            f"expected {stream_id}")
+        stream = AsyncStream(self, accept)
+        stream.next_round = accept.next_round or 0
+        self.streams[stream.stream_id] = stream
         return stream
 
     async def heartbeat(self, stream_id: int = 0, timeout_s: float | None = None) -> int:
@@ -204,6 +223,8 @@ class AsyncStream:
         self.layout = accept.layout()  # measurements per round with input="measurements"
         self.next_round = 0
         self.pq = None  #: the PqSession of a post-quantum handshake (token, session key)
+        #: the token that lets another connection take this stream over (§6.9)
+        self.resume_token: bytes | None = accept.resume_token
 
     @property
     def slice_sizes(self) -> tuple[int, ...]:

@@ -60,6 +60,7 @@ from qecd.transport._client_core import (
     decode_reply,
     hello_for,
     reply_matcher,
+    resume_frame,
     round_layout,
 )
 from qecd.transport.auth import CurveClientKeys
@@ -261,7 +262,34 @@ class Client:
         stream.pq = session
         self.streams[stream.stream_id] = stream
         if resume is not None:
-            stream.next_round = int(self.stats(stream.stream_id).get("next_round", 0))
+            stream.next_round = r.body.next_round  # (STATS for a server without the key)
+            if stream.next_round is None:
+                stream.next_round = int(self.stats(stream.stream_id).get("next_round", 0))
+        return stream
+
+    def resume_stream(self, stream_id: int, token: bytes,
+                      timeout_s: float = HELLO_TIMEOUT_S) -> Stream:
+        """Take over open stream ``stream_id`` from this connection with ``token``, the
+        ``resume_token`` of its latest ACCEPT (``stream.resume_token`` on the connection
+        that lost it; docs/protocol.md §6.9). The returned Stream is positioned at the
+        server's next expected round (``stream.next_round``) and holds a fresh token (the
+        one given is spent). Rounds of an incomplete shot that were received stay
+        received: continue from ``next_round``; corrections already sent to the old
+        connection are not sent again.
+
+        Raises ServerError: ``UNKNOWN_STREAM`` whatever failed (wrong, spent or another
+        stream's token, closed stream, another CURVE key, a stream opened with the
+        post-quantum handshake), ``BAD_HELLO`` for a shared-memory stream; or ServerTimeout.
+        """
+        frame = resume_frame(stream_id, token, self._next_seq())
+        accept: Accept = self._request(frame, (MsgType.ACCEPT,), timeout_s,
+                                       "resume_stream").body
+        if accept.stream_id != stream_id:
+            raise QecdError(f"resume_stream: the ACCEPT names stream {accept.stream_id}, "
+                            f"expected {stream_id}")
+        stream = Stream(self, accept)
+        stream.next_round = accept.next_round or 0
+        self.streams[stream.stream_id] = stream
         return stream
 
     def _pq_finish(self, op: PqOpen, accept: Accept) -> PqSession | None:
@@ -372,6 +400,10 @@ class Stream:
         self.layout = accept.layout()  # measurements per round with input="measurements"
         self.next_round = 0
         self.pq = None  #: the PqSession of a post-quantum handshake (token, session key)
+        #: the 32-byte token that lets another connection take this stream over
+        #: (:meth:`Client.resume_stream`, docs/protocol.md §6.9); None from a server that
+        #: issues none. Whoever holds it can take the stream: keep it like a password.
+        self.resume_token: bytes | None = accept.resume_token
         self._buf = bytearray(HEADER_SIZE + max(self.layout.shot_bytes, 1))
 
     @property

@@ -156,7 +156,7 @@ def compare(expected: dict, got: list) -> dict[str, int]:
 def run_c(build_dir: Path, endpoint: str, spec: str | None, shots_file: Path, out: Path, *,
           transport: str, decoder: str, window: int | None, commit: int | None,
           ping: int = 0, timeout_s: float = 600.0, dem_path: Path | None = None,
-          input: str = "detectors") -> dict:
+          input: str = "detectors", resume_after: int = 0) -> dict:
     """Run ``qecd_stream`` once (for ``spec``, or the DEM file ``dem_path``); its key=value
     summary as a dict (plus ``returncode`` and the end of ``stderr``)."""
     source = ["--spec", spec] if dem_path is None else ["--dem", str(dem_path)]
@@ -166,6 +166,8 @@ def run_c(build_dir: Path, endpoint: str, spec: str | None, shots_file: Path, ou
            "--input", input]
     if window is not None:
         cmd += ["--window", str(window), "--commit", str(commit)]
+    if resume_after:
+        cmd += ["--resume-after", str(resume_after)]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
     summary = dict(kv.split("=", 1) for kv in p.stdout.split())
     summary["returncode"] = p.returncode

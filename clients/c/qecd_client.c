@@ -157,6 +157,13 @@ void qecd_mp_map(qecd_mp_writer *w, uint32_t n) {
     else mp_be(w, 0xdf, n, 4);
 }
 
+void qecd_mp_bin(qecd_mp_writer *w, const uint8_t *b, size_t n) {
+    if (n <= 0xFF) mp_be(w, 0xc4, n, 1);
+    else if (n <= 0xFFFF) mp_be(w, 0xc5, n, 2);
+    else mp_be(w, 0xc6, n, 4);
+    mp_raw(w, b, n);
+}
+
 /* -- msgpack reader ---------------------------------------------------------------------- */
 static int mp_fail(qecd_mp_reader *r) { r->err = 1; return -1; }
 static int mp_need(qecd_mp_reader *r, size_t n) { return r->pos + n <= r->len ? 0 : mp_fail(r); }
@@ -262,6 +269,19 @@ int qecd_mp_read_str(qecd_mp_reader *r, const char **s, size_t *n) {
     return 0;
 }
 
+int qecd_mp_read_bin(qecd_mp_reader *r, const uint8_t **b, size_t *n) {
+    if (qecd_mp_peek(r) != QECD_MP_BIN || mp_need(r, 1)) return mp_fail(r);
+    int width = 1 << (r->p[r->pos] - 0xc4);
+    if (mp_need(r, 1 + (size_t)width)) return mp_fail(r);
+    uint64_t len = mp_be_at(r->p + r->pos + 1, width);
+    r->pos += 1 + (size_t)width;
+    if (mp_need(r, len)) return mp_fail(r);
+    *b = r->p + r->pos;
+    *n = (size_t)len;
+    r->pos += len;
+    return 0;
+}
+
 int qecd_mp_read_array(qecd_mp_reader *r, uint32_t *n) {
     if (qecd_mp_peek(r) != QECD_MP_ARRAY) return mp_fail(r);
     uint64_t len;
@@ -341,6 +361,19 @@ qecd_hello qecd_hello_default(void) {
 
 size_t qecd_encode_hello(uint8_t *buf, size_t cap, const qecd_hello *h, uint64_t seq,
                          uint64_t timestamp_ns) {
+    if (h->resume_token) {  /* §6.9: the resume map alone */
+        if (!h->resume_stream_id || cap < QECD_HEADER_SIZE) return 0;
+        qecd_mp_writer w = {buf + QECD_HEADER_SIZE, cap - QECD_HEADER_SIZE, 0, 0};
+        qecd_mp_map(&w, 1);
+        qecd_mp_str(&w, "resume", 6);
+        qecd_mp_map(&w, 2);
+        qecd_mp_str(&w, "stream_id", 9);
+        qecd_mp_int(&w, h->resume_stream_id);
+        qecd_mp_str(&w, "token", 5);
+        qecd_mp_bin(&w, h->resume_token, QECD_RESUME_TOKEN_BYTES);
+        if (w.overflow) return 0;
+        return put_header(buf, cap, QECD_HELLO, 0, 0, 0, w.len, seq, timestamp_ns);
+    }
     if ((h->spec != NULL) + (h->dem != NULL) + (h->circuit != NULL) != 1 ||
         cap < QECD_HEADER_SIZE)
         return 0;
@@ -482,13 +515,13 @@ static int read_commit_ranges(qecd_mp_reader *r, qecd_accept *a) {
 int qecd_decode_accept(const qecd_header *h, const uint8_t *body, size_t n, qecd_accept *a) {
     enum { K_SID, K_RPS, K_SIZES, K_NDET, K_NOBS, K_DEC, K_WIN, K_COM, K_WF, K_HB, K_TO, K_MB,
            K_MF, K_SRV, K_REGION, K_SLOTS, K_SSIZE, K_CPS, K_SDETS, K_RANGES, K_DEM, K_MSIZES,
-           K_N };
+           K_TOKEN, K_NEXT, K_N };
     static const char *const names[K_N] = {
         "stream_id", "rounds_per_shot", "slice_sizes", "num_detectors", "num_observables",
         "decoder", "window", "commit", "want_faults", "heartbeat_ms", "timeout_ms",
         "max_backlog", "max_frame", "server", "shm_region", "shm_slots", "shm_slot_size",
         "corrections_per_shot", "slice_detectors", "commit_ranges", "dem",
-        "measurement_slice_sizes"};
+        "measurement_slice_sizes", "resume_token", "next_round"};
     memset(a, 0, sizeof *a);
     if (h->msg_type != QECD_ACCEPT) return QECD_UNEXPECTED_TYPE;
     qecd_mp_reader r = {body, n, 0, 0};
@@ -572,6 +605,13 @@ int qecd_decode_accept(const qecd_header *h, const uint8_t *body, size_t n, qecd
                 ok = !read_u32_into(&r, 0, &a->measurement_slice_sizes[t]);
             break;
         }
+        case K_TOKEN: {
+            const uint8_t *b; size_t bn;
+            ok = !qecd_mp_read_bin(&r, &b, &bn) && bn == QECD_RESUME_TOKEN_BYTES;
+            if (ok) { memcpy(a->resume_token, b, bn); a->has_resume_token = 1; }
+            break;
+        }
+        case K_NEXT: ok = !qecd_mp_read_uint(&r, &a->next_round); a->has_next_round = ok; break;
         case K_DEM: {
             const char *s; size_t sn;
             ok = !qecd_mp_read_str(&r, &s, &sn) && (a->dem = malloc(sn + 1)) != NULL;
@@ -839,6 +879,21 @@ int qecd_open_stream(qecd_session *s, const qecd_hello *h, qecd_accept *a, int t
         zmq_msg_close(&msg);
         if (result >= 0) return result;
     }
+}
+
+int qecd_resume_stream(qecd_session *s, uint32_t stream_id, const uint8_t *token,
+                       qecd_accept *a, int timeout_ms) {
+    qecd_hello h = qecd_hello_default();
+    h.resume_stream_id = stream_id;
+    h.resume_token = token;
+    if (!token || !stream_id) return QECD_E_ARG;
+    int rc = qecd_open_stream(s, &h, a, timeout_ms);
+    if (rc == 0 && a->stream_id != stream_id) {
+        snprintf(s->last_error, sizeof s->last_error, "ACCEPT names another stream");
+        qecd_accept_free(a);
+        return QECD_E_ARG;
+    }
+    return rc;
 }
 
 /* -- shared-memory rings ---------------------------------------------------------------------- */

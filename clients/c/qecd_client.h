@@ -50,6 +50,7 @@ extern "C" {
 #define QECD_MAX_DECODER_CHARS 128u
 #define QECD_MAX_REASON_BYTES 1024u
 #define QECD_MAX_WINDOW 65535u
+#define QECD_RESUME_TOKEN_BYTES 32u     /* ACCEPT resume_token, HELLO resume.token (§6.9) */
 #define QECD_MAX_ROUNDS_PER_SHOT (1u << 20)
 #define QECD_MAX_DETECTORS (1u << 24)
 #define QECD_CORRECTION_FIXED 32u
@@ -116,6 +117,7 @@ void qecd_mp_int(qecd_mp_writer *w, int64_t v);     /* shortest encoding */
 void qecd_mp_str(qecd_mp_writer *w, const char *s, size_t n);
 void qecd_mp_array(qecd_mp_writer *w, uint32_t n);
 void qecd_mp_map(qecd_mp_writer *w, uint32_t n);
+void qecd_mp_bin(qecd_mp_writer *w, const uint8_t *b, size_t n);  /* bin8/16/32 */
 
 typedef struct { const uint8_t *p; size_t len, pos; int err; } qecd_mp_reader;
 enum qecd_mp_kind { QECD_MP_NIL, QECD_MP_BOOL, QECD_MP_INT, QECD_MP_FLOAT, QECD_MP_STR,
@@ -128,6 +130,7 @@ int qecd_mp_read_uint(qecd_mp_reader *r, uint64_t *v);
 int qecd_mp_read_bool(qecd_mp_reader *r, int *v);
 int qecd_mp_read_nil(qecd_mp_reader *r);
 int qecd_mp_read_str(qecd_mp_reader *r, const char **s, size_t *n);  /* points into input */
+int qecd_mp_read_bin(qecd_mp_reader *r, const uint8_t **b, size_t *n); /* points into input */
 int qecd_mp_read_array(qecd_mp_reader *r, uint32_t *n);
 int qecd_mp_read_map(qecd_mp_reader *r, uint32_t *n);
 int qecd_mp_skip(qecd_mp_reader *r);                          /* any value, nested */
@@ -145,6 +148,11 @@ typedef struct {
     const char *transport;   /* NULL or "zmq" = omit; "shm" = shared-memory rings (§14) */
     int describe;            /* ask the ACCEPT for slice_detectors, commit_ranges, dem */
     const char *input;       /* NULL or "detectors" = omit; "measurements": raw bits (§6.3.1) */
+    /* resume (§6.9): when resume_token is not NULL the HELLO is {"resume": {"stream_id":
+     * resume_stream_id, "token": the QECD_RESUME_TOKEN_BYTES bytes}} and nothing else (every
+     * field above is ignored); see qecd_resume_stream */
+    uint32_t resume_stream_id;
+    const uint8_t *resume_token;
 } qecd_hello;
 
 qecd_hello qecd_hello_default(void);
@@ -178,6 +186,13 @@ typedef struct {
     uint32_t n_commit_ranges;      /* CORRECTIONs per shot */
     uint32_t *commit_ranges;       /* 3 per CORRECTION: first, last, trigger (shot-relative) */
     char *dem;                     /* the DEM text, NUL-terminated */
+    /* §6.9: the stream's resume token (keep it secret: it lets any connection take the
+     * stream over in plain mode); has_resume_token 0 from a server that sends none */
+    int has_resume_token;
+    uint8_t resume_token[QECD_RESUME_TOKEN_BYTES];
+    /* only in the ACCEPT answering a resume: the round to continue from */
+    int has_next_round;
+    uint64_t next_round;
 } qecd_accept;
 
 /* decode an ACCEPT body (all required keys present, types right, stream_id = the header's;
@@ -256,6 +271,13 @@ long qecd_session_recv(qecd_session *s, uint8_t *buf, size_t cap, int timeout_ms
  * else (call it before streaming). 0, a server ErrorCode (reason in
  * qecd_session_last_error), or a negative local status. */
 int qecd_open_stream(qecd_session *s, const qecd_hello *h, qecd_accept *a, int timeout_ms);
+/* take over open stream stream_id from this session with token (the resume_token of its
+ * latest ACCEPT, §6.9): 0 and the stream's ACCEPT in a (next_round = where to continue, a
+ * fresh resume_token: the given one is spent), or a server ErrorCode (UNKNOWN_STREAM for a
+ * wrong/spent/foreign token or a closed stream; BAD_HELLO for a shared-memory stream), or a
+ * negative local status */
+int qecd_resume_stream(qecd_session *s, uint32_t stream_id, const uint8_t *token,
+                       qecd_accept *a, int timeout_ms);
 /* the reason text of the last ERROR or local failure (NUL-terminated) */
 const char *qecd_session_last_error(const qecd_session *s);
 /* next request sequence number (the header's round of HELLO/HEARTBEAT/STATS/BYE) */

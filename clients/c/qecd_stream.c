@@ -5,6 +5,7 @@
  *               --in shots.b8 --format b8 [--decoder pymatching] [--window 10 --commit 5]
  *               [--transport zmq|shm] [--shots N] [--out corrections.txt] [--ping N]
  *               [--inflight ROUNDS] [--input measurements] [--dem FILE | --circuit FILE]
+ *               [--resume-after ROUNDS]
  *
  * Input: one shot after another, each shot's detectors in DEM order (what stim's samplers
  * write: `stim sample_dem --out_format b8`, or a circuit's detector sampler). The HELLO asks
@@ -20,7 +21,11 @@
  * drained between sends; a SERVER_BUSY / ROUND_GAP / ROUND_DUPLICATE ERROR rewinds to the
  * ERROR's next_round. Output (--out): one line per CORRECTION,
  *     first_round last_round shot_end observables(0/1 string) service_ns reaction_ns
- * then, with --ping N, N bare HEARTBEAT round trips over the same transport; the summary on
+ * With --resume-after K (ZeroMQ only) the example drops its connection after round K - 1
+ * (once the CORRECTIONs those rounds trigger have arrived), connects anew and takes the stream
+ * back with the ACCEPT's resume_token (qecd_resume_stream, docs/protocol.md §6.9),
+ * continuing at the resumed ACCEPT's next_round (summary: resumed_at).
+ * Then, with --ping N, N bare HEARTBEAT round trips over the same transport; the summary on
  * stdout is one line of key=value pairs. Exit status 0 when every shot's SHOT_END arrived.
  */
 #define _POSIX_C_SOURCE 200809L
@@ -37,7 +42,7 @@ typedef struct {
     const char *connect, *spec, *dem_path, *circuit_path, *decoder, *in, *format, *out,
         *transport, *input;
     int window, commit, want_faults;
-    long shots, ping, inflight;
+    long shots, ping, inflight, resume_after;
 } options;
 
 static void usage(void) {
@@ -45,7 +50,7 @@ static void usage(void) {
             "usage: qecd_stream --connect EP (--spec SPEC | --dem FILE | --circuit FILE) "
             "--in FILE [--format b8|01] [--input detectors|measurements] [--decoder NAME] "
             "[--window W --commit C] [--transport zmq|shm] [--shots N] [--out FILE] "
-            "[--ping N] [--inflight ROUNDS] [--want-faults]\n");
+            "[--ping N] [--inflight ROUNDS] [--want-faults] [--resume-after ROUNDS]\n");
     exit(2);
 }
 
@@ -136,6 +141,15 @@ static int cmp_u64(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* CORRECTIONs that rounds 0 .. upto-1 trigger: the described commit_ranges, per shot */
+static uint64_t triggered(const qecd_accept *a, uint64_t upto) {
+    uint64_t n = 0, R = a->rounds_per_shot;
+    for (uint64_t shot = 0; shot * R < upto; shot++)
+        for (uint32_t k = 0; k < a->n_commit_ranges; k++)
+            n += shot * R + a->commit_ranges[3 * k + 2] < upto;
+    return n;
+}
+
 int main(int argc, char **argv) {
     options o = {0};
     o.format = "b8";
@@ -161,6 +175,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--shots")) o.shots = atol(v);
         else if (!strcmp(a, "--ping")) o.ping = atol(v);
         else if (!strcmp(a, "--inflight")) o.inflight = atol(v);
+        else if (!strcmp(a, "--resume-after")) o.resume_after = atol(v);
         else usage();
         i++;
     }
@@ -242,8 +257,33 @@ int main(int argc, char **argv) {
     long corrections = 0, shot_ends = 0, errors = 0, rewinds = 0, bad = 0;
     uint64_t t_start = qecd_monotonic_ns(), t_last = t_start;
     int status = 0;
+    long resumed_at = -1;
     while (shot_ends < shots) {
-        int can_send = next < total_rounds && (long)(next - committed) < o.inflight;
+        if (o.resume_after > 0 && resumed_at < 0 && !l.shm && next == (uint64_t)o.resume_after &&
+            (uint64_t)corrections >= triggered(&acc, next)) {
+            /* the connection drops (no BYE); a new one takes the stream back (§6.9) */
+            uint8_t token[QECD_RESUME_TOKEN_BYTES];
+            if (!acc.has_resume_token) { fprintf(stderr, "ACCEPT has no resume_token\n"); status = 1; break; }
+            memcpy(token, acc.resume_token, sizeof token);
+            uint32_t sid = acc.stream_id;
+            qecd_session_close(l.s);
+            l.s = qecd_session_open(o.connect);
+            if (!l.s) { fprintf(stderr, "cannot reconnect\n"); status = 1; break; }
+            qecd_accept again;
+            rc = qecd_resume_stream(l.s, sid, token, &again, 60000);
+            if (rc || !again.has_next_round) {
+                fprintf(stderr, "resume refused (%d): %s\n", rc, qecd_session_last_error(l.s));
+                status = 1;
+                break;
+            }
+            resumed_at = (long)again.next_round;
+            next = again.next_round;
+            memcpy(acc.resume_token, again.resume_token, sizeof token);  /* the fresh one */
+            qecd_accept_free(&again);
+        }
+        int can_send = next < total_rounds && (long)(next - committed) < o.inflight &&
+                       !(o.resume_after > 0 && resumed_at < 0 && !l.shm &&
+                         next == (uint64_t)o.resume_after);
         if (can_send) {
             uint64_t shot = next / R, t = next % R;
             size_t n = qecd_encode_syndrome(pkt, BUF_CAP, acc.stream_id, next, 1,
@@ -337,10 +377,10 @@ int main(int argc, char **argv) {
         }
     }
     printf("input=%s described=%d transport=%s stream=%u shots=%ld rounds=%llu corrections=%ld shot_ends=%ld "
-           "errors=%ld rewinds=%ld bad_packets=%ld seconds=%.3f rounds_per_s=%.0f bye_round=%ld",
+           "errors=%ld rewinds=%ld bad_packets=%ld seconds=%.3f rounds_per_s=%.0f bye_round=%ld resumed_at=%ld",
            measurements ? "measurements" : "detectors", acc.slice_detectors != NULL, l.shm ? "shm" : "zmq", acc.stream_id, shots, (unsigned long long)total_rounds,
            corrections, shot_ends, errors, rewinds, bad, secs,
-           secs > 0 ? (double)total_rounds / secs : 0.0, bye_round);
+           secs > 0 ? (double)total_rounds / secs : 0.0, bye_round, resumed_at);
     if (pings) {
         qsort(rtt, (size_t)pings, sizeof *rtt, cmp_u64);
         printf(" pings=%ld rtt_p50_us=%.2f rtt_p99_us=%.2f rtt_min_us=%.2f", pings,

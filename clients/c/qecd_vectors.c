@@ -117,6 +117,14 @@ static int check(const char *type, const uint8_t *pkt, size_t n, fields *fs) {
         hl.want_faults = truth(fs, "want_faults");
         hl.transport = str(fs, "transport");
         hl.describe = truth(fs, "describe");
+        uint8_t token[64];
+        if (has(fs, "resume.token")) {  /* §6.9: the resume map alone */
+            if (unhex(str(fs, "resume.token"), token) != QECD_RESUME_TOKEN_BYTES)
+                FAIL("resume.token: expected %u bytes", QECD_RESUME_TOKEN_BYTES);
+            hl = qecd_hello_default();
+            hl.resume_stream_id = (uint32_t)u64(fs, "resume.stream_id");
+            hl.resume_token = token;
+        }
         m = qecd_encode_hello(buf, sizeof buf, &hl, h.round, h.timestamp_ns);
         return same_bytes(pkt, n, buf, m);
     }
@@ -165,6 +173,18 @@ static int check(const char *type, const uint8_t *pkt, size_t n, fields *fs) {
         } else if (ok) {
             ok = !a.slice_detectors && !a.commit_ranges && !a.dem;
         }
+        if (ok && has(fs, "resume_token")) {
+            uint8_t token[64];
+            ok = a.has_resume_token &&
+                 unhex(str(fs, "resume_token"), token) == QECD_RESUME_TOKEN_BYTES &&
+                 !memcmp(token, a.resume_token, QECD_RESUME_TOKEN_BYTES);
+        } else if (ok) {
+            ok = !a.has_resume_token;
+        }
+        if (ok && has(fs, "next_round"))
+            ok = a.has_next_round && a.next_round == u64(fs, "next_round");
+        else if (ok)
+            ok = !a.has_next_round;
         qecd_accept_free(&a);
         if (!ok) FAIL("ACCEPT fields differ");
         return 0;

@@ -484,6 +484,21 @@ class FastPath:
         row[F_ACTIVE] = 1
         return True
 
+    def rebind(self, s: FastStreamSession) -> None:
+        """Serve ``s`` for its current owner (a resume moved it to another routing id,
+        docs/protocol.md §6.9): only that id's SYNDROMEs match its row from now on. An owner
+        that does not fit the table takes the stream off the fast path (Python serves it)."""
+        slot = self._slot_of.get(s.stream_id)
+        if slot is None:
+            return
+        route = s.owner
+        if not isinstance(route, bytes) or len(route) > MAX_ROUTE:
+            self.unregister(s)
+            return
+        self.routes[slot] = 0
+        self.routes[slot, :len(route)] = np.frombuffer(route, np.uint8)
+        self.table[slot, F_ROUTE_LEN] = len(route)
+
     def unregister(self, s: FastStreamSession) -> None:
         """Stop serving ``s`` here (closed); its counters stay readable on ``s``."""
         slot = self._slot_of.pop(s.stream_id, None)

@@ -64,6 +64,7 @@ from qecd.transport.server.metrics import (
 from qecd.transport.server.plan_builds import ClientBudget, PendingHello, PlanBuilds
 from qecd.transport.server.pq_hellos import PqHellos
 from qecd.transport.server.rate_limit import RateLimiter
+from qecd.transport.server.resume import ResumeTokens, refuse_ring
 from qecd.transport.server.session import (
     DecoderPool,
     LimitError,
@@ -205,6 +206,7 @@ class Server:
         self._builds.warm_up()
         self._streams: dict[int, StreamSession] = {}
         self._by_owner: dict[bytes | str, set[int]] = {}
+        self._resumes = ResumeTokens()  #: every open stream's resume token (§6.9)
         self._next_id = 1
         self._stop = False
         self._stalled_ns = 0  #: total time the loop could not run (see _awake_ns)
@@ -665,6 +667,9 @@ class Server:
             raise ProtocolError(ErrorCode.SHUTTING_DOWN, "HELLO: the server is shutting down "
                                 "and opens no new streams")
         pq = False if large else self._pq.admit(hello, owner)
+        if hello is not None and hello.resume is not None:
+            self._resume(route, owner, header, hello.resume, now_ns)
+            return
         try:
             key = None if large else plan_key(hello, self.limits)
         except LimitError as e:
@@ -801,7 +806,7 @@ class Server:
         else:
             s = StreamSession(sid, plan, **kw)
         s.shm = shm
-        accept = s.accept()
+        accept = s.accept()._replace(resume_token=self._resumes.issue(sid))
         if p.pq is not None:  # keys checked at HELLO: this signs and encapsulates (~1 ms)
             fields, s.pq = self._pq.respond(*p.pq, p.owner, sid)
             accept = accept._replace(**fields)
@@ -826,17 +831,42 @@ class Server:
         (plain mode: the new routing id; CURVE: the same key, checked) with a fresh
         handshake and a new token (the presented one is spent), and ACCEPT it again."""
         s = self._pq.resume(hello, owner, self._streams)
+        refuse_ring(s, "pq_resume")
         if key != s.plan.key:
             raise ProtocolError(ErrorCode.BAD_HELLO, f"HELLO key 'pq_resume': expected the "
                                 f"HELLO that opened stream {s.stream_id} ({s.plan.key}), got "
                                 f"one for {key}")
+        self._check_resume_room(s, owner, "pq_resume")
+        fields, s.pq = self._pq.respond(hello, body, owner, s.stream_id)
+        self._hand_over(s, route, owner, header, fields, now_ns, "pq_resume")
+
+    def _resume(self, route, owner, header, req, now_ns) -> None:
+        """A HELLO ``resume`` = {stream_id, token} (§6.9): hand the open stream to this
+        connection with a fresh token, or refuse alike whatever failed (counted, logged)."""
+        try:
+            s = self._resumes.take(req, owner, self._streams)
+        except ProtocolError:
+            self.counters.refuse("resume")
+            log.warning("stream_resume_refused", extra={"qecd": {
+                "peer": _peer(route), "owner": _owner_text(owner),
+                "stream_id": req.stream_id}})  # never the token
+            raise
+        self._check_resume_room(s, owner, "resume")
+        self._hand_over(s, route, owner, header, {}, now_ns, "resume")
+
+    def _check_resume_room(self, s: StreamSession, owner: bytes | str, key: str) -> None:
         mine = len(self._by_owner.get(owner, ()))
         if s.owner != owner and mine >= self.config.max_streams_per_client:
-            raise ProtocolError(ErrorCode.SERVER_BUSY, f"HELLO key 'pq_resume': expected fewer "
+            raise ProtocolError(ErrorCode.SERVER_BUSY, f"HELLO key {key!r}: expected fewer "
                                 f"than max_streams_per_client="
                                 f"{self.config.max_streams_per_client} open streams for this "
                                 f"client, got {mine}")
-        fields, s.pq = self._pq.respond(hello, body, owner, s.stream_id)
+
+    def _hand_over(self, s: StreamSession, route, owner, header, fields: dict, now_ns: int,
+                   how: str) -> None:
+        """Move stream ``s`` to ``owner`` (plain mode: the new routing id; CURVE: the same
+        key) and ACCEPT it again with its next round and a fresh resume token (the
+        presented tokens are spent)."""
         if s.owner != owner:
             mine = self._by_owner.get(s.owner)
             mine.discard(s.stream_id)
@@ -844,17 +874,23 @@ class Server:
                 del self._by_owner[s.owner]
             self._by_owner.setdefault(owner, set()).add(s.stream_id)
             s.owner = owner
+            if self._fast is not None:
+                self._fast.rebind(s)  # the old routing id's SYNDROMEs no longer match
         s.route = route
         s.last_seen_ns = self._awake_ns(now_ns)
-        self._send(route, encode_accept(s.accept()._replace(**fields), seq=header.round,
+        accept = s.accept()._replace(next_round=s.next_round,
+                                     resume_token=self._resumes.issue(s.stream_id), **fields)
+        self.counters.streams_resumed += 1
+        self._send(route, encode_accept(accept, seq=header.round,
                                         timestamp_ns=header.timestamp_ns), "replies")
         log.info("stream_resume", extra={"qecd": {
             "stream_id": s.stream_id, "peer": _peer(route), "owner": _owner_text(owner),
-            "next_round": s.next_round}})
+            "next_round": s.next_round, "how": how}})
 
     def _close(self, s: StreamSession, why: str, *, notify: bool) -> None:
         """Free a stream; with ``notify``, report its uncommitted rounds and send BYE."""
         del self._streams[s.stream_id]
+        self._resumes.forget(s.stream_id)
         if self._fast is not None:
             self._fast.unregister(s)
         mine = self._by_owner.get(s.owner)
@@ -956,6 +992,7 @@ class Server:
             "dropped": dict(c.dropped), "streams_opened": c.streams_opened,
             "streams_timed_out": c.streams_timed_out, "builds": c.builds,
             "connections_refused": c.connections_refused,
+            "streams_resumed": c.streams_resumed, "hellos_refused": dict(c.hellos_refused),
             "shm_streams_open": sum(s.shm is not None for s in self._streams.values()),
             "shm_streams_opened": self._shm.opened,
             "shm_syndrome_packets": c.shm_syndrome_packets,

@@ -128,6 +128,9 @@ class ServerCounters:
     streams_opened: int = 0
     streams_closed: int = 0
     streams_timed_out: int = 0
+    #: streams taken over by another connection with a resume token (§6.9, §6.8.5);
+    #: refused resumes count in ``hellos_refused["resume"]``
+    streams_resumed: int = 0
     connections_refused: int = 0  #: CURVE handshakes the server refused
     backlog_rounds: int = 0
     input_lag_ns: int = 0
@@ -451,6 +454,7 @@ class PrometheusCollector:
     without a reply), ``qecd_shm_records_lost_total`` (ring packets served without a
     service-time entry), ``qecd_shm_loop_cpu_seconds_total`` (CPU time of the ring loops),
     ``qecd_streams_opened_total``, ``qecd_streams_timed_out_total``,
+    ``qecd_streams_resumed_total``,
     ``qecd_streams_open``, ``qecd_backlog_rounds``, ``qecd_input_lag_seconds``, the histogram
     ``qecd_round_service_seconds`` (buckets :data:`SERVICE_BUCKETS_S`), for decoder builds
     ``qecd_hellos_refused_total{reason}``, ``qecd_plan_builds_total``,
@@ -543,6 +547,10 @@ class PrometheusCollector:
                                   value=c.streams_opened)
         yield CounterMetricFamily("qecd_streams_timed_out", "Streams freed after their "
                                   "owner went silent", value=c.streams_timed_out)
+        yield CounterMetricFamily("qecd_streams_resumed", "Streams taken over by another "
+                                  "connection with a resume token (refused resumes: "
+                                  "qecd_hellos_refused_total{reason=\"resume\"})",
+                                  value=c.streams_resumed)
         yield CounterMetricFamily("qecd_connections_refused", "Connections whose CURVE "
                                   "handshake the server refused", value=c.connections_refused)
         refused = CounterMetricFamily("qecd_hellos_refused", "HELLOs refused by a limit or "

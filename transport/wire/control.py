@@ -60,6 +60,24 @@ PQ_HELLO_FIELDS = (("pq_x25519", PQ_X25519_BYTES), ("pq_mlkem768", PQ_MLKEM768_E
 #: ACCEPT keys answering a handshake HELLO: key, byte length (all four or none)
 PQ_ACCEPT_FIELDS = (("pq_x25519", PQ_X25519_BYTES), ("pq_mlkem768_ct", PQ_MLKEM768_CT_BYTES),
                     ("pq_token", PQ_TOKEN_BYTES), ("pq_confirm", PQ_MAC_BYTES))
+#: bytes of a stream's resume token (ACCEPT ``resume_token``, HELLO ``resume.token``, §6.9)
+RESUME_TOKEN_BYTES = 32
+#: the keys of a HELLO's ``resume`` map, in the reference encoder's order (§6.9)
+RESUME_KEYS = ("stream_id", "token")
+
+
+class Resume(NamedTuple):
+    """A HELLO's ``resume`` map (docs/protocol.md §6.9): take over open stream
+    ``stream_id`` with the ``resume_token`` of its latest ACCEPT.
+
+    Examples
+    --------
+    >>> Resume(7, bytes(32)).stream_id
+    7
+    """
+
+    stream_id: int
+    token: bytes
 
 
 class Hello(NamedTuple):
@@ -102,6 +120,10 @@ class Hello(NamedTuple):
     pq_resume, pq_resume_mac : bytes or None
         Resume an open stream (§6.8.5): a session token from an earlier ACCEPT and the
         proof that the sender holds that session's key; need ``pq_x25519``/``pq_mlkem768``.
+    resume : Resume or None
+        Take over an open stream with its ACCEPT's ``resume_token`` (§6.9). A HELLO with
+        ``resume`` carries no other key: every other field keeps its default and is not
+        sent (the stream keeps its experiment and settings).
     """
 
     spec: str | None = None
@@ -119,11 +141,12 @@ class Hello(NamedTuple):
     pq_mlkem768: bytes | None = None
     pq_resume: bytes | None = None
     pq_resume_mac: bytes | None = None
+    resume: Resume | None = None
 
 
 _HELLO_KEYS = ("spec", "dem", "circuit", "time_coord", "decoder", "window", "commit",
                "want_faults", "transport", "describe", "input",
-               *(k for k, _ in PQ_HELLO_FIELDS))
+               *(k for k, _ in PQ_HELLO_FIELDS), "resume")
 INPUTS = ("detectors", "measurements")  #: values of the HELLO key ``input``
 TRANSPORTS = ("zmq", "shm")  #: values of the HELLO key ``transport``
 
@@ -134,6 +157,8 @@ def _hello_from_map(m: dict) -> Hello:
         if k not in _HELLO_KEYS:
             raise ProtocolError(bad, f"HELLO key {k!r}: expected one of "
                                 f"{', '.join(_HELLO_KEYS)}, got an unknown key")
+    if "resume" in m:
+        return Hello(resume=_resume_from(m))
     sources = [k for k in ("spec", "dem", "circuit") if k in m]
     if len(sources) != 1:
         got = {0: "neither", 2: "both (" + " and ".join(sources) + ")", 3: "all three"}
@@ -206,6 +231,28 @@ def _hello_from_map(m: dict) -> Hello:
                  describe, circuit, inp, *pq)
 
 
+def _resume_from(m: dict) -> Resume:
+    """The ``resume`` map of a HELLO ``m`` (§6.9): alone in the HELLO, exactly the keys
+    ``stream_id`` (int 1..2**32-1) and ``token`` (bin of 32 bytes)."""
+    bad = ErrorCode.BAD_HELLO
+    others = [k for k in m if k != "resume"]
+    if others:
+        raise ProtocolError(bad, f"HELLO key {others[0]!r}: expected no other key with "
+                            "'resume' (a resumed stream keeps its experiment and settings), "
+                            f"got {', '.join(others)}")
+    r = m["resume"]
+    if not isinstance(r, dict) or set(r) != set(RESUME_KEYS):
+        got = sorted(map(str, r)) if isinstance(r, dict) else type(r).__name__
+        raise ProtocolError(bad, "HELLO key 'resume': expected a map of exactly 'stream_id' "
+                            f"and 'token', got {got}")
+    sid = _field(r, "stream_id", bad, "HELLO 'resume'", "an integer in 1..2**32-1",
+                 lambda v: _is_int(v) and 1 <= v <= _U32)
+    tok = _field(r, "token", bad, "HELLO 'resume'",
+                 f"a msgpack bin of {RESUME_TOKEN_BYTES} bytes",
+                 lambda v: isinstance(v, (bytes, bytearray)) and len(v) == RESUME_TOKEN_BYTES)
+    return Resume(int(sid), bytes(tok))
+
+
 def _pq_fields(m: dict, fields: tuple, code: ErrorCode, what: str) -> list:
     """The handshake's bin values of ``m`` (None where absent), each of its exact length."""
     return [None if k not in m else bytes(_field(
@@ -228,6 +275,18 @@ def encode_hello(hello: Hello, *, seq: int = 0, timestamp_ns: int = 0) -> bytes:
     >>> decode_hello(*parse_packet(f)).window
     6
     """
+    if hello.resume is not None:
+        if hello._replace(resume=None) != Hello():
+            raise ValueError("Hello.resume: expected every other field at its default (a "
+                             "resume HELLO carries only 'resume'), got other fields set")
+        m = {"resume": {"stream_id": hello.resume.stream_id,
+                        "token": bytes(hello.resume.token)}}
+        try:
+            _hello_from_map(m)
+        except ProtocolError as e:
+            raise ValueError(e.reason) from None
+        return encode_frame(MsgType.HELLO, msgpack.packb(m, use_bin_type=True), seq=seq,
+                            timestamp_ns=timestamp_ns)
     if hello.spec is not None and hello.time_coord != -1:
         raise ValueError(f"Hello.time_coord: expected -1 with spec (used only with dem), "
                          f"got {hello.time_coord}")
@@ -328,6 +387,13 @@ class Accept(NamedTuple):
         the server's ephemeral X25519 public key, the ML-KEM-768 ciphertext, the ML-DSA
         signed session token and the key-confirmation tag; all four or none. Check them
         with :meth:`qecd.transport.pqc.ClientHandshake.finish` before trusting the stream.
+    next_round : int or None
+        Only in the ACCEPT answering a resume (§6.9, §6.8.5): the round the stream expects
+        next, where the client continues; None (key absent) in an opening ACCEPT (0).
+    resume_token : bytes or None
+        32 random bytes that let another connection take the stream over (HELLO ``resume``,
+        docs/protocol.md §6.9); every ACCEPT of the reference server carries a fresh one.
+        None when the server sent none (servers older than §6.9).
     """
 
     stream_id: int
@@ -354,6 +420,8 @@ class Accept(NamedTuple):
     pq_mlkem768_ct: bytes | None = None
     pq_token: bytes | None = None
     pq_confirm: bytes | None = None
+    resume_token: bytes | None = None
+    next_round: int | None = None
 
     @property
     def rounds_per_shot(self) -> int:
@@ -392,7 +460,8 @@ def encode_accept(accept: Accept, *, seq: int = 0, timestamp_ns: int = 0) -> byt
     ``num_detectors``, in the order given in ``docs/protocol.md``; the shared-memory keys
     (``shm_region``, ``shm_slots``, ``shm_slot_size``, ``corrections_per_shot``) follow only
     when ``shm_region`` is set; ``measurement_slice_sizes`` and the description keys when set;
-    the handshake's ``pq_x25519``, ``pq_mlkem768_ct``, ``pq_token``, ``pq_confirm`` last.
+    ``next_round`` and ``resume_token`` when set, then the handshake's ``pq_x25519``,
+    ``pq_mlkem768_ct``, ``pq_token``, ``pq_confirm`` last.
 
     Examples
     --------
@@ -420,6 +489,10 @@ def encode_accept(accept: Accept, *, seq: int = 0, timestamp_ns: int = 0) -> byt
         m.update(slice_detectors=[[int(d) for d in ids] for ids in accept.slice_detectors],
                  commit_ranges=[[int(x) for x in r] for r in accept.commit_ranges or ()],
                  dem=accept.dem)
+    if accept.next_round is not None:
+        m["next_round"] = int(accept.next_round)
+    if accept.resume_token is not None:
+        m["resume_token"] = bytes(accept.resume_token)
     for k, _ in PQ_ACCEPT_FIELDS:
         if getattr(accept, k) is not None:
             m[k] = bytes(getattr(accept, k))
@@ -506,8 +579,11 @@ def _accept_from_map(m: dict, header_stream_id: int) -> Accept:
         raise ProtocolError(bad, "ACCEPT keys 'pq_x25519'/'pq_mlkem768_ct'/'pq_token'/"
                             "'pq_confirm': expected all four or none, got "
                             f"{sum(v is not None for v in pq)}")
+    token = _pq_fields(m, (("resume_token", RESUME_TOKEN_BYTES),), bad, "ACCEPT")[0]
+    nxt = f("next_round", "an integer in 0..2**64-1",
+            lambda v: _is_int(v) and 0 <= v <= _U64) if "next_round" in m else None
     return Accept(sid, tuple(sizes), nobs, dec, window, commit, wf, hb, to, mb, mf, srv, *shm,
-                  msizes, *desc, *pq)
+                  msizes, *desc, *pq, token, nxt)
 
 
 def decode_accept(header: Header, payload: Buffer) -> Accept:
