@@ -51,21 +51,39 @@ class PyMatchingDecoder(Decoder):
     def __init__(self, dem: stim.DetectorErrorModel) -> None:
         self.faults = FaultTable.from_dem(dem, graph=True)
         self.matching = pymatching.Matching.from_detector_error_model(dem)
-        self._edge_to_fault = self._edge_map()
+        self._edge_index()
         self._warm_up()
 
-    def _edge_map(self) -> dict[tuple[int, int], int]:
-        """(detector, detector or -1) -> fault id, built in slices of Python (not pickled:
-        a dict of tuples is rebuilt in one C call by pickle, holding the GIL)."""
+    def _edge_index(self) -> None:
+        """The lookup from a matched edge to its fault: sorted int64 keys (``lo * (N + 1) +
+        hi + 1``, ``hi`` = -1 for a boundary edge) and their fault ids. Arrays, built with
+        numpy: a dict of tuples is 24k small objects per 5 MB DEM, rebuilt by pickle in one
+        C call holding the GIL, and left fragmenting the heap when the plan is dropped."""
         t = self.faults
-        out: dict[tuple[int, int], int] = {}
-        ptr, idx = t.det_indptr.tolist(), t.det_indices.tolist()
-        for f in range(t.num_faults):
-            a, b = ptr[f], ptr[f + 1]
-            if a == b:
-                continue  # a fault with no detector is never matched
-            out[(idx[a], idx[a + 1]) if b - a == 2 else (idx[a], -1)] = f
-        return out
+        n = np.diff(t.det_indptr)
+        f = np.flatnonzero(n >= 1)  # a fault with no detector is never matched
+        first = t.det_indices[t.det_indptr[f]].astype(np.int64)
+        second = np.where(n[f] == 2, t.det_indices[np.minimum(t.det_indptr[f] + 1,
+                                                               len(t.det_indices) - 1)], -1)
+        lo = np.where(second < 0, first, np.minimum(first, second))
+        hi = np.where(second < 0, -1, np.maximum(first, second))
+        keys = lo * (t.num_detectors + 1) + hi + 1
+        order = np.argsort(keys, kind="stable")  # duplicates: the last fault wins, as before
+        self._edge_keys, self._edge_fault = keys[order], f[order].astype(np.int64)
+
+    def _faults_of_edges(self, edges: np.ndarray) -> np.ndarray:
+        """Fault ids (sorted) of PyMatching's matched ``edges`` ((k, 2), -1 = boundary)."""
+        e = np.asarray(edges, dtype=np.int64).reshape(-1, 2)
+        u, v = e[:, 0], e[:, 1]
+        boundary = (u < 0) | (v < 0)
+        lo = np.where(boundary, np.maximum(u, v), np.minimum(u, v))
+        hi = np.where(boundary, -1, np.maximum(u, v))
+        keys = lo * (self.faults.num_detectors + 1) + hi + 1
+        pos = np.searchsorted(self._edge_keys, keys, side="right") - 1
+        if len(keys) and (pos.min() < 0 or (self._edge_keys[pos] != keys).any()):
+            bad = int(np.flatnonzero((pos < 0) | (self._edge_keys[pos] != keys))[0])
+            raise KeyError(f"matched edge {tuple(e[bad].tolist())} is no fault of this DEM")
+        return np.sort(self._edge_fault[pos])
 
     def __getstate__(self) -> dict:
         """The matching graph as edge arrays (``pymatching.Matching`` does not pickle): a
@@ -79,14 +97,13 @@ class PyMatchingDecoder(Decoder):
         n = len(edges)
         uv = np.full((n, 2), -1, dtype=np.int64)
         wp = np.zeros((n, 2), dtype=np.float64)
-        obs_ptr = np.zeros(n + 1, dtype=np.int64)  # arrays, not tuples: see _edge_map
+        obs_ptr = np.zeros(n + 1, dtype=np.int64)  # arrays, not tuples: see _edge_index
         obs: list[int] = []
         for i, (u, v, d) in enumerate(edges):
             uv[i] = (u, -1 if v is None else v)
             wp[i] = (d["weight"], d.get("error_probability", -1.0))
             obs.extend(sorted(d["fault_ids"]))
             obs_ptr[i + 1] = len(obs)
-        del state["_edge_to_fault"]
         state["_edges"] = (uv, wp, obs_ptr, np.asarray(obs, dtype=np.int64), m.num_detectors,
                            sorted(m.boundary))
         return state
@@ -94,7 +111,6 @@ class PyMatchingDecoder(Decoder):
     def __setstate__(self, state: dict) -> None:
         uv, wp, obs_ptr, obs, num_detectors, boundary = state.pop("_edges")
         self.__dict__.update(state)
-        self._edge_to_fault = self._edge_map()
         m = pymatching.Matching()
         add_edge, add_boundary = m.add_edge, m.add_boundary_edge
         for a in range(0, len(uv), _EDGE_CHUNK):  # chunks: no long call holds the GIL
@@ -148,15 +164,7 @@ class PyMatchingDecoder(Decoder):
 
     def decode_to_faults(self, syndrome: np.ndarray) -> np.ndarray:
         s = self._check_syndrome(syndrome)
-        edges = self.matching.decode_to_edges_array(s)
-        out = np.empty(len(edges), dtype=np.int64)
-        for i, (u, v) in enumerate(edges.tolist()):
-            if v == -1 or u == -1:
-                key = (max(u, v), -1)
-            else:
-                key = (min(u, v), max(u, v))
-            out[i] = self._edge_to_fault[key]
-        return np.sort(out)
+        return self._faults_of_edges(self.matching.decode_to_edges_array(s))
 
     def decode_batch(self, dets: np.ndarray) -> np.ndarray:
         d = self._check_batch(dets)

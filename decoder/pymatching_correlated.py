@@ -93,13 +93,6 @@ class CorrelatedPyMatchingDecoder(PyMatchingDecoder):
         edges = self.matching.decode_to_edges_array(s, enable_correlations=True)
         return self._faults_of_edges(edges)
 
-    def _faults_of_edges(self, edges: np.ndarray) -> np.ndarray:
-        out = np.empty(len(edges), dtype=np.int64)
-        for i, (u, v) in enumerate(edges.tolist()):
-            key = (max(u, v), -1) if u == -1 or v == -1 else (min(u, v), max(u, v))
-            out[i] = self._edge_to_fault[key]
-        return np.sort(out)
-
     def decode_batch(self, dets: np.ndarray) -> np.ndarray:
         d = self._check_batch(dets)
         return np.asarray(self.matching.decode_batch(d, enable_correlations=True),
