@@ -175,15 +175,13 @@ def _sorted_distinct(a, n):
 
 @numba.njit(**_JIT)
 def _decode_window(w, state, plan):
-    shot_bits, carry = state.shot_bits, state.carry
-    syn, lines = plan.window_syn, plan.window_lines
-    p0 = plan.win_det_ptr[w]
-    n_det = plan.win_det_ptr[w + 1] - p0
-    layout_pos, win_dets = plan.layout_pos, plan.win_dets
-    for i in range(n_det):
-        d = win_dets[p0 + i]
-        syn[i] = shot_bits[layout_pos[d]] ^ carry[d]
-    n = window_decode(plan.windows, plan.win_tmpl[w], syn, n_det, lines)
+    # the helpers it calls take only the arrays they touch: a call passing the whole state
+    # and plan (~45 arrays, each flattened into its fields) costs ~50-100 ns, as much as
+    # union-find's whole solve of a typical window (docs/benchmarks.md, "Backlog drain")
+    syn = plan.window_syn
+    n_det = _gather_syndrome(w, state.shot_bits, state.carry, syn, plan.win_det_ptr,
+                             plan.win_dets, plan.layout_pos)
+    n = window_decode(plan.windows, plan.win_tmpl[w], syn, n_det, plan.window_lines)
     if n == WINDOW_DUE:
         return WINDOW_DUE
     if n < 0:
@@ -192,16 +190,36 @@ def _decode_window(w, state, plan):
 
 
 @numba.njit(**_JIT)
+def _gather_syndrome(w, shot_bits, carry, syn, win_det_ptr, win_dets, layout_pos):
+    """Window ``w``'s syndrome (shot bits XOR the carry, window detector order) into
+    ``syn``; returns its detector count."""
+    p0 = win_det_ptr[w]
+    n_det = win_det_ptr[w + 1] - p0
+    for i in range(n_det):
+        d = win_dets[p0 + i]
+        syn[i] = shot_bits[layout_pos[d]] ^ carry[d]
+    return n_det
+
+
+@numba.njit(**_jit.INLINE)
 def _commit(w, n, state, plan):
     """Commit the faults of window ``w`` whose template lines are ``plan.window_lines[:n]``:
     observable flips into ``state.out_obs``, the carry, sorted distinct DEM error indices
-    into ``state.out_faults``; returns their count."""
-    carry, out_obs, out_faults = state.carry, state.out_obs, state.out_faults
-    lines = plan.window_lines
-    commit_stop = plan.win_commit_stop[w]
-    l2g0 = plan.win_l2g_ptr[w]
-    win_l2g, fault_first_round, fault_obs = plan.win_l2g, plan.fault_first_round, plan.fault_obs
-    fault_det_ptr, fault_dets, round_of = plan.fault_det_ptr, plan.fault_dets, plan.round_of
+    into ``state.out_faults``; returns their count. (Inlined: it unpacks the arrays and
+    calls :func:`_commit_lines` with those only.)"""
+    return _commit_lines(w, n, state.carry, state.out_obs, state.out_faults,
+                         plan.window_lines, plan.win_commit_stop, plan.win_l2g_ptr,
+                         plan.win_l2g, plan.fault_first_round, plan.fault_obs,
+                         plan.fault_det_ptr, plan.fault_dets, plan.round_of,
+                         plan.fault_dem_index)
+
+
+@numba.njit(**_JIT)
+def _commit_lines(w, n, carry, out_obs, out_faults, lines, win_commit_stop, win_l2g_ptr,
+                  win_l2g, fault_first_round, fault_obs, fault_det_ptr, fault_dets, round_of,
+                  fault_dem_index):
+    commit_stop = win_commit_stop[w]
+    l2g0 = win_l2g_ptr[w]
     n_obs = out_obs.shape[0]
     for j in range(n_obs):
         out_obs[j] = 0
@@ -216,7 +234,7 @@ def _commit(w, n, state, plan):
             d = fault_dets[q]
             if round_of[d] >= commit_stop:
                 carry[d] ^= 1
-        out_faults[m] = plan.fault_dem_index[g]
+        out_faults[m] = fault_dem_index[g]
         m += 1
     return _sorted_distinct(out_faults, m)
 
@@ -284,10 +302,14 @@ def push_round_kernel(bits, packed, state, plan):
     return decode_window_kernel(w, state, plan)
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_jit.INLINE)
 def _window_done(w, state, plan):
-    st, carry = state.st, state.carry
-    final = plan.win_final[w]
+    _end_window(w, state.st, state.carry, plan.win_final)
+
+
+@numba.njit(**_JIT)
+def _end_window(w, st, carry, win_final):
+    final = win_final[w]
     st[2] = final
     if final:
         st[0] = 0

@@ -113,3 +113,53 @@ def test_a_backlog_is_timed_per_batch_not_per_round(backlog):
         prev = pickups[before[-1]]
         span = int(rec["service_ns"][pickups == prev].sum())
         assert prev + span <= p
+
+
+@pytest.mark.parametrize("rounds_per_packet", [1, 3])
+def test_every_correction_of_a_drained_backlog_is_the_offline_decodes(
+        rounds_per_packet, offline_commits):
+    """A preloaded backlog of several shots with sliding windows (several CORRECTIONs per
+    shot, carries across window boundaries, packets of K rounds crossing shot boundaries):
+    every CORRECTION the loop answers while draining it, in order, has the round range and
+    observable flips of the offline stream decoder's commit."""
+    exp = build_experiment("surface:d=3,r=8,p=0.02")
+    R = exp.layout.num_rounds
+    shots = 24
+    dets, _ = exp.sample(shots, seed=11)
+    sd = StreamDecoder(exp.dem, exp.layout, "uf", window=4, commit=2)
+    srv = ShmStreamServer(sd.compile(), stream_id=5, n_slots=1024)
+    cli = ShmStreamClient.attach(srv.region_name, exp.layout, stream_id=5,
+                                 corrections_per_shot=srv.corrections_per_shot)
+    try:
+        assert srv.corrections_per_shot > 2  # the windows slide
+        lay = P.SyndromeLayout(list(exp.layout.round_sizes))
+        rounds = [d[ids] for d in dets for ids in exp.layout.detectors]
+        frames = []
+        for r0 in range(0, shots * R, rounds_per_packet):
+            k = min(rounds_per_packet, shots * R - r0)
+            frames.append(np.frombuffer(P.encode_syndrome(
+                np.concatenate(rounds[r0:r0 + k]), lay, stream_id=5, first_round=r0, count=k,
+                timestamp_ns=TS), np.uint8).copy())
+        frames.append(np.frombuffer(P.encode_bye(stream_id=5), np.uint8).copy())
+        w, b, tx, rx, n, s = cli.pair.kernel_args()
+        for f in frames:
+            assert ring_try_send(w, b, tx, n, s, f, len(f)) == 0
+        srv.start()
+        srv.join(timeout=60)
+        assert srv.exit_code == 0  # EXIT_BYE
+        got = []
+        out = np.zeros(s, np.uint8)
+        while (m := ring_try_recv(w, b, rx, n, s, out)) != EMPTY:
+            h, body = P.parse_packet(bytes(out[:m]))
+            if h.msg_type == P.MsgType.CORRECTION:
+                c = P.decode_correction(h, body)
+                got.append((c.first_round, c.last_round, list(c.observables)))
+            else:
+                assert h.msg_type == P.MsgType.BYE, P.MsgType(h.msg_type).name
+    finally:
+        cli.close()
+        srv.close()
+    want = offline_commits(exp, dets, 4, 2, "uf")
+    assert len(want) == shots * srv.corrections_per_shot
+    assert got == want
+    assert any(any(o) for *_, o in want)  # some windows flip an observable

@@ -135,26 +135,32 @@ def engine_step(payload, o, i, count, rnd, seq, ts, t0, out_buf, stream_id, want
     return STEP_DONE, i, o, 0, 0
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_jit.INLINE)
 def _reply(r, i, rnd, seq, ts, t0, out_buf, stream_id, want_faults, state, plan):
     """The outcome of a window completed by round ``i - 1`` of the packet (``r`` as
     :func:`~qecd.decoder.compiled_stream.push_round_kernel` returns it): ``(status,
-    frame_len, last_round)``, the CORRECTION written into ``out_buf``."""
-    st = state.st
+    frame_len, last_round)``, the CORRECTION written into ``out_buf``. (Inlined: it passes
+    :func:`_reply_frame` only the arrays it reads, not the whole state and plan.)"""
+    return _reply_frame(r, i, rnd, seq, ts, t0, out_buf, stream_id, want_faults, state.st,
+                        state.carry, state.out_obs, state.out_faults, plan.round_offsets,
+                        plan.win_commit_stop)
+
+
+@numba.njit(**_JIT)
+def _reply_frame(r, i, rnd, seq, ts, t0, out_buf, stream_id, want_faults, st, carry, out_obs,
+                 out_faults, round_offsets, win_commit_stop):
     if r == NO_SOLUTION:
         st[0] = 0  # a fresh shot starts at the next boundary
-        carry = state.carry
         for j in range(carry.shape[0]):
             carry[j] = 0
         return STEP_NO_SOLUTION, 0, rnd + i - 1
     w = st[1]
-    round_offsets = plan.round_offsets
     t = (rnd + i - 1) % (round_offsets.shape[0] - 1)
     shot_base = rnd + i - 1 - t
-    first = shot_base + (0 if w == 0 else plan.win_commit_stop[w - 1])
-    last = shot_base + plan.win_commit_stop[w] - 1
+    first = shot_base + (0 if w == 0 else win_commit_stop[w - 1])
+    last = shot_base + win_commit_stop[w] - 1
     n = write_correction(out_buf, stream_id, seq, ts, first, last, monotonic_ns() - t0,
-                         state.out_obs, state.out_faults, r, want_faults, st[2] != 0)
+                         out_obs, out_faults, r, want_faults, st[2] != 0)
     return STEP_CORRECTION, n, last
 
 

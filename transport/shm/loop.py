@@ -510,6 +510,8 @@ def serve_stream_kernel(ring, loop, state, plan):
                             close_records(recs, k0, k, monotonic_ns() - pickup)
                             return EXIT_SEND_FAILED
                         ctl[CTL_CORRECTIONS] += 1
+                        if i >= count:  # the packet's last round decoded: it is done
+                            break       # (saves an engine call, which passes the plan)
                     if stored == count:
                         ctl[CTL_NEXT_ROUND] = rnd + count
                     ctl[CTL_ROUNDS] += stored
