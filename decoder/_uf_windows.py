@@ -49,6 +49,24 @@ def _decode_window(u, k, syn, n_det, out_lines):
     for i in range(n_det):
         if syn[i]:
             n_touched = _add_event(flags, base + i, touched, n_touched)
+    return _solve_lines(u, k, n_touched, out_lines)
+
+
+@numba.njit(**_jit.KERNEL)
+def _decode_window_events(u, k, events, n_events, out_lines):
+    # the events as the engine kept them (window indices, increasing): no syndrome to scan
+    base = u.tmpl_det_off[k]
+    flags = u.uf_args[7]
+    touched = u.uf_args[10]
+    for i in range(n_events):
+        _add_event(flags, base + events[i], touched, i)
+    return _solve_lines(u, k, n_events, out_lines)
+
+
+@numba.njit(**_jit.INLINE)
+def _solve_lines(u, k, n_touched, out_lines):
+    """Solve the events marked in ``touched[:n_touched]``; template ``k``'s lines of the
+    chosen faults into ``out_lines``; their count, or -1."""
     if n_touched == 0:
         return 0
     n = _solve(n_touched, *u.uf_args, u.uf_out)
@@ -71,6 +89,7 @@ class UfWindows(NamedTuple):
     uf_args: tuple  #: :meth:`UnionFindDecoder.kernel_args` of the union decoder
 
     decode_window = _decode_window
+    decode_window_events = _decode_window_events
 
 
 def compile_uf_windows(plan: WindowPlan, **uf_options: object) -> CompiledWindows:

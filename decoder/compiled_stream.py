@@ -77,6 +77,11 @@ NO_SOLUTION = -2
 #: a window is due and its decoder runs outside Numba (:attr:`CompiledWindows.host_decode`):
 #: its input is ready; decode it and pass the result to :func:`finish_window_kernel`
 WINDOW_DUE = -3
+#: ``StreamState.st`` slots besides next round (0), window just decoded (1), final (2) and
+#: shots (3): the shot's detection events so far (in ``StreamState.events``) and how many
+#: carry bits are set (while 0, a window's syndrome is its events alone)
+ST_EVENTS, ST_CARRIED = 4, 5
+ST_SIZE = 6
 
 
 def window_decode(windows, k, syndrome, n_det, out_lines):  # pragma: no cover (Numba only)
@@ -96,6 +101,41 @@ def _window_decode_of_kind(windows, k, syndrome, n_det, out_lines):
         return kernel(windows, k, syndrome, n_det, out_lines)
 
     return impl
+
+
+def window_decode_events(windows, k, events, n_events, syndrome, n_det,
+                         out_lines):  # pragma: no cover (Numba only)
+    """Decode template ``k``'s window given only its detection events: ``events[:n_events]``,
+    window detector indices in increasing order (the syndrome is 1 there, 0 elsewhere).
+    A kind whose class has a ``decode_window_events(windows, k, events, n_events,
+    out_lines)`` kernel gets them as they are (``uf``: straight to the solver); for any
+    other kind the dense ``syndrome[:n_det]`` is written from them and its
+    ``decode_window`` runs on it, so the result is always that of :func:`window_decode` on
+    the same syndrome. Callable from Numba only."""
+    raise TypeError("window_decode_events is called from Numba kernels only")
+
+
+@overload(window_decode_events, jit_options={"nogil": True, "_nrt": False, "boundscheck": False})
+def _window_decode_events_of_kind(windows, k, events, n_events, syndrome, n_det, out_lines):
+    cls = getattr(windows, "instance_class", None)
+    sparse = getattr(cls, "decode_window_events", None)
+    if sparse is not None:
+        def impl(windows, k, events, n_events, syndrome, n_det, out_lines):
+            return sparse(windows, k, events, n_events, out_lines)
+
+        return impl
+    dense = getattr(cls, "decode_window", None)
+    if dense is None:
+        return None
+
+    def impl_dense(windows, k, events, n_events, syndrome, n_det, out_lines):
+        for i in range(n_det):
+            syndrome[i] = 0
+        for i in range(n_events):
+            syndrome[events[i]] = 1
+        return dense(windows, k, syndrome, n_det, out_lines)
+
+    return impl_dense
 
 
 def window_lines_from_host(windows, k, result, out_lines):  # pragma: no cover (Numba only)
@@ -174,19 +214,42 @@ def _sorted_distinct(a, n):
 
 
 @numba.njit(**_JIT)
-def _decode_window(w, state, plan):
+def _decode_window(w, state, plan, sparse):
     # the helpers it calls take only the arrays they touch: a call passing the whole state
     # and plan (~45 arrays, each flattened into its fields) costs ~50-100 ns, as much as
     # union-find's whole solve of a typical window (docs/benchmarks.md, "Backlog drain")
     syn = plan.window_syn
-    n_det = _gather_syndrome(w, state.shot_bits, state.carry, syn, plan.win_det_ptr,
-                             plan.win_dets, plan.layout_pos)
-    n = window_decode(plan.windows, plan.win_tmpl[w], syn, n_det, plan.window_lines)
+    st = state.st
+    lay0 = plan.win_lay0[w]
+    if sparse and lay0 >= 0 and st[ST_CARRIED] == 0:
+        # the shot's events (kept by store_round) are the window's syndrome: no carry is
+        # set and the window's detectors are consecutive in the shot buffer
+        n_det = plan.win_det_ptr[w + 1] - plan.win_det_ptr[w]
+        n_ev = _window_events(lay0, n_det, state.events, st[ST_EVENTS], plan.window_events)
+        n = window_decode_events(plan.windows, plan.win_tmpl[w], plan.window_events, n_ev,
+                                 syn, n_det, plan.window_lines)
+    else:
+        n_det = _gather_syndrome(w, state.shot_bits, state.carry, syn, plan.win_det_ptr,
+                                 plan.win_dets, plan.layout_pos)
+        n = window_decode(plan.windows, plan.win_tmpl[w], syn, n_det, plan.window_lines)
     if n == WINDOW_DUE:
         return WINDOW_DUE
     if n < 0:
         return NO_SOLUTION
     return _commit(w, n, state, plan)
+
+
+@numba.njit(**_JIT)
+def _window_events(lay0, n_det, events, n_events, out):
+    """The shot's events (layout positions, increasing) inside ``lay0 .. lay0 + n_det``, as
+    window indices into ``out``; returns their count."""
+    m = 0
+    for i in range(n_events):
+        q = events[i] - lay0
+        if 0 <= q < n_det:
+            out[m] = q
+            m += 1
+    return m
 
 
 @numba.njit(**_JIT)
@@ -207,7 +270,7 @@ def _commit(w, n, state, plan):
     observable flips into ``state.out_obs``, the carry, sorted distinct DEM error indices
     into ``state.out_faults``; returns their count. (Inlined: it unpacks the arrays and
     calls :func:`_commit_lines` with those only.)"""
-    return _commit_lines(w, n, state.carry, state.out_obs, state.out_faults,
+    return _commit_lines(w, n, state.st, state.carry, state.out_obs, state.out_faults,
                          plan.window_lines, plan.win_commit_stop, plan.win_l2g_ptr,
                          plan.win_l2g, plan.fault_first_round, plan.fault_obs,
                          plan.fault_det_ptr, plan.fault_dets, plan.round_of,
@@ -215,7 +278,7 @@ def _commit(w, n, state, plan):
 
 
 @numba.njit(**_JIT)
-def _commit_lines(w, n, carry, out_obs, out_faults, lines, win_commit_stop, win_l2g_ptr,
+def _commit_lines(w, n, st, carry, out_obs, out_faults, lines, win_commit_stop, win_l2g_ptr,
                   win_l2g, fault_first_round, fault_obs, fault_det_ptr, fault_dets, round_of,
                   fault_dem_index):
     commit_stop = win_commit_stop[w]
@@ -234,27 +297,47 @@ def _commit_lines(w, n, carry, out_obs, out_faults, lines, win_commit_stop, win_
             d = fault_dets[q]
             if round_of[d] >= commit_stop:
                 carry[d] ^= 1
+                st[ST_CARRIED] += 1 if carry[d] else -1
         out_faults[m] = fault_dem_index[g]
         m += 1
     return _sorted_distinct(out_faults, m)
 
 
 @numba.njit(**_jit.INLINE)
-def store_round(bits, o, packed, st, shot_bits, round_offsets, trigger):
+def store_round(bits, o, packed, st, shot_bits, round_offsets, trigger, events):
     """Store the stream's next round from ``bits[o:]`` (bit-packed in stim's little bit order
-    when ``packed``, else one byte per detector) into ``shot_bits``; returns the window it
-    completes (also put in ``st[1]``), or -1. Takes only the arrays it touches: inlined
-    into a per-round loop that read them out of the state and plan once, it costs a few ns
-    where a call passing the whole plan costs ~100 ns."""
+    when ``packed``, else one byte per detector) into ``shot_bits``, appending its detection
+    events (layout positions) to ``events`` (``st[ST_EVENTS]`` of them so far this shot);
+    returns the window it completes (also put in ``st[1]``), or -1. Takes only the arrays
+    it touches: inlined into a per-round loop that read them out of the state and plan
+    once, it costs a few ns where a call passing the whole plan costs ~100 ns."""
     t = st[0]
     lo = round_offsets[t]
     hi = round_offsets[t + 1]
+    m = st[ST_EVENTS]
     if packed:
-        for i in range(hi - lo):
-            shot_bits[lo + i] = (bits[o + (i >> 3)] >> (i & 7)) & 1
+        for j in range((hi - lo + 7) >> 3):
+            x = bits[o + j]
+            base = lo + 8 * j
+            nb = hi - base if hi - base < 8 else 8
+            if x == 0:  # most bytes: no event
+                for i in range(nb):
+                    shot_bits[base + i] = 0
+            else:
+                for i in range(nb):
+                    v = (x >> i) & 1
+                    shot_bits[base + i] = v
+                    if v:
+                        events[m] = base + i
+                        m += 1
     else:
         for i in range(hi - lo):
-            shot_bits[lo + i] = 1 if bits[o + i] else 0
+            v = 1 if bits[o + i] else 0
+            shot_bits[lo + i] = v
+            if v:
+                events[m] = lo + i
+                m += 1
+    st[ST_EVENTS] = m
     st[0] = t + 1
     w = trigger[t]
     st[1] = w
@@ -266,7 +349,7 @@ def decode_window_kernel(w, state, plan):
     """Decode and commit window ``w``, whose last round :func:`store_round` just stored; a
     final window ends the shot. Returns as :func:`push_round_kernel` (``WINDOW_DUE`` for a
     window decoded on the host: :func:`finish_window_kernel` then ends it)."""
-    r = _decode_window(w, state, plan)
+    r = _decode_window(w, state, plan, True)
     if r == WINDOW_DUE:
         return r
     _window_done(w, state, plan)
@@ -296,7 +379,7 @@ def push_round_kernel(bits, packed, state, plan):
         ready in ``state.out_obs``).
     """
     w = store_round(bits, 0, packed, state.st, state.shot_bits, plan.round_offsets,
-                    plan.trigger)
+                    plan.trigger, state.events)
     if w < 0:
         return NO_CORRECTION
     return decode_window_kernel(w, state, plan)
@@ -314,8 +397,18 @@ def _end_window(w, st, carry, win_final):
     if final:
         st[0] = 0
         st[3] += 1
-        for i in range(carry.shape[0]):
-            carry[i] = 0
+        clear_shot(st, carry)
+
+
+@numba.njit(**_jit.INLINE)
+def clear_shot(st, carry):
+    """Forget the shot's events and carry (the next round stored starts a shot's events;
+    ``st[0]`` is the caller's)."""
+    for i in range(carry.shape[0]):
+        carry[i] = 0
+    st[ST_EVENTS] = 0
+    st[ST_CARRIED] = 0
+
 
 
 @numba.njit(**_JIT)
@@ -327,7 +420,7 @@ def due_window_kernel(t, state, plan):
     w = plan.trigger[t]
     st[0] = t + 1
     st[1] = w
-    r = _decode_window(w, state, plan)
+    r = _decode_window(w, state, plan, False)  # the caller wrote shot_bits, not the events
     if r == WINDOW_DUE:
         return r
     _window_done(w, state, plan)
@@ -370,17 +463,22 @@ class StreamPlanArrays(NamedTuple):
     fault_dem_index: np.ndarray  #: global fault -> DEM error instruction index
     window_syn: np.ndarray  #: scratch uint8: the window's syndrome (window detector order)
     window_lines: np.ndarray  #: scratch int64: template DEM lines the window decode chose
+    win_lay0: np.ndarray  #: int64 per window: shot-buffer position of its detector 0 when
+    #: its detectors are consecutive there in window order, else -1
+    window_events: np.ndarray  #: scratch int64: the window's events (window indices)
     windows: tuple  #: the backend's compiled window decoder (:attr:`CompiledWindows.arrays`)
 
 
 class StreamState(NamedTuple):
     """Per-stream mutable state of a compiled stream (one per stream)."""
 
-    st: np.ndarray  #: int64 (4,): next round, window just decoded, that window final, shots
+    st: np.ndarray  #: int64 (ST_SIZE,): next round, window just decoded, that window final,
+    #: shots, the shot's events so far, carry bits set
     shot_bits: np.ndarray  #: uint8: the shot's detection events so far (layout order)
     carry: np.ndarray  #: uint8 per detector: syndrome effect of committed faults
     out_obs: np.ndarray  #: uint8: observable flips of the last correction
     out_faults: np.ndarray  #: int64: committed fault ids of the last correction
+    events: np.ndarray  #: int64: the shot's detection events so far (shot-buffer positions)
 
 
 @structref.register
@@ -435,14 +533,20 @@ def reset_shot_ctx(ctx):
     """Drop the stream's shot in progress: the next round stored is round 0, no carry."""
     st, carry = ctx.state.st, ctx.state.carry
     st[0] = 0
-    for j in range(carry.shape[0]):
-        carry[j] = 0
+    clear_shot(st, carry)
 
 
 @numba.njit(cache=True, nogil=True)
 def push_round_ctx(bits, packed, ctx):
     """:func:`push_round_kernel` on a :class:`StreamContext`."""
     return push_round_kernel(bits, packed, ctx.state, ctx.plan)
+
+
+def _first_if_consecutive(pos: np.ndarray) -> int:
+    """``pos[0]`` when ``pos`` is ``pos[0], pos[0] + 1, ...`` (0 when empty), else -1."""
+    if len(pos) == 0:
+        return 0
+    return int(pos[0]) if np.array_equal(pos, np.arange(pos[0], pos[0] + len(pos))) else -1
 
 
 def templates_of(plan: WindowPlan) -> list[str]:
@@ -508,6 +612,9 @@ class CompiledStream(ShotDecoding):
             f.dem_index.astype(np.int64),
             np.zeros(max(1, int(np.diff(det_ptr).max(initial=0))), dtype=np.uint8),
             np.zeros(self.max_faults, dtype=np.int64),
+            np.array([_first_if_consecutive(plan.layout_pos[w.det_ids]) for w in wins],
+                     dtype=np.int64),
+            np.zeros(max(1, int(np.diff(det_ptr).max(initial=0))), dtype=np.int64),
             windows.arrays,
         )
         #: CORRECTIONs per shot (one per window)
@@ -546,9 +653,10 @@ class CompiledStream(ShotDecoding):
     def new_state(self) -> StreamState:
         """Fresh per-stream state."""
         nd, no = self.layout.num_detectors, self.num_observables
-        return StreamState(np.zeros(4, dtype=np.int64), np.zeros(nd, dtype=np.uint8),
+        return StreamState(np.zeros(ST_SIZE, dtype=np.int64), np.zeros(nd, dtype=np.uint8),
                            np.zeros(nd, dtype=np.uint8), np.zeros(no, dtype=np.uint8),
-                           np.zeros(self.max_faults, dtype=np.int64))
+                           np.zeros(self.max_faults, dtype=np.int64),
+                           np.zeros(max(1, nd), dtype=np.int64))
 
     def kernel_args(self) -> StreamPlanArrays:
         """The plan :func:`push_round_kernel` takes after the per-stream state."""

@@ -59,6 +59,7 @@ from qecd.decoder.compiled_stream import (  # noqa: E402,I001
     NO_SOLUTION,
     WINDOW_DUE,
     StreamContext,
+    clear_shot,
     decode_window_kernel,
     finish_window_kernel,
     reset_shot_ctx,
@@ -115,13 +116,14 @@ def engine_step(payload, o, i, count, rnd, seq, ts, t0, out_buf, stream_id, want
     n_rounds = round_offsets.shape[0] - 1
     st = state.st
     shot_bits = state.shot_bits
+    events = state.events
     trigger = plan.trigger
     while i < count:
         t = (rnd + i) % n_rounds
         nb = (round_offsets[t + 1] - round_offsets[t] + 7) >> 3
         # push_round_kernel, with the arrays a round touches read out once: only a due
         # window pays for a call that passes the whole plan
-        w = store_round(payload, o, True, st, shot_bits, round_offsets, trigger)
+        w = store_round(payload, o, True, st, shot_bits, round_offsets, trigger, events)
         o += nb
         i += 1
         if w < 0:
@@ -151,8 +153,7 @@ def _reply_frame(r, i, rnd, seq, ts, t0, out_buf, stream_id, want_faults, st, ca
                  out_faults, round_offsets, win_commit_stop):
     if r == NO_SOLUTION:
         st[0] = 0  # a fresh shot starts at the next boundary
-        for j in range(carry.shape[0]):
-            carry[j] = 0
+        clear_shot(st, carry)
         return STEP_NO_SOLUTION, 0, rnd + i - 1
     w = st[1]
     t = (rnd + i - 1) % (round_offsets.shape[0] - 1)

@@ -341,7 +341,7 @@ def drop_shot(words, buf, tx_off, n_slots, slot_size, out_buf, ctl, stream_id, r
 
 
 @numba.njit(**_jit.INLINE)
-def store_quiet_packet(in_buf, count, st, shot_bits, round_offsets, trigger):
+def store_quiet_packet(in_buf, count, st, shot_bits, round_offsets, trigger, events):
     """Store a SYNDROME packet's ``count`` rounds (``in_buf`` from byte 32) when none of them
     completes a window, exactly as the engine would (the same
     :func:`~qecd.decoder.compiled_stream.store_round`); returns False, storing nothing,
@@ -356,7 +356,7 @@ def store_quiet_packet(in_buf, count, st, shot_bits, round_offsets, trigger):
     o = HEADER_SIZE
     for _ in range(count):
         t = st[0]
-        store_round(in_buf, o, True, st, shot_bits, round_offsets, trigger)
+        store_round(in_buf, o, True, st, shot_bits, round_offsets, trigger, events)
         o += (round_offsets[t + 1] - round_offsets[t] + 7) >> 3
     return True
 
@@ -427,6 +427,7 @@ def serve_stream_kernel(ring, loop, state, plan):
     trigger = plan.trigger
     st = state.st
     shot_bits = state.shot_bits
+    events = state.events
     n_rounds = round_offsets.shape[0] - 1
     k = rec_n[0]  # records opened (packet count over the loop's life)
     recs = (rec_service, rec_lag, rec_flags, rec_n, open_lag, open_flags)
@@ -473,7 +474,8 @@ def serve_stream_kernel(ring, loop, state, plan):
                                   send_timeout_ns, ctl) != 0:
                         close_records(recs, k0, k, monotonic_ns() - pickup)
                         return EXIT_SEND_FAILED
-                elif store_quiet_packet(in_buf, count, st, shot_bits, round_offsets, trigger):
+                elif store_quiet_packet(in_buf, count, st, shot_bits, round_offsets, trigger,
+                                        events):
                     ctl[CTL_NEXT_ROUND] = rnd + count
                     ctl[CTL_ROUNDS] += count
                     open_record(recs, k - k0, pickup, ts, 0)
