@@ -109,6 +109,14 @@ class EmulateConfig:
     curve : CurveClientKeys or None
     cpu : int or None
         Pin the emulator to this CPU.
+    emulator : {"native", "python"} or None
+        Which streaming phase runs: the compiled one (:mod:`qecd.bench.native_emulator`:
+        packets sent and replies taken by a Numba kernel calling libzmq) or the Python one
+        (:class:`WirePhase`). None: native when libzmq can be driven from compiled code here,
+        else python (the report's ``emulator_note`` says why). Both give this same report.
+    echo_cpu : int or None
+        Native only: pin the compiled echo ROUTER of the bare round trip
+        (``bare_round_trip_compiled``) to this CPU (e.g. the server's).
     """
 
     connect: str
@@ -128,6 +136,25 @@ class EmulateConfig:
     timeout_s: float = 30.0
     curve: CurveClientKeys | None = None
     cpu: int | None = None
+    emulator: str | None = None
+    echo_cpu: int | None = None
+
+
+def _choose_emulator(name: str | None) -> tuple[str, str | None]:
+    """The emulator to run and, when the default fell back to Python, why."""
+    from qecd.bench import native_emulator as native
+
+    if name is None:
+        if native.available():
+            return native.NATIVE, None
+        return native.PYTHON, (f"python: the compiled emulator is unavailable "
+                               f"({native.unavailable_reason()})")
+    if name not in native.EMULATORS:
+        raise QecdError(f"emulator: expected one of {list(native.EMULATORS)}, got {name!r}")
+    if name == native.NATIVE and not native.available():
+        raise QecdError(f"emulator 'native': unavailable here ({native.unavailable_reason()}); "
+                        "use 'python'")
+    return name, None
 
 
 @dataclass
@@ -196,7 +223,7 @@ def _server_summary(stats: dict) -> dict:
     return out
 
 
-class _Wire:
+class WirePhase:
     """The streaming phase: one client, ``K`` streams, one thread."""
 
     def __init__(self, client: Client, streams: list, blocks: list[np.ndarray], sh: _Shots,
@@ -321,6 +348,7 @@ def run_emulation(cfg: EmulateConfig) -> dict:
     if cfg.streams < 1 or cfg.shots < cfg.streams:
         raise QecdError(f"emulate: expected 1 <= streams <= shots, got streams={cfg.streams}, "
                         f"shots={cfg.shots}")
+    emulator, emulator_note = _choose_emulator(cfg.emulator)
     if cfg.cpu is not None:
         os.sched_setaffinity(0, {cfg.cpu})
     sh = _sample(cfg)
@@ -330,6 +358,12 @@ def run_emulation(cfg: EmulateConfig) -> dict:
     failures: list[str] = []
     with Client(cfg.connect, curve=cfg.curve, timeout_s=cfg.timeout_s) as client:
         rtt = np.array([client.heartbeat() for _ in range(cfg.rtt_samples)], dtype=np.int64)
+        rtt_compiled = None
+        if emulator == "native":
+            from qecd.bench.native_emulator import compiled_round_trips
+
+            rtt_compiled, rtt_compiled_method = compiled_round_trips(
+                cfg.connect, cfg.rtt_samples, cpu=cfg.echo_cpu, timeout_s=cfg.timeout_s)
         streams = [client.open_stream(cfg.spec, dem=sh.dem_text, decoder=cfg.decoder,
                                       window=cfg.window, commit=cfg.commit,
                                       time_coord=cfg.time_coord)
@@ -342,10 +376,16 @@ def run_emulation(cfg: EmulateConfig) -> dict:
         max_inflight = cfg.max_inflight or max(
             2 * (window_in_force or R) + 16 + 2 * cfg.rounds_per_packet,
             acc.max_backlog if cfg.cycle_us else 0)
-        wire = _Wire(client, streams, blocks, sh, cfg, max_inflight)
+        if emulator == "native":
+            from qecd.bench.native_emulator import NativeWirePhase
+
+            wire = NativeWirePhase(client, streams, blocks, sh, cfg, max_inflight,
+                                   expected=sum(len(c) for c in commits))
+        else:
+            wire = WirePhase(client, streams, blocks, sh, cfg, max_inflight)
         try:
             wall_s = wire.run()
-        except ServerTimeout as e:
+        except QecdError as e:  # ServerTimeout, or the native emulator's buffer or libzmq
             failures.append(str(e))
             wall_s = float("nan")
         try:
@@ -395,8 +435,8 @@ def run_emulation(cfg: EmulateConfig) -> dict:
         affinity = sorted(os.sched_getaffinity(0))
     except AttributeError:
         affinity = None
-    return {
-        "schema": SCHEMA,
+    report = {
+        "schema": SCHEMA, "emulator": emulator, "emulator_note": emulator_note,
         "spec": cfg.spec, "dem": cfg.dem_path, "decoder": cfg.decoder,
         "window": window_in_force, "commit": acc.commit,
         "shots": cfg.shots, "streams": cfg.streams, "rounds_per_shot": R,
@@ -412,8 +452,9 @@ def run_emulation(cfg: EmulateConfig) -> dict:
         "service_time": {"scope": "server (all rounds since it started)",
                          **_server_summary(server_stats), "by_stream": by_stream},
         "reaction_time": summarize_ns(np.array(wire.reaction, dtype=np.int64)),
-        "bare_round_trip": {"method": "HEARTBEAT ping-pong, same connection, before "
-                            "streaming", **summarize_ns(rtt)},
+        "bare_round_trip": {"method": "HEARTBEAT ping-pong from Python (pyzmq), same "
+                            "connection, answered by the server, before streaming",
+                            **summarize_ns(rtt)},
         "throughput": {"wall_s": wall_s, "rounds_per_s": rounds_sent / wall_s if wall_s else
                        None, "late_sends": wire.late, "max_late_us": wire.max_late_ns / 1e3},
         "server": {"server": server_stats.get("server"),
@@ -428,6 +469,11 @@ def run_emulation(cfg: EmulateConfig) -> dict:
         "_samples": {"reaction_ns": np.array(wire.reaction, dtype=np.int64),
                      "rtt_ns": np.asarray(rtt, dtype=np.int64)},
     }
+    if rtt_compiled is not None:
+        report["bare_round_trip_compiled"] = {"method": rtt_compiled_method,
+                                              **summarize_ns(rtt_compiled)}
+        report["_samples"]["rtt_compiled_ns"] = rtt_compiled
+    return report
 
 
 def format_report(report: dict) -> str:
@@ -469,8 +515,13 @@ def format_report(report: dict) -> str:
         *[f"    stream {i}     {lat(st)} (this run's rounds, exact)"
           for i, st in enumerate(r["service_time"].get("by_stream", []))],
         f"  reaction time {lat(r['reaction_time'])}",
-        f"  bare RTT      {lat(r['bare_round_trip'])}",
+        f"  bare RTT      {lat(r['bare_round_trip'])} (HEARTBEAT from Python)",
     ]
+    if r.get("bare_round_trip_compiled"):
+        lines.append(f"  bare RTT      {lat(r['bare_round_trip_compiled'])} (compiled DEALER <-> "
+                     "compiled echo ROUTER)")
+    lines.append(f"  emulator      {r.get('emulator', 'python')}"
+                 + (f" ({r['emulator_note']})" if r.get("emulator_note") else ""))
     lines += [f"  failure: {f}" for f in r["failures"]]
     return "\n".join(lines)
 
