@@ -13,20 +13,27 @@ collects every reply and reports, as JSON (schema ``qecd.emulate/1``, below):
   ``corrections_received``, ``lost`` (expected, never received), ``duplicated`` (received more
   than once), ``unexpected`` (a range the offline decode never committed), ``errors_received``,
   ``shots_unanswered`` (shots whose last correction never came, e.g. the server was killed:
-  the report is still written, with their corrections counted as lost);
-- ``ler_wire`` (over the answered shots) and ``ler_offline``: logical error rates against
+  the report is still written, with their corrections counted as lost),
+  ``shots_incomplete`` (the last correction came but another of the shot's did not: its
+  lost corrections count as lost, and the shot is left out of ``mismatches`` and
+  ``ler_wire``);
+- ``ler_wire`` (over the complete shots) and ``ler_offline``: logical error rates against
   stim's true observable flips, with 95% Wilson intervals (``failures``, ``shots``, ``rate``,
   ``ci95``);
-- ``mismatches``: answered shots whose wire prediction (XOR of its corrections) differs from
+- ``mismatches``: complete shots whose wire prediction (XOR of its corrections) differs from
   the offline decode's, and ``correction_mismatches`` per commit. The same deterministic decoder
   on the same rounds must agree exactly, so any mismatch fails the run;
 - ``service_time``: the server's per-round service time (its STATS, whole server since it
   started; ``by_stream``: exact per stream), ``reaction_time``: client clock at a CORRECTION's
   receipt minus the send time of the round that triggered it (in paced mode minus its
   *scheduled* send time, so a late sender does not hide queueing), and ``bare_round_trip``:
-  HEARTBEAT ping-pong on the same connection before streaming, all as
+  HEARTBEAT ping-pong from Python on the same connection before streaming (with the
+  native emulator also ``bare_round_trip_compiled``: the same frames from the compiled
+  DEALER to a compiled echo ROUTER, see :mod:`qecd.bench.native_emulator`), all as
   :func:`~qecd.bench.latency_stats.summarize_ns` summaries (``count``, ``mean_us``,
   ``p50_us``, ``p90_us``, ``p99_us``, ``p99.9_us``, ``max_us``);
+- ``emulator`` (``native`` or ``python``: which streaming phase ran) and ``emulator_note``
+  (why the default fell back to python, else None);
 - ``spec``/``dem``, ``decoder``, ``window``, ``commit`` (in force, from ACCEPT), ``shots``,
   ``streams``, ``rounds_per_shot``, ``mode``, ``cycle_us``, ``max_inflight``, ``throughput``
   (wall time, rounds/s, ``late_sends``: rounds whose packet left more than a cycle
@@ -409,21 +416,27 @@ def run_emulation(cfg: EmulateConfig) -> dict:
     expected = sum(len(c) for c in commits)
     received = sum(len(r) for r in wire.received)
     lost = duplicated = unexpected = corr_mismatch = 0
+    complete = wire.shot_done.copy()  # its last correction came, and every other one
     for k, mine in enumerate(commits):
         seen = Counter((a, b) for a, b, _ in wire.received[k])
-        lost += sum(1 for key in mine if key not in seen)
+        missing = [a for (a, b) in mine if (a, b) not in seen]
+        lost += len(missing)
+        complete[blocks[k][np.array(missing, dtype=np.int64) // R]] = False
         duplicated += sum(n - 1 for n in seen.values() if n > 1)
         unexpected += sum(1 for key in seen if key not in mine)
         for a, b, o in wire.received[k]:
             want = mine.get((a, b))
             if want is not None and not np.array_equal(want, o):
                 corr_mismatch += 1
-    # a shot whose last correction never came is unanswered (its corrections count as lost),
-    # not a mismatch: only complete shots are compared with the offline decode
-    mismatches = int((np.any(wire.wire_pred != offline_pred, axis=1) & wire.shot_done).sum())
+    # a shot whose last correction never came is unanswered, one that lost another correction
+    # is incomplete (its lost corrections are counted as lost): neither is a mismatch; only
+    # complete shots are compared with the offline decode
+    mismatches = int((np.any(wire.wire_pred != offline_pred, axis=1) & complete).sum())
     unanswered = int((~wire.shot_done).sum())
+    incomplete = int((wire.shot_done & ~complete).sum())
     errors_received = dict(wire.errors)
     for name, v in (("lost", lost), ("shots_unanswered", unanswered),
+                    ("shots_incomplete", incomplete),
                     ("duplicated", duplicated), ("unexpected", unexpected),
                     ("mismatches", mismatches), ("correction_mismatches", corr_mismatch)):
         if v:
@@ -444,9 +457,9 @@ def run_emulation(cfg: EmulateConfig) -> dict:
         "max_inflight": max_inflight, "connect": cfg.connect,
         "rounds_sent": rounds_sent, "corrections_expected": expected,
         "corrections_received": received, "lost": lost, "shots_unanswered": unanswered,
-        "duplicated": duplicated,
+        "shots_incomplete": incomplete, "duplicated": duplicated,
         "unexpected": unexpected, "errors_received": errors_received,
-        "ler_wire": _ler(wire.wire_pred[wire.shot_done], sh.obs[wire.shot_done]),
+        "ler_wire": _ler(wire.wire_pred[complete], sh.obs[complete]),
         "ler_offline": _ler(offline_pred, sh.obs),
         "mismatches": mismatches, "correction_mismatches": corr_mismatch,
         "service_time": {"scope": "server (all rounds since it started)",

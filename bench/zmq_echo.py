@@ -8,7 +8,7 @@ frame with ``ZMQ_DONTWAIT`` and answers with ``zmq_send(route, SNDMORE)`` +
 ``zmq_send(frame)``. :func:`echo` does exactly that with no decode in between, so
 "reaction minus bare round trip" is what the service adds.
 
-:class:`EchoRouter` runs it in a child process (spawned, optionally pinned to a CPU, e.g. the
+:class:`EchoRouter` runs it in a child process (optionally pinned to a CPU, e.g. the
 server's) bound to loopback, until an empty frame arrives or the context exits.
 
 Example
@@ -23,9 +23,7 @@ b'hello'
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
-import traceback
 
 import numba
 import numpy as np
@@ -76,35 +74,38 @@ def echo(sock, route_buf, frame_buf, items, idle_ns):
             served += 1
 
 
-def _echo_proc(bind: str, cpu: int | None, idle_s: float, conn) -> None:
-    try:
-        import zmq
+def _serve(bind: str, cpu: int | None, idle_s: float) -> None:
+    """The child process: bind, say the endpoint on stdout, echo until stopped."""
+    import sys
 
-        if cpu is not None:
-            os.sched_setaffinity(0, {cpu})
-        ctx = zmq.Context()
-        sock = ctx.socket(zmq.ROUTER)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        sock.bind(bind)
-        items = np.zeros(1, POLLITEM)
-        items[0]["socket"] = sock.underlying
-        items[0]["events"] = POLLIN
-        route, frame = np.zeros(256, np.uint8), np.zeros(1 << 16, np.uint8)
-        echo(sock.underlying, route, frame, items, 1)  # compiled (or loaded) before "ready"
-        conn.send(("ready", sock.getsockopt_string(zmq.LAST_ENDPOINT)))
-        served = echo(sock.underlying, route, frame, items, int(idle_s * 1e9))
-        conn.send(("done", int(served)))
-        sock.close(0)
-        ctx.term()
-    except Exception:
-        conn.send(("error", traceback.format_exc()))
+    import zmq
+
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.ROUTER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
+    sock.bind(bind)
+    items = np.zeros(1, POLLITEM)
+    items[0]["socket"] = sock.underlying
+    items[0]["events"] = POLLIN
+    route, frame = np.zeros(256, np.uint8), np.zeros(1 << 16, np.uint8)
+    echo(sock.underlying, route, frame, items, 1)  # compiled (or loaded) before "ready"
+    print(sock.getsockopt_string(zmq.LAST_ENDPOINT), flush=True)
+    served = echo(sock.underlying, route, frame, items, int(idle_s * 1e9))
+    print(served, flush=True)
+    sock.close(0)
+    ctx.term()
+    sys.exit(0 if served >= 0 else 1)
 
 
 class EchoRouter:
-    """``with EchoRouter(bind, cpu=None) as endpoint``: :func:`echo` in a spawned process bound
-    to ``bind`` (``tcp://127.0.0.1:0`` picks a port; ``ipc://path``), pinned to ``cpu`` when
-    given; stopped by an empty frame on exit (killed if it does not stop)."""
+    """``with EchoRouter(bind, cpu=None) as endpoint``: :func:`echo` in a child process (a
+    plain subprocess, so daemonic callers may use it too) bound to ``bind``
+    (``tcp://127.0.0.1:0`` picks a port; ``ipc://path``), pinned to ``cpu`` when given;
+    stopped by an empty frame on exit (killed if it does not stop). ``served`` is then the
+    number of frames it echoed."""
 
     def __init__(self, bind: str, *, cpu: int | None = None, idle_s: float = 120.0) -> None:
         self.bind, self.cpu, self.idle_s = bind, cpu, idle_s
@@ -112,34 +113,35 @@ class EchoRouter:
         self.served: int | None = None
 
     def __enter__(self) -> str:
-        ctx = mp.get_context("spawn")
-        self._conn, child = ctx.Pipe()
-        self._proc = ctx.Process(target=_echo_proc, args=(self.bind, self.cpu, self.idle_s,
-                                                          child), daemon=True)
-        self._proc.start()
-        if not self._conn.poll(120):
+        import subprocess
+        import sys
+
+        code = (f"from qecd.bench.zmq_echo import _serve; _serve({self.bind!r}, {self.cpu!r}, "
+                f"{float(self.idle_s)!r})")
+        self._proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True)
+        line = self._proc.stdout.readline().strip()
+        if not line:
             self._proc.kill()
-            raise TimeoutError("echo ROUTER did not start within 120 s")
-        msg = self._conn.recv()
-        if msg[0] != "ready":
-            self._proc.join(5)
-            raise RuntimeError(f"echo ROUTER failed:\n{msg[1]}")
-        self.endpoint = msg[1]
-        return self.endpoint
+            err = self._proc.communicate(timeout=10)[1]
+            raise RuntimeError(f"echo ROUTER did not start:\n{err}")
+        self.endpoint = line
+        return line
 
     def __exit__(self, *exc: object) -> None:
+        import subprocess
+
         import zmq
 
-        ctx = zmq.Context.instance()
-        s = ctx.socket(zmq.DEALER)
+        s = zmq.Context.instance().socket(zmq.DEALER)
         s.setsockopt(zmq.LINGER, 1000)
         s.connect(self.endpoint)
         s.send(b"")
-        if self._conn.poll(10):
-            msg = self._conn.recv()
-            self.served = msg[1] if msg[0] == "done" else None
-        s.close(0)
-        self._proc.join(10)
-        if self._proc.is_alive():
+        try:
+            out, _ = self._proc.communicate(timeout=10)
+            self.served = int(out.strip()) if out.strip() else None
+        except subprocess.TimeoutExpired:
             self._proc.kill()
-            self._proc.join(5)
+            self._proc.communicate(timeout=10)
+        finally:
+            s.close(1000)
