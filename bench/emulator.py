@@ -349,15 +349,28 @@ class WirePhase:
 def run_emulation(cfg: EmulateConfig) -> dict:
     """Sample, decode offline, stream through the server, compare; returns the report dict
     (see the module docs for its schema)."""
-    from qecd.bench.latency_stats import summarize_ns
-    from qecd.bench.machine import machine_info
-
     if cfg.streams < 1 or cfg.shots < cfg.streams:
         raise QecdError(f"emulate: expected 1 <= streams <= shots, got streams={cfg.streams}, "
                         f"shots={cfg.shots}")
     emulator, emulator_note = _choose_emulator(cfg.emulator)
     if cfg.cpu is not None:
         os.sched_setaffinity(0, {cfg.cpu})
+    echo = None
+    if emulator == "native":  # its far end of the bare round trip starts while we sample
+        from qecd.bench.native_emulator import echo_for
+
+        echo = echo_for(cfg.connect, cfg.echo_cpu)
+    try:
+        return _emulate(cfg, emulator, emulator_note, echo)
+    finally:
+        if echo is not None:
+            echo.close()
+
+
+def _emulate(cfg: EmulateConfig, emulator: str, emulator_note: str | None, echo) -> dict:
+    from qecd.bench.latency_stats import summarize_ns
+    from qecd.bench.machine import machine_info
+
     sh = _sample(cfg)
     R = sh.layout.num_rounds
     blocks = np.array_split(np.arange(cfg.shots), cfg.streams)
@@ -370,7 +383,7 @@ def run_emulation(cfg: EmulateConfig) -> dict:
             from qecd.bench.native_emulator import compiled_round_trips
 
             rtt_compiled, rtt_compiled_method = compiled_round_trips(
-                cfg.connect, cfg.rtt_samples, cpu=cfg.echo_cpu, timeout_s=cfg.timeout_s)
+                echo, cfg.rtt_samples, timeout_s=cfg.timeout_s)
         streams = [client.open_stream(cfg.spec, dem=sh.dem_text, decoder=cfg.decoder,
                                       window=cfg.window, commit=cfg.commit,
                                       time_coord=cfg.time_coord)

@@ -107,9 +107,9 @@ def _reaction_breakdown(records: dict, emu: dict, n_rounds: int):
 
 def _kept_up(lag_ns: np.ndarray, cycle_us: float) -> bool | None:
     """Paced runs: did the backlog stay bounded? True when the median lag over the last tenth
-    of the samples is under 10 cycles (zmq: 10 packet intervals, ``cycle_us`` = K x cycle), i.e. whatever backlog stalls built was drained rather
-    than carried to the end (an offered rate above what the service sustains makes the lag
-    grow with the round number instead)."""
+    of the samples is under 10 cycles (zmq: 10 packet intervals, ``cycle_us`` = K x cycle),
+    i.e. whatever backlog stalls built was drained rather than carried to the end (an offered
+    rate above what the service sustains makes the lag grow with the round number instead)."""
     if not cycle_us or len(lag_ns) < 10:
         return None
     tail = lag_ns[-max(1, len(lag_ns) // 10):]

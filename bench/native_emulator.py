@@ -60,16 +60,17 @@ from qecd.transport.wire import compiled as _wire
 _jit.invalidate_if_changed(__file__, [_native.__file__, _atomics.__file__, _wire.__file__],
                            __name__)
 
+from qecd.bench.emulator import WirePhase  # noqa: E402,I001
 from qecd.transport.server.libzmq_native import (  # noqa: E402
     DONTWAIT, POLLIN, POLLITEM, zmq_errno, zmq_poll, zmq_recv, zmq_send)
-from qecd.bench.emulator import WirePhase  # noqa: E402
 from qecd.transport.shm.atomics import monotonic_ns, monotonic_ns_py, sched_yield  # noqa: E402
 from qecd.transport.wire.compiled import (  # noqa: E402
     HEADER_SIZE, T_BYE, T_CORRECTION, get_u32, get_u64, put_u64)
 
 __all__ = ["EMULATORS", "NATIVE", "PYTHON", "ST_DONE", "ST_TIMEOUT_CREDIT", "ST_TIMEOUT_TAIL",
-           "ST_BUFFER_FULL", "ST_ZMQ_ERROR", "available", "unavailable_reason", "default_emulator",
-           "stream_packets", "ping_pong", "MAX_REPLY", "NativeWirePhase", "compiled_round_trips"]
+           "ST_BUFFER_FULL", "ST_ZMQ_ERROR", "MAX_REPLY", "available", "unavailable_reason",
+           "default_emulator", "stream_packets", "ping_pong", "NativeWirePhase",
+           "compiled_round_trips", "echo_for"]
 
 NATIVE = "native"  #: the compiled emulator of this module
 PYTHON = "python"  #: the Python emulator (:class:`qecd.bench.emulator.WirePhase`)
@@ -460,47 +461,47 @@ class NativeWirePhase(WirePhase):
         return (int(res[R_T_END]) - t0) / 1e9
 
 
-def compiled_round_trips(connect: str, samples: int, *, cpu: int | None = None,
-                         timeout_s: float = 10.0) -> tuple[np.ndarray, str]:
-    """The bare DEALER/ROUTER round trip through the compiled path: ``samples`` HEARTBEAT
-    frames from a DEALER (:func:`ping_pong`) to a compiled echo ROUTER
-    (:class:`~qecd.bench.zmq_echo.EchoRouter`) in another process (pinned to ``cpu``) on the
-    same kind of endpoint as ``connect`` (tcp loopback, or ipc). Returns the round trips (ns)
-    and a description of the method."""
+def echo_for(connect: str, cpu: int | None = None):
+    """A started (not yet ready) :class:`~qecd.bench.zmq_echo.EchoRouter` on the same kind of
+    endpoint as ``connect`` (tcp loopback, or an ipc socket in a fresh directory), pinned to
+    ``cpu``; start it early so it is ready when :func:`compiled_round_trips` needs it."""
     import tempfile
 
+    from qecd.bench.zmq_echo import EchoRouter
+
+    if connect.startswith("ipc://"):
+        tmp = tempfile.mkdtemp(prefix="qecd-echo-")
+        return EchoRouter(f"ipc://{tmp}/echo.sock", cpu=cpu, remove_dir=tmp).start()
+    return EchoRouter("tcp://127.0.0.1:0", cpu=cpu).start()
+
+
+def compiled_round_trips(echo, samples: int, *, timeout_s: float = 10.0
+                         ) -> tuple[np.ndarray, str]:
+    """The bare DEALER/ROUTER round trip through the compiled path: ``samples`` HEARTBEAT
+    frames from a DEALER (:func:`ping_pong`) to the compiled echo ROUTER ``echo`` (from
+    :func:`echo_for`, in another process), after 100 unrecorded ones. Returns the round trips
+    (ns) and a description of the method."""
     import zmq
 
-    from qecd.bench.zmq_echo import EchoRouter
     from qecd.transport._client_core import dealer_socket
     from qecd.transport.wire import encode_heartbeat
 
     _warm()
-    tmp = None
-    if connect.startswith("ipc://"):
-        tmp = tempfile.mkdtemp(prefix="qecd-echo-")
-        bind = f"ipc://{tmp}/echo.sock"
-    else:
-        bind = "tcp://127.0.0.1:0"
-    with EchoRouter(bind, cpu=cpu) as ep:
-        sock, _ = dealer_socket(zmq.Context.instance(), ep)
-        try:
-            frame = np.frombuffer(bytearray(encode_heartbeat()), np.uint8).copy()
-            rbuf = np.zeros(MAX_REPLY, np.uint8)
-            items = poll_items(sock.underlying)
-            warm = np.zeros(min(samples, 100), np.int64)
-            ping_pong(sock.underlying, frame, len(frame), len(warm), int(timeout_s * 1e9), warm,
-                      items, rbuf)
-            rtt = np.zeros(samples, np.int64)
-            done = ping_pong(sock.underlying, frame, len(frame), samples, int(timeout_s * 1e9),
-                             rtt, items, rbuf)
-        finally:
-            sock.close(0)
-    if tmp is not None:
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
-    where = "unpinned" if cpu is None else f"pinned to cpu {cpu}"
+    ep = echo.wait_ready()
+    sock, _ = dealer_socket(zmq.Context.instance(), ep)
+    try:
+        frame = np.frombuffer(bytearray(encode_heartbeat()), np.uint8).copy()
+        rbuf = np.zeros(MAX_REPLY, np.uint8)
+        items = poll_items(sock.underlying)
+        warm = np.zeros(min(samples, 100), np.int64)
+        ping_pong(sock.underlying, frame, len(frame), len(warm), int(timeout_s * 1e9), warm,
+                  items, rbuf)
+        rtt = np.zeros(samples, np.int64)
+        done = ping_pong(sock.underlying, frame, len(frame), samples, int(timeout_s * 1e9),
+                         rtt, items, rbuf)
+    finally:
+        sock.close(0)
+    where = "unpinned" if echo.cpu is None else f"pinned to cpu {echo.cpu}"
     return rtt[:done], (f"compiled DEALER (this emulator's kernel) <-> compiled echo ROUTER "
                         f"(another process, {where}, answering as the server's fast path "
-                        f"does), {bind.split(':')[0]} loopback, same run, before streaming")
+                        f"does), {ep.split(':')[0]}, same run, before streaming")

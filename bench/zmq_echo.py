@@ -34,7 +34,7 @@ from qecd.transport.shm import atomics as _atomics
 
 _jit.invalidate_if_changed(__file__, [_native.__file__, _atomics.__file__], __name__)
 
-from qecd.transport.server.libzmq_native import (  # noqa: E402
+from qecd.transport.server.libzmq_native import (  # noqa: E402,I001
     DONTWAIT, POLLIN, POLLITEM, SNDMORE, zmq_errno, zmq_poll, zmq_rcvmore, zmq_recv, zmq_send)
 from qecd.transport.shm.atomics import monotonic_ns  # noqa: E402
 
@@ -107,12 +107,17 @@ class EchoRouter:
     stopped by an empty frame on exit (killed if it does not stop). ``served`` is then the
     number of frames it echoed."""
 
-    def __init__(self, bind: str, *, cpu: int | None = None, idle_s: float = 120.0) -> None:
+    def __init__(self, bind: str, *, cpu: int | None = None, idle_s: float = 120.0,
+                 remove_dir: str | None = None) -> None:
         self.bind, self.cpu, self.idle_s = bind, cpu, idle_s
+        self.remove_dir = remove_dir  #: a directory (of an ipc socket) removed on close
         self.endpoint: str | None = None
         self.served: int | None = None
 
-    def __enter__(self) -> str:
+        self._proc = None
+
+    def start(self) -> EchoRouter:
+        """Start the child process (returns at once: it starts while the caller works)."""
         import subprocess
         import sys
 
@@ -120,19 +125,41 @@ class EchoRouter:
                 f"{float(self.idle_s)!r})")
         self._proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True)
-        line = self._proc.stdout.readline().strip()
-        if not line:
-            self._proc.kill()
-            err = self._proc.communicate(timeout=10)[1]
-            raise RuntimeError(f"echo ROUTER did not start:\n{err}")
-        self.endpoint = line
-        return line
+        return self
+
+    def wait_ready(self) -> str:
+        """Wait until it is bound and its kernel compiled; returns the endpoint."""
+        if self.endpoint is None:
+            line = self._proc.stdout.readline().strip()
+            if not line:
+                self._proc.kill()
+                err = self._proc.communicate(timeout=10)[1]
+                raise RuntimeError(f"echo ROUTER did not start:\n{err}")
+            self.endpoint = line
+        return self.endpoint
+
+    def __enter__(self) -> str:
+        return self.start().wait_ready()
 
     def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop it (an empty frame; killed when it does not stop within 10 s). Idempotent."""
         import subprocess
 
         import zmq
 
+        if self.remove_dir is not None:
+            import shutil
+
+            shutil.rmtree(self.remove_dir, ignore_errors=True)
+        if self._proc is None or self._proc.returncode is not None:
+            return
+        if self.endpoint is None:
+            self._proc.kill()
+            self._proc.communicate(timeout=10)
+            return
         s = zmq.Context.instance().socket(zmq.DEALER)
         s.setsockopt(zmq.LINGER, 1000)
         s.connect(self.endpoint)
