@@ -410,6 +410,30 @@ def _zmq_emulator_proc(cfg, conn):
         conn.send(("error", traceback.format_exc()))
 
 
+def _wait_until_serving(server, endpoint: str, progress, limit_s: float = 900.0) -> None:
+    """Wait until ``qecd serve`` answers STATS (its kernels warm: minutes with a cold Numba
+    cache), so the emulator's first round trips do not time out on a server still starting."""
+    import time
+
+    from qecd.errors import QecdError
+    from qecd.transport.client import Client, ServerTimeout
+
+    deadline = time.monotonic() + limit_s
+    with Client(endpoint, timeout_s=5.0) as client:
+        while True:
+            try:
+                client.stats()
+                return
+            except ServerTimeout:
+                if server.poll() is not None:
+                    raise QecdError(f"qecd serve exited with {server.returncode} before "
+                                    "serving") from None
+                if time.monotonic() > deadline:
+                    raise
+                if progress:
+                    progress("waiting for qecd serve to warm its kernels")
+
+
 def _run_zmq(spec, *, decoder, shots, seed, cycle_us, window, commit, ping, pin, budget_us,
              rounds_per_packet=1, emulator=None, progress=None) -> dict:
     import signal
@@ -431,6 +455,7 @@ def _run_zmq(spec, *, decoder, shots, seed, cycle_us, window, commit, ping, pin,
         cmd += ["--cpu", str(server_cpu)]
     server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
+        _wait_until_serving(server, f"tcp://127.0.0.1:{port}", progress)
         cfg = EmulateConfig(connect=f"tcp://127.0.0.1:{port}", spec=str(exp.spec),
                             decoder=decoder, window=window, commit=commit, shots=shots,
                             cycle_us=cycle_us or None, rounds_per_packet=rounds_per_packet,

@@ -126,6 +126,10 @@ def test_a_server_killed_mid_run_still_gets_a_report_with_unanswered_shots_lost(
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
     finally:
+        if proc.poll() is None:  # the watch failed: stop the server all the same
+            proc.kill()
+            proc.wait(30)
+        proc.stderr.close()
         t.join(120)
         watcher.close()
     # lost corrections are a correctness failure: exit 3 (qecd.exit_codes.ExitCode.INCORRECT)
