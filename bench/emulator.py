@@ -4,7 +4,9 @@
 coordinates), decodes them offline with a :class:`~qecd.decoder.window.StreamDecoder` of the
 same settings, then streams them through :class:`~qecd.transport.client.Client`: ``streams``
 concurrent streams on one connection, each carrying its share of the shots back to back (round
-numbers continue across shots), one round per SYNDROME packet, interleaved round-robin across
+numbers continue across shots), ``rounds_per_packet`` rounds per SYNDROME packet (the
+streaming phase is the compiled one of :mod:`qecd.bench.native_emulator` by default, else
+:class:`WirePhase` in Python; both feed this module's report), interleaved round-robin across
 streams, either as fast as the server takes them (at most ``max_inflight`` rounds per stream
 sent and not yet covered by a correction) or paced at a fixed ``cycle_us`` per round. It
 collects every reply and reports, as JSON (schema ``qecd.emulate/1``, below):

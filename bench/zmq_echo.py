@@ -15,7 +15,7 @@ Example
 -------
 >>> import zmq
 >>> with EchoRouter("tcp://127.0.0.1:0") as ep:
-...     ctx = zmq.Context.instance(); s = ctx.socket(zmq.DEALER); s.connect(ep)
+...     ctx = zmq.Context.instance(); s = ctx.socket(zmq.DEALER); _ = s.connect(ep)
 ...     s.send(b"hello"); ok = s.poll(10_000); echoed = s.recv(); s.close(0)
 >>> echoed
 b'hello'
