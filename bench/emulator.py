@@ -4,7 +4,9 @@
 coordinates), decodes them offline with a :class:`~qecd.decoder.window.StreamDecoder` of the
 same settings, then streams them through :class:`~qecd.transport.client.Client`: ``streams``
 concurrent streams on one connection, each carrying its share of the shots back to back (round
-numbers continue across shots), one round per SYNDROME packet, interleaved round-robin across
+numbers continue across shots), ``rounds_per_packet`` rounds per SYNDROME packet (the
+streaming phase is the compiled one of :mod:`qecd.bench.native_emulator` by default, else
+:class:`WirePhase` in Python; both feed this module's report), interleaved round-robin across
 streams, either as fast as the server takes them (at most ``max_inflight`` rounds per stream
 sent and not yet covered by a correction) or paced at a fixed ``cycle_us`` per round. It
 collects every reply and reports, as JSON (schema ``qecd.emulate/1``, below):
@@ -13,20 +15,27 @@ collects every reply and reports, as JSON (schema ``qecd.emulate/1``, below):
   ``corrections_received``, ``lost`` (expected, never received), ``duplicated`` (received more
   than once), ``unexpected`` (a range the offline decode never committed), ``errors_received``,
   ``shots_unanswered`` (shots whose last correction never came, e.g. the server was killed:
-  the report is still written, with their corrections counted as lost);
-- ``ler_wire`` (over the answered shots) and ``ler_offline``: logical error rates against
+  the report is still written, with their corrections counted as lost),
+  ``shots_incomplete`` (the last correction came but another of the shot's did not: its
+  lost corrections count as lost, and the shot is left out of ``mismatches`` and
+  ``ler_wire``);
+- ``ler_wire`` (over the complete shots) and ``ler_offline``: logical error rates against
   stim's true observable flips, with 95% Wilson intervals (``failures``, ``shots``, ``rate``,
   ``ci95``);
-- ``mismatches``: answered shots whose wire prediction (XOR of its corrections) differs from
+- ``mismatches``: complete shots whose wire prediction (XOR of its corrections) differs from
   the offline decode's, and ``correction_mismatches`` per commit. The same deterministic decoder
   on the same rounds must agree exactly, so any mismatch fails the run;
 - ``service_time``: the server's per-round service time (its STATS, whole server since it
   started; ``by_stream``: exact per stream), ``reaction_time``: client clock at a CORRECTION's
   receipt minus the send time of the round that triggered it (in paced mode minus its
   *scheduled* send time, so a late sender does not hide queueing), and ``bare_round_trip``:
-  HEARTBEAT ping-pong on the same connection before streaming, all as
+  HEARTBEAT ping-pong from Python on the same connection before streaming (with the
+  native emulator also ``bare_round_trip_compiled``: the same frames from the compiled
+  DEALER to a compiled echo ROUTER, see :mod:`qecd.bench.native_emulator`), all as
   :func:`~qecd.bench.latency_stats.summarize_ns` summaries (``count``, ``mean_us``,
   ``p50_us``, ``p90_us``, ``p99_us``, ``p99.9_us``, ``max_us``);
+- ``emulator`` (``native`` or ``python``: which streaming phase ran) and ``emulator_note``
+  (why the default fell back to python, else None);
 - ``spec``/``dem``, ``decoder``, ``window``, ``commit`` (in force, from ACCEPT), ``shots``,
   ``streams``, ``rounds_per_shot``, ``mode``, ``cycle_us``, ``max_inflight``, ``throughput``
   (wall time, rounds/s, ``late_sends``: rounds whose packet left more than a cycle
@@ -109,6 +118,14 @@ class EmulateConfig:
     curve : CurveClientKeys or None
     cpu : int or None
         Pin the emulator to this CPU.
+    emulator : {"native", "python"} or None
+        Which streaming phase runs: the compiled one (:mod:`qecd.bench.native_emulator`:
+        packets sent and replies taken by a Numba kernel calling libzmq) or the Python one
+        (:class:`WirePhase`). None: native when libzmq can be driven from compiled code here,
+        else python (the report's ``emulator_note`` says why). Both give this same report.
+    echo_cpu : int or None
+        Native only: pin the compiled echo ROUTER of the bare round trip
+        (``bare_round_trip_compiled``) to this CPU (e.g. the server's).
     """
 
     connect: str
@@ -128,6 +145,25 @@ class EmulateConfig:
     timeout_s: float = 30.0
     curve: CurveClientKeys | None = None
     cpu: int | None = None
+    emulator: str | None = None
+    echo_cpu: int | None = None
+
+
+def _choose_emulator(name: str | None) -> tuple[str, str | None]:
+    """The emulator to run and, when the default fell back to Python, why."""
+    from qecd.bench import native_emulator as native
+
+    if name is None:
+        if native.available():
+            return native.NATIVE, None
+        return native.PYTHON, (f"python: the compiled emulator is unavailable "
+                               f"({native.unavailable_reason()})")
+    if name not in native.EMULATORS:
+        raise QecdError(f"emulator: expected one of {list(native.EMULATORS)}, got {name!r}")
+    if name == native.NATIVE and not native.available():
+        raise QecdError(f"emulator 'native': unavailable here ({native.unavailable_reason()}); "
+                        "use 'python'")
+    return name, None
 
 
 @dataclass
@@ -196,7 +232,7 @@ def _server_summary(stats: dict) -> dict:
     return out
 
 
-class _Wire:
+class WirePhase:
     """The streaming phase: one client, ``K`` streams, one thread."""
 
     def __init__(self, client: Client, streams: list, blocks: list[np.ndarray], sh: _Shots,
@@ -315,14 +351,28 @@ class _Wire:
 def run_emulation(cfg: EmulateConfig) -> dict:
     """Sample, decode offline, stream through the server, compare; returns the report dict
     (see the module docs for its schema)."""
-    from qecd.bench.latency_stats import summarize_ns
-    from qecd.bench.machine import machine_info
-
     if cfg.streams < 1 or cfg.shots < cfg.streams:
         raise QecdError(f"emulate: expected 1 <= streams <= shots, got streams={cfg.streams}, "
                         f"shots={cfg.shots}")
+    emulator, emulator_note = _choose_emulator(cfg.emulator)
     if cfg.cpu is not None:
         os.sched_setaffinity(0, {cfg.cpu})
+    echo = None
+    if emulator == "native":  # its far end of the bare round trip starts while we sample
+        from qecd.bench.native_emulator import echo_for
+
+        echo = echo_for(cfg.connect, cfg.echo_cpu)
+    try:
+        return _emulate(cfg, emulator, emulator_note, echo)
+    finally:
+        if echo is not None:
+            echo.close()
+
+
+def _emulate(cfg: EmulateConfig, emulator: str, emulator_note: str | None, echo) -> dict:
+    from qecd.bench.latency_stats import summarize_ns
+    from qecd.bench.machine import machine_info
+
     sh = _sample(cfg)
     R = sh.layout.num_rounds
     blocks = np.array_split(np.arange(cfg.shots), cfg.streams)
@@ -330,6 +380,12 @@ def run_emulation(cfg: EmulateConfig) -> dict:
     failures: list[str] = []
     with Client(cfg.connect, curve=cfg.curve, timeout_s=cfg.timeout_s) as client:
         rtt = np.array([client.heartbeat() for _ in range(cfg.rtt_samples)], dtype=np.int64)
+        rtt_compiled = None
+        if emulator == "native":
+            from qecd.bench.native_emulator import compiled_round_trips
+
+            rtt_compiled, rtt_compiled_method = compiled_round_trips(
+                echo, cfg.rtt_samples, timeout_s=cfg.timeout_s)
         streams = [client.open_stream(cfg.spec, dem=sh.dem_text, decoder=cfg.decoder,
                                       window=cfg.window, commit=cfg.commit,
                                       time_coord=cfg.time_coord)
@@ -342,10 +398,16 @@ def run_emulation(cfg: EmulateConfig) -> dict:
         max_inflight = cfg.max_inflight or max(
             2 * (window_in_force or R) + 16 + 2 * cfg.rounds_per_packet,
             acc.max_backlog if cfg.cycle_us else 0)
-        wire = _Wire(client, streams, blocks, sh, cfg, max_inflight)
+        if emulator == "native":
+            from qecd.bench.native_emulator import NativeWirePhase
+
+            wire = NativeWirePhase(client, streams, blocks, sh, cfg, max_inflight,
+                                   expected=sum(len(c) for c in commits))
+        else:
+            wire = WirePhase(client, streams, blocks, sh, cfg, max_inflight)
         try:
             wall_s = wire.run()
-        except ServerTimeout as e:
+        except QecdError as e:  # ServerTimeout, or the native emulator's buffer or libzmq
             failures.append(str(e))
             wall_s = float("nan")
         try:
@@ -369,21 +431,27 @@ def run_emulation(cfg: EmulateConfig) -> dict:
     expected = sum(len(c) for c in commits)
     received = sum(len(r) for r in wire.received)
     lost = duplicated = unexpected = corr_mismatch = 0
+    complete = wire.shot_done.copy()  # its last correction came, and every other one
     for k, mine in enumerate(commits):
         seen = Counter((a, b) for a, b, _ in wire.received[k])
-        lost += sum(1 for key in mine if key not in seen)
+        missing = [a for (a, b) in mine if (a, b) not in seen]
+        lost += len(missing)
+        complete[blocks[k][np.array(missing, dtype=np.int64) // R]] = False
         duplicated += sum(n - 1 for n in seen.values() if n > 1)
         unexpected += sum(1 for key in seen if key not in mine)
         for a, b, o in wire.received[k]:
             want = mine.get((a, b))
             if want is not None and not np.array_equal(want, o):
                 corr_mismatch += 1
-    # a shot whose last correction never came is unanswered (its corrections count as lost),
-    # not a mismatch: only complete shots are compared with the offline decode
-    mismatches = int((np.any(wire.wire_pred != offline_pred, axis=1) & wire.shot_done).sum())
+    # a shot whose last correction never came is unanswered, one that lost another correction
+    # is incomplete (its lost corrections are counted as lost): neither is a mismatch; only
+    # complete shots are compared with the offline decode
+    mismatches = int((np.any(wire.wire_pred != offline_pred, axis=1) & complete).sum())
     unanswered = int((~wire.shot_done).sum())
+    incomplete = int((wire.shot_done & ~complete).sum())
     errors_received = dict(wire.errors)
     for name, v in (("lost", lost), ("shots_unanswered", unanswered),
+                    ("shots_incomplete", incomplete),
                     ("duplicated", duplicated), ("unexpected", unexpected),
                     ("mismatches", mismatches), ("correction_mismatches", corr_mismatch)):
         if v:
@@ -395,8 +463,8 @@ def run_emulation(cfg: EmulateConfig) -> dict:
         affinity = sorted(os.sched_getaffinity(0))
     except AttributeError:
         affinity = None
-    return {
-        "schema": SCHEMA,
+    report = {
+        "schema": SCHEMA, "emulator": emulator, "emulator_note": emulator_note,
         "spec": cfg.spec, "dem": cfg.dem_path, "decoder": cfg.decoder,
         "window": window_in_force, "commit": acc.commit,
         "shots": cfg.shots, "streams": cfg.streams, "rounds_per_shot": R,
@@ -404,16 +472,17 @@ def run_emulation(cfg: EmulateConfig) -> dict:
         "max_inflight": max_inflight, "connect": cfg.connect,
         "rounds_sent": rounds_sent, "corrections_expected": expected,
         "corrections_received": received, "lost": lost, "shots_unanswered": unanswered,
-        "duplicated": duplicated,
+        "shots_incomplete": incomplete, "duplicated": duplicated,
         "unexpected": unexpected, "errors_received": errors_received,
-        "ler_wire": _ler(wire.wire_pred[wire.shot_done], sh.obs[wire.shot_done]),
+        "ler_wire": _ler(wire.wire_pred[complete], sh.obs[complete]),
         "ler_offline": _ler(offline_pred, sh.obs),
         "mismatches": mismatches, "correction_mismatches": corr_mismatch,
         "service_time": {"scope": "server (all rounds since it started)",
                          **_server_summary(server_stats), "by_stream": by_stream},
         "reaction_time": summarize_ns(np.array(wire.reaction, dtype=np.int64)),
-        "bare_round_trip": {"method": "HEARTBEAT ping-pong, same connection, before "
-                            "streaming", **summarize_ns(rtt)},
+        "bare_round_trip": {"method": "HEARTBEAT ping-pong from Python (pyzmq), same "
+                            "connection, answered by the server, before streaming",
+                            **summarize_ns(rtt)},
         "throughput": {"wall_s": wall_s, "rounds_per_s": rounds_sent / wall_s if wall_s else
                        None, "late_sends": wire.late, "max_late_us": wire.max_late_ns / 1e3},
         "server": {"server": server_stats.get("server"),
@@ -428,6 +497,11 @@ def run_emulation(cfg: EmulateConfig) -> dict:
         "_samples": {"reaction_ns": np.array(wire.reaction, dtype=np.int64),
                      "rtt_ns": np.asarray(rtt, dtype=np.int64)},
     }
+    if rtt_compiled is not None:
+        report["bare_round_trip_compiled"] = {"method": rtt_compiled_method,
+                                              **summarize_ns(rtt_compiled)}
+        report["_samples"]["rtt_compiled_ns"] = rtt_compiled
+    return report
 
 
 def format_report(report: dict) -> str:
@@ -469,8 +543,13 @@ def format_report(report: dict) -> str:
         *[f"    stream {i}     {lat(st)} (this run's rounds, exact)"
           for i, st in enumerate(r["service_time"].get("by_stream", []))],
         f"  reaction time {lat(r['reaction_time'])}",
-        f"  bare RTT      {lat(r['bare_round_trip'])}",
+        f"  bare RTT      {lat(r['bare_round_trip'])} (HEARTBEAT from Python)",
     ]
+    if r.get("bare_round_trip_compiled"):
+        lines.append(f"  bare RTT      {lat(r['bare_round_trip_compiled'])} (compiled DEALER <-> "
+                     "compiled echo ROUTER)")
+    lines.append(f"  emulator      {r.get('emulator', 'python')}"
+                 + (f" ({r['emulator_note']})" if r.get("emulator_note") else ""))
     lines += [f"  failure: {f}" for f in r["failures"]]
     return "\n".join(lines)
 

@@ -107,9 +107,9 @@ def _reaction_breakdown(records: dict, emu: dict, n_rounds: int):
 
 def _kept_up(lag_ns: np.ndarray, cycle_us: float) -> bool | None:
     """Paced runs: did the backlog stay bounded? True when the median lag over the last tenth
-    of the rounds is under 10 cycles, i.e. whatever backlog stalls built was drained rather
-    than carried to the end (an offered rate above what the service sustains makes the lag
-    grow with the round number instead)."""
+    of the samples is under 10 cycles (zmq: 10 packet intervals, ``cycle_us`` = K x cycle),
+    i.e. whatever backlog stalls built was drained rather than carried to the end (an offered
+    rate above what the service sustains makes the lag grow with the round number instead)."""
     if not cycle_us or len(lag_ns) < 10:
         return None
     tail = lag_ns[-max(1, len(lag_ns) // 10):]
@@ -130,7 +130,7 @@ def run_latency(spec: str = "surface:d=5,p=0.001", *, decoder: str = DEFAULT_STR
                 cycle_us: float = 0.0, window: int | None = None, commit: int | None = None,
                 ping: int = 20_000, pin: bool = True, budget_us: float | None = None,
                 stall_s: float = 1.0, ring_slots: int = 4096, rounds_per_packet: int = 1,
-                progress=None) -> dict:
+                emulator: str | None = None, progress=None) -> dict:
     """Run one latency experiment and return the ``qecd.bench.latency/1`` report.
 
     ``transport="shm"``: shared-memory rings served by a Numba stream loop (``uf`` compiled
@@ -141,7 +141,11 @@ def run_latency(spec: str = "surface:d=5,p=0.001", *, decoder: str = DEFAULT_STR
     ``ring_slots`` (a power of two) sizes each shm ring: at 4096 slots a stalled server can
     fall 4 ms behind a 1 µs cycle before the emulator has to wait for space, so the
     emulator's send times stay its own. ``rounds_per_packet`` (``zmq`` only for now) sends K
-    rounds per SYNDROME packet, K rounds every K cycles when paced.
+    rounds per SYNDROME packet, K rounds every K cycles when paced. ``emulator`` (``zmq``
+    only) picks the ZeroMQ emulator, ``"native"`` (compiled, :mod:`qecd.bench.native_emulator`)
+    or ``"python"``; None: native when available. With the native one the bare round trip is
+    the compiled DEALER <-> compiled echo ROUTER (pinned to the server's CPU), and the
+    HEARTBEAT round trip from Python is kept as ``bare_round_trip_python``.
     """
     from qecd.decoder.registry import backend_class
     from qecd.errors import QecdError
@@ -149,6 +153,9 @@ def run_latency(spec: str = "surface:d=5,p=0.001", *, decoder: str = DEFAULT_STR
     if transport not in ("shm", "zmq"):
         raise QecdError(f"transport {transport!r}: expected 'shm' or 'zmq'")
     backend_class(decoder)  # a bad name fails here, not in a child process
+    if emulator is not None and transport != "zmq":
+        raise QecdError(f"emulator: chooses the ZeroMQ emulator (transport 'zmq'), got "
+                        f"emulator={emulator!r} with transport {transport!r}")
     if rounds_per_packet < 1 or (transport == "shm" and rounds_per_packet != 1):
         raise QecdError(f"rounds_per_packet: expected 1 over shm (one round per ring slot) or "
                         f">= 1 over zmq, got {rounds_per_packet} over {transport}")
@@ -166,7 +173,7 @@ def run_latency(spec: str = "surface:d=5,p=0.001", *, decoder: str = DEFAULT_STR
         report = _run_zmq(spec, decoder=decoder, shots=shots, seed=seed, cycle_us=cycle_us,
                           window=window, commit=commit, ping=ping, pin=pin,
                           budget_us=budget_us, rounds_per_packet=rounds_per_packet,
-                          progress=progress)
+                          emulator=emulator, progress=progress)
         report["platform_stalls"] = stalls
         report["_series"]["platform_gaps_ns"] = stall_gaps
         return report
@@ -347,6 +354,18 @@ def format_latency(r: dict) -> str:
                   row("emulator send delay", s["emulator_write_delay"])]
     lines += [
         row("bare transport RTT (floor)", s["bare_round_trip"]),
+    ]
+    if "bare_round_trip_python" in s:
+        lines.append(row("  HEARTBEAT from Python", s["bare_round_trip_python"]))
+    if r.get("bare_round_trip_method"):
+        lines.append(f"  (floor: {r['bare_round_trip_method']})")
+    if r.get("service_adds_p50_us") is not None:
+        lines.append(f"service adds (reaction p50 - bare RTT p50): "
+                     f"{r['service_adds_p50_us']:.1f} us")
+    if r.get("emulator"):
+        lines.append(f"emulator: {r['emulator']}"
+                     + (f" ({r['emulator_note']})" if r.get("emulator_note") else ""))
+    lines += [
         row("lag behind schedule", s["lag"]),
         "decode cost: " + _us(r['decode_cost_us_per_round']['service_mean_all_rounds'])
         + " us/round served (offline batch floor "
@@ -391,8 +410,32 @@ def _zmq_emulator_proc(cfg, conn):
         conn.send(("error", traceback.format_exc()))
 
 
+def _wait_until_serving(server, endpoint: str, progress, limit_s: float = 900.0) -> None:
+    """Wait until ``qecd serve`` answers STATS (its kernels warm: minutes with a cold Numba
+    cache), so the emulator's first round trips do not time out on a server still starting."""
+    import time
+
+    from qecd.errors import QecdError
+    from qecd.transport.client import Client, ServerTimeout
+
+    deadline = time.monotonic() + limit_s
+    with Client(endpoint, timeout_s=5.0) as client:
+        while True:
+            try:
+                client.stats()
+                return
+            except ServerTimeout:
+                if server.poll() is not None:
+                    raise QecdError(f"qecd serve exited with {server.returncode} before "
+                                    "serving") from None
+                if time.monotonic() > deadline:
+                    raise
+                if progress:
+                    progress("waiting for qecd serve to warm its kernels")
+
+
 def _run_zmq(spec, *, decoder, shots, seed, cycle_us, window, commit, ping, pin, budget_us,
-             rounds_per_packet=1, progress=None) -> dict:
+             rounds_per_packet=1, emulator=None, progress=None) -> dict:
     import signal
     import subprocess
     import sys
@@ -412,11 +455,13 @@ def _run_zmq(spec, *, decoder, shots, seed, cycle_us, window, commit, ping, pin,
         cmd += ["--cpu", str(server_cpu)]
     server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
+        _wait_until_serving(server, f"tcp://127.0.0.1:{port}", progress)
         cfg = EmulateConfig(connect=f"tcp://127.0.0.1:{port}", spec=str(exp.spec),
                             decoder=decoder, window=window, commit=commit, shots=shots,
                             cycle_us=cycle_us or None, rounds_per_packet=rounds_per_packet,
                             seed=seed, rtt_samples=min(ping, 5000),
-                            cpu=emu_cpu, timeout_s=60.0)
+                            cpu=emu_cpu, timeout_s=60.0, emulator=emulator,
+                            echo_cpu=server_cpu)
         ctx = mp.get_context("spawn")
         parent, child = ctx.Pipe()
         emu = ctx.Process(target=_zmq_emulator_proc, args=(cfg, child), daemon=True)
@@ -435,7 +480,9 @@ def _run_zmq(spec, *, decoder, shots, seed, cycle_us, window, commit, ping, pin,
     service = series["service_ns"] if series is not None else np.zeros(0, np.int64)
     decoded = (series["decoded"].astype(bool) if series is not None
                else np.zeros(0, dtype=bool))
-    rt, bare = rep["reaction_time"], rep["bare_round_trip"]
+    rt = rep["reaction_time"]
+    # like with like: the compiled emulator's bare round trip crosses the same compiled path
+    bare = rep.get("bare_round_trip_compiled") or rep["bare_round_trip"]
     # rounds are recorded in order, rounds_per_packet per packet (the last may be shorter):
     # a packet's service is its slowest round's (the work it triggers is done by then)
     per_packet = (np.maximum.reduceat(service, np.arange(0, len(service), rounds_per_packet))
@@ -446,8 +493,19 @@ def _run_zmq(spec, *, decoder, shots, seed, cycle_us, window, commit, ping, pin,
         "service_decode_rounds": summarize_ns(service[decoded]),
         "reaction": {k: v for k, v in rt.items()},
         "bare_round_trip": {k: v for k, v in bare.items() if k != "method"},
-        "lag": {"count": 0, "note": "see throughput.late_sends of the emulator"},
     }
+    # the client-side lag behind schedule: each correction's reaction time (from its packet's
+    # scheduled send) over the bare round trip; a backlog that grows shows as a growing lag
+    raw = rep.get("_samples", {})
+    reaction_ns = raw.get("reaction_ns", np.zeros(0, np.int64))
+    bare_p50_ns = int((bare.get("p50_us") or 0) * 1e3)
+    lag = np.maximum(reaction_ns - bare_p50_ns, 0)
+    summaries["lag"] = summarize_ns(lag)
+    if "bare_round_trip_compiled" in rep:
+        summaries["bare_round_trip_python"] = {k: v for k, v in rep["bare_round_trip"].items()
+                                               if k != "method"}
+    adds = (None if rt.get("p50_us") is None or bare.get("p50_us") is None
+            else rt["p50_us"] - bare["p50_us"])
     n_rounds = int(rep["rounds_sent"])
     lw, lo = rep["ler_wire"], rep["ler_offline"]
     report = {
@@ -457,6 +515,7 @@ def _run_zmq(spec, *, decoder, shots, seed, cycle_us, window, commit, ping, pin,
         "rounds_per_shot": exp.layout.num_rounds, "seed": seed, "cycle_us": cycle_us,
         "pinning": {"server_cpu": server_cpu, "emulator_cpu": emu_cpu},
         "corrections_expected": rep["corrections_expected"],
+        "emulator_failures": rep["failures"],
         "corrections_received": rep["corrections_received"], "lost": rep["lost"],
         "duplicated": rep["duplicated"], "errors": rep.get("errors_received", 0),
         "server_exit": server.returncode, "server_counters": rep.get("server"),
@@ -469,8 +528,18 @@ def _run_zmq(spec, *, decoder, shots, seed, cycle_us, window, commit, ping, pin,
         },
         "throughput_rounds_per_s": rep["throughput"]["rounds_per_s"],
         "offered_rounds_per_s": 1e6 / cycle_us if cycle_us else None,
-        "backlog": {"late_sends": rep["throughput"].get("late_sends"),
-                    "max_late_us": rep["throughput"].get("max_late_us")},
+        "backlog": {
+            "kept_up": _kept_up(lag, cycle_us * rounds_per_packet),
+            "rule": "paced: the median lag (reaction time minus the bare round trip's p50) "
+                    "over the last tenth of the corrections is under 10 packet intervals "
+                    "(K x cycle)",
+            "lag_p99_us": summaries["lag"]["p99_us"], "lag_max_us": summaries["lag"]["max_us"],
+            "final_lag_us": float(lag[-1000:].mean()) / 1e3 if len(lag) else None,
+            "late_sends": rep["throughput"].get("late_sends"),
+            "max_late_us": rep["throughput"].get("max_late_us")},
+        "emulator": rep["emulator"], "emulator_note": rep.get("emulator_note"),
+        "bare_round_trip_method": bare.get("method"),
+        "service_adds_p50_us": adds,
         "emulator_report": {k: rep[k] for k in ("schema", "max_inflight", "mode")},
         "machine": machine_info(),
     }
@@ -478,8 +547,8 @@ def _run_zmq(spec, *, decoder, shots, seed, cycle_us, window, commit, ping, pin,
         report["budget"] = budget_verdict(summaries, budget_us=budget_us)
         report["budget_reaction"] = budget_verdict(summaries, budget_us=budget_us,
                                                    metric="reaction")
-    raw = rep.get("_samples", {})
     report["_series"] = {"service_ns": service, "decoded": decoded,
                          "reaction_ns": raw.get("reaction_ns", np.zeros(0, np.int64)),
-                         "rtt_ns": raw.get("rtt_ns", np.zeros(0, np.int64))}
+                         "rtt_ns": raw.get("rtt_compiled_ns", raw.get("rtt_ns",
+                                                                      np.zeros(0, np.int64)))}
     return report

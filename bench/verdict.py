@@ -301,7 +301,8 @@ def latency_verdict(r: dict, load: Load | None = None) -> Verdict:
     """The verdict of a ``qecd.bench.latency/1`` report (``qecd bench latency``, ``make run``).
 
     The reaction reference is the report's ``platform_stalls`` (``wait_p99_us_all_cpus``);
-    the backlog is ``backlog.kept_up`` (shm) or the sends' lateness (zmq)."""
+    the backlog is ``backlog.kept_up`` (shm: the server's lag; zmq: the client-side lag of
+    each correction), or the sends' lateness when a report has no ``kept_up``."""
     lat = r["latency_us"]
     budget = (r.get("budget") or {}).get("budget_us")
     stalls = r.get("platform_stalls") or None

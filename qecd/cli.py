@@ -400,7 +400,7 @@ def _cmd_emulate(args: argparse.Namespace) -> int:
         streams=args.streams, cycle_us=args.cycle_us, rounds_per_packet=args.rounds_per_packet,
         seed=args.seed,
         max_inflight=args.max_inflight, rtt_samples=args.rtt_samples, timeout_s=args.timeout,
-        curve=curve, cpu=args.cpu))
+        curve=curve, cpu=args.cpu, emulator=args.emulator))
     verdict = emulate_verdict(report, args.budget_us, probe.stop())
     report["verdict"] = verdict.as_dict()
     print(format_report(report))
@@ -446,6 +446,9 @@ def _add_latency_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ring-slots", "--ring_slots", dest="ring_slots", type=int,
                    default=D["ring_slots"],
                    help="slots per shared-memory ring, a power of two (default %(default)s)")
+    p.add_argument("--emulator", default=D["emulator"], choices=["native", "python"],
+                   help="zmq: the compiled emulator (Numba calling libzmq) or the Python one "
+                        "(default: native when libzmq can be driven from compiled code here)")
     p.add_argument("--json", default=None, help="write the report (schema qecd.bench.latency/1)")
     p.add_argument("--plot", default=None, help="write PNGs into this directory")
 
@@ -568,6 +571,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--curve-secret-key", default=None, help="client CURVE secret key file")
     e.add_argument("--curve-server-key", default=None, help="server CURVE public key file")
     e.add_argument("--cpu", type=int, default=None, help="pin the emulator to this CPU")
+    e.add_argument("--emulator", default=None, choices=["native", "python"],
+                   help="the compiled emulator (Numba calling libzmq) or the Python one "
+                        "(default: native when libzmq can be driven from compiled code here)")
     e.add_argument("--budget-us", type=float, default=None,
                    help="judge the p99 service time of this run's streams and the p99 reaction "
                         "time against this (the bare round trip is printed beside; exit 1 if "

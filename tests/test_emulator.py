@@ -94,13 +94,12 @@ def test_emulate_exits_non_zero_when_the_server_is_gone(tmp_path):
 
 
 def test_a_server_killed_mid_run_still_gets_a_report_with_unanswered_shots_lost(
-        tmp_path, serve_subprocess):
+        tmp_path, serve_subprocess, wait_for):
     """Issue 13 defect 7: ``qecd emulate`` wrote no JSON report when the server went away,
     and counted unanswered shots as mismatches. Now the report is written: unanswered shots
     are counted as such (their corrections as lost) and only answered shots are compared."""
     import signal
     import threading
-    import time
 
     proc, ep = serve_subprocess(tmp_path)
     out = tmp_path / "r.json"
@@ -111,14 +110,28 @@ def test_a_server_killed_mid_run_still_gets_a_report_with_unanswered_shots_lost(
                                "--shots", "400", "--cycle-us", "10000", "--rtt-samples", "10",
                                "--timeout", "3", "--json", str(out))
 
+    from qecd.transport.client import Client
+
+    # the server answers once its kernels are warm; then sampling, offline decode, HELLO, and
+    # some paced shots are answered: watched, not slept on (start-ups take longer on a loaded
+    # machine)
+    watcher = Client(ep, timeout_s=60)
+    watcher.stats()
     t = threading.Thread(target=emulate)
     t.start()
     try:
-        time.sleep(6)  # sampling, offline decode, HELLO, then some paced shots are answered
+        assert wait_for(lambda: watcher.stats()["corrections_sent"] >= 10, timeout_s=120,
+                        poll_s=0.1)
+        watcher.close()
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
     finally:
+        if proc.poll() is None:  # the watch failed: stop the server all the same
+            proc.kill()
+            proc.wait(30)
+        proc.stderr.close()
         t.join(120)
+        watcher.close()
     # lost corrections are a correctness failure: exit 3 (qecd.exit_codes.ExitCode.INCORRECT)
     assert result["p"].returncode == 3, result["p"].stdout + result["p"].stderr
     r = json.loads(out.read_text())
