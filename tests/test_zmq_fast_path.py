@@ -1,5 +1,7 @@
 """transport/server/fast_path.py: the compiled ZeroMQ data plane answers exactly as the Python
-path does, byte for byte, for good and bad packets alike."""
+path does, byte for byte, for good and bad packets alike, for a backend decoded inside Numba
+(uf) and one whose windows are decoded on the host (pymatching); and one server serves every
+kind of compiled engine from compiled code at once."""
 
 from __future__ import annotations
 
@@ -94,14 +96,14 @@ def _with_pad_bit(frame: bytes) -> bytes:
     return bytes(b)
 
 
-def _script(server_endpoint: str) -> tuple[list, dict]:
+def _script(server_endpoint: str, decoder: str) -> tuple[list, dict]:
     """Drive one server through good and bad packets; every reply in order, and counters."""
     ctx = zmq.Context()
     a, b = Peer(ctx, server_endpoint), Peer(ctx, server_endpoint)
     try:
-        sid = a.hello(spec=SPEC, window=4, commit=2)
-        sid_f = a.hello(spec=SPEC, window=4, commit=2, want_faults=True)
-        sid_x = a.hello(dem=NO_SOLUTION_DEM)
+        sid = a.hello(spec=SPEC, window=4, commit=2, decoder=decoder)
+        sid_f = a.hello(spec=SPEC, window=4, commit=2, want_faults=True, decoder=decoder)
+        sid_x = a.hello(dem=NO_SOLUTION_DEM, decoder=decoder)
         rounds = _rounds(7, 6)
         now = 1_000_000  # a fixed timestamp: the echo is compared byte for byte
         steps = [
@@ -159,16 +161,21 @@ def _session_view(s) -> dict:
     return d
 
 
-@pytest.fixture(scope="module")
-def both_paths(running_server):
+# uf decodes its windows inside Numba; pymatching (the protocol's default) on the host, between
+# two kernel calls of the fast path
+@pytest.fixture(scope="module", params=["uf", "pymatching"])
+def both_paths(running_server, request):
     out = {}
     for fast in (False, True):
         with running_server(fast_path=fast, limits=SessionLimits(max_backlog=8)) as server:
-            replies = _script(server.endpoints[0])
+            replies = _script(server.endpoints[0], request.param)
             streams = {sid: _session_view(s) for sid, s in server._streams.items()}
             stats = server.stats()
             out[fast] = (replies, streams, stats, server.counters, server.recorder,
                          {sid: s._min_delay for sid, s in server._streams.items()})
+        if fast:
+            out["host_windows"] = server._fast.host_windows
+    out["decoder"] = request.param
     return out
 
 
@@ -194,6 +201,8 @@ def test_stream_counters_and_server_totals_agree_between_the_paths(both_paths):
     assert f_rec.count == s_rec.count  # every round recorded once, in the same records
     assert s_ctr.fast_path_packets == 0
     assert f_ctr.fast_path_packets >= 20  # the fast path really served the good packets
+    if both_paths["decoder"] == "pymatching":  # its windows were decoded between kernels
+        assert both_paths["host_windows"] >= 10
 
 
 def test_the_fast_path_records_service_times_and_input_lag(both_paths):
@@ -204,17 +213,67 @@ def test_the_fast_path_records_service_times_and_input_lag(both_paths):
     assert min(min_delay.values()) < 1 << 62  # the timestamped packet's delay was noted
 
 
-def test_streams_without_a_compiled_engine_and_curve_servers_stay_on_the_python_path(
-        running_server):
+def test_streams_without_a_compiled_engine_stay_on_the_python_path(running_server):
+    from qecd.decoder.registry import backend_class, backend_names
     from qecd.transport.client import Client
 
+    plain = next(n for n in backend_names() if not backend_class(n).compiles_streams)
     with running_server() as server, Client(server.endpoints[0], timeout_s=60) as client:
-        stream = client.open_stream("repetition:d=3,r=2,p=0.01", decoder="pymatching")
+        stream = client.open_stream("repetition:d=3,r=2,p=0.01", decoder=plain)
         _ = stream.send_round(np.zeros(sum(stream.slice_sizes), np.uint8),
                               count=len(stream.slice_sizes))
         stream.recv_correction(timeout_s=30)
         assert not isinstance(server._streams[stream.stream_id], fast_path.FastStreamSession)
         assert server.counters.fast_path_packets == 0
+
+
+MIXED_SPEC = "surface:d=3,r=4,p=0.02"
+
+
+def test_one_server_serves_every_compiled_backend_from_compiled_code_at_once(running_server):
+    """uf (decoded in Numba), bp-cluster (another engine type) and pymatching (windows
+    decoded on the host) streams on one server, their packets interleaved on the socket:
+    every SYNDROME is served by the fast path, and each stream's corrections add up, shot
+    by shot, to the offline decode of the same shots."""
+    from qecd.decoder.registry import backend_class, backend_names
+    from qecd.decoder.window import StreamDecoder
+    from qecd.transport.client import Client
+
+    exp = build_experiment(MIXED_SPEC)
+    backends = [n for n in backend_names() if backend_class(n).compiles_streams]
+    assert {"uf", "bp-cluster", "pymatching"} <= set(backends)
+    shots = 12
+    dets, _ = exp.sample(shots, seed=5)
+    with running_server() as server, Client(server.endpoints[0], timeout_s=120) as client:
+        streams = {b: client.open_stream(MIXED_SPEC, decoder=f"{b}-w3c2") for b in backends}
+        for b, st in streams.items():
+            assert isinstance(server._streams[st.stream_id], fast_path.FastStreamSession), b
+        assert len({int(server._fast.table[server._fast._slot_of[st.stream_id],
+                                           fast_path.F_KIND]) for st in streams.values()}) \
+            == len(backends)  # one engine kind per backend here
+        before = server.counters.fast_path_packets
+        # two packets per shot, the streams' packets alternating on the socket
+        ids, cut = exp.layout.detectors, exp.layout.num_rounds // 2
+        for k in range(shots):
+            for first, stop in ((0, cut), (cut, len(ids))):
+                part = np.concatenate([dets[k][ids[t]] for t in range(first, stop)])
+                for st in streams.values():
+                    st.send_round(part, count=stop - first)
+        got = {}
+        for b, st in streams.items():
+            flips = np.zeros((shots, exp.dem.num_observables), np.uint8)
+            k = 0
+            while k < shots:
+                c = st.recv_correction(timeout_s=60)
+                flips[k] ^= np.asarray(c.observables, np.uint8)
+                k += bool(c.shot_end)
+            got[b] = flips
+        client.heartbeat()  # its echo follows the commit of the packets drained before it
+        served = server.counters.fast_path_packets - before
+    assert served == 2 * shots * len(backends)  # no packet went through Python
+    for b in backends:
+        want = StreamDecoder(exp.dem, exp.layout, b, window=3, commit=2).decode_batch(dets)
+        assert (got[b] == want).all(), b
 
 
 def test_a_closed_stream_keeps_its_counters_and_frees_its_row(running_server):

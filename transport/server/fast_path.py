@@ -51,6 +51,8 @@ Example
 
 from __future__ import annotations
 
+import time
+
 import numba
 import numpy as np
 import zmq
@@ -69,7 +71,9 @@ _jit.invalidate_if_changed(__file__, [_engine.__file__, compiled_stream.__file__
                                       _atomics.__file__, wire_compiled.__file__,
                                       _native.__file__], __name__)
 
-from qecd.transport.engine import STEP_DONE, STEP_NO_SOLUTION, engine_step, payload_ok  # noqa: E402,I001
+from qecd.transport.engine import (  # noqa: E402,I001
+    STEP_DONE, STEP_NO_SOLUTION, STEP_WINDOW_DUE, engine_no_solution_ctx, engine_resume,
+    engine_step, payload_ok)
 from qecd.transport.server.libzmq_native import (  # noqa: E402
     DONTWAIT, POLLIN, POLLITEM, SNDMORE, zmq_errno, zmq_poll, zmq_rcvmore, zmq_recv, zmq_send)
 from qecd.transport.shm.atomics import monotonic_ns  # noqa: E402
@@ -89,7 +93,8 @@ F_LAG = 8  #: lag_ns
 F_WANT_FAULTS = 9
 F_MAX_BACKLOG = 10
 F_ROUTE_LEN = 11
-N_FIELDS = 12
+F_KIND = 12  #: which of the fast path's engine kinds (typed lists) the stream's context is in
+N_FIELDS = 13
 MAX_ROUTE = 256  #: a ZeroMQ routing id is at most 255 bytes
 _INT64_MAX = (1 << 63) - 1
 
@@ -102,10 +107,19 @@ ST_HANDOFF = 1
 ST_NO_SOLUTION = 2
 #: a libzmq call failed with errno R_ERRNO (not EAGAIN / EHOSTUNREACH)
 ST_ZMQ_ERROR = 3
+#: a window of stream row R_SLOT is due and its decoder runs on the host: the packet stopped
+#: at its round R_I_NEXT (R_I, R_O, R_FIRST, R_TS, R_T0, ... say where); decode it, then
+#: :func:`resume`
+ST_WINDOW_DUE = 4
+#: a packet in the buffers (lengths as for ST_HANDOFF) is for stream row R_PEND, whose engine
+#: is of another kind (another Numba type): call :func:`drain` with that kind's list, which
+#: serves it first
+ST_OTHER_KIND = 5
 R_STATUS, R_PACKETS, R_ROUNDS, R_SENT, R_DROPPED, R_RECORDED = 0, 1, 2, 3, 4, 5
 R_ROUTE_LEN, R_FRAME_LEN, R_MORE, R_T_RECV, R_ERRNO = 6, 7, 8, 9, 10
 R_SLOT, R_I_NEXT, R_DONE, R_T0, R_T1, R_ROUNDS_OF_PACKET = 11, 12, 13, 14, 15, 16
-N_RESULTS = 17
+R_I, R_O, R_FIRST, R_TS, R_PEND = 17, 18, 19, 20, 21
+N_RESULTS = 22
 
 _SYNDROME = int(MsgType.SYNDROME)
 _EAGAIN = int(zmq.EAGAIN)
@@ -156,9 +170,11 @@ def _record(svc, dec, decd, rsid, cap, at, sid, service, decode):
 
 
 @numba.njit(**_jit.CACHED)
-def _match(frame, n, route, rl, max_frame, tab, routes, n_used, ctxs):
+def _match(frame, n, route, rl, max_frame, tab, routes, n_used, ctxs, kind):
     """The table row of the stream a SYNDROME ``frame[:n]`` from ``route`` is for, when the
-    Python path would take it whole without an error; else -1 (hand it to Python)."""
+    Python path would take it whole without an error; else -1 (hand it to Python). A stream
+    whose engine is of another kind than ``kind`` gives ``-2 - row`` (its payload is checked
+    by that kind's :func:`drain`)."""
     if n < HEADER_SIZE + 1 or n > max_frame:
         return -1
     if _u16(frame, 0) != MAGIC or frame[2] != VERSION or frame[3] != _SYNDROME:
@@ -183,15 +199,102 @@ def _match(frame, n, route, rl, max_frame, tab, routes, n_used, ctxs):
                 return -1
         if rnd != tab[slot, F_NEXT] or count > tab[slot, F_MAX_BACKLOG]:
             return -1
+        if tab[slot, F_KIND] != kind:
+            return -2 - slot
         if not payload_ok(frame, HEADER_SIZE, n, rnd, count, ctxs[slot].plan.round_offsets):
             return -1
         return slot
     return -1
 
 
+@numba.njit(**_jit.INLINE)
+def _send_reply(sock, rptr, rl, out_buf, n, tab, slot, last, t_recv, t0, t1, done, svc, dec,
+                decd, rsid, at, res):
+    """Send the CORRECTION ``out_buf[:n]`` (``Server._run_engine``: commit, ``service_ns``,
+    send) and record the ``done`` rounds it ends at ``at, at + 1, ...``; returns ``(status,
+    sent, dropped)``."""
+    cap = svc.shape[0]
+    sid = tab[slot, F_SID]
+    status = ST_EMPTY
+    sent = dropped = 0
+    tab[slot, F_COMMITTED] = last + 1
+    _put_u64(out_buf, _SERVICE_AT, monotonic_ns() - t_recv)
+    ok = zmq_send(sock, rptr, rl, SNDMORE | DONTWAIT) >= 0
+    if ok:
+        ok = zmq_send(sock, out_buf.ctypes.data, n, DONTWAIT) >= 0
+    if ok:
+        sent = 1
+        tab[slot, F_SENT] += 1
+    else:
+        e = zmq_errno()
+        if e != _EAGAIN and e != _EHOSTUNREACH:
+            status = ST_ZMQ_ERROR
+            res[R_ERRNO] = e
+        dropped = 1
+    t2 = monotonic_ns()
+    for k in range(done - 1):
+        _record(svc, dec, decd, rsid, cap, at + k, sid, t1 - t_recv, 0)
+    _record(svc, dec, decd, rsid, cap, at + done - 1, sid, t2 - t_recv, t1 - t0)
+    return status, sent, dropped
+
+
+@numba.njit(**_jit.INLINE)
+def _stopped_at(res, slot, i, i_next, o, count, rnd, ts, t_recv, t0, t1):
+    """Where a packet stopped (a window due on the host, or no solution), for Python."""
+    res[R_SLOT] = slot
+    res[R_I] = i
+    res[R_I_NEXT] = i_next
+    res[R_DONE] = i_next - i
+    res[R_O] = o
+    res[R_ROUNDS_OF_PACKET] = count
+    res[R_FIRST] = rnd
+    res[R_TS] = ts
+    res[R_T_RECV] = t_recv
+    res[R_T0] = t0
+    res[R_T1] = t1
+
+
+@numba.njit(**_jit.INLINE)
+def _serve_rounds(sock, rptr, rl, frame_buf, out_buf, tab, slot, ctx, i, o, count, rnd, ts,
+                  t_recv, svc, dec, decd, rsid, at, res):
+    """Rounds ``i..count - 1`` of the packet in ``frame_buf`` (round ``i`` at byte ``o``)
+    through stream ``slot``'s engine, each CORRECTION sent, each round recorded from ``at``
+    on. Returns ``(status, sent, dropped, recorded)``: ``ST_EMPTY`` once the packet is done;
+    ``ST_WINDOW_DUE`` / ``ST_NO_SOLUTION`` with :func:`_stopped_at` filled in;
+    ``ST_ZMQ_ERROR``."""
+    cap = svc.shape[0]
+    sid = tab[slot, F_SID]
+    want = tab[slot, F_WANT_FAULTS] != 0
+    seq = rnd + count - 1
+    sent = dropped = recorded = 0
+    while True:
+        t0 = monotonic_ns()
+        st, i_next, o, n, last = engine_step(frame_buf, o, i, count, rnd, seq, ts, t_recv,
+                                             out_buf, sid, want, ctx.state, ctx.plan)
+        t1 = monotonic_ns()
+        done = i_next - i
+        if st == STEP_DONE:
+            for _ in range(done):
+                _record(svc, dec, decd, rsid, cap, at + recorded, sid, t1 - t_recv, 0)
+                recorded += 1
+            return ST_EMPTY, sent, dropped, recorded
+        if st == STEP_NO_SOLUTION or st == STEP_WINDOW_DUE:
+            _stopped_at(res, slot, i, i_next, o, count, rnd, ts, t_recv, t0, t1)
+            return (ST_NO_SOLUTION if st == STEP_NO_SOLUTION else ST_WINDOW_DUE), sent, \
+                dropped, recorded
+        status, s1, d1 = _send_reply(sock, rptr, rl, out_buf, n, tab, slot, last, t_recv, t0,
+                                     t1, done, svc, dec, decd, rsid, at + recorded, res)
+        sent += s1
+        dropped += d1
+        recorded += done
+        i = i_next
+        if status != ST_EMPTY:
+            return status, sent, dropped, recorded
+
+
 @numba.njit(**_jit.CACHED)
-def drain(sock, budget, stalled_ns, max_frame, route_buf, frame_buf, tab, routes, n_used, ctxs,
-          out_buf, svc, dec, decd, rsid, rec_at, room, items, deadline_ns, res):
+def drain(sock, kind, budget, stalled_ns, max_frame, route_buf, frame_buf, tab, routes, n_used,
+          ctxs, out_buf, svc, dec, decd, rsid, rec_at, room, items, deadline_ns, res):
     """Serve the SYNDROME packets on ROUTER socket ``sock`` (a ``void *``) until ``budget``
     packets were handled, a message needs the Python path, or the socket is empty at
     ``deadline_ns``: when it is empty before then and nothing was served yet in this call,
@@ -204,6 +307,10 @@ def drain(sock, budget, stalled_ns, max_frame, route_buf, frame_buf, tab, routes
     ----------
     sock : int
         ``zmq.Socket.underlying`` of the server's ROUTER socket (same libzmq instance).
+    kind : int
+        Which engine kind ``ctxs`` holds (streams whose table row has another ``F_KIND`` are
+        returned as ``ST_OTHER_KIND``). When ``res[R_PEND]`` is a row of this kind on entry,
+        the packet already in the buffers is served first (it came from ``ST_OTHER_KIND``).
     budget : int
         Most packets to serve in this call.
     stalled_ns : int
@@ -225,49 +332,66 @@ def drain(sock, budget, stalled_ns, max_frame, route_buf, frame_buf, tab, routes
     res : numpy.ndarray of int64
         Out: ``res[R_*]`` (status, totals, the handed-off message's lengths, ...).
     """
-    cap = svc.shape[0]
     packets = rounds = sent = dropped = recorded = 0
     status = ST_EMPTY
     rptr = route_buf.ctypes.data
     fptr = frame_buf.ctypes.data
-    optr = out_buf.ctypes.data
     iptr = items.ctypes.data
+    pend = res[R_PEND]
+    res[R_PEND] = -1
     while packets < budget:
-        rl = zmq_recv(sock, rptr, route_buf.shape[0], DONTWAIT)
-        if rl < 0:
-            e = zmq_errno()
-            if e != _EAGAIN:
-                status = ST_ZMQ_ERROR
-                res[R_ERRNO] = e
-                break
-            now = monotonic_ns()
-            if now >= deadline_ns or packets > 0:  # the caller commits what was served first
-                break
-            items[0].revents = 0
-            items[1].revents = 0
-            rc = zmq_poll(iptr, 2, (deadline_ns - now + 999_999) // 1_000_000)
-            if rc < 0:
+        if pend >= 0:  # handed over by another kind's drain: already received and matched
+            slot, pend = pend, -1
+            rl, fl, more, t_recv = res[R_ROUTE_LEN], res[R_FRAME_LEN], 0, res[R_T_RECV]
+            if tab[slot, F_KIND] != kind or not payload_ok(
+                    frame_buf, HEADER_SIZE, fl, _u64(frame_buf, 16), _u16(frame_buf, 6),
+                    ctxs[slot].plan.round_offsets):
+                slot = -1
+        else:
+            rl = zmq_recv(sock, rptr, route_buf.shape[0], DONTWAIT)
+            if rl < 0:
                 e = zmq_errno()
-                if e != _EINTR:
+                if e != _EAGAIN:
                     status = ST_ZMQ_ERROR
                     res[R_ERRNO] = e
-                break  # a signal: its Python handler runs when this call returns
-            if items[1].revents != 0 or rc == 0:
-                break  # a wake-up for the loop, or the deadline
-            continue
-        more = zmq_rcvmore(sock)
-        fl = -1
-        if more == 1:
-            fl = zmq_recv(sock, fptr, frame_buf.shape[0], DONTWAIT)
-            if fl < 0:
-                status = ST_ZMQ_ERROR
-                res[R_ERRNO] = zmq_errno()
-                break
+                    break
+                now = monotonic_ns()
+                if now >= deadline_ns or packets > 0:  # the caller commits what was served
+                    break
+                items[0].revents = 0
+                items[1].revents = 0
+                rc = zmq_poll(iptr, 2, (deadline_ns - now + 999_999) // 1_000_000)
+                if rc < 0:
+                    e = zmq_errno()
+                    if e != _EINTR:
+                        status = ST_ZMQ_ERROR
+                        res[R_ERRNO] = e
+                    break  # a signal: its Python handler runs when this call returns
+                if items[1].revents != 0 or rc == 0:
+                    break  # a wake-up for the loop, or the deadline
+                continue
             more = zmq_rcvmore(sock)
-        t_recv = monotonic_ns()
-        slot = -1
-        if more == 0 and fl >= 0 and fl <= frame_buf.shape[0] and rl <= route_buf.shape[0]:
-            slot = _match(frame_buf, fl, route_buf, rl, max_frame, tab, routes, n_used, ctxs)
+            fl = -1
+            if more == 1:
+                fl = zmq_recv(sock, fptr, frame_buf.shape[0], DONTWAIT)
+                if fl < 0:
+                    status = ST_ZMQ_ERROR
+                    res[R_ERRNO] = zmq_errno()
+                    break
+                more = zmq_rcvmore(sock)
+            t_recv = monotonic_ns()
+            slot = -1
+            if more == 0 and fl >= 0 and fl <= frame_buf.shape[0] and rl <= route_buf.shape[0]:
+                slot = _match(frame_buf, fl, route_buf, rl, max_frame, tab, routes, n_used, ctxs,
+                              kind)
+            if slot <= -2:
+                status = ST_OTHER_KIND
+                res[R_PEND] = -2 - slot
+                res[R_ROUTE_LEN] = rl
+                res[R_FRAME_LEN] = fl
+                res[R_MORE] = 0
+                res[R_T_RECV] = t_recv
+                break
         count = _u16(frame_buf, 6) if slot >= 0 else 0
         if slot < 0 or count > room - recorded:
             status = ST_HANDOFF
@@ -278,7 +402,6 @@ def drain(sock, budget, stalled_ns, max_frame, route_buf, frame_buf, tab, routes
             break
         packets += 1
         # StreamSession.begin and Server._on_syndrome: the stream takes the packet
-        sid = tab[slot, F_SID]
         rnd = tab[slot, F_NEXT]
         ts = _u64(frame_buf, 24)
         tab[slot, F_LAST_SEEN] = t_recv - stalled_ns
@@ -291,60 +414,61 @@ def drain(sock, budget, stalled_ns, max_frame, route_buf, frame_buf, tab, routes
             tab[slot, F_LAG] = delay - tab[slot, F_MIN_DELAY]
         rounds += count
         # Server._run_engine
-        ctx = ctxs[slot]
-        want = tab[slot, F_WANT_FAULTS] != 0
-        seq = rnd + count - 1
-        i = 0
-        o = HEADER_SIZE
-        while True:
-            t0 = monotonic_ns()
-            st, i_next, o, n, last = engine_step(frame_buf, o, i, count, rnd, seq, ts, t_recv,
-                                                 out_buf, sid, want, ctx.state, ctx.plan)
-            t1 = monotonic_ns()
-            done = i_next - i
-            if st == STEP_DONE:
-                for _ in range(done):
-                    _record(svc, dec, decd, rsid, cap, rec_at + recorded, sid, t1 - t_recv, 0)
-                    recorded += 1
-                break
-            if st == STEP_NO_SOLUTION:
-                status = ST_NO_SOLUTION
-                res[R_SLOT] = slot
-                res[R_I_NEXT] = i_next
-                res[R_DONE] = done
-                res[R_ROUNDS_OF_PACKET] = count
-                res[R_T_RECV] = t_recv
-                res[R_T0] = t0
-                res[R_T1] = t1
-                break
-            tab[slot, F_COMMITTED] = last + 1
-            _put_u64(out_buf, _SERVICE_AT, monotonic_ns() - t_recv)
-            ok = zmq_send(sock, rptr, rl, SNDMORE | DONTWAIT) >= 0
-            if ok:
-                ok = zmq_send(sock, optr, n, DONTWAIT) >= 0
-            if ok:
-                sent += 1
-                tab[slot, F_SENT] += 1
-            else:
-                e = zmq_errno()
-                if e != _EAGAIN and e != _EHOSTUNREACH:
-                    status = ST_ZMQ_ERROR
-                    res[R_ERRNO] = e
-                dropped += 1
-            t2 = monotonic_ns()
-            for _ in range(done - 1):
-                _record(svc, dec, decd, rsid, cap, rec_at + recorded, sid, t1 - t_recv, 0)
-                recorded += 1
-            _record(svc, dec, decd, rsid, cap, rec_at + recorded, sid, t2 - t_recv, t1 - t0)
-            recorded += 1
-            i = i_next
-            if status != ST_EMPTY:
-                break
+        status, s1, d1, r1 = _serve_rounds(sock, rptr, rl, frame_buf, out_buf, tab, slot,
+                                           ctxs[slot], 0, HEADER_SIZE, count, rnd, ts, t_recv,
+                                           svc, dec, decd, rsid, rec_at + recorded, res)
+        sent += s1
+        dropped += d1
+        recorded += r1
         if status != ST_EMPTY:
             break
     res[R_STATUS] = status
     res[R_PACKETS] = packets
     res[R_ROUNDS] = rounds
+    res[R_SENT] = sent
+    res[R_DROPPED] = dropped
+    res[R_RECORDED] = recorded
+    return status
+
+
+@numba.njit(**_jit.CACHED)
+def resume(sock, result, route_buf, frame_buf, tab, ctxs, out_buf, svc, dec, decd, rsid,
+           rec_at, res):
+    """After :func:`drain` returned ``ST_WINDOW_DUE``: commit the due window with ``result``
+    (what the stream's host decoder returned for it), send its CORRECTION and serve the rest
+    of the packet (still in ``frame_buf``), exactly as :func:`drain` would have; the status
+    and totals go to ``res`` as there (``R_PACKETS`` and ``R_ROUNDS`` 0: the packet was
+    counted by :func:`drain`). ``ST_WINDOW_DUE`` again when a further window of the packet
+    comes due; ``ST_EMPTY`` when the packet is done (call :func:`drain` again)."""
+    slot, i, i_next, o = res[R_SLOT], res[R_I], res[R_I_NEXT], res[R_O]
+    count, rnd, ts, t_recv, t0 = (res[R_ROUNDS_OF_PACKET], res[R_FIRST], res[R_TS],
+                                  res[R_T_RECV], res[R_T0])
+    rl = res[R_ROUTE_LEN]
+    ctx = ctxs[slot]
+    sent = dropped = recorded = 0
+    st, n, last = engine_resume(result, i_next, rnd, rnd + count - 1, ts, t_recv, out_buf,
+                                tab[slot, F_SID], tab[slot, F_WANT_FAULTS] != 0, ctx.state,
+                                ctx.plan)
+    t1 = monotonic_ns()
+    if st == STEP_NO_SOLUTION:
+        _stopped_at(res, slot, i, i_next, o, count, rnd, ts, t_recv, t0, t1)
+        status = ST_NO_SOLUTION
+    else:
+        rptr = route_buf.ctypes.data
+        status, sent, dropped = _send_reply(sock, rptr, rl, out_buf, n, tab, slot, last, t_recv,
+                                            t0, t1, i_next - i, svc, dec, decd, rsid, rec_at,
+                                            res)
+        recorded = i_next - i
+        if status == ST_EMPTY:
+            status, s1, d1, r1 = _serve_rounds(sock, rptr, rl, frame_buf, out_buf, tab, slot, ctx,
+                                               i_next, o, count, rnd, ts, t_recv, svc, dec, decd,
+                                               rsid, rec_at + recorded, res)
+            sent += s1
+            dropped += d1
+            recorded += r1
+    res[R_STATUS] = status
+    res[R_PACKETS] = 0
+    res[R_ROUNDS] = 0
     res[R_SENT] = sent
     res[R_DROPPED] = dropped
     res[R_RECORDED] = recorded
@@ -385,6 +509,23 @@ for _name, _index in (("next_round", F_NEXT), ("rounds_received", F_RECEIVED),
     setattr(FastStreamSession, _name, _row_field(_index, f"``{_name}`` (table row)"))
 
 
+class _Kind:
+    """One engine kind of the table: the Numba type of its streams' contexts and their typed
+    list (indexed by table row; rows of other kinds hold a filler of this type), and for a
+    kind decoded on the host, one of its streams' ``host_decode`` (for the warm-up)."""
+
+    def __init__(self, index: int, ctx, host) -> None:
+        self.index, self.ctx_type, self.host = index, numba.typeof(ctx), host
+        self.ctxs = typed.List.empty_list(self.ctx_type)
+        self.put(0, ctx)
+        self.warm = False
+
+    def put(self, slot: int, ctx) -> None:
+        while len(self.ctxs) <= slot:
+            self.ctxs.append(ctx)
+        self.ctxs[slot] = ctx
+
+
 class FastPath:
     """The stream table and receive buffers :func:`drain` works on, for one ROUTER socket.
 
@@ -406,6 +547,10 @@ class FastPath:
     table : numpy.ndarray of int64, shape (max_streams, N_FIELDS)
     """
 
+    #: most engine kinds (Numba context types, one :func:`drain` specialisation each); the
+    #: registered backends that compile streams make three
+    MAX_KINDS = 8
+
     def __init__(self, sock: zmq.Socket, *, max_streams: int, max_frame: int,
                  wake_fd: int) -> None:
         if not available():
@@ -420,25 +565,28 @@ class FastPath:
         self.frame_buf = np.zeros(2 * self.max_frame + 64, np.uint8)  # > ZMQ_MAXMSGSIZE
         self.out_buf = np.zeros(64, np.uint8)
         self.res = np.zeros(N_RESULTS, np.int64)
+        self.res[R_PEND] = -1
         self.items = np.zeros(2, POLLITEM)
         self.items["socket"][0] = self._ptr
         self.items["fd"][1] = wake_fd
         self.items["events"] = POLLIN
-        self._ctxs = None  # typed List of EngineContext, typed by the first stream
-        self._ctx_type = None
+        self._kinds: list[_Kind] = []
+        self._kind = 0  # the kind whose drain runs first (the last one that served)
         self._n_used = 0
         self._free: list[int] = []
         self._slot_of: dict[int, int] = {}
+        self._ctx_of: dict[int, object] = {}  # row -> EngineContext
+        self._host_of: dict[int, object] = {}  # row -> host_decode() (decodes_on_host plans)
+        self.host_windows = 0  #: windows decoded on the host for streams served here
 
     # -- registration ---------------------------------------------------------------------
     @staticmethod
     def takes_plan(plan) -> bool:
-        """True when streams of ``plan`` may be served here: it has a compiled engine
-        (:meth:`register` still refuses one whose engine's Numba type differs from the
-        first registered stream's); a plan whose windows are decoded in Python
-        (``decodes_on_host``: its engine returns ``STEP_WINDOW_DUE``) is served by the
-        Python loop."""
-        return plan.engine is not None and not plan.engine.decodes_on_host
+        """True when streams of ``plan`` may be served here: it has a compiled engine. A plan
+        whose windows are decoded on the host (``decodes_on_host``: its engine returns
+        ``STEP_WINDOW_DUE``, e.g. PyMatching) is served too: :func:`drain` returns
+        ``ST_WINDOW_DUE``, Python runs the window decode and :func:`resume` goes on."""
+        return plan.engine is not None
 
     def reserve(self) -> tuple[int, np.ndarray]:
         """A free table row for a new :class:`FastStreamSession`: ``(slot, row view)``."""
@@ -456,21 +604,33 @@ class FastPath:
         self.table[slot] = 0
         self._free.append(slot)
 
+    def _kind_for(self, ctx, host) -> _Kind | None:
+        t = numba.typeof(ctx)
+        for k in self._kinds:
+            if k.ctx_type == t:
+                return k
+        if len(self._kinds) >= self.MAX_KINDS:
+            return None
+        k = _Kind(len(self._kinds), ctx, host)
+        self._kinds.append(k)
+        return k
+
     def register(self, slot: int, s: FastStreamSession) -> bool:
         """Serve stream ``s`` (its row is ``slot``) from :func:`drain`. False (nothing
-        registered) when its engine context cannot share the table's typed list or its
-        routing id does not fit."""
+        registered) when its routing id does not fit or it has no engine context (or it
+        would be a kind past :attr:`MAX_KINDS`). The first stream of a kind loads (or
+        compiles) that kind's kernels."""
         route = s.owner
         ctx = s.engine
-        if (not isinstance(route, bytes) or len(route) > MAX_ROUTE or ctx is None
-                or (self._ctx_type is not None and numba.typeof(ctx) != self._ctx_type)):
+        if not isinstance(route, bytes) or len(route) > MAX_ROUTE or ctx is None:
             return False
-        if self._ctxs is None:
-            self._ctx_type = numba.typeof(ctx)
-            self._ctxs = typed.List.empty_list(self._ctx_type)
-        while len(self._ctxs) <= slot:
-            self._ctxs.append(ctx)
-        self._ctxs[slot] = ctx
+        host = s.plan.engine.windows.host_decode
+        kind = self._kind_for(ctx, host)
+        if kind is None:
+            return False
+        kind.put(slot, ctx)
+        if not kind.warm:
+            self._warm_kind(kind)
         need = s._engine_out.shape[0]
         if need > self.out_buf.shape[0]:
             self.out_buf = np.zeros(need, np.uint8)
@@ -478,9 +638,11 @@ class FastPath:
         row = self.table[slot]
         row[F_ROUTE_LEN] = len(route)
         row[F_SID] = s.stream_id
+        row[F_KIND] = kind.index
         self._slot_of[s.stream_id] = slot
-        if len(self._slot_of) == 1:
-            self.warm_up()
+        self._ctx_of[slot] = ctx
+        if host is not None:
+            self._host_of[slot] = host
         row[F_ACTIVE] = 1
         return True
 
@@ -506,6 +668,8 @@ class FastPath:
             return
         s.detach()
         self.table[slot] = 0
+        self._ctx_of.pop(slot, None)
+        self._host_of.pop(slot, None)
         self._free.append(slot)
 
     def __len__(self) -> int:
@@ -513,33 +677,103 @@ class FastPath:
 
     # -- serving --------------------------------------------------------------------------
     def warm_up_with(self, plan) -> bool:
-        """:meth:`warm_up` before any stream: the table's context type is taken from a
-        stream of ``plan`` (which must have an engine); False when it has none."""
+        """Load (or compile) the kernels for streams of ``plan`` before any such stream
+        (the kind its engine context is of); False when it has no engine."""
         if not self.takes_plan(plan):
             return False
         ctx = _engine.engine_context(plan.engine.new_state(), plan.engine.kernel_args())
-        if self._ctxs is None:
-            self._ctx_type = numba.typeof(ctx)
-            self._ctxs = typed.List.empty_list(self._ctx_type)
-        elif numba.typeof(ctx) != self._ctx_type:
+        host = plan.engine.windows.host_decode
+        kind = self._kind_for(ctx, host)
+        if kind is None:
             return False
-        self.warm_up()
+        if not kind.warm:
+            self._warm_kind(kind)
         return True
 
     def warm_up(self) -> None:
-        """Compile (or load from the cache) :func:`drain` for the table's types without
-        touching the socket (a zero budget)."""
-        self.drain(0, 0, _WarmRecorder())
+        """Load (or compile) :func:`drain` (and :func:`resume`) for every kind's types
+        without touching the socket (a zero budget)."""
+        for kind in self._kinds:
+            self._warm_kind(kind)
+
+    def _warm_kind(self, kind: _Kind) -> None:
+        rec = _WarmRecorder()
+        drain(self._ptr, kind.index, 0, 0, self.max_frame, self.route_buf, self.frame_buf,
+              self.table, self.routes, self._n_used, kind.ctxs, self.out_buf, rec.service_ns,
+              rec.decode_ns, rec.decoded, rec.stream_id, 0, 0, self.items, 0,
+              np.zeros(N_RESULTS, np.int64) - 1)
+        if kind.host is not None:
+            args = (self._ptr, kind.host.example(), self.route_buf, self.frame_buf, self.table,
+                    kind.ctxs, self.out_buf, rec.service_ns, rec.decode_ns, rec.decoded,
+                    rec.stream_id, 0, self.res)
+            resume.compile(tuple(numba.typeof(a) for a in args))
+        kind.warm = True
 
     def drain(self, budget: int, stalled_ns: int, recorder, deadline_ns: int = 0) -> int:
-        """Run :func:`drain` once; returns its status (totals in :attr:`res`). The records
-        it wrote are committed to ``recorder`` (:meth:`ServiceRecorder.advance`)."""
-        at, room = recorder.free_span()
+        """Serve packets from compiled code (:func:`drain`, for as many kinds as the packets
+        ask for; each window due on the host is decoded here and :func:`resume` goes on);
+        returns the status that ended it, with the totals of the whole call in :attr:`res`.
+        The records the kernels wrote are committed to ``recorder``
+        (:meth:`ServiceRecorder.advance`) after each kernel call."""
         r = self.res
-        drain(self._ptr, budget, stalled_ns, self.max_frame, self.route_buf, self.frame_buf,
-              self.table, self.routes, self._n_used, self._ctxs, self.out_buf,
-              recorder.service_ns, recorder.decode_ns, recorder.decoded, recorder.stream_id,
-              at, room, self.items, deadline_ns, r)
+        packets = rounds = sent = dropped = 0
+        kinds = self._kinds
+        if not kinds:
+            r[R_STATUS] = ST_EMPTY
+            r[R_PACKETS] = r[R_ROUNDS] = r[R_SENT] = r[R_DROPPED] = 0
+            return ST_EMPTY
+        kind = kinds[self._kind] if r[R_PEND] < 0 else kinds[int(self.table[r[R_PEND], F_KIND])]
+        while True:
+            at, room = recorder.free_span()
+            drain(self._ptr, kind.index, budget - packets, stalled_ns, self.max_frame,
+                  self.route_buf, self.frame_buf, self.table, self.routes, self._n_used,
+                  kind.ctxs, self.out_buf, recorder.service_ns, recorder.decode_ns,
+                  recorder.decoded, recorder.stream_id, at, room, self.items,
+                  deadline_ns if packets == 0 else 0, r)
+            self._kind = kind.index
+            packets += int(r[R_PACKETS])
+            rounds += int(r[R_ROUNDS])
+            sent += int(r[R_SENT])
+            dropped += int(r[R_DROPPED])
+            if r[R_RECORDED]:
+                recorder.advance(int(r[R_RECORDED]))
+            status = int(r[R_STATUS])
+            resumed = False
+            while status == ST_WINDOW_DUE:  # Python for the window decode only
+                status = self._host_window(kind, recorder)
+                sent += int(r[R_SENT])
+                dropped += int(r[R_DROPPED])
+                resumed = True
+            if status == ST_OTHER_KIND:  # that kind's drain serves the packet first
+                kind = kinds[int(self.table[r[R_PEND], F_KIND])]
+                continue
+            if status == ST_EMPTY and resumed and packets < budget:
+                continue  # the resumed packet is done: go on draining
+            break
+        r[R_STATUS] = status
+        r[R_PACKETS], r[R_ROUNDS], r[R_SENT], r[R_DROPPED] = packets, rounds, sent, dropped
+        return status
+
+    def _host_window(self, kind: _Kind, recorder) -> int:
+        """The window :func:`drain` (or :func:`resume`) stopped at, decoded on the host, then
+        :func:`resume`; returns its status. A decoder that finds no solution (``ValueError``,
+        as the Python path takes it) gives ``ST_NO_SOLUTION`` as the engine would."""
+        r = self.res
+        slot = int(r[R_SLOT])
+        self.host_windows += 1
+        try:
+            result = self._host_of[slot]()
+        except ValueError:  # no set of faults explains the window: as STEP_NO_SOLUTION
+            engine_no_solution_ctx(self._ctx_of[slot])
+            r[R_DONE] = r[R_I_NEXT] - r[R_I]
+            r[R_T1] = time.perf_counter_ns()
+            r[R_SENT] = r[R_DROPPED] = r[R_RECORDED] = 0
+            r[R_STATUS] = ST_NO_SOLUTION
+            return ST_NO_SOLUTION
+        at, _ = recorder.free_span()
+        resume(self._ptr, result, self.route_buf, self.frame_buf, self.table, kind.ctxs,
+               self.out_buf, recorder.service_ns, recorder.decode_ns, recorder.decoded,
+               recorder.stream_id, at, r)
         if r[R_RECORDED]:
             recorder.advance(int(r[R_RECORDED]))
         return int(r[R_STATUS])

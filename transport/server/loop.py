@@ -410,27 +410,34 @@ class Server:
         return n
 
     def warm_fast_path(self) -> bool:
-        """Load (or compile) the fast path's kernel now, for the stream table's types, so
-        that the first compiled-engine stream does not hold up the loop while it loads (a
-        few seconds here). Builds a tiny plan (a distance-3 repetition code) for its engine
-        context type. Returns False when there is no fast path or the warm-up failed (then
-        the first stream loads it)."""
+        """Load (or compile) the fast path's kernels now, for every registered backend that
+        compiles streams (one engine kind each), so that the first stream of a kind does not
+        hold up the loop while they load (a few seconds here). Builds a tiny plan (a
+        distance-3 repetition code) per backend for its engine context type. Returns False
+        when there is no fast path or a warm-up failed (then the first stream loads it)."""
         if self._fast is None:
             return False
-        from qecd.decoder.registry import DEFAULT_STREAM_DECODER
+        from qecd.decoder.registry import backend_class, backend_names
         from qecd.transport.server.session import build_plan
         from qecd.transport.wire import Hello
 
-        hello = Hello(spec="repetition:d=3,r=1,p=0.01", dem=None, time_coord=-1,
-                      decoder=DEFAULT_STREAM_DECODER, window=None, commit=None,
-                      want_faults=False)
-        try:
-            plan = build_plan(plan_key(hello, self.limits), hello, self.limits)
-            return self._fast.warm_up_with(plan)
-        except Exception as e:  # an optimisation only: say so and go on
-            log.warning("fast_path_warm_up_failed", extra={"qecd": {
-                "exception": type(e).__name__, "detail": str(e)[:200]}})
-            return False
+        ok = True
+        for name in backend_names():
+            try:
+                if not backend_class(name).compiles_streams:
+                    continue
+            except Exception:  # an optional backend whose package is missing
+                continue
+            hello = Hello(spec="repetition:d=3,r=1,p=0.01", dem=None, time_coord=-1,
+                          decoder=name, window=None, commit=None, want_faults=False)
+            try:
+                plan = build_plan(plan_key(hello, self.limits), hello, self.limits)
+                ok = self._fast.warm_up_with(plan) and ok
+            except Exception as e:  # an optimisation only: say so and go on
+                log.warning("fast_path_warm_up_failed", extra={"qecd": {
+                    "decoder": name, "exception": type(e).__name__, "detail": str(e)[:200]}})
+                ok = False
+        return ok
 
     def _fast_no_solution(self) -> None:
         """:meth:`_run_engine`'s STEP_NO_SOLUTION branch for a packet the fast path took."""
