@@ -63,6 +63,10 @@ def pytest_sessionstart(session) -> None:
             srv.close()
     if other.wait() != 0:
         raise RuntimeError(f"kernel warm-up of {names[1::2]} failed (exit {other.returncode})")
+    from qecd.transport.server import Server, ServerConfig
+
+    with Server(ServerConfig(binds=("tcp://127.0.0.1:0",))) as server:
+        server.warm_fast_path()  # the ZeroMQ fast path's kernels, one set per engine kind
 
 
 def _wait_for(cond: Callable[[], object], timeout_s: float = 10.0, poll_s: float = 0.02) -> bool:

@@ -26,14 +26,44 @@ seen, input lag) live in one row of :attr:`FastPath.table`, read and written by 
 :class:`FastStreamSession` is a :class:`~qecd.transport.server.session.StreamSession` whose
 attributes of those names are that row.
 
+**Windows decoded on the host** (``decodes_on_host``: PyMatching, the protocol's default
+decoder, is C++ behind Python). When the engine returns ``STEP_WINDOW_DUE``, :func:`drain`
+saves where the packet stopped (its row, round index, byte offset, header fields, receipt and
+step times; the packet's bytes stay in ``frame_buf``) and returns ``ST_WINDOW_DUE``.
+:meth:`FastPath.drain` calls the plan's ``host_decode()`` (PyMatching's binding on
+preallocated views; only PyMatching allocates) and then :func:`resume`, a nogil kernel that
+commits the window (:func:`~qecd.transport.engine.engine_resume`), sends its CORRECTION,
+records the rounds and serves the rest of the packet, stopping again if another window comes
+due; then :func:`drain` is entered again. A ``ValueError`` from the host decoder is the
+engine's no-solution outcome (``ST_NO_SOLUTION``: DECODER_ERROR and SYNDROMES_DROPPED from
+Python, as on the Python path). Python runs for the window decode alone: the rounds between
+windows, the checks and the sends stay in compiled code.
+
+**Several engine kinds at once.** A stream's engine context has a Numba type that depends on
+its backend (uf, bp-cluster and pymatching are three types), and a typed list holds one type.
+The table keeps one typed list per type (a *kind*, column ``F_KIND``; at most
+:attr:`FastPath.MAX_KINDS`), and :func:`drain` is compiled once per kind. A drain serves its
+own kind's packets; a packet for a stream of another kind ends the call with
+``ST_OTHER_KIND`` (matched, its payload not yet checked), and :meth:`FastPath.drain` enters
+that kind's drain, which serves the packet in the buffers first and then keeps draining. Why
+this rather than one drain over all kinds, or a per-packet "serve this one" kernel for the
+other kinds: a Numba function cannot index a heterogeneous collection of contexts at run time
+(a branch per kind would need a specialisation of every combination of kinds a server
+happens to hold), while one drain per kind costs one Python round trip (a kernel dispatch
+from Python) only when consecutive packets on the socket are for streams of different
+kinds; a run of packets of one kind, the usual case (one vendor, one decoder), never leaves
+compiled code. A per-packet kernel for the other kinds would pay that round trip on every
+one of their packets.
+
 Between two packets the kernel waits in ``zmq_poll`` on the socket and the loop's wake-up
 descriptor (until the next housekeeping), not in the Python loop's poller. The server's
 totals (:class:`~qecd.transport.server.metrics.ServerCounters`) and the service-time records
 it wrote are committed by Python as soon as the socket is empty again, before that wait.
 
 Only plain (non-CURVE) servers use it: with CURVE the owner is the ``User-Id`` property of
-each message, which ``zmq_recv`` does not give. :func:`available` says whether this process
-can use it at all.
+each message, which ``zmq_recv`` does not give. Every backend that compiles streams is served
+here (``compiles_streams``); others, and raw measurement input, stay on the Python path.
+:func:`available` says whether this process can use it at all.
 
 Example
 -------
@@ -78,7 +108,7 @@ from qecd.transport.server.libzmq_native import (  # noqa: E402
     DONTWAIT, POLLIN, POLLITEM, SNDMORE, zmq_errno, zmq_poll, zmq_rcvmore, zmq_recv, zmq_send)
 from qecd.transport.shm.atomics import monotonic_ns  # noqa: E402
 
-__all__ = ["FastPath", "FastStreamSession", "available", "drain"]
+__all__ = ["FastPath", "FastStreamSession", "available", "drain", "resume"]
 
 # -- the stream table: one int64 row per registered stream --------------------------------------
 F_SID = 0  #: stream id (0: free row)
