@@ -239,7 +239,8 @@ class StreamPlan:
         ZeroMQ streams (each has its own state; they are all decoded on the server's loop
         thread), which then decode through :mod:`qecd.transport.engine` (a backend called
         from Python only for the window decode, ``decodes_on_host``, is called from
-        :meth:`StreamSession.engine_step`); None when the backend decodes from Python.
+        :meth:`StreamSession.engine_step` on the Python path and between the fast path's
+        ``drain`` and ``resume`` kernels); None when the backend decodes from Python.
         Built here, on the build worker, never on the loop.
     dem : stim.DetectorErrorModel or None
         The stream's DEM, for ACCEPTs that describe the stream (HELLO ``describe``).
