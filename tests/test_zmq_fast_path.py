@@ -299,3 +299,23 @@ def test_qecd_serve_warms_the_kernel_before_any_stream():
         assert server.warm_fast_path() and len(server._fast) == 0
     with Server(ServerConfig(binds=("tcp://127.0.0.1:0",), fast_path=False)) as server:
         assert server._fast is None and not server.warm_fast_path()
+
+
+def test_a_host_decoded_window_is_answered_to_its_packets_sender(running_server):
+    """The first packets a server's fast path sees are a pymatching stream's: the CORRECTION
+    of each window decoded on the host goes to the routing id the packet came from (it was
+    once sent to whatever id a message handed to Python last had: none here, so dropped)."""
+    from qecd.transport.client import Client
+
+    exp = build_experiment("surface:d=3,r=4,p=0.05")
+    dets, _ = exp.sample(10, seed=3)
+    with running_server() as server, Client(server.endpoints[0], timeout_s=60) as client:
+        stream = client.open_stream(str(exp.spec), decoder="pymatching", window=3, commit=2)
+        for shot in dets:
+            for ids in exp.layout.detectors:
+                stream.send_round(shot[ids], count=1)
+        shots = 0
+        while shots < len(dets):
+            shots += bool(stream.recv_correction(timeout_s=30).shot_end)
+        assert server._fast.host_windows > 0
+        assert "corrections" not in server.counters.dropped

@@ -269,9 +269,11 @@ def _send_reply(sock, rptr, rl, out_buf, n, tab, slot, last, t_recv, t0, t1, don
 
 
 @numba.njit(**_jit.INLINE)
-def _stopped_at(res, slot, i, i_next, o, count, rnd, ts, t_recv, t0, t1):
-    """Where a packet stopped (a window due on the host, or no solution), for Python."""
+def _stopped_at(res, slot, rl, i, i_next, o, count, rnd, ts, t_recv, t0, t1):
+    """Where a packet stopped (a window due on the host, or no solution), for Python and
+    :func:`resume` (``rl``: the length of its routing id, still in ``route_buf``)."""
     res[R_SLOT] = slot
+    res[R_ROUTE_LEN] = rl
     res[R_I] = i
     res[R_I_NEXT] = i_next
     res[R_DONE] = i_next - i
@@ -309,7 +311,7 @@ def _serve_rounds(sock, rptr, rl, frame_buf, out_buf, tab, slot, ctx, i, o, coun
                 recorded += 1
             return ST_EMPTY, sent, dropped, recorded
         if st == STEP_NO_SOLUTION or st == STEP_WINDOW_DUE:
-            _stopped_at(res, slot, i, i_next, o, count, rnd, ts, t_recv, t0, t1)
+            _stopped_at(res, slot, rl, i, i_next, o, count, rnd, ts, t_recv, t0, t1)
             return (ST_NO_SOLUTION if st == STEP_NO_SOLUTION else ST_WINDOW_DUE), sent, \
                 dropped, recorded
         status, s1, d1 = _send_reply(sock, rptr, rl, out_buf, n, tab, slot, last, t_recv, t0,
@@ -481,7 +483,7 @@ def resume(sock, result, route_buf, frame_buf, tab, ctxs, out_buf, svc, dec, dec
                                 ctx.plan)
     t1 = monotonic_ns()
     if st == STEP_NO_SOLUTION:
-        _stopped_at(res, slot, i, i_next, o, count, rnd, ts, t_recv, t0, t1)
+        _stopped_at(res, slot, rl, i, i_next, o, count, rnd, ts, t_recv, t0, t1)
         status = ST_NO_SOLUTION
     else:
         rptr = route_buf.ctypes.data
