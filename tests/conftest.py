@@ -66,7 +66,7 @@ def pytest_sessionstart(session) -> None:
     from qecd.transport.server import Server, ServerConfig
 
     with Server(ServerConfig(binds=("tcp://127.0.0.1:0",))) as server:
-        server.warm_fast_path()  # the ZeroMQ fast path's kernels, one set per engine kind
+        server.warm_fast_path(every_kind=True)  # the ZeroMQ fast path: every engine kind
 
 
 def _wait_for(cond: Callable[[], object], timeout_s: float = 10.0, poll_s: float = 0.02) -> bool:

@@ -409,20 +409,22 @@ class Server:
                 raise zmq.ZMQError(errno)
         return n
 
-    def warm_fast_path(self) -> bool:
-        """Load (or compile) the fast path's kernels now, for every registered backend that
-        compiles streams (one engine kind each), so that the first stream of a kind does not
-        hold up the loop while they load (a few seconds here). Builds a tiny plan (a
+    def warm_fast_path(self, every_kind: bool = False) -> bool:
+        """Load (or compile) the fast path's kernels now, for the default stream decoder's
+        engine kind (with ``every_kind``: for every registered backend that compiles
+        streams, one kind each; ~1 s more per kind from a warm cache), so that the first
+        stream of a kind does not hold up the loop while they load (a few seconds here); a
+        kind not warmed here is loaded when its first stream opens. Builds a tiny plan (a
         distance-3 repetition code) per backend for its engine context type. Returns False
         when there is no fast path or a warm-up failed (then the first stream loads it)."""
         if self._fast is None:
             return False
-        from qecd.decoder.registry import backend_class, backend_names
+        from qecd.decoder.registry import DEFAULT_STREAM_DECODER, backend_class, backend_names
         from qecd.transport.server.session import build_plan
         from qecd.transport.wire import Hello
 
         ok = True
-        for name in backend_names():
+        for name in backend_names() if every_kind else (DEFAULT_STREAM_DECODER,):
             try:
                 if not backend_class(name).compiles_streams:
                     continue
