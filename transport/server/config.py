@@ -99,6 +99,9 @@ class ServerConfig:
         libzmq itself (:mod:`qecd.transport.server.fast_path`; plain servers only, where
         pyzmq's libzmq is reachable). False keeps every packet on the Python path (the
         reference the fast path is tested against).
+    fast_commit_s : float
+        While packets flow, the fast path returns to the Python loop (which commits its
+        totals and service records) at most this often; 0 returns after every busy spell.
     io_thread_nice : int
         Nice value given to the I/O thread of the server's own ZeroMQ context when the
         process may run on one CPU only (``qecd serve --cpu``), so that a send does not hand
@@ -135,4 +138,5 @@ class ServerConfig:
     pq: PqServer | None = None
     pq_required: bool = False
     fast_path: bool = True
+    fast_commit_s: float = 0.001
     io_thread_nice: int = 19

@@ -75,6 +75,7 @@ Example
 ...         stream = client.open_stream("repetition:d=3,r=2,p=0.01", decoder="uf")
 ...         _ = stream.send_round(np.zeros(sum(stream.slice_sizes[:3]), np.uint8), count=3)
 ...         c = stream.recv_correction(timeout_s=30)
+...         _ = client.heartbeat()  # handled by Python: the fast path's totals are in first
 >>> (c.first_round, c.last_round), server.counters.fast_path_packets
 ((0, 2), 1)
 """
@@ -149,7 +150,10 @@ R_STATUS, R_PACKETS, R_ROUNDS, R_SENT, R_DROPPED, R_RECORDED = 0, 1, 2, 3, 4, 5
 R_ROUTE_LEN, R_FRAME_LEN, R_MORE, R_T_RECV, R_ERRNO = 6, 7, 8, 9, 10
 R_SLOT, R_I_NEXT, R_DONE, R_T0, R_T1, R_ROUNDS_OF_PACKET = 11, 12, 13, 14, 15, 16
 R_I, R_O, R_FIRST, R_TS, R_PEND = 17, 18, 19, 20, 21
-N_RESULTS = 22
+#: input: after serving, keep waiting for more packets this long (ns) before returning for
+#: Python to commit the totals (0: return as soon as the socket is empty)
+R_COMMIT_NS = 22
+N_RESULTS = 23
 
 _SYNDROME = int(MsgType.SYNDROME)
 _EAGAIN = int(zmq.EAGAIN)
@@ -332,8 +336,11 @@ def drain(sock, kind, budget, stalled_ns, max_frame, route_buf, frame_buf, tab, 
     ``deadline_ns``: when it is empty before then and nothing was served yet in this call,
     wait in ``zmq_poll`` on ``items`` (the socket and the server's wake-up descriptor; a
     wake-up, a signal or the deadline ends the call), so the loop waits for the next packet
-    here rather than in Python. A call that served packets returns once the socket is empty,
-    so that its totals are committed before the next wait.
+    here rather than in Python. A call that served packets goes on waiting for more (served
+    the same way) until ``res[R_COMMIT_NS]`` after the first of them, then returns once the
+    socket is empty, so that Python commits its totals: the interpreter runs at most once per
+    that span while packets flow, not after each (its turn, ~10 µs, capped the rate with one
+    round per packet at ~66k packets/s and queued the rest; 0 restores that behaviour).
 
     Parameters
     ----------
@@ -365,6 +372,7 @@ def drain(sock, kind, budget, stalled_ns, max_frame, route_buf, frame_buf, tab, 
         Out: ``res[R_*]`` (status, totals, the handed-off message's lengths, ...).
     """
     packets = rounds = sent = dropped = recorded = 0
+    first_t = np.int64(0)
     status = ST_EMPTY
     rptr = route_buf.ctypes.data
     fptr = frame_buf.ctypes.data
@@ -388,11 +396,17 @@ def drain(sock, kind, budget, stalled_ns, max_frame, route_buf, frame_buf, tab, 
                     res[R_ERRNO] = e
                     break
                 now = monotonic_ns()
-                if now >= deadline_ns or packets > 0:  # the caller commits what was served
+                if now >= deadline_ns:
                     break
+                wait_until = deadline_ns
+                if packets > 0:  # the caller commits what was served, at the latest once
+                    commit_ns = res[R_COMMIT_NS]  # commit_ns after the first of them
+                    if commit_ns <= 0 or now - first_t >= commit_ns:
+                        break
+                    wait_until = min(deadline_ns, first_t + commit_ns)
                 items[0].revents = 0
                 items[1].revents = 0
-                rc = zmq_poll(iptr, 2, (deadline_ns - now + 999_999) // 1_000_000)
+                rc = zmq_poll(iptr, 2, (wait_until - now + 999_999) // 1_000_000)
                 if rc < 0:
                     e = zmq_errno()
                     if e != _EINTR:
@@ -432,6 +446,8 @@ def drain(sock, kind, budget, stalled_ns, max_frame, route_buf, frame_buf, tab, 
             res[R_MORE] = more
             res[R_T_RECV] = t_recv
             break
+        if packets == 0:
+            first_t = t_recv
         packets += 1
         # StreamSession.begin and Server._on_syndrome: the stream takes the packet
         rnd = tab[slot, F_NEXT]
@@ -573,6 +589,11 @@ class FastPath:
     max_frame : int
         The server's ``max_frame``; the socket's ``ZMQ_MAXMSGSIZE`` must be below
         ``2 * max_frame + 64``.
+    commit_s : float
+        How long :func:`drain` keeps serving after its first packet before it returns for
+        the totals to be committed (``R_COMMIT_NS``); readers of the server's counters from
+        another thread see them that much late at most (a STATS request is answered after
+        the commit).
 
     Attributes
     ----------
@@ -584,7 +605,7 @@ class FastPath:
     MAX_KINDS = 8
 
     def __init__(self, sock: zmq.Socket, *, max_streams: int, max_frame: int,
-                 wake_fd: int) -> None:
+                 wake_fd: int, commit_s: float = 0.001) -> None:
         if not available():
             raise RuntimeError(f"the ZeroMQ fast path is not available: "
                                f"{_native.unavailable_reason()}")
@@ -597,6 +618,7 @@ class FastPath:
         self.frame_buf = np.zeros(2 * self.max_frame + 64, np.uint8)  # > ZMQ_MAXMSGSIZE
         self.out_buf = np.zeros(64, np.uint8)
         self.res = np.zeros(N_RESULTS, np.int64)
+        self.res[R_COMMIT_NS] = int(commit_s * 1e9)
         self.res[R_PEND] = -1
         self.items = np.zeros(2, POLLITEM)
         self.items["socket"][0] = self._ptr
@@ -699,10 +721,24 @@ class FastPath:
         if slot is None or not isinstance(s, FastStreamSession):
             return
         s.detach()
+        kind = self._kinds[int(self.table[slot, F_KIND])]
         self.table[slot] = 0
         self._ctx_of.pop(slot, None)
         self._host_of.pop(slot, None)
         self._free.append(slot)
+        self._refill(kind, slot)
+
+    def _refill(self, kind: _Kind, closed: int) -> None:
+        """Point every row of ``kind``'s typed list that no live stream of that kind uses at
+        one context: a live stream's, else the one just closed. A closed stream's context
+        left in its row kept its state and its plan's arrays alive (an evicted plan's too)
+        until the row was reused."""
+        live = [sl for sl in self._slot_of.values() if self.table[sl, F_KIND] == kind.index]
+        filler = kind.ctxs[live[0] if live else closed]
+        keep = set(live)
+        for j in range(len(kind.ctxs)):
+            if j not in keep:
+                kind.ctxs[j] = filler
 
     def __len__(self) -> int:
         return len(self._slot_of)

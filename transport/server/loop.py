@@ -192,7 +192,8 @@ class Server:
         if config.fast_path and self._copy and fast_path.available():
             self._fast = fast_path.FastPath(sock, max_streams=config.max_streams,
                                             max_frame=self.limits.max_frame,
-                                            wake_fd=self._wake_r.fileno())
+                                            wake_fd=self._wake_r.fileno(),
+                                            commit_s=config.fast_commit_s)
         worker = BuildWorker(config.limits, time_budget_s=config.build_timeout_s,
                              max_plan_bytes=config.max_plan_bytes,
                              max_worker_rss=config.build_worker_max_rss) \
