@@ -353,12 +353,12 @@ class BuildWorker:
         if rss > self.max_worker_rss:
             self._replace()  # its heap may hold a hostile build's memory
         t0 = time.perf_counter()
-        rss0 = _rss_bytes()
         plan = pickle.loads(data)
-        # what the plan costs here: the native objects rebuilt on arrival (PyMatching's
-        # graphs, Numba's typed containers, warm-up state) are 4-7x its pickled size, so the
-        # cache counts the larger of the two (the process's resident growth meanwhile)
-        plan.nbytes = max(len(data), _rss_bytes() - rss0)
+        # counted for its pickled size: the native objects rebuilt on arrival (PyMatching's
+        # graphs, warm-up state) add ~1-2x that (docs/server.md); the process's resident
+        # growth meanwhile is no measure of it (the loop allocates too: a 12 KB plan was
+        # counted 13 MB under a fuzz)
+        plan.nbytes = len(data)
         del data
         return BuildResult(key, plan, meta, False, build_s, time.perf_counter() - t0, pid)
 
