@@ -1145,7 +1145,10 @@ def run_server(config: ServerConfig, *, metrics_port: int | None = None,
                                        max_stream_labels=metrics_streams)
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: server.request_shutdown())
-        server.warm_fast_path()  # before the first stream needs it (a SIGTERM now still stops)
+        # every engine kind before serving (~1 s each from a warm cache): a kind loaded when
+        # its first stream opens holds the loop that long (a live stream's HEARTBEAT p99 went
+        # from 0.7 ms to 580 ms while HELLOs opened the server's first pymatching streams)
+        server.warm_fast_path(every_kind=True)
         gc.collect()
         gc.freeze()
         log.info("server_start", extra={"qecd": {
