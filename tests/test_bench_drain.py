@@ -2,6 +2,7 @@
 the server's records and the emulator's doorbells (synthetic timelines with known answers)."""
 
 import numpy as np
+import pytest
 
 from qecd.bench.drain import drain_summary, format_drain
 
@@ -27,23 +28,30 @@ def _served(n, cycle_ns, stall_at, stall_ns, per_round_ns, *, batch=1):
     return send, write, pickup - send, service
 
 
+# the timelines are synthetic (no clock is read): every figure below follows from them
+STALL_NS, PER_ROUND_NS, CYCLE_NS = 2_000_000, 50, 1000
+
+
 def test_the_longest_stall_and_its_drain_rate_are_found():
-    send, write, lag, svc = _served(5000, 1000, 2000, 2_000_000, 50)
+    send, write, lag, svc = _served(5000, CYCLE_NS, 2000, STALL_NS, PER_ROUND_NS)
     d = drain_summary(send, write, lag, svc, cycle_us=1.0)["longest_stall"]
     assert d["round"] == 2000
-    assert 1999 <= d["stall_us"] <= 2001
-    assert 1990 <= d["backlog_rounds"] <= 2001  # the rounds written during the stall
+    # the stall, plus the previous round's service it follows
+    assert d["stall_us"] == pytest.approx((STALL_NS + PER_ROUND_NS) / 1e3)
+    assert d["backlog_rounds"] == STALL_NS // CYCLE_NS  # the rounds written during the stall
     assert d["caught_up"]
-    assert 19.5 <= d["rounds_per_us"] <= 20.5 and 19.5 <= d["x_real_time"] <= 20.5
+    assert d["rounds_per_us"] == pytest.approx(1e3 / PER_ROUND_NS)  # 20 rounds per us
+    assert d["x_real_time"] == pytest.approx(CYCLE_NS / PER_ROUND_NS)
 
 
 def test_batched_records_give_the_same_drain_rate():
     """Rounds served in batches share a pickup and a closing clock read: the rate over the
     drain is the same as one read per round."""
-    send, write, lag, svc = _served(5000, 1000, 2000, 2_000_000, 50, batch=6)
+    send, write, lag, svc = _served(5000, CYCLE_NS, 2000, STALL_NS, PER_ROUND_NS, batch=6)
     d = drain_summary(send, write, lag, svc, cycle_us=1.0)["longest_stall"]
-    assert 1999 <= d["stall_us"] <= 2001
-    assert 18 <= d["rounds_per_us"] <= 21
+    assert d["stall_us"] == pytest.approx((STALL_NS + PER_ROUND_NS) / 1e3)
+    # the last batch's closing span falls within the drain: 0.2% under one read per round
+    assert d["rounds_per_us"] == pytest.approx(1e3 / PER_ROUND_NS, rel=0.005)
 
 
 def test_a_server_slower_than_the_offered_rate_never_catches_up():
