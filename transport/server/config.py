@@ -67,6 +67,10 @@ class ServerConfig:
         ``client_builds_per_minute``).
     build_worker_max_rss : int
         Resident bytes above which the build worker is replaced after a build.
+    hello_queue : int
+        Packets that may wait in the HELLO queue (HELLOs wait while streams are open, and a
+        peer's later packets behind its HELLO; :mod:`~qecd.transport.server.hello_queue`);
+        a HELLO beyond gets ``SERVER_BUSY``.
     offloop_hello_bytes : int
         HELLO bodies larger than this are not decoded or hashed on the loop: the build worker
         decodes and keys them (every such HELLO counts as a build for the client budgets).
@@ -128,6 +132,7 @@ class ServerConfig:
     builds_per_minute_per_client: int = 30
     build_worker_max_rss: int = 2 << 30
     offloop_hello_bytes: int = 64 << 10
+    hello_queue: int = 1024
     record_capacity: int = 1 << 20
     shm_record_capacity: int = 1 << 18
     curve: CurveServerKeys | None = None

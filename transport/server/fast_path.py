@@ -82,6 +82,7 @@ Example
 
 from __future__ import annotations
 
+import random
 import time
 
 import numba
@@ -559,19 +560,55 @@ for _name, _index in (("next_round", F_NEXT), ("rounds_received", F_RECEIVED),
 
 class _Kind:
     """One engine kind of the table: the Numba type of its streams' contexts and their typed
-    list (indexed by table row; rows of other kinds hold a filler of this type), and for a
-    kind decoded on the host, one of its streams' ``host_decode`` (for the warm-up)."""
+    list (indexed by table row), and for a kind decoded on the host, one of its streams'
+    ``host_decode`` (for the warm-up).
+
+    Every row no live stream of this kind uses (free rows, other kinds' rows) points at one
+    *filler*: a live stream's context (drawn at random), or, while the kind has none, the last one
+    that closed. A closed stream's context left in its row kept its state and its plan's
+    arrays alive (an evicted plan's too) until the row was reused; repointing every row at
+    each close cost O(rows) typed-list writes (~15 ms at 1000 rows). Now a close writes its
+    own row only, and all rows are repointed only when the filler's own stream closes (one
+    close in as many as there are live streams, on average, in any order of closes) or the
+    first live stream arrives after the kind was empty."""
 
     def __init__(self, index: int, ctx, host) -> None:
         self.index, self.ctx_type, self.host = index, numba.typeof(ctx), host
         self.ctxs = typed.List.empty_list(self.ctx_type)
-        self.put(0, ctx)
+        self.ctxs.append(ctx)
+        # compile the list's len, setitem and getitem for this type now, not at its first stream
+        self.ctxs[len(self.ctxs) - 1] = self.ctxs[0]
+        self.live: dict[int, None] = {}  # live rows of this kind, oldest first
+        self.filler, self.filler_slot = ctx, -1  # -1: the filler is no live stream's
         self.warm = False
 
     def put(self, slot: int, ctx) -> None:
+        """Row ``slot`` serves a live stream with context ``ctx``."""
         while len(self.ctxs) <= slot:
-            self.ctxs.append(ctx)
+            self.ctxs.append(self.filler)
         self.ctxs[slot] = ctx
+        self.live[slot] = None
+        if self.filler_slot < 0:
+            self._repoint(slot)
+
+    def drop(self, slot: int) -> None:
+        """Row ``slot``'s stream closed: the row points at the filler again."""
+        if slot not in self.live:
+            return
+        del self.live[slot]
+        if slot != self.filler_slot:
+            self.ctxs[slot] = self.filler
+        elif self.live:  # a random live one: O(1) rows per close on average, whatever the order
+            self._repoint(random.choice(tuple(self.live)))
+        else:  # no live stream left: the closed context fills until the next one arrives
+            self.filler_slot = -1
+
+    def _repoint(self, slot: int) -> None:
+        self.filler, self.filler_slot = self.ctxs[slot], slot
+        live, filler = self.live, self.filler
+        for j in range(len(self.ctxs)):
+            if j not in live:
+                self.ctxs[j] = filler
 
 
 class FastPath:
@@ -726,19 +763,7 @@ class FastPath:
         self._ctx_of.pop(slot, None)
         self._host_of.pop(slot, None)
         self._free.append(slot)
-        self._refill(kind, slot)
-
-    def _refill(self, kind: _Kind, closed: int) -> None:
-        """Point every row of ``kind``'s typed list that no live stream of that kind uses at
-        one context: a live stream's, else the one just closed. A closed stream's context
-        left in its row kept its state and its plan's arrays alive (an evicted plan's too)
-        until the row was reused."""
-        live = [sl for sl in self._slot_of.values() if self.table[sl, F_KIND] == kind.index]
-        filler = kind.ctxs[live[0] if live else closed]
-        keep = set(live)
-        for j in range(len(kind.ctxs)):
-            if j not in keep:
-                kind.ctxs[j] = filler
+        kind.drop(slot)
 
     def __len__(self) -> int:
         return len(self._slot_of)

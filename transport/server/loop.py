@@ -52,6 +52,7 @@ from qecd.transport.engine import STEP_DONE, STEP_NO_SOLUTION
 from qecd.transport.server import fast_path
 from qecd.transport.server.build_worker import BuildWorker
 from qecd.transport.server.config import ServerConfig
+from qecd.transport.server.hello_queue import HelloQueue
 from qecd.transport.server.io_threads import lower_io_threads, thread_ids
 from qecd.transport.server.logs import ErrorSummary, JsonFormatter, configure_json_logging
 from qecd.transport.server.metrics import (
@@ -215,6 +216,7 @@ class Server:
         self._mark_ns, self._mark_allowed = time.perf_counter_ns(), _TURN_ALLOWANCE_NS
         self._shutting_down = False
         self._errors = RateLimiter(config.error_budget_per_s)
+        self._hellos = HelloQueue(config.hello_queue)  # HELLOs wait while streams are served
         self._stats = RateLimiter(config.stats_budget_per_s)
         self._error_log = ErrorSummary(log)
         self._t0 = time.perf_counter_ns()
@@ -316,7 +318,7 @@ class Server:
         try:
             while not self._stop:
                 t = time.perf_counter_ns()
-                wait_ms = max(0, (next_hk - t) // 1_000_000)
+                wait_ms = 0 if self._hellos else max(0, (next_hk - t) // 1_000_000)
                 self._mark(t, wait_ms * 1_000_000)
                 try:
                     events = dict(poller.poll(wait_ms))
@@ -326,6 +328,8 @@ class Server:
                         self._collect_builds()
                     if self._sock in events:
                         self._read_batch(next_hk)
+                    if self._hellos:
+                        self._serve_hellos(next_hk)
                     now = time.perf_counter_ns()
                     self._mark(now, 0)  # a stall anywhere in the turn counts before housekeeping
                     if now >= next_hk:
@@ -381,6 +385,8 @@ class Server:
         while n < batch:
             if self._stop:  # a signal handler ran while the kernel waited
                 return n
+            if self._hellos:  # queued HELLOs are served when the socket is empty: no waiting
+                wait_until_ns = 0
             if wait_until_ns:  # the kernel may wait until then: not a stall of the loop
                 now = time.perf_counter_ns()
                 self._mark(now, max(0, wait_until_ns - now))
@@ -457,7 +463,36 @@ class Server:
         for _ in range(done):
             record(s.stream_id, clock() - t_recv, t1 - t0)
 
+    def _serve_hellos(self, until_ns: int) -> None:
+        """Handle queued HELLOs (:mod:`~qecd.transport.server.hello_queue`) one at a time,
+        each followed by everything that arrived on the socket meanwhile, until none is left
+        or housekeeping is due at ``until_ns``."""
+        hellos = self._hellos
+        while hellos and not self._stop:
+            parts, t_recv = hellos.pop()
+            self._handle_now(parts, t_recv)
+            self._read_batch(0)
+            if time.perf_counter_ns() >= until_ns:
+                return
+
     def _handle(self, parts: list, t_recv: int) -> None:
+        hellos = self._hellos
+        if not self._shutting_down and hellos.takes(parts, len(self._streams)):
+            if not hellos.full():
+                hellos.push(parts, t_recv)
+                return
+            hellos.refused_total += 1
+            self.counters.packets_received += 1
+            route, frame = (parts[0], parts[1]) if self._copy else (parts[0].bytes,
+                                                                      parts[1].buffer)
+            self._reply_error(route, None, ProtocolError(
+                ErrorCode.SERVER_BUSY, f"expected fewer than hello_queue={hellos.limit} "
+                f"packets waiting behind HELLOs, got that many (a HELLO flood): this packet "
+                f"was not processed; retry later"), frame, None, t_recv)
+            return
+        self._handle_now(parts, t_recv)
+
+    def _handle_now(self, parts: list, t_recv: int) -> None:
         self.counters.packets_received += 1
         if len(parts) < 2:
             self.counters.drop("no_route")
@@ -1060,6 +1095,8 @@ class Server:
     def _shutdown(self) -> None:
         self._shutting_down = True
         log.info("shutdown_begin", extra={"qecd": {"streams_open": len(self._streams)}})
+        while self._hellos:  # each gets SHUTTING_DOWN, in its peer's order
+            self._handle_now(*self._hellos.pop())
         deadline = time.perf_counter_ns() + int(self.config.drain_s * _SEC)
         while time.perf_counter_ns() < deadline and self._read_batch():
             pass
