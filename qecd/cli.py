@@ -342,6 +342,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                           sndhwm=args.hwm, rcvhwm=args.hwm,
                           record_capacity=args.record_capacity, curve=curve, pq=pq,
                           pq_required=args.pq_required, fast_path=not args.no_fast_path,
+                          oversize_replies=args.oversize_replies,
                           io_thread_nice=args.io_thread_nice,
                           build_timeout_s=args.build_timeout,
                           max_plan_bytes=int(args.max_plan_mb * (1 << 20)),
@@ -510,6 +511,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rounds a stream may have queued before SERVER_BUSY")
     v.add_argument("--hwm", type=int, default=10_000, help="ZeroMQ SNDHWM/RCVHWM (messages)")
     v.add_argument("--cpu", type=int, default=None, help="pin the server to this CPU")
+    v.add_argument("--oversize-replies", action="store_true",
+                   help="answer a packet above max_frame (up to twice it) with OVERSIZE; by "
+                        "default ZeroMQ drops the sender's connection before reading it")
     v.add_argument("--no-fast-path", action="store_true",
                    help="serve every ZeroMQ packet on the Python path (no compiled fast path)")
     v.add_argument("--io-thread-nice", type=int, default=19,

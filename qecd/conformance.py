@@ -309,7 +309,7 @@ def _r_hb_body(c: Context) -> str:
                          P.ErrorCode.BAD_PAYLOAD)
 
 
-@rule("packet over max_frame -> OVERSIZE (or a counted disconnect)", "§3 §11")
+@rule("packet over max_frame -> OVERSIZE (or the connection dropped unread)", "§3 §11")
 def _r_oversize(c: Context) -> str:
     _, acc = c.open()
     c.bye(acc.stream_id)

@@ -67,6 +67,12 @@ class ServerConfig:
         ``client_builds_per_minute``).
     build_worker_max_rss : int
         Resident bytes above which the build worker is replaced after a build.
+    oversize_replies : bool
+        False (the default): ``ZMQ_MAXMSGSIZE`` is ``max_frame``, so ZeroMQ drops the
+        connection of a peer that sends a larger packet before reading it (a 16 MB frame
+        read and refused cost the server ~30 ms of CPU; a flood of them starved every
+        stream). True: packets up to twice ``max_frame`` are read and answered ``OVERSIZE``
+        (larger ones still drop the connection).
     hello_queue : int
         Packets that may wait in the HELLO queue (HELLOs wait while streams are open, and a
         peer's later packets behind its HELLO; :mod:`~qecd.transport.server.hello_queue`);
@@ -133,6 +139,7 @@ class ServerConfig:
     build_worker_max_rss: int = 2 << 30
     offloop_hello_bytes: int = 64 << 10
     hello_queue: int = 1024
+    oversize_replies: bool = False
     record_capacity: int = 1 << 20
     shm_record_capacity: int = 1 << 18
     curve: CurveServerKeys | None = None

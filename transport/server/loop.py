@@ -164,9 +164,11 @@ class Server:
             sock.setsockopt(zmq.SNDHWM, config.sndhwm)
             sock.setsockopt(zmq.RCVHWM, config.rcvhwm)
             sock.setsockopt(zmq.LINGER, 0)
-            # a frame far above max_frame is refused by ZeroMQ itself (the peer is
-            # disconnected); frames up to twice max_frame still get an OVERSIZE reply
-            sock.setsockopt(zmq.MAXMSGSIZE, 2 * self.limits.max_frame)
+            # a frame above max_frame is refused by ZeroMQ itself before it is read (the
+            # peer is disconnected); with oversize_replies, frames up to twice max_frame are
+            # read and answered OVERSIZE (config.py)
+            sock.setsockopt(zmq.MAXMSGSIZE, (2 if config.oversize_replies else 1)
+                            * self.limits.max_frame)
             if config.curve is not None:
                 self._auth = start_authenticator(self._ctx, config.curve.allow_dir,
                                                  self._on_refused)
