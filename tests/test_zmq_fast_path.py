@@ -134,6 +134,11 @@ def _script(server_endpoint: str, decoder: str) -> tuple[list, dict]:
                                   stream_id=sid_x, first_round=1)),     # no solution
             ("a", encode_syndrome(np.array([1, 1, 1, 1], np.uint8), SyndromeLayout([2, 2]),
                                   stream_id=sid_x, first_round=2, count=2)),
+            # large packets: the fast path hands them over as a view of its receive buffer
+            ("a", encode_frame(MsgType.HEARTBEAT, bytes(200_000), seq=8)),  # BAD_PAYLOAD
+            ("a", encode_frame(MsgType.SYNDROME, bytes(300_000), count=1, stream_id=sid,
+                               seq=6)),                                    # BAD_PAYLOAD
+            ("a", _syn(rounds, sid, 6, 1) + bytes(70_000)),                # LENGTH_MISMATCH
         ]
         seen = []
         for who, *parts in steps:

@@ -157,6 +157,8 @@ R_COMMIT_NS = 22
 N_RESULTS = 23
 
 _SYNDROME = int(MsgType.SYNDROME)
+_HELLO = int(MsgType.HELLO)
+_M0, _M1 = MAGIC & 0xFF, MAGIC >> 8  # b"QD"
 _EAGAIN = int(zmq.EAGAIN)
 _EINTR = 4  # Linux
 _EHOSTUNREACH = int(zmq.EHOSTUNREACH)
@@ -871,13 +873,20 @@ class FastPath:
             recorder.advance(int(r[R_RECORDED]))
         return int(r[R_STATUS])
 
-    def handoff_parts(self) -> list[bytes]:
+    def handoff_parts(self) -> list:
         """The message :func:`drain` stopped at, as ``recv_multipart`` would have returned it
-        (further parts read from the socket)."""
+        (further parts read from the socket). A packet that is not a HELLO comes as a
+        ``memoryview`` of the receive buffer, valid until the next :meth:`drain`: the loop
+        handles such packets at once and copies one it keeps (a 16 MB frame was copied
+        only to be refused, ~5 ms on the loop); a HELLO's payload outlives the call (a
+        build, a queued HELLO), so a HELLO comes as bytes."""
         r = self.res
         parts = [self.route_buf[:r[R_ROUTE_LEN]].tobytes()]
-        if r[R_FRAME_LEN] >= 0:
-            parts.append(self.frame_buf[:r[R_FRAME_LEN]].tobytes())
+        n = int(r[R_FRAME_LEN])
+        if n >= 0:
+            f = self.frame_buf
+            hello = n >= 4 and f[0] == _M0 and f[1] == _M1 and f[3] == _HELLO
+            parts.append(f[:n].tobytes() if hello or n <= 4096 else memoryview(f)[:n])
         if r[R_MORE] == 1:
             parts.extend(_rest(self._sock))
         return parts

@@ -84,6 +84,8 @@ class HelloQueue:
         """Queue ``parts`` (received at ``t_recv``, ns) behind its peer's earlier packets."""
         r = _route(parts)
         self._waiting[r] = self._waiting.get(r, 0) + 1
+        # a view of the fast path's receive buffer lives only until its next drain
+        parts = [bytes(p) if isinstance(p, memoryview) else p for p in parts]
         self._q.append((parts, t_recv))
         self.queued_total += 1
         self.high_water = max(self.high_water, len(self._q))

@@ -56,7 +56,6 @@ from qecd.transport.engine import (
     STEP_NO_SOLUTION,
     STEP_WINDOW_DUE,
     engine_call,
-    engine_context,
     engine_no_solution_ctx,
     engine_resume_call,
     payload_ok_ctx,
@@ -631,7 +630,7 @@ class StreamSession:
         self.engine = None
         if plan.engine is not None and measurements is None:  # it reads detector bytes
             self._engine_state = plan.engine.new_state()  # shares memory with the context
-            self.engine = engine_context(self._engine_state, plan.engine.kernel_args())
+            self.engine = plan.engine.context(self._engine_state)
             self._engine_out = np.zeros(correction_frame_len(
                 plan.num_observables, plan.engine.max_faults), dtype=np.uint8)
             self._pkt_buf = np.zeros(sum((k + 7) // 8 for k in plan.slice_sizes), np.uint8)
