@@ -73,6 +73,10 @@ class ServerConfig:
         read and refused cost the server ~30 ms of CPU; a flood of them starved every
         stream). True: packets up to twice ``max_frame`` are read and answered ``OVERSIZE``
         (larger ones still drop the connection).
+    gc_at_housekeeping : bool
+        Python's cyclic garbage collector runs from the loop's housekeeping instead of at
+        allocation while the server serves (:mod:`~qecd.transport.server.gc_pauses`: a
+        fuzz's collections paused the loop 4-200 ms at a time).
     hello_queue : int
         Packets that may wait in the HELLO queue (HELLOs wait while streams are open, and a
         peer's later packets behind its HELLO; :mod:`~qecd.transport.server.hello_queue`);
@@ -139,6 +143,7 @@ class ServerConfig:
     build_worker_max_rss: int = 2 << 30
     offloop_hello_bytes: int = 64 << 10
     hello_queue: int = 1024
+    gc_at_housekeeping: bool = True
     oversize_replies: bool = False
     record_capacity: int = 1 << 20
     shm_record_capacity: int = 1 << 18

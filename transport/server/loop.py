@@ -52,6 +52,7 @@ from qecd.transport.engine import STEP_DONE, STEP_NO_SOLUTION
 from qecd.transport.server import fast_path
 from qecd.transport.server.build_worker import BuildWorker
 from qecd.transport.server.config import ServerConfig
+from qecd.transport.server.gc_pauses import GcPauses
 from qecd.transport.server.hello_queue import HelloQueue
 from qecd.transport.server.io_threads import lower_io_threads, thread_ids
 from qecd.transport.server.logs import ErrorSummary, JsonFormatter, configure_json_logging
@@ -219,6 +220,8 @@ class Server:
         self._shutting_down = False
         self._errors = RateLimiter(config.error_budget_per_s)
         self._hellos = HelloQueue(config.hello_queue)  # HELLOs wait while streams are served
+        self._gc = GcPauses() if config.gc_at_housekeeping else None
+        self._hk_packets = 0  # packets_received at the previous housekeeping
         self._stats = RateLimiter(config.stats_budget_per_s)
         self._error_log = ErrorSummary(log)
         self._t0 = time.perf_counter_ns()
@@ -317,6 +320,8 @@ class Server:
         hk_ns = int(self.config.housekeeping_s * _SEC)
         next_hk = time.perf_counter_ns() + hk_ns
         self._mark(time.perf_counter_ns(), 0)
+        if self._gc is not None:
+            self._gc.start()
         try:
             while not self._stop:
                 t = time.perf_counter_ns()
@@ -345,6 +350,8 @@ class Server:
                     time.sleep(0.001)  # never spin hot on a persistent failure
             self._shutdown()
         finally:
+            if self._gc is not None:
+                self._gc.stop()
             with self._close_lock:
                 self._serving = None
                 close_due = self._close_due
@@ -1075,6 +1082,14 @@ class Server:
         return now_ns - self._stalled_ns
 
     def _housekeeping(self, now_ns: int) -> None:
+        if self._gc is not None:  # collections here, not wherever an allocation lands
+            idle = self.counters.packets_received == self._hk_packets
+            full = self._gc.full_collections
+            self._gc.tick(idle)
+            if self._gc.full_collections != full:
+                log.info("gc_full", extra={"qecd": {"ms": round(self._gc.last_full_ms, 1),
+                                                    "young": self._gc.young_collections}})
+        self._hk_packets = self.counters.packets_received
         if self._builds:
             self._collect_builds()  # the wake-up byte is the fast path; this the safety net
         self.counters.input_lag_ns = max((s.lag_ns for s in self._streams.values()), default=0)
