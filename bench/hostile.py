@@ -11,7 +11,8 @@ Two measurements, each against a ``qecd serve`` child process (its resident memo
   repeat bombs, multi-megabyte DEMs valid and broken, bad specs, hostile circuits) and
   HELLO floods from many identities (one DEALER each). Reports the stream's reaction
   p50/p99 with and without the fuzz, lost and wrong corrections, and the server's resident
-  memory at the start and the end (after the fuzzer's streams timed out).
+  memory at the start, once the fuzzer's streams timed out, and at the end, once the plans
+  the fuzz left in the server's cache idled out (``plan_cache_idle_s``, 60 s by default).
 - :func:`run_build_stall`: HEARTBEAT round trips paced every ``period_us`` (open loop: each
   measured from its scheduled send) with and without ``hellos`` HELLOs carrying 5-8 MB DEMs
   from as many clients; reports p50/p99/max and what each HELLO got.
@@ -381,6 +382,8 @@ def run_fuzz(*, frames: int = 200_000, seconds: float = 90.0, baseline_s: float 
             c.open_stream(SPEC, timeout_s=120).close(10)
         time.sleep(2)
         rss0 = srv.rss_mb()
+        with Client(srv.endpoint, timeout_s=60) as c:
+            cache0 = c.stats()["plan_cache_bytes"]
         base = paced_stream(srv.endpoint, baseline_s, cycle_us, seed=seed)
         ctx = multiprocessing.get_context("spawn")
         q, done = ctx.Queue(), ctx.Event()
@@ -400,6 +403,14 @@ def run_fuzz(*, frames: int = 200_000, seconds: float = 90.0, baseline_s: float 
             while c.stats()["streams_open"] > 0 and time.monotonic() < deadline:
                 time.sleep(0.5)
             stats = c.stats()
+            time.sleep(2)
+            rss_closed = srv.rss_mb()
+            # the plans the fuzz's HELLOs left in the cache idle out (plan_cache_idle_s)
+            t_idle = time.monotonic()
+            deadline = t_idle + 180
+            while c.stats()["plan_cache_bytes"] > cache0 and time.monotonic() < deadline:
+                time.sleep(1)
+            idle_s = time.monotonic() - t_idle
         time.sleep(2)
         rss1 = srv.rss_mb()
     finally:
@@ -407,8 +418,11 @@ def run_fuzz(*, frames: int = 200_000, seconds: float = 90.0, baseline_s: float 
     b99, f99 = base["reaction"].get("p99_us", 0), fuzzed["reaction"].get("p99_us", 0)
     return {"fuzz": fuzz, "baseline": base, "fuzzed": fuzzed,
             "reaction_p99_ratio": round(f99 / b99, 2) if b99 else None,
-            "rss_start_mb": round(rss0, 1), "rss_end_mb": round(rss1, 1),
-            "rss_growth_mb": round(rss1 - rss0, 1),
+            "rss_start_mb": round(rss0, 1), "rss_streams_closed_mb": round(rss_closed, 1),
+            "rss_end_mb": round(rss1, 1), "rss_growth_mb": round(rss1 - rss0, 1),
+            "cache_idle_wait_s": round(idle_s, 1),
+            "plan_cache_bytes": {"start": cache0, "streams_closed": stats.get(
+                "plan_cache_bytes")},
             "server": {k: stats.get(k) for k in ("streams_opened", "streams_timed_out",
                                                   "builds", "errors_sent", "dropped",
                                                   "errors_by_code")},

@@ -347,6 +347,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                           build_timeout_s=args.build_timeout,
                           max_plan_bytes=int(args.max_plan_mb * (1 << 20)),
                           plan_cache_bytes=int(args.plan_cache_mb * (1 << 20)),
+                          plan_cache_idle_s=args.plan_cache_idle_s,
                           max_builds_per_client=args.max_builds_per_client,
                           builds_per_minute_per_client=args.builds_per_minute_per_client)
     return run_server(config, metrics_port=args.metrics_port, metrics_addr=args.metrics_addr,
@@ -523,6 +524,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="time budget of one decoder build, s (BAD_HELLO beyond)")
     v.add_argument("--max-plan-mb", type=float, default=128.0,
                    help="size budget of one decoder plan, MB (BAD_HELLO beyond)")
+    v.add_argument("--plan-cache-idle-s", type=float, default=60.0,
+                   help="drop a cached plan no HELLO or open stream used for this long (s)")
     v.add_argument("--plan-cache-mb", type=float, default=256.0,
                    help="decoder plans kept for reuse, MB (least recently used evicted)")
     v.add_argument("--max-builds-per-client", type=int, default=2,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import urllib.request
 
 import numpy as np
@@ -280,3 +281,19 @@ def test_a_pymatching_plan_arrives_with_one_graph_per_window_template():
         syn[:2] = 1
         faults = d.decode_to_faults(syn)
         assert (d.faults.observables_of(faults) == d.decode(syn)).all()
+
+
+def test_plans_nobody_uses_idle_out_of_the_cache_and_open_streams_keep_theirs():
+    """A fuzz's large HELLOs left plans in the cache that no one asked for again, and the
+    server's memory stayed up by their size (+57 MB). Plans no HELLO looked up and no open
+    stream used for plan_cache_idle_s are dropped now; a plan an open stream uses is kept."""
+    from qecd.transport.server.session import DecoderPool
+
+    pool = DecoderPool()
+    a = pool.get_or_build(Hello(spec="repetition:d=3,r=2,p=0.01"))
+    b = pool.get_or_build(Hello(spec="repetition:d=5,r=2,p=0.01"))
+    assert pool.expire(60.0) == 0 and len(pool) == 2
+    time.sleep(0.05)
+    assert pool.expire(0.04, in_use={a.key}) == 1  # b idled out; a's stream keeps it
+    assert pool.get(a.key) is a and pool.get(b.key) is None
+    assert pool.nbytes == a.nbytes and pool.evicted == 1

@@ -77,6 +77,9 @@ class ServerConfig:
         Python's cyclic garbage collector runs from the loop's housekeeping instead of at
         allocation while the server serves (:mod:`~qecd.transport.server.gc_pauses`: a
         fuzz's collections paused the loop 4-200 ms at a time).
+    plan_cache_idle_s : float
+        A cached plan neither asked for by a HELLO nor used by an open stream for this long
+        is dropped (and its memory returned).
     hello_queue : int
         Packets that may wait in the HELLO queue (HELLOs wait while streams are open, and a
         peer's later packets behind its HELLO; :mod:`~qecd.transport.server.hello_queue`);
@@ -143,6 +146,7 @@ class ServerConfig:
     build_worker_max_rss: int = 2 << 30
     offloop_hello_bytes: int = 64 << 10
     hello_queue: int = 1024
+    plan_cache_idle_s: float = 60.0
     gc_at_housekeeping: bool = True
     oversize_replies: bool = False
     record_capacity: int = 1 << 20

@@ -216,6 +216,7 @@ class Server:
         self._stop = False
         self._stalled_ns = 0  #: total time the loop could not run (see _awake_ns)
         self._trimmed_at = 0  #: streams_closed when freed memory was last handed back
+        self._expire_at = 0  #: when the plan cache is next checked for idle plans (ns)
         self._mark_ns, self._mark_allowed = time.perf_counter_ns(), _TURN_ALLOWANCE_NS
         self._shutting_down = False
         self._errors = RateLimiter(config.error_budget_per_s)
@@ -810,6 +811,7 @@ class Server:
             if exc is not None:
                 self.counters.drop("internal_exception")
                 log.error("shm_open_failed", exc_info=exc, extra={"qecd": {"stream_id": sid}})
+                exc.__traceback__ = None  # no reference cycle through the job's frames
                 err = ProtocolError(ErrorCode.INTERNAL, f"internal server error while creating "
                                     f"the shared-memory stream ({type(exc).__name__}: "
                                     f"{str(exc)[:200]})")
@@ -1052,6 +1054,8 @@ class Server:
             "shm_syndrome_packets": c.shm_syndrome_packets,
             "shm_records_lost": c.shm_records_lost,
             "shm_loop_cpu_seconds": round(c.shm_loop_cpu_s, 3),
+            "plan_cache_bytes": c.plan_cache_bytes, "plan_cache_plans": c.plan_cache_plans,
+            "hellos_queued": len(self._hellos),
             "service_count": summ["count"],
             **{f"service_{k}": v for k, v in summ.items() if k != "count"},
             "cpu_affinity": cpus,
@@ -1101,7 +1105,15 @@ class Server:
             self.counters.streams_timed_out += 1
             self._close(s, f"owner silent for more than {self.limits.timeout_ms} ms",
                         notify=True)
-        if self.counters.streams_closed - self._trimmed_at >= 64:  # sessions freed
+        expired = 0
+        if now_ns >= self._expire_at:  # plans nobody used for plan_cache_idle_s
+            self._expire_at = now_ns + _SEC
+            expired = self.pool.expire(self.config.plan_cache_idle_s,
+                                       {s.plan.key for s in self._streams.values()})
+            c = self.counters
+            c.plan_cache_bytes, c.plan_cache_plans = self.pool.nbytes, len(self.pool)
+            c.plan_cache_evictions = self.pool.evicted
+        if expired or self.counters.streams_closed - self._trimmed_at >= 64:  # memory freed
             self._trimmed_at = self.counters.streams_closed
             self._builds.trim_memory()
         self.recorder.fold()  # after the ring streams' records came in

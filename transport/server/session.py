@@ -39,7 +39,9 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -432,7 +434,8 @@ class DecoderPool:
     nbytes : int
         Bytes of the plans kept now.
     evicted : int
-        Plans dropped to stay within ``max_bytes`` so far.
+        Plans dropped to stay within ``max_bytes`` (or unused for ``idle_s``,
+        :meth:`expire`) so far.
 
     Examples
     --------
@@ -450,6 +453,7 @@ class DecoderPool:
         self.nbytes = 0
         self.evicted = 0
         self._plans: OrderedDict[PlanKey, StreamPlan] = OrderedDict()
+        self._used: dict[PlanKey, float] = {}  # key -> monotonic time of its last use
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -461,6 +465,7 @@ class DecoderPool:
             plan = self._plans.get(key)
             if plan is not None:
                 self._plans.move_to_end(key)
+                self._used[key] = time.monotonic()
             return plan
 
     def put(self, plan: StreamPlan) -> int:
@@ -471,10 +476,12 @@ class DecoderPool:
             if old is not None:
                 self.nbytes -= old.nbytes
             self._plans[plan.key] = plan
+            self._used[plan.key] = time.monotonic()
             self.nbytes += plan.nbytes
             dropped = 0
             while self.nbytes > self.max_bytes and len(self._plans) > 1:
-                _, gone = self._plans.popitem(last=False)
+                k, gone = self._plans.popitem(last=False)
+                self._used.pop(k, None)
                 self.nbytes -= gone.nbytes
                 dropped += 1
             self.evicted += dropped
@@ -482,6 +489,24 @@ class DecoderPool:
             del gone, old
             release_memory()
         return dropped
+
+    def expire(self, idle_s: float, in_use: Iterable[PlanKey] = ()) -> int:
+        """Drop the plans neither looked up nor used by a stream (``in_use``: the keys of
+        open streams' plans) for ``idle_s`` seconds; returns how many. A hostile burst of
+        large HELLOs filled the cache with plans nobody asked for again, and the server's
+        memory stayed up by their size (a fuzz: +57 MB); now it comes back once they idle
+        out. The caller returns the freed heap to the system (:func:`release_memory`)."""
+        now = time.monotonic()
+        with self._lock:
+            for k in in_use:
+                if k in self._used:
+                    self._used[k] = now
+            old = [k for k, t in self._used.items() if now - t >= idle_s]
+            for k in old:
+                del self._used[k]
+                self.nbytes -= self._plans.pop(k).nbytes
+            self.evicted += len(old)
+        return len(old)
 
     def build(self, key: PlanKey, hello: Hello) -> StreamPlan:
         """Build the plan in this process (slow; see :func:`build_plan`) and keep it. The
