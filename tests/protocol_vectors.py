@@ -98,6 +98,8 @@ ACCEPT_DESCRIBED = P.Accept(stream_id=9, slice_sizes=(2, 2), num_observables=1, 
 RESUME_TOKEN = bytes(range(0xa0, 0xc0))
 HELLO_RESUME = P.Hello(resume=P.Resume(7, RESUME_TOKEN))
 ACCEPT_RESUMED = ACCEPT._replace(next_round=6, resume_token=bytes(range(0xc0, 0xe0)))
+#: an opening ACCEPT as plain-mode qecd serve sends it: every one carries a resume token
+ACCEPT_TOKEN = ACCEPT._replace(resume_token=RESUME_TOKEN)
 FIRED = [[0, 3, 12], [1, 8, 23]]
 STATS = {"rounds_received": 8, "backlog_rounds": 0, "errors_sent": 1}
 
@@ -137,6 +139,8 @@ def build_vectors() -> list[dict]:
          _accept_body(ACCEPT_SHM)),
         ("accept_described", P.encode_accept(ACCEPT_DESCRIBED, seq=3, timestamp_ns=6),
          _accept_body(ACCEPT_DESCRIBED)),
+        ("accept_with_token", P.encode_accept(ACCEPT_TOKEN, seq=1, timestamp_ns=TS),
+         _accept_body(ACCEPT_TOKEN)),
         ("hello_resume", P.encode_hello(HELLO_RESUME, seq=5, timestamp_ns=2_000_000),
          _hello_body(HELLO_RESUME)),
         ("accept_resumed", P.encode_accept(ACCEPT_RESUMED, seq=5, timestamp_ns=2_000_000),
