@@ -294,7 +294,8 @@ def _cmd_bench_accuracy(args: argparse.Namespace) -> int:
     from qecd.bench.accuracy import format_accuracy, run_accuracy
 
     report = run_accuracy(args.spec, [d for d in args.decoders.split(",") if d],
-                          shots=args.shots, seed=args.seed, reference=args.reference)
+                          shots=args.shots, seed=args.seed, reference=args.reference,
+                          time_repeats=args.time_repeats)
     print(format_accuracy(report))
     if args.json:
         with open(args.json, "w") as f:
@@ -616,6 +617,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--seed", type=int, default=0, help="stim sampling seed")
     a.add_argument("--reference", default=None,
                    help="reference decoder (default: pymatching, or ldpc-bposd for qLDPC)")
+    a.add_argument("--time_repeats", "--time-repeats", type=_positive_int, default=1,
+                   help="decode time (wall and CPU) is the least of this many passes over the "
+                        "same shots, decoders taking turns (default 1)")
     a.add_argument("--json", default=None, help="write the JSON report here")
     a.set_defaults(func=_cmd_bench_accuracy)
     return p

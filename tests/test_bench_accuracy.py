@@ -104,3 +104,14 @@ def test_each_qecd_decoder_is_set_against_the_strongest_peer_of_the_run():
     assert mine["time_ratio_to_best_peer"] > 0
     assert all(p["best_peer"] is None for p in peers)
     assert "vs best peer" in format_accuracy(r)
+
+
+def test_cli_time_repeats_keeps_the_least_wall_and_cpu_time_of_every_pass(tmp_path):
+    out = tmp_path / "acc.json"
+    assert main(["bench", "accuracy", "--spec", "repetition:d=3,r=2,p=0.02", "--decoders",
+                 "uf", "--shots", "300", "--time_repeats", "3", "--json", str(out)]) == 0
+    for d in json.loads(out.read_text())["decoders"]:
+        assert len(d["decode_s_passes"]) == len(d["cpu_s_passes"]) == 3
+        assert d["decode_s"] == min(d["decode_s_passes"])
+        assert d["cpu_s"] == min(d["cpu_s_passes"]) > 0
+        assert d["cpu_us_per_shot"] == pytest.approx(d["cpu_s"] * 1e6 / 300)
