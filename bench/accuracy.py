@@ -93,7 +93,9 @@ def run_accuracy(spec: str, decoders: list[str], *, shots: int, seed: int = 0,
     Returns
     -------
     dict
-        The ``qecd.bench.accuracy/1`` report (see docs/benchmarks.md).
+        The ``qecd.bench.accuracy/1`` report (see docs/benchmarks.md); each decoder's
+        ``failed_shots`` lists the indices of its failed shots (the same seed and count
+        sample the same shots again, to look at them).
     """
     exp = build_experiment(spec)
     ref = reference or (REFERENCE_GRAPH if exp.graph_like else REFERENCE_QLDPC)
@@ -129,6 +131,7 @@ def run_accuracy(spec: str, decoders: list[str], *, shots: int, seed: int = 0,
             "us_per_round": decode_ns / 1e3 / shots / rounds,
             "decode_s_passes": [decode_ns / 1e9],
             "cpu_s_passes": [cpu_ns / 1e9],
+            "failed_shots": np.flatnonzero(failed).tolist(),
         })
     for _ in range(time_repeats - 1):
         for row in rows:

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from qecd.bench.accuracy import format_accuracy, run_accuracy
@@ -115,3 +116,16 @@ def test_cli_time_repeats_keeps_the_least_wall_and_cpu_time_of_every_pass(tmp_pa
         assert d["decode_s"] == min(d["decode_s_passes"])
         assert d["cpu_s"] == min(d["cpu_s_passes"]) > 0
         assert d["cpu_us_per_shot"] == pytest.approx(d["cpu_s"] * 1e6 / 300)
+
+
+def test_failed_shots_are_the_shots_whose_prediction_differs_from_the_truth():
+    from qecd.codes import build_experiment
+    from qecd.decoder.registry import build_decoder
+
+    r = run_accuracy("repetition:d=3,r=3,p=0.05", ["uf"], shots=400, seed=5)
+    exp = build_experiment("repetition:d=3,r=3,p=0.05")
+    dets, obs = exp.sample(400, seed=5)
+    for d in r["decoders"]:
+        pred = build_decoder(d["name"], exp.dem, exp.layout).decode_batch(dets)
+        assert d["failed_shots"] == np.flatnonzero(np.any(pred != obs, axis=1)).tolist()
+        assert len(d["failed_shots"]) == d["failures"] > 0
