@@ -387,7 +387,7 @@ def test_a_heartbeat_after_a_server_restart_says_the_streams_are_gone(tmp_path,
 
 def test_garbage_collections_run_at_housekeeping_not_where_objects_are_allocated(running_server):
     """Under a fuzz, CPython's collector paused the loop 4-200 ms wherever an allocation
-    crossed its threshold (a 1 ms-paced stream's reaction p99: 0.9 -> 13 ms). While a server
+    crossed its threshold (a gc.callbacks probe during a fuzz). While a server
     serves, collections run only from its housekeeping, on the loop's own thread, young
     generations first (docs: transport/server/gc_pauses.py)."""
     import gc

@@ -97,7 +97,15 @@ from qecd.transport.server import libzmq_native as _native
 from qecd.transport.server.session import StreamSession
 from qecd.transport.shm import atomics as _atomics
 from qecd.transport.wire import compiled as wire_compiled
-from qecd.transport.wire.header import HEADER, HEADER_SIZE, MAGIC, VERSION, Header, MsgType
+from qecd.transport.wire.header import (
+    HEADER,
+    HEADER_SIZE,
+    MAGIC,
+    VERSION,
+    Header,
+    MsgType,
+    claimed_type,
+)
 
 _jit.invalidate_if_changed(__file__, [_engine.__file__, compiled_stream.__file__,
                                       _atomics.__file__, wire_compiled.__file__,
@@ -158,7 +166,6 @@ N_RESULTS = 23
 
 _SYNDROME = int(MsgType.SYNDROME)
 _HELLO = int(MsgType.HELLO)
-_M0, _M1 = MAGIC & 0xFF, MAGIC >> 8  # b"QD"
 _EAGAIN = int(zmq.EAGAIN)
 _EINTR = 4  # Linux
 _EHOSTUNREACH = int(zmq.EHOSTUNREACH)
@@ -566,10 +573,11 @@ class _Kind:
     ``host_decode`` (for the warm-up).
 
     Every row no live stream of this kind uses (free rows, other kinds' rows) points at one
-    *filler*: a live stream's context (drawn at random), or, while the kind has none, the last one
-    that closed. A closed stream's context left in its row kept its state and its plan's
+    *filler*: a live stream's context (drawn at random), or, while the kind has none, the last
+    one that closed. A closed stream's context left in its row kept its state and its plan's
     arrays alive (an evicted plan's too) until the row was reused; repointing every row at
-    each close cost O(rows) typed-list writes (~15 ms at 1000 rows). Now a close writes its
+    each close cost O(rows) typed-list writes (41% of the loop's samples in a py-spy profile
+    of a HELLO flood whose streams timed out). Now a close writes its
     own row only, and all rows are repointed only when the filler's own stream closes (one
     close in as many as there are live streams, on average, in any order of closes) or the
     first live stream arrives after the kind was empty."""
@@ -580,7 +588,7 @@ class _Kind:
         self.ctxs.append(ctx)
         # compile the list's len, setitem and getitem for this type now, not at its first stream
         self.ctxs[len(self.ctxs) - 1] = self.ctxs[0]
-        self.live: dict[int, None] = {}  # live rows of this kind, oldest first
+        self.live: dict[int, None] = {}  # live rows of this kind
         self.filler, self.filler_slot = ctx, -1  # -1: the filler is no live stream's
         self.warm = False
 
@@ -878,14 +886,14 @@ class FastPath:
         (further parts read from the socket). A packet that is not a HELLO comes as a
         ``memoryview`` of the receive buffer, valid until the next :meth:`drain`: the loop
         handles such packets at once and copies one it keeps (a 16 MB frame was copied
-        only to be refused, ~5 ms on the loop); a HELLO's payload outlives the call (a
+        only to be refused: milliseconds on the loop); a HELLO's payload outlives the call (a
         build, a queued HELLO), so a HELLO comes as bytes."""
         r = self.res
         parts = [self.route_buf[:r[R_ROUTE_LEN]].tobytes()]
         n = int(r[R_FRAME_LEN])
         if n >= 0:
             f = self.frame_buf
-            hello = n >= 4 and f[0] == _M0 and f[1] == _M1 and f[3] == _HELLO
+            hello = claimed_type(f[:min(n, 4)]) == _HELLO
             parts.append(f[:n].tobytes() if hello or n <= 4096 else memoryview(f)[:n])
         if r[R_MORE] == 1:
             parts.extend(_rest(self._sock))

@@ -81,6 +81,7 @@ from qecd.transport.wire import (
     ErrorCode,
     Header,
     MsgType,
+    claimed_type,
     decode_bye,
     decode_error,
     decode_heartbeat,
@@ -491,7 +492,6 @@ class Server:
             if not hellos.full():
                 hellos.push(parts, t_recv)
                 return
-            hellos.refused_total += 1
             self.counters.packets_received += 1
             route, frame = (parts[0], parts[1]) if self._copy else (parts[0].bytes,
                                                                       parts[1].buffer)
@@ -549,7 +549,7 @@ class Server:
                      header: Header | None, now_ns: int) -> None:
         name = _code_name(err.code)
         self._error_log.count(_peer(route), name)
-        if len(frame) >= 4 and frame[0] == 0x51 and frame[1] == 0x44 and frame[3] == _ERROR:
+        if claimed_type(frame) == _ERROR:
             self.counters.drop("ERROR")  # ERROR is never answered with ERROR (no ping-pong)
             return
         s = None

@@ -145,6 +145,18 @@ class Header(NamedTuple):
     timestamp_ns: int
 
 
+def claimed_type(frame) -> int:
+    """The ``msg_type`` byte of a frame that starts with the magic ``b"QD"``, else -1: what a
+    receiver may look at before parsing (nothing is checked beyond the magic).
+
+    >>> claimed_type(encode_frame(MsgType.HELLO, b"")), claimed_type(b"xx")
+    (1, -1)
+    """
+    if len(frame) >= 4 and frame[0] == MAGIC & 0xFF and frame[1] == MAGIC >> 8:
+        return int(frame[3])
+    return -1
+
+
 def _view(frame: Buffer) -> memoryview:
     mv = frame if isinstance(frame, memoryview) else memoryview(frame)
     if mv.ndim != 1 or mv.itemsize != 1:
