@@ -18,7 +18,8 @@ Two measurements, each against a ``qecd serve`` child process (its resident memo
   the fuzz left in the server's cache idled out (``plan_cache_idle_s``, 60 s by default).
 - :func:`run_build_stall`: HEARTBEAT round trips paced every ``period_us`` (open loop: each
   measured from its scheduled send) with and without ``hellos`` HELLOs carrying 5-8 MB DEMs
-  from as many clients; reports p50/p99/max and what each HELLO got.
+  from as many clients in another process (the HEARTBEATs' own process stays quiet);
+  reports p50/p99/max and what each HELLO got.
 
 ``qecd bench hostile fuzz|build-stall`` runs them (:func:`command`); figures are
 only comparable within one run (the machine's load moves both).
@@ -485,60 +486,76 @@ def _heartbeats(endpoint: str, seconds: float, period_us: int, stop=None) -> dic
     return out
 
 
-def run_build_stall(*, hellos: int = 10, mb: tuple[float, float] = (5.0, 8.0),
-                    baseline_s: float = 20.0, period_us: int = 2000,
-                    serve_args: tuple[str, ...] = (), decoder: str | None = None) -> dict:
-    """HEARTBEAT round trips with and without ``hellos`` HELLOs of 5-8 MB DEMs asking for
-    ``decoder`` (None: the protocol's default; see module docs); returns the report."""
+def _large_hellos(conn, endpoint: str, hellos: int, mb: tuple[float, float],
+                  decoder: str | None) -> None:
+    """The build stall's HELLO senders, in a process of their own (threads of the process
+    that times the HEARTBEATs would share its GIL: encoding and sending 60 MB of HELLOs
+    delayed its round trips by tens of milliseconds, a stall of the harness, not the
+    server). Sends the DEM sizes once the texts are made, waits for ``"go"``, opens one
+    stream per text from as many clients at once, and sends what each HELLO got."""
     import threading
 
     from qecd.transport.client import Client, ServerError
 
     texts = big_dems(hellos, mb)
-    srv = ServeChild(*serve_args)
+    conn.send([round(len(t) / 1e6, 2) for t in texts])
+    conn.recv()
+    outcomes: list[str] = []
+    clients = [Client(endpoint, timeout_s=300) for _ in texts]
+
+    def one(c: Client, text: str) -> None:
+        t = time.perf_counter()
+        try:
+            st = c.open_stream(dem=text, timeout_s=300,
+                               **({"decoder": decoder} if decoder else {}))
+            outcomes.append(f"ACCEPT after {time.perf_counter() - t:.1f} s")
+            st.close(10)
+        except ServerError as e:
+            outcomes.append(f"{ErrorCode(e.code).name} after "
+                            f"{time.perf_counter() - t:.1f} s: {e.reason[:80]}")
     try:
+        threads = [threading.Thread(target=one, args=(c, text))
+                   for c, text in zip(clients, texts, strict=True)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    finally:
+        for c in clients:
+            c.close()
+    conn.send(sorted(outcomes))
+
+
+def run_build_stall(*, hellos: int = 10, mb: tuple[float, float] = (5.0, 8.0),
+                    baseline_s: float = 20.0, period_us: int = 2000,
+                    serve_args: tuple[str, ...] = (), decoder: str | None = None) -> dict:
+    """HEARTBEAT round trips with and without ``hellos`` HELLOs of 5-8 MB DEMs asking for
+    ``decoder`` (None: the protocol's default), sent from another process (see module
+    docs); returns the report."""
+    ctx = multiprocessing.get_context("spawn")
+    here, there = ctx.Pipe()
+    srv = ServeChild(*serve_args)
+    sender = ctx.Process(target=_large_hellos, name="qecd-large-hellos", daemon=True,
+                         args=(there, srv.endpoint, hellos, mb, decoder))
+    try:
+        sender.start()
+        if not here.poll(600):
+            raise RuntimeError("build-stall: the HELLO sender made no DEMs in 600 s")
+        dem_mb = here.recv()
         time.sleep(1)
         base = _heartbeats(srv.endpoint, baseline_s, period_us)
-        outcomes: list[str] = []
-        done = threading.Event()
-
-        def send_all() -> None:
-            clients = [Client(srv.endpoint, timeout_s=300) for _ in texts]
-            try:
-                threads = []
-
-                def one(c: Client, text: str) -> None:
-                    t = time.perf_counter()
-                    try:
-                        st = c.open_stream(dem=text, timeout_s=300,
-                                           **({"decoder": decoder} if decoder else {}))
-                        outcomes.append(f"ACCEPT after {time.perf_counter() - t:.1f} s")
-                        st.close(10)
-                    except ServerError as e:
-                        outcomes.append(f"{ErrorCode(e.code).name} after "
-                                        f"{time.perf_counter() - t:.1f} s: {e.reason[:80]}")
-                for c, text in zip(clients, texts, strict=True):
-                    th = threading.Thread(target=one, args=(c, text))
-                    th.start()
-                    threads.append(th)
-                for th in threads:
-                    th.join()
-            finally:
-                for c in clients:
-                    c.close()
-                done.set()
-
-        sender = threading.Thread(target=send_all)
-        sender.start()
-        loaded = _heartbeats(srv.endpoint, baseline_s, period_us, stop=done.is_set)
-        sender.join()
+        here.send("go")
+        loaded = _heartbeats(srv.endpoint, baseline_s, period_us, stop=here.poll)
+        outcomes = here.recv() if here.poll(600) else ["the HELLO sender did not finish"]
+        sender.join(30)
         log = srv.log()
     finally:
+        if sender.is_alive():
+            sender.kill()
         srv.stop()
     built = [json.loads(line) for line in log.splitlines() if "\"plan_built\"" in line]
-    return {"baseline": base, "with_hellos": loaded, "hellos": sorted(outcomes),
-            "dem_mb": [round(len(t) / 1e6, 2) for t in texts],
-            "decoder": decoder or DEFAULT_DECODER,
+    return {"baseline": base, "with_hellos": loaded, "hellos": outcomes,
+            "dem_mb": dem_mb, "decoder": decoder or DEFAULT_DECODER,
             "p99_ratio": round(loaded["p99_us"] / base["p99_us"], 2),
             "builds": [{k: b.get(k) for k in ("nbytes", "worker_s", "server_s")} for b in built],
             "load_average": os.getloadavg()}

@@ -336,51 +336,66 @@ def test_a_hello_flood_waits_behind_a_live_streams_packets(running_server):
     lookup, stream set-up, ACCEPT: ~0.3-2 ms each) before another client's next packet,
     which waited for all of them (a fuzz's paced stream went from 0.2 ms to seconds). HELLOs
     now wait while a stream is open: the packet is answered before most ACCEPTs, and every
-    HELLO is still answered, in each peer's order."""
+    HELLO is still answered, in each peer's order. (The other client's packet may itself
+    reach the server late when this shared machine deschedules the test's I/O thread: about
+    one run in twenty here, old code and new alike; the order is judged on the best of three
+    floods. On the old code all three put 46 of 48 ACCEPTs first.)"""
     flood = 48
     spec = "repetition:d=3,r=3,p=0.01"
     with running_server(error_budget_per_s=1_000_000) as srv, \
             Client(srv.endpoints[0], timeout_s=60) as live:
         live.open_stream(spec, timeout_s=60)  # a stream is open; its plan is cached
-        ctx = zmq.Context.instance()
-        socks = []
-        try:
-            for _ in range(flood + 1):
-                s = ctx.socket(zmq.DEALER)
-                s.setsockopt(zmq.LINGER, 0)
-                s.connect(srv.endpoints[0])
-                socks.append(s)
-            for s in socks:  # connected: each HEARTBEAT answered
-                s.send(encode_heartbeat(seq=1))
-                assert _reply(s).msg_type == MsgType.HEARTBEAT
-            probe, flooders = socks[0], socks[1:]
-            hello = encode_hello(Hello(spec=spec))
-            for s in flooders:
-                s.send(hello)
-                s.send(encode_heartbeat(seq=2))  # behind its HELLO: answered after the ACCEPT
-            probe.send(encode_heartbeat(seq=3))
-            poller = zmq.Poller()
-            for s in socks:
-                poller.register(s, zmq.POLLIN)
-            got: dict[zmq.Socket, list] = {s: [] for s in socks}
-            accepts_before_echo = None
-            deadline = time.monotonic() + 60
-            while sum(len(v) for v in got.values()) < 2 * flood + 1 \
-                    and time.monotonic() < deadline:
-                ready = [s for s, _ in poller.poll(100)]
-                accepts = sum(v.count(MsgType.ACCEPT) for v in got.values())
-                for s in ready:
-                    while s.poll(0):
-                        got[s].append(_reply(s).msg_type)
-                if accepts_before_echo is None and got[probe]:
-                    accepts_before_echo = accepts  # ACCEPTs read in earlier polls
-        finally:
-            for s in socks:
-                s.close(0)
-    assert got[probe] == [MsgType.HEARTBEAT]
-    assert all(got[s] == [MsgType.ACCEPT, MsgType.HEARTBEAT] for s in flooders), got
-    assert accepts_before_echo < flood // 4, \
-        f"{accepts_before_echo} of {flood} ACCEPTs came before the other client's echo"
+        firsts = []
+        for _attempt in range(3):
+            got, probe, flooders, accepts_before_echo = _hello_flood(srv, spec, flood)
+            assert got[probe] == [MsgType.HEARTBEAT]
+            assert all(got[s] == [MsgType.ACCEPT, MsgType.HEARTBEAT] for s in flooders), got
+            firsts.append(accepts_before_echo)
+            if accepts_before_echo < flood // 4:
+                break
+    assert min(firsts) < flood // 4, \
+        f"{firsts} of {flood} ACCEPTs came before the other client's echo"
+
+
+def _hello_flood(srv, spec: str, flood: int):
+    """``flood`` connections each send a HELLO and a HEARTBEAT, then another connection a
+    HEARTBEAT: the replies each got, and how many ACCEPTs were read before that echo."""
+    ctx = zmq.Context.instance()
+    socks = []
+    try:
+        for _ in range(flood + 1):
+            s = ctx.socket(zmq.DEALER)
+            s.setsockopt(zmq.LINGER, 0)
+            s.connect(srv.endpoints[0])
+            socks.append(s)
+        for s in socks:  # connected: each HEARTBEAT answered
+            s.send(encode_heartbeat(seq=1))
+            assert _reply(s).msg_type == MsgType.HEARTBEAT
+        probe, flooders = socks[0], socks[1:]
+        hello = encode_hello(Hello(spec=spec))
+        for s in flooders:
+            s.send(hello)
+            s.send(encode_heartbeat(seq=2))  # behind its HELLO: answered after the ACCEPT
+        probe.send(encode_heartbeat(seq=3))
+        poller = zmq.Poller()
+        for s in socks:
+            poller.register(s, zmq.POLLIN)
+        got: dict[zmq.Socket, list] = {s: [] for s in socks}
+        accepts_before_echo = None
+        deadline = time.monotonic() + 60
+        while sum(len(v) for v in got.values()) < 2 * flood + 1 \
+                and time.monotonic() < deadline:
+            ready = [s for s, _ in poller.poll(100)]
+            accepts = sum(v.count(MsgType.ACCEPT) for v in got.values())
+            for s in ready:
+                while s.poll(0):
+                    got[s].append(_reply(s).msg_type)
+            if accepts_before_echo is None and got[probe]:
+                accepts_before_echo = accepts  # ACCEPTs read in earlier polls
+        return got, probe, flooders, accepts_before_echo
+    finally:
+        for s in socks:
+            s.close(0)
 
 
 def test_a_frame_above_max_frame_drops_its_connection_unread(running_server):

@@ -8,10 +8,12 @@ every kernel once, :mod:`qecd.transport.server._build_preload`), fed one request
 over a pipe. For each request it decodes the HELLO when the server handed it the raw bytes
 (large HELLOs are never unpacked on the loop), computes its :class:`PlanKey` (hashing the
 DEM text), asks the server whether the plan is cached, builds it, and sends it back
-pickled: numpy arrays, texts and graph edge lists. The server unpickles it on its build
-thread; what remains there is rebuilding native objects from those arrays (PyMatching's
-graph edge by edge, short calls that let the loop have the GIL; see
-``docs/server.md`` for each backend's share).
+pickled: numpy arrays, texts and graph edge lists. The arrays travel out of band (pickle
+protocol 5): each is read from the pipe straight into the memory the plan then uses, with
+the GIL released, so the unpickler on the server's build thread copies none of them. What
+remains there is rebuilding native objects from those arrays (PyMatching's graph edge by
+edge, short calls that let the loop have the GIL; see ``docs/server.md`` for each
+backend's share).
 
 Budgets, each refused with BAD_HELLO naming the budget:
 
@@ -43,6 +45,8 @@ import pickle
 import time
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
+
+import numpy as np
 
 from qecd.errors import ProtocolError
 from qecd.transport.server.session import (
@@ -165,17 +169,22 @@ def _worker_main(conn, limits: SessionLimits, max_plan_bytes: int, nice: int) ->
             t0 = time.perf_counter()
             plan = build_plan(key, hello, limits)
             del hello
-            data = pickle.dumps(plan, protocol=pickle.HIGHEST_PROTOCOL)
+            buffers: list[pickle.PickleBuffer] = []
+            data = pickle.dumps(plan, protocol=5, buffer_callback=buffers.append)
             del plan
-            if len(data) > max_plan_bytes:
+            raws = [b.raw() for b in buffers]  # the arrays' memory, sent as it lies
+            size = len(data) + sum(r.nbytes for r in raws)
+            if size > max_plan_bytes:
                 conn.send(("budget", SIZE_BUDGET, ErrorCode.BAD_HELLO,
-                           f"HELLO: its decoder plan takes {len(data)} bytes, more than the "
+                           f"HELLO: its decoder plan takes {size} bytes, more than the "
                            f"server's size budget of {max_plan_bytes} bytes "
                            "(max_plan_bytes): use a smaller experiment or a window"))
                 continue
-            conn.send(("plan", time.perf_counter() - t0, _rss_bytes()))
-            conn.send_bytes(data)
-            del data
+            conn.send(("plan", time.perf_counter() - t0, _rss_bytes(),
+                       [len(data)] + [r.nbytes for r in raws]))
+            for part in [data, *raws]:
+                conn.send_bytes(part)
+            del data, raws, buffers
         except LimitError as e:
             conn.send(("budget", e.limit, e.code, e.reason))
         except ProtocolError as e:
@@ -184,6 +193,37 @@ def _worker_main(conn, limits: SessionLimits, max_plan_bytes: int, nice: int) ->
             return
         except Exception as e:  # a builder's own bug: the server answers INTERNAL
             conn.send(("internal", type(e).__name__, str(e)[:300]))
+
+
+def _recv_into(conn, size: int) -> np.ndarray:
+    """One message of ``size`` bytes that the worker sent with ``send_bytes``, read from the
+    pipe straight into a fresh uint8 array: ``os.readv`` releases the GIL for every read, and
+    the pages are first touched by the kernel's copy, not under the GIL. (``recv_bytes``
+    reads into a growing buffer, and the unpickler then copied each array again: a 117 ms
+    hold of the GIL by the build thread was seen under a fuzz.) The arrays unpickled from
+    these buffers use them in place (pickle protocol 5, out-of-band buffers)."""
+    fd = conn.fileno()
+    head = np.empty(4, np.uint8)
+    _read_exactly(fd, memoryview(head))
+    n = int.from_bytes(head.tobytes(), "big", signed=True)
+    if n == -1:  # multiprocessing's framing of a message above 2 GiB
+        big = np.empty(8, np.uint8)
+        _read_exactly(fd, memoryview(big))
+        n = int.from_bytes(big.tobytes(), "big")
+    if n != size:
+        raise ValueError(f"build worker: expected a message of {size} bytes, got {n}")
+    out = np.empty(size, np.uint8)
+    _read_exactly(fd, memoryview(out))
+    return out
+
+
+def _read_exactly(fd: int, view: memoryview) -> None:
+    got = 0
+    while got < len(view):
+        n = os.readv(fd, [view[got:]])
+        if n == 0:
+            raise EOFError("build worker: the pipe closed mid-message")
+        got += n
 
 
 class BuildWorker:
@@ -341,11 +381,11 @@ class BuildWorker:
         msg = self._recv()
         if msg[0] != "plan":
             return self._refusal(msg)
-        build_s, rss = msg[1], msg[2]
+        build_s, rss, sizes = msg[1], msg[2], msg[3]
         self._wait(deadline)
         try:
-            data = self._conn.recv_bytes()
-        except (EOFError, OSError):
+            parts = [_recv_into(self._conn, n) for n in sizes]
+        except (EOFError, OSError, ValueError):
             self._replace()
             raise BudgetError(WORKER_DIED, ErrorCode.INTERNAL, "internal server error: the "
                               "build worker process died while sending a plan") from None
@@ -353,13 +393,13 @@ class BuildWorker:
         if rss > self.max_worker_rss:
             self._replace()  # its heap may hold a hostile build's memory
         t0 = time.perf_counter()
-        plan = pickle.loads(data)
+        plan = pickle.loads(parts[0], buffers=parts[1:])
         # counted for its pickled size: the native objects rebuilt on arrival (PyMatching's
         # graphs, warm-up state) add ~1-2x that (docs/server.md); the process's resident
         # growth meanwhile is no measure of it (the loop allocates too: a 12 KB plan was
         # counted 13 MB under a fuzz)
-        plan.nbytes = len(data)
-        del data
+        plan.nbytes = sum(sizes)
+        del parts
         return BuildResult(key, plan, meta, False, build_s, time.perf_counter() - t0, pid)
 
     @staticmethod

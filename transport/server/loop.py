@@ -116,6 +116,20 @@ def _one_cpu() -> bool:
         return False
 
 
+#: packets up to this size are copied out of ZeroMQ's message on the Python path; larger
+#: ones are used where ZeroMQ received them (a 6 MB HELLO copied on the loop held it 2-15 ms)
+_COPY_MAX = 65536
+
+
+def _plain_parts(frames: list) -> list:
+    """A plain-mode message as the loop handles it: the routing id as bytes, each packet as
+    bytes, or as a view of its ``zmq.Frame`` when larger than ``_COPY_MAX``."""
+    out = [frames[0].bytes]
+    for f in frames[1:]:
+        out.append(f.bytes if len(f) <= _COPY_MAX else f.buffer)
+    return out
+
+
 def _peer(route: bytes) -> str:
     return route.hex()
 
@@ -187,7 +201,8 @@ class Server:
         self._sock = sock
         if self._own_ctx and config.io_thread_nice and _one_cpu():  # its I/O thread exists now
             lower_io_threads(threads_before, config.io_thread_nice)
-        self._copy = config.curve is None  # User-Id needs zero-copy frames
+        #: plain mode: the owner is the routing id (with CURVE, each message's User-Id)
+        self._copy = config.curve is None
         self._fast = None
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -376,14 +391,14 @@ class Server:
         may also wait for more packets until ``wait_until_ns`` (the next housekeeping)."""
         if self._fast is not None and len(self._fast):
             return self._read_batch_fast(wait_until_ns)
-        sock, copy, handle, clock = self._sock, self._copy, self._handle, time.perf_counter_ns
+        sock, plain, handle, clock = self._sock, self._copy, self._handle, time.perf_counter_ns
         n = 0
         for n in range(1, self.config.batch + 1):  # noqa: B007 (n is the count handled)
             try:
-                parts = sock.recv_multipart(zmq.NOBLOCK, copy=copy)
+                parts = sock.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 return n - 1
-            handle(parts, clock())
+            handle(_plain_parts(parts) if plain else parts, clock())
         return n
 
     def _read_batch_fast(self, wait_until_ns: int) -> int:
