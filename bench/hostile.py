@@ -16,10 +16,10 @@ Two measurements, each against a ``qecd serve`` child process (its resident memo
   how far the two disagreed), lost and wrong corrections, and the server's resident
   memory at the start, once the fuzzer's streams timed out, and at the end, once the plans
   the fuzz left in the server's cache idled out (``plan_cache_idle_s``, 60 s by default).
-- :func:`run_build_stall`: HEARTBEAT round trips paced every ``period_us`` (open loop: each
-  measured from its scheduled send) with and without ``hellos`` HELLOs carrying 5-8 MB DEMs
-  from as many clients in another process (the HEARTBEATs' own process stays quiet);
-  reports p50/p99/max and what each HELLO got.
+- :func:`run_build_stall`: HEARTBEAT round trips of a live stream paced every ``period_us``
+  (open loop: each measured from its scheduled send) with and without ``hellos`` HELLOs
+  carrying 5-8 MB DEMs from as many clients in another process (the HEARTBEATs' own
+  process stays quiet); reports p50/p99/max and what each HELLO got.
 
 ``qecd bench hostile fuzz|build-stall`` runs them (:func:`command`); figures are
 only comparable within one run (the machine's load moves both).
@@ -444,14 +444,24 @@ def run_fuzz(*, frames: int = 200_000, seconds: float = 90.0, baseline_s: float 
 
 # -- HEARTBEAT under large HELLOs -----------------------------------------------------------------
 def _heartbeats(endpoint: str, seconds: float, period_us: int, stop=None) -> dict:
-    """Open-loop HEARTBEATs every ``period_us`` (one DEALER); each round trip is measured
-    from its scheduled send time (coordinated omission included)."""
+    """Open-loop HEARTBEATs every ``period_us`` on a live stream (one DEALER opens a stream
+    of :data:`SPEC` with the protocol's default decoder, and each HEARTBEAT names it); each
+    round trip is measured from its scheduled send time (coordinated omission included)."""
     import zmq
+
+    from qecd.transport.client import decode_reply
 
     ctx = zmq.Context.instance()
     s = ctx.socket(zmq.DEALER)
     s.setsockopt(zmq.LINGER, 0)
     s.connect(endpoint)
+    s.send(encode_hello(Hello(spec=SPEC)))
+    if not s.poll(120_000):
+        raise RuntimeError("build-stall: no ACCEPT for the live stream in 120 s")
+    accept = decode_reply(s.recv())
+    if accept.msg_type != MsgType.ACCEPT:
+        raise RuntimeError(f"build-stall: the live stream was refused: {accept.body}")
+    sid = accept.body.stream_id
     sched: dict[int, int] = {}
     rtt: list[int] = []
     n = int(seconds * 1e6 / period_us)
@@ -470,7 +480,7 @@ def _heartbeats(endpoint: str, seconds: float, period_us: int, stop=None) -> dic
                 if due - now > 300_000:
                     time.sleep(0.0001)
             sched[i] = due
-            s.send(encode_heartbeat(seq=i))
+            s.send(encode_heartbeat(stream_id=sid, seq=i))
             i += 1
         end = time.monotonic() + 10
         while sched and time.monotonic() < end:
@@ -479,6 +489,7 @@ def _heartbeats(endpoint: str, seconds: float, period_us: int, stop=None) -> dic
                 seq = HEADER.unpack_from(r)[7]
                 if seq in sched:
                     rtt.append(time.perf_counter_ns() - sched.pop(seq))
+        s.send(encode_bye(stream_id=sid))
     finally:
         s.close(0)
     out = _pct(rtt)
