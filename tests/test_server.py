@@ -419,3 +419,17 @@ def test_garbage_collections_run_at_housekeeping_not_where_objects_are_allocated
     assert all(name == loop_thread for name, _ in threads), threads
     assert young >= 1 and all(g <= 1 for _, g in threads)  # no full collection while busy
     assert gc.isenabled()  # automatic collection is back once the server stopped
+
+
+def test_protocol_md_names_every_key_of_the_servers_stats(running_server):
+    """A vendor reading docs/protocol.md alone found STATS keys the server sends that §6.6
+    did not name (server, cpu_affinity, streams_opened, ...): every key of a whole-server
+    STATS reply, and of a stream's, is in §6.6's table."""
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "protocol.md").read_text()
+    section = doc[doc.index("### 6.6"):doc.index("### 6.7")]
+    with running_server() as server, Client(server.endpoints[0]) as client:
+        s = client.open_stream("repetition:d=3,r=2,p=0.01", timeout_s=60)
+        keys = set(client.stats()) | set(client.stats(s.stream_id))
+    assert sorted(k for k in keys if f"`{k}`" not in section) == []

@@ -249,7 +249,8 @@ def _resume_from(m: dict) -> Resume:
                  lambda v: _is_int(v) and 1 <= v <= _U32)
     tok = _field(r, "token", bad, "HELLO 'resume'",
                  f"a msgpack bin of {RESUME_TOKEN_BYTES} bytes",
-                 lambda v: isinstance(v, (bytes, bytearray)) and len(v) == RESUME_TOKEN_BYTES)
+                 lambda v: isinstance(v, (bytes, bytearray)) and len(v) == RESUME_TOKEN_BYTES,
+                 secret=True)
     return Resume(int(sid), bytes(tok))
 
 
@@ -257,7 +258,8 @@ def _pq_fields(m: dict, fields: tuple, code: ErrorCode, what: str) -> list:
     """The handshake's bin values of ``m`` (None where absent), each of its exact length."""
     return [None if k not in m else bytes(_field(
         m, k, code, what, f"a msgpack bin of {n} bytes",
-        lambda v, n=n: isinstance(v, (bytes, bytearray)) and len(v) == n)) for k, n in fields]
+        lambda v, n=n: isinstance(v, (bytes, bytearray)) and len(v) == n, secret=True))
+        for k, n in fields]
 
 
 def encode_hello(hello: Hello, *, seq: int = 0, timestamp_ns: int = 0) -> bytes:
