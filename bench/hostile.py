@@ -443,10 +443,12 @@ def run_fuzz(*, frames: int = 200_000, seconds: float = 90.0, baseline_s: float 
 
 
 # -- HEARTBEAT under large HELLOs -----------------------------------------------------------------
-def _heartbeats(endpoint: str, seconds: float, period_us: int, stop=None) -> dict:
+def _heartbeats(endpoint: str, seconds: float, period_us: int, stop=None,
+                opened=None) -> dict:
     """Open-loop HEARTBEATs every ``period_us`` on a live stream (one DEALER opens a stream
-    of :data:`SPEC` with the protocol's default decoder, and each HEARTBEAT names it); each
-    round trip is measured from its scheduled send time (coordinated omission included)."""
+    of :data:`SPEC` with the protocol's default decoder, and each HEARTBEAT names it; then
+    ``opened()`` is called); each round trip is measured from its scheduled send time
+    (coordinated omission included)."""
     import zmq
 
     from qecd.transport.client import decode_reply
@@ -462,6 +464,8 @@ def _heartbeats(endpoint: str, seconds: float, period_us: int, stop=None) -> dic
     if accept.msg_type != MsgType.ACCEPT:
         raise RuntimeError(f"build-stall: the live stream was refused: {accept.body}")
     sid = accept.body.stream_id
+    if opened is not None:
+        opened()
     sched: dict[int, int] = {}
     rtt: list[int] = []
     n = int(seconds * 1e6 / period_us)
@@ -540,9 +544,9 @@ def _large_hellos(conn, endpoint: str, hellos: int, mb: tuple[float, float],
 def run_build_stall(*, hellos: int = 10, mb: tuple[float, float] = (5.0, 8.0),
                     baseline_s: float = 20.0, period_us: int = 2000,
                     serve_args: tuple[str, ...] = (), decoder: str | None = None) -> dict:
-    """HEARTBEAT round trips with and without ``hellos`` HELLOs of 5-8 MB DEMs asking for
-    ``decoder`` (None: the protocol's default), sent from another process (see module
-    docs); returns the report."""
+    """A live stream's HEARTBEAT round trips with and without ``hellos`` HELLOs of 5-8 MB DEMs
+    asking for ``decoder`` (None: the protocol's default), sent from another process once
+    the stream is open (see module docs); returns the report."""
     ctx = multiprocessing.get_context("spawn")
     here, there = ctx.Pipe()
     srv = ServeChild(*serve_args)
@@ -550,14 +554,20 @@ def run_build_stall(*, hellos: int = 10, mb: tuple[float, float] = (5.0, 8.0),
                          args=(there, srv.endpoint, hellos, mb, decoder))
     try:
         sender.start()
+        there.close()  # the sender's end: a sender that dies makes ``here`` readable (EOF)
         if not here.poll(600):
             raise RuntimeError("build-stall: the HELLO sender made no DEMs in 600 s")
         dem_mb = here.recv()
         time.sleep(1)
         base = _heartbeats(srv.endpoint, baseline_s, period_us)
-        here.send("go")
-        loaded = _heartbeats(srv.endpoint, baseline_s, period_us, stop=here.poll)
-        outcomes = here.recv() if here.poll(600) else ["the HELLO sender did not finish"]
+        # the HELLOs start once the live stream is open (the server then reads them through
+        # the fast path, as it would beside any live stream)
+        loaded = _heartbeats(srv.endpoint, baseline_s, period_us, stop=here.poll,
+                             opened=lambda: here.send("go"))
+        try:
+            outcomes = here.recv() if here.poll(600) else ["the HELLO sender did not finish"]
+        except EOFError:
+            outcomes = [f"the HELLO sender died (exit code {sender.exitcode})"]
         sender.join(30)
         log = srv.log()
     finally:

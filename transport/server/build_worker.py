@@ -218,6 +218,7 @@ def _recv_into(conn, size: int) -> np.ndarray:
 
 
 def _read_exactly(fd: int, view: memoryview) -> None:
+    """Fill ``view`` from ``fd`` (blocking; EOFError if it closes first)."""
     got = 0
     while got < len(view):
         n = os.readv(fd, [view[got:]])
@@ -342,8 +343,9 @@ class BuildWorker:
         ----------
         key, hello : PlanKey and Hello, or None and None
             A decoded HELLO and its key; None and None with ``raw``.
-        raw : (Header, bytes), optional
-            An undecoded HELLO (header and msgpack body): decoded and keyed in the worker.
+        raw : (Header, bytes or memoryview), optional
+            An undecoded HELLO (header and msgpack body; a view of the ``zmq.Frame`` it
+            arrived in for a large one): decoded and keyed in the worker.
         lookup : callable
             The server's cache: a plan it returns is used and no build runs.
 

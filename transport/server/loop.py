@@ -122,8 +122,11 @@ _COPY_MAX = 65536
 
 
 def _plain_parts(frames: list) -> list:
-    """A plain-mode message as the loop handles it: the routing id as bytes, each packet as
-    bytes, or as a view of its ``zmq.Frame`` when larger than ``_COPY_MAX``."""
+    """A plain-mode message (``recv_multipart(copy=False)``) as the loop handles it: the
+    routing id as bytes, each packet as bytes, or as a view of its ``zmq.Frame`` when larger
+    than ``_COPY_MAX``. Against ``copy=True`` this costs ~1.2 us per packet (64-byte packets
+    over inproc: 3.6 us against 2.5 us; receiving the routing id alone with a copy and
+    testing ``rcvmore`` cost more, 5.8 us)."""
     out = [frames[0].bytes]
     for f in frames[1:]:
         out.append(f.bytes if len(f) <= _COPY_MAX else f.buffer)
@@ -202,14 +205,14 @@ class Server:
         if self._own_ctx and config.io_thread_nice and _one_cpu():  # its I/O thread exists now
             lower_io_threads(threads_before, config.io_thread_nice)
         #: plain mode: the owner is the routing id (with CURVE, each message's User-Id)
-        self._copy = config.curve is None
+        self._plain = config.curve is None
         self._fast = None
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         #: SYNDROMEs of compiled-engine streams served from compiled code (plain mode only:
         #: with CURVE the owner is each message's User-Id, which zmq_recv does not give)
-        if config.fast_path and self._copy and fast_path.available():
+        if config.fast_path and self._plain and fast_path.available():
             self._fast = fast_path.FastPath(sock, max_streams=config.max_streams,
                                             max_frame=self.limits.max_frame,
                                             wake_fd=self._wake_r.fileno(),
@@ -391,7 +394,7 @@ class Server:
         may also wait for more packets until ``wait_until_ns`` (the next housekeeping)."""
         if self._fast is not None and len(self._fast):
             return self._read_batch_fast(wait_until_ns)
-        sock, plain, handle, clock = self._sock, self._copy, self._handle, time.perf_counter_ns
+        sock, plain, handle, clock = self._sock, self._plain, self._handle, time.perf_counter_ns
         n = 0
         for n in range(1, self.config.batch + 1):  # noqa: B007 (n is the count handled)
             try:
@@ -508,7 +511,7 @@ class Server:
                 hellos.push(parts, t_recv)
                 return
             self.counters.packets_received += 1
-            route, frame = (parts[0], parts[1]) if self._copy else (parts[0].bytes,
+            route, frame = (parts[0], parts[1]) if self._plain else (parts[0].bytes,
                                                                       parts[1].buffer)
             self._reply_error(route, None, ProtocolError(
                 ErrorCode.SERVER_BUSY, f"expected fewer than hello_queue={hellos.limit} "
@@ -522,7 +525,7 @@ class Server:
         if len(parts) < 2:
             self.counters.drop("no_route")
             return
-        if self._copy:
+        if self._plain:
             route, frame, owner = parts[0], parts[1], parts[0]
         else:
             route, frame = parts[0].bytes, parts[1].buffer

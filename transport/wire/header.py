@@ -352,15 +352,15 @@ def _field(m: dict, key: str, code: ErrorCode, what: str, expected: str, ok,
            secret: bool = False) -> object:
     """``m[key]`` when ``ok`` of it, else ProtocolError(``code``) saying what was expected and
     what came: the value itself (cut to 80 characters), except a bin (its length only: bytes
-    are unreadable in a reason and may be a credential) and a ``secret`` (its type and
-    length only; the reason is logged by the server too)."""
+    are unreadable in a reason and may be a credential) and a ``secret`` (its type, and a
+    string's length; the reason is logged by the server too)."""
     v = m[key]
     if not ok(v):
         if isinstance(v, (bytes, bytearray)):
             got = f"a bin of {len(v)} bytes"
         elif secret:
-            got = f"a {type(v).__name__}" + (f" of {len(v)} characters"
-                                             if isinstance(v, str) else "")
+            got = f"a value of type {type(v).__name__}" + (
+                f" ({len(v)} characters)" if isinstance(v, str) else "")
         else:
             got = repr(v) if len(repr(v)) <= 80 else repr(v)[:77] + "..."
         raise ProtocolError(code, f"{what} key {key!r}: expected {expected}, got {got}")
