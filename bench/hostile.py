@@ -69,6 +69,7 @@ from qecd.transport.wire import (
 )
 
 __all__ = ["mutant_frames", "hostile_hellos", "big_dems", "run_fuzz", "run_build_stall",
+           "fuzz_unmet", "build_stall_unmet",
            "ServeChild"]
 
 SPEC = "surface:d=3,r=3,p=0.001"
@@ -583,23 +584,65 @@ def run_build_stall(*, hellos: int = 10, mb: tuple[float, float] = (5.0, 8.0),
 
 
 # -- command line --------------------------------------------------------------------------------
+def fuzz_unmet(r: dict, frames: int) -> list[str]:
+    """What a fuzz report fails of its must-holds (empty: PASS): the whole fuzz sent, no
+    lost or wrong correction, reaction p99 within 2x the quieter baseline, resident memory
+    within 50 MB of the start.
+
+    >>> ok = {"fuzz": {"frames": 10}, "fuzzed": {"lost": 0, "wrong": 0},
+    ...       "reaction_p99_ratio": 1.5, "rss_growth_mb": 20.0}
+    >>> fuzz_unmet(ok, 10), fuzz_unmet({**ok, "reaction_p99_ratio": None}, 10)
+    ([], ['reaction p99 ratio None, expected <= 2'])
+    """
+    out = []
+    if r["fuzz"]["frames"] < frames:
+        out.append(f"fuzz sent {r['fuzz']['frames']} of {frames} frames")
+    for k in ("lost", "wrong"):
+        if r["fuzzed"][k]:
+            out.append(f"{r['fuzzed'][k]} {k} shots, expected 0")
+    ratio = r["reaction_p99_ratio"]
+    if ratio is None or ratio > 2.0:
+        out.append(f"reaction p99 ratio {ratio}, expected <= 2")
+    if r["rss_growth_mb"] > 50:
+        out.append(f"resident memory grew {r['rss_growth_mb']} MB, expected <= 50")
+    return out
+
+
+def build_stall_unmet(r: dict) -> list[str]:
+    """What a build-stall report fails of its must-holds (empty: PASS): at least one large
+    HELLO accepted (a build happened beside the stream), no HEARTBEAT lost, HEARTBEAT p99
+    within 2x its baseline.
+
+    >>> ok = {"hellos": ["ACCEPT after 2.0 s"], "with_hellos": {"lost": 0}, "p99_ratio": 1.2}
+    >>> build_stall_unmet(ok), build_stall_unmet({**ok, "hellos": ["SERVER_BUSY after 0.1 s"]})
+    ([], ['no large HELLO was accepted: nothing was built beside the stream'])
+    """
+    out = []
+    if not any(h.startswith("ACCEPT") for h in r["hellos"]):
+        out.append("no large HELLO was accepted: nothing was built beside the stream")
+    if r["with_hellos"]["lost"]:
+        out.append(f"{r['with_hellos']['lost']} HEARTBEATs lost, expected 0")
+    if r["p99_ratio"] > 2.0:
+        out.append(f"HEARTBEAT p99 ratio {r['p99_ratio']}, expected <= 2")
+    return out
+
+
 def command(args) -> int:
     """``qecd bench hostile fuzz|build-stall`` (flags in :mod:`qecd.cli`): the JSON report on
-    stdout; exit 3 when a must-hold figure fails (lost or wrong corrections, reaction p99 or
-    HEARTBEAT p99 above 2x its baseline, resident memory grown by more than 50 MB)."""
+    stdout, with ``unmet`` (each must-hold that failed: :func:`fuzz_unmet`,
+    :func:`build_stall_unmet`) and ``verdict``; exit 3 when any failed."""
     serve = tuple(args.serve_arg)
     if args.which == "fuzz":
         r = run_fuzz(frames=args.frames, seconds=args.seconds, baseline_s=args.baseline_s,
                      cycle_us=args.cycle_us, identities=args.identities, big=args.big,
                      serve_args=serve)
-        ok = (r["fuzzed"]["lost"] == 0 and r["fuzzed"]["wrong"] == 0
-              and (r["reaction_p99_ratio"] or 99) <= 2.0 and r["rss_growth_mb"] <= 50)
+        unmet = fuzz_unmet(r, args.frames)
     else:
         r = run_build_stall(hellos=args.hellos, baseline_s=args.baseline_s,
                             period_us=args.period_us, serve_args=serve,
                             decoder=args.decoder)
-        ok = r["p99_ratio"] <= 2.0 and r["with_hellos"]["lost"] == 0
-    r["verdict"] = "PASS" if ok else "FAIL"
+        unmet = build_stall_unmet(r)
+    r["unmet"] = unmet
+    r["verdict"] = "FAIL" if unmet else "PASS"
     print(json.dumps(r, indent=1, default=str))
-    return 0 if ok else 3
-
+    return 3 if unmet else 0

@@ -231,3 +231,45 @@ def test_heartbeats_in_the_ring_keep_a_ring_stream_alive():
             cli.close()
     finally:
         srv.stop()
+
+
+def test_which_rejected_packets_keep_a_stream_alive_is_as_section_9_says():
+    """§9 step 4 (after a vendor check found 'any packet ... keeps it alive' untrue): a
+    SYNDROME from the owner rejected for its rounds (ROUND_GAP) still keeps the stream alive;
+    packets rejected by the header checks (a HEARTBEAT with an undefined flag: BAD_FLAGS) do
+    not, and the stream is closed for its owner's silence."""
+    import struct
+
+    from qecd.codes import build_experiment
+
+    srv = Server(ServerConfig(binds=("tcp://127.0.0.1:0",), drain_s=0.2,
+                              shutdown_linger_ms=100, housekeeping_s=0.02,
+                              limits=SessionLimits(timeout_ms=1000, heartbeat_ms=200)))
+    srv.start_thread()
+    try:
+        with Client(srv.endpoints[0], timeout_s=60) as client:
+            s = client.open_stream(SPEC, timeout_s=60)
+            lay = P.SyndromeLayout(tuple(int(n) for n in
+                                         build_experiment(SPEC).layout.round_sizes))
+            gap = P.encode_syndrome(np.zeros(lay.slice_sizes[5], np.uint8), lay,
+                                    stream_id=s.stream_id, first_round=5)
+            t_end = time.monotonic() + 2.5  # 2.5 stream timeouts of rejected SYNDROMEs
+            while time.monotonic() < t_end:
+                client.send_frame(gap)
+                r = client.recv(timeout_s=10, raise_errors=False)
+                assert r.body.code == P.ErrorCode.ROUND_GAP
+                time.sleep(0.15)
+            assert s.stream_id in srv._streams  # kept alive
+            bad = bytearray(P.encode_heartbeat(stream_id=s.stream_id, seq=1))
+            struct.pack_into("<H", bad, 4, 0x0004)
+            t_end = time.monotonic() + 2.5
+            got = []
+            while time.monotonic() < t_end and s.stream_id in srv._streams:
+                client.send_frame(bytes(bad))
+                got.append(client.recv(timeout_s=10, raise_errors=False))
+                time.sleep(0.15)
+            assert s.stream_id not in srv._streams  # closed for its owner's silence
+            assert any(r.msg_type == P.MsgType.ERROR and r.body.code == P.ErrorCode.BAD_FLAGS
+                       for r in got)
+    finally:
+        srv.stop()

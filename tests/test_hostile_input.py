@@ -427,3 +427,28 @@ def test_a_frame_above_max_frame_drops_its_connection_unread(running_server):
             bad.close(0)
             other.close(0)
     assert srv.counters.errors_sent.get("OVERSIZE", 0) == 0
+
+
+def test_the_hostile_verdicts_name_every_unmet_must_hold():
+    """A PASS must hold for every budget the report names: the verdict said PASS for a
+    build stall where every large HELLO was refused (nothing built beside the stream), and
+    for a fuzz that stopped short of its frames. Each must-hold that fails is now named."""
+    from qecd.bench.hostile import build_stall_unmet, fuzz_unmet
+
+    fuzz = {"fuzz": {"frames": 200_000}, "fuzzed": {"lost": 0, "wrong": 0},
+            "reaction_p99_ratio": 1.9, "rss_growth_mb": 49.0}
+    assert fuzz_unmet(fuzz, 200_000) == []
+    bad = {"fuzz": {"frames": 150_000}, "fuzzed": {"lost": 2, "wrong": 1},
+           "reaction_p99_ratio": 2.01, "rss_growth_mb": 50.5}
+    assert fuzz_unmet(bad, 200_000) == [
+        "fuzz sent 150000 of 200000 frames", "2 lost shots, expected 0",
+        "1 wrong shots, expected 0", "reaction p99 ratio 2.01, expected <= 2",
+        "resident memory grew 50.5 MB, expected <= 50"]
+    stall = {"hellos": ["ACCEPT after 2.6 s", "SERVER_BUSY after 0.1 s: ..."],
+             "with_hellos": {"lost": 0}, "p99_ratio": 2.0}
+    assert build_stall_unmet(stall) == []
+    refused = {**stall, "hellos": ["SERVER_BUSY after 0.1 s: ..."] * 10}
+    assert build_stall_unmet(refused) == [
+        "no large HELLO was accepted: nothing was built beside the stream"]
+    assert build_stall_unmet({**stall, "with_hellos": {"lost": 3}, "p99_ratio": 6.08}) == [
+        "3 HEARTBEATs lost, expected 0", "HEARTBEAT p99 ratio 6.08, expected <= 2"]

@@ -117,7 +117,8 @@ def _one_cpu() -> bool:
 
 
 #: packets up to this size are copied out of ZeroMQ's message on the Python path; larger
-#: ones are used where ZeroMQ received them (a 6 MB HELLO copied on the loop held it 2-15 ms)
+#: ones are used where ZeroMQ received them (pyzmq copying 5-8 MB HELLOs held the loop
+#: 8-15 ms each under a gap probe)
 _COPY_MAX = 65536
 
 
@@ -511,8 +512,7 @@ class Server:
                 hellos.push(parts, t_recv)
                 return
             self.counters.packets_received += 1
-            route, frame = (parts[0], parts[1]) if self._plain else (parts[0].bytes,
-                                                                      parts[1].buffer)
+            route, frame, _ = self._unpack(parts)
             self._reply_error(route, None, ProtocolError(
                 ErrorCode.SERVER_BUSY, f"expected fewer than hello_queue={hellos.limit} "
                 f"packets waiting behind HELLOs, got that many (a HELLO flood): this packet "
@@ -520,16 +520,20 @@ class Server:
             return
         self._handle_now(parts, t_recv)
 
+    def _unpack(self, parts: list) -> tuple[bytes, object, bytes | str | None]:
+        """A message's routing id, packet (bytes or a view) and owner: the routing id in
+        plain mode (parts as :func:`_plain_parts` or the fast path gives them), the CURVE
+        key's ``User-Id`` otherwise (parts as ``zmq.Frame``)."""
+        if self._plain:
+            return parts[0], parts[1], parts[0]
+        return parts[0].bytes, parts[1].buffer, parts[1].get("User-Id")
+
     def _handle_now(self, parts: list, t_recv: int) -> None:
         self.counters.packets_received += 1
         if len(parts) < 2:
             self.counters.drop("no_route")
             return
-        if self._plain:
-            route, frame, owner = parts[0], parts[1], parts[0]
-        else:
-            route, frame = parts[0].bytes, parts[1].buffer
-            owner = parts[1].get("User-Id")
+        route, frame, owner = self._unpack(parts)
         header = None
         try:
             if len(parts) > 2:
