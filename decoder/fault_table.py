@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 import stim
 
+from qecd.decoder import _dem_scan
 from qecd.errors import DemError
 
 
@@ -110,71 +111,45 @@ class FaultTable:
             If ``graph`` and some component flips more than two detectors.
         """
         flat = dem.flattened()
-        merged: dict[tuple, list] = {}
-        error_index = -1
-        for inst in flat:
-            if inst.type != "error":
-                continue
-            error_index += 1
-            p = float(inst.args_copy()[0])
-            if p <= 0.0:
-                continue
-            components: list[tuple[set[int], set[int]]] = [(set(), set())]
-            for t in inst.targets_copy():
-                if t.is_separator():
-                    components.append((set(), set()))
-                elif t.is_relative_detector_id():
-                    components[-1][0].symmetric_difference_update({t.val})
-                elif t.is_logical_observable_id():
-                    components[-1][1].symmetric_difference_update({t.val})
-            if not graph:
-                dets: set[int] = set()
-                obs: set[int] = set()
-                for d, o in components:
-                    dets ^= d
-                    obs ^= o
-                components = [(dets, obs)]
-            for dets, obs in components:
-                if not dets:
-                    continue  # an undetectable fault: no decoder can see it
-                if graph and len(dets) > 2:
-                    raise DemError(
-                        f"error #{error_index} has a component flipping {len(dets)} detectors "
-                        f"{sorted(dets)}; a matching graph allows 1 or 2. Generate the DEM "
-                        "with decompose_errors=True or use the bp-cluster backend"
-                    )
-                dkey = tuple(sorted(dets))
-                okey = tuple(sorted(obs))
-                key = dkey if graph else (dkey, okey)
-                if key not in merged:
-                    merged[key] = [dkey, okey, p, error_index, p]
-                    continue
-                entry = merged[key]
-                if entry[1] == okey:
-                    q = entry[2]
-                    entry[2] = q * (1 - p) + p * (1 - q)
-                    if p > entry[4]:
-                        entry[3], entry[4] = error_index, p
-                elif p > entry[2]:
-                    merged[key] = [dkey, okey, p, error_index, p]
-        entries = sorted(merged.values(), key=lambda e: (e[0], e[1]))
+        if hasattr(flat, "without_tags"):  # stim >= 1.15: tags carry no meaning here
+            flat = flat.without_tags()
+        text = str(flat).encode()
+        raw = np.frombuffer(text, np.uint8)
+        none = np.zeros(0, np.int64)
+        n_err, n_tgt, bad_at = _dem_scan.scan(raw, none, none, none)
+        if bad_at >= 0:  # stim printed something this reader does not know
+            raise DemError(f"cannot read the DEM text at byte {bad_at}: "
+                           f"{text[bad_at:bad_at + 60]!r}")
+        arg_at = np.empty(2 * n_err, np.int64)
+        tgt_ptr = np.zeros(n_err + 1, np.int64)
+        tgt = np.empty(n_tgt, np.int64)
+        _dem_scan.scan(raw, arg_at, tgt_ptr, tgt)
+        args = _dem_scan.arg_texts(raw, arg_at)
+        # DEMs repeat few distinct probabilities: parse each distinct text once
+        distinct, which = np.unique(args.view(f"S{args.shape[1]}").ravel(),
+                                    return_inverse=True)
+        probs = distinct.astype(np.float64)[which.ravel()]
+        det_ptr, dets, obs_ptr, obs, err, pr, bad = _dem_scan.components(
+            tgt_ptr, tgt, probs, 1 if graph else 0)
+        if bad >= 0:
+            ds = dets[det_ptr[bad]:det_ptr[bad + 1]].tolist()
+            raise DemError(
+                f"error #{int(err[bad])} has a component flipping {len(ds)} detectors "
+                f"{ds}; a matching graph allows 1 or 2. Generate the DEM "
+                "with decompose_errors=True or use the bp-cluster backend"
+            )
+        with_obs = 0 if graph else 1
+        order = _dem_scan.sort_components(det_ptr, dets, obs_ptr, obs, with_obs)
+        rep, p, dem_index = _dem_scan.merge(order, det_ptr, dets, obs_ptr, obs, err, pr,
+                                            with_obs)
         n_obs = flat.num_observables
-        indptr = np.zeros(len(entries) + 1, dtype=np.int32)
-        indices: list[int] = []
-        obs_mask = np.zeros((len(entries), n_obs), dtype=np.uint8)
-        probs = np.zeros(len(entries), dtype=np.float64)
-        dem_index = np.zeros(len(entries), dtype=np.int64)
-        for f, (dkey, okey, p, idx, _) in enumerate(entries):
-            indices.extend(dkey)
-            indptr[f + 1] = len(indices)
-            obs_mask[f, list(okey)] = 1
-            probs[f] = min(p, 0.5 - 1e-12) if p >= 0.5 else p
-            dem_index[f] = idx
+        indptr, indices, obs_mask = _dem_scan.gather(rep, det_ptr, dets, obs_ptr, obs, n_obs)
+        probs = np.where(p >= 0.5, np.minimum(p, 0.5 - 1e-12), p)
         return FaultTable(
             num_detectors=flat.num_detectors,
             num_observables=n_obs,
             det_indptr=indptr,
-            det_indices=np.asarray(indices, dtype=np.int32),
+            det_indices=indices,
             obs_mask=obs_mask,
             probabilities=probs,
             dem_index=dem_index,

@@ -33,6 +33,7 @@ import numpy as np
 import stim
 
 from qecd.codes.layout import RoundLayout
+from qecd.decoder import _dem_scan
 from qecd.decoder.fault_table import FaultTable
 from qecd.errors import DecoderError
 
@@ -161,8 +162,9 @@ class WindowPlan:
             window, commit = R, R
         faults = FaultTable.from_dem(dem, graph=graph_like)
         round_of = layout.round_of_detector().astype(np.int64)
-        first = np.array([int(round_of[faults.detectors_of(f)].min())
-                          for f in range(faults.num_faults)], dtype=np.int64)
+        # the round of each fault's earliest detector (every fault flips at least one)
+        first = (np.minimum.reduceat(round_of[faults.det_indices], faults.det_indptr[:-1])
+                 if faults.num_faults else np.zeros(0, np.int64))
         layout_pos = np.empty(layout.num_detectors, dtype=np.int64)
         layout_pos[layout.detectors_in(0, R)] = np.arange(layout.num_detectors)
         plan = cls(layout, faults, int(window), int(commit), (), _frozen(
@@ -203,17 +205,20 @@ class WindowPlan:
         local[det_ids] = np.arange(len(det_ids))
         first = self.fault_first_round
         sel = np.nonzero((first >= start) & (first < stop))[0]
-        lines = []
-        for f in sel.tolist():
-            dets = local[t.detectors_of(f)]
-            dets = np.sort(dets[dets >= 0])
-            obs = np.nonzero(t.obs_mask[f])[0]
-            lines.append((tuple(dets.tolist()), tuple(obs.tolist()), float(t.probabilities[f]), f))
-        lines.sort()
+        # lines in (detectors, observables, probability, fault) order: sorted by the last
+        # two first, then stably by the columns
+        sel = sel[np.lexsort((sel, t.probabilities[sel]))]
+        det_ptr, dets, obs_ptr, obs = _dem_scan.window_columns(
+            sel, t.det_indptr, t.det_indices, local, t.obs_mask)
+        order = _dem_scan.sort_components(det_ptr, dets, obs_ptr, obs, 1)
+        dl, ol, dp, op = dets.tolist(), obs.tolist(), det_ptr.tolist(), obs_ptr.tolist()
+        probs = t.probabilities[sel].tolist()
         body = "\n".join(
-            f"error({p!r}) " + " ".join([f"D{d}" for d in dd] + [f"L{o}" for o in oo])
-            for dd, oo, p, _ in lines)
+            f"error({probs[k]!r}) " + " ".join([f"D{d}" for d in dl[dp[k]:dp[k + 1]]]
+                                              + [f"L{o}" for o in ol[op[k]:op[k + 1]]])
+            for k in order.tolist())
+        lines = sel[order].tolist()
         header = f"detector D{len(det_ids) - 1}\n" if len(det_ids) else ""
         header += "".join(f"logical_observable L{o}\n" for o in range(self.num_observables))
         return WindowSpec(start, stop, commit_stop, final, _frozen(det_ids),
-                          _frozen([f for *_, f in lines]), header + body)
+                          _frozen(lines), header + body)
