@@ -60,7 +60,8 @@ def scan(text, arg_at, tgt_ptr, tgt):  # pragma: no cover - compiled
     """Walk ``text`` (uint8, stim's flattened DEM). With zero-length outputs, count: returns
     ``(errors, targets, -1)``. With outputs of those sizes, fill them: ``arg_at`` (2 per
     error: start and end of the argument text), ``tgt_ptr`` (errors + 1 offsets into
-    ``tgt``), ``tgt`` (target codes). The third value is the byte offset of text this scanner does not read (-1: none)."""
+    ``tgt``), ``tgt`` (target codes). The third value is the byte offset of text this
+    scanner does not read (-1: none)."""
     fill = tgt_ptr.shape[0] > 0
     n = text.shape[0]
     i = 0
