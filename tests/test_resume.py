@@ -329,8 +329,8 @@ def test_the_resume_hello_carries_only_its_map():
                                                     msgpack.packb(m, use_bin_type=True))))
         assert e.value.code == ErrorCode.BAD_HELLO and needle in e.value.reason, m
     # a mis-framed token is described, never echoed (the reason is logged too)
-    for token, said in ((tok[:31], "got a bin of 31 bytes"), (tok.hex()[:32],
-                                                             "got a value of type str (32 characters)")):
+    for token, said in ((tok[:31], "got a bin of 31 bytes"),
+                        (tok.hex()[:32], "got a value of type str (32 characters)")):
         with pytest.raises(ProtocolError) as e:
             decode_hello(*parse_packet(encode_frame(MsgType.HELLO, msgpack.packb(
                 {"resume": {"stream_id": 7, "token": token}}, use_bin_type=True))))
