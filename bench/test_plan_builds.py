@@ -14,6 +14,8 @@ import stim
 
 from qecd.bench.hostile import big_dems
 from qecd.decoder.fault_table import FaultTable
+from qecd.decoder.pymatching_backend import PyMatchingDecoder
+from qecd.decoder.union_find import UnionFindDecoder
 from qecd.transport.server.session import SessionLimits, build_plan, plan_key
 from qecd.transport.wire import Hello
 
@@ -31,7 +33,7 @@ def test_fault_table_from_dem(benchmark):
     assert t.num_faults > 10_000
 
 
-@pytest.mark.parametrize("decoder", ["uf", "pymatching"])
+@pytest.mark.parametrize("decoder", [UnionFindDecoder.name, PyMatchingDecoder.name])
 def test_build_plan(benchmark, decoder):
     limits = SessionLimits()
     hello = Hello(dem=_dem_text(), decoder=decoder)

@@ -66,6 +66,10 @@ class Decoder(abc.ABC):
     graph_like: ClassVar[bool] = False
     #: :meth:`compile_stream` returns an engine that runs whole streams inside Numba
     compiles_streams: ClassVar[bool] = False
+    #: a process that receives this decoder pickled rebuilds or warms its graph in calls that
+    #: hold the GIL throughout (C++ or Rust behind Python), for a time that grows with the
+    #: number of faults: a server bounds it (``SessionLimits.max_gil_graph_faults``)
+    builds_holding_gil: ClassVar[bool] = False
 
     faults: FaultTable
 

@@ -34,6 +34,7 @@ class PyMatchingDecoder(Decoder):
     """Thin wrapper over :class:`pymatching.Matching` with the qecd decoder interface."""
 
     name = "pymatching"
+    builds_holding_gil = True  # the search graph: one C++ call (see _warm_up)
     graph_like = True
     compiles_streams = True
 

@@ -92,6 +92,7 @@ class RelayBpDecoder(Decoder):
     """
 
     name = "relay-bp"
+    builds_holding_gil = True
 
     def __init__(self, faults: FaultTable, options: RelayBpOptions | None = None) -> None:
         import scipy.sparse as sp

@@ -239,6 +239,11 @@ class StreamDecoder(ShotDecoding, Decoder):
         return MappingProxyType(self._cache)
 
     @property
+    def largest_window_faults(self) -> int:
+        """Faults of the largest window's backend decoder (whole-DEM windows included)."""
+        return max((w.decoder.faults.num_faults for w in self._windows), default=0)
+
+    @property
     def num_window_decoders(self) -> int:
         """Distinct backend instances built (windows of the same shape share one)."""
         return len(self._cache)

@@ -335,7 +335,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             return 2
     limits = SessionLimits(timeout_ms=int(args.stream_timeout * 1000),
                            heartbeat_ms=max(1, int(args.stream_timeout * 1000) // 5),
-                           max_backlog=args.max_backlog)
+                           max_backlog=args.max_backlog,
+                           **({} if args.max_gil_graph_faults is None else
+                              {"max_gil_graph_faults": args.max_gil_graph_faults}))
     config = ServerConfig(binds=tuple(args.bind or ["tcp://127.0.0.1:5555"]), limits=limits,
                           max_streams=args.max_streams,
                           max_streams_per_client=args.max_streams_per_client,
@@ -511,6 +513,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="open streams one client (routing id or CURVE key) may hold")
     v.add_argument("--max-backlog", type=int, default=1024,
                    help="rounds a stream may have queued before SERVER_BUSY")
+    v.add_argument("--max-gil-graph-faults", type=int, default=None,
+                   help="largest window graph (faults) of a backend the server rebuilds "
+                        "holding the GIL (pymatching, relay-bp), which stalls every live "
+                        "stream while it builds; 0: no limit (default: "
+                        "SessionLimits.max_gil_graph_faults)")
     v.add_argument("--hwm", type=int, default=10_000, help="ZeroMQ SNDHWM/RCVHWM (messages)")
     v.add_argument("--cpu", type=int, default=None, help="pin the server to this CPU")
     v.add_argument("--oversize-replies", action="store_true",

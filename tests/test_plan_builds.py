@@ -185,6 +185,27 @@ def test_hostile_dems_are_refused_by_their_limit_and_counted(running_server):
         _decodes(client, SMALL)
 
 
+def test_a_graph_the_server_would_rebuild_holding_the_gil_is_bounded(running_server):
+    """PyMatching builds its search graph in one C++ call holding the GIL (40-73 ms for
+    33,600 edges, every live stream waiting): above max_gil_graph_faults such a plan is
+    refused on the worker, with what to do instead; a window or uf is served."""
+    from qecd.transport.server.session import SessionLimits
+
+    spec = "surface:d=5,r=5,p=0.001"  # 502 faults whole-shot, 172 in a 2-round window
+    with running_server(limits=SessionLimits(max_gil_graph_faults=300)) as server, \
+            Client(server.endpoints[0]) as client:
+        with pytest.raises(ServerError) as e:
+            client.open_stream(spec, timeout_s=60)  # the protocol's default: pymatching
+        assert e.value.code == ErrorCode.BAD_HELLO
+        assert ("expected a window graph of at most 300 faults (max_gil_graph_faults), got 502"
+                in e.value.reason and "with a window" in e.value.reason)
+        assert server.counters.hellos_refused == {"max_gil_graph_faults": 1}
+        assert len(server.pool) == 0
+        for kw in ({"decoder": "pymatching", "window": 2}, {"decoder": "uf"}):
+            s = client.open_stream(spec, timeout_s=60, **kw)
+            s.close()
+
+
 def test_a_ring_stream_forks_the_plans_engine(running_server, no_shm_leak):
     """The shared-memory stream's engine is a fork of the plan's (its own copy of the
     arrays, through pickle): nothing is parsed or compiled again on the server to open it."""

@@ -106,6 +106,12 @@ class SessionLimits:
         Client heartbeat period; silence after which a stream is freed.
     max_frame : int
         Largest packet accepted (OVERSIZE above).
+    max_gil_graph_faults : int
+        Largest window graph (faults) of a backend the server rebuilds holding the GIL
+        (``Decoder.builds_holding_gil``: PyMatching's search graph, built in one C++ call,
+        took 40-73 ms for 33,600 edges here, and every live stream waits that long), checked
+        on the build worker once the plan is built (BAD_HELLO above, reason
+        ``max_gil_graph_faults``; a window, or ``uf``, decodes such experiments). 0: no limit.
     server : str
         Server software and version, announced in ACCEPT.
     """
@@ -116,6 +122,7 @@ class SessionLimits:
     heartbeat_ms: int = 1000
     timeout_ms: int = 10_000
     max_frame: int = DEFAULT_MAX_FRAME
+    max_gil_graph_faults: int = 16_384
     server: str = f"qecd {__version__}"
 
 
@@ -345,6 +352,23 @@ class StreamPlan:
         return {"slice_detectors": dets, "commit_ranges": ranges, "dem": text}
 
 
+def _check_gil_graphs(decoder: StreamDecoder, limits: SessionLimits, what: str) -> None:
+    """LimitError if a window graph of a backend that a receiving process rebuilds holding
+    the GIL has more than ``limits.max_gil_graph_faults`` faults."""
+    cap = limits.max_gil_graph_faults
+    if not cap or not decoder.backend_class.builds_holding_gil:
+        return
+    largest = decoder.largest_window_faults
+    if largest > cap:
+        name = decoder.backend_class.name
+        raise LimitError("max_gil_graph_faults", (
+            f"HELLO key {what!r}: {name} rebuilds its graph in calls that hold the server's "
+            f"interpreter lock, stalling every live stream for a time that grows with its "
+            f"size: expected a window graph of at most {cap} faults "
+            f"(max_gil_graph_faults), got {largest}; decode it with a window "
+            f"(decoder '{name}-w<W>c<C>', or the HELLO's window) or with uf"))
+
+
 def build_plan(key: PlanKey, hello: Hello, limits: SessionLimits | None = None) -> StreamPlan:
     """Build the experiment and decoder a HELLO asks for (slow: seconds for large codes).
 
@@ -403,6 +427,7 @@ def build_plan(key: PlanKey, hello: Hello, limits: SessionLimits | None = None) 
             raise LimitError("max_rounds", f"HELLO key {what!r}: expected at most "
                              f"{MAX_ROUNDS_PER_SHOT} rounds per shot, got {layout.num_rounds}")
         decoder = StreamDecoder(dem, layout, key.backend, window=key.window, commit=key.commit)
+        _check_gil_graphs(decoder, limits, what)
     except ProtocolError:
         raise
     except _BAD_INPUT as e:
