@@ -82,10 +82,11 @@ class HelloQueue:
         """Queue ``parts`` (received at ``t_recv``, ns) behind its peer's earlier packets."""
         r = _route(parts)
         self._waiting[r] = self._waiting.get(r, 0) + 1
-        # a view of the fast path's receive buffer lives only until its next drain (a view
-        # of a zmq.Frame lives as long as the view)
-        parts = [bytes(p) if isinstance(p, memoryview) and not isinstance(p.obj, zmq.Frame)
-                 else p for p in parts]
+        # a view of the fast path's receive buffer (writable) lives only until its next
+        # drain; a view of a zmq.Frame, or the read-only view of a libzmq message the fast
+        # path hands a large HELLO in, lives as long as the view
+        parts = [bytes(p) if isinstance(p, memoryview) and not p.readonly
+                 and not isinstance(p.obj, zmq.Frame) else p for p in parts]
         self._q.append((parts, t_recv))
 
     def pop(self) -> tuple[list, int]:

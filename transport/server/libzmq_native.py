@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import weakref
 
 import llvmlite.binding as llvm
 import numpy as np
@@ -52,14 +53,18 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
-__all__ = ["DONTWAIT", "POLLIN", "POLLITEM", "RCVMORE", "SNDMORE", "available",
-           "unavailable_reason", "zmq_errno", "zmq_errno_py", "zmq_poll", "zmq_rcvmore",
-           "zmq_recv", "zmq_send"]
+__all__ = ["DONTWAIT", "MSG_T_SIZE", "POLLIN", "POLLITEM", "RCVMORE", "SNDMORE", "available",
+           "copy_bytes", "unavailable_reason", "zmq_errno", "zmq_errno_py", "zmq_msg_close",
+           "zmq_msg_data", "zmq_msg_recv", "zmq_poll", "zmq_rcvmore", "zmq_recv", "zmq_send",
+           "MessageBytes", "take_message"]
 
 DONTWAIT = int(zmq.DONTWAIT)  #: ``ZMQ_DONTWAIT``
 SNDMORE = int(zmq.SNDMORE)  #: ``ZMQ_SNDMORE``
 RCVMORE = int(zmq.RCVMORE)  #: ``ZMQ_RCVMORE`` (socket option)
-_NAMES = ("zmq_recv", "zmq_send", "zmq_getsockopt", "zmq_poll", "zmq_errno", "zmq_version")
+_NAMES = ("zmq_recv", "zmq_send", "zmq_getsockopt", "zmq_poll", "zmq_errno", "zmq_version",
+          "zmq_msg_init", "zmq_msg_recv", "zmq_msg_data", "zmq_msg_close", "zmq_msg_move")
+#: bytes of a ``zmq_msg_t`` (libzmq 4: ``unsigned char _[64]``, pointer-aligned)
+MSG_T_SIZE = 64
 POLLIN = int(zmq.POLLIN)  #: ``ZMQ_POLLIN``
 #: ``zmq_pollitem_t`` on 64-bit Linux: ``void *socket; int fd; short events; short revents``
 POLLITEM = np.dtype([("socket", "<u8"), ("fd", "<i4"), ("events", "<i2"),
@@ -218,3 +223,111 @@ def zmq_poll(typingctx, items_addr, nitems, timeout_ms):
         return builder.call(fn, [p, n, t])
 
     return sig, codegen
+
+
+@intrinsic
+def zmq_msg_recv(typingctx, msg_addr, sock, flags):
+    """``zmq_msg_init(msg); zmq_msg_recv(msg, sock, flags)`` with ``msg`` the ``zmq_msg_t``
+    at ``msg_addr`` (MSG_T_SIZE bytes): the part's size, or -1 (the message is then empty;
+    close it all the same). The part's bytes stay where libzmq put them (no copy)."""
+    _check_ints("zmq_msg_recv", msg_addr, sock, flags)
+    sig = types.int32(msg_addr, sock, flags)
+
+    def codegen(context, builder, signature, args):
+        init = _fn(builder, "zmq_msg_init", _I32, [_PTR])
+        recv = _fn(builder, "zmq_msg_recv", _I32, [_PTR, _PTR, _I32])
+        m = builder.inttoptr(context.cast(builder, args[0], msg_addr, types.uint64), _PTR)
+        s = builder.inttoptr(context.cast(builder, args[1], sock, types.uint64), _PTR)
+        f = context.cast(builder, args[2], flags, types.int32)
+        builder.call(init, [m])
+        return builder.call(recv, [m, s, f])
+
+    return sig, codegen
+
+
+@intrinsic
+def zmq_msg_data(typingctx, msg_addr):
+    """``zmq_msg_data(msg)`` as an address (uint64)."""
+    _check_ints("zmq_msg_data", msg_addr)
+    sig = types.uint64(msg_addr)
+
+    def codegen(context, builder, signature, args):
+        fn = _fn(builder, "zmq_msg_data", _PTR, [_PTR])
+        m = builder.inttoptr(context.cast(builder, args[0], msg_addr, types.uint64), _PTR)
+        return builder.ptrtoint(builder.call(fn, [m]), _I64)
+
+    return sig, codegen
+
+
+@intrinsic
+def zmq_msg_close(typingctx, msg_addr):
+    """``zmq_msg_close(msg)``: 0, or -1."""
+    _check_ints("zmq_msg_close", msg_addr)
+    sig = types.int32(msg_addr)
+
+    def codegen(context, builder, signature, args):
+        fn = _fn(builder, "zmq_msg_close", _I32, [_PTR])
+        m = builder.inttoptr(context.cast(builder, args[0], msg_addr, types.uint64), _PTR)
+        return builder.call(fn, [m])
+
+    return sig, codegen
+
+
+@intrinsic
+def copy_bytes(typingctx, dst_addr, src_addr, n):
+    """``memcpy((void *) dst_addr, (const void *) src_addr, n)``."""
+    _check_ints("copy_bytes", dst_addr, src_addr, n)
+    sig = types.none(dst_addr, src_addr, n)
+
+    def codegen(context, builder, signature, args):
+        d = builder.inttoptr(context.cast(builder, args[0], dst_addr, types.uint64), _PTR)
+        s = builder.inttoptr(context.cast(builder, args[1], src_addr, types.uint64), _PTR)
+        k = context.cast(builder, args[2], n, types.int64)
+        cgutils.raw_memcpy(builder, d, s, k, 1)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+class MessageBytes:
+    """Owner of a libzmq message moved out of a receive slot (:func:`take_message`):
+    ``zmq_msg_close`` once nothing refers to it. Only the ctypes array over its bytes refers
+    to it (no cycle: the server's collector freezes survivors, so a cycle would hold the
+    message until the next full collection)."""
+
+    __slots__ = ("__weakref__", "_msg", "data")
+
+    def __init__(self, slot_addr: int) -> None:
+        self._msg = np.empty(MSG_T_SIZE // 8, np.int64)  # pointer-aligned zmq_msg_t
+        dst = ctypes.c_void_p(self._msg.ctypes.data)
+        _c("zmq_msg_init", ctypes.c_int, ctypes.c_void_p)(dst)
+        _c("zmq_msg_move", ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)(
+            dst, ctypes.c_void_p(slot_addr))
+        self.data = _c("zmq_msg_data", ctypes.c_void_p, ctypes.c_void_p)(dst)
+        weakref.finalize(self, _close_msg, self._msg)
+
+
+def _close_msg(msg: np.ndarray) -> None:
+    _c("zmq_msg_close", ctypes.c_int, ctypes.c_void_p)(ctypes.c_void_p(msg.ctypes.data))
+
+
+def take_message(slot_addr: int, size: int) -> np.ndarray:
+    """The message in the ``zmq_msg_t`` at ``slot_addr`` (left empty, ready for the next
+    receive), as a read-only uint8 array of its ``size`` bytes, used in place: the message
+    is closed once no view of the array is left."""
+    owner = MessageBytes(slot_addr)
+    buf = (ctypes.c_ubyte * size).from_address(owner.data)
+    buf._owner = owner  # the array keeps buf, buf keeps the message
+    view = np.frombuffer(buf, np.uint8)
+    view.flags.writeable = False
+    return view
+
+
+_CFUNCS: dict = {}
+
+
+def _c(name: str, ret, *args):
+    f = _CFUNCS.get(name)
+    if f is None:
+        f = _CFUNCS[name] = ctypes.CFUNCTYPE(ret, *args)(_ADDRS[name])
+    return f

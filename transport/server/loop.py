@@ -217,7 +217,8 @@ class Server:
             self._fast = fast_path.FastPath(sock, max_streams=config.max_streams,
                                             max_frame=self.limits.max_frame,
                                             wake_fd=self._wake_r.fileno(),
-                                            commit_s=config.fast_commit_s)
+                                            commit_s=config.fast_commit_s,
+                                            keep_hellos_above=_COPY_MAX)
         worker = BuildWorker(config.limits, time_budget_s=config.build_timeout_s,
                              max_plan_bytes=config.max_plan_bytes,
                              max_worker_rss=config.build_worker_max_rss) \
