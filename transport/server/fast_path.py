@@ -820,7 +820,7 @@ class FastPath:
         (the kind its engine context is of); False when it has no engine."""
         if not self.takes_plan(plan):
             return False
-        ctx = _engine.engine_context(plan.engine.new_state(), plan.engine.kernel_args())
+        ctx = plan.engine.context(plan.engine.new_state())
         host = plan.engine.windows.host_decode
         kind = self._kind_for(ctx, host)
         if kind is None:
