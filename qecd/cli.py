@@ -97,6 +97,16 @@ def _positive_int(text: str) -> int:
     return v
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        v = int(text.replace("_", ""))
+    except ValueError:
+        v = -1
+    if v < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return v
+
+
 def _seed(text: str) -> int:
     try:
         v = int(text)
@@ -513,7 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="open streams one client (routing id or CURVE key) may hold")
     v.add_argument("--max-backlog", type=int, default=1024,
                    help="rounds a stream may have queued before SERVER_BUSY")
-    v.add_argument("--max-gil-graph-faults", type=int, default=None,
+    v.add_argument("--max-gil-graph-faults", type=_non_negative_int, default=None,
                    help="largest window graph (faults) of a backend the server rebuilds "
                         "holding the GIL (pymatching, relay-bp), which stalls every live "
                         "stream while it builds; 0: no limit (default: "

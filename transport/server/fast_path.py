@@ -454,12 +454,14 @@ def drain(sock, kind, budget, stalled_ns, max_frame, route_buf, frame_buf, tab, 
                             copy_bytes(fptr, data, min(fl, frame_buf.shape[0]))
                             zmq_msg_close(msg_addr)
                     else:
+                        res[R_ERRNO] = zmq_errno()  # before the close
                         zmq_msg_close(msg_addr)
                 else:
                     fl = zmq_recv(sock, fptr, frame_buf.shape[0], DONTWAIT)
+                    if fl < 0:
+                        res[R_ERRNO] = zmq_errno()
                 if fl < 0:
                     status = ST_ZMQ_ERROR
-                    res[R_ERRNO] = zmq_errno()
                     break
                 more = zmq_rcvmore(sock)
             t_recv = monotonic_ns()
@@ -931,8 +933,9 @@ class FastPath:
         parts = [self.route_buf[:r[R_ROUTE_LEN]].tobytes()]
         n = int(r[R_FRAME_LEN])
         if r[R_IN_MSG]:
-            r[R_IN_MSG] = 0
-            parts.append(memoryview(take_message(int(r[R_MSG_ADDR]), n)))
+            view = take_message(int(r[R_MSG_ADDR]), n)
+            r[R_IN_MSG] = 0  # the slot is empty now
+            parts.append(memoryview(view))
         elif n >= 0:
             f = self.frame_buf
             hello = claimed_type(f[:min(n, 4)]) == _HELLO

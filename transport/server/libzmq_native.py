@@ -62,7 +62,8 @@ DONTWAIT = int(zmq.DONTWAIT)  #: ``ZMQ_DONTWAIT``
 SNDMORE = int(zmq.SNDMORE)  #: ``ZMQ_SNDMORE``
 RCVMORE = int(zmq.RCVMORE)  #: ``ZMQ_RCVMORE`` (socket option)
 _NAMES = ("zmq_recv", "zmq_send", "zmq_getsockopt", "zmq_poll", "zmq_errno", "zmq_version",
-          "zmq_msg_init", "zmq_msg_recv", "zmq_msg_data", "zmq_msg_close", "zmq_msg_move")
+          "zmq_msg_init", "zmq_msg_recv", "zmq_msg_data", "zmq_msg_close", "zmq_msg_move",
+          "zmq_msg_size")
 #: bytes of a ``zmq_msg_t`` (libzmq 4: ``unsigned char _[64]``, pointer-aligned)
 MSG_T_SIZE = 64
 POLLIN = int(zmq.POLLIN)  #: ``ZMQ_POLLIN``
@@ -291,20 +292,29 @@ def copy_bytes(typingctx, dst_addr, src_addr, n):
 
 class MessageBytes:
     """Owner of a libzmq message moved out of a receive slot (:func:`take_message`):
-    ``zmq_msg_close`` once nothing refers to it. Only the ctypes array over its bytes refers
-    to it (no cycle: the server's collector freezes survivors, so a cycle would hold the
-    message until the next full collection)."""
+    ``zmq_msg_close`` once nothing refers to it. NumPy reads its bytes through
+    ``__array_interface__`` (read-only), so the array's ``base`` is this object and nothing
+    refers back to it: no cycle, and no ctypes array type per message size (a type is
+    cyclic garbage, and the server's collector freezes what survives a young collection, so
+    either would be kept until the next full collection)."""
 
-    __slots__ = ("__weakref__", "_msg", "data")
+    __slots__ = ("__weakref__", "_msg", "__array_interface__")
 
-    def __init__(self, slot_addr: int) -> None:
+    def __init__(self, slot_addr: int, size: int) -> None:
         self._msg = np.empty(MSG_T_SIZE // 8, np.int64)  # pointer-aligned zmq_msg_t
         dst = ctypes.c_void_p(self._msg.ctypes.data)
-        _c("zmq_msg_init", ctypes.c_int, ctypes.c_void_p)(dst)
-        _c("zmq_msg_move", ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)(
-            dst, ctypes.c_void_p(slot_addr))
-        self.data = _c("zmq_msg_data", ctypes.c_void_p, ctypes.c_void_p)(dst)
-        weakref.finalize(self, _close_msg, self._msg)
+        if _c("zmq_msg_init", ctypes.c_int, ctypes.c_void_p)(dst) != 0 or _c(
+                "zmq_msg_move", ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)(
+                dst, ctypes.c_void_p(slot_addr)) != 0:
+            raise OSError(zmq_errno_py(), "zmq_msg_move failed")
+        fin = weakref.finalize(self, _close_msg, self._msg)
+        fin.atexit = False  # a view may outlive the interpreter's last collection
+        got = _c("zmq_msg_size", ctypes.c_size_t, ctypes.c_void_p)(dst)
+        if got != size:
+            raise ValueError(f"take_message: the slot holds {got} bytes, expected {size}")
+        data = _c("zmq_msg_data", ctypes.c_void_p, ctypes.c_void_p)(dst)
+        self.__array_interface__ = {"data": (data, True), "shape": (size,),
+                                    "typestr": "|u1", "version": 3}
 
 
 def _close_msg(msg: np.ndarray) -> None:
@@ -315,12 +325,7 @@ def take_message(slot_addr: int, size: int) -> np.ndarray:
     """The message in the ``zmq_msg_t`` at ``slot_addr`` (left empty, ready for the next
     receive), as a read-only uint8 array of its ``size`` bytes, used in place: the message
     is closed once no view of the array is left."""
-    owner = MessageBytes(slot_addr)
-    buf = (ctypes.c_ubyte * size).from_address(owner.data)
-    buf._owner = owner  # the array keeps buf, buf keeps the message
-    view = np.frombuffer(buf, np.uint8)
-    view.flags.writeable = False
-    return view
+    return np.asarray(MessageBytes(slot_addr, size))  # its base keeps the message
 
 
 _CFUNCS: dict = {}
