@@ -204,14 +204,20 @@ def test_a_corrupt_ring_slot_ends_the_stream_at_once(ring, corruption):
     assert gone.value.code == P.ErrorCode.UNKNOWN_STREAM
 
 
-def test_heartbeats_in_the_ring_keep_a_ring_stream_alive():
-    """§9 step 4 / §14.1: any packet from the owner keeps a stream alive, ring HEARTBEATs
-    included (before: only rounds, errors and corrections counted, so a stream kept alive by
-    ring HEARTBEATs alone timed out and its ring BYE went unanswered)."""
+def _one_second_timeout_server() -> Server:
+    """A started server whose streams time out after 1 s of their owner's silence."""
     srv = Server(ServerConfig(binds=("tcp://127.0.0.1:0",), drain_s=0.2,
                               shutdown_linger_ms=100, housekeeping_s=0.02,
                               limits=SessionLimits(timeout_ms=1000, heartbeat_ms=200)))
     srv.start_thread()
+    return srv
+
+
+def test_heartbeats_in_the_ring_keep_a_ring_stream_alive():
+    """§9 step 4 / §14.1: any packet from the owner keeps a stream alive, ring HEARTBEATs
+    included (before: only rounds, errors and corrections counted, so a stream kept alive by
+    ring HEARTBEATs alone timed out and its ring BYE went unanswered)."""
+    srv = _one_second_timeout_server()
     try:
         with Client(srv.endpoints[0], timeout_s=60) as client:
             cli = client.open_shm_stream(SPEC, decoder="pymatching")
@@ -242,10 +248,7 @@ def test_which_rejected_packets_keep_a_stream_alive_is_as_section_9_says():
 
     from qecd.codes import build_experiment
 
-    srv = Server(ServerConfig(binds=("tcp://127.0.0.1:0",), drain_s=0.2,
-                              shutdown_linger_ms=100, housekeeping_s=0.02,
-                              limits=SessionLimits(timeout_ms=1000, heartbeat_ms=200)))
-    srv.start_thread()
+    srv = _one_second_timeout_server()
     try:
         with Client(srv.endpoints[0], timeout_s=60) as client:
             s = client.open_stream(SPEC, timeout_s=60)

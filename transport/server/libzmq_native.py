@@ -138,6 +138,11 @@ def _fn(builder, name, ret, args):
                                           f"qecd_{name}")
 
 
+def _ptr(context, builder, value, ty):
+    """An integer argument (an address) as a ``void *``."""
+    return builder.inttoptr(context.cast(builder, value, ty, types.uint64), _PTR)
+
+
 def _check_ints(fname, *tys):
     for t in tys:
         if not isinstance(t, types.Integer):
@@ -152,8 +157,8 @@ def zmq_recv(typingctx, sock, buf_addr, size, flags):
 
     def codegen(context, builder, signature, args):
         fn = _fn(builder, "zmq_recv", _I32, [_PTR, _PTR, _I64, _I32])
-        s = builder.inttoptr(context.cast(builder, args[0], sock, types.uint64), _PTR)
-        b = builder.inttoptr(context.cast(builder, args[1], buf_addr, types.uint64), _PTR)
+        s = _ptr(context, builder, args[0], sock)
+        b = _ptr(context, builder, args[1], buf_addr)
         n = context.cast(builder, args[2], size, types.int64)
         f = context.cast(builder, args[3], flags, types.int32)
         return builder.call(fn, [s, b, n, f])
@@ -169,8 +174,8 @@ def zmq_send(typingctx, sock, buf_addr, size, flags):
 
     def codegen(context, builder, signature, args):
         fn = _fn(builder, "zmq_send", _I32, [_PTR, _PTR, _I64, _I32])
-        s = builder.inttoptr(context.cast(builder, args[0], sock, types.uint64), _PTR)
-        b = builder.inttoptr(context.cast(builder, args[1], buf_addr, types.uint64), _PTR)
+        s = _ptr(context, builder, args[0], sock)
+        b = _ptr(context, builder, args[1], buf_addr)
         n = context.cast(builder, args[2], size, types.int64)
         f = context.cast(builder, args[3], flags, types.int32)
         return builder.call(fn, [s, b, n, f])
@@ -186,7 +191,7 @@ def zmq_rcvmore(typingctx, sock):
 
     def codegen(context, builder, signature, args):
         fn = _fn(builder, "zmq_getsockopt", _I32, [_PTR, _I32, _PTR, _I64.as_pointer()])
-        s = builder.inttoptr(context.cast(builder, args[0], sock, types.uint64), _PTR)
+        s = _ptr(context, builder, args[0], sock)
         val = cgutils.alloca_once(builder, _I32)
         size = cgutils.alloca_once(builder, _I64)
         builder.store(ir.Constant(_I32, 0), val)
@@ -218,7 +223,7 @@ def zmq_poll(typingctx, items_addr, nitems, timeout_ms):
 
     def codegen(context, builder, signature, args):
         fn = _fn(builder, "zmq_poll", _I32, [_PTR, _I32, _I64])
-        p = builder.inttoptr(context.cast(builder, args[0], items_addr, types.uint64), _PTR)
+        p = _ptr(context, builder, args[0], items_addr)
         n = context.cast(builder, args[1], nitems, types.int32)
         t = context.cast(builder, args[2], timeout_ms, types.int64)
         return builder.call(fn, [p, n, t])
@@ -237,8 +242,8 @@ def zmq_msg_recv(typingctx, msg_addr, sock, flags):
     def codegen(context, builder, signature, args):
         init = _fn(builder, "zmq_msg_init", _I32, [_PTR])
         recv = _fn(builder, "zmq_msg_recv", _I32, [_PTR, _PTR, _I32])
-        m = builder.inttoptr(context.cast(builder, args[0], msg_addr, types.uint64), _PTR)
-        s = builder.inttoptr(context.cast(builder, args[1], sock, types.uint64), _PTR)
+        m = _ptr(context, builder, args[0], msg_addr)
+        s = _ptr(context, builder, args[1], sock)
         f = context.cast(builder, args[2], flags, types.int32)
         builder.call(init, [m])
         return builder.call(recv, [m, s, f])
@@ -254,7 +259,7 @@ def zmq_msg_data(typingctx, msg_addr):
 
     def codegen(context, builder, signature, args):
         fn = _fn(builder, "zmq_msg_data", _PTR, [_PTR])
-        m = builder.inttoptr(context.cast(builder, args[0], msg_addr, types.uint64), _PTR)
+        m = _ptr(context, builder, args[0], msg_addr)
         return builder.ptrtoint(builder.call(fn, [m]), _I64)
 
     return sig, codegen
@@ -268,7 +273,7 @@ def zmq_msg_close(typingctx, msg_addr):
 
     def codegen(context, builder, signature, args):
         fn = _fn(builder, "zmq_msg_close", _I32, [_PTR])
-        m = builder.inttoptr(context.cast(builder, args[0], msg_addr, types.uint64), _PTR)
+        m = _ptr(context, builder, args[0], msg_addr)
         return builder.call(fn, [m])
 
     return sig, codegen
@@ -281,8 +286,8 @@ def copy_bytes(typingctx, dst_addr, src_addr, n):
     sig = types.none(dst_addr, src_addr, n)
 
     def codegen(context, builder, signature, args):
-        d = builder.inttoptr(context.cast(builder, args[0], dst_addr, types.uint64), _PTR)
-        s = builder.inttoptr(context.cast(builder, args[1], src_addr, types.uint64), _PTR)
+        d = _ptr(context, builder, args[0], dst_addr)
+        s = _ptr(context, builder, args[1], src_addr)
         k = context.cast(builder, args[2], n, types.int64)
         cgutils.raw_memcpy(builder, d, s, k, 1)
         return context.get_dummy_value()
