@@ -448,8 +448,9 @@ def drain(sock, kind, budget, stalled_ns, max_frame, route_buf, frame_buf, tab, 
                     fl = zmq_msg_recv(msg_addr, sock, DONTWAIT)
                     if fl >= 0:
                         data = zmq_msg_data(msg_addr)
-                        copy_bytes(fptr, data, min(fl, HEADER_SIZE))
-                        kept = fl > big_at and claimed_hello(frame_buf, fl)
+                        if fl > big_at:  # its header first: does it claim to be a HELLO?
+                            copy_bytes(fptr, data, min(fl, HEADER_SIZE))
+                            kept = claimed_hello(frame_buf, fl)
                         if not kept:
                             copy_bytes(fptr, data, min(fl, frame_buf.shape[0]))
                             zmq_msg_close(msg_addr)
