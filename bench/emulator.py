@@ -31,7 +31,9 @@ collects every reply and reports, as JSON (schema ``qecd.emulate/1``, below):
   *scheduled* send time, so a late sender does not hide queueing), and ``bare_round_trip``:
   HEARTBEAT ping-pong from Python on the same connection before streaming (with the
   native emulator also ``bare_round_trip_compiled``: the same frames from the compiled
-  DEALER to a compiled echo ROUTER, see :mod:`qecd.bench.native_emulator`), all as
+  DEALER to a compiled echo ROUTER, see :mod:`qecd.bench.native_emulator`, and in paced
+  mode ``bare_round_trip_compiled_paced``: that echo at the stream's packet interval, the
+  floor of a paced stream, since a CPU that idles between packets wakes up slower), all as
   :func:`~qecd.bench.latency_stats.summarize_ns` summaries (``count``, ``mean_us``,
   ``p50_us``, ``p90_us``, ``p99_us``, ``p99.9_us``, ``max_us``);
 - ``emulator`` (``native`` or ``python``: which streaming phase ran) and ``emulator_note``
@@ -369,6 +371,18 @@ def run_emulation(cfg: EmulateConfig) -> dict:
             echo.close()
 
 
+def _paced_samples(samples: int, gap_ns: int, spend_s: float = 1.0) -> int:
+    """How many paced bare round trips to take: as many as are sent in ``spend_s`` at one
+    per ``gap_ns`` (a paced queue needs a while to settle), at least ``samples`` when they
+    fit in 4 ``spend_s``, and between 200 and 200,000.
+
+    >>> _paced_samples(5000, 6_000), _paced_samples(5000, 100_000), _paced_samples(5000, 10**6)
+    (166666, 10000, 4000)
+    """
+    n = int(spend_s * 1e9 // max(gap_ns, 1))
+    return max(200, min(200_000, max(n, min(samples, 4 * n))))
+
+
 def _emulate(cfg: EmulateConfig, emulator: str, emulator_note: str | None, echo) -> dict:
     from qecd.bench.latency_stats import summarize_ns
     from qecd.bench.machine import machine_info
@@ -380,12 +394,17 @@ def _emulate(cfg: EmulateConfig, emulator: str, emulator_note: str | None, echo)
     failures: list[str] = []
     with Client(cfg.connect, curve=cfg.curve, timeout_s=cfg.timeout_s) as client:
         rtt = np.array([client.heartbeat() for _ in range(cfg.rtt_samples)], dtype=np.int64)
-        rtt_compiled = None
+        rtt_compiled = rtt_paced = None
         if emulator == "native":
             from qecd.bench.native_emulator import compiled_round_trips
 
             rtt_compiled, rtt_compiled_method = compiled_round_trips(
                 echo, cfg.rtt_samples, timeout_s=cfg.timeout_s)
+            if cfg.cycle_us:  # the floor of a paced stream: the echo at its packet interval
+                gap_ns = int(round(cfg.cycle_us * cfg.rounds_per_packet * 1e3))
+                rtt_paced, rtt_paced_method = compiled_round_trips(
+                    echo, _paced_samples(cfg.rtt_samples, gap_ns), timeout_s=cfg.timeout_s,
+                    gap_ns=gap_ns)
         streams = [client.open_stream(cfg.spec, dem=sh.dem_text, decoder=cfg.decoder,
                                       window=cfg.window, commit=cfg.commit,
                                       time_coord=cfg.time_coord)
@@ -501,6 +520,10 @@ def _emulate(cfg: EmulateConfig, emulator: str, emulator_note: str | None, echo)
         report["bare_round_trip_compiled"] = {"method": rtt_compiled_method,
                                               **summarize_ns(rtt_compiled)}
         report["_samples"]["rtt_compiled_ns"] = rtt_compiled
+    if rtt_paced is not None:
+        report["bare_round_trip_compiled_paced"] = {"method": rtt_paced_method,
+                                                    **summarize_ns(rtt_paced)}
+        report["_samples"]["rtt_compiled_paced_ns"] = rtt_paced
     return report
 
 
@@ -548,6 +571,9 @@ def format_report(report: dict) -> str:
     if r.get("bare_round_trip_compiled"):
         lines.append(f"  bare RTT      {lat(r['bare_round_trip_compiled'])} (compiled DEALER <-> "
                      "compiled echo ROUTER)")
+    if r.get("bare_round_trip_compiled_paced"):
+        lines.append(f"  bare RTT      {lat(r['bare_round_trip_compiled_paced'])} (the same, paced "
+                     "at the stream's packet interval)")
     lines.append(f"  emulator      {r.get('emulator', 'python')}"
                  + (f" ({r['emulator_note']})" if r.get("emulator_note") else ""))
     lines += [f"  failure: {f}" for f in r["failures"]]

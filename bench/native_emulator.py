@@ -32,7 +32,9 @@ The bare round trip of the same run goes through the same compiled path: :func:`
 sends HEARTBEAT frames from a DEALER to the compiled echo ROUTER of
 :mod:`qecd.bench.zmq_echo` (which waits in ``zmq_poll`` and answers with ``zmq_send`` the way
 the server's fast path does) and waits for each echo as :func:`stream_packets` waits for
-corrections.
+corrections. A paced run also measures :func:`paced_echoes`: the same frames sent on the
+stream's packet schedule, each timed from its scheduled send as a reaction time is, which is
+the floor of a paced stream (idle CPUs wake up slower, and close packets queue).
 
 Example
 -------
@@ -69,7 +71,7 @@ from qecd.transport.wire.compiled import (  # noqa: E402
 
 __all__ = ["EMULATORS", "NATIVE", "PYTHON", "ST_DONE", "ST_TIMEOUT_CREDIT", "ST_TIMEOUT_TAIL",
            "ST_BUFFER_FULL", "ST_ZMQ_ERROR", "MAX_REPLY", "available", "unavailable_reason",
-           "default_emulator", "stream_packets", "ping_pong", "NativeWirePhase",
+           "default_emulator", "stream_packets", "ping_pong", "paced_echoes", "NativeWirePhase",
            "compiled_round_trips", "echo_for"]
 
 NATIVE = "native"  #: the compiled emulator of this module
@@ -334,6 +336,51 @@ def ping_pong(sock, frame, n, count, timeout_ns, rtt, items, rbuf):
     return count
 
 
+@numba.njit(**_jit.KERNEL)
+def paced_echoes(sock, frame, n, count, gap_ns, timeout_ns, rtt, items, rbuf):
+    """Send ``frame[:n]`` ``count`` times on DEALER ``sock`` on a schedule, one every
+    ``gap_ns``, whether or not the echoes of the ones before came back (as
+    :func:`stream_packets` sends a paced stream's packets), each stamped with its scheduled
+    time, taking the echoes meanwhile: ``rtt[i]`` is the i-th echo's receipt minus its stamp.
+    Both ends then idle between packets, or queue behind each other, as they do while a
+    stream is paced at that interval. Returns the number of echoes taken (fewer when one did
+    not come within ``timeout_ns`` or libzmq failed)."""
+    t0 = monotonic_ns() + gap_ns
+    sent = got = 0
+    last = monotonic_ns()
+    while got < count:
+        now = monotonic_ns()
+        ts = t0 + sent * gap_ns
+        if sent < count and now >= ts:
+            put_u64(frame, _TS_AT, ts)
+            if zmq_send(sock, frame.ctypes.data, n, DONTWAIT) >= 0:
+                sent += 1
+                continue
+            e = zmq_errno()
+            if e != _EAGAIN and e != _EINTR:
+                return got
+        r = zmq_recv(sock, rbuf.ctypes.data, rbuf.shape[0], DONTWAIT)
+        if r >= 0:
+            t = monotonic_ns()
+            rtt[got] = t - get_u64(rbuf, _TS_AT)
+            got += 1
+            last = t
+            continue
+        e = zmq_errno()
+        if e != _EAGAIN and e != _EINTR:
+            return got
+        if now - last > timeout_ns and now - ts > timeout_ns:
+            return got
+        if sent < count and ts - now > _SPIN_NS + 1_000_000:
+            items[0].revents = 0
+            zmq_poll(items.ctypes.data, 1, (ts - now - _SPIN_NS) // 1_000_000)
+        elif sent < count:
+            sched_yield()
+        else:
+            _wait_a_little(sock, items, last, now)
+    return got
+
+
 def poll_items(sock_handle: int) -> np.ndarray:
     """A one-item ``zmq_pollitem_t`` array waiting for input on ``sock_handle``."""
     items = np.zeros(1, POLLITEM)
@@ -351,6 +398,7 @@ def _warm() -> None:
     stream_packets(0, b, z, z, z, z, z, 0, 0, np.zeros(0, np.uint32), z, 1, 0, z, z, z, z,
                    items, b, z, z, z, res)
     ping_pong(0, b, 32, 0, 0, z, items, b)
+    paced_echoes(0, b, 32, 0, 1, 0, z, items, b)
 
 
 def _packets(wire) -> tuple[np.ndarray, ...]:
@@ -475,12 +523,17 @@ def echo_for(connect: str, cpu: int | None = None):
     return EchoRouter("tcp://127.0.0.1:0", cpu=cpu).start()
 
 
-def compiled_round_trips(echo, samples: int, *, timeout_s: float = 10.0
+def compiled_round_trips(echo, samples: int, *, timeout_s: float = 10.0, gap_ns: int = 0
                          ) -> tuple[np.ndarray, str]:
     """The bare DEALER/ROUTER round trip through the compiled path: ``samples`` HEARTBEAT
     frames from a DEALER (:func:`ping_pong`) to the compiled echo ROUTER ``echo`` (from
-    :func:`echo_for`, in another process), after 100 unrecorded ones. Returns the round trips
-    (ns) and a description of the method."""
+    :func:`echo_for`, in another process), after 100 unrecorded ones: back to back
+    (:func:`ping_pong`), or sent one every ``gap_ns`` whatever came back
+    (:func:`paced_echoes`; the first tenth is not kept), the paced stream's packet interval.
+    That is a paced stream's
+    floor: CPUs that idle between packets wake up slower (tens of µs on a VM), and packets
+    closer than the round trip queue in both I/O threads. Returns the round trips (ns) and a
+    description of the method."""
     import zmq
 
     from qecd.transport._client_core import dealer_socket
@@ -497,11 +550,20 @@ def compiled_round_trips(echo, samples: int, *, timeout_s: float = 10.0
         ping_pong(sock.underlying, frame, len(frame), len(warm), int(timeout_s * 1e9), warm,
                   items, rbuf)
         rtt = np.zeros(samples, np.int64)
-        done = ping_pong(sock.underlying, frame, len(frame), samples, int(timeout_s * 1e9),
-                         rtt, items, rbuf)
+        if gap_ns > 0:  # the first tenth settles the queues, as a stream's first rounds do
+            done = paced_echoes(sock.underlying, frame, len(frame), samples, int(gap_ns),
+                                int(timeout_s * 1e9), rtt, items, rbuf)
+            rtt = rtt[done // 10:]
+            done -= done // 10
+        else:
+            done = ping_pong(sock.underlying, frame, len(frame), samples,
+                             int(timeout_s * 1e9), rtt, items, rbuf)
     finally:
         sock.close(0)
     where = "unpinned" if echo.cpu is None else f"pinned to cpu {echo.cpu}"
+    pace = (f"sent one every {gap_ns / 1e3:g} us, each timed from its scheduled send"
+            if gap_ns > 0 else "back to back")
     return rtt[:done], (f"compiled DEALER (this emulator's kernel) <-> compiled echo ROUTER "
+                        f"({pace}) "
                         f"(another process, {where}, answering as the server's fast path "
                         f"does), {ep.split(':')[0]}, same run, before streaming")

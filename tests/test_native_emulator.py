@@ -68,6 +68,41 @@ def test_paced_multi_round_packets(running_server):
     # 540 rounds in packets of 4 every 400 us: the schedule alone spans 134 packet intervals
     assert thr["wall_s"] >= 134 * 4 * 100e-6
     assert thr["late_sends"] is not None and r["reaction_time"]["count"] == 60 * 4
+    paced = r["bare_round_trip_compiled_paced"]  # the floor at the same packet interval
+    assert paced["count"] >= 180 and "one every 400 us" in paced["method"]
+
+
+def test_paced_echoes_go_on_schedule_without_waiting_for_the_echoes():
+    """The paced floor sends as a paced stream does: a late echo does not hold back the next
+    send, and each echo is timed from its packet's scheduled send."""
+    ctx = zmq.Context()
+    router = ctx.socket(zmq.ROUTER)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    dealer = ctx.socket(zmq.DEALER)
+    dealer.connect(f"tcp://127.0.0.1:{port}")
+
+    def hold_then_echo():  # answer nothing until all ten arrived
+        got = [router.recv_multipart() for _ in range(10)]
+        for parts in got:
+            router.send_multipart(parts)
+
+    t = threading.Thread(target=hold_then_echo, daemon=True)
+    t.start()
+    frame = np.zeros(32, np.uint8)
+    rtt = np.zeros(10, np.int64)
+    items = native_emulator.poll_items(dealer.underlying)
+    rbuf = np.zeros(native_emulator.MAX_REPLY, np.uint8)
+    gap = 2_000_000
+    done = native_emulator.paced_echoes(dealer.underlying, frame, 32, 10, gap, 10**10, rtt,
+                                        items, rbuf)
+    t.join(10)
+    dealer.close(0)
+    router.close(0)
+    ctx.term()
+    assert done == 10
+    # the first echo left only after the tenth send, scheduled 9 gaps after the first
+    assert rtt[0] >= 9 * gap
+    assert np.all(np.diff(rtt) <= 0) and rtt[-1] >= 0  # later packets waited less
 
 
 class _DroppingProxy:
@@ -157,8 +192,12 @@ def test_bench_latency_zmq_names_the_emulator_and_both_round_trips(tmp_path):
     lat = r["latency_us"]
     assert lat["bare_round_trip"]["count"] == 100 and lat["bare_round_trip_python"]["count"] == 100
     assert "echo ROUTER" in r["bare_round_trip_method"]
+    # paced: "service adds" is taken against the echo paced like the stream (K x cycle)
+    assert r["service_adds_floor"] == "bare_round_trip_paced"
+    assert "one every 150 us" in r["bare_round_trip_paced_method"]
+    assert lat["bare_round_trip_paced"]["count"] >= 180
     assert r["service_adds_p50_us"] == pytest.approx(
-        lat["reaction"]["p50_us"] - lat["bare_round_trip"]["p50_us"])
+        lat["reaction"]["p50_us"] - lat["bare_round_trip_paced"]["p50_us"])
     assert lat["lag"]["count"] == lat["reaction"]["count"] > 0
     assert r["backlog"]["kept_up"] in (True, False)
 
