@@ -51,6 +51,7 @@ from qecd.transport._client_core import (
 )
 from qecd.transport.auth import CurveClientKeys
 from qecd.transport.pqc import PqPin, PqSession
+from qecd.transport.round_batch import RoundBatch, batch_for, check_rounds_per_packet
 from qecd.transport.wire import (
     DEFAULT_DECODER,
     HEADER_SIZE,
@@ -152,11 +153,12 @@ class AsyncClient:
                           commit: int | None = None, want_faults: bool = False,
                           time_coord: int = -1, timeout_s: float = HELLO_TIMEOUT_S,
                           circuit: str | None = None, input: str = "detectors",
-                          describe: bool = False,
-                          resume: PqSession | None = None) -> AsyncStream:
+                          describe: bool = False, resume: PqSession | None = None,
+                          rounds_per_packet: int = 1) -> AsyncStream:
         """Open a stream (HELLO, wait for ACCEPT); raises ServerError, ServerTimeout or
-        PqHandshakeError. The keyword arguments (``resume`` included) are those of
-        :meth:`qecd.transport.client.Client.open_stream`."""
+        PqHandshakeError. The keyword arguments (``resume`` and ``rounds_per_packet``
+        included) are those of :meth:`qecd.transport.client.Client.open_stream`."""
+        check_rounds_per_packet(rounds_per_packet)
         hello = hello_for(spec, dem, decoder, window, commit, want_faults, time_coord,
                           circuit=circuit, input=input, describe=describe)
         op = PqOpen(self.pq, self.curve, hello, resume=resume, seq=self._next_seq())
@@ -172,6 +174,12 @@ class AsyncClient:
         stream = AsyncStream(self, r.body)
         stream.pq = session
         self.streams[stream.stream_id] = stream
+        if rounds_per_packet != 1:
+            try:
+                await stream.set_rounds_per_packet(rounds_per_packet)
+            except ValueError:  # above the server's max_backlog: give the stream back
+                await stream.close(timeout_s)
+                raise
         if resume is not None:
             stream.next_round = r.body.next_round  # (STATS for a server without the key)
             if stream.next_round is None:
@@ -225,10 +233,54 @@ class AsyncStream:
         self.pq = None  #: the PqSession of a post-quantum handshake (token, session key)
         #: the token that lets another connection take this stream over (§6.9)
         self.resume_token: bytes | None = accept.resume_token
+        self._batch: RoundBatch | None = None
 
     @property
     def slice_sizes(self) -> tuple[int, ...]:
         return self.accept.slice_sizes
+
+    @property
+    def rounds_per_packet(self) -> int:
+        """K of :meth:`add_round` (see :attr:`qecd.transport.client.Stream.rounds_per_packet`;
+        set it with :meth:`set_rounds_per_packet`)."""
+        return 1 if self._batch is None else self._batch.rounds_per_packet
+
+    @property
+    def pending_rounds(self) -> int:
+        """Rounds :meth:`add_round` gathered that are not sent yet."""
+        return 0 if self._batch is None else self._batch.pending
+
+    async def set_rounds_per_packet(self, k: int) -> None:
+        """Gather ``k`` rounds per packet from now on (what was gathered is sent first)."""
+        batch = batch_for(self.accept, k)
+        await self.flush()
+        self._batch = batch
+
+    async def add_round(self, bits: np.ndarray, *, timestamp_ns: int | None = None) -> int:
+        """:meth:`qecd.transport.client.Stream.add_round`: gather one round, send the packet
+        once it holds :attr:`rounds_per_packet`; returns the round's index."""
+        if self._batch is None:
+            self._batch = batch_for(self.accept, 1)
+        ts = time.perf_counter_ns() if timestamp_ns is None else timestamp_ns
+        r = self.next_round + self._batch.pending
+        frame = self._batch.add(bits, first_round=self.next_round, timestamp_ns=ts)
+        if frame is not None:
+            await self._send_batch(frame)
+        return r
+
+    async def flush(self) -> int | None:
+        """Send the rounds :meth:`add_round` gathered; the first round sent, or None."""
+        frame = None if self._batch is None else self._batch.take(first_round=self.next_round)
+        if frame is None:
+            return None
+        return await self._send_batch(frame)
+
+    async def _send_batch(self, frame: memoryview) -> int:
+        first = self.next_round
+        count = int.from_bytes(frame[6:8], "little")
+        await self.client.send_frame(frame)
+        self.next_round = first + count
+        return first
 
     @property
     def rounds_per_shot(self) -> int:
@@ -236,7 +288,10 @@ class AsyncStream:
 
     async def send_round(self, bits: np.ndarray, *, count: int = 1,
                          timestamp_ns: int | None = None) -> int:
-        """Send ``count`` rounds from :attr:`next_round`; returns the first round sent."""
+        """Send ``count`` rounds from :attr:`next_round`; returns the first round sent
+        (rounds :meth:`add_round` gathered go first)."""
+        if self._batch is not None and self._batch.pending:
+            await self.flush()
         first = self.next_round
         buf = bytearray(HEADER_SIZE + self.layout.payload_len(first, count))
         ts = time.perf_counter_ns() if timestamp_ns is None else timestamp_ns
@@ -264,7 +319,9 @@ class AsyncStream:
         return r.body
 
     async def close(self, timeout_s: float | None = None) -> int:
-        """BYE; returns the stream's final next round."""
+        """BYE (rounds :meth:`add_round` gathered are sent first); returns the stream's final
+        next round."""
+        await self.flush()
         frame = encode_bye(stream_id=self.stream_id, seq=self.client._next_seq(),
                            timestamp_ns=time.perf_counter_ns())
         r = await self.client._request(frame, (MsgType.BYE,), timeout_s, "close")

@@ -65,6 +65,7 @@ from qecd.transport._client_core import (
 )
 from qecd.transport.auth import CurveClientKeys
 from qecd.transport.pqc import PqPin, PqSession
+from qecd.transport.round_batch import RoundBatch, batch_for, check_rounds_per_packet
 from qecd.transport.wire import (
     DEFAULT_DECODER,
     HEADER_SIZE,
@@ -239,7 +240,7 @@ class Client:
                     commit: int | None = None, want_faults: bool = False, time_coord: int = -1,
                     timeout_s: float = HELLO_TIMEOUT_S, circuit: str | None = None,
                     input: str = "detectors", describe: bool = False,
-                    resume: PqSession | None = None) -> Stream:
+                    resume: PqSession | None = None, rounds_per_packet: int = 1) -> Stream:
         """Open a stream (HELLO, wait for ACCEPT) for a spec string, a stim DEM text or a
         stim circuit text. ``input="measurements"`` sends each round's raw measurements
         (``send_round`` then takes ``accept.measurement_slice_sizes[t]`` bits); ``describe``
@@ -250,9 +251,14 @@ class Client:
         pass the same experiment and settings as the HELLO that opened it. The returned
         Stream continues at the server's next round.
 
+        ``rounds_per_packet`` (client side, not sent) is the returned stream's
+        :attr:`Stream.rounds_per_packet`: how many rounds :meth:`Stream.add_round` gathers
+        into one SYNDROME packet.
+
         Raises ServerError (e.g. BAD_HELLO, SERVER_BUSY, SHUTTING_DOWN), ServerTimeout, or
         PqHandshakeError.
         """
+        check_rounds_per_packet(rounds_per_packet)
         hello = hello_for(spec, dem, decoder, window, commit, want_faults, time_coord,
                           circuit=circuit, input=input, describe=describe)
         op = PqOpen(self.pq, self.curve, hello, resume=resume, seq=self._next_seq())
@@ -261,6 +267,12 @@ class Client:
         stream = Stream(self, r.body)
         stream.pq = session
         self.streams[stream.stream_id] = stream
+        if rounds_per_packet != 1:
+            try:
+                stream.rounds_per_packet = rounds_per_packet
+            except ValueError:  # above the server's max_backlog: give the stream back
+                stream.close(timeout_s)
+                raise
         if resume is not None:
             stream.next_round = r.body.next_round  # (STATS for a server without the key)
             if stream.next_round is None:
@@ -405,10 +417,63 @@ class Stream:
         #: issues none. Whoever holds it can take the stream: keep it like a password.
         self.resume_token: bytes | None = accept.resume_token
         self._buf = bytearray(HEADER_SIZE + max(self.layout.shot_bytes, 1))
+        self._batch: RoundBatch | None = None
 
     @property
     def slice_sizes(self) -> tuple[int, ...]:
         return self.accept.slice_sizes
+
+    @property
+    def rounds_per_packet(self) -> int:
+        """K: the rounds :meth:`add_round` gathers into one SYNDROME packet (1: a packet
+        per round). Setting it sends the rounds gathered so far first. The server refuses
+        packets above its ``max_backlog`` (ACCEPT), so K may not exceed it."""
+        return 1 if self._batch is None else self._batch.rounds_per_packet
+
+    @rounds_per_packet.setter
+    def rounds_per_packet(self, k: int) -> None:
+        batch = batch_for(self.accept, k)
+        self.flush()
+        self._batch = batch
+
+    @property
+    def pending_rounds(self) -> int:
+        """Rounds :meth:`add_round` gathered that are not sent yet."""
+        return 0 if self._batch is None else self._batch.pending
+
+    def add_round(self, bits: np.ndarray, *, timestamp_ns: int | None = None) -> int:
+        """Gather one round (its detection events, as for :meth:`send_round`) into the
+        packet being built, and send the packet once it holds :attr:`rounds_per_packet`
+        rounds, stamped with this last round's ``timestamp_ns`` (default: now): K rounds
+        every K cycles, how a control system amortises the socket at a 1 µs cycle. Returns
+        the round's index. Rounds gathered are sent by :meth:`flush`, by any
+        :meth:`send_round`/:meth:`send_payload` (before their own) and by :meth:`close`;
+        until then the server has not seen them, so a shot's correction waits for them.
+        (``open_stream(..., rounds_per_packet=6)``, then ``add_round`` per round and
+        ``flush`` at the end; see the test ``tests/test_client_batching.py``.)"""
+        if self._batch is None:
+            self._batch = batch_for(self.accept, 1)
+        ts = time.perf_counter_ns() if timestamp_ns is None else timestamp_ns
+        r = self.next_round + self._batch.pending
+        frame = self._batch.add(bits, first_round=self.next_round, timestamp_ns=ts)
+        if frame is not None:
+            self._send_batch(frame)
+        return r
+
+    def flush(self) -> int | None:
+        """Send the rounds :meth:`add_round` gathered (a shorter packet); returns the first
+        round sent, or None when none were pending."""
+        frame = None if self._batch is None else self._batch.take(first_round=self.next_round)
+        if frame is None:
+            return None
+        return self._send_batch(frame)
+
+    def _send_batch(self, frame: memoryview) -> int:
+        first = self.next_round
+        count = int.from_bytes(frame[6:8], "little")
+        self.client.send_frame(frame)
+        self.next_round = first + count
+        return first
 
     @property
     def rounds_per_shot(self) -> int:
@@ -422,7 +487,9 @@ class Stream:
                    timestamp_ns: int | None = None) -> int:
         """Send ``count`` rounds from :attr:`next_round`: ``bits`` holds their detection
         events concatenated (uint8/bool 0/1, each round's detectors in wire order). Returns
-        the first round sent."""
+        the first round sent (rounds :meth:`add_round` gathered go first)."""
+        if self._batch is not None and self._batch.pending:
+            self.flush()
         first = self.next_round
         need = HEADER_SIZE + self.layout.payload_len(first, count)
         if need > len(self._buf):
@@ -438,6 +505,8 @@ class Stream:
                      timestamp_ns: int | None = None) -> int:
         """Like :meth:`send_round` with the rounds already bit-packed (stim's little bit
         order, each round padded to a byte; see docs/protocol.md §6.3)."""
+        if self._batch is not None and self._batch.pending:
+            self.flush()
         first = self.next_round
         n = len(payload)
         if HEADER_SIZE + n > len(self._buf):
@@ -473,9 +542,12 @@ class Stream:
 
     def close(self, timeout_s: float | None = None) -> int:
         """Send BYE, wait for the server's BYE; returns the stream's final next round.
-        Corrections still in flight before the BYE stay readable with :meth:`recv`."""
+        Corrections still in flight before the BYE stay readable with :meth:`recv`.
+        Rounds :meth:`add_round` gathered are sent first."""
+        self.flush()
         frame = encode_bye(stream_id=self.stream_id, seq=self.client._next_seq(),
                            timestamp_ns=time.perf_counter_ns())
         r = self.client._request(frame, (MsgType.BYE,), timeout_s, "close")
         self.client.streams.pop(self.stream_id, None)
         return r.seq
+

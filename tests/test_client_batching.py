@@ -1,0 +1,150 @@
+"""Client-side multi-round packets: ``Stream.add_round`` gathers K rounds per SYNDROME packet.
+
+Against a real server on loopback: the corrections are those of the same rounds sent one per
+packet (and of the offline decode), the server reads one packet per K rounds, nothing
+gathered is lost (``flush``, ``send_round``, ``close`` send it first), and a K the server
+would refuse is refused before any round is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from qecd.codes import build_experiment
+from qecd.transport.aio_client import AsyncClient
+from qecd.transport.client import Client
+
+pytestmark = pytest.mark.timeout(180)
+
+SPEC = "surface:d=3,r=5,p=0.02"  # 6 rounds per shot
+
+
+def _rounds(exp, dets):
+    """Every round of every shot, in order: (shot, round-in-shot, bits)."""
+    for j, d in enumerate(dets):
+        for t, ids in enumerate(exp.layout.detectors):
+            yield j, t, d[ids]
+
+
+def _corrections(stream, n_shots):
+    """(first_round, last_round, observables) of every CORRECTION until ``n_shots`` shots
+    ended."""
+    out, ended = [], 0
+    while ended < n_shots:
+        c = stream.recv_correction(timeout_s=30)
+        out.append((c.first_round, c.last_round, c.observables.tolist()))
+        ended += bool(c.shot_end)
+    return out
+
+
+@pytest.mark.parametrize("k", [4, 7])
+def test_gathered_rounds_decode_as_rounds_sent_one_by_one(running_server, offline_commits, k):
+    exp = build_experiment(SPEC)
+    dets, _ = exp.sample(31, seed=5)  # 186 rounds: 2 and 4 left over for K = 4 and 7
+    want = offline_commits(exp, dets, 4, 2, backend="uf")
+    with running_server() as server, Client(server.endpoints[0], timeout_s=30) as client:
+        one = client.open_stream(SPEC, decoder="uf", window=4, commit=2)
+        many = client.open_stream(SPEC, decoder="uf", window=4, commit=2, rounds_per_packet=k)
+        assert (one.rounds_per_packet, many.rounds_per_packet) == (1, k)
+        before = client.stats()["packets_received"]
+        for i, (_, _, bits) in enumerate(_rounds(exp, dets)):
+            assert many.add_round(bits, timestamp_ns=1000 + i) == i
+            assert many.pending_rounds == (i + 1) % k
+        total = 31 * exp.layout.num_rounds
+        assert many.next_round == total - total % k  # the rest is still gathered
+        assert many.flush() == total - total % k and many.pending_rounds == 0
+        assert many.flush() is None
+        got_many = _corrections(many, 31)
+        after = client.stats()["packets_received"]
+        for _, _, bits in _rounds(exp, dets):
+            one.send_round(bits)
+        got_one = _corrections(one, 31)
+    assert got_many == got_one
+    assert [(a, b, o) for a, b, o in got_many] == [(a, b, o) for a, b, o in want]
+    # one packet per K rounds (and the STATS request itself)
+    assert after - before == -(-total // k) + 1
+
+
+def test_nothing_gathered_is_lost_or_reordered(running_server):
+    exp = build_experiment(SPEC)
+    dets, _ = exp.sample(3, seed=6)
+    rounds = [bits for _, _, bits in _rounds(exp, dets)]
+    with running_server() as server, Client(server.endpoints[0], timeout_s=30) as client:
+        s = client.open_stream(SPEC, decoder="uf", rounds_per_packet=5)
+        for bits in rounds[:3]:
+            s.add_round(bits)
+        assert s.stats()["next_round"] == 0  # the server has seen none of them yet
+        assert s.send_round(rounds[3]) == 3  # the three gathered go first, in order
+        for bits in rounds[4:10]:
+            s.add_round(bits)  # 5 sent as a packet, 1 gathered
+        s.rounds_per_packet = 2  # sends the one gathered
+        assert s.pending_rounds == 0 and s.next_round == 10
+        for bits in rounds[10:17]:
+            s.add_round(bits)  # 3 packets of 2, 1 gathered
+        assert s.close() == 17  # BYE after the gathered round: the server saw all 17
+        assert s.pending_rounds == 0
+
+
+def test_a_packet_size_the_server_would_refuse_is_refused_first(running_server):
+    with running_server() as server, Client(server.endpoints[0], timeout_s=30) as client:
+        for bad in (0, -1, 65_536, 2.0, True):
+            with pytest.raises(ValueError, match="rounds_per_packet"):
+                client.open_stream(SPEC, decoder="uf", rounds_per_packet=bad)
+        opened = client.stats()["streams_opened"]
+        assert opened == 0  # refused before any HELLO
+        s = client.open_stream(SPEC, decoder="uf")
+        limit = s.accept.max_backlog
+        with pytest.raises(ValueError, match=f"at most {limit} rounds per packet"):
+            s.rounds_per_packet = limit + 1
+        assert s.rounds_per_packet == 1
+        with pytest.raises(ValueError, match="max_backlog"):
+            client.open_stream(SPEC, decoder="uf", rounds_per_packet=limit + 1)
+        stats = client.stats()
+    # the stream opened for the refused K was closed again, not left behind
+    assert stats["streams_opened"] == 2 and stats["streams_open"] == 1
+
+
+def test_a_round_of_the_wrong_size_leaves_the_packet_as_it_was(running_server):
+    exp = build_experiment(SPEC)
+    dets, _ = exp.sample(1, seed=7)
+    rounds = [bits for _, _, bits in _rounds(exp, dets)]
+    with running_server() as server, Client(server.endpoints[0], timeout_s=30) as client:
+        s = client.open_stream(SPEC, decoder="uf", rounds_per_packet=6)
+        s.add_round(rounds[0])
+        with pytest.raises(ValueError, match="expected shape"):
+            s.add_round(np.zeros(len(rounds[1]) + 1, np.uint8))
+        assert s.pending_rounds == 1
+        for bits in rounds[1:]:
+            s.add_round(bits)
+        c = s.recv_correction(timeout_s=30)
+    assert (c.first_round, c.last_round, bool(c.shot_end)) == (0, 5, True)
+
+
+def test_the_asyncio_client_gathers_rounds_the_same_way(running_server, offline_commits):
+    exp = build_experiment(SPEC)
+    dets, _ = exp.sample(10, seed=8)
+    want = offline_commits(exp, dets, backend="uf")
+
+    async def run(endpoint):
+        async with AsyncClient(endpoint, timeout_s=30) as client:
+            s = await client.open_stream(SPEC, decoder="uf", rounds_per_packet=4)
+            assert s.rounds_per_packet == 4
+            for _, _, bits in _rounds(exp, dets):
+                await s.add_round(bits)
+            assert s.pending_rounds == (10 * exp.layout.num_rounds) % 4
+            await s.flush()
+            got, ended = [], 0
+            while ended < 10:
+                c = await s.recv_correction(timeout_s=30)
+                got.append((c.first_round, c.last_round, c.observables.tolist()))
+                ended += bool(c.shot_end)
+            await s.set_rounds_per_packet(3)
+            return got, await s.close()
+
+    with running_server() as server:
+        got, final = asyncio.run(run(server.endpoints[0]))
+    assert got == [(a, b, o) for a, b, o in want]
+    assert final == 10 * exp.layout.num_rounds
