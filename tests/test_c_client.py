@@ -96,6 +96,38 @@ def test_the_c_example_drops_its_connection_mid_shot_and_resumes_with_the_token(
                       "duplicated": 0, "mismatched": 0, "unexpected": 0}
 
 
+@pytest.mark.parametrize("k", [7, 64])
+def test_the_c_example_sends_k_rounds_per_packet_and_resumes_between_packets(
+        build_dir, serve, shots, tmp_path, k):
+    """--rounds-per-packet K: K consecutive rounds per SYNDROME (packets span shots; the
+    last is shorter), every CORRECTION as the offline decode's, with a resume mid-shot
+    (the packet before it is cut short at the resume round)."""
+    exp, dets, path = shots
+    w, c = 10, 5
+    expected = check.offline_commits(exp, dets, "pymatching", w, c)
+    cut = 2 * exp.layout.num_rounds + exp.layout.num_rounds // 2 + 3
+    out = tmp_path / "corrections.txt"
+    summary = check.run_c(build_dir, serve.endpoint, SPEC, path, out, transport="zmq",
+                          decoder="pymatching", window=w, commit=c, resume_after=cut,
+                          rounds_per_packet=k)
+    assert summary["returncode"] == 0, summary["stderr"]
+    total = SHOTS * exp.layout.num_rounds
+    assert summary["rounds_per_packet"] == str(k) and int(summary["errors"]) == 0
+    assert summary["resumed_at"] == str(cut) and summary["bye_round"] == str(total)
+    # ceil(cut / K) packets before the resume, ceil((total - cut) / K) after it
+    assert int(summary["packets"]) == -(-cut // k) + -(-(total - cut) // k)
+    result = check.compare(expected, check.read_corrections(out))
+    assert result == {"expected": len(expected), "received": len(expected), "lost": 0,
+                      "duplicated": 0, "mismatched": 0, "unexpected": 0}
+
+
+def test_the_c_example_refuses_k_rounds_per_packet_over_a_ring(build_dir, tmp_path):
+    p = subprocess.run([str(build_dir / "qecd_stream"), "--connect", "tcp://127.0.0.1:1",
+                        "--spec", SPEC, "--in", str(tmp_path / "none"), "--transport", "shm",
+                        "--rounds-per-packet", "4"], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 2 and "over zmq only" in p.stderr
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("window", ["whole", "10:5"])
 @pytest.mark.parametrize("transport", ["zmq", "shm"])

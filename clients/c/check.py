@@ -156,7 +156,8 @@ def compare(expected: dict, got: list) -> dict[str, int]:
 def run_c(build_dir: Path, endpoint: str, spec: str | None, shots_file: Path, out: Path, *,
           transport: str, decoder: str, window: int | None, commit: int | None,
           ping: int = 0, timeout_s: float = 600.0, dem_path: Path | None = None,
-          input: str = "detectors", resume_after: int = 0) -> dict:
+          input: str = "detectors", resume_after: int = 0,
+          rounds_per_packet: int = 1) -> dict:
     """Run ``qecd_stream`` once (for ``spec``, or the DEM file ``dem_path``); its key=value
     summary as a dict (plus ``returncode`` and the end of ``stderr``)."""
     source = ["--spec", spec] if dem_path is None else ["--dem", str(dem_path)]
@@ -168,6 +169,8 @@ def run_c(build_dir: Path, endpoint: str, spec: str | None, shots_file: Path, ou
         cmd += ["--window", str(window), "--commit", str(commit)]
     if resume_after:
         cmd += ["--resume-after", str(resume_after)]
+    if rounds_per_packet != 1:
+        cmd += ["--rounds-per-packet", str(rounds_per_packet)]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
     summary = dict(kv.split("=", 1) for kv in p.stdout.split())
     summary["returncode"] = p.returncode

@@ -689,6 +689,55 @@ int qecd_check_syndrome(const qecd_accept *a, const qecd_header *h, const uint8_
     return 0;
 }
 
+size_t qecd_batch_capacity(const uint32_t *sizes, uint32_t rounds_per_shot, uint32_t k) {
+    size_t most = 0;
+    for (uint32_t t = 0; t < rounds_per_shot; t++)
+        if ((sizes[t] + 7u) / 8u > most) most = (sizes[t] + 7u) / 8u;
+    return QECD_HEADER_SIZE + most * (size_t)k;
+}
+
+int qecd_batch_init(qecd_batch *b, const uint32_t *sizes, uint32_t rounds_per_shot,
+                    uint32_t stream_id, uint32_t k, uint64_t next_round, uint8_t *buf,
+                    size_t cap) {
+    if (!b || !sizes || !buf || rounds_per_shot == 0 || stream_id == 0 || k < 1 ||
+        k > QECD_MAX_COUNT || cap < qecd_batch_capacity(sizes, rounds_per_shot, k))
+        return QECD_E_ARG;
+    b->sizes = sizes;
+    b->rounds_per_shot = rounds_per_shot;
+    b->stream_id = stream_id;
+    b->k = k;
+    b->buf = buf;
+    b->cap = cap;
+    qecd_batch_reset(b, next_round);
+    return 0;
+}
+
+void qecd_batch_reset(qecd_batch *b, uint64_t next_round) {
+    b->first_round = next_round;
+    b->pending = 0;
+    b->payload_len = 0;
+    b->timestamp_ns = 0;
+}
+
+long qecd_batch_add(qecd_batch *b, const uint8_t *bits, size_t n, uint64_t timestamp_ns) {
+    uint32_t size = b->sizes[(b->first_round + b->pending) % b->rounds_per_shot];
+    if (n != size || QECD_HEADER_SIZE + b->payload_len + (size + 7u) / 8u > b->cap)
+        return QECD_E_ARG;
+    qecd_pack_bits(b->buf + QECD_HEADER_SIZE + b->payload_len, bits, n);
+    b->payload_len += (size + 7u) / 8u;
+    b->pending++;
+    b->timestamp_ns = timestamp_ns;
+    return b->pending >= b->k ? (long)qecd_batch_take(b) : 0;
+}
+
+size_t qecd_batch_take(qecd_batch *b) {
+    if (b->pending == 0) return 0;
+    size_t n = put_header(b->buf, b->cap, QECD_SYNDROME, 0, (uint16_t)b->pending, b->stream_id,
+                          b->payload_len, b->first_round, b->timestamp_ns);
+    qecd_batch_reset(b, b->first_round + b->pending);
+    return n;
+}
+
 /* -- CORRECTION -------------------------------------------------------------------------------- */
 int qecd_decode_correction(const qecd_header *h, const uint8_t *body, size_t n,
                            qecd_correction *c) {

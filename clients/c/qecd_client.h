@@ -216,6 +216,47 @@ size_t qecd_encode_syndrome(uint8_t *buf, size_t cap, uint32_t stream_id, uint64
 /* check a SYNDROME payload against the layout: 0 or QECD_BAD_PAYLOAD (length, padding) */
 int qecd_check_syndrome(const qecd_accept *a, const qecd_header *h, const uint8_t *payload);
 
+/* K rounds per SYNDROME, gathered one round at a time (how a controller amortises a 60-100 us
+ * socket round trip at a 1 us cycle: K rounds every K cycles). Each qecd_batch_add packs one
+ * round's 0/1 values straight into the packet in buf; the K-th returns the finished packet,
+ * stamped with that round's timestamp_ns. The caller owns buf (qecd_batch_capacity bytes):
+ *
+ *   uint8_t *buf = malloc(qecd_batch_capacity(acc.slice_sizes, acc.rounds_per_shot, K));
+ *   qecd_batch b;
+ *   qecd_batch_init(&b, acc.slice_sizes, acc.rounds_per_shot, acc.stream_id, K, 0, buf, cap);
+ *   for each round: long n = qecd_batch_add(&b, bits, nbits, now_ns());
+ *                   if (n > 0) qecd_session_send(s, buf, (size_t)n);
+ *   at the end:     size_t n = qecd_batch_take(&b); if (n) qecd_session_send(s, buf, n);
+ *
+ * sizes: values per round (acc.slice_sizes; acc.measurement_slice_sizes with raw
+ * measurements). After an ERROR's next_round, qecd_batch_reset(&b, next_round). */
+typedef struct {
+    const uint32_t *sizes;
+    uint32_t rounds_per_shot, stream_id, k;
+    uint32_t pending;          /* rounds gathered, not yet taken */
+    uint64_t first_round;      /* the gathered packet's first round */
+    uint64_t timestamp_ns;     /* the last gathered round's */
+    size_t payload_len;
+    uint8_t *buf;
+    size_t cap;
+} qecd_batch;
+
+/* bytes of buf that K rounds need at most: the header + K times the largest round */
+size_t qecd_batch_capacity(const uint32_t *sizes, uint32_t rounds_per_shot, uint32_t k);
+/* 0, or QECD_E_ARG (k outside 1..QECD_MAX_COUNT, stream_id 0, no rounds, buf too small) */
+int qecd_batch_init(qecd_batch *b, const uint32_t *sizes, uint32_t rounds_per_shot,
+                    uint32_t stream_id, uint32_t k, uint64_t next_round, uint8_t *buf,
+                    size_t cap);
+/* gather round first_round + pending (n 0/1 values, non-zero = fired): the packet's length
+ * in buf when this was the K-th (the next packet starts after it), 0 when gathered, or
+ * QECD_E_ARG (n is not the round's size; nothing gathered) */
+long qecd_batch_add(qecd_batch *b, const uint8_t *bits, size_t n, uint64_t timestamp_ns);
+/* the packet of the rounds gathered so far in buf (its length; 0 when none); the next
+ * packet starts after them */
+size_t qecd_batch_take(qecd_batch *b);
+/* drop what was gathered; the next packet starts at next_round */
+void qecd_batch_reset(qecd_batch *b, uint64_t next_round);
+
 /* -- CORRECTION (§6.4) --------------------------------------------------------------------- */
 typedef struct {
     uint64_t first_round, last_round, service_ns;

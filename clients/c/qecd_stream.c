@@ -5,7 +5,7 @@
  *               --in shots.b8 --format b8 [--decoder pymatching] [--window 10 --commit 5]
  *               [--transport zmq|shm] [--shots N] [--out corrections.txt] [--ping N]
  *               [--inflight ROUNDS] [--input measurements] [--dem FILE | --circuit FILE]
- *               [--resume-after ROUNDS]
+ *               [--resume-after ROUNDS] [--rounds-per-packet K]
  *
  * Input: one shot after another, each shot's detectors in DEM order (what stim's samplers
  * write: `stim sample_dem --out_format b8`, or a circuit's detector sampler). The HELLO asks
@@ -17,7 +17,8 @@
  * (`stim sample --out_format b8`) and round t sends the next measurement_slice_sizes[t]
  * of them (docs/protocol.md §6.3.1); the server computes the detection events.
  *
- * Every round goes out as its own SYNDROME (count 1) over the chosen transport, replies are
+ * Every round goes out as its own SYNDROME (count 1) over the chosen transport, or with
+ * --rounds-per-packet K (ZeroMQ) K consecutive rounds per SYNDROME (count K), replies are
  * drained between sends; a SERVER_BUSY / ROUND_GAP / ROUND_DUPLICATE ERROR rewinds to the
  * ERROR's next_round. Output (--out): one line per CORRECTION,
  *     first_round last_round shot_end observables(0/1 string) service_ns reaction_ns
@@ -42,7 +43,7 @@ typedef struct {
     const char *connect, *spec, *dem_path, *circuit_path, *decoder, *in, *format, *out,
         *transport, *input;
     int window, commit, want_faults;
-    long shots, ping, inflight, resume_after;
+    long shots, ping, inflight, resume_after, rounds_per_packet;
 } options;
 
 static void usage(void) {
@@ -50,7 +51,8 @@ static void usage(void) {
             "usage: qecd_stream --connect EP (--spec SPEC | --dem FILE | --circuit FILE) "
             "--in FILE [--format b8|01] [--input detectors|measurements] [--decoder NAME] "
             "[--window W --commit C] [--transport zmq|shm] [--shots N] [--out FILE] "
-            "[--ping N] [--inflight ROUNDS] [--want-faults] [--resume-after ROUNDS]\n");
+            "[--ping N] [--inflight ROUNDS] [--want-faults] [--resume-after ROUNDS] "
+            "[--rounds-per-packet K]\n");
     exit(2);
 }
 
@@ -155,6 +157,7 @@ int main(int argc, char **argv) {
     o.format = "b8";
     o.transport = "zmq";
     o.inflight = 512;
+    o.rounds_per_packet = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -176,10 +179,17 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--ping")) o.ping = atol(v);
         else if (!strcmp(a, "--inflight")) o.inflight = atol(v);
         else if (!strcmp(a, "--resume-after")) o.resume_after = atol(v);
+        else if (!strcmp(a, "--rounds-per-packet")) o.rounds_per_packet = atol(v);
         else usage();
         i++;
     }
     if (!o.connect || (!!o.spec + !!o.dem_path + !!o.circuit_path) != 1 || !o.in) usage();
+    if (o.rounds_per_packet < 1 || o.rounds_per_packet > (long)QECD_MAX_COUNT ||
+        (o.rounds_per_packet > 1 && strcmp(o.transport, "zmq"))) {
+        fprintf(stderr, "--rounds-per-packet: 1 .. %u, and over zmq only (a ring slot holds "
+                "one round)\n", QECD_MAX_COUNT);
+        return 2;
+    }
     int measurements = o.input && !strcmp(o.input, "measurements");
     link_t l;
     memset(&l, 0, sizeof l);
@@ -254,7 +264,7 @@ int main(int argc, char **argv) {
     free(round_bits);
     uint8_t *pkt = malloc(BUF_CAP), *rx = malloc(BUF_CAP);
     uint64_t total_rounds = (uint64_t)shots * R, next = 0, committed = 0;
-    long corrections = 0, shot_ends = 0, errors = 0, rewinds = 0, bad = 0;
+    long corrections = 0, shot_ends = 0, errors = 0, rewinds = 0, bad = 0, packets = 0;
     uint64_t t_start = qecd_monotonic_ns(), t_last = t_start;
     int status = 0;
     long resumed_at = -1;
@@ -281,16 +291,25 @@ int main(int argc, char **argv) {
             memcpy(acc.resume_token, again.resume_token, sizeof token);  /* the fresh one */
             qecd_accept_free(&again);
         }
-        int can_send = next < total_rounds && (long)(next - committed) < o.inflight &&
+        /* K rounds per packet (fewer at the end, and none past --resume-after's round) */
+        uint64_t count = total_rounds - next < (uint64_t)o.rounds_per_packet
+                             ? total_rounds - next : (uint64_t)o.rounds_per_packet;
+        if (o.resume_after > 0 && resumed_at < 0 && !l.shm && next < (uint64_t)o.resume_after &&
+            (uint64_t)o.resume_after - next < count)
+            count = (uint64_t)o.resume_after - next;
+        int can_send = next < total_rounds &&
+                       ((long)(next - committed + count) <= o.inflight || next == committed) &&
                        !(o.resume_after > 0 && resumed_at < 0 && !l.shm &&
                          next == (uint64_t)o.resume_after);
         if (can_send) {
-            uint64_t shot = next / R, t = next % R;
-            size_t n = qecd_encode_syndrome(pkt, BUF_CAP, acc.stream_id, next, 1,
-                                            qecd_monotonic_ns(), packed + shot * shot_bytes +
-                                            prefix[t], prefix[t + 1] - prefix[t]);
-            if (link_send(&l, pkt, n)) { fprintf(stderr, "send failed\n"); status = 1; break; }
-            next++;
+            /* the rounds' packed bytes are contiguous in `packed`, shot after shot */
+            uint64_t from = (next / R) * shot_bytes + prefix[next % R];
+            uint64_t to = ((next + count) / R) * shot_bytes + prefix[(next + count) % R];
+            size_t n = qecd_encode_syndrome(pkt, BUF_CAP, acc.stream_id, next, (uint32_t)count,
+                                            qecd_monotonic_ns(), packed + from, to - from);
+            if (!n || link_send(&l, pkt, n)) { fprintf(stderr, "send failed\n"); status = 1; break; }
+            next += count;
+            packets++;
         }
         /* drain replies: poll without waiting while there is more to send */
         for (;;) {
@@ -377,10 +396,12 @@ int main(int argc, char **argv) {
         }
     }
     printf("input=%s described=%d transport=%s stream=%u shots=%ld rounds=%llu corrections=%ld shot_ends=%ld "
-           "errors=%ld rewinds=%ld bad_packets=%ld seconds=%.3f rounds_per_s=%.0f bye_round=%ld resumed_at=%ld",
+           "errors=%ld rewinds=%ld bad_packets=%ld seconds=%.3f rounds_per_s=%.0f bye_round=%ld resumed_at=%ld "
+           "rounds_per_packet=%ld packets=%ld",
            measurements ? "measurements" : "detectors", acc.slice_detectors != NULL, l.shm ? "shm" : "zmq", acc.stream_id, shots, (unsigned long long)total_rounds,
            corrections, shot_ends, errors, rewinds, bad, secs,
-           secs > 0 ? (double)total_rounds / secs : 0.0, bye_round, resumed_at);
+           secs > 0 ? (double)total_rounds / secs : 0.0, bye_round, resumed_at,
+           o.rounds_per_packet, packets);
     if (pings) {
         qsort(rtt, (size_t)pings, sizeof *rtt, cmp_u64);
         printf(" pings=%ld rtt_p50_us=%.2f rtt_p99_us=%.2f rtt_min_us=%.2f", pings,

@@ -222,7 +222,32 @@ static int check(const char *type, const uint8_t *pkt, size_t n, fields *fs) {
         }
         m = qecd_encode_syndrome(buf, sizeof buf, h.stream_id, h.round, h.count, h.timestamp_ns,
                                  payload, at);
-        return same_bytes(pkt, n, buf, m);
+        if (same_bytes(pkt, n, buf, m)) return 1;
+        /* and gathered round by round (qecd_batch, K = count): the same bytes */
+        qecd_batch b;
+        uint8_t gathered[2048];
+        if (qecd_batch_init(&b, s32, (uint32_t)ns, h.stream_id, h.count, h.round, gathered,
+                            sizeof gathered))
+            FAIL("qecd_batch_init refused the layout");
+        long got = 0;
+        p = get(fs, "fired");
+        for (uint32_t i = 0; i < h.count; i++) {
+            uint32_t nd = s32[(h.round + i) % (uint64_t)ns];
+            uint8_t bits[1024] = {0};
+            p = strchr(p + 1, '[');
+            uint64_t ids[64];
+            int nf = ints(p, ids, 64);
+            for (int k = 0; k < nf; k++) bits[ids[k]] = 1;
+            got = qecd_batch_add(&b, bits, nd, h.timestamp_ns);
+            if (got != (i + 1 == h.count ? (long)n : 0))
+                FAIL("qecd_batch_add gave %ld after round %u", got, i);
+        }
+        uint8_t extra[1025] = {0};
+        if (qecd_batch_add(&b, extra, s32[(h.round + h.count) % (uint64_t)ns] + 1, 0) != QECD_E_ARG)
+            FAIL("qecd_batch_add took a round of the wrong size");
+        if (b.pending != 0 || b.first_round != h.round + h.count || qecd_batch_take(&b) != 0)
+            FAIL("qecd_batch did not start afresh after the K-th round");
+        return same_bytes(pkt, n, gathered, (size_t)got);
     }
     if (!strcmp(type, "CORRECTION")) {
         qecd_correction c;
