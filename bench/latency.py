@@ -119,6 +119,29 @@ def _kept_up(lag_ns: np.ndarray, cycle_us: float) -> bool | None:
     return bool(np.median(tail) < 10 * cycle_us * 1e3)
 
 
+def _lag_trend(lag_ns: np.ndarray, cycle_us: float) -> tuple[str | None, list[float]]:
+    """How a paced run's lag behind schedule evolved: the median lag of each tenth of the run
+    (µs) and ``"drained"`` (the last tenth's under 10 cycles, as :func:`_kept_up`),
+    ``"growing"`` (the last tenth's over 10 cycles above every earlier tenth's but the
+    last two: the offered rate is above what is served) or ``"standing"`` (over 10
+    cycles, but no higher than earlier in the run: a bounded queue, e.g. a transport that
+    batches at this rate). None when unpaced.
+
+    >>> t = np.arange(1000)
+    >>> _lag_trend(t * 1000, 1.0)[0], _lag_trend(np.full(1000, 50_000), 1.0)[0]
+    ('growing', 'standing')
+    >>> _lag_trend(np.full(1000, 5_000), 1.0)[0]
+    'drained'
+    """
+    if not cycle_us or len(lag_ns) < 10:
+        return None, []
+    tenths = [float(np.median(c)) / 1e3 for c in np.array_split(np.asarray(lag_ns), 10)]
+    bound = 10 * cycle_us
+    if tenths[-1] < bound:
+        return "drained", tenths
+    return ("growing" if tenths[-1] > max(tenths[:7]) + bound else "standing"), tenths
+
+
 def _recv(conn, timeout: float, who: str):
     if not conn.poll(timeout):
         raise TimeoutError(f"{who} did not answer within {timeout} s")
@@ -282,6 +305,8 @@ def run_latency(spec: str = "surface:d=5,p=0.001", *, decoder: str = DEFAULT_STR
         "reaction_breakdown_note": mapping_note,
         "backlog": {
             "kept_up": _kept_up(lag, cycle_us),
+            "trend": _lag_trend(lag, cycle_us)[0],
+            "lag_by_tenth_us": _lag_trend(lag, cycle_us)[1],
             # a backlog longer than the ring makes the emulator wait for space: its send
             # delays then include the server's backlog (and the server side excludes it)
             "ring_may_have_filled": (None if not cycle_us or not len(lag)
@@ -545,6 +570,8 @@ def _run_zmq(spec, *, decoder, shots, seed, cycle_us, window, commit, ping, pin,
         "offered_rounds_per_s": 1e6 / cycle_us if cycle_us else None,
         "backlog": {
             "kept_up": _kept_up(lag, cycle_us * rounds_per_packet),
+            "trend": _lag_trend(lag, cycle_us * rounds_per_packet)[0],
+            "lag_by_tenth_us": _lag_trend(lag, cycle_us * rounds_per_packet)[1],
             "rule": "paced: the median lag (reaction time minus the bare round trip's p50) "
                     "over the last tenth of the corrections is under 10 packet intervals "
                     "(K x cycle)",

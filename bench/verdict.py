@@ -124,12 +124,16 @@ def reaction_check(p99_us: float | None, budget_us: float | None,
 
 
 def backlog_check(kept_up: bool | None, offered_per_s: float | None,
-                  served_per_s: float | None, *, how: str = "") -> Check:
+                  served_per_s: float | None, *, how: str = "",
+                  trend: str | None = None) -> Check:
     """Did the service keep up with the offered rate? ``kept_up`` None: not judged (an
-    unpaced run offers no rate).
+    unpaced run offers no rate). ``trend`` ``"standing"`` names a run whose lag stayed over
+    the bound without growing (a bounded queue, still not met) rather than one that grew.
 
     >>> backlog_check(False, 1e6, 7.04e5).detail
     'GREW: offered 1,000,000 rounds/s, served 704,000 rounds/s'
+    >>> backlog_check(False, 1e6, 9.998e5, trend="standing").detail
+    'STANDING QUEUE: offered 1,000,000 rounds/s, served 999,800 rounds/s'
     """
     if kept_up is None or not offered_per_s:
         return Check("backlog", NOT_JUDGED, "unpaced run: no offered rate to keep up with")
@@ -137,8 +141,8 @@ def backlog_check(kept_up: bool | None, offered_per_s: float | None,
         f", served {served_per_s:,.0f} rounds/s" if served_per_s else "")
     if how:
         rates += f" ({how})"
-    return Check("backlog", MET if kept_up else NOT_MET,
-                 ("kept up: " if kept_up else "GREW: ") + rates)
+    word = "kept up: " if kept_up else ("STANDING QUEUE: " if trend == "standing" else "GREW: ")
+    return Check("backlog", MET if kept_up else NOT_MET, word + rates)
 
 
 def correctness_check(lost: int, duplicated: int, mismatches: int, expected: int, *,
@@ -309,8 +313,16 @@ def latency_verdict(r: dict, load: Load | None = None) -> Verdict:
     ref = None if stalls is None else stalls.get("wait_p99_us_all_cpus")
     backlog = r.get("backlog") or {}
     kept_up = backlog.get("kept_up")
+    trend = backlog.get("trend")
+    tenths = backlog.get("lag_by_tenth_us") or []
     how = "the lag behind schedule was drained by the end" if kept_up else (
         "the lag behind schedule grew to the end" if kept_up is False else "")
+    if kept_up is False and trend == "standing" and tenths:
+        how = (f"the lag behind schedule did not grow, but stayed over 10 packet intervals: "
+               f"{min(tenths):,.0f}-{max(tenths):,.0f} us by tenth of the run")
+        floor = (lat.get("bare_round_trip_paced") or {}).get("p50_us")
+        if floor is not None:
+            how += f"; the bare echo paced alike took {floor:,.0f} us at p50"
     if kept_up is None and r.get("cycle_us") and "late_sends" in backlog:
         sent = max(int(r.get("rounds") or 0), 1)
         kept_up = (backlog.get("late_sends") or 0) <= 0.01 * sent
@@ -320,7 +332,7 @@ def latency_verdict(r: dict, load: Load | None = None) -> Verdict:
         reaction_check((lat.get("reaction") or {}).get("p99_us"), budget, ref,
                        "platform stall reference (a bare spin loop on the same CPUs, same run)"),
         backlog_check(kept_up, r.get("offered_rounds_per_s"), r.get("throughput_rounds_per_s"),
-                      how=how),
+                      how=how, trend=trend),
         correctness_check(int(r["lost"]), int(r["duplicated"]),
                           int(r["mismatches_vs_offline"]), int(r["corrections_expected"])),
     ]

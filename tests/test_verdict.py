@@ -70,6 +70,23 @@ def test_the_make_run_of_the_issue_fails_on_reaction_and_backlog_and_says_loaded
     assert "704,000 rounds/s" in text and "1,000,000 rounds/s" in text
 
 
+def test_a_standing_queue_is_not_called_a_growing_backlog():
+    """A lag that stays over 10 packet intervals without growing (ZeroMQ batching at 10^6
+    rounds/s, K=16) is still not met, but the verdict says it stood rather than grew, with
+    its range and the bare echo's paced floor beside it."""
+    r = _latency_report(kept_up=False, served=999_846.0)
+    r["backlog"].update(trend="standing", lag_by_tenth_us=[150.0, 390.0, 100.0, 385.0])
+    r["latency_us"]["bare_round_trip_paced"] = _summary(6250.0)  # p50 625
+    (backlog,) = [c for c in latency_verdict(r).checks if c.name == "backlog"]
+    assert backlog.status == NOT_MET
+    assert backlog.detail.startswith("STANDING QUEUE: offered 1,000,000 rounds/s")
+    assert "did not grow" in backlog.detail and "100-390 us" in backlog.detail
+    assert "the bare echo paced alike took 625 us" in backlog.detail
+    r["backlog"]["trend"] = "growing"
+    (backlog,) = [c for c in latency_verdict(r).checks if c.name == "backlog"]
+    assert backlog.detail.startswith("GREW: ") and "grew to the end" in backlog.detail
+
+
 def test_pass_needs_every_budget_and_names_them():
     v = latency_verdict(_latency_report(), QUIET)
     assert v.passed and v.exit_code == ExitCode.OK
