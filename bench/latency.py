@@ -121,17 +121,22 @@ def _kept_up(lag_ns: np.ndarray, cycle_us: float) -> bool | None:
 
 def _lag_trend(lag_ns: np.ndarray, cycle_us: float) -> tuple[str | None, list[float]]:
     """How a paced run's lag behind schedule evolved: the median lag of each tenth of the run
-    (µs) and ``"drained"`` (the last tenth's under 10 cycles, as :func:`_kept_up`),
-    ``"growing"`` (the last tenth's over 10 cycles above every earlier tenth's but the
-    last two: the offered rate is above what is served) or ``"standing"`` (over 10
-    cycles, but no higher than earlier in the run: a bounded queue, e.g. a transport that
-    batches at this rate). None when unpaced.
+    (µs) and a word for it, judged against 10 cycles (zmq: 10 packet intervals):
+
+    - ``"drained"``: the last tenth's under the bound (as :func:`_kept_up`);
+    - ``"growing"``: the last tenth's over the bound above the first half's median (the
+      offered rate is above what is served, or a stall was not caught up);
+    - ``"standing"``: every tenth within one bound of the others, all over it (a flat queue,
+      e.g. a transport that batches at this rate);
+    - ``"lagging"``: over the bound at the end, neither of those (the figures say how).
+
+    None when unpaced.
 
     >>> t = np.arange(1000)
-    >>> _lag_trend(t * 1000, 1.0)[0], _lag_trend(np.full(1000, 50_000), 1.0)[0]
-    ('growing', 'standing')
-    >>> _lag_trend(np.full(1000, 5_000), 1.0)[0]
-    'drained'
+    >>> [_lag_trend(x, 1.0)[0] for x in (t * 1000, np.full(1000, 50_000), np.full(1000, 5_000))]
+    ['growing', 'standing', 'drained']
+    >>> _lag_trend(20_000 + t * 360, 24.0)[0]  # 20 -> 380 us at 240 us per 10 packets
+    'growing'
     """
     if not cycle_us or len(lag_ns) < 10:
         return None, []
@@ -139,7 +144,11 @@ def _lag_trend(lag_ns: np.ndarray, cycle_us: float) -> tuple[str | None, list[fl
     bound = 10 * cycle_us
     if tenths[-1] < bound:
         return "drained", tenths
-    return ("growing" if tenths[-1] > max(tenths[:7]) + bound else "standing"), tenths
+    if tenths[-1] > float(np.median(tenths[:5])) + bound:
+        return "growing", tenths
+    if max(tenths) - min(tenths) <= bound:
+        return "standing", tenths
+    return "lagging", tenths
 
 
 def _recv(conn, timeout: float, who: str):
@@ -391,6 +400,9 @@ def format_latency(r: dict) -> str:
         lines.append(f"  (floor: {r['bare_round_trip_method']})")
     if r.get("bare_round_trip_paced_method"):
         lines.append(f"  (paced floor: {r['bare_round_trip_paced_method']})")
+    if r.get("paced_floor_saturated"):
+        lines.append("  (the paced echo fell behind its own schedule: the transport alone "
+                     "does not carry this packet rate, so it is no floor)")
     if r.get("service_adds_p50_us") is not None:
         which = ("the paced bare RTT" if r.get("service_adds_floor") == "bare_round_trip_paced"
                  else "bare RTT")
@@ -520,7 +532,15 @@ def _run_zmq(spec, *, decoder, shots, seed, cycle_us, window, commit, ping, pin,
     # and paced like the stream when it is: both ends then idle between packets, and waking
     # up costs a VM tens of microseconds that the back-to-back echo never pays
     paced = rep.get("bare_round_trip_compiled_paced")
-    floor = paced or bare
+    # ... unless the paced echo itself fell behind its schedule (the transport saturated at
+    # this packet rate): then it is no floor, and the back-to-back one is used
+    paced_ns = rep.get("_samples", {}).get("rtt_compiled_paced_ns")
+    paced_trend = None
+    if paced and paced_ns is not None and bare.get("p50_us") is not None:
+        paced_trend = _lag_trend(np.asarray(paced_ns) - int(bare["p50_us"] * 1e3),
+                                 cycle_us * rounds_per_packet)[0]
+    paced_saturated = paced_trend not in (None, "drained")
+    floor = paced if paced and not paced_saturated else bare
     # rounds are recorded in order, rounds_per_packet per packet (the last may be shorter):
     # a packet's service is its slowest round's (the work it triggers is done by then)
     per_packet = (np.maximum.reduceat(service, np.arange(0, len(service), rounds_per_packet))
@@ -583,7 +603,9 @@ def _run_zmq(spec, *, decoder, shots, seed, cycle_us, window, commit, ping, pin,
         "bare_round_trip_method": bare.get("method"),
         "bare_round_trip_paced_method": paced.get("method") if paced else None,
         "service_adds_p50_us": adds,
-        "service_adds_floor": "bare_round_trip_paced" if paced else "bare_round_trip",
+        "service_adds_floor": ("bare_round_trip_paced" if floor is paced
+                               else "bare_round_trip"),
+        "paced_floor_saturated": paced_saturated if paced else None,
         "emulator_report": {k: rep[k] for k in ("schema", "max_inflight", "mode")},
         "machine": machine_info(),
     }

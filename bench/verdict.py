@@ -127,8 +127,9 @@ def backlog_check(kept_up: bool | None, offered_per_s: float | None,
                   served_per_s: float | None, *, how: str = "",
                   trend: str | None = None) -> Check:
     """Did the service keep up with the offered rate? ``kept_up`` None: not judged (an
-    unpaced run offers no rate). ``trend`` ``"standing"`` names a run whose lag stayed over
-    the bound without growing (a bounded queue, still not met) rather than one that grew.
+    unpaced run offers no rate). ``trend`` (``backlog.trend``) words a run that did not:
+    ``"standing"`` a flat queue over the bound, ``"lagging"`` over it at the end without
+    clear growth; anything else (or None) GREW.
 
     >>> backlog_check(False, 1e6, 7.04e5).detail
     'GREW: offered 1,000,000 rounds/s, served 704,000 rounds/s'
@@ -141,7 +142,8 @@ def backlog_check(kept_up: bool | None, offered_per_s: float | None,
         f", served {served_per_s:,.0f} rounds/s" if served_per_s else "")
     if how:
         rates += f" ({how})"
-    word = "kept up: " if kept_up else ("STANDING QUEUE: " if trend == "standing" else "GREW: ")
+    word = "kept up: " if kept_up else {"standing": "STANDING QUEUE: ",
+                                        "lagging": "LAGGED: "}.get(trend or "", "GREW: ")
     return Check("backlog", MET if kept_up else NOT_MET, word + rates)
 
 
@@ -317,12 +319,11 @@ def latency_verdict(r: dict, load: Load | None = None) -> Verdict:
     tenths = backlog.get("lag_by_tenth_us") or []
     how = "the lag behind schedule was drained by the end" if kept_up else (
         "the lag behind schedule grew to the end" if kept_up is False else "")
-    if kept_up is False and trend == "standing" and tenths:
-        how = (f"the lag behind schedule did not grow, but stayed over 10 packet intervals: "
-               f"{min(tenths):,.0f}-{max(tenths):,.0f} us by tenth of the run")
-        floor = (lat.get("bare_round_trip_paced") or {}).get("p50_us")
-        if floor is not None:
-            how += f"; the bare echo paced alike took {floor:,.0f} us at p50"
+    if kept_up is False and tenths:
+        how = {"standing": "the lag behind schedule stayed flat but over 10 packet intervals",
+               "lagging": "the lag behind schedule was over 10 packet intervals at the end",
+               }.get(trend or "", "the lag behind schedule grew")
+        how += ("; by tenth of the run " + ", ".join(f"{x:,.0f}" for x in tenths) + " us")
     if kept_up is None and r.get("cycle_us") and "late_sends" in backlog:
         sent = max(int(r.get("rounds") or 0), 1)
         kept_up = (backlog.get("late_sends") or 0) <= 0.01 * sent

@@ -96,12 +96,13 @@ def test_the_c_example_drops_its_connection_mid_shot_and_resumes_with_the_token(
                       "duplicated": 0, "mismatched": 0, "unexpected": 0}
 
 
-@pytest.mark.parametrize("k", [7, 64])
+@pytest.mark.parametrize("k, inflight", [(7, 0), (64, 0), (40, 48)])
 def test_the_c_example_sends_k_rounds_per_packet_and_resumes_between_packets(
-        build_dir, serve, shots, tmp_path, k):
-    """--rounds-per-packet K: K consecutive rounds per SYNDROME (packets span shots; the
-    last is shorter), every CORRECTION as the offline decode's, with a resume mid-shot
-    (the packet before it is cut short at the resume round)."""
+        build_dir, serve, shots, tmp_path, k, inflight):
+    """--rounds-per-packet K: K consecutive rounds per SYNDROME, gathered round by round with
+    qecd_batch (packets span shots; the last is shorter), every CORRECTION as the offline
+    decode's, with a resume mid-shot (the packet before it is cut short at the resume
+    round); K near --inflight does not stall on a window's uncommitted rounds."""
     exp, dets, path = shots
     w, c = 10, 5
     expected = check.offline_commits(exp, dets, "pymatching", w, c)
@@ -109,7 +110,7 @@ def test_the_c_example_sends_k_rounds_per_packet_and_resumes_between_packets(
     out = tmp_path / "corrections.txt"
     summary = check.run_c(build_dir, serve.endpoint, SPEC, path, out, transport="zmq",
                           decoder="pymatching", window=w, commit=c, resume_after=cut,
-                          rounds_per_packet=k)
+                          rounds_per_packet=k, inflight=inflight)
     assert summary["returncode"] == 0, summary["stderr"]
     total = SHOTS * exp.layout.num_rounds
     assert summary["rounds_per_packet"] == str(k) and int(summary["errors"]) == 0

@@ -68,9 +68,10 @@ def test_gathered_rounds_decode_as_rounds_sent_one_by_one(running_server, offlin
     assert after - before == -(-total // k) + 1
 
 
-def test_nothing_gathered_is_lost_or_reordered(running_server):
+def test_nothing_gathered_is_lost_or_reordered(running_server, offline_commits):
     exp = build_experiment(SPEC)
     dets, _ = exp.sample(3, seed=6)
+    want = offline_commits(exp, dets, backend="uf")
     rounds = [bits for _, _, bits in _rounds(exp, dets)]
     with running_server() as server, Client(server.endpoints[0], timeout_s=30) as client:
         s = client.open_stream(SPEC, decoder="uf", rounds_per_packet=5)
@@ -80,26 +81,98 @@ def test_nothing_gathered_is_lost_or_reordered(running_server):
         assert s.send_round(rounds[3]) == 3  # the three gathered go first, in order
         for bits in rounds[4:10]:
             s.add_round(bits)  # 5 sent as a packet, 1 gathered
-        s.rounds_per_packet = 2  # sends the one gathered
-        assert s.pending_rounds == 0 and s.next_round == 10
+        s.set_rounds_per_packet(2)  # sends the one gathered
+        assert s.pending_rounds == 0 and s.next_round == 10 and s.rounds_per_packet == 2
         for bits in rounds[10:17]:
             s.add_round(bits)  # 3 packets of 2, 1 gathered
-        assert s.close() == 17  # BYE after the gathered round: the server saw all 17
+        s.flush()
+        got = _corrections(s, 2)  # shots 0 and 1 (rounds 0-11) are answered
+        for bits in rounds[17:]:
+            s.add_round(bits)
+        assert s.pending_rounds == 1  # 18 rounds: one left over from the packets of 2
+        assert s.close() == 18  # BYE after the gathered round: the server saw all 18
         assert s.pending_rounds == 0
+        got += _corrections(s, 1)  # still readable after the BYE
+    assert got == [(a, b, o) for a, b, o in want]
+
+
+def test_a_failed_send_keeps_the_gathered_rounds_for_the_next_flush(running_server,
+                                                                     offline_commits):
+    """The send of a full packet fails (the server not reading: ServerTimeout): its rounds,
+    the one that completed it included, stay gathered; nothing is renumbered, and the next
+    add_round (or flush) sends them first."""
+    from qecd.transport.client import ServerTimeout
+
+    exp = build_experiment(SPEC)
+    dets, _ = exp.sample(4, seed=9)
+    want = offline_commits(exp, dets, backend="uf")
+    rounds = [bits for _, _, bits in _rounds(exp, dets)]
+    with running_server() as server, Client(server.endpoints[0], timeout_s=30) as client:
+        s = client.open_stream(SPEC, decoder="uf", rounds_per_packet=4)
+        real_send = client.send_frame
+        failures = []
+
+        def fail_once(frame):  # the queue to the server stays full once
+            if not failures:
+                failures.append(bytes(frame))
+                raise ServerTimeout("send: no room in the queue (injected)")
+            real_send(frame)
+
+        client.send_frame = fail_once
+        for bits in rounds[:3]:
+            s.add_round(bits)
+        with pytest.raises(ServerTimeout, match="4 gathered rounds from round 0 were not sent"):
+            s.add_round(rounds[3])
+        assert (s.pending_rounds, s.next_round) == (4, 0)
+        assert s.add_round(rounds[4]) == 4  # the waiting packet goes first, then round 4
+        assert (s.pending_rounds, s.next_round) == (1, 4)
+        for bits in rounds[5:]:
+            s.add_round(bits)
+        s.flush()
+        got = _corrections(s, 4)
+    assert got == [(a, b, o) for a, b, o in want]
+    assert len(failures) == 1
+
+
+def test_rewind_drops_what_was_gathered_and_resends_from_the_given_round(running_server):
+    exp = build_experiment(SPEC)
+    dets, _ = exp.sample(1, seed=10)
+    rounds = [bits for _, _, bits in _rounds(exp, dets)]
+    with running_server() as server, Client(server.endpoints[0], timeout_s=30) as client:
+        s = client.open_stream(SPEC, decoder="uf", rounds_per_packet=4)
+        s.add_round(rounds[0])
+        s.add_round(rounds[1])
+        with pytest.raises(Exception, match=r"2 rounds gathered by add_round are not sent"):
+            s.recv_correction(timeout_s=0.2)  # the wait says why nothing comes
+        assert s.rewind(0) == 2 and (s.pending_rounds, s.next_round) == (0, 0)
+        for bits in rounds:
+            s.add_round(bits)
+        s.flush()
+        c = s.recv_correction(timeout_s=30)
+        assert (c.first_round, c.last_round, bool(c.shot_end)) == (0, 5, True)
+        s.add_round(rounds[0])
+        with pytest.warns(RuntimeWarning, match="1 rounds gathered by add_round were never"):
+            client.close()
 
 
 def test_a_packet_size_the_server_would_refuse_is_refused_first(running_server):
-    with running_server() as server, Client(server.endpoints[0], timeout_s=30) as client:
+    from qecd.transport.server.session import SessionLimits
+
+    limits = SessionLimits(max_frame=512)  # a HELLO fits; d=3 rounds are at most 1 byte
+    with running_server(limits=limits) as server, \
+            Client(server.endpoints[0], timeout_s=30) as client:
         for bad in (0, -1, 65_536, 2.0, True):
             with pytest.raises(ValueError, match="rounds_per_packet"):
                 client.open_stream(SPEC, decoder="uf", rounds_per_packet=bad)
-        opened = client.stats()["streams_opened"]
-        assert opened == 0  # refused before any HELLO
-        s = client.open_stream(SPEC, decoder="uf")
+        assert client.stats()["streams_opened"] == 0  # refused before any HELLO
+        s = client.open_stream(SPEC, decoder="uf", rounds_per_packet=3)
         limit = s.accept.max_backlog
         with pytest.raises(ValueError, match=f"at most {limit} rounds per packet"):
-            s.rounds_per_packet = limit + 1
-        assert s.rounds_per_packet == 1
+            s.set_rounds_per_packet(limit + 1)
+        s.set_rounds_per_packet(480)  # 32 + 480 x 1 = 512 bytes at most: taken
+        with pytest.raises(ValueError, match="above the server's max_frame of 512"):
+            s.set_rounds_per_packet(481)
+        assert s.rounds_per_packet == 480
         with pytest.raises(ValueError, match="max_backlog"):
             client.open_stream(SPEC, decoder="uf", rounds_per_packet=limit + 1)
         stats = client.stats()
@@ -142,9 +215,11 @@ def test_the_asyncio_client_gathers_rounds_the_same_way(running_server, offline_
                 got.append((c.first_round, c.last_round, c.observables.tolist()))
                 ended += bool(c.shot_end)
             await s.set_rounds_per_packet(3)
+            await s.add_round(next(_rounds(exp, dets[:1]))[2])  # close sends it first
+            assert s.pending_rounds == 1
             return got, await s.close()
 
     with running_server() as server:
         got, final = asyncio.run(run(server.endpoints[0]))
     assert got == [(a, b, o) for a, b, o in want]
-    assert final == 10 * exp.layout.num_rounds
+    assert final == 10 * exp.layout.num_rounds + 1

@@ -51,7 +51,13 @@ from qecd.transport._client_core import (
 )
 from qecd.transport.auth import CurveClientKeys
 from qecd.transport.pqc import PqPin, PqSession
-from qecd.transport.round_batch import RoundBatch, batch_for, check_rounds_per_packet
+from qecd.transport.round_batch import (
+    RoundBatch,
+    batch_for,
+    check_rounds_per_packet,
+    unsent,
+    warn_unsent,
+)
 from qecd.transport.wire import (
     DEFAULT_DECODER,
     HEADER_SIZE,
@@ -93,7 +99,10 @@ class AsyncClient:
         self.close()
 
     def close(self) -> None:
-        """Close the socket (LINGER 0). Idempotent."""
+        """Close the socket (LINGER 0; gathered rounds not sent are dropped, with a
+        warning). Idempotent."""
+        if not self.socket.closed:
+            warn_unsent(self.streams.values())
         self.socket.close(0)
 
     def _next_seq(self) -> int:
@@ -241,8 +250,7 @@ class AsyncStream:
 
     @property
     def rounds_per_packet(self) -> int:
-        """K of :meth:`add_round` (see :attr:`qecd.transport.client.Stream.rounds_per_packet`;
-        set it with :meth:`set_rounds_per_packet`)."""
+        """K of :meth:`add_round` (see :meth:`set_rounds_per_packet`)."""
         return 1 if self._batch is None else self._batch.rounds_per_packet
 
     @property
@@ -251,40 +259,44 @@ class AsyncStream:
         return 0 if self._batch is None else self._batch.pending
 
     async def set_rounds_per_packet(self, k: int) -> None:
-        """Gather ``k`` rounds per packet from now on (what was gathered is sent first)."""
+        """:meth:`qecd.transport.client.Stream.set_rounds_per_packet`."""
         batch = batch_for(self.accept, k)
         await self.flush()
         self._batch = batch
 
     async def add_round(self, bits: np.ndarray, *, timestamp_ns: int | None = None) -> int:
         """:meth:`qecd.transport.client.Stream.add_round`: gather one round, send the packet
-        once it holds :attr:`rounds_per_packet`; returns the round's index."""
+        once it holds :attr:`rounds_per_packet`; returns the round's index. One task at a
+        time per stream (rounds have an order)."""
         if self._batch is None:
             self._batch = batch_for(self.accept, 1)
+        if self._batch.full:  # a packet whose send failed: it goes first
+            await self.flush()
         ts = time.perf_counter_ns() if timestamp_ns is None else timestamp_ns
         r = self.next_round + self._batch.pending
-        frame = self._batch.add(bits, first_round=self.next_round, timestamp_ns=ts)
-        if frame is not None:
-            await self._send_batch(frame)
+        if self._batch.add(bits, first_round=self.next_round, timestamp_ns=ts):
+            await self.flush()
         return r
 
     async def flush(self) -> int | None:
-        """Send the rounds :meth:`add_round` gathered; the first round sent, or None."""
-        frame = None if self._batch is None else self._batch.take(first_round=self.next_round)
-        if frame is None:
+        """Send the rounds :meth:`add_round` gathered; the first round sent, or None. If
+        the send fails (ServerTimeout) the rounds stay gathered for a later ``flush``."""
+        b = self._batch
+        if b is None or not b.pending:
             return None
-        return await self._send_batch(frame)
-
-    async def _send_batch(self, frame: memoryview) -> int:
         first = self.next_round
-        count = int.from_bytes(frame[6:8], "little")
-        await self.client.send_frame(frame)
-        self.next_round = first + count
+        try:
+            await self.client.send_frame(bytes(b.frame(first_round=first)))
+        except ServerTimeout as e:
+            raise ServerTimeout(f"{e}; {unsent(b.pending, first)}") from e
+        self.next_round = first + b.clear()
         return first
 
-    @property
-    def rounds_per_shot(self) -> int:
-        return self.accept.rounds_per_shot
+    def rewind(self, next_round: int) -> int:
+        """:meth:`qecd.transport.client.Stream.rewind`."""
+        dropped = 0 if self._batch is None else self._batch.clear()
+        self.next_round = int(next_round)
+        return dropped
 
     async def send_round(self, bits: np.ndarray, *, count: int = 1,
                          timestamp_ns: int | None = None) -> int:
@@ -304,8 +316,11 @@ class AsyncStream:
     async def recv(self, timeout_s: float | None = None, *, raise_errors: bool = True) -> Reply:
         """The next reply about this stream."""
         sid = self.stream_id
-        r = await self.client._wait(lambda r: r.stream_id == sid, timeout_s,
-                                    f"stream {sid} recv")
+        what = f"stream {sid} recv"
+        if self.pending_rounds:  # a wait that may never end: say why
+            what += (f" ({self.pending_rounds} rounds gathered by add_round are not sent "
+                     "yet: flush())")
+        r = await self.client._wait(lambda r: r.stream_id == sid, timeout_s, what)
         if raise_errors and r.msg_type == MsgType.ERROR:
             raise r.error
         return r

@@ -65,7 +65,13 @@ from qecd.transport._client_core import (
 )
 from qecd.transport.auth import CurveClientKeys
 from qecd.transport.pqc import PqPin, PqSession
-from qecd.transport.round_batch import RoundBatch, batch_for, check_rounds_per_packet
+from qecd.transport.round_batch import (
+    RoundBatch,
+    batch_for,
+    check_rounds_per_packet,
+    unsent,
+    warn_unsent,
+)
 from qecd.transport.wire import (
     DEFAULT_DECODER,
     HEADER_SIZE,
@@ -128,10 +134,12 @@ class Client:
 
     def close(self) -> None:
         """Close the socket (LINGER 0; streams are left to the server's timeout unless
-        closed first). Idempotent."""
+        closed first; rounds a stream gathered and did not send are dropped, with a
+        warning). Idempotent."""
         if self._closed:
             return
         self._closed = True
+        warn_unsent(self.streams.values())
         if self._monitor is not None:
             self.socket.disable_monitor()
             self._monitor.close(0)
@@ -251,9 +259,10 @@ class Client:
         pass the same experiment and settings as the HELLO that opened it. The returned
         Stream continues at the server's next round.
 
-        ``rounds_per_packet`` (client side, not sent) is the returned stream's
-        :attr:`Stream.rounds_per_packet`: how many rounds :meth:`Stream.add_round` gathers
-        into one SYNDROME packet.
+        ``rounds_per_packet`` (client side, not sent) sets the returned stream's
+        :meth:`Stream.set_rounds_per_packet`: how many rounds :meth:`Stream.add_round`
+        gathers into one SYNDROME packet (a K the server would refuse: ValueError, and the
+        stream is closed again).
 
         Raises ServerError (e.g. BAD_HELLO, SERVER_BUSY, SHUTTING_DOWN), ServerTimeout, or
         PqHandshakeError.
@@ -269,7 +278,7 @@ class Client:
         self.streams[stream.stream_id] = stream
         if rounds_per_packet != 1:
             try:
-                stream.rounds_per_packet = rounds_per_packet
+                stream.set_rounds_per_packet(rounds_per_packet)
             except ValueError:  # above the server's max_backlog: give the stream back
                 stream.close(timeout_s)
                 raise
@@ -426,62 +435,89 @@ class Stream:
     @property
     def rounds_per_packet(self) -> int:
         """K: the rounds :meth:`add_round` gathers into one SYNDROME packet (1: a packet
-        per round). Setting it sends the rounds gathered so far first. The server refuses
-        packets above its ``max_backlog`` (ACCEPT), so K may not exceed it."""
+        per round); see :meth:`set_rounds_per_packet`."""
         return 1 if self._batch is None else self._batch.rounds_per_packet
-
-    @rounds_per_packet.setter
-    def rounds_per_packet(self, k: int) -> None:
-        batch = batch_for(self.accept, k)
-        self.flush()
-        self._batch = batch
 
     @property
     def pending_rounds(self) -> int:
         """Rounds :meth:`add_round` gathered that are not sent yet."""
         return 0 if self._batch is None else self._batch.pending
 
+    def set_rounds_per_packet(self, k: int) -> None:
+        """Gather ``k`` rounds per packet from now on, sending what was gathered first.
+        Raises ValueError for a ``k`` the server would refuse (above its ``max_backlog``,
+        or frames above its ``max_frame``: both from the ACCEPT)."""
+        batch = batch_for(self.accept, k)
+        self.flush()
+        self._batch = batch
+
     def add_round(self, bits: np.ndarray, *, timestamp_ns: int | None = None) -> int:
-        """Gather one round (its detection events, as for :meth:`send_round`) into the
-        packet being built, and send the packet once it holds :attr:`rounds_per_packet`
-        rounds, stamped with this last round's ``timestamp_ns`` (default: now): K rounds
-        every K cycles, how a control system amortises the socket at a 1 µs cycle. Returns
-        the round's index. Rounds gathered are sent by :meth:`flush`, by any
+        """Gather one round into the packet being built; send the packet once it holds
+        :attr:`rounds_per_packet` rounds.
+
+        K rounds every K cycles is how a control system amortises the socket at a 1 µs
+        cycle. Rounds gathered are sent by :meth:`flush`, by any
         :meth:`send_round`/:meth:`send_payload` (before their own) and by :meth:`close`;
         until then the server has not seen them, so a shot's correction waits for them.
-        (``open_stream(..., rounds_per_packet=6)``, then ``add_round`` per round and
-        ``flush`` at the end; see the test ``tests/test_client_batching.py``.)"""
+
+        Parameters
+        ----------
+        bits : numpy.ndarray
+            The round's detection events (0/1, in wire order), as for :meth:`send_round`.
+        timestamp_ns : int, optional
+            The round's time (default: now); a packet carries its last round's.
+
+        Returns
+        -------
+        int
+            The round's index (absolute).
+
+        Raises
+        ------
+        ValueError
+            ``bits`` of the wrong size: nothing is gathered.
+        ServerTimeout
+            The packet this round completed could not be sent: its rounds, this one
+            included, stay gathered (:attr:`pending_rounds`); :meth:`flush` sends them
+            again (do not add this round again).
+
+        Examples
+        --------
+        ``stream = client.open_stream(spec, rounds_per_packet=6)``, then
+        ``stream.add_round(bits)`` per round and ``stream.flush()`` at the end
+        (``tests/test_client_batching.py`` runs this against a server).
+        """
         if self._batch is None:
             self._batch = batch_for(self.accept, 1)
+        if self._batch.full:  # a packet whose send failed: it goes first
+            self.flush()
         ts = time.perf_counter_ns() if timestamp_ns is None else timestamp_ns
         r = self.next_round + self._batch.pending
-        frame = self._batch.add(bits, first_round=self.next_round, timestamp_ns=ts)
-        if frame is not None:
-            self._send_batch(frame)
+        if self._batch.add(bits, first_round=self.next_round, timestamp_ns=ts):
+            self.flush()
         return r
 
     def flush(self) -> int | None:
         """Send the rounds :meth:`add_round` gathered (a shorter packet); returns the first
-        round sent, or None when none were pending."""
-        frame = None if self._batch is None else self._batch.take(first_round=self.next_round)
-        if frame is None:
+        round sent, or None when none were gathered. If the send fails (ServerTimeout) the
+        rounds stay gathered, and a later ``flush`` sends them."""
+        b = self._batch
+        if b is None or not b.pending:
             return None
-        return self._send_batch(frame)
-
-    def _send_batch(self, frame: memoryview) -> int:
         first = self.next_round
-        count = int.from_bytes(frame[6:8], "little")
-        self.client.send_frame(frame)
-        self.next_round = first + count
+        try:
+            self.client.send_frame(b.frame(first_round=first))
+        except ServerTimeout as e:
+            raise ServerTimeout(f"{e}; {unsent(b.pending, first)}") from e
+        self.next_round = first + b.clear()
         return first
 
-    @property
-    def rounds_per_shot(self) -> int:
-        return self.accept.rounds_per_shot
-
-    @property
-    def num_observables(self) -> int:
-        return self.accept.num_observables
+    def rewind(self, next_round: int) -> int:
+        """Send from ``next_round`` on (e.g. an ERROR's ``next_round``, or after a resume),
+        dropping the rounds gathered and not sent; returns how many were dropped."""
+        dropped = 0 if self._batch is None else self._batch.clear()
+        self.next_round = int(next_round)
+        return dropped
 
     def send_round(self, bits: np.ndarray, *, count: int = 1,
                    timestamp_ns: int | None = None) -> int:
@@ -522,7 +558,11 @@ class Stream:
     def recv(self, timeout_s: float | None = None, *, raise_errors: bool = True) -> Reply:
         """The next reply about this stream (others are kept for their own ``recv``)."""
         sid = self.stream_id
-        r = self.client._wait(lambda r: r.stream_id == sid, timeout_s, f"stream {sid} recv")
+        what = f"stream {sid} recv"
+        if self.pending_rounds:  # a wait that may never end: say why
+            what += (f" ({self.pending_rounds} rounds gathered by add_round are not sent "
+                     "yet: flush())")
+        r = self.client._wait(lambda r: r.stream_id == sid, timeout_s, what)
         if raise_errors and r.msg_type == MsgType.ERROR:
             raise r.error
         return r

@@ -157,7 +157,7 @@ def run_c(build_dir: Path, endpoint: str, spec: str | None, shots_file: Path, ou
           transport: str, decoder: str, window: int | None, commit: int | None,
           ping: int = 0, timeout_s: float = 600.0, dem_path: Path | None = None,
           input: str = "detectors", resume_after: int = 0,
-          rounds_per_packet: int = 1) -> dict:
+          rounds_per_packet: int = 1, inflight: int = 0) -> dict:
     """Run ``qecd_stream`` once (for ``spec``, or the DEM file ``dem_path``); its key=value
     summary as a dict (plus ``returncode`` and the end of ``stderr``)."""
     source = ["--spec", spec] if dem_path is None else ["--dem", str(dem_path)]
@@ -171,6 +171,8 @@ def run_c(build_dir: Path, endpoint: str, spec: str | None, shots_file: Path, ou
         cmd += ["--resume-after", str(resume_after)]
     if rounds_per_packet != 1:
         cmd += ["--rounds-per-packet", str(rounds_per_packet)]
+    if inflight:
+        cmd += ["--inflight", str(inflight)]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s)
     summary = dict(kv.split("=", 1) for kv in p.stdout.split())
     summary["returncode"] = p.returncode

@@ -221,7 +221,8 @@ int qecd_check_syndrome(const qecd_accept *a, const qecd_header *h, const uint8_
  * round's 0/1 values straight into the packet in buf; the K-th returns the finished packet,
  * stamped with that round's timestamp_ns. The caller owns buf (qecd_batch_capacity bytes):
  *
- *   uint8_t *buf = malloc(qecd_batch_capacity(acc.slice_sizes, acc.rounds_per_shot, K));
+ *   size_t cap = qecd_batch_capacity(acc.slice_sizes, acc.rounds_per_shot, K);
+ *   uint8_t *buf = malloc(cap);
  *   qecd_batch b;
  *   qecd_batch_init(&b, acc.slice_sizes, acc.rounds_per_shot, acc.stream_id, K, 0, buf, cap);
  *   for each round: long n = qecd_batch_add(&b, bits, nbits, now_ns());
@@ -229,7 +230,9 @@ int qecd_check_syndrome(const qecd_accept *a, const qecd_header *h, const uint8_
  *   at the end:     size_t n = qecd_batch_take(&b); if (n) qecd_session_send(s, buf, n);
  *
  * sizes: values per round (acc.slice_sizes; acc.measurement_slice_sizes with raw
- * measurements). After an ERROR's next_round, qecd_batch_reset(&b, next_round). */
+ * measurements); the batch keeps the pointer, so keep acc alive (qecd_accept_free frees it).
+ * A packet returned in buf is overwritten by the next qecd_batch_add: send it first. After
+ * an ERROR's next_round, or a resume, qecd_batch_reset(&b, next_round). */
 typedef struct {
     const uint32_t *sizes;
     uint32_t rounds_per_shot, stream_id, k;

@@ -18,7 +18,8 @@
  * of them (docs/protocol.md §6.3.1); the server computes the detection events.
  *
  * Every round goes out as its own SYNDROME (count 1) over the chosen transport, or with
- * --rounds-per-packet K (ZeroMQ) K consecutive rounds per SYNDROME (count K), replies are
+ * --rounds-per-packet K (ZeroMQ) K consecutive rounds per SYNDROME (count K, gathered round
+ * by round with qecd_batch; packets span shots, and may overrun --inflight by K - 1), replies are
  * drained between sends; a SERVER_BUSY / ROUND_GAP / ROUND_DUPLICATE ERROR rewinds to the
  * ERROR's next_round. Output (--out): one line per CORRECTION,
  *     first_round last_round shot_end observables(0/1 string) service_ns reaction_ns
@@ -263,6 +264,22 @@ int main(int argc, char **argv) {
     }
     free(round_bits);
     uint8_t *pkt = malloc(BUF_CAP), *rx = malloc(BUF_CAP);
+    /* --rounds-per-packet K: rounds gathered one at a time with qecd_batch, as a controller
+     * gathers them while they are measured (values before round t within a shot: before[t]) */
+    uint32_t K = (uint32_t)o.rounds_per_packet;
+    uint64_t *before = malloc(sizeof(uint64_t) * (R + 1));
+    before[0] = 0;
+    for (uint32_t t = 0; t < R; t++) before[t + 1] = before[t] + sizes[t];
+    uint8_t *one_round = malloc(per_shot + 1), *bbuf = NULL;
+    qecd_batch batch;
+    if (K > 1) {
+        size_t bcap = qecd_batch_capacity(sizes, R, K);
+        bbuf = malloc(bcap);
+        if (qecd_batch_init(&batch, sizes, R, acc.stream_id, K, 0, bbuf, bcap)) {
+            fprintf(stderr, "qecd_batch_init refused K=%u\n", K);
+            return 1;
+        }
+    }
     uint64_t total_rounds = (uint64_t)shots * R, next = 0, committed = 0;
     long corrections = 0, shot_ends = 0, errors = 0, rewinds = 0, bad = 0, packets = 0;
     uint64_t t_start = qecd_monotonic_ns(), t_last = t_start;
@@ -288,6 +305,7 @@ int main(int argc, char **argv) {
             }
             resumed_at = (long)again.next_round;
             next = again.next_round;
+            if (K > 1) qecd_batch_reset(&batch, next);
             memcpy(acc.resume_token, again.resume_token, sizeof token);  /* the fresh one */
             qecd_accept_free(&again);
         }
@@ -297,17 +315,32 @@ int main(int argc, char **argv) {
         if (o.resume_after > 0 && resumed_at < 0 && !l.shm && next < (uint64_t)o.resume_after &&
             (uint64_t)o.resume_after - next < count)
             count = (uint64_t)o.resume_after - next;
-        int can_send = next < total_rounds &&
-                       ((long)(next - committed + count) <= o.inflight || next == committed) &&
+        int can_send = next < total_rounds && (long)(next - committed) < o.inflight &&
                        !(o.resume_after > 0 && resumed_at < 0 && !l.shm &&
                          next == (uint64_t)o.resume_after);
-        if (can_send) {
-            /* the rounds' packed bytes are contiguous in `packed`, shot after shot */
-            uint64_t from = (next / R) * shot_bytes + prefix[next % R];
-            uint64_t to = ((next + count) / R) * shot_bytes + prefix[(next + count) % R];
-            size_t n = qecd_encode_syndrome(pkt, BUF_CAP, acc.stream_id, next, (uint32_t)count,
-                                            qecd_monotonic_ns(), packed + from, to - from);
-            if (!n || link_send(&l, pkt, n)) { fprintf(stderr, "send failed\n"); status = 1; break; }
+        if (can_send && K == 1) {
+            uint64_t shot = next / R, t = next % R;
+            size_t n = qecd_encode_syndrome(pkt, BUF_CAP, acc.stream_id, next, 1,
+                                            qecd_monotonic_ns(), packed + shot * shot_bytes +
+                                            prefix[t], prefix[t + 1] - prefix[t]);
+            if (link_send(&l, pkt, n)) { fprintf(stderr, "send failed\n"); status = 1; break; }
+            next++;
+            packets++;
+        } else if (can_send) {
+            long n = 0;
+            for (uint64_t r = next; r < next + count && n >= 0; r++) {
+                const uint8_t *sb = bits + (size_t)(r / R) * per_shot;
+                uint32_t t = (uint32_t)(r % R);
+                for (uint32_t i = 0; i < sizes[t]; i++)
+                    one_round[i] = sb[order ? order[before[t] + i] : before[t] + i];
+                n = qecd_batch_add(&batch, one_round, sizes[t], qecd_monotonic_ns());
+            }
+            size_t len = n > 0 ? (size_t)n : qecd_batch_take(&batch);  /* short: the rest */
+            if (n < 0 || !len || link_send(&l, bbuf, len)) {
+                fprintf(stderr, "send failed\n");
+                status = 1;
+                break;
+            }
             next += count;
             packets++;
         }
@@ -348,7 +381,11 @@ int main(int argc, char **argv) {
                         (int)e.reason_len, e.reason);
                 if (e.code == QECD_SERVER_BUSY || e.code == QECD_ROUND_GAP ||
                     e.code == QECD_ROUND_DUPLICATE) {
-                    if (e.next_round < next) { next = e.next_round; rewinds++; }
+                    if (e.next_round < next) {
+                        next = e.next_round;
+                        rewinds++;
+                        if (K > 1) qecd_batch_reset(&batch, next);
+                    }
                     struct timespec ms = {0, 1000000};
                     nanosleep(&ms, NULL);
                 } else {
@@ -412,7 +449,7 @@ int main(int argc, char **argv) {
     if (l.shm) qecd_rings_detach(&l.rings);
     qecd_accept_free(&acc);
     qecd_session_close(l.s);
-    free(bits); free(packed); free(pkt); free(rx); free(rtt); free(dem); free(circuit);
+    free(bits); free(packed); free(before); free(one_round); free(bbuf); free(pkt); free(rx); free(rtt); free(dem); free(circuit);
     free(prefix);
     return status || shot_ends != shots;
 }
