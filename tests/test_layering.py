@@ -32,7 +32,7 @@ LAYERS = [
                    "qecd.transport.engine",
                    "qecd.transport.__init__")),
     ("client", ("qecd.transport.client", "qecd.transport.aio_client",
-                "qecd.transport._client_core")),
+                "qecd.transport._client_core", "qecd.transport.round_batch")),
     ("bench", ("qecd.bench",)),
     ("cli", ("qecd.cli", "qecd.run", "qecd.__main__", "qecd.conformance")),
 ]
