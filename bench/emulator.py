@@ -32,8 +32,9 @@ collects every reply and reports, as JSON (schema ``qecd.emulate/1``, below):
   HEARTBEAT ping-pong from Python on the same connection before streaming (with the
   native emulator also ``bare_round_trip_compiled``: the same frames from the compiled
   DEALER to a compiled echo ROUTER, see :mod:`qecd.bench.native_emulator`, and in paced
-  mode ``bare_round_trip_compiled_paced``: that echo at the stream's packet interval, the
-  floor of a paced stream, since a CPU that idles between packets wakes up slower), all as
+  mode ``bare_round_trip_compiled_paced``: that echo at the stream's packet interval,
+  answering one frame in m (m: the stream's packets per CORRECTION), the floor of a paced
+  stream, since a CPU that idles between packets wakes up slower), all as
   :func:`~qecd.bench.latency_stats.summarize_ns` summaries (``count``, ``mean_us``,
   ``p50_us``, ``p90_us``, ``p99_us``, ``p99.9_us``, ``max_us``);
 - ``emulator`` (``native`` or ``python``: which streaming phase ran) and ``emulator_note``
@@ -400,11 +401,14 @@ def _emulate(cfg: EmulateConfig, emulator: str, emulator_note: str | None, echo)
 
             rtt_compiled, rtt_compiled_method = compiled_round_trips(
                 echo, cfg.rtt_samples, timeout_s=cfg.timeout_s)
-            if cfg.cycle_us:  # the floor of a paced stream: the echo at its packet interval
+            if cfg.cycle_us:  # the floor of a paced stream: the echo at its packet interval,
+                # answering as often as the server sends CORRECTIONs (one per m packets)
                 gap_ns = int(round(cfg.cycle_us * cfg.rounds_per_packet * 1e3))
+                per_corr = R * len(blocks[0]) / max(1, len(commits[0])) if commits else R
+                m = max(1, int(round(per_corr / cfg.rounds_per_packet)))
                 rtt_paced, rtt_paced_method = compiled_round_trips(
-                    echo, _paced_samples(cfg.rtt_samples, gap_ns), timeout_s=cfg.timeout_s,
-                    gap_ns=gap_ns)
+                    echo, max(200, _paced_samples(cfg.rtt_samples, gap_ns) // m),
+                    timeout_s=cfg.timeout_s, gap_ns=gap_ns, reply_every=m)
         streams = [client.open_stream(cfg.spec, dem=sh.dem_text, decoder=cfg.decoder,
                                       window=cfg.window, commit=cfg.commit,
                                       time_coord=cfg.time_coord)

@@ -55,14 +55,17 @@ import numba
 import numpy as np
 
 from qecd import _jit
+from qecd.bench import zmq_echo as _echo
 from qecd.transport.server import libzmq_native as _native
 from qecd.transport.shm import atomics as _atomics
 from qecd.transport.wire import compiled as _wire
 
-_jit.invalidate_if_changed(__file__, [_native.__file__, _atomics.__file__, _wire.__file__],
-                           __name__)
+_jit.invalidate_if_changed(__file__, [_native.__file__, _atomics.__file__, _wire.__file__,
+                                      _echo.__file__], __name__)
 
 from qecd.bench.emulator import WirePhase  # noqa: E402,I001
+from qecd.bench.zmq_echo import NO_REPLY_AT as _NO_REPLY_AT  # noqa: E402
+from qecd.bench.zmq_echo import NO_REPLY_BIT as _NO_REPLY_BIT  # noqa: E402
 from qecd.transport.server.libzmq_native import (  # noqa: E402
     DONTWAIT, POLLIN, POLLITEM, zmq_errno, zmq_poll, zmq_recv, zmq_send)
 from qecd.transport.shm.atomics import monotonic_ns, monotonic_ns_py, sched_yield  # noqa: E402
@@ -337,22 +340,30 @@ def ping_pong(sock, frame, n, count, timeout_ns, rtt, items, rbuf):
 
 
 @numba.njit(**_jit.KERNEL)
-def paced_echoes(sock, frame, n, count, gap_ns, timeout_ns, rtt, items, rbuf):
-    """Send ``frame[:n]`` ``count`` times on DEALER ``sock`` on a schedule, one every
-    ``gap_ns``, whether or not the echoes of the ones before came back (as
+def paced_echoes(sock, frame, n, count, gap_ns, timeout_ns, rtt, items, rbuf, reply_every=1):
+    """Send ``count`` echoed frames on DEALER ``sock`` on a schedule, one frame every
+    ``gap_ns`` whether or not the echoes of the ones before came back (as
     :func:`stream_packets` sends a paced stream's packets), each stamped with its scheduled
     time, taking the echoes meanwhile: ``rtt[i]`` is the i-th echo's receipt minus its stamp.
-    Both ends then idle between packets, or queue behind each other, as they do while a
-    stream is paced at that interval. Returns the number of echoes taken (fewer when one did
-    not come within ``timeout_ns`` or libzmq failed)."""
+    With ``reply_every`` = m, only every m-th frame asks for an echo (the others carry
+    :data:`~qecd.bench.zmq_echo.NO_REPLY_BIT`), so replies come as often as a stream's
+    CORRECTIONs do (one per m packets) and ``count * m`` frames are sent. Both ends then
+    idle between packets, or queue behind each other, as they do while a stream is paced
+    at that interval. Returns the number of echoes taken (fewer when one did not come
+    within ``timeout_ns`` or libzmq failed)."""
     t0 = monotonic_ns() + gap_ns
     sent = got = 0
+    total = count * reply_every
     last = monotonic_ns()
     while got < count:
         now = monotonic_ns()
         ts = t0 + sent * gap_ns
-        if sent < count and now >= ts:
+        if sent < total and now >= ts:
             put_u64(frame, _TS_AT, ts)
+            if (sent + 1) % reply_every == 0:
+                frame[_NO_REPLY_AT] &= ~_NO_REPLY_BIT
+            else:
+                frame[_NO_REPLY_AT] |= _NO_REPLY_BIT
             if zmq_send(sock, frame.ctypes.data, n, DONTWAIT) >= 0:
                 sent += 1
                 continue
@@ -371,13 +382,14 @@ def paced_echoes(sock, frame, n, count, gap_ns, timeout_ns, rtt, items, rbuf):
             return got
         if now - last > timeout_ns and now - ts > timeout_ns:
             return got
-        if sent < count and ts - now > _SPIN_NS + 1_000_000:
+        if sent < total and ts - now > _SPIN_NS + 1_000_000:
             items[0].revents = 0
             zmq_poll(items.ctypes.data, 1, (ts - now - _SPIN_NS) // 1_000_000)
-        elif sent < count:
+        elif sent < total:
             sched_yield()
         else:
             _wait_a_little(sock, items, last, now)
+    frame[_NO_REPLY_AT] &= ~_NO_REPLY_BIT
     return got
 
 
@@ -398,7 +410,7 @@ def _warm() -> None:
     stream_packets(0, b, z, z, z, z, z, 0, 0, np.zeros(0, np.uint32), z, 1, 0, z, z, z, z,
                    items, b, z, z, z, res)
     ping_pong(0, b, 32, 0, 0, z, items, b)
-    paced_echoes(0, b, 32, 0, 1, 0, z, items, b)
+    paced_echoes(0, b, 32, 0, 1, 0, z, items, b, 1)
 
 
 def _packets(wire) -> tuple[np.ndarray, ...]:
@@ -523,13 +535,14 @@ def echo_for(connect: str, cpu: int | None = None):
     return EchoRouter("tcp://127.0.0.1:0", cpu=cpu).start()
 
 
-def compiled_round_trips(echo, samples: int, *, timeout_s: float = 10.0, gap_ns: int = 0
-                         ) -> tuple[np.ndarray, str]:
+def compiled_round_trips(echo, samples: int, *, timeout_s: float = 10.0, gap_ns: int = 0,
+                         reply_every: int = 1) -> tuple[np.ndarray, str]:
     """The bare DEALER/ROUTER round trip through the compiled path: ``samples`` HEARTBEAT
     frames from a DEALER (:func:`ping_pong`) to the compiled echo ROUTER ``echo`` (from
     :func:`echo_for`, in another process), after 100 unrecorded ones: back to back
     (:func:`ping_pong`), or sent one every ``gap_ns`` whatever came back
-    (:func:`paced_echoes`; the first tenth is not kept), the paced stream's packet interval.
+    (:func:`paced_echoes`; the first tenth is not kept), the paced stream's packet interval,
+    one in ``reply_every`` answered (the stream's packets per CORRECTION).
     That is a paced stream's
     floor: CPUs that idle between packets wake up slower (tens of µs on a VM), and packets
     closer than the round trip queue in both I/O threads. Returns the round trips (ns) and a
@@ -552,7 +565,7 @@ def compiled_round_trips(echo, samples: int, *, timeout_s: float = 10.0, gap_ns:
         rtt = np.zeros(samples, np.int64)
         if gap_ns > 0:  # the first tenth settles the queues, as a stream's first rounds do
             done = paced_echoes(sock.underlying, frame, len(frame), samples, int(gap_ns),
-                                int(timeout_s * 1e9), rtt, items, rbuf)
+                                int(timeout_s * 1e9), rtt, items, rbuf, int(reply_every))
             rtt = rtt[done // 10:]
             done -= done // 10
         else:
@@ -562,6 +575,7 @@ def compiled_round_trips(echo, samples: int, *, timeout_s: float = 10.0, gap_ns:
         sock.close(0)
     where = "unpinned" if echo.cpu is None else f"pinned to cpu {echo.cpu}"
     pace = (f"sent one every {gap_ns / 1e3:g} us, each timed from its scheduled send"
+            + (f", one in {reply_every} answered" if reply_every > 1 else "")
             if gap_ns > 0 else "back to back")
     return rtt[:done], (f"compiled DEALER (this emulator's kernel) <-> compiled echo ROUTER "
                         f"({pace}) "

@@ -38,16 +38,21 @@ from qecd.transport.server.libzmq_native import (  # noqa: E402,I001
     DONTWAIT, POLLIN, POLLITEM, SNDMORE, zmq_errno, zmq_poll, zmq_rcvmore, zmq_recv, zmq_send)
 from qecd.transport.shm.atomics import monotonic_ns  # noqa: E402
 
-__all__ = ["EchoRouter", "echo"]
+__all__ = ["EchoRouter", "echo", "NO_REPLY_AT", "NO_REPLY_BIT"]
 
 _EINTR = 4
+#: a frame whose byte NO_REPLY_AT has NO_REPLY_BIT set is taken and not echoed (the high byte
+#: of the header's flags field, which no HEARTBEAT sets): the paced floor of
+#: :func:`qecd.bench.native_emulator.paced_echoes` answers only as often as the stream's
+#: server sends CORRECTIONs
+NO_REPLY_AT, NO_REPLY_BIT = 5, 0x80
 
 
 @numba.njit(**_jit.KERNEL)
 def echo(sock, route_buf, frame_buf, items, idle_ns):
-    """Echo every (routing id, frame) on ROUTER ``sock`` back to its sender until an empty
-    frame arrives or nothing arrived for ``idle_ns``; returns the number echoed, or ``-errno``
-    when libzmq failed."""
+    """Echo every (routing id, frame) on ROUTER ``sock`` back to its sender (but frames
+    marked :data:`NO_REPLY_BIT`, taken silently) until an empty frame arrives or nothing
+    arrived for ``idle_ns``; returns the number taken, or ``-errno`` when libzmq failed."""
     served = 0
     last = monotonic_ns()
     while True:
@@ -69,6 +74,9 @@ def echo(sock, route_buf, frame_buf, items, idle_ns):
         if fl == 0:
             return served
         n = min(fl, frame_buf.shape[0])
+        if n > NO_REPLY_AT and frame_buf[NO_REPLY_AT] & NO_REPLY_BIT:
+            served += 1  # taken, not answered (a paced stream answers only some packets)
+            continue
         if zmq_send(sock, route_buf.ctypes.data, rl, SNDMORE | DONTWAIT) >= 0:
             zmq_send(sock, frame_buf.ctypes.data, n, DONTWAIT)
             served += 1

@@ -106,6 +106,22 @@ def test_paced_echoes_go_on_schedule_without_waiting_for_the_echoes():
     assert all(rtt[i] >= (9 - i) * gap for i in range(10))
 
 
+def test_the_paced_floor_is_answered_as_often_as_the_stream_is():
+    """The paced echo sends every frame on schedule but asks for an echo on one in m (the
+    stream's packets per CORRECTION): the compiled echo takes all of them and answers those."""
+    from qecd.bench.zmq_echo import EchoRouter
+
+    echo = EchoRouter("tcp://127.0.0.1:0").start()
+    try:
+        rtt, method = native_emulator.compiled_round_trips(echo, 300, gap_ns=200_000,
+                                                           reply_every=3)
+    finally:
+        echo.close()
+    assert len(rtt) == 300 - 30  # the first tenth settles the queues and is not kept
+    assert "one every 200 us" in method and "one in 3 answered" in method
+    assert echo.served == 100 + 300 * 3  # 100 back-to-back warm-ups, then 900 paced frames
+
+
 class _DroppingProxy:
     """A ROUTER in front of a real server that forwards everything but drops some of the
     CORRECTIONs on their way back: every one that flips an observable without ending its
