@@ -407,7 +407,9 @@ def format_latency(r: dict) -> str:
         which = ("the paced bare RTT" if r.get("service_adds_floor") == "bare_round_trip_paced"
                  else "bare RTT")
         lines.append(f"service adds (reaction p50 - {which} p50): "
-                     f"{r['service_adds_p50_us']:.1f} us")
+                     f"{r['service_adds_p50_us']:.1f} us"
+                     + (" (below the floor: within this run's noise)"
+                        if r["service_adds_p50_us"] < 0 else ""))
     if r.get("emulator"):
         lines.append(f"emulator: {r['emulator']}"
                      + (f" ({r['emulator_note']})" if r.get("emulator_note") else ""))
