@@ -223,3 +223,31 @@ def test_the_asyncio_client_gathers_rounds_the_same_way(running_server, offline_
         got, final = asyncio.run(run(server.endpoints[0]))
     assert got == [(a, b, o) for a, b, o in want]
     assert final == 10 * exp.layout.num_rounds + 1
+
+
+def test_a_resumed_stream_gathers_k_rounds_from_the_servers_next_round(running_server,
+                                                                       offline_commits):
+    """A connection drops with rounds gathered and not sent; a new one resumes the stream
+    with rounds_per_packet and sends from the server's next round: the corrections are the
+    offline decode's."""
+    exp = build_experiment(SPEC)
+    dets, _ = exp.sample(3, seed=11)
+    want = offline_commits(exp, dets, backend="uf")
+    rounds = [bits for _, _, bits in _rounds(exp, dets)]
+    with running_server() as server:
+        old = Client(server.endpoints[0], timeout_s=30)
+        s = old.open_stream(SPEC, decoder="uf", rounds_per_packet=4)
+        for bits in rounds[:7]:
+            s.add_round(bits)  # rounds 0-3 sent, 4-6 gathered
+        got = _corrections(s, 0)
+        token = s.resume_token
+        with pytest.warns(RuntimeWarning, match="3 rounds gathered"):
+            old.close()  # the connection is gone: the three gathered rounds with it
+        with Client(server.endpoints[0], timeout_s=30) as new:
+            t = new.resume_stream(s.stream_id, token, rounds_per_packet=4)
+            assert (t.next_round, t.rounds_per_packet) == (4, 4)
+            for bits in rounds[t.next_round:]:
+                t.add_round(bits)
+            t.flush()
+            got += _corrections(t, 3)
+    assert got == [(a, b, o) for a, b, o in want]

@@ -197,9 +197,11 @@ class AsyncClient:
         return stream
 
     async def resume_stream(self, stream_id: int, token: bytes,
-                            timeout_s: float = HELLO_TIMEOUT_S) -> AsyncStream:
+                            timeout_s: float = HELLO_TIMEOUT_S, *,
+                            rounds_per_packet: int = 1) -> AsyncStream:
         """Take over open stream ``stream_id`` with ``token`` (docs/protocol.md §6.9); as
         :meth:`qecd.transport.client.Client.resume_stream`."""
+        check_rounds_per_packet(rounds_per_packet)
         frame = resume_frame(stream_id, token, self._next_seq())
         accept = (await self._request(frame, (MsgType.ACCEPT,), timeout_s,
                                       "resume_stream")).body
@@ -209,6 +211,8 @@ class AsyncClient:
         stream = AsyncStream(self, accept)
         stream.next_round = accept.next_round or 0
         self.streams[stream.stream_id] = stream
+        if rounds_per_packet != 1:
+            await stream.set_rounds_per_packet(rounds_per_packet)
         return stream
 
     async def heartbeat(self, stream_id: int = 0, timeout_s: float | None = None) -> int:

@@ -289,7 +289,8 @@ class Client:
         return stream
 
     def resume_stream(self, stream_id: int, token: bytes,
-                      timeout_s: float = HELLO_TIMEOUT_S) -> Stream:
+                      timeout_s: float = HELLO_TIMEOUT_S, *, rounds_per_packet: int = 1
+                      ) -> Stream:
         """Take over open stream ``stream_id`` from this connection with ``token``, the
         ``resume_token`` of its latest ACCEPT (``stream.resume_token`` on the connection
         that lost it; docs/protocol.md §6.9). The returned Stream is positioned at the
@@ -298,10 +299,16 @@ class Client:
         received: continue from ``next_round``; corrections already sent to the old
         connection are not sent again.
 
+        ``rounds_per_packet`` is as for :meth:`open_stream` (rounds gathered on the lost
+        connection and not sent are not carried over: send from ``next_round``). A K the
+        server refuses raises ValueError after the resume; the stream is then in
+        :attr:`streams`, one round per packet.
+
         Raises ServerError: ``UNKNOWN_STREAM`` whatever failed (wrong, spent or another
         stream's token, closed stream, another CURVE key, a stream opened with the
         post-quantum handshake), ``BAD_HELLO`` for a shared-memory stream; or ServerTimeout.
         """
+        check_rounds_per_packet(rounds_per_packet)
         frame = resume_frame(stream_id, token, self._next_seq())
         accept: Accept = self._request(frame, (MsgType.ACCEPT,), timeout_s,
                                        "resume_stream").body
@@ -311,6 +318,8 @@ class Client:
         stream = Stream(self, accept)
         stream.next_round = accept.next_round or 0
         self.streams[stream.stream_id] = stream
+        if rounds_per_packet != 1:
+            stream.set_rounds_per_packet(rounds_per_packet)
         return stream
 
     def _pq_finish(self, op: PqOpen, accept: Accept) -> PqSession | None:
