@@ -251,3 +251,41 @@ def test_a_resumed_stream_gathers_k_rounds_from_the_servers_next_round(running_s
             t.flush()
             got += _corrections(t, 3)
     assert got == [(a, b, o) for a, b, o in want]
+
+
+def test_the_asyncio_stream_takes_concurrent_adds_and_flushes_one_at_a_time(
+        running_server, offline_commits):
+    """One task adds rounds while another flushes whenever it likes: every round is sent
+    once, in order (a packet in flight is not sent again by the other task's flush)."""
+    exp = build_experiment(SPEC)
+    dets, _ = exp.sample(20, seed=12)
+    want = offline_commits(exp, dets, backend="uf")
+    rounds = [bits for _, _, bits in _rounds(exp, dets)]
+
+    async def run(endpoint):
+        async with AsyncClient(endpoint, timeout_s=30) as client:
+            s = await client.open_stream(SPEC, decoder="uf", rounds_per_packet=5)
+
+            async def adder():
+                for bits in rounds:
+                    await s.add_round(bits)
+                    await asyncio.sleep(0)
+
+            async def flusher():
+                for _ in range(len(rounds)):
+                    await s.flush()
+                    await asyncio.sleep(0)
+
+            await asyncio.gather(adder(), flusher())
+            await s.flush()
+            got, ended = [], 0
+            while ended < 20:
+                c = await s.recv_correction(timeout_s=30)
+                got.append((c.first_round, c.last_round, c.observables.tolist()))
+                ended += bool(c.shot_end)
+            return got, await s.close()
+
+    with running_server() as server:
+        got, final = asyncio.run(run(server.endpoints[0]))
+    assert got == [(a, b, o) for a, b, o in want]
+    assert final == len(rounds)

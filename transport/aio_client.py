@@ -247,6 +247,7 @@ class AsyncStream:
         #: the token that lets another connection take this stream over (§6.9)
         self.resume_token: bytes | None = accept.resume_token
         self._batch: RoundBatch | None = None
+        self._gather = asyncio.Lock()  # one add_round/flush at a time: rounds have an order
 
     @property
     def slice_sizes(self) -> tuple[int, ...]:
@@ -265,26 +266,33 @@ class AsyncStream:
     async def set_rounds_per_packet(self, k: int) -> None:
         """:meth:`qecd.transport.client.Stream.set_rounds_per_packet`."""
         batch = batch_for(self.accept, k)
-        await self.flush()
-        self._batch = batch
+        async with self._gather:
+            await self._flush()
+            self._batch = batch
 
     async def add_round(self, bits: np.ndarray, *, timestamp_ns: int | None = None) -> int:
         """:meth:`qecd.transport.client.Stream.add_round`: gather one round, send the packet
-        once it holds :attr:`rounds_per_packet`; returns the round's index. One task at a
-        time per stream (rounds have an order)."""
-        if self._batch is None:
-            self._batch = batch_for(self.accept, 1)
-        if self._batch.full:  # a packet whose send failed: it goes first
-            await self.flush()
-        ts = time.perf_counter_ns() if timestamp_ns is None else timestamp_ns
-        r = self.next_round + self._batch.pending
-        if self._batch.add(bits, first_round=self.next_round, timestamp_ns=ts):
-            await self.flush()
-        return r
+        once it holds :attr:`rounds_per_packet`; returns the round's index. Calls from
+        several tasks are taken one at a time, in the order they came (a round is numbered
+        when it is gathered, and a packet in flight is never sent twice)."""
+        async with self._gather:
+            if self._batch is None:
+                self._batch = batch_for(self.accept, 1)
+            if self._batch.full:  # a packet whose send failed: it goes first
+                await self._flush()
+            ts = time.perf_counter_ns() if timestamp_ns is None else timestamp_ns
+            r = self.next_round + self._batch.pending
+            if self._batch.add(bits, first_round=self.next_round, timestamp_ns=ts):
+                await self._flush()
+            return r
 
     async def flush(self) -> int | None:
         """Send the rounds :meth:`add_round` gathered; the first round sent, or None. If
         the send fails (ServerTimeout) the rounds stay gathered for a later ``flush``."""
+        async with self._gather:
+            return await self._flush()
+
+    async def _flush(self) -> int | None:
         b = self._batch
         if b is None or not b.pending:
             return None
