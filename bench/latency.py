@@ -108,22 +108,12 @@ def _reaction_breakdown(records: dict, emu: dict, n_rounds: int):
     return until_ready, server_side, None
 
 
-def _kept_up(lag_ns: np.ndarray, cycle_us: float) -> bool | None:
-    """Paced runs: did the backlog stay bounded? True when the median lag over the last tenth
-    of the samples is under 10 cycles (zmq: 10 packet intervals, ``cycle_us`` = K x cycle),
-    i.e. whatever backlog stalls built was drained rather than carried to the end (an offered
-    rate above what the service sustains makes the lag grow with the round number instead)."""
-    if not cycle_us or len(lag_ns) < 10:
-        return None
-    tail = lag_ns[-max(1, len(lag_ns) // 10):]
-    return bool(np.median(tail) < 10 * cycle_us * 1e3)
-
-
 def _lag_trend(lag_ns: np.ndarray, cycle_us: float) -> tuple[str | None, list[float]]:
     """How a paced run's lag behind schedule evolved: the median lag of each tenth of the run
     (µs) and a word for it, judged against 10 cycles (zmq: 10 packet intervals):
 
-    - ``"drained"``: the last tenth's under the bound (as :func:`_kept_up`);
+    - ``"drained"``: the last tenth's under the bound: whatever backlog stalls built was
+      drained rather than carried to the end (the report's ``kept_up``);
     - ``"growing"``: the last tenth's over the bound above the first half's median (the
       offered rate is above what is served, or a stall was not caught up);
     - ``"standing"``: every tenth within one bound of the others, all over it (a flat queue,
@@ -149,6 +139,16 @@ def _lag_trend(lag_ns: np.ndarray, cycle_us: float) -> tuple[str | None, list[fl
     if max(tenths) - min(tenths) <= bound:
         return "standing", tenths
     return "lagging", tenths
+
+
+def _backlog_trend(lag_ns: np.ndarray, cycle_us: float) -> dict:
+    """The report's ``backlog`` keys ``kept_up`` (the lag ``"drained"``: True when the median
+    lag over the last tenth of the samples is under 10 cycles; zmq: 10 packet intervals,
+    ``cycle_us`` = K x cycle; None when unpaced), ``trend`` and ``lag_by_tenth_us``
+    (:func:`_lag_trend`)."""
+    trend, tenths = _lag_trend(lag_ns, cycle_us)
+    return {"kept_up": None if trend is None else trend == "drained", "trend": trend,
+            "lag_by_tenth_us": tenths}
 
 
 def _recv(conn, timeout: float, who: str):
@@ -313,9 +313,7 @@ def run_latency(spec: str = "surface:d=5,p=0.001", *, decoder: str = DEFAULT_STR
         "offered_rounds_per_s": 1e6 / cycle_us if cycle_us else None,
         "reaction_breakdown_note": mapping_note,
         "backlog": {
-            "kept_up": _kept_up(lag, cycle_us),
-            "trend": _lag_trend(lag, cycle_us)[0],
-            "lag_by_tenth_us": _lag_trend(lag, cycle_us)[1],
+            **_backlog_trend(lag, cycle_us),
             # a backlog longer than the ring makes the emulator wait for space: its send
             # delays then include the server's backlog (and the server side excludes it)
             "ring_may_have_filled": (None if not cycle_us or not len(lag)
@@ -591,9 +589,7 @@ def _run_zmq(spec, *, decoder, shots, seed, cycle_us, window, commit, ping, pin,
         "throughput_rounds_per_s": rep["throughput"]["rounds_per_s"],
         "offered_rounds_per_s": 1e6 / cycle_us if cycle_us else None,
         "backlog": {
-            "kept_up": _kept_up(lag, cycle_us * rounds_per_packet),
-            "trend": _lag_trend(lag, cycle_us * rounds_per_packet)[0],
-            "lag_by_tenth_us": _lag_trend(lag, cycle_us * rounds_per_packet)[1],
+            **_backlog_trend(lag, cycle_us * rounds_per_packet),
             "rule": "paced: the median lag (reaction time minus the bare round trip's p50) "
                     "over the last tenth of the corrections is under 10 packet intervals "
                     "(K x cycle)",

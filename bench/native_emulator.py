@@ -542,11 +542,10 @@ def compiled_round_trips(echo, samples: int, *, timeout_s: float = 10.0, gap_ns:
     :func:`echo_for`, in another process), after 100 unrecorded ones: back to back
     (:func:`ping_pong`), or sent one every ``gap_ns`` whatever came back
     (:func:`paced_echoes`; the first tenth is not kept), the paced stream's packet interval,
-    one in ``reply_every`` answered (the stream's packets per CORRECTION).
-    That is a paced stream's
-    floor: CPUs that idle between packets wake up slower (tens of µs on a VM), and packets
-    closer than the round trip queue in both I/O threads. Returns the round trips (ns) and a
-    description of the method."""
+    one in ``reply_every`` answered (the stream's packets per CORRECTION). That is a paced
+    stream's floor: CPUs that idle between packets wake up slower (tens of µs on a VM), and
+    packets closer than the round trip queue in both I/O threads. Returns the round trips
+    (ns) and a description of the method."""
     import zmq
 
     from qecd.transport._client_core import dealer_socket

@@ -45,11 +45,12 @@ CYCLE_US = 1.0
 
 #: rounds per SYNDROME packet over ZeroMQ in the main job (K rounds sent every K cycles).
 #: Measured on the 2-vCPU development VM at 10^6 rounds/s, d=5 (1.2 M rounds, docs/benchmarks.md):
-#: K = 6-12 left a lag of 0.4-5 ms (the bare echo paced alike: 1.2-1.7 ms: ZeroMQ itself does
-#: not carry 80-170 thousand packets a second with low latency on one CPU per end), K = 16 a
-#: standing queue of 150-450 µs, K = 20 kept up, K = 24-32 kept up with reaction p50 120-160 µs.
-#: A packet's rounds are timed from its receipt, so its last round's service time includes
-#: the K - 1 before it: per-round service p99 was 5-8 µs at K = 12-24 but 13 µs at K = 32.
+#: K = 6-12 left a lag of 0.4-5 ms (an echo answering every frame, paced alike: 1.2-1.7 ms: one
+#: CPU per end does not carry 80-170 thousand packets a second with low latency), K = 16 a lag
+#: of 150-450 µs (over 10 packet intervals), K = 20 kept up, K = 24-32 kept up with reaction
+#: medians of 116-179 µs by tenth of the run. A packet's rounds are timed from its receipt,
+#: so its last round's service time includes the K - 1 before it: per-round service p99 was
+#: 5.4-8.2 µs at K = 12-24 but 13 µs at K = 32.
 ZMQ_ROUNDS_PER_PACKET = 24
 TRANSPORTS = ("zmq", "shm")
 _NAMES = {"zmq": "ZeroMQ", "shm": "ring"}

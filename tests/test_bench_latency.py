@@ -65,7 +65,10 @@ def test_unknown_decoder_is_a_usage_error():
 def test_backlog_verdict_tells_drained_stalls_from_a_growing_lag():
     import numpy as np
 
-    from qecd.bench.latency import _kept_up
+    from qecd.bench.latency import _backlog_trend
+
+    def _kept_up(lag_ns, cycle_us):
+        return _backlog_trend(lag_ns, cycle_us)["kept_up"]
 
     rounds = np.arange(100_000)
     stalls = np.where((rounds % 20_000) < 3000, 3000 - (rounds % 20_000), 0) * 1000  # ns

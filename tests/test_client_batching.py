@@ -22,11 +22,15 @@ pytestmark = pytest.mark.timeout(180)
 SPEC = "surface:d=3,r=5,p=0.02"  # 6 rounds per shot
 
 
-def _rounds(exp, dets):
-    """Every round of every shot, in order: (shot, round-in-shot, bits)."""
-    for j, d in enumerate(dets):
-        for t, ids in enumerate(exp.layout.detectors):
-            yield j, t, d[ids]
+def _sampled(shots, seed, offline_commits=None, window=None, commit=None):
+    """``shots`` shots of SPEC: the experiment, every round's bits in order, and (given the
+    ``offline_commits`` fixture) the commits of an offline ``uf`` decode of them."""
+    exp = build_experiment(SPEC)
+    dets, _ = exp.sample(shots, seed=seed)
+    rounds = [d[ids] for d in dets for ids in exp.layout.detectors]
+    want = (None if offline_commits is None
+            else offline_commits(exp, dets, window, commit, backend="uf"))
+    return exp, rounds, want
 
 
 def _corrections(stream, n_shots):
@@ -40,17 +44,27 @@ def _corrections(stream, n_shots):
     return out
 
 
+async def _acorrections(stream, n_shots):
+    """:func:`_corrections` of an asyncio stream."""
+    out, ended = [], 0
+    while ended < n_shots:
+        c = await stream.recv_correction(timeout_s=30)
+        out.append((c.first_round, c.last_round, c.observables.tolist()))
+        ended += bool(c.shot_end)
+    return out
+
+
 @pytest.mark.parametrize("k", [4, 7])
 def test_gathered_rounds_decode_as_rounds_sent_one_by_one(running_server, offline_commits, k):
-    exp = build_experiment(SPEC)
-    dets, _ = exp.sample(31, seed=5)  # 186 rounds: 2 and 4 left over for K = 4 and 7
-    want = offline_commits(exp, dets, 4, 2, backend="uf")
+    # 186 rounds: 2 and 4 left over for K = 4 and 7
+    exp, rounds, want = _sampled(31, 5, offline_commits, 4, 2)
     with running_server() as server, Client(server.endpoints[0], timeout_s=30) as client:
         one = client.open_stream(SPEC, decoder="uf", window=4, commit=2)
         many = client.open_stream(SPEC, decoder="uf", window=4, commit=2, rounds_per_packet=k)
         assert (one.rounds_per_packet, many.rounds_per_packet) == (1, k)
+        assert (many.rounds_per_shot, many.num_observables) == (exp.layout.num_rounds, 1)
         before = client.stats()["packets_received"]
-        for i, (_, _, bits) in enumerate(_rounds(exp, dets)):
+        for i, bits in enumerate(rounds):
             assert many.add_round(bits, timestamp_ns=1000 + i) == i
             assert many.pending_rounds == (i + 1) % k
         total = 31 * exp.layout.num_rounds
@@ -59,20 +73,17 @@ def test_gathered_rounds_decode_as_rounds_sent_one_by_one(running_server, offlin
         assert many.flush() is None
         got_many = _corrections(many, 31)
         after = client.stats()["packets_received"]
-        for _, _, bits in _rounds(exp, dets):
+        for bits in rounds:
             one.send_round(bits)
         got_one = _corrections(one, 31)
     assert got_many == got_one
-    assert [(a, b, o) for a, b, o in got_many] == [(a, b, o) for a, b, o in want]
+    assert got_many == want
     # one packet per K rounds (and the STATS request itself)
     assert after - before == -(-total // k) + 1
 
 
 def test_nothing_gathered_is_lost_or_reordered(running_server, offline_commits):
-    exp = build_experiment(SPEC)
-    dets, _ = exp.sample(3, seed=6)
-    want = offline_commits(exp, dets, backend="uf")
-    rounds = [bits for _, _, bits in _rounds(exp, dets)]
+    exp, rounds, want = _sampled(3, 6, offline_commits)
     with running_server() as server, Client(server.endpoints[0], timeout_s=30) as client:
         s = client.open_stream(SPEC, decoder="uf", rounds_per_packet=5)
         for bits in rounds[:3]:
@@ -93,7 +104,7 @@ def test_nothing_gathered_is_lost_or_reordered(running_server, offline_commits):
         assert s.close() == 18  # BYE after the gathered round: the server saw all 18
         assert s.pending_rounds == 0
         got += _corrections(s, 1)  # still readable after the BYE
-    assert got == [(a, b, o) for a, b, o in want]
+    assert got == want
 
 
 def test_a_failed_send_keeps_the_gathered_rounds_for_the_next_flush(running_server,
@@ -103,10 +114,7 @@ def test_a_failed_send_keeps_the_gathered_rounds_for_the_next_flush(running_serv
     add_round (or flush) sends them first."""
     from qecd.transport.client import ServerTimeout
 
-    exp = build_experiment(SPEC)
-    dets, _ = exp.sample(4, seed=9)
-    want = offline_commits(exp, dets, backend="uf")
-    rounds = [bits for _, _, bits in _rounds(exp, dets)]
+    exp, rounds, want = _sampled(4, 9, offline_commits)
     with running_server() as server, Client(server.endpoints[0], timeout_s=30) as client:
         s = client.open_stream(SPEC, decoder="uf", rounds_per_packet=4)
         real_send = client.send_frame
@@ -130,14 +138,12 @@ def test_a_failed_send_keeps_the_gathered_rounds_for_the_next_flush(running_serv
             s.add_round(bits)
         s.flush()
         got = _corrections(s, 4)
-    assert got == [(a, b, o) for a, b, o in want]
+    assert got == want
     assert len(failures) == 1
 
 
 def test_rewind_drops_what_was_gathered_and_resends_from_the_given_round(running_server):
-    exp = build_experiment(SPEC)
-    dets, _ = exp.sample(1, seed=10)
-    rounds = [bits for _, _, bits in _rounds(exp, dets)]
+    _, rounds, _ = _sampled(1, 10)
     with running_server() as server, Client(server.endpoints[0], timeout_s=30) as client:
         s = client.open_stream(SPEC, decoder="uf", rounds_per_packet=4)
         s.add_round(rounds[0])
@@ -181,9 +187,7 @@ def test_a_packet_size_the_server_would_refuse_is_refused_first(running_server):
 
 
 def test_a_round_of_the_wrong_size_leaves_the_packet_as_it_was(running_server):
-    exp = build_experiment(SPEC)
-    dets, _ = exp.sample(1, seed=7)
-    rounds = [bits for _, _, bits in _rounds(exp, dets)]
+    _, rounds, _ = _sampled(1, 7)
     with running_server() as server, Client(server.endpoints[0], timeout_s=30) as client:
         s = client.open_stream(SPEC, decoder="uf", rounds_per_packet=6)
         s.add_round(rounds[0])
@@ -197,31 +201,25 @@ def test_a_round_of_the_wrong_size_leaves_the_packet_as_it_was(running_server):
 
 
 def test_the_asyncio_client_gathers_rounds_the_same_way(running_server, offline_commits):
-    exp = build_experiment(SPEC)
-    dets, _ = exp.sample(10, seed=8)
-    want = offline_commits(exp, dets, backend="uf")
+    exp, rounds, want = _sampled(10, 8, offline_commits)
 
     async def run(endpoint):
         async with AsyncClient(endpoint, timeout_s=30) as client:
             s = await client.open_stream(SPEC, decoder="uf", rounds_per_packet=4)
-            assert s.rounds_per_packet == 4
-            for _, _, bits in _rounds(exp, dets):
+            assert (s.rounds_per_packet, s.rounds_per_shot) == (4, exp.layout.num_rounds)
+            for bits in rounds:
                 await s.add_round(bits)
             assert s.pending_rounds == (10 * exp.layout.num_rounds) % 4
             await s.flush()
-            got, ended = [], 0
-            while ended < 10:
-                c = await s.recv_correction(timeout_s=30)
-                got.append((c.first_round, c.last_round, c.observables.tolist()))
-                ended += bool(c.shot_end)
+            got = await _acorrections(s, 10)
             await s.set_rounds_per_packet(3)
-            await s.add_round(next(_rounds(exp, dets[:1]))[2])  # close sends it first
+            await s.add_round(rounds[0])  # close sends it first
             assert s.pending_rounds == 1
             return got, await s.close()
 
     with running_server() as server:
         got, final = asyncio.run(run(server.endpoints[0]))
-    assert got == [(a, b, o) for a, b, o in want]
+    assert got == want
     assert final == 10 * exp.layout.num_rounds + 1
 
 
@@ -230,10 +228,7 @@ def test_a_resumed_stream_gathers_k_rounds_from_the_servers_next_round(running_s
     """A connection drops with rounds gathered and not sent; a new one resumes the stream
     with rounds_per_packet and sends from the server's next round: the corrections are the
     offline decode's."""
-    exp = build_experiment(SPEC)
-    dets, _ = exp.sample(3, seed=11)
-    want = offline_commits(exp, dets, backend="uf")
-    rounds = [bits for _, _, bits in _rounds(exp, dets)]
+    exp, rounds, want = _sampled(3, 11, offline_commits)
     with running_server() as server:
         old = Client(server.endpoints[0], timeout_s=30)
         s = old.open_stream(SPEC, decoder="uf", rounds_per_packet=4)
@@ -250,17 +245,14 @@ def test_a_resumed_stream_gathers_k_rounds_from_the_servers_next_round(running_s
                 t.add_round(bits)
             t.flush()
             got += _corrections(t, 3)
-    assert got == [(a, b, o) for a, b, o in want]
+    assert got == want
 
 
 def test_the_asyncio_stream_takes_concurrent_adds_and_flushes_one_at_a_time(
         running_server, offline_commits):
     """One task adds rounds while another flushes whenever it likes: every round is sent
     once, in order (a packet in flight is not sent again by the other task's flush)."""
-    exp = build_experiment(SPEC)
-    dets, _ = exp.sample(20, seed=12)
-    want = offline_commits(exp, dets, backend="uf")
-    rounds = [bits for _, _, bits in _rounds(exp, dets)]
+    exp, rounds, want = _sampled(20, 12, offline_commits)
 
     async def run(endpoint):
         async with AsyncClient(endpoint, timeout_s=30) as client:
@@ -278,14 +270,9 @@ def test_the_asyncio_stream_takes_concurrent_adds_and_flushes_one_at_a_time(
 
             await asyncio.gather(adder(), flusher())
             await s.flush()
-            got, ended = [], 0
-            while ended < 20:
-                c = await s.recv_correction(timeout_s=30)
-                got.append((c.first_round, c.last_round, c.observables.tolist()))
-                ended += bool(c.shot_end)
-            return got, await s.close()
+            return await _acorrections(s, 20), await s.close()
 
     with running_server() as server:
         got, final = asyncio.run(run(server.endpoints[0]))
-    assert got == [(a, b, o) for a, b, o in want]
+    assert got == want
     assert final == len(rounds)

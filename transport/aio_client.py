@@ -254,6 +254,10 @@ class AsyncStream:
         return self.accept.slice_sizes
 
     @property
+    def rounds_per_shot(self) -> int:
+        return self.accept.rounds_per_shot
+
+    @property
     def rounds_per_packet(self) -> int:
         """K of :meth:`add_round` (see :meth:`set_rounds_per_packet`)."""
         return 1 if self._batch is None else self._batch.rounds_per_packet

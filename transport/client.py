@@ -442,6 +442,14 @@ class Stream:
         return self.accept.slice_sizes
 
     @property
+    def rounds_per_shot(self) -> int:
+        return self.accept.rounds_per_shot
+
+    @property
+    def num_observables(self) -> int:
+        return self.accept.num_observables
+
+    @property
     def rounds_per_packet(self) -> int:
         """K: the rounds :meth:`add_round` gathers into one SYNDROME packet (1: a packet
         per round); see :meth:`set_rounds_per_packet`."""

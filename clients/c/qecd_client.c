@@ -721,10 +721,10 @@ void qecd_batch_reset(qecd_batch *b, uint64_t next_round) {
 
 long qecd_batch_add(qecd_batch *b, const uint8_t *bits, size_t n, uint64_t timestamp_ns) {
     uint32_t size = b->sizes[(b->first_round + b->pending) % b->rounds_per_shot];
-    if (n != size || QECD_HEADER_SIZE + b->payload_len + (size + 7u) / 8u > b->cap)
-        return QECD_E_ARG;
+    size_t nbytes = (size + 7u) / 8u;
+    if (n != size || QECD_HEADER_SIZE + b->payload_len + nbytes > b->cap) return QECD_E_ARG;
     qecd_pack_bits(b->buf + QECD_HEADER_SIZE + b->payload_len, bits, n);
-    b->payload_len += (size + 7u) / 8u;
+    b->payload_len += nbytes;
     b->pending++;
     b->timestamp_ns = timestamp_ns;
     return b->pending >= b->k ? (long)qecd_batch_take(b) : 0;
