@@ -26,9 +26,9 @@ def test_meter_reports_every_cpu_and_a_combined_floor():
     for c in r["cpus"]:
         assert c["clock_reads"] > 1000 and 0 <= c["blocked_share"] <= c["lost_share"] < 1
         assert c["max_stall_us"] >= 0 and not any(k.startswith("_") for k in c)
-    # the pooled p99 is at least every CPU's (up to float rounding of ns -> us: 3534.8749991
-    # against 3534.875 failed once)
-    assert r["wait_p99_us_all_cpus"] >= max(c["wait_p99_us"] for c in r["cpus"]) * (1 - 1e-9)
+    # the pooled p99 is at least every CPU's, up to the union quantile's bisection step of
+    # 0.1 ns = 1e-4 us (a relative 1e-9 failed in CI: 3542.5409937 against 3542.541)
+    assert r["wait_p99_us_all_cpus"] >= max(c["wait_p99_us"] for c in r["cpus"]) - 1e-4
 
 
 @settings(max_examples=100, deadline=None)
