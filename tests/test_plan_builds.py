@@ -209,6 +209,29 @@ def test_a_graph_the_server_would_rebuild_holding_the_gil_is_bounded(running_ser
             s.close()
 
 
+def test_a_whole_shot_graph_over_the_bound_is_refused_before_its_backend_is_built(monkeypatch):
+    """A whole-shot plan's one window graph is the DEM's fault table: the bound is checked
+    after the parse, before the backend builds its graph (the worker spent seconds building
+    the PyMatching graph of each 5-8 MB DEM of a fuzz, only to refuse it). Windows are still
+    checked after the build, where each window's graph is known."""
+    from qecd.decoder.pymatching_backend import PyMatchingDecoder
+    from qecd.transport.server.session import LimitError, SessionLimits, build_plan, plan_key
+
+    built = []
+    real = PyMatchingDecoder.from_dem.__func__
+    monkeypatch.setattr(PyMatchingDecoder, "from_dem",
+                        classmethod(lambda cls, dem, **kw: built.append(1) or real(cls, dem, **kw)))
+    hello = Hello(spec="surface:d=5,r=5,p=0.001")  # 502 faults whole-shot
+    with pytest.raises(LimitError, match="at most 300 faults .* got 502"):
+        build_plan(plan_key(hello), hello, SessionLimits(max_gil_graph_faults=300))
+    assert built == []
+    windowed = Hello(spec="surface:d=5,r=5,p=0.001", decoder="pymatching-w2c1")
+    with pytest.raises(LimitError, match="at most 100 faults"):
+        build_plan(plan_key(windowed), windowed, SessionLimits(max_gil_graph_faults=100))
+    assert built  # a window's graph is bounded once built
+    assert build_plan(plan_key(hello), hello, SessionLimits(max_gil_graph_faults=502))
+
+
 def test_a_ring_stream_forks_the_plans_engine(running_server, no_shm_leak):
     """The shared-memory stream's engine is a fork of the plan's (its own copy of the
     arrays, through pickle): nothing is parsed or compiled again on the server to open it."""

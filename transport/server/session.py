@@ -50,7 +50,8 @@ import stim
 from qecd import __version__
 from qecd.codes import RoundLayout, build_experiment, parse_spec
 from qecd.codes.measurements import MeasurementLayout, convert_round
-from qecd.decoder.registry import parse_decoder_name
+from qecd.decoder.fault_table import FaultTable
+from qecd.decoder.registry import backend_class, parse_decoder_name
 from qecd.decoder.window import StreamDecoder
 from qecd.errors import DecoderError, ProtocolError, QecdError
 from qecd.transport.engine import (
@@ -360,13 +361,33 @@ def _check_gil_graphs(decoder: StreamDecoder, limits: SessionLimits, what: str) 
         return
     largest = decoder.largest_window_faults
     if largest > cap:
-        name = decoder.backend_class.name
-        raise LimitError("max_gil_graph_faults", (
-            f"HELLO key {what!r}: {name} rebuilds its graph in calls that hold the server's "
-            f"interpreter lock, stalling every live stream for a time that grows with its "
-            f"size: expected a window graph of at most {cap} faults "
-            f"(max_gil_graph_faults), got {largest}; decode it with a window "
-            f"(decoder '{name}-w<W>c<C>', or the HELLO's window) or with uf"))
+        raise _gil_graph_error(decoder.backend_class.name, largest, cap, what)
+
+
+def _check_whole_shot_graph(dem: stim.DetectorErrorModel, key: PlanKey,
+                            limits: SessionLimits, what: str) -> None:
+    """:func:`_check_gil_graphs` before any backend is built, for a whole-shot plan (no
+    window): its one window graph is the DEM's fault table, so a plan that would be refused
+    is refused after a parse, not after building the backend's graph (seconds of a worker's
+    CPU for a 5-8 MB DEM, refused anyway)."""
+    cap = limits.max_gil_graph_faults
+    if not cap or key.window is not None:
+        return
+    cls = backend_class(key.backend)
+    if not cls.builds_holding_gil:
+        return
+    n = FaultTable.from_dem(dem, graph=cls.graph_like).num_faults
+    if n > cap:
+        raise _gil_graph_error(cls.name, n, cap, what)
+
+
+def _gil_graph_error(name: str, largest: int, cap: int, what: str) -> LimitError:
+    return LimitError("max_gil_graph_faults", (
+        f"HELLO key {what!r}: {name} rebuilds its graph in calls that hold the server's "
+        f"interpreter lock, stalling every live stream for a time that grows with its "
+        f"size: expected a window graph of at most {cap} faults "
+        f"(max_gil_graph_faults), got {largest}; decode it with a window "
+        f"(decoder '{name}-w<W>c<C>', or the HELLO's window) or with uf"))
 
 
 def build_plan(key: PlanKey, hello: Hello, limits: SessionLimits | None = None) -> StreamPlan:
@@ -426,6 +447,7 @@ def build_plan(key: PlanKey, hello: Hello, limits: SessionLimits | None = None) 
         if layout.num_rounds > MAX_ROUNDS_PER_SHOT:
             raise LimitError("max_rounds", f"HELLO key {what!r}: expected at most "
                              f"{MAX_ROUNDS_PER_SHOT} rounds per shot, got {layout.num_rounds}")
+        _check_whole_shot_graph(dem, key, limits, what)
         decoder = StreamDecoder(dem, layout, key.backend, window=key.window, commit=key.commit)
         _check_gil_graphs(decoder, limits, what)
     except ProtocolError:
