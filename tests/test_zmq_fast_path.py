@@ -14,6 +14,7 @@ from qecd.transport.server import fast_path, libzmq_native
 from qecd.transport.server.session import SessionLimits
 from qecd.transport.wire import (
     HEADER_SIZE,
+    ErrorCode,
     Flags,
     Hello,
     MsgType,
@@ -368,3 +369,31 @@ def test_a_kinds_free_rows_hold_only_live_contexts_and_a_close_writes_one_row():
             assert fillers <= set(live.values()) and len(fillers) <= 1
         if step == 1000:  # beside a long-lived stream, O(1) rows per open and close
             assert _CountingList.writes < 3 * opened
+
+
+def test_a_large_packet_the_fast_path_cannot_serve_is_handed_over_uncopied(running_server):
+    """A large packet that is not a SYNDROME of the right length (a fuzz's 16 MB frames: the
+    header alone refuses them) stays in libzmq's buffer and reaches the Python path as a
+    view of it: the drain copied each into its receive buffer first (~3 ms of the loop for
+    16 MB). Its answer is unchanged: LENGTH_MISMATCH, from the header."""
+    from qecd.transport.client import Client, decode_reply
+
+    with running_server() as server, Client(server.endpoints[0], timeout_s=60) as client:
+        client.open_stream("repetition:d=3,r=2,p=0.01", decoder="uf")  # the drain serves
+        fp = server._fast
+        sentinel = np.arange(1, 65, dtype=np.uint8)
+        fp.frame_buf[HEADER_SIZE:HEADER_SIZE + 64] = sentinel
+        sock = zmq.Context.instance().socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(server.endpoints[0])
+        try:
+            frame = bytearray(encode_heartbeat(seq=1)) + b"\xff" * (1 << 20)  # payload_len 0
+            sock.send(bytes(frame))
+            assert sock.poll(30_000)
+            reply = decode_reply(sock.recv())
+        finally:
+            sock.close(0)
+        assert reply.msg_type == MsgType.ERROR
+        assert reply.body.code == ErrorCode.LENGTH_MISMATCH
+        assert np.array_equal(fp.frame_buf[HEADER_SIZE:HEADER_SIZE + 64], sentinel)
+        assert server.counters.errors_sent.get("LENGTH_MISMATCH") == 1
