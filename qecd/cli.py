@@ -283,6 +283,9 @@ def _add_research_bench_parsers(bsub: argparse._SubParsersAction) -> None:
                    help="fuzz: the valid stream's round period (us)")
     h.add_argument("--identities", type=int, default=64, help="fuzz: hostile DEALERs")
     h.add_argument("--big", type=int, default=4, help="fuzz: distinct 5-8 MB DEMs in the mix")
+    h.add_argument("--max-frame-share", type=float, default=1e-4,
+                   help="fuzz: share of frames extended to max_frame (16 MiB) or just over: a "
+                        "bandwidth flood the server must read before refusing (0: none)")
     h.add_argument("--hellos", type=int, default=10, help="build-stall: large HELLOs")
     h.add_argument("--period-us", type=int, default=2000,
                    help="build-stall: HEARTBEAT period (us)")
