@@ -482,6 +482,7 @@ def _heartbeats(endpoint: str, seconds: float, period_us: int, stop=None,
         opened()
     sched: dict[int, int] = {}
     rtt: list[int] = []
+    at: list[int] = []  # each round trip's scheduled send, from the first
     n = int(seconds * 1e6 / period_us)
     t0 = time.perf_counter_ns() + 20_000_000
     i = 0
@@ -494,7 +495,8 @@ def _heartbeats(endpoint: str, seconds: float, period_us: int, stop=None,
                     t = time.perf_counter_ns()
                     seq = HEADER.unpack_from(r)[7]
                     if seq in sched:
-                        rtt.append(t - sched.pop(seq))
+                        rtt.append(t - sched[seq])
+                        at.append(sched.pop(seq) - t0)
                 if due - now > 300_000:
                     time.sleep(0.0001)
             sched[i] = due
@@ -506,12 +508,17 @@ def _heartbeats(endpoint: str, seconds: float, period_us: int, stop=None,
                 r = s.recv()
                 seq = HEADER.unpack_from(r)[7]
                 if seq in sched:
-                    rtt.append(time.perf_counter_ns() - sched.pop(seq))
+                    rtt.append(time.perf_counter_ns() - sched[seq])
+                    at.append(sched.pop(seq) - t0)
         s.send(encode_bye(stream_id=sid))
     finally:
         s.close(0)
     out = _pct(rtt)
     out["lost"] = len(sched)
+    # when the slowest happened (ms from the first HEARTBEAT; the HELLOs start at ~0):
+    # a burst's arrival and each plan's arrival leave their own marks
+    worst = np.argsort(rtt)[::-1][:10]
+    out["slowest_at_ms"] = [[round(at[k] / 1e6, 1), round(rtt[k] / 1e6, 2)] for k in worst]
     return out
 
 

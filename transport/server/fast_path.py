@@ -168,9 +168,13 @@ R_COMMIT_NS = 22
 #: served here (:func:`could_serve`); output: 1 when the handed-off packet is such a packet
 #: (``handoff_parts`` takes it)
 R_MSG_ADDR, R_BIG_AT, R_IN_MSG = 23, 24, 25
-N_RESULTS = 26
+#: output: HEARTBEATs naming a stream served here that the drain echoed (:func:`_heartbeat_row`),
+#: and how many of those echoes were dropped (the peer's queue full, or the peer gone)
+R_HEARTBEATS, R_HB_DROPPED = 26, 27
+N_RESULTS = 28
 
 _SYNDROME = int(MsgType.SYNDROME)
+_HEARTBEAT = int(MsgType.HEARTBEAT)
 _HELLO = int(MsgType.HELLO)
 _EAGAIN = int(zmq.EAGAIN)
 _EINTR = 4  # Linux
@@ -264,6 +268,31 @@ def _match(frame, n, route, rl, max_frame, tab, routes, n_used, ctxs, kind):
             return -2 - slot
         if not payload_ok(frame, HEADER_SIZE, n, rnd, count, ctxs[slot].plan.round_offsets):
             return -1
+        return slot
+    return -1
+
+
+@numba.njit(**_jit.INLINE)
+def _heartbeat_row(frame, n, route, rl, tab, routes, n_used):
+    """The table row of the stream a HEARTBEAT ``frame[:n]`` from ``route`` names, when the
+    Python path would echo it without an error (``Server._on_heartbeat``: a 32-byte header
+    of this version, no flags, ``count`` 0, an open stream served here whose owner is this
+    routing id); else -1. Any kind: a HEARTBEAT needs no engine."""
+    if n != HEADER_SIZE or _u16(frame, 0) != MAGIC or frame[2] != VERSION:
+        return -1
+    if frame[3] != _HEARTBEAT or _u16(frame, 4) != 0 or _u16(frame, 6) != 0:
+        return -1
+    sid = _u32(frame, 8)
+    if sid == 0 or _u32(frame, 12) != 0:
+        return -1
+    for slot in range(n_used):
+        if tab[slot, F_SID] != sid or tab[slot, F_ACTIVE] == 0:
+            continue
+        if tab[slot, F_ROUTE_LEN] != rl:
+            return -1
+        for k in range(rl):
+            if routes[slot, k] != route[k]:
+                return -1
         return slot
     return -1
 
@@ -408,7 +437,8 @@ def drain(sock, kind, budget, stalled_ns, max_frame, route_buf, frame_buf, tab, 
     res[R_PEND] = -1
     msg_addr = res[R_MSG_ADDR]
     big_at = res[R_BIG_AT]
-    while packets < budget:
+    heartbeats = hb_dropped = 0
+    while packets + heartbeats < budget:
         if pend >= 0:  # handed over by another kind's drain: already received and matched
             slot, pend = pend, -1
             rl, fl, more, t_recv = res[R_ROUTE_LEN], res[R_FRAME_LEN], 0, res[R_T_RECV]
@@ -476,6 +506,23 @@ def drain(sock, kind, budget, stalled_ns, max_frame, route_buf, frame_buf, tab, 
             if kept:
                 pass  # a HELLO: the Python path's
             elif more == 0 and fl >= 0 and fl <= frame_buf.shape[0] and rl <= route_buf.shape[0]:
+                hb = _heartbeat_row(frame_buf, fl, route_buf, rl, tab, routes, n_used)
+                if hb >= 0:  # Server._on_heartbeat: liveness, then the byte-identical echo
+                    # (not a packet that makes the call return to commit totals: a stream's
+                    # HEARTBEATs are answered here while Python waits for the GIL)
+                    heartbeats += 1
+                    tab[hb, F_LAST_SEEN] = t_recv - stalled_ns
+                    ok = zmq_send(sock, rptr, rl, SNDMORE | DONTWAIT) >= 0
+                    if ok:
+                        ok = zmq_send(sock, fptr, fl, DONTWAIT) >= 0
+                    if not ok:
+                        e = zmq_errno()
+                        if e != _EAGAIN and e != _EHOSTUNREACH:
+                            status = ST_ZMQ_ERROR
+                            res[R_ERRNO] = e
+                            break
+                        hb_dropped += 1
+                    continue
                 slot = _match(frame_buf, fl, route_buf, rl, max_frame, tab, routes, n_used, ctxs,
                               kind)
             if slot <= -2:
@@ -524,6 +571,8 @@ def drain(sock, kind, budget, stalled_ns, max_frame, route_buf, frame_buf, tab, 
     res[R_SENT] = sent
     res[R_DROPPED] = dropped
     res[R_RECORDED] = recorded
+    res[R_HEARTBEATS] = heartbeats
+    res[R_HB_DROPPED] = hb_dropped
     return status
 
 
@@ -863,21 +912,25 @@ class FastPath:
         The records the kernels wrote are committed to ``recorder``
         (:meth:`ServiceRecorder.advance`) after each kernel call."""
         r = self.res
-        packets = rounds = sent = dropped = 0
+        packets = rounds = sent = dropped = heartbeats = hb_dropped = 0
         kinds = self._kinds
         if not kinds:
             r[R_STATUS] = ST_EMPTY
             r[R_PACKETS] = r[R_ROUNDS] = r[R_SENT] = r[R_DROPPED] = 0
+            r[R_HEARTBEATS] = r[R_HB_DROPPED] = 0
             return ST_EMPTY
         kind = kinds[self._kind] if r[R_PEND] < 0 else kinds[int(self.table[r[R_PEND], F_KIND])]
         while True:
             at, room = recorder.free_span()
-            drain(self._ptr, kind.index, budget - packets, stalled_ns, self.max_frame,
+            drain(self._ptr, kind.index, budget - packets - heartbeats, stalled_ns,
+                  self.max_frame,
                   self.route_buf, self.frame_buf, self.table, self.routes, self._n_used,
                   kind.ctxs, self.out_buf, recorder.service_ns, recorder.decode_ns,
                   recorder.decoded, recorder.stream_id, at, room, self.items,
                   deadline_ns if packets == 0 else 0, r)
             self._kind = kind.index
+            heartbeats += int(r[R_HEARTBEATS])
+            hb_dropped += int(r[R_HB_DROPPED])
             packets += int(r[R_PACKETS])
             rounds += int(r[R_ROUNDS])
             sent += int(r[R_SENT])
@@ -894,11 +947,12 @@ class FastPath:
             if status == ST_OTHER_KIND:  # that kind's drain serves the packet first
                 kind = kinds[int(self.table[r[R_PEND], F_KIND])]
                 continue
-            if status == ST_EMPTY and resumed and packets < budget:
+            if status == ST_EMPTY and resumed and packets + heartbeats < budget:
                 continue  # the resumed packet is done: go on draining
             break
         r[R_STATUS] = status
         r[R_PACKETS], r[R_ROUNDS], r[R_SENT], r[R_DROPPED] = packets, rounds, sent, dropped
+        r[R_HEARTBEATS], r[R_HB_DROPPED] = heartbeats, hb_dropped
         return status
 
     def _host_window(self, kind: _Kind, recorder) -> int:

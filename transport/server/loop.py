@@ -422,6 +422,13 @@ class Server:
                 now = time.perf_counter_ns()
                 self._mark(now, max(0, wait_until_ns - now))
             status = fast.drain(batch - n, self._stalled_ns, self.recorder, wait_until_ns)
+            hb = int(res[fast_path.R_HEARTBEATS])
+            if hb:  # a stream's HEARTBEATs, echoed by the kernel (Server._on_heartbeat)
+                n += hb
+                counters.packets_received += hb
+                counters.fast_path_heartbeats += hb
+                if res[fast_path.R_HB_DROPPED]:
+                    counters.drop("replies", int(res[fast_path.R_HB_DROPPED]))
             k = int(res[fast_path.R_PACKETS])
             if k:
                 n += k

@@ -118,6 +118,8 @@ class ServerCounters:
     packets_received: int = 0
     #: of ``packets_received``: SYNDROME packets served by the compiled fast path
     fast_path_packets: int = 0
+    #: of ``packets_received``: HEARTBEATs naming a stream served there, echoed by its kernel
+    fast_path_heartbeats: int = 0
     shm_syndrome_packets: int = 0
     shm_records_lost: int = 0
     #: CPU seconds the shared-memory loop threads used (busy or idle), folded at housekeeping
