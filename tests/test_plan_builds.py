@@ -171,6 +171,35 @@ def test_a_large_hello_is_decoded_in_the_worker_with_its_fields(running_server):
         assert r.msg_type == MsgType.ERROR and r.body.code == ErrorCode.BAD_HELLO
 
 
+def test_a_large_hello_refused_once_is_refused_again_without_the_worker(running_server):
+    """A large HELLO is decoded and keyed in the worker, so its refusal was never remembered
+    (the server knew no key for it): a fuzz's few 5-8 MB DEMs, sent over and over, each went
+    to the worker again (megabytes through the pipe, parsed again) to be refused again. Its
+    bytes' digest is remembered now, with the error and its reason; other bytes still go to
+    the worker."""
+    from qecd.transport.server.session import SessionLimits
+
+    dem = str(build_experiment("surface:d=5,r=5,p=0.001").dem)  # 502 faults whole-shot
+    with running_server(offloop_hello_bytes=256,
+                        limits=SessionLimits(max_gil_graph_faults=300)) as server, \
+            Client(server.endpoints[0]) as client:
+        worker, calls = server._builds.worker, []
+        real = worker.build
+        worker.build = lambda *a, **k: calls.append(1) or real(*a, **k)
+        errors = []
+        for _ in range(3):
+            with pytest.raises(ServerError) as e:
+                client.open_stream(dem=dem, timeout_s=60)  # pymatching, whole-shot
+            errors.append((e.value.code, e.value.reason))
+        assert len(calls) == 1
+        assert errors[0][0] == ErrorCode.BAD_HELLO and "max_gil_graph_faults" in errors[0][1]
+        assert errors == errors[:1] * 3
+        assert server.counters.hellos_refused == {"max_gil_graph_faults": 3}
+        s = client.open_stream(dem=dem, decoder="uf", timeout_s=60)  # other bytes: built
+        assert len(calls) == 2
+        s.close()
+
+
 def test_hostile_dems_are_refused_by_their_limit_and_counted(running_server):
     bomb = "repeat 1000000000 {\n error(0.1) D0\n}\ndetector(0, 0) D0\n"
     with running_server() as server, Client(server.endpoints[0]) as client:

@@ -39,6 +39,7 @@ True
 from __future__ import annotations
 
 import collections
+import hashlib
 import itertools
 import logging
 import sys
@@ -143,6 +144,12 @@ class PlanBuilds:
         #: keys whose build was refused for the HELLO's content (BAD_HELLO): a HELLO asking
         #: for one again is refused at once, without a build (the newest 1024)
         self._refused_keys: collections.OrderedDict[PlanKey, tuple[str, int, str]] = \
+            collections.OrderedDict()
+        #: the same for large HELLOs (decoded and keyed in the worker): the digest of the
+        #: bytes whose build was refused, and the error (the newest 1024). A fuzz sent its
+        #: few 5-8 MB DEMs over and over; each went to the worker (8 MB through the pipe,
+        #: parsed again) to be refused again.
+        self._refused_raw: collections.OrderedDict[bytes, ProtocolError] = \
             collections.OrderedDict()
 
     def __bool__(self) -> bool:
@@ -302,8 +309,20 @@ class PlanBuilds:
             meta = HelloMeta(bool(hello.want_faults), hello.transport, bool(hello.describe),
                              hello.input)
             return BuildResult(key, plan, meta, cached, time.perf_counter() - t0, 0.0, 0)
+        digest = _raw_digest(raw) if raw is not None else None
+        if digest is not None:
+            known = self._refused_raw.get(digest)
+            if known is not None:  # refused for these very bytes before: no worker round trip
+                self._refused_raw.move_to_end(digest)
+                raise _fresh(known)
         try:
             res = self.worker.build(key, hello, raw, lookup=self.pool.get)
+        except ProtocolError as e:
+            if digest is not None and e.code == ErrorCode.BAD_HELLO:
+                self._refused_raw[digest] = _fresh(e)  # no traceback: it held the HELLO
+                while len(self._refused_raw) > 1024:
+                    self._refused_raw.popitem(last=False)
+            raise
         finally:
             self.counters.build_worker_restarts = self.worker.restarts
         if not res.cached:
@@ -416,3 +435,23 @@ def _untraced(e: BaseException) -> BaseException:
     such HELLOs behind. Without the traceback, reference counts free them at once."""
     e.__traceback__ = None
     return e
+
+
+def _raw_digest(raw: tuple[Header, object]) -> bytes:
+    """What identifies a large HELLO's content: its version, flags and body (hashlib releases
+    the GIL while it reads megabytes; this runs on the build thread)."""
+    header, payload = raw
+    h = hashlib.blake2b(bytes((header.version, header.flags & 0xFF, header.flags >> 8)),
+                        digest_size=16)
+    h.update(payload)
+    return h.digest()
+
+
+def _fresh(e: ProtocolError) -> ProtocolError:
+    """A new exception saying what ``e`` says (class, budget or limit, code, reason), with no
+    traceback or context to keep a HELLO alive."""
+    if isinstance(e, BudgetError):
+        return BudgetError(e.budget, e.code, e.reason)
+    if isinstance(e, LimitError):
+        return LimitError(e.limit, e.reason)
+    return ProtocolError(e.code, e.reason)
