@@ -540,8 +540,8 @@ def test_an_unexplainable_syndrome_drops_its_shot_and_the_stream_carries_on(
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "defect: a shared-memory loop's ERRORs carry an empty reason (wire/compiled.py writes "
-    "every ring ERROR without one), so over the ring DECODER_ERROR does not say which "
+    "defect: a shared-memory loop's ERRORs carry one fixed reason per code (wire/compiled.py "
+    "_RING_REASONS, at most 64 bytes), so over the ring DECODER_ERROR does not say which "
     "decoder failed or why, nor SYNDROMES_DROPPED which rounds were lost; over ZeroMQ both "
     "do (docs/protocol.md §1: 'an ERROR carrying a numeric code and a readable reason'; "
     "§14: the loops 'answer identically')"))
