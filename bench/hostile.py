@@ -10,7 +10,9 @@ Two measurements, each against a ``qecd serve`` child process (its resident memo
   generator of ``tests/test_hostile_input.py``), hostile HELLOs (:func:`hostile_hellos`:
   repeat bombs, multi-megabyte DEMs valid and broken, bad specs, hostile circuits) and
   HELLO floods from many identities (one DEALER each); the fuzzer process runs at nice 10
-  (in a deployment the attacker is another host; here it would take the server's CPU).
+  in the idle scheduling class (in a deployment the attacker is another host; here it
+  would take the server's CPU). ``max_frame_share`` of the frames reach ``max_frame``
+  (16 MiB), a bandwidth flood (``--max-frame-share``; 0 leaves them out).
   Reports the stream's reaction p50/p99 with the fuzz and without it, before and after
   (the p99 ratio is taken against the quieter baseline, and ``baseline_p99_spread`` says
   how far the two disagreed), lost and wrong corrections, and the server's resident
