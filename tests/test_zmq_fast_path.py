@@ -374,8 +374,9 @@ def test_a_kinds_free_rows_hold_only_live_contexts_and_a_close_writes_one_row():
 def test_a_large_packet_the_fast_path_cannot_serve_is_handed_over_uncopied(running_server):
     """A large packet that is not a SYNDROME of the right length (a fuzz's 16 MB frames: the
     header alone refuses them) stays in libzmq's buffer and reaches the Python path as a
-    view of it: the drain copied each into its receive buffer first (~3 ms of the loop for
-    16 MB). Its answer is unchanged: LENGTH_MISMATCH, from the header."""
+    view of it: the drain copied each into its receive buffer first (0.6-0.75 ms of the loop
+    for 16 MB, 37 ms the first time). Its answer is unchanged: LENGTH_MISMATCH, from the
+    header."""
     from qecd.transport.client import Client, decode_reply
 
     with running_server() as server, Client(server.endpoints[0], timeout_s=60) as client:
@@ -402,8 +403,8 @@ def test_a_large_packet_the_fast_path_cannot_serve_is_handed_over_uncopied(runni
 def test_a_streams_heartbeat_is_echoed_by_the_kernel_as_python_would(running_server, wait_for):
     """A HEARTBEAT naming a stream the fast path serves is echoed by the drain (its stream's
     liveness refreshed), byte for byte what Server._on_heartbeat sends, so a stream's
-    HEARTBEATs do not wait for the interpreter (a plan arriving held the GIL 5-35 ms, and
-    the build-stall HEARTBEAT p99 was 9-28x its baseline). A HEARTBEAT from another
+    HEARTBEATs do not wait for the interpreter (a plan's arrival took the build thread 2-41
+    ms, ``server_s`` of build-stall runs). A HEARTBEAT from another
     connection naming it, or naming no stream, still goes to Python (NOT_OWNER; the echo)."""
     from qecd.transport.client import Client, decode_reply
 

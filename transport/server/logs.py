@@ -54,7 +54,8 @@ class ErrorSummary:
     """Errors counted per ``(peer, code)`` and logged at most once per second, as one
     ``errors`` warning: ``pairs`` (the ``top`` largest, ``[peer, code, count]``), ``others``
     (the rest, summed) and ``total``. One line, not one per pair: 21 lines a second under a
-    fuzz cost the loop 290 µs per flush, and a valid stream's slowest shots came at them.
+    fuzz cost the loop 290 µs per flush (p50; 35 µs as one line: 64 peers x 2 codes, JSON to
+    a file, the flush timed alone).
 
     Parameters
     ----------
