@@ -70,7 +70,7 @@ def window_call_floor(spec: str, decoder: str = REFERENCE_GRAPH_DECODER, *, shot
     gc.disable()
     try:
         for shot in dets:
-            state.shot_bits[:] = shot[order]
+            state.shot_bits[:len(order)] = shot[order]
             sd.shot_buffer[:] = shot[order]
             for t, w in trig:
                 t0 = clock()

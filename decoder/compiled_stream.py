@@ -66,6 +66,7 @@ def kernel_sources() -> list[str]:
 _jit.invalidate_if_changed(__file__, kernel_sources()[1:], __name__)
 
 from qecd.decoder.plan import WindowPlan  # noqa: E402
+from qecd.decoder._bits import spread_byte  # noqa: E402
 from qecd.decoder.window import Correction, ShotDecoding  # noqa: E402
 from qecd.errors import DecoderError  # noqa: E402
 
@@ -213,7 +214,7 @@ def _sorted_distinct(a, n):
     return m
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_jit.INLINE)
 def _decode_window(w, state, plan, sparse):
     # the helpers it calls take only the arrays they touch: a call passing the whole state
     # and plan (~45 arrays, each flattened into its fields) costs ~50-100 ns, as much as
@@ -303,6 +304,12 @@ def _commit_lines(w, n, st, carry, out_obs, out_faults, lines, win_commit_stop, 
     return _sorted_distinct(out_faults, m)
 
 
+#: bytes a stream's shot buffer has past its last detector: :func:`store_round` writes a
+#: round's last packed byte whole (up to 7 bytes beyond the round, rewritten by the next
+#: round before anything reads them, never read past the shot)
+SHOT_SLACK = 8
+
+
 @numba.njit(**_jit.INLINE)
 def store_round(bits, o, packed, st, shot_bits, round_offsets, trigger, events):
     """Store the stream's next round from ``bits[o:]`` (bit-packed in stim's little bit order
@@ -310,7 +317,13 @@ def store_round(bits, o, packed, st, shot_bits, round_offsets, trigger, events):
     events (layout positions) to ``events`` (``st[ST_EVENTS]`` of them so far this shot);
     returns the window it completes (also put in ``st[1]``), or -1. Takes only the arrays
     it touches: inlined into a per-round loop that read them out of the state and plan
-    once, it costs a few ns where a call passing the whole plan costs ~100 ns."""
+    once, it costs a few ns where a call passing the whole plan costs ~100 ns.
+
+    A packed byte is stored with one 8-byte store (:func:`~qecd.decoder._bits.spread_byte`:
+    4 ns per d = 5 round against 18 for a store per detector), so ``shot_bits`` needs
+    :data:`SHOT_SLACK` bytes past the shot's last detector; the bytes a round's last
+    packed byte writes beyond the round belong to the next round, which overwrites them
+    when it is stored (a window reads only rounds already stored)."""
     t = st[0]
     lo = round_offsets[t]
     hi = round_offsets[t + 1]
@@ -319,15 +332,11 @@ def store_round(bits, o, packed, st, shot_bits, round_offsets, trigger, events):
         for j in range((hi - lo + 7) >> 3):
             x = bits[o + j]
             base = lo + 8 * j
-            nb = hi - base if hi - base < 8 else 8
-            if x == 0:  # most bytes: no event
+            spread_byte(shot_bits, base, x)
+            if x != 0:  # most bytes: no event
+                nb = hi - base if hi - base < 8 else 8
                 for i in range(nb):
-                    shot_bits[base + i] = 0
-            else:
-                for i in range(nb):
-                    v = (x >> i) & 1
-                    shot_bits[base + i] = v
-                    if v:
+                    if (x >> i) & 1:
                         events[m] = base + i
                         m += 1
     else:
@@ -474,7 +483,8 @@ class StreamState(NamedTuple):
 
     st: np.ndarray  #: int64 (ST_SIZE,): next round, window just decoded, that window final,
     #: shots, the shot's events so far, carry bits set
-    shot_bits: np.ndarray  #: uint8: the shot's detection events so far (layout order)
+    shot_bits: np.ndarray  #: uint8: the shot's detection events so far (layout order), then
+    #: :data:`SHOT_SLACK` bytes
     carry: np.ndarray  #: uint8 per detector: syndrome effect of committed faults
     out_obs: np.ndarray  #: uint8: observable flips of the last correction
     out_faults: np.ndarray  #: int64: committed fault ids of the last correction
@@ -658,7 +668,8 @@ class CompiledStream(ShotDecoding):
     def new_state(self) -> StreamState:
         """Fresh per-stream state."""
         nd, no = self.layout.num_detectors, self.num_observables
-        return StreamState(np.zeros(ST_SIZE, dtype=np.int64), np.zeros(nd, dtype=np.uint8),
+        return StreamState(np.zeros(ST_SIZE, dtype=np.int64),
+                           np.zeros(nd + SHOT_SLACK, dtype=np.uint8),
                            np.zeros(nd, dtype=np.uint8), np.zeros(no, dtype=np.uint8),
                            np.zeros(self.max_faults, dtype=np.int64),
                            np.zeros(max(1, nd), dtype=np.int64))

@@ -82,7 +82,7 @@ STEP_NO_SOLUTION = 2  #: the decoder found no correction for a window: the shot 
 STEP_WINDOW_DUE = 3
 
 
-@numba.njit(**_JIT)
+@numba.njit(**_jit.INLINE)
 def engine_step(payload, o, i, count, rnd, seq, ts, t0, out_buf, stream_id, want_faults,
                 state, plan):
     """Feed rounds ``i, i + 1, ...`` of a SYNDROME packet to the stream until one completes a

@@ -147,8 +147,10 @@ CTL_PACKETS = 5
 
 
 @numba.njit(**_JIT)
-def check_packet(in_buf, n, out_buf, stream_id, next_round, round_offsets):
-    """Validate the packet ``in_buf[:n]`` a server loop just took off its request ring.
+def check_packet(in_buf, n, out_buf, stream_id, next_round, t_next, round_offsets):
+    """Validate the packet ``in_buf[:n]`` a server loop just took off its request ring;
+    ``t_next`` is ``next_round``'s round within its shot (``next_round % n_rounds``, which
+    the stream's decoder keeps: no division per packet).
 
     Returns ``(reply, count, rnd, ts)``: ``reply`` > 0 is the length of an ERROR or
     HEARTBEAT answer written into ``out_buf`` (send it); ``REPLY_SYNDROME`` (0) means a
@@ -191,14 +193,17 @@ def check_packet(in_buf, n, out_buf, stream_id, next_round, round_offsets):
     else:
         need = 0
         o = HEADER_SIZE
-        for i in range(count):
-            t = (rnd + i) % n_rounds
+        t = t_next
+        for _ in range(count):
             size = round_offsets[t + 1] - round_offsets[t]
             nb = (size + 7) >> 3
             if o + nb <= n and size & 7 and (in_buf[o + nb - 1] >> (size & 7)) != 0:
                 code = E_BAD_PAYLOAD
             need += nb
             o += nb
+            t += 1
+            if t == n_rounds:
+                t = 0
         if need != plen:
             code = E_BAD_PAYLOAD
     if code != 0:
@@ -302,8 +307,10 @@ def next_syndrome(words, buf, tx_off, rx_off, n_slots, slot_size, server_side, i
                            ctl)
             return -1 - n, 0, 0, 0, 0
         t0 = monotonic_ns()
-        reply, count, rnd, ts = check_packet(in_buf, n, out_buf, stream_id,
-                                             ctl[CTL_NEXT_ROUND], round_offsets)
+        nxt = ctl[CTL_NEXT_ROUND]
+        reply, count, rnd, ts = check_packet(in_buf, n, out_buf, stream_id, nxt,
+                                             nxt % (round_offsets.shape[0] - 1),
+                                             round_offsets)
         if reply == REPLY_BYE:
             ring_send(words, buf, tx_off, n_slots, slot_size, out_buf, HEADER_SIZE,
                       send_timeout_ns, -1)
@@ -463,7 +470,8 @@ def serve_stream_kernel(ring, loop, state, plan):
                         return EXIT_CORRUPT
                 ctl[CTL_PACKETS] += 1
                 reply, count, rnd, ts = check_packet(in_buf, n, out_buf, stream_id,
-                                                     ctl[CTL_NEXT_ROUND], round_offsets)
+                                                     ctl[CTL_NEXT_ROUND], st[0],
+                                                     round_offsets)
                 if reply == REPLY_BYE:
                     close_records(recs, k0, k, monotonic_ns() - pickup)
                     ring_send(words, buf, tx_off, n_slots, slot_size, out_buf, HEADER_SIZE,
