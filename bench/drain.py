@@ -94,11 +94,15 @@ def drain_summary(send_ns: np.ndarray, write_ns: np.ndarray, lag_ns: np.ndarray,
     out["stalls_over_100us"] = int((stalls >= COUNT_OVER_US * 1e3).sum())
     k = int(np.argmax(stalls))
     end = int(done[k])
-    s0 = int(np.searchsorted(done, end, side="right"))  # first round completed after it
-    backlog = int(np.searchsorted(write_ns, end, side="right")) - s0
-    behind = (done[s0:] - write_ns[s0:]) > caught_us * 1e3
-    caught_up = bool(len(behind)) and not behind.all()
-    m = s0 + (int(np.argmin(behind)) if caught_up else len(behind) - 1)
+    # the stream's schedule restarts where the emulator paused between two chunks (a jump
+    # of the scheduled send times): the drain is looked for within the stall's chunk, and
+    # a chunk whose last round was served ended its backlog (the pause holds no rounds)
+    seg = _chunk_end(send_ns, k, cycle_us)
+    s0 = int(np.searchsorted(done[:seg], end, side="right"))  # first round completed after
+    backlog = int(np.searchsorted(write_ns[:seg], end, side="right")) - s0
+    behind = (done[s0:seg] - write_ns[s0:seg]) > caught_us * 1e3
+    caught_up = bool(len(behind)) and (not behind.all() or seg < n)
+    m = s0 + (int(np.argmin(behind)) if not behind.all() else len(behind) - 1)
     rounds = m - s0 + 1 if m >= s0 else 0
     drain_ns = int(done[m] - end) if rounds else 0
     rate = rounds / (drain_ns / 1e3) if drain_ns > 0 else None
@@ -109,6 +113,15 @@ def drain_summary(send_ns: np.ndarray, write_ns: np.ndarray, lag_ns: np.ndarray,
         "caught_up": bool(caught_up),
     }
     return out
+
+
+def _chunk_end(send_ns: np.ndarray, k: int, cycle_us: float) -> int:
+    """One past the last round of the chunk holding round ``k``: the first later round
+    scheduled more than two cycles after the one before it (or the end)."""
+    if cycle_us <= 0:
+        return len(send_ns)
+    jumps = np.flatnonzero(np.diff(send_ns[k:]) > 2 * cycle_us * 1e3)
+    return k + 1 + int(jumps[0]) if len(jumps) else len(send_ns)
 
 
 def format_drain(d: dict | None) -> str:

@@ -252,6 +252,9 @@ def _add_research_bench_parsers(bsub: argparse._SubParsersAction) -> None:
     g.add_argument("--shots", type=int, default=4000)
     g.add_argument("--repeats", type=int, default=7)
     g.add_argument("--json", default=None, help="write the report here")
+    g.add_argument("--same-core", action="store_true",
+                   help="fill the ring and read the replies on the loop's own CPU (slots in "
+                        "its cache: a floor); default: from another CPU, as the emulator does")
     g.set_defaults(func=_bench_command("ring_drain"))
 
     d = bsub.add_parser("deadline-plot", help="overlay LER(t) of qecd bench latency reports")

@@ -210,6 +210,38 @@ def cpu_relax(typingctx):
 
 
 @intrinsic
+def prefetch(typingctx, arr, idx, write):
+    """Hint the CPU to fetch the cache line of ``arr[idx]`` (``write``: a literal-free int,
+    1 when it will be written) into its caches; no effect on results. A loop behind on a
+    ring prefetches the slots it will read next, whose lines the producer's CPU wrote."""
+    if not (isinstance(arr, types.Array) and arr.ndim == 1):
+        raise TypeError(f"prefetch: expected a 1-d array, got {arr}")
+    for x in (idx, write):
+        if not isinstance(x, types.Integer):
+            raise TypeError(f"prefetch: index and write flag must be integers, got {x}")
+    sig = types.void(arr, idx, write)
+
+    def codegen(context, builder, signature, args):
+        ptr = _element_pointer(context, builder, arr, args[0], args[1], idx)
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.prefetch.p0")
+        rw = builder.trunc(context.cast(builder, args[2], write, types.int64), i32)
+        rw = builder.and_(rw, ir.Constant(i32, 1))
+        # rw must be a constant for LLVM: select between the two forms
+        with builder.if_else(builder.icmp_unsigned("!=", rw, ir.Constant(i32, 0))) as (w, r):
+            with w:
+                builder.call(fn, [ptr, ir.Constant(i32, 1), ir.Constant(i32, 3),
+                                  ir.Constant(i32, 1)])
+            with r:
+                builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 3),
+                                  ir.Constant(i32, 1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
 def monotonic_ns(typingctx):
     """``CLOCK_MONOTONIC`` now, in ``int64`` nanoseconds (``clock_gettime`` via the vDSO)."""
     sig = types.int64()

@@ -67,6 +67,7 @@ from qecd.transport.shm.ring import (  # noqa: E402
     EMPTY,
     region_beat,
     ring_pending,
+    ring_prefetch,
     ring_send,
     ring_try_recv,
     ring_try_send,
@@ -126,6 +127,9 @@ class LoopArgs(NamedTuple):
 #: packets a loop serving a backlog times as one batch (one clock read) at most: their
 #: records wait in a scratch array and are written and published one by one at its close
 MAX_OPEN_RECORDS = 16
+
+#: a loop serving a backlog prefetches the request slot this many places ahead
+PREFETCH_AHEAD = 8
 
 #: a loop busy-polls this long after its last packet before it naps
 SPIN_NS = 1_000_000
@@ -468,6 +472,9 @@ def serve_stream_kernel(ring, loop, state, plan):
                         send_reply(words, buf, tx_off, n_slots, slot_size, out_buf, ln,
                                    send_timeout_ns, ctl)
                         return EXIT_CORRUPT
+                if waiting > j + PREFETCH_AHEAD:  # behind: fetch a slot the producer's
+                    # CPU wrote while this one works on the current one
+                    ring_prefetch(words, buf, rx_off, n_slots, slot_size, PREFETCH_AHEAD, 0)
                 ctl[CTL_PACKETS] += 1
                 reply, count, rnd, ts = check_packet(in_buf, n, out_buf, stream_id,
                                                      ctl[CTL_NEXT_ROUND], st[0],
@@ -520,6 +527,8 @@ def serve_stream_kernel(ring, loop, state, plan):
                             close_records(recs, k0, k, monotonic_ns() - pickup)
                             return EXIT_SEND_FAILED
                         ctl[CTL_CORRECTIONS] += 1
+                        if behind:  # the next reply's slot, last held by the reader's CPU
+                            ring_prefetch(words, buf, tx_off, n_slots, slot_size, 0, 1)
                         if i >= count:  # the packet's last round decoded: it is done
                             break       # (saves an engine call, which passes the plan)
                     if stored == count:

@@ -59,6 +59,7 @@ from qecd.transport.shm import atomics as _atomics_module  # noqa: E402
 from qecd.transport.shm.atomics import (
     copy_bytes,
     cpu_relax,
+    prefetch,
     load_acquire,
     monotonic_ns,
     sched_yield,
@@ -413,6 +414,17 @@ def ring_pending(words, ring_off):
     rw = ring_off >> 3
     return np.int64(load_acquire(words, rw + _R_HEAD)) - np.int64(
         load_acquire(words, rw + _R_TAIL))
+
+
+@njit(**_KERNEL)
+def ring_prefetch(words, buf, ring_off, n_slots, slot_size, ahead, producer):
+    """Prefetch the first cache line of the slot ``ahead`` places past this side's index:
+    the consumer's tail (``producer`` 0: a slot it will read) or the producer's head
+    (``producer`` 1: a slot it will write). A hint only; a loop serving a backlog calls it
+    a few slots ahead, so the lines the other CPU last held arrive while it works."""
+    rw = ring_off >> 3
+    i = np.int64(words[rw + (_R_HEAD if producer else _R_TAIL)]) + ahead
+    prefetch(buf, ring_off + RING_HEADER_SIZE + (i & (n_slots - 1)) * slot_size, producer)
 
 
 @njit("void(uint64[::1], int64)", **_KERNEL)
