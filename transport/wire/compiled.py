@@ -172,6 +172,10 @@ def write_error_reason(out, code, reason, ref_type, stream_id, rnd, ts, next_rou
     return HEADER_SIZE + ERROR_FIXED + n
 
 
+#: byte offset of a CORRECTION's ``service_ns`` (after the header, first and last round)
+CORR_SERVICE_AT = HEADER_SIZE + 16
+
+
 @numba.njit(**_JIT)
 def write_correction(out, stream_id, seq, ts, first_round, last_round, service_ns, obs, faults,
                      n_faults, want_faults, shot_end):
@@ -186,7 +190,7 @@ def write_correction(out, stream_id, seq, ts, first_round, last_round, service_n
     o = HEADER_SIZE
     put_u64(out, o, first_round)
     put_u64(out, o + 8, last_round)
-    put_u64(out, o + 16, service_ns)
+    put_u64(out, CORR_SERVICE_AT, service_ns)
     put_u32(out, o + 24, n_obs)
     put_u32(out, o + 28, nf)
     o += CORR_FIXED
