@@ -27,9 +27,11 @@ Data passed to the kernels (the decoder's :meth:`kernel_args` returns ``(graph, 
       only the first ``relay_legs`` are read)
 
 ``params`` ``(max_iter, bp_method, schedule, ms_scaling, lsd_order, lsd_min_free,
-    relay_legs, relay_iter, relay_stop, relay_min_free)`` as ``(int64, int64, int64, float64,
-    int64, int64, int64, int64, int64, int64)``; ``bp_method`` 0 = minimum-sum,
-    1 = product-sum; ``schedule`` 0 = parallel (flooding), 1 = serial (fault by fault).
+    relay_legs, relay_iter, relay_stop, relay_min_free, relay_pre_iter, relay_pre_gamma,
+    relay_scaling)`` as ``(int64, int64, int64, float64, int64, int64, int64, int64, int64,
+    int64, int64, float64, float64)``; ``bp_method`` 0 = minimum-sum, 1 = product-sum;
+    ``schedule`` 0 = parallel (flooding), 1 = serial (fault by fault); ``relay_scaling`` 0 =
+    the ramp ``1 - 2^-t``.
 
 ``ws`` (workspace, written by every shot; one per thread) — see :func:`make_workspace`.
 
@@ -55,7 +57,9 @@ Algorithm (one shot)
    the least total ``weight``.
    The union of the cluster solutions reproduces the syndrome exactly.
 4. With ``relay_legs = L > 0`` (the relay stage, after Relay-BP, Müller et al. arXiv
-   2506.01779): up to ``L`` further min-sum legs continue from BP's messages, each with
+   2506.01779): optionally a first leg of ``relay_pre_iter`` iterations with one uniform
+   memory strength ``relay_pre_gamma`` (Relay-BP's pre-iterations), then up to ``L``
+   further min-sum legs continue from BP's messages, each with
    per-fault memory strengths drawn once (seeded) from an interval that includes negative
    values (``new = (1 - g) prior + g old + messages``), for up to ``relay_iter``
    iterations each; every leg that converges is a candidate, and the solution of least total
@@ -969,63 +973,95 @@ def cluster_decode(synd, graph, params, ws, out_faults):
 # entry points
 # ---------------------------------------------------------------------------------------------
 @njit(**_JIT)
+def _relay_leg(synd, nflag, graph, ws, g, g0, uniform, leg_iter, scaling, cur):
+    """One memory-BP leg of up to ``leg_iter`` iterations from the current messages and
+    posteriors (``cur`` says which of ``post``/``post2`` holds the latest): memory strengths
+    ``g`` per fault, or ``g0`` for every fault when ``uniform``; min-sum scaling ``scaling``,
+    or ``1 - 2^-t`` at the leg's iteration ``t`` when ``scaling == 0``. Returns ``(size of the
+    converged decision in flips or -1, cur)``."""
+    col_ptr, col_idx, row_ptr, row_idx, prior = graph[0], graph[1], graph[2], graph[3], graph[5]
+    r, post, par, scratch, post2, flips = ws[1], ws[2], ws[3], ws[29], ws[31], ws[32]
+    n = prior.shape[0]
+    m = row_ptr.shape[0] - 1
+    ramp = 1.0
+    for _it in range(leg_iter):
+        old = post if cur == 0 else post2
+        new = post2 if cur == 0 else post
+        if uniform:
+            for v in range(n):
+                new[v] = (1.0 - g0) * prior[v] + g0 * old[v]
+        else:
+            for v in range(n):
+                new[v] = (1.0 - g[v]) * prior[v] + g[v] * old[v]
+        if scaling > 0.0:
+            alpha = scaling
+        else:
+            ramp *= 0.5
+            alpha = 1.0 - ramp
+        for c in range(m):
+            _minsum_row(synd[c], row_ptr[c], row_ptr[c + 1], row_idx, old, new, r, scratch,
+                        alpha)
+        cur = 1 - cur
+        nf = _decision_ok(synd, nflag, new, col_ptr, col_idx, flips, par)
+        if nf >= 0:
+            return nf, cur
+    return -1, cur
+
+
+@njit(**_JIT)
 def relay_legs(synd, nflag, graph, params, ws, out_faults, count):
     """Relay stage: BP legs with disordered memory after the cluster stage (see module docs).
 
-    ``out_faults[:count]`` holds a valid solution (the cluster stage's); each leg continues
-    min-sum from the current messages and posteriors with memory strengths ``graph[10][leg]``
-    (``new = (1 - g) prior + g old + sum of detector messages``), for up to ``relay_iter``
-    iterations. A leg whose hard decision reproduces the syndrome is a candidate; the lightest
-    solution (total ``weight``) found is kept. Stops after ``relay_stop`` converged legs.
-    Returns the new count (``ws.info[3]`` gets the number of converged legs).
+    ``out_faults[:count]`` holds a valid solution (the cluster stage's); with
+    ``relay_pre_iter = P > 0`` a first leg of up to ``P`` iterations with the uniform memory
+    strength ``relay_pre_gamma`` runs (Relay-BP's pre-iterations), then each leg continues
+    min-sum from the current messages and posteriors with memory strengths
+    ``graph[10][leg]`` (``new = (1 - g) prior + g old + sum of detector messages``), for up
+    to ``relay_iter`` iterations, with min-sum scaling ``relay_scaling`` (0: ``1 - 2^-t`` at
+    the leg's iteration ``t``, as Relay-BP's default). A leg whose hard decision reproduces
+    the syndrome is a candidate; the lightest solution (total ``weight``) found is kept.
+    Stops after ``relay_stop`` converged legs (the first leg counts). Returns the new count
+    (``ws.info[3]`` gets the number of converged legs).
     """
-    col_ptr, col_idx, row_ptr, row_idx = graph[0], graph[1], graph[2], graph[3]
     prior, weight, gammas = graph[5], graph[6], graph[10]
-    alpha = params[3]
     legs, leg_iter, stop = params[6], params[7], params[8]
-    r, post, par, scratch, post2, flips, info = ws[1], ws[2], ws[3], ws[29], ws[31], ws[32], \
-        ws[30]
+    pre_iter, pre_gamma, scaling = params[10], params[11], params[12]
+    post, post2, flips, info = ws[2], ws[31], ws[32], ws[30]
     n = prior.shape[0]
-    m = row_ptr.shape[0] - 1
     best_w = 0.0
     for i in range(count):
         best_w += weight[out_faults[i]]
     nconv = 0
     cur = 0  # 0: post holds the latest posterior, 1: post2
-    for leg in range(legs):
-        g = gammas[leg]
-        for _it in range(leg_iter):
-            old = post if cur == 0 else post2
-            new = post2 if cur == 0 else post
-            for v in range(n):
-                new[v] = (1.0 - g[v]) * prior[v] + g[v] * old[v]
-            for c in range(m):
-                _minsum_row(synd[c], row_ptr[c], row_ptr[c + 1], row_idx, old, new, r, scratch,
-                            alpha)
-            cur = 1 - cur
-            nf = _decision_ok(synd, nflag, new, col_ptr, col_idx, flips, par)
-            if nf >= 0:
-                w = 0.0
+    first = -1 if pre_iter > 0 else 0
+    for leg in range(first, legs):
+        if leg < 0:
+            nf, cur = _relay_leg(synd, nflag, graph, ws, gammas[0], pre_gamma, True,
+                                 pre_iter, scaling, cur)
+        else:
+            nf, cur = _relay_leg(synd, nflag, graph, ws, gammas[leg], 0.0, False, leg_iter,
+                                 scaling, cur)
+        if nf >= 0:
+            w = 0.0
+            for i in range(nf):
+                w += weight[flips[i]]
+            if w < best_w:
+                best_w = w
                 for i in range(nf):
-                    w += weight[flips[i]]
-                if w < best_w:
-                    best_w = w
-                    for i in range(nf):
-                        out_faults[i] = flips[i]
-                    count = nf
-                nconv += 1
-                break
+                    out_faults[i] = flips[i]
+                count = nf
+            nconv += 1
         if nconv >= stop:
             break
     if cur == 1:
         for v in range(n):
             post[v] = post2[v]
     info[3] = nconv
-    if nconv < stop and legs > 0:
+    if nconv < stop and legs + pre_iter > 0:
         # no leg (or too few) converged: clusters again, guided by the relayed posteriors
         alt = ws[33]
         wider = (params[0], params[1], params[2], params[3], params[4], params[9], params[6],
-                 params[7], params[8], params[9])
+                 params[7], params[8], params[9], params[10], params[11], params[12])
         cnt2 = cluster_decode(synd, graph, wider, ws, alt)
         if cnt2 >= 0:
             w = 0.0
@@ -1070,7 +1106,7 @@ def decode_shot(syndrome, out_faults, graph, params, ws):
     info[1] = 1
     info[3] = 0
     cnt = cluster_decode(syndrome, graph, params, ws, out_faults)
-    if cnt < 0 or params[6] == 0:
+    if cnt < 0 or params[6] + params[10] == 0:
         return cnt
     return relay_legs(syndrome, nflag, graph, params, ws, out_faults, cnt)
 

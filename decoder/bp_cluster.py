@@ -10,7 +10,8 @@ arXiv 2406.18655) with global best-first growth; see :mod:`qecd.decoder._bp_kern
 
 Options use ldpc's vocabulary: ``max_iter``, ``bp_method``, ``ms_scaling_factor``,
 ``schedule``, ``lsd_order`` (plus ``lsd_min_free`` and the relay stage's ``relay_legs``,
-``relay_iter``, ``relay_stop``, ``relay_gamma``, ``seed``, see :class:`BpClusterOptions`). The
+``relay_iter``, ``relay_stop``, ``relay_gamma``, ``relay_pre_iter``, ``relay_pre_gamma``,
+``relay_scaling``, ``seed``, see :class:`BpClusterOptions`). The
 answer always reproduces the syndrome exactly; a syndrome no
 set of faults can explain raises :class:`~qecd.errors.DecoderError` (never a silent guess).
 
@@ -110,6 +111,17 @@ class BpClusterOptions:
     relay_gamma : (float, float)
         Interval of the memory strengths, drawn once per decoder (seeded by ``seed``);
         default (-0.24, 0.66), the Relay-BP authors' setting for BB codes.
+    relay_pre_iter : int
+        When > 0, the relay stage starts with one leg of up to this many iterations whose
+        memory strength is ``relay_pre_gamma`` for every fault (Relay-BP's ``pre_iter``,
+        80 in its authors' gross-code settings); it counts as a leg for ``relay_stop``.
+        0 = none (default).
+    relay_pre_gamma : float
+        The uniform memory strength of that first leg, in [0, 1) (Relay-BP's ``gamma0``;
+        default 0.125).
+    relay_scaling : float or None
+        Min-sum scaling inside the relay legs, in [0, 1]: None (default) = ``ms_scaling_factor``;
+        0 = the ramp ``1 - 2^-t`` at a leg's iteration ``t`` (Relay-BP's ``alpha=None``).
     seed : int
         Seed of the memory strengths (default 0).
 
@@ -128,6 +140,9 @@ class BpClusterOptions:
     relay_stop: int = 1
     relay_min_free: int = 0
     relay_gamma: tuple[float, float] = (-0.24, 0.66)
+    relay_pre_iter: int = 0
+    relay_pre_gamma: float = 0.125
+    relay_scaling: float | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -146,7 +161,8 @@ class BpClusterOptions:
         if self.schedule not in _SCHEDULES:
             raise DecoderError(f"bp-cluster: schedule must be one of {sorted(_SCHEDULES)}, "
                                f"got {self.schedule!r}")
-        for name in ("lsd_order", "lsd_min_free", "relay_legs", "seed", "relay_min_free"):
+        for name in ("lsd_order", "lsd_min_free", "relay_legs", "seed", "relay_min_free",
+                     "relay_pre_iter"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
                 raise DecoderError(f"bp-cluster: {name} must be an integer >= 0, got {v!r}")
@@ -158,14 +174,29 @@ class BpClusterOptions:
         if not (isinstance(g, tuple | list) and len(g) == 2 and float(g[0]) <= float(g[1])):
             raise DecoderError(f"bp-cluster: relay_gamma must be (low, high) with low <= high, "
                                f"got {g!r}")
+        g0 = self.relay_pre_gamma
+        if isinstance(g0, bool) or not isinstance(g0, (int, float, np.floating)) \
+                or not 0.0 <= float(g0) < 1.0:
+            raise DecoderError(f"bp-cluster: relay_pre_gamma must be a number in [0, 1), got "
+                               f"{g0!r}")
+        a = self.relay_scaling
+        if a is not None and (isinstance(a, bool) or not isinstance(a, (int, float, np.floating))
+                              or not 0.0 <= float(a) <= 1.0):
+            raise DecoderError(f"bp-cluster: relay_scaling must be None or a number in [0, 1], "
+                               f"got {a!r}")
 
-    def params(self) -> tuple[int, int, int, float, int, int, int, int, int, int]:
+    def params(self) -> tuple[int, int, int, float, int, int, int, int, int, int, int,
+                              float, float]:
         """The kernels' ``params`` tuple ``(max_iter, bp_method, schedule, ms_scaling,
-        lsd_order, lsd_min_free, relay_legs, relay_iter, relay_stop, relay_min_free)``."""
+        lsd_order, lsd_min_free, relay_legs, relay_iter, relay_stop, relay_min_free,
+        relay_pre_iter, relay_pre_gamma, relay_scaling)`` (``relay_scaling`` resolved: None
+        becomes ``ms_scaling_factor``)."""
+        scaling = self.ms_scaling_factor if self.relay_scaling is None else self.relay_scaling
         return (int(self.max_iter), _BP_METHODS[self.bp_method], _SCHEDULES[self.schedule],
                 float(self.ms_scaling_factor), int(self.lsd_order), int(self.lsd_min_free),
                 int(self.relay_legs), int(self.relay_iter), int(self.relay_stop),
-                int(self.relay_min_free))
+                int(self.relay_min_free), int(self.relay_pre_iter),
+                float(self.relay_pre_gamma), float(scaling))
 
 
 _OPTION_NAMES = tuple(BpClusterOptions.__dataclass_fields__)

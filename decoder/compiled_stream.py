@@ -412,9 +412,11 @@ def _end_window(w, st, carry, win_final):
 @numba.njit(**_jit.INLINE)
 def clear_shot(st, carry):
     """Forget the shot's events and carry (the next round stored starts a shot's events;
-    ``st[0]`` is the caller's)."""
-    for i in range(carry.shape[0]):
-        carry[i] = 0
+    ``st[0]`` is the caller's). ``st[ST_CARRIED]`` counts the carry bits set: with none,
+    the carry is already clear (most shots: whole-shot windows never carry)."""
+    if st[ST_CARRIED] != 0:
+        for i in range(carry.shape[0]):
+            carry[i] = 0
     st[ST_EVENTS] = 0
     st[ST_CARRIED] = 0
 

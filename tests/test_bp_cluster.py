@@ -488,3 +488,57 @@ def test_sparse_defaults_fail_less_than_the_circuit_defaults_on_hard_phenomenolo
                           axis=1) for name, o in (("sparse", {}), ("dense", dense))}
     assert fails["dense"].sum() > 30
     assert (fails["sparse"] & ~fails["dense"]).sum() < (fails["dense"] & ~fails["sparse"]).sum()
+
+
+# -- relay legs: min-sum scaling and Relay-BP's uniform-memory first leg ---------------------------
+def test_relay_scaling_and_pre_leg_options_are_checked_by_name():
+    dem = stim.DetectorErrorModel("error(0.1) D0 L0\nerror(0.1) D0 D1")
+    for bad in ({"relay_pre_iter": -1}, {"relay_pre_iter": True}, {"relay_pre_gamma": 1.0},
+                {"relay_pre_gamma": -0.1}, {"relay_scaling": 1.5}, {"relay_scaling": True},
+                {"relay_scaling": "ramp"}):
+        with pytest.raises(DecoderError, match=next(iter(bad))):
+            BpClusterDecoder.from_dem(dem, **bad)
+    # None = the BP stage's scaling; 0 = the ramp 1 - 2^-t (kept as 0.0 in the params)
+    assert BpClusterOptions(relay_scaling=None, ms_scaling_factor=0.5).params()[12] == 0.5
+    assert BpClusterOptions(relay_scaling=0).params()[12] == 0.0
+    assert BpClusterOptions().params()[10:] == (0, 0.125, 0.0)
+
+
+def test_relay_scaling_changes_the_legs_and_every_answer_stays_valid_and_deterministic(
+        bb72_hard_shots):
+    exp, dets, _ = bb72_hard_shots
+    decs = {a: BpClusterDecoder.from_dem(exp.dem, relay_scaling=a, **_CLUSTERS_ONLY)
+            for a in (None, 0.0, 0.9)}
+    answers = {}
+    for a, dec in decs.items():
+        answers[a] = [dec.decode_to_faults(s) for s in dets]
+        for s, x in zip(dets, answers[a], strict=True):
+            np.testing.assert_array_equal(dec.faults.syndrome_of(x), s)
+    # the scaling reaches the legs: the ramp and 0.9 answer differently from 0.625 somewhere
+    for a in (0.0, 0.9):
+        assert any(not np.array_equal(x, y) for x, y in zip(answers[a], answers[None],
+                                                            strict=True))
+    # deterministic: a second decoder, and the batch kernel, give the same answers
+    again = BpClusterDecoder.from_dem(exp.dem, relay_scaling=0.0, **_CLUSTERS_ONLY)
+    for s, x in zip(dets[::7], answers[0.0][::7], strict=True):
+        np.testing.assert_array_equal(again.decode_to_faults(s), x)
+    np.testing.assert_array_equal(again.decode_batch(dets), decs[0.0].decode_batch(dets))
+
+
+def test_pre_leg_alone_runs_the_relay_stage_and_counts_as_a_converged_leg(bb72_hard_shots):
+    """``relay_legs=0`` used to switch the relay stage off; a uniform-memory first leg
+    (``relay_pre_iter``) runs without disordered legs, converges on some shots where 5 BP
+    iterations did not, and never returns a heavier solution than the clusters alone."""
+    exp, dets, _ = bb72_hard_shots
+    pre = BpClusterDecoder.from_dem(exp.dem, relay_legs=0, relay_pre_iter=60,
+                                    relay_pre_gamma=0.125, **_CLUSTERS_ONLY)
+    plain = BpClusterDecoder.from_dem(exp.dem, relay_legs=0, **_CLUSTERS_ONLY)
+    weight = pre.kernel_args()[0][6]
+    converged = 0
+    for s in dets[:100]:
+        x, y = pre.decode_to_faults(s), plain.decode_to_faults(s)
+        np.testing.assert_array_equal(pre.faults.syndrome_of(x), s)
+        assert weight[x].sum() <= weight[y].sum() + 1e-9
+        converged += pre.last_info["relay_converged"]
+        assert plain.last_info["relay_converged"] == 0
+    assert converged > 10

@@ -186,7 +186,10 @@ class _CompiledWindows:
         return st.out_obs, st.out_faults[:n], self.starts[w], self.stops[w], self.finals[w]
 
     def reset(self) -> None:
+        from qecd.decoder.compiled_stream import ST_CARRIED, ST_EVENTS
+
         self.state.st[0] = 0
+        self.state.st[ST_EVENTS] = self.state.st[ST_CARRIED] = 0  # (the kernels' clear_shot)
         self.state.carry[:] = 0
 
 
