@@ -202,3 +202,28 @@ def test_a_uf_decode_failure_over_zeromq_drops_the_shot_and_the_stream_resumes(
         stream.send_round(np.array([1, 1, 1, 1], np.uint8), count=2)  # next shot decodes
         c = stream.recv_correction(timeout_s=10)
         assert (c.first_round, c.last_round, c.shot_end) == (2, 3, True)
+
+
+def test_a_session_failed_from_python_starts_the_next_shot_with_no_stale_events():
+    """``StreamSession.fail`` (the server's answer to a decoder exception raised outside the
+    engine's own no-solution path) reset the engine's round counter and carry but kept the
+    failed shot's detection events (``st[ST_EVENTS]``): the next shot's window decode would
+    then see them as its own."""
+    from qecd.decoder.compiled_stream import ST_CARRIED, ST_EVENTS
+    from qecd.transport.server.session import DecoderPool, SessionLimits, StreamSession
+    from qecd.transport.wire import Hello, encode_syndrome, parse_packet
+
+    exp = build_experiment("surface:d=3,r=5,p=0.02")
+    pool = DecoderPool(SessionLimits(max_backlog=64))
+    s = StreamSession(1, pool.get_or_build(Hello(dem=str(exp.dem), decoder="uf")), owner=b"A",
+                      route=b"A", want_faults=False, limits=pool.limits)
+    assert s.engine is not None
+    s.accept()
+    lay = s.layout
+    first = np.ones(lay.num_detectors_in(0, 1), np.uint8)  # a round full of events
+    s.begin(*parse_packet(encode_syndrome(first, lay, stream_id=1, first_round=0)))
+    status, _, _, _ = s.engine_step(0, 0, 0, 0, 0)  # (the payload is copied from byte 0)
+    assert status == E.STEP_DONE and s._engine_state.st[ST_EVENTS] > 0
+    s.fail(0)  # as after an exception: the shot is dropped
+    st_ = s._engine_state.st
+    assert (st_[0], st_[ST_EVENTS], st_[ST_CARRIED]) == (0, 0, 0)

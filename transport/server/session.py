@@ -872,7 +872,10 @@ class StreamSession:
         boundary = (r // self.rounds_per_shot + 1) * self.rounds_per_shot
         self.decoder.reset()
         if self.engine is not None:
-            self._engine_state.st[0] = 0
+            from qecd.decoder.compiled_stream import ST_CARRIED, ST_EVENTS
+
+            st = self._engine_state.st
+            st[0] = st[ST_EVENTS] = st[ST_CARRIED] = 0  # as the kernels' clear_shot
             self._engine_state.carry[:] = 0
         self.next_round = self.committed = boundary
         return dropped
