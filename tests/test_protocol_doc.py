@@ -72,3 +72,62 @@ def test_ring_constants_and_status_codes_in_section_14_are_the_implementations()
     assert '"/" + shm_region' in sec  # shm_open needs the leading slash
     assert "packet starts at byte 16 of its slot" in sec
     assert ":func:" not in sec and ">>>" not in sec  # a specification, not a docstring
+
+
+def test_limits_before_accept_in_section_3_are_qecd_serves(monkeypatch):
+    """§3 "Limits before ACCEPT": the max_frame a client can count on before any ACCEPT
+    (a HELLO is bounded by it) is qecd serve's fixed one, and ZMQ_MAXMSGSIZE follows it."""
+    import qecd.transport.server as server_pkg
+    from qecd.cli import build_parser
+    from qecd.transport.wire import HEADER_SIZE, MAX_HELLO_BYTES
+
+    sec = DOC[DOC.index("## 3 "):DOC.index("## 4 ")]
+    configs = []  # what `qecd serve` would run, without running it
+    monkeypatch.setattr(server_pkg, "run_server", lambda config, **_: configs.append(config) or 0)
+    for extra in ([], ["--oversize-replies"]):
+        args = build_parser().parse_args(["serve", *extra])
+        assert args.func(args) == 0
+    plain, replies = configs
+    assert plain.limits.max_frame == replies.limits.max_frame == HEADER_SIZE + MAX_HELLO_BYTES
+    assert (plain.oversize_replies, replies.oversize_replies) == (False, True)
+    mf = plain.limits.max_frame
+    sp = f"{mf:,}".replace(",", " "), f"{2 * mf:,}".replace(",", " ")  # 16 777 248 style
+    assert f"| `max_frame` | {sp[0]} = 32 + `MAX_HELLO_BYTES`" in sec
+    assert (f"| `ZMQ_MAXMSGSIZE` | {sp[0]} (= `max_frame`); {sp[1]} (= 2 × `max_frame`) with "
+            "`--oversize-replies`") in sec
+    assert f"expected at most {mf} bytes, got N" in sec  # parse_packet's OVERSIZE reason
+
+
+def test_section_6_4_example_is_what_the_server_sends(running_server):
+    """§6.4: with K rounds per packet a CORRECTION's header ``round`` is the packet's last
+    round (not the trigger round), several CORRECTIONs of one packet share it and the
+    packet's ``timestamp_ns``; the example table is checked row by row against a server."""
+    from qecd.transport.client import Client
+
+    sec = DOC[DOC.index("### 6.4 "):DOC.index("### 6.5 ")]
+    rows = re.findall(r"^  \| (?:(\d+), 4, (T\d) \(\d+\.\.\d+\)|\(same packet\)) +\| (\d+) +\| "
+                      r"(\d+) +\| (T\d) +\| (\d+) +\| (\d+) +\| (yes|no) +\|$", sec, re.M)
+    assert len(rows) == 6
+    want, first_of_packet = [], None
+    for first, _, _trigger, seq, ts, lo, hi, end in rows:
+        first_of_packet = int(first) if first else first_of_packet
+        assert int(seq) == first_of_packet + 3 and int(ts[1]) == first_of_packet // 4
+        want.append((int(seq), 1000 + int(ts[1]), int(lo), int(hi), end == "yes"))
+    R, W, C = 6, 3, 2  # the §7.1 ranges and trigger rounds of shots 0 and 1
+    ranges = [(lo + j * R, hi + j * R, t + j * R) for j in range(2)
+              for lo, hi, t in committed_ranges(R, W, C)]
+    assert ranges == [(w[2], w[3], int(r[2])) for w, r in zip(want, rows, strict=True)]
+    with running_server(build_process=False) as srv, Client(srv.endpoints[0]) as c:
+        st = c.open_stream("surface:d=5,r=5,p=0.001", decoder="pymatching", window=W,
+                           commit=C)
+        assert st.rounds_per_shot == R
+        for p in range(3):
+            n = sum(st.slice_sizes[(st.next_round + i) % R] for i in range(4))
+            st.send_round(np.zeros(n, np.uint8), count=4, timestamp_ns=1000 + p)
+        got = []
+        for _ in want:
+            r = st.recv(10)
+            got.append((r.seq, r.timestamp_ns, r.body.first_round, r.body.last_round,
+                        r.body.shot_end))
+        assert got == want
+        st.close(10)
