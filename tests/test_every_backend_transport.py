@@ -539,20 +539,22 @@ def test_an_unexplainable_syndrome_drops_its_shot_and_the_stream_carries_on(
         assert "rounds 1..1" in errors[1].reason
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "defect: a shared-memory loop's ERRORs carry one fixed reason per code (wire/compiled.py "
-    "_RING_REASONS, at most 64 bytes), so over the ring DECODER_ERROR does not say which "
-    "decoder failed or why, nor SYNDROMES_DROPPED which rounds were lost; over ZeroMQ both "
-    "do (docs/protocol.md §1: 'an ERROR carrying a numeric code and a readable reason'; "
-    "§14: the loops 'answer identically')"))
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_ring_decoder_error_names_the_decoder_and_the_failure(client, backend):
+    """A shared-memory loop's ERRORs carried one fixed reason per code (at most 64 bytes):
+    over the ring DECODER_ERROR did not say which decoder failed or why, nor
+    SYNDROMES_DROPPED which rounds were lost; over ZeroMQ both do (docs/protocol.md §1, §14:
+    the loops answer identically). Now the ring's reasons are the ZeroMQ server's."""
     _, errors = _cycle_over_ring(client, backend)
     assert [x.code for x in errors] == [P.ErrorCode.DECODER_ERROR,
                                         P.ErrorCode.SYNDROMES_DROPPED]
     assert backend in errors[0].reason
     assert any(s in errors[0].reason.lower() for s in _UNEXPLAINED)
     assert "rounds 1..1" in errors[1].reason
+    _, over_zmq = _cycle_over_zmq(client, backend)
+    for ring, zmq in zip(errors, over_zmq, strict=True):  # the same words, stream ids aside
+        assert re.sub(r"stream \d+", "stream N", ring.reason) == \
+            re.sub(r"stream \d+", "stream N", zmq.reason)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

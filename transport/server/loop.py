@@ -76,6 +76,7 @@ from qecd.transport.server.session import (
     return_large_blocks,
 )
 from qecd.transport.server.shm_streams import ShmStreams
+from qecd.transport.wire.compiled import decoder_failed_reason, dropped_reason
 from qecd.transport.wire import (
     HEADER_SIZE,
     ErrorCode,
@@ -727,12 +728,10 @@ class Server:
         log.warning("decoder_error", extra={"qecd": {
             "stream_id": s.stream_id, "exception": type(e).__name__, "detail": str(e)[:200],
             "dropped_first": first, "dropped_last": last, "next_round": s.next_round}})
-        self._send_error(s, ErrorCode.DECODER_ERROR, f"decoder {s.plan.decoder_name!r} failed "
-                         f"on stream {s.stream_id}: {type(e).__name__}: {str(e)[:300]}",
-                         header)
-        self._send_error(s, ErrorCode.SYNDROMES_DROPPED, f"rounds {first}..{last} of stream "
-                         f"{s.stream_id} were received but will not be corrected (decoder "
-                         f"error); resend from round {s.next_round} (next shot)", header)
+        self._send_error(s, ErrorCode.DECODER_ERROR, decoder_failed_reason(
+            s.plan.decoder_name, s.stream_id, type(e).__name__, str(e)), header)
+        self._send_error(s, ErrorCode.SYNDROMES_DROPPED, dropped_reason(
+            first, last, s.stream_id, s.next_round), header)
 
     def _on_hello(self, route, owner, header, payload, frame, now_ns) -> None:
         # a large HELLO (a DEM of megabytes) is decoded and hashed in the build worker

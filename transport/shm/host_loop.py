@@ -66,13 +66,18 @@ from qecd.transport.shm.loop import (  # noqa: E402
     CTL_NEXT_ROUND,
     CTL_ROUNDS,
     EXIT_SEND_FAILED,
+    decoder_error_text,
     drop_shot,
     next_syndrome,
     record_packet,
     round_bytes,
 )
 from qecd.transport.shm.ring import ring_send  # noqa: E402
-from qecd.transport.wire.compiled import HEADER_SIZE, write_correction  # noqa: E402
+from qecd.transport.wire.compiled import (  # noqa: E402
+    HEADER_SIZE,
+    decoder_failed_reason,
+    write_correction,
+)
 
 _JIT = _jit.KERNEL
 log = logging.getLogger("qecd.shm")
@@ -83,7 +88,9 @@ EXIT_DECODE = 16
 #: first round, its timestamp, when it was taken off the ring, did it decode?, the round
 #: (within the shot) whose window is due, the byte offset of the next round in ``in_buf``
 P_ACTIVE, P_NEXT, P_COUNT, P_ROUND, P_TS, P_T0, P_DECODED, P_TRIGGER, P_OFFSET = range(9)
-PEND_SIZE = 9
+#: pend slot: the first absolute round no CORRECTION has covered yet (a drop's first loss)
+P_COMMITTED = 9
+PEND_SIZE = 10
 
 
 @numba.njit(**_JIT)
@@ -140,19 +147,25 @@ def send_correction_kernel(words, buf, tx_off, n_slots, slot_size, out_buf, ctl,
         ctl[CTL_NEXT_ROUND] = rnd + pend[P_NEXT]
         return -1
     ctl[CTL_CORRECTIONS] += 1
+    pend[P_COMMITTED] = shot_base + last + 1
     return 0
 
 
 @numba.njit(**_JIT)
 def drop_shot_kernel(words, buf, tx_off, n_slots, slot_size, out_buf, ctl, rec_service,
-                     rec_lag, rec_flags, rec_n, pend, stream_id, n_rounds, send_timeout_ns):
+                     rec_lag, rec_flags, rec_n, pend, stream_id, n_rounds, send_timeout_ns,
+                     why, why_n):
     """The window :func:`serve_host_kernel` returned for failed to decode: drop the rest of
-    its shot (:func:`~qecd.transport.shm.loop.drop_shot`) and of the packet, record the
-    packet and clear ``pend``. 0, or -1 when the reply ring stayed full."""
+    its shot (:func:`~qecd.transport.shm.loop.drop_shot`, DECODER_ERROR's reason
+    ``why[:why_n]``) and of the packet, record the packet and clear ``pend``. 0, or -1 when
+    the reply ring stayed full."""
     rnd, done = pend[P_ROUND], pend[P_NEXT]
     ctl[CTL_ROUNDS] += done
     r = drop_shot(words, buf, tx_off, n_slots, slot_size, out_buf, ctl, stream_id, rnd,
-                  pend[P_TS], rnd + done - 1, n_rounds, send_timeout_ns)
+                  pend[P_TS], rnd + done - 1, pend[P_COMMITTED], rnd + pend[P_COUNT] - 1,
+                  n_rounds, send_timeout_ns, why, why_n, why_n, -1)
+    if r >= 0:
+        pend[P_COMMITTED] = r
     record_packet(rec_service, rec_lag, rec_flags, rec_n, pend[P_T0], pend[P_TS], 1)
     pend[P_ACTIVE] = 0
     return 0 if r >= 0 else -1
@@ -176,12 +189,13 @@ class _CompiledWindows:
         self.stops = tuple(w.commit_stop - 1 for w in cs.plan.windows)
         self.finals = tuple(w.final for w in cs.plan.windows)
 
-    def decode(self, t: int) -> tuple:
-        """(observables, fault ids, first, last, shot_end) of the window round ``t`` ends."""
+    def decode(self, t: int, last_round: int) -> tuple:
+        """(observables, fault ids, first, last, shot_end) of the window round ``t`` ends
+        (absolute round ``last_round``, named in the error when it cannot be decoded)."""
         st = self.state
         n = self.cs.decode_due(self.ctx, t)
         if n < 0:
-            raise DecoderError(self.cs.no_solution_reason(t))
+            raise DecoderError(self.cs.no_solution_reason(last_round))
         w = st.st.item(1)
         return st.out_obs, st.out_faults[:n], self.starts[w], self.stops[w], self.finals[w]
 
@@ -202,7 +216,7 @@ class _PythonWindows:
         self.trigger = sd.trigger_table()
         self.num_observables, self.num_rounds = sd.num_observables, sd.num_rounds
 
-    def decode(self, t: int) -> tuple:
+    def decode(self, t: int, last_round: int) -> tuple:
         c = self.sd.decode_due(t)
         return c.observables, c.fault_ids.astype(np.int64), c.first_round, c.last_round, \
             c.shot_end
@@ -221,6 +235,7 @@ class HostLoop:
                  in_buf: np.ndarray, out_buf: np.ndarray, ctl: np.ndarray,
                  records: tuple, stream_id: int, want_faults: bool, idle_timeout_ns: int,
                  send_timeout_ns: int) -> None:
+        self.backend = str(sd.backend)  # named in a dropped shot's DECODER_ERROR
         sd = _PythonWindows(sd) if isinstance(sd, StreamDecoder) else _CompiledWindows(sd)
         self.sd = sd
         self.ring = ring_args
@@ -240,8 +255,9 @@ class HostLoop:
         corr = head + (self.pend, self.stream_id, np.zeros(self.sd.num_observables, np.uint8),
                        np.zeros(1, np.int64), self.want_faults, 0, 0, False,
                        self.send_timeout_ns)
+        why, _, n = decoder_error_text("x")
         drop = head + (*self.records, self.pend, self.stream_id, self.sd.num_rounds,
-                       self.send_timeout_ns)
+                       self.send_timeout_ns, why, n)
         for fn, args in ((send_correction_kernel, corr), (drop_shot_kernel, drop)):
             fn.compile(tuple(numba.typeof(a) for a in args))
 
@@ -255,15 +271,18 @@ class HostLoop:
             if code != EXIT_DECODE:
                 return code
             try:
-                obs, faults, first, last, shot_end = sd.decode(pend.item(P_TRIGGER))
+                obs, faults, first, last, shot_end = sd.decode(
+                    pend.item(P_TRIGGER), pend.item(P_ROUND) + pend.item(P_NEXT) - 1)
             except Exception as e:  # the shot is dropped, the stream goes on (as over ZeroMQ)
                 sd.reset()
                 log.warning("decoder_error", extra={"qecd": {
                     "stream_id": self.stream_id, "exception": type(e).__name__,
                     "detail": str(e)[:200], "round": int(pend[P_ROUND] + pend[P_NEXT] - 1)}})
+                why, _, n = decoder_error_text(decoder_failed_reason(
+                    self.backend, self.stream_id, type(e).__name__, str(e)))
                 if drop_shot_kernel(words, buf, tx_off, n_slots, slot_size, self.out_buf,
                                     self.ctl, *self.records, pend, self.stream_id,
-                                    sd.num_rounds, self.send_timeout_ns) != 0:
+                                    sd.num_rounds, self.send_timeout_ns, why, n) != 0:
                     return EXIT_SEND_FAILED
                 continue
             if send_correction_kernel(words, buf, tx_off, n_slots, slot_size, self.out_buf,

@@ -74,6 +74,8 @@ from qecd.transport.shm.ring import (  # noqa: E402
 )
 from qecd.transport.wire.compiled import (  # noqa: E402
     CORR_SERVICE_AT,
+    MAX_RING_REASON,
+    decoder_failed_reason,
     E_BAD_HEADER,
     E_BAD_MAGIC,
     E_BAD_PAYLOAD,
@@ -86,6 +88,7 @@ from qecd.transport.wire.compiled import (  # noqa: E402
     E_UNEXPECTED,
     E_UNKNOWN_STREAM,
     E_VERSION,
+    ERROR_FIXED,
     HEADER_SIZE,
     MAGIC,
     RING_CORRUPT,
@@ -98,8 +101,12 @@ from qecd.transport.wire.compiled import (  # noqa: E402
     get_u16,
     get_u32,
     get_u64,
+    put_decimal,
+    put_dropped_reason,
+    put_text,
     put_u64,
     write_error,
+    write_error_head,
     write_error_reason,
     write_header,
 )
@@ -123,6 +130,9 @@ class LoopArgs(NamedTuple):
     send_timeout_ns: int  #: give up on the stream when the reply ring stays full this long
     open_lag: np.ndarray  #: int64 (MAX_OPEN_RECORDS,): scratch for a batch's records' lags
     open_flags: np.ndarray  #: uint8 (MAX_OPEN_RECORDS,): scratch for their decode flags
+    why: np.ndarray  #: uint8: DECODER_ERROR's reason around the failed round (drop_shot)
+    why_split: int  #: bytes of ``why`` before the round's decimal
+    why_n: int  #: bytes of ``why`` in all
 
 
 #: packets a loop serving a backlog times as one batch (one clock read) at most: their
@@ -335,21 +345,67 @@ def round_bytes(round_offsets, t):
 
 @numba.njit(**_JIT)
 def drop_shot(words, buf, tx_off, n_slots, slot_size, out_buf, ctl, stream_id, rnd, ts,
-              failed_round, n_rounds, send_timeout_ns):
+              failed_round, first_lost, last_lost, n_rounds, send_timeout_ns, why, why_split,
+              why_n, why_round):
     """A window's decode failed at absolute round ``failed_round`` (of the packet from
     ``rnd``): the rest of that shot is discarded, as on the ZeroMQ path. Sends ERROR
     ``DECODER_ERROR`` and ERROR ``SYNDROMES_DROPPED``, both naming the next shot boundary
     as ``next_round``, and moves the stream there (the packet's later rounds are dropped
     too; rounds before the boundary then get ``ROUND_DUPLICATE``). The caller resets its
-    decoder state. Returns the boundary, or -1 when the reply ring stayed full."""
+    decoder state. Returns the boundary, or -1 when the reply ring stayed full.
+
+    Their reasons are the ZeroMQ server's
+    (:func:`~qecd.transport.wire.compiled.decoder_failed_reason`,
+    :func:`~qecd.transport.wire.compiled.dropped_reason`): DECODER_ERROR's is
+    ``why[:why_split]``, then ``why_round`` in decimal (when >= 0), then
+    ``why[why_split:why_n]``; SYNDROMES_DROPPED's names rounds ``first_lost..last_lost``
+    (received, never to be corrected) and the boundary."""
     boundary = (failed_round // n_rounds + 1) * n_rounds
     ctl[CTL_NEXT_ROUND] = boundary
-    for code in (E_DECODER, E_DROPPED):
-        ln = write_error(out_buf, code, T_SYNDROME, stream_id, rnd, ts, boundary)
-        if send_reply(words, buf, tx_off, n_slots, slot_size, out_buf, ln, send_timeout_ns,
-                      ctl) != 0:
-            return -1
+    o = HEADER_SIZE + ERROR_FIXED
+    o = put_text(out_buf, o, why, why_split)
+    if why_round >= 0:
+        o = put_decimal(out_buf, o, why_round)
+    o = put_text(out_buf, o, why[why_split:], why_n - why_split)
+    ln = write_error_head(out_buf, E_DECODER, T_SYNDROME, stream_id, rnd, ts, boundary,
+                          o - HEADER_SIZE - ERROR_FIXED)
+    if send_reply(words, buf, tx_off, n_slots, slot_size, out_buf, ln, send_timeout_ns,
+                  ctl) != 0:
+        return -1
+    o = put_dropped_reason(out_buf, HEADER_SIZE + ERROR_FIXED, first_lost, last_lost,
+                           stream_id, boundary)
+    ln = write_error_head(out_buf, E_DROPPED, T_SYNDROME, stream_id, rnd, ts, boundary,
+                          o - HEADER_SIZE - ERROR_FIXED)
+    if send_reply(words, buf, tx_off, n_slots, slot_size, out_buf, ln, send_timeout_ns,
+                  ctl) != 0:
+        return -1
     return boundary
+
+
+def decoder_error_text(prefix: str, suffix: str = "") -> tuple[np.ndarray, int, int]:
+    """``(why, why_split, why_n)`` for :func:`drop_shot`: ``prefix`` and ``suffix`` (the
+    DECODER_ERROR reason before and after the failed round's number) as bytes, cut to
+    :data:`~qecd.transport.wire.compiled.MAX_RING_REASON` in all.
+
+    >>> why, split, n = decoder_error_text("a round ", " failed")
+    >>> bytes(why[:split]), bytes(why[split:n])
+    (b'a round ', b' failed')
+    """
+    a, b = prefix.encode()[:MAX_RING_REASON], suffix.encode()
+    b = b[:max(0, MAX_RING_REASON - len(a))]
+    why = np.frombuffer(a + b, np.uint8).copy() if a or b else np.zeros(1, np.uint8)
+    return why, len(a), len(a) + len(b)
+
+
+def engine_error_text(engine, stream_id: int) -> tuple[np.ndarray, int, int]:
+    """:func:`decoder_error_text` of a compiled stream's no-solution failure, as the ZeroMQ
+    server words it (:meth:`~qecd.decoder.compiled_stream.CompiledStream.no_solution_reason`
+    of the failed round)."""
+    mark = "\x00round\x00"
+    text = decoder_failed_reason(engine.backend, stream_id, "DecoderError",
+                                 engine.no_solution_reason(mark))  # type: ignore[arg-type]
+    a, _, b = text.partition(mark)
+    return decoder_error_text(a, b)
 
 
 @numba.njit(**_jit.INLINE)
@@ -436,7 +492,8 @@ def serve_stream_kernel(ring, loop, state, plan):
     """
     words, buf, tx_off, rx_off, n_slots, slot_size = ring
     (server_side, in_buf, out_buf, ctl, rec_service, rec_lag, rec_flags, rec_n, stream_id,
-     want_faults, idle_timeout_ns, send_timeout_ns, open_lag, open_flags) = loop
+     want_faults, idle_timeout_ns, send_timeout_ns, open_lag, open_flags, why, why_split,
+     why_n) = loop
     round_offsets = plan.round_offsets
     trigger = plan.trigger
     st = state.st
@@ -519,9 +576,14 @@ def serve_stream_kernel(ring, loop, state, plan):
                         if status == STEP_NO_SOLUTION:  # the engine reset the stream
                             stored = i
                             t_reply = 0
+                            failed = rnd + i - 1
+                            w = st[1]  # the window that failed (its commits start the loss)
+                            lost = failed - failed % n_rounds + (
+                                0 if w == 0 else plan.win_commit_stop[w - 1])
                             if drop_shot(words, buf, tx_off, n_slots, slot_size, out_buf, ctl,
-                                         stream_id, rnd, ts, rnd + i - 1, n_rounds,
-                                         send_timeout_ns) < 0:
+                                         stream_id, rnd, ts, failed, lost, rnd + count - 1,
+                                         n_rounds, send_timeout_ns, why, why_split, why_n,
+                                         failed) < 0:
                                 close_records(recs, k0, k,
                                               monotonic_ns() - pickup)
                                 return EXIT_SEND_FAILED

@@ -51,6 +51,7 @@ from qecd.transport.shm.loop import (
     CTL_STOP,
     MAX_OPEN_RECORDS,
     LoopArgs,
+    engine_error_text,
     client_pingpong_kernel,
     client_stream_kernel,
     serve_stream_kernel,
@@ -184,7 +185,8 @@ class ShmStreamServer:
                         self.rec_lag, self.rec_flags, self.rec_n, self.stream_id,
                         self.want_faults, self.idle_timeout_ns, SEND_TIMEOUT_NS,
                         np.zeros(MAX_OPEN_RECORDS, np.int64),
-                        np.zeros(MAX_OPEN_RECORDS, np.uint8))
+                        np.zeros(MAX_OPEN_RECORDS, np.uint8),
+                        *engine_error_text(self.compiled, self.stream_id))
         return int(serve_stream_kernel(self.pair.kernel_args(), loop, self.state,
                                        self.compiled.kernel_args()))
 

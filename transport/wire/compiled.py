@@ -100,8 +100,10 @@ def write_header(b, msg_type, flags, count, stream_id, payload_len, rnd, ts):
     put_u64(b, 24, ts)
 
 
-#: longest reason a ring loop puts in an ERROR (ring slots leave room for it, §14)
-MAX_RING_REASON = 64
+#: longest reason a ring loop puts in an ERROR (ring slots leave room for it, §14.2): the
+#: fixed reasons below are at most 64 bytes; a dropped shot's DECODER_ERROR and
+#: SYNDROMES_DROPPED name the decoder, its failure and the rounds lost, as over ZeroMQ
+MAX_RING_REASON = 256
 #: reason row for a ring slot whose doorbell or length no correct producer writes
 RING_CORRUPT = 64
 _RING_REASONS = {
@@ -121,12 +123,16 @@ _RING_REASONS = {
 }
 
 
+#: room of a fixed reason in :data:`REASONS`
+_FIXED_REASON = 64
+
+
 def _reason_table() -> tuple[np.ndarray, np.ndarray]:
-    table = np.zeros((RING_CORRUPT + 1, MAX_RING_REASON), np.uint8)
+    table = np.zeros((RING_CORRUPT + 1, _FIXED_REASON), np.uint8)
     lengths = np.zeros(RING_CORRUPT + 1, np.int64)
     for row, text in _RING_REASONS.items():
         raw = text.encode()
-        assert len(raw) <= MAX_RING_REASON, text
+        assert len(raw) <= _FIXED_REASON, text
         table[row, :len(raw)] = np.frombuffer(raw, np.uint8)
         lengths[row] = len(raw)
     return table, lengths
@@ -156,7 +162,18 @@ def write_error_reason(out, code, reason, ref_type, stream_id, rnd, ts, next_rou
     """An ERROR packet for ``code`` whose reason is row ``reason`` of :data:`REASONS` (cut
     to the room ``out`` leaves). Returns the frame length."""
     n = REASON_LEN[reason] if 0 <= reason < REASON_LEN.shape[0] else 0
-    room = out.shape[0] - HEADER_SIZE - ERROR_FIXED
+    o = HEADER_SIZE + ERROR_FIXED
+    for i in range(min(n, out.shape[0] - o)):
+        out[o + i] = REASONS[reason, i]
+    return write_error_head(out, code, ref_type, stream_id, rnd, ts, next_round, n)
+
+
+@numba.njit(**_JIT)
+def write_error_head(out, code, ref_type, stream_id, rnd, ts, next_round, n):
+    """The header and fixed part of an ERROR packet whose reason, ``n`` bytes, is already at
+    ``out[HEADER_SIZE + ERROR_FIXED:]`` (cut to the room ``out`` leaves and to
+    :data:`MAX_RING_REASON`). Returns the frame length."""
+    room = min(out.shape[0] - HEADER_SIZE - ERROR_FIXED, MAX_RING_REASON)
     if n > room:
         n = room if room > 0 else 0
     write_header(out, T_ERROR, 0, 0, stream_id, ERROR_FIXED + n, rnd, ts)
@@ -167,9 +184,73 @@ def write_error_reason(out, code, reason, ref_type, stream_id, rnd, ts, next_rou
     out[o + 5] = 0
     put_u16(out, o + 6, 0)
     put_u64(out, o + 8, next_round)
-    for i in range(n):
-        out[o + ERROR_FIXED + i] = REASONS[reason, i]
     return HEADER_SIZE + ERROR_FIXED + n
+
+
+@numba.njit(**_JIT)
+def put_text(out, o, text, n):
+    """Copy ``text[:n]`` to ``out[o:]`` as far as ``out`` has room; returns the new offset."""
+    m = min(n, out.shape[0] - o)
+    for i in range(m):
+        out[o + i] = text[i]
+    return o + (m if m > 0 else 0)
+
+
+@numba.njit(**_JIT)
+def put_decimal(out, o, v):
+    """Write the non-negative integer ``v`` in decimal at ``out[o:]`` (as far as there is
+    room); returns the new offset."""
+    digits = 1
+    x = v
+    while x >= 10:
+        x //= 10
+        digits += 1
+    for i in range(digits - 1, -1, -1):
+        if o + i < out.shape[0]:
+            out[o + i] = 48 + v % 10
+        v //= 10
+    return min(o + digits, out.shape[0])
+
+
+#: the reason of SYNDROMES_DROPPED after a failed window, in pieces around its numbers
+#: (first and last round lost, stream id, the round to resend from): one text for both
+#: transports (:func:`dropped_reason` in Python, :func:`put_dropped_reason` in Numba)
+_DROPPED = ("rounds ", "..", " of stream ", " were received but will not be corrected "
+            "(decoder error); resend from round ", " (next shot)")
+_D0, _D1, _D2, _D3, _D4 = (np.frombuffer(t.encode(), np.uint8).copy() for t in _DROPPED)
+
+
+def dropped_reason(first: int, last: int, stream_id: int, next_round: int) -> str:
+    """SYNDROMES_DROPPED's reason after a failed window.
+
+    >>> dropped_reason(1, 1, 7, 2)
+    'rounds 1..1 of stream 7 were received but will not be corrected (decoder error); resend from round 2 (next shot)'
+    """
+    a, b, c, d, e = _DROPPED
+    return f"{a}{first}{b}{last}{c}{stream_id}{d}{next_round}{e}"
+
+
+def decoder_failed_reason(decoder: str, stream_id: int, error: str, detail: str) -> str:
+    """DECODER_ERROR's reason: the decoder, the stream, the exception's name and text.
+
+    >>> decoder_failed_reason("uf", 7, "DecoderError", "uf: no set of faults explains it")
+    "decoder 'uf' failed on stream 7: DecoderError: uf: no set of faults explains it"
+    """
+    return f"decoder {decoder!r} failed on stream {stream_id}: {error}: {detail[:300]}"
+
+
+@numba.njit(**_JIT)
+def put_dropped_reason(out, o, first, last, stream_id, next_round):
+    """:func:`dropped_reason` written at ``out[o:]``; returns the new offset."""
+    o = put_text(out, o, _D0, _D0.shape[0])
+    o = put_decimal(out, o, first)
+    o = put_text(out, o, _D1, _D1.shape[0])
+    o = put_decimal(out, o, last)
+    o = put_text(out, o, _D2, _D2.shape[0])
+    o = put_decimal(out, o, stream_id)
+    o = put_text(out, o, _D3, _D3.shape[0])
+    o = put_decimal(out, o, next_round)
+    return put_text(out, o, _D4, _D4.shape[0])
 
 
 #: byte offset of a CORRECTION's ``service_ns`` (after the header, first and last round)
