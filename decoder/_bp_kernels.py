@@ -28,10 +28,11 @@ Data passed to the kernels (the decoder's :meth:`kernel_args` returns ``(graph, 
 
 ``params`` ``(max_iter, bp_method, schedule, ms_scaling, lsd_order, lsd_min_free,
     relay_legs, relay_iter, relay_stop, relay_min_free, relay_pre_iter, relay_pre_gamma,
-    relay_scaling)`` as ``(int64, int64, int64, float64, int64, int64, int64, int64, int64,
-    int64, int64, float64, float64)``; ``bp_method`` 0 = minimum-sum, 1 = product-sum;
-    ``schedule`` 0 = parallel (flooding), 1 = serial (fault by fault); ``relay_scaling`` 0 =
-    the ramp ``1 - 2^-t``.
+    relay_scaling, relay_scaling_from)`` as ``(int64, int64, int64, float64, int64, int64,
+    int64, int64, int64, int64, int64, float64, float64, int64)``; ``bp_method`` 0 =
+    minimum-sum, 1 = product-sum; ``schedule`` 0 = parallel (flooding), 1 = serial (fault by
+    fault); ``relay_scaling`` 0 = the ramp ``1 - 2^-t``, used from disordered leg
+    ``relay_scaling_from`` on (the disordered legs before it use ``ms_scaling``).
 
 ``ws`` (workspace, written by every shot; one per thread) — see :func:`make_workspace`.
 
@@ -62,7 +63,9 @@ Algorithm (one shot)
    further min-sum legs continue from BP's messages, each with
    per-fault memory strengths drawn once (seeded) from an interval that includes negative
    values (``new = (1 - g) prior + g old + messages``), for up to ``relay_iter``
-   iterations each; every leg that converges is a candidate, and the solution of least total
+   iterations each, with min-sum scaling ``relay_scaling`` (0: the ramp ``1 - 2^-t`` over a
+   leg's iterations, as Relay-BP) from leg ``relay_scaling_from`` on and ``ms_scaling``
+   before; every leg that converges is a candidate, and the solution of least total
    ``weight`` among them and the cluster stage's is the answer. It stops after
    ``relay_stop`` converged legs; when fewer converged, the cluster stage runs once more on
    the last leg's posteriors, growing each cluster until it holds ``relay_min_free`` free
@@ -1025,7 +1028,8 @@ def relay_legs(synd, nflag, graph, params, ws, out_faults, count):
     """
     prior, weight, gammas = graph[5], graph[6], graph[10]
     legs, leg_iter, stop = params[6], params[7], params[8]
-    pre_iter, pre_gamma, scaling = params[10], params[11], params[12]
+    pre_iter, pre_gamma, scaling, scaling_from = params[10], params[11], params[12], params[13]
+    alpha = params[3]
     post, post2, flips, info = ws[2], ws[31], ws[32], ws[30]
     n = prior.shape[0]
     best_w = 0.0
@@ -1040,7 +1044,7 @@ def relay_legs(synd, nflag, graph, params, ws, out_faults, count):
                                  pre_iter, scaling, cur)
         else:
             nf, cur = _relay_leg(synd, nflag, graph, ws, gammas[leg], 0.0, False, leg_iter,
-                                 scaling, cur)
+                                 scaling if leg >= scaling_from else alpha, cur)
         if nf >= 0:
             w = 0.0
             for i in range(nf):
@@ -1061,7 +1065,8 @@ def relay_legs(synd, nflag, graph, params, ws, out_faults, count):
         # no leg (or too few) converged: clusters again, guided by the relayed posteriors
         alt = ws[33]
         wider = (params[0], params[1], params[2], params[3], params[4], params[9], params[6],
-                 params[7], params[8], params[9], params[10], params[11], params[12])
+                 params[7], params[8], params[9], params[10], params[11], params[12],
+                 params[13])
         cnt2 = cluster_decode(synd, graph, wider, ws, alt)
         if cnt2 >= 0:
             w = 0.0

@@ -93,10 +93,13 @@ class BpClusterOptions:
         Relay stage (after Relay-BP, Müller et al. arXiv 2506.01779; see
         :mod:`qecd.decoder._bp_kernels`): when BP does not converge, up to this many further
         min-sum legs with disordered memory run after the cluster stage and the lightest valid
-        solution wins. 0 turns it off. Default 20: on phenomenological BB [[144,12,12]] at
-        p = 2.5% (400 shots) it took failures from 36 to 8 (ldpc BP+OSD-CS7: 7), on
-        circuit-level BB [[72,12,6]] at p = 0.3% (1500 shots) from 43 to 24 (Relay-BP with its
-        authors' settings: 25) at 0.4x Relay-BP's time; shots where BP converges never pay.
+        solution wins. 0 turns it off. Default 60 (Relay-BP's ``num_sets``; 20 before the
+        ``relay_scaling`` ramp, when legs 21-60 seldom helped): on circuit-level
+        BB [[144,12,12]] at p = 0.3% with the ramp on every leg, 32 failures in 20,000 shots (seed 51) with
+        20 legs, 24 with 40, 22 with 60 (Relay-BP: 23), at no more CPU time (later legs run
+        only on the shots no earlier leg solved). Earlier, at 0.625 scaling: on
+        phenomenological BB [[144,12,12]] at p = 2.5% (400 shots) 20 legs took failures from
+        36 to 8 (ldpc BP+OSD-CS7: 7). Shots where BP converges never pay.
     relay_iter : int
         Iterations per leg (default 30).
     relay_stop : int
@@ -115,13 +118,30 @@ class BpClusterOptions:
         When > 0, the relay stage starts with one leg of up to this many iterations whose
         memory strength is ``relay_pre_gamma`` for every fault (Relay-BP's ``pre_iter``,
         80 in its authors' gross-code settings); it counts as a leg for ``relay_stop``.
-        0 = none (default).
+        0 = none (default): on circuit-level BB [[144,12,12]] at p = 0.3% an 80-iteration
+        first leg (``relay_pre_gamma=0.125``) made more failures with the ramp (28 against
+        25 on 2,044 of 20,000 shots that hold the 52 either bp-cluster or Relay-BP failed)
+        and cost 1.2x.
     relay_pre_gamma : float
         The uniform memory strength of that first leg, in [0, 1) (Relay-BP's ``gamma0``;
         default 0.125).
     relay_scaling : float or None
-        Min-sum scaling inside the relay legs, in [0, 1]: None (default) = ``ms_scaling_factor``;
-        0 = the ramp ``1 - 2^-t`` at a leg's iteration ``t`` (Relay-BP's ``alpha=None``).
+        Min-sum scaling inside the relay legs, in [0, 1]: None = ``ms_scaling_factor`` (the
+        setting before, kept by :data:`SPARSE_DEM_DEFAULTS`); 0 (default) = the ramp
+        ``1 - 2^-t`` at a leg's iteration ``t`` (0.5, 0.75, 0.875, ...: Relay-BP's
+        ``alpha=None``). On circuit-level BB [[144,12,12]] at p = 0.3% (20 legs, 20,000 shots,
+        seed 51) the ramp took failures from 39 to 32 at 0.82x the CPU time; a fixed 0.8,
+        0.9 or 1.0 did less (31, 28, 27 failures against the ramp's 25 on 2,044 of those
+        shots that hold the 52 either bp-cluster or Relay-BP failed; docs/accuracy.md).
+    relay_scaling_from : int
+        The first disordered leg (0-based) that uses ``relay_scaling``; the legs before it
+        use ``ms_scaling_factor`` (default 20: the 20 legs of the setting before, then 40
+        more with the ramp). On circuit-level BB [[72,12,6]] at p = 0.2% the ramp from the
+        first leg made 112 failures against 103 (30,000 shots, seed 45; 546 against 516 in
+        150,000, seed 42): there the first legs converge, and at 0.625 to lighter solutions.
+        From leg 20 on: 102, 516, and 386 against 387 at p = 0.3% (from leg 5: 394), while
+        BB [[144,12,12]] at p = 0.3% keeps the ramp's gain: 45 failures in 40,000 shots
+        against the setting before's 80 and Relay-BP's 45, at about half Relay-BP's time.
     seed : int
         Seed of the memory strengths (default 0).
 
@@ -135,14 +155,15 @@ class BpClusterOptions:
     schedule: str = "parallel"
     lsd_order: int = 7
     lsd_min_free: int = 0
-    relay_legs: int = 20
+    relay_legs: int = 60
     relay_iter: int = 30
     relay_stop: int = 1
     relay_min_free: int = 0
     relay_gamma: tuple[float, float] = (-0.24, 0.66)
     relay_pre_iter: int = 0
     relay_pre_gamma: float = 0.125
-    relay_scaling: float | None = None
+    relay_scaling: float | None = 0.0
+    relay_scaling_from: int = 20
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -162,7 +183,7 @@ class BpClusterOptions:
             raise DecoderError(f"bp-cluster: schedule must be one of {sorted(_SCHEDULES)}, "
                                f"got {self.schedule!r}")
         for name in ("lsd_order", "lsd_min_free", "relay_legs", "seed", "relay_min_free",
-                     "relay_pre_iter"):
+                     "relay_pre_iter", "relay_scaling_from"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
                 raise DecoderError(f"bp-cluster: {name} must be an integer >= 0, got {v!r}")
@@ -186,17 +207,17 @@ class BpClusterOptions:
                                f"got {a!r}")
 
     def params(self) -> tuple[int, int, int, float, int, int, int, int, int, int, int,
-                              float, float]:
+                              float, float, int]:
         """The kernels' ``params`` tuple ``(max_iter, bp_method, schedule, ms_scaling,
         lsd_order, lsd_min_free, relay_legs, relay_iter, relay_stop, relay_min_free,
-        relay_pre_iter, relay_pre_gamma, relay_scaling)`` (``relay_scaling`` resolved: None
-        becomes ``ms_scaling_factor``)."""
+        relay_pre_iter, relay_pre_gamma, relay_scaling, relay_scaling_from)``
+        (``relay_scaling`` resolved: None becomes ``ms_scaling_factor``)."""
         scaling = self.ms_scaling_factor if self.relay_scaling is None else self.relay_scaling
         return (int(self.max_iter), _BP_METHODS[self.bp_method], _SCHEDULES[self.schedule],
                 float(self.ms_scaling_factor), int(self.lsd_order), int(self.lsd_min_free),
                 int(self.relay_legs), int(self.relay_iter), int(self.relay_stop),
                 int(self.relay_min_free), int(self.relay_pre_iter),
-                float(self.relay_pre_gamma), float(scaling))
+                float(self.relay_pre_gamma), float(scaling), int(self.relay_scaling_from))
 
 
 _OPTION_NAMES = tuple(BpClusterOptions.__dataclass_fields__)
@@ -212,9 +233,11 @@ SPARSE_FAULTS_PER_DETECTOR = 4.0
 #: made 10 failures where ldpc's BP+OSD-CS7 made 15 and the circuit-level defaults 18, at a
 #: quarter of BP+OSD-CS7's time; on circuit-level BB [[72,12,6]] at p = 0.3% the same
 #: settings cost 2.5x the defaults' time for no fewer failures (58 vs 56 of 3000), hence
-#: the split (docs/accuracy.md).
-SPARSE_DEM_DEFAULTS: dict[str, int] = {"max_iter": 30, "lsd_min_free": 1 << 30,
-                                       "relay_legs": 60}
+#: the split (docs/accuracy.md). Sparse DEMs keep the relay legs' scaling at
+#: ``ms_scaling_factor`` (``relay_scaling=None``): the ramp, the circuit-level default, was
+#: measured on circuit-level DEMs only.
+SPARSE_DEM_DEFAULTS: dict[str, int | None] = {"max_iter": 30, "lsd_min_free": 1 << 30,
+                                              "relay_legs": 60, "relay_scaling": None}
 
 
 def is_sparse_dem(faults: FaultTable) -> bool:

@@ -495,19 +495,20 @@ def test_relay_scaling_and_pre_leg_options_are_checked_by_name():
     dem = stim.DetectorErrorModel("error(0.1) D0 L0\nerror(0.1) D0 D1")
     for bad in ({"relay_pre_iter": -1}, {"relay_pre_iter": True}, {"relay_pre_gamma": 1.0},
                 {"relay_pre_gamma": -0.1}, {"relay_scaling": 1.5}, {"relay_scaling": True},
-                {"relay_scaling": "ramp"}):
+                {"relay_scaling": "ramp"}, {"relay_scaling_from": -1}):
         with pytest.raises(DecoderError, match=next(iter(bad))):
             BpClusterDecoder.from_dem(dem, **bad)
     # None = the BP stage's scaling; 0 = the ramp 1 - 2^-t (kept as 0.0 in the params)
     assert BpClusterOptions(relay_scaling=None, ms_scaling_factor=0.5).params()[12] == 0.5
     assert BpClusterOptions(relay_scaling=0).params()[12] == 0.0
-    assert BpClusterOptions().params()[10:] == (0, 0.125, 0.0)
+    assert BpClusterOptions().params()[10:] == (0, 0.125, 0.0, 20)
 
 
 def test_relay_scaling_changes_the_legs_and_every_answer_stays_valid_and_deterministic(
         bb72_hard_shots):
     exp, dets, _ = bb72_hard_shots
-    decs = {a: BpClusterDecoder.from_dem(exp.dem, relay_scaling=a, **_CLUSTERS_ONLY)
+    decs = {a: BpClusterDecoder.from_dem(exp.dem, relay_scaling=a, relay_scaling_from=0,
+                                         relay_legs=20, **_CLUSTERS_ONLY)
             for a in (None, 0.0, 0.9)}
     answers = {}
     for a, dec in decs.items():
@@ -518,8 +519,14 @@ def test_relay_scaling_changes_the_legs_and_every_answer_stays_valid_and_determi
     for a in (0.0, 0.9):
         assert any(not np.array_equal(x, y) for x, y in zip(answers[a], answers[None],
                                                             strict=True))
+    # legs before relay_scaling_from keep ms_scaling_factor: from past the last leg, the ramp
+    # never applies and every answer is the 0.625 one
+    late = BpClusterDecoder.from_dem(exp.dem, relay_scaling=0.0, relay_scaling_from=20,
+                                     relay_legs=20, **_CLUSTERS_ONLY)
+    np.testing.assert_array_equal(late.decode_batch(dets), decs[None].decode_batch(dets))
     # deterministic: a second decoder, and the batch kernel, give the same answers
-    again = BpClusterDecoder.from_dem(exp.dem, relay_scaling=0.0, **_CLUSTERS_ONLY)
+    again = BpClusterDecoder.from_dem(exp.dem, relay_scaling=0.0, relay_scaling_from=0,
+                                      relay_legs=20, **_CLUSTERS_ONLY)
     for s, x in zip(dets[::7], answers[0.0][::7], strict=True):
         np.testing.assert_array_equal(again.decode_to_faults(s), x)
     np.testing.assert_array_equal(again.decode_batch(dets), decs[0.0].decode_batch(dets))
