@@ -320,7 +320,7 @@ def store_round(bits, o, packed, st, shot_bits, round_offsets, trigger, events):
     once, it costs a few ns where a call passing the whole plan costs ~100 ns.
 
     A packed byte is stored with one 8-byte store (:func:`~qecd.decoder._bits.spread_byte`:
-    4 ns per d = 5 round against 18 for a store per detector), so ``shot_bits`` needs
+    4-7 ns per d = 5-sized round against 18-27 for a store per detector), so ``shot_bits`` needs
     :data:`SHOT_SLACK` bytes past the shot's last detector; the bytes a round's last
     packed byte writes beyond the round belong to the next round, which overwrites them
     when it is stored (a window reads only rounds already stored)."""

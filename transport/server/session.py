@@ -872,11 +872,7 @@ class StreamSession:
         boundary = (r // self.rounds_per_shot + 1) * self.rounds_per_shot
         self.decoder.reset()
         if self.engine is not None:
-            from qecd.decoder.compiled_stream import ST_CARRIED, ST_EVENTS
-
-            st = self._engine_state.st
-            st[0] = st[ST_EVENTS] = st[ST_CARRIED] = 0  # as the kernels' clear_shot
-            self._engine_state.carry[:] = 0
+            engine_no_solution_ctx(self.engine)  # the kernels' own reset of the shot
         self.next_round = self.committed = boundary
         return dropped
 

@@ -72,6 +72,7 @@ from qecd.transport.shm.loop import (  # noqa: E402
     record_packet,
     round_bytes,
 )
+from qecd.decoder.compiled_stream import reset_shot_ctx  # noqa: E402
 from qecd.transport.shm.ring import ring_send  # noqa: E402
 from qecd.transport.wire.compiled import (  # noqa: E402
     HEADER_SIZE,
@@ -200,11 +201,7 @@ class _CompiledWindows:
         return st.out_obs, st.out_faults[:n], self.starts[w], self.stops[w], self.finals[w]
 
     def reset(self) -> None:
-        from qecd.decoder.compiled_stream import ST_CARRIED, ST_EVENTS
-
-        self.state.st[0] = 0
-        self.state.st[ST_EVENTS] = self.state.st[ST_CARRIED] = 0  # (the kernels' clear_shot)
-        self.state.carry[:] = 0
+        reset_shot_ctx(self.ctx)  # the kernels' own reset of the shot
 
 
 class _PythonWindows:
