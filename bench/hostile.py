@@ -41,6 +41,7 @@ import contextlib
 import json
 import multiprocessing
 import os
+import select
 import struct
 import subprocess
 import sys
@@ -237,6 +238,26 @@ class ServeChild:
 
 
 # -- the valid paced stream ---------------------------------------------------------------------
+def _wait_readable(sock, until_ns: int) -> bool:
+    """Block until ``sock`` (a ZeroMQ socket) holds a message, or until ``until_ns``
+    (``perf_counter_ns``); True if a message is there. Wakes when one arrives, so a
+    timed reply is stamped on arrival, not at the end of a blind sleep of the timing loop
+    (before: ``time.sleep(0.0001)``, then a look; in one quiet 15-s run of a 1 ms paced d=3
+    stream the median reaction was about the same either way, 220-270 µs, the VM's wake-ups,
+    but a blind sleep can only add). Uses the socket's edge-triggered ``FD``, looking at
+    ``EVENTS`` before each wait, as libzmq documents for it."""
+    import zmq
+
+    fd = sock.getsockopt(zmq.FD)
+    while True:
+        if sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+            return True
+        left = until_ns - time.perf_counter_ns()
+        if left <= 0:
+            return False
+        select.select([fd], [], [], left / 1e9)
+
+
 def _pct(values: list[int]) -> dict:
     if not values:
         return {"count": 0}
@@ -294,15 +315,15 @@ def paced_stream(endpoint: str, seconds: float, cycle_us: int, spec: str = SPEC,
             due = t0 + i * cyc
             while (now := time.perf_counter_ns()) < due:
                 drain()
-                if due - now > 300_000:
-                    time.sleep(0.0001)
+                if due - now > 300_000:  # wait for a reply, woken by its arrival
+                    _wait_readable(client.socket, due - 300_000)
             client.send_frame(frame)
             if i % R == R - 1:
                 sent_last[i // R] = time.perf_counter_ns()
         deadline = time.monotonic() + 30
         while len(got) < shots and time.monotonic() < deadline:
             drain()
-            time.sleep(0.0005)
+            _wait_readable(client.socket, time.perf_counter_ns() + 100_000_000)
         try:
             s.close(10)
         except Exception as e:  # the stream was closed on the server (reported, not raised)
@@ -499,8 +520,8 @@ def _heartbeats(endpoint: str, seconds: float, period_us: int, stop=None,
                     if seq in sched:
                         rtt.append(t - sched[seq])
                         at.append(sched.pop(seq) - t0)
-                if due - now > 300_000:
-                    time.sleep(0.0001)
+                if due - now > 300_000:  # wait for a reply, woken by its arrival
+                    _wait_readable(s, due - 300_000)
             sched[i] = due
             s.send(encode_heartbeat(stream_id=sid, seq=i))
             i += 1

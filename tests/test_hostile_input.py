@@ -452,3 +452,36 @@ def test_the_hostile_verdicts_name_every_unmet_must_hold():
         "no large HELLO was accepted: nothing was built beside the stream"]
     assert build_stall_unmet({**stall, "with_hellos": {"lost": 3}, "p99_ratio": 6.08}) == [
         "3 HEARTBEATs lost, expected 0", "HEARTBEAT p99 ratio 6.08, expected <= 2"]
+
+
+def test_the_paced_timers_wake_when_a_reply_arrives_not_after_a_blind_sleep():
+    """The hostile benches' paced loops (the fuzz's valid stream, the build stall's
+    HEARTBEATs) slept 100 µs blind and looked afterwards, so a reply's receipt was stamped
+    when the sleep ended. Their wait now ends when the reply arrives; with no reply it
+    ends at its deadline. Real ZeroMQ sockets over tcp loopback."""
+    import threading
+
+    from qecd.bench.hostile import _wait_readable
+
+    ctx = zmq.Context.instance()
+    a, b = ctx.socket(zmq.DEALER), ctx.socket(zmq.ROUTER)
+    try:
+        port = b.bind_to_random_port("tcp://127.0.0.1")
+        a.connect(f"tcp://127.0.0.1:{port}")
+        a.send(b"hello")
+        assert b.poll(10_000)
+        route, _ = b.recv_multipart()
+        t0 = time.perf_counter_ns()
+        assert not _wait_readable(a, t0 + 50_000_000)  # nothing comes: the deadline
+        assert time.perf_counter_ns() - t0 >= 50_000_000
+        timer = threading.Timer(0.2, lambda: b.send_multipart([route, b"reply"]))
+        timer.start()
+        t0 = time.perf_counter_ns()
+        assert _wait_readable(a, t0 + 20_000_000_000)  # a 20 s deadline, a 0.2 s reply
+        waited = time.perf_counter_ns() - t0
+        assert 150_000_000 < waited < 10_000_000_000, waited
+        assert a.recv() == b"reply"
+        timer.join()
+    finally:
+        a.close(0)
+        b.close(0)
