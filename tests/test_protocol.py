@@ -561,10 +561,21 @@ def test_malformed_hello_is_refused(body, match):
 
 
 def test_hello_that_is_not_msgpack_is_refused():
-    for junk in (b"\xc1", b"\x81\xa1", b"\x80\x80", b"\xdf\xff\xff\xff\xff"):
-        with pytest.raises(ProtocolError, match="HELLO body") as e:
+    """Each reason says what is wrong with the bytes in the protocol's words: a vendor's
+    client (C, its own msgpack) got ``ExtraData: unpack(b) received extra data.`` and
+    ``FormatError: `` (empty) from msgpack's exceptions before."""
+    cases = {b"\xc1": "a byte that starts no msgpack value",
+             b"\x81\xa1": "2 bytes that end inside a msgpack value (cut short)",
+             b"\x80\x80": "1 bytes after the end of the map (the body must be the map alone)",
+             b"\xdf\xff\xff\xff\xff": "a length field larger than the 5-byte body",
+             b"\x81\xa1\xff\x00": "a str that is not UTF-8",
+             b"\x91" * 2000 + b"\x00": "nested deeper than the decoder allows"}
+    for junk, words in cases.items():
+        with pytest.raises(ProtocolError, match="HELLO body: not one msgpack map") as e:
             decode_hello(*parse_packet(_frame(MsgType.HELLO, junk)))
         assert _code(e) == ErrorCode.BAD_HELLO
+        assert words in str(e.value), (junk[:8], str(e.value))
+        assert "Error" not in str(e.value) and "unpack(" not in str(e.value)
 
 
 def test_malformed_accept_is_refused():

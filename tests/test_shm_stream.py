@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from qecd.codes import build_experiment
+from qecd.errors import ProtocolError
 from qecd.decoder.window import StreamDecoder
 from qecd.transport import wire as P
 from qecd.transport.shm.loop import EXIT_BYE, EXIT_STOP
@@ -104,11 +105,17 @@ def test_bad_packets_get_errors_and_the_stream_carries_on(served, mutate, code, 
     exp, srv, cli = served("surface:d=3,r=3,p=0.01", decoder=decoder)
     lay = P.SyndromeLayout(list(exp.layout.round_sizes))
     good = P.encode_syndrome(np.zeros(4, np.uint8), lay, stream_id=9, first_round=0)
-    cli.pair.send_bytes(mutate(good))
+    bad = mutate(good)
+    cli.pair.send_bytes(bad)
     hdr, payload = P.parse_packet(cli.pair.recv_bytes(timeout=5))
     err = P.decode_error(hdr, payload)
     assert err.code == code
     assert err.next_round == 0
+    # the header echo is ZeroMQ's for the same bytes (the ring echoed an unknown version's
+    # fields and put its stream id in a SHORT_FRAME's header; ZeroMQ and §12 say zeros)
+    zh, zp = P.parse_packet(P.encode_error_reply(ProtocolError(code, "x"), bad))
+    assert (hdr.stream_id, hdr.round, hdr.timestamp_ns, err.ref_type) == \
+        (zh.stream_id, zh.round, zh.timestamp_ns, P.decode_error(zh, zp).ref_type)
     dets, _ = exp.sample(50, seed=4)
     res = cli.stream_shots(dets, timeout_s=20)
     assert res.lost == 0 and res.errors == 0

@@ -174,8 +174,11 @@ def check_packet(in_buf, n, out_buf, stream_id, next_round, t_next, round_offset
     ``out_buf[:HEADER_SIZE]``, its ``round`` the stream's next expected round, §9.5).
     """
     n_rounds = round_offsets.shape[0] - 1
+    # the header echo is ZeroMQ's (wire.encode_error_reply): the type once the magic is
+    # right, the rest once 32 bytes of a supported version arrived; zeros otherwise
     if n < HEADER_SIZE:
-        return write_error(out_buf, E_SHORT, 0, stream_id, 0, 0, next_round), 0, 0, 0
+        ref = np.int64(in_buf[3]) if n >= 4 and get_u16(in_buf, 0) == MAGIC else 0
+        return write_error(out_buf, E_SHORT, ref, 0, 0, 0, next_round), 0, 0, 0
     mtype = np.int64(in_buf[3])
     count = get_u16(in_buf, 6)
     sid = get_u32(in_buf, 8)
@@ -184,8 +187,8 @@ def check_packet(in_buf, n, out_buf, stream_id, next_round, t_next, round_offset
     ts = get_u64(in_buf, 24)
     if get_u16(in_buf, 0) != MAGIC:
         return write_error(out_buf, E_BAD_MAGIC, 0, 0, 0, 0, next_round), 0, rnd, ts
-    if in_buf[2] != VERSION:
-        return write_error(out_buf, E_VERSION, mtype, sid, rnd, ts, next_round), 0, rnd, ts
+    if in_buf[2] != VERSION:  # only bytes 0-3 mean the same in every version (§12)
+        return write_error(out_buf, E_VERSION, mtype, 0, 0, 0, next_round), 0, rnd, ts
     if plen != n - HEADER_SIZE:
         return write_error(out_buf, E_LENGTH, mtype, sid, rnd, ts, next_round), 0, rnd, ts
     if mtype == T_BYE:

@@ -329,12 +329,42 @@ def _expect_type(header: Header, t: MsgType) -> None:
 # -- msgpack control bodies -------------------------------------------------------------------
 
 
+def _unpack_trouble(e: Exception, size: int) -> str:
+    """What was wrong with a body msgpack could not unpack, in the protocol's words (not
+    msgpack's exception: a C client cannot act on ``ExtraData: unpack(b) received extra
+    data.``).
+
+    >>> try:
+    ...     msgpack.unpackb(msgpack.packb({"a": 1}) + b"xy")
+    ... except Exception as e:
+    ...     print(_unpack_trouble(e, 6))
+    2 bytes after the end of the map (the body must be the map alone)
+    """
+    text = str(e)
+    if isinstance(e, msgpack.ExtraData):
+        return f"{len(e.extra)} bytes after the end of the map (the body must be the map alone)"
+    if isinstance(e, msgpack.StackError):
+        return "values nested deeper than the decoder allows"
+    if isinstance(e, msgpack.FormatError):
+        return "a byte that starts no msgpack value (0xc1 is reserved)"
+    if isinstance(e, UnicodeDecodeError):
+        return f"a str that is not UTF-8 ({e.reason} at byte {e.start} of it; send bytes as bin)"
+    if "incomplete input" in text:
+        return ("an empty body" if size == 0
+                else f"{size} bytes that end inside a msgpack value (cut short)")
+    if "exceeds max_" in text:
+        return f"a length field larger than the {size}-byte body could hold"
+    if "not allowed for map key" in text:
+        return f"a map key that is not a string ({text.split(' is ')[0]})"
+    return f"bytes msgpack cannot decode ({type(e).__name__}: {text})"
+
+
 def _unpack_map(payload: Buffer, code: ErrorCode, what: str) -> dict:
     try:
         obj = msgpack.unpackb(payload, raw=False, strict_map_key=True, use_list=True)
     except Exception as e:  # msgpack raises several unrelated types: all mean "bad bytes"
-        raise ProtocolError(code, f"{what} body: expected one msgpack map, got undecodable "
-                            f"bytes ({type(e).__name__}: {e})") from None
+        raise ProtocolError(code, f"{what} body: not one msgpack map: "
+                            f"{_unpack_trouble(e, len(payload))}") from None
     if not isinstance(obj, dict):
         raise ProtocolError(code, f"{what} body: expected a msgpack map, got "
                             f"{type(obj).__name__}")
