@@ -268,10 +268,12 @@ def _pct(values: list[int]) -> dict:
 
 
 def paced_stream(endpoint: str, seconds: float, cycle_us: int, spec: str = SPEC,
-                 seed: int = 1, until=None, max_seconds: float = 300.0) -> dict:
+                 seed: int = 1, until=None, max_seconds: float = 300.0,
+                 slowest: int = 10) -> dict:
     """Stream whole shots of ``spec`` at one round per ``cycle_us`` for ``seconds`` (and
     then on, up to ``max_seconds``, until ``until()`` is true); returns the reaction times
-    (last round sent -> its correction), lost and wrong shots."""
+    (last round sent -> its correction), lost and wrong shots, and when the ``slowest``
+    slowest shots were (``slowest_at_ms``: [ms from ``t0_unix``, reaction ms])."""
     from qecd.codes import build_experiment
     from qecd.decoder.window import StreamDecoder
     from qecd.transport.client import Client
@@ -295,6 +297,7 @@ def paced_stream(endpoint: str, seconds: float, cycle_us: int, spec: str = SPEC,
         for f in frames:
             struct.pack_into("<I", f, 8, s.stream_id)  # header field stream_id
         t0 = time.perf_counter_ns() + 5_000_000
+        t0_unix = time.time() + 0.005  # t0 on the clock of the server's log lines ("ts")
         cyc = cycle_us * 1000
 
         def drain() -> None:
@@ -332,11 +335,17 @@ def paced_stream(endpoint: str, seconds: float, cycle_us: int, spec: str = SPEC,
         else:
             closed = "BYE"
     got = {j: v for j, v in got.items() if j < shots}
-    reaction = [got[j][0] - sent_last[j] for j in sorted(got)]
+    order = sorted(got)
+    reaction = [got[j][0] - sent_last[j] for j in order]
     wrong = sum(1 for j, (_, o) in got.items() if not np.array_equal(o, want[j]))
+    # when the slowest shots were (ms from t0: match them with the server's log, whose "ts"
+    # is t0_unix + ms / 1e3), as the build stall's HEARTBEATs report theirs
+    worst = np.argsort(reaction)[::-1][:slowest]
     return {"shots": shots, "rounds": shots * R, "lost": shots - len(got), "wrong": wrong,
             "errors": errors, "error_reasons": reasons, "close": closed,
-            "reaction": _pct(reaction)}
+            "reaction": _pct(reaction), "t0_unix": round(t0_unix, 6),
+            "slowest_at_ms": [[round((sent_last[order[k]] - t0) / 1e6, 1),
+                               round(reaction[k] / 1e6, 3)] for k in worst]}
 
 
 # -- the fuzzer process -------------------------------------------------------------------------
