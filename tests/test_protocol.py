@@ -566,7 +566,7 @@ def test_hello_that_is_not_msgpack_is_refused():
     ``FormatError: `` (empty) from msgpack's exceptions before."""
     cases = {b"\xc1": "a byte that starts no msgpack value",
              b"\x81\xa1": "2 bytes that end inside a msgpack value (cut short)",
-             b"\x80\x80": "1 bytes after the end of the map (the body must be the map alone)",
+             b"\x80\x80": "1 byte after the end of the map (the body must be the map alone)",
              b"\xdf\xff\xff\xff\xff": "a length field larger than the 5-byte body",
              b"\x81\xa1\xff\x00": "a str that is not UTF-8",
              b"\x91" * 2000 + b"\x00": "nested deeper than the decoder allows"}

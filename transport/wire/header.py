@@ -342,7 +342,9 @@ def _unpack_trouble(e: Exception, size: int) -> str:
     """
     text = str(e)
     if isinstance(e, msgpack.ExtraData):
-        return f"{len(e.extra)} bytes after the end of the map (the body must be the map alone)"
+        n = len(e.extra)
+        return (f"{n} byte{'s' if n != 1 else ''} after the end of the map (the body must be "
+                f"the map alone)")
     if isinstance(e, msgpack.StackError):
         return "values nested deeper than the decoder allows"
     if isinstance(e, msgpack.FormatError):
