@@ -276,7 +276,9 @@ def paced_stream(endpoint: str, seconds: float, cycle_us: int, spec: str = SPEC,
     """Stream whole shots of ``spec`` at one round per ``cycle_us`` for ``seconds`` (and
     then on, up to ``max_seconds``, until ``until()`` is true); returns the reaction times
     (last round sent -> its correction), lost and wrong shots, and when the ``slowest``
-    slowest shots were (``slowest_at_ms``: [ms from ``t0_unix``, reaction ms])."""
+    slowest shots were (``slowest_at_ms``: [ms from ``t0_unix``, reaction ms, the server's
+    ``service_ns`` of that CORRECTION in ms: receipt of the shot's last packet to its
+    send])."""
     from qecd.codes import build_experiment
     from qecd.decoder.window import StreamDecoder
     from qecd.transport.client import Client
@@ -307,7 +309,8 @@ def paced_stream(endpoint: str, seconds: float, cycle_us: int, spec: str = SPEC,
             nonlocal errors
             while (r := client.poll()) is not None:
                 if r.msg_type == MsgType.CORRECTION and r.body.shot_end:
-                    got[r.body.last_round // R] = (r.recv_ns, r.body.observables)
+                    got[r.body.last_round // R] = (r.recv_ns, r.body.observables,
+                                                   r.body.service_ns)
                 elif r.msg_type == MsgType.ERROR:
                     errors += 1
                     if len(reasons) < 5:
@@ -340,7 +343,7 @@ def paced_stream(endpoint: str, seconds: float, cycle_us: int, spec: str = SPEC,
     got = {j: v for j, v in got.items() if j < shots}
     order = sorted(got)
     reaction = [got[j][0] - sent_last[j] for j in order]
-    wrong = sum(1 for j, (_, o) in got.items() if not np.array_equal(o, want[j]))
+    wrong = sum(1 for j, (_, o, _) in got.items() if not np.array_equal(o, want[j]))
     # when the slowest shots were (ms from t0: match them with the server's log, whose "ts"
     # is t0_unix + ms / 1e3), as the build stall's HEARTBEATs report theirs
     worst = np.argsort(reaction)[::-1][:slowest]
@@ -348,7 +351,8 @@ def paced_stream(endpoint: str, seconds: float, cycle_us: int, spec: str = SPEC,
             "errors": errors, "error_reasons": reasons, "close": closed,
             "reaction": _pct(reaction), "t0_unix": round(t0_unix, 6),
             "slowest_at_ms": [[round((sent_last[order[k]] - t0) / 1e6, 1),
-                               round(reaction[k] / 1e6, 3)] for k in worst]}
+                               round(reaction[k] / 1e6, 3),
+                               round(got[order[k]][2] / 1e6, 3)] for k in worst]}
 
 
 # -- the fuzzer process -------------------------------------------------------------------------
