@@ -33,8 +33,9 @@ import numpy as np
 from qecd.bench.machine import machine_info
 from qecd.bench.stats import paired_ratio_interval, wilson_interval
 from qecd.codes import build_experiment
-from qecd.decoder.registry import REFERENCE_GRAPH_DECODER, build_decoder
+from qecd.decoder.registry import REFERENCE_GRAPH_DECODER, build_decoder, parse_decoder_name
 from qecd.decoder.relay_bp_backend import RelayBpDecoder
+from qecd.errors import DecoderError, QecdError
 
 SCHEMA = "qecd.bench.accuracy/1"
 REFERENCE_GRAPH = REFERENCE_GRAPH_DECODER
@@ -45,13 +46,46 @@ PEERS = {"ldpc-bposd": "LdpcBpOsd", "ldpc-bplsd": "LdpcBpLsd"}
 REFERENCE_PEERS = (REFERENCE_GRAPH, *PEERS, RelayBpDecoder.name)
 
 
-def _build(name: str, exp) -> tuple[Any, bool]:
-    """Decoder object and whether it takes bit-packed batches."""
+def _check_name(name: str) -> None:
+    """DecoderError unless ``name`` is a peer or a (windowed) backend name; the message
+    lists both kinds."""
     if name in PEERS:
-        from qecd.bench import ldpc_reference
+        return
+    try:
+        parse_decoder_name(name)
+    except DecoderError as e:
+        raise DecoderError(f"{e} (or a peer: {', '.join(PEERS)})") from None
 
-        return getattr(ldpc_reference, PEERS[name])(exp.dem), False
-    return build_decoder(name, exp.dem, exp.layout), True
+
+def _build(name: str, exp) -> tuple[Any, bool]:
+    """Decoder object and whether it takes bit-packed batches; a decoder that refuses the
+    experiment's DEM says which decoder it was."""
+    try:
+        if name in PEERS:
+            from qecd.bench import ldpc_reference
+
+            return getattr(ldpc_reference, PEERS[name])(exp.dem), False
+        return build_decoder(name, exp.dem, exp.layout), True
+    except QecdError as e:
+        raise type(e)(f"decoder {name!r} on {exp.spec}: {e}") from None
+
+
+def window_note(name: str, rounds: int) -> str | None:
+    """A note when ``name``'s window covers the whole shot (it then decodes whole shots: the
+    same corrections as the backend alone, at the window machinery's cost), else None.
+
+    >>> window_note("uf-w10c5", 6)
+    "uf-w10c5: window 10 >= the shot's 6 detector rounds: it decodes whole shots"
+    >>> window_note("uf-w4c2", 6) is None
+    True
+    """
+    if name in PEERS:
+        return None
+    dn = parse_decoder_name(name)
+    if dn.window is None or dn.window < rounds:
+        return None
+    return (f"{name}: window {dn.window} >= the shot's {rounds} detector rounds: it decodes "
+            f"whole shots")
 
 
 def _decode(dec: Any, takes_packed: bool, dets: np.ndarray, packed: np.ndarray,
@@ -100,6 +134,8 @@ def run_accuracy(spec: str, decoders: list[str], *, shots: int, seed: int = 0,
     exp = build_experiment(spec)
     ref = reference or (REFERENCE_GRAPH if exp.graph_like else REFERENCE_QLDPC)
     names = list(dict.fromkeys([ref, *decoders]))
+    for name in names:
+        _check_name(name)
     dets, obs = exp.sample(shots, seed=seed)
     packed = np.packbits(dets, axis=1, bitorder="little")
     rounds = int(exp.spec["r"])
@@ -132,6 +168,7 @@ def run_accuracy(spec: str, decoders: list[str], *, shots: int, seed: int = 0,
             "decode_s_passes": [decode_ns / 1e9],
             "cpu_s_passes": [cpu_ns / 1e9],
             "failed_shots": np.flatnonzero(failed).tolist(),
+            "window_note": window_note(name, exp.layout.num_rounds),
         })
     for _ in range(time_repeats - 1):
         for row in rows:
@@ -219,6 +256,9 @@ def format_accuracy(report: dict) -> str:
                      f"{r['us_per_shot']:>10.2f}{r['us_per_round']:>10.3f}"
                      f"{r['cpu_us_per_shot']:>10.2f}{r['time_ratio_to_reference']:>9.3f}"
                      f"{lr:>8}  {rci:<14}")
+    for r in report["decoders"]:
+        if r.get("window_note"):
+            lines.append(f"note: {r['window_note']}")
     for r in report["decoders"]:
         if r.get("ler_ratio_to_best_peer") is not None:
             lo, hi = r["ler_ratio_best_peer_ci95"]

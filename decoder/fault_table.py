@@ -135,8 +135,11 @@ class FaultTable:
             ds = dets[det_ptr[bad]:det_ptr[bad + 1]].tolist()
             raise DemError(
                 f"error #{int(err[bad])} has a component flipping {len(ds)} detectors "
-                f"{ds}; a matching graph allows 1 or 2. Generate the DEM "
-                "with decompose_errors=True or use the bp-cluster backend"
+                f"{ds}; a matching graph allows 1 or 2, so matching decoders (pymatching, uf "
+                "and their variants) cannot take this DEM. DEMs with such hyperedges (qLDPC "
+                "codes: bb, hgp; color codes) go to bp-cluster or relay-bp; a circuit whose "
+                "errors do decompose (surface codes) can give a DEM with "
+                "decompose_errors=True"
             )
         with_obs = 0 if graph else 1
         order = _dem_scan.sort_components(det_ptr, dets, obs_ptr, obs, with_obs)

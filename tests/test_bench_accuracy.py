@@ -129,3 +129,22 @@ def test_failed_shots_are_the_shots_whose_prediction_differs_from_the_truth():
         pred = build_decoder(d["name"], exp.dem, exp.layout).decode_batch(dets)
         assert d["failed_shots"] == np.flatnonzero(np.any(pred != obs, axis=1)).tolist()
         assert len(d["failed_shots"]) == d["failures"] > 0
+
+
+def test_accuracy_says_which_decoder_refused_names_the_peers_and_notes_whole_shot_windows():
+    """A researcher's cold check: a matching decoder refusing a qLDPC DEM did not say which
+    decoder it was; an unknown name's list left out the ldpc peers the command takes; and a
+    window as long as the shot (the README's own example) silently decoded whole shots."""
+    from qecd.bench.accuracy import format_accuracy, run_accuracy
+    from qecd.errors import DecoderError, DemError
+
+    with pytest.raises(DemError, match=r"decoder 'uf' on bb:n=72.*bp-cluster or relay-bp"):
+        run_accuracy("bb:n=72,p=0.01", ["uf"], shots=4, reference="bp-cluster")
+    with pytest.raises(DecoderError, match="ldpc-bposd, ldpc-bplsd"):
+        run_accuracy("repetition:d=3,p=0.01", ["ldpc-foo"], shots=4)
+    r = run_accuracy("repetition:d=3,r=2,p=0.01", ["uf-w5c2", "uf-w2c1"], shots=50, seed=1)
+    notes = {row["name"]: row["window_note"] for row in r["decoders"]}
+    assert notes["uf-w5c2"] == ("uf-w5c2: window 5 >= the shot's 3 detector rounds: it "
+                                "decodes whole shots")
+    assert notes["uf-w2c1"] is None and notes["pymatching"] is None
+    assert "note: uf-w5c2: window 5 >=" in format_accuracy(r)
