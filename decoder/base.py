@@ -55,6 +55,33 @@ def unpack_bits(packed: np.ndarray, count: int) -> np.ndarray:
                          bitorder="little")
 
 
+def _zero_one(a: np.ndarray, what: str) -> np.ndarray:
+    """``a`` as uint8 after checking every detection event is 0 or 1 (a 2 was decoded as a
+    1 before, silently; packed input is bits and needs no such check).
+
+    >>> _zero_one(np.array([0, 1, 1], np.int64), "syndrome").tolist()
+    [0, 1, 1]
+    >>> _zero_one(np.array([[0, 2]]), "batch")
+    Traceback (most recent call last):
+    ...
+    qecd.errors.DecoderError: batch: detection events must be 0 or 1, got 2 at index (0, 1)
+    """
+    if a.dtype != np.bool_ and a.size:
+        if a.dtype.kind == "u":  # the usual case: one pass, no temporary array
+            ok = a.max() <= 1
+        elif a.dtype.kind == "i":
+            ok = a.max() <= 1 and a.min() >= 0
+        else:
+            ok = bool(np.all((a == 0) | (a == 1)))
+        if not ok:
+            bad = (a != 0) & (a != 1)
+            at = tuple(int(i) for i in np.unravel_index(int(np.argmax(bad)), a.shape))
+            at_text = at if len(at) > 1 else at[0]
+            raise DecoderError(f"{what}: detection events must be 0 or 1, got {a[at]} at index "
+                               f"{at_text}")
+    return a.astype(np.uint8, copy=False)
+
+
 class Decoder(abc.ABC):
     """Abstract base class of qecd decoders. Subclasses implement ``_decode_faults`` or
     override ``decode``/``decode_batch`` with something faster."""
@@ -100,7 +127,7 @@ class Decoder(abc.ABC):
             raise DecoderError(
                 f"syndrome: expected shape ({self.num_detectors},), got {s.shape}"
             )
-        return s.astype(np.uint8, copy=False)
+        return _zero_one(s, "syndrome")
 
     def _check_batch(self, dets: np.ndarray) -> np.ndarray:
         d = np.asarray(dets)
@@ -108,7 +135,7 @@ class Decoder(abc.ABC):
             raise DecoderError(
                 f"batch: expected shape (shots, {self.num_detectors}), got {d.shape}"
             )
-        return d.astype(np.uint8, copy=False)
+        return _zero_one(d, "batch")
 
     # -- the interface --------------------------------------------------------------------
     @abc.abstractmethod

@@ -52,8 +52,12 @@ class CorrelatedPyMatchingDecoder(PyMatchingDecoder):
     def __init__(self, dem: stim.DetectorErrorModel) -> None:
         super().__init__(dem)
         self._dem = dem  # correlations are read from the DEM: a pickle carries its text
-        self.matching = pymatching.Matching.from_detector_error_model(
-            dem, enable_correlations=True)
+        try:
+            self.matching = pymatching.Matching.from_detector_error_model(
+                dem, enable_correlations=True)
+        except ValueError as e:  # e.g. an error of probability > 0.5 (PyMatching's rule)
+            raise DecoderError(f"pymatching-corr: PyMatching refused the DEM for correlated "
+                               f"matching: {e}; plain pymatching takes it") from None
         self.matching.decode(np.zeros(self.faults.num_detectors, dtype=np.uint8),
                              enable_correlations=True)
 

@@ -39,7 +39,7 @@ import numpy as np
 import stim
 
 from qecd.codes.layout import RoundLayout
-from qecd.decoder.base import Decoder, pack_bits, unpack_bits
+from qecd.decoder.base import Decoder, _zero_one, pack_bits, unpack_bits
 from qecd.decoder.plan import WindowPlan, WindowSpec
 from qecd.decoder.registry import backend_class
 from qecd.errors import DecoderError
@@ -89,7 +89,7 @@ class ShotDecoding:
     def decode_shot(self, dets: np.ndarray) -> np.ndarray:
         """Stream one whole shot (uint8 (num_detectors,), DEM order) through the decoder and
         return the XOR of its corrections' observable flips."""
-        d = np.asarray(dets, dtype=np.uint8)
+        d = _zero_one(np.asarray(dets), "syndrome")
         if self.next_round != 0:  # type: ignore[attr-defined]
             raise DecoderError("decode_shot: a shot is in progress on this stream")
         out = np.zeros(self.num_observables, dtype=np.uint8)
@@ -101,7 +101,7 @@ class ShotDecoding:
 
     def decode_batch(self, dets: np.ndarray) -> np.ndarray:
         """:meth:`decode_shot` over a batch: uint8 (shots, num_detectors) -> (shots, num_obs)."""
-        d = np.asarray(dets, dtype=np.uint8)
+        d = _zero_one(np.asarray(dets), "batch")
         out = np.zeros((d.shape[0], self.num_observables), dtype=np.uint8)
         for i in range(d.shape[0]):
             out[i] = self.decode_shot(d[i])

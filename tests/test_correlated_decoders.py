@@ -118,3 +118,35 @@ def test_a_whole_shot_stream_keeps_the_correlations(d5_shots, backend):
     sd = StreamDecoder(exp.dem, exp.layout, backend)
     np.testing.assert_array_equal(sd.decode_batch(dets[:300]),
                                   make_decoder(backend, exp.dem).decode_batch(dets[:300]))
+
+
+def test_pymatching_corr_refuses_an_error_above_one_half_as_a_decoder_error():
+    """PyMatching's correlated matching refuses errors of p > 0.5 with its own ValueError,
+    which escaped raw (a researcher's cold check); plain pymatching takes such a DEM."""
+    from qecd.errors import DecoderError
+
+    dem = stim.DetectorErrorModel("error(0.6) D0 D1\nerror(0.1) D1 L0\n"
+                                  "detector(0, 0, 0) D0\ndetector(1, 0, 0) D1")
+    with pytest.raises(DecoderError, match="pymatching-corr: PyMatching refused the DEM"):
+        make_decoder("pymatching-corr", dem)
+    assert make_decoder("pymatching", dem).decode(np.zeros(2, np.uint8)).shape == (1,)
+
+
+@pytest.mark.parametrize("backend", ["uf", "pymatching", "bp-cluster", "uf-xcorr",
+                                     "pymatching-corr", "uf-w2c1"])
+def test_detection_events_other_than_0_and_1_are_refused(backend):
+    """A 2 in a batch or a syndrome was decoded as a 1, silently (a researcher's cold
+    check); every backend and the window now refuse it, naming where it is."""
+    from qecd.decoder.registry import build_decoder
+    from qecd.errors import DecoderError
+
+    exp = build_experiment("repetition:d=3,r=3,p=0.01")
+    dec = build_decoder(backend, exp.dem, exp.layout)
+    dets = np.zeros((3, exp.dem.num_detectors), np.uint8)
+    dets[2, 1] = 2
+    with pytest.raises(DecoderError, match=r"0 or 1, got 2 at index \(2, 1\)"):
+        dec.decode_batch(dets)
+    if hasattr(dec, "decode"):
+        with pytest.raises(DecoderError, match="0 or 1, got 2 at index 1"):
+            dec.decode(dets[2])
+    assert dec.decode_batch(dets.clip(0, 1)).shape == (3, exp.dem.num_observables)
