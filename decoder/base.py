@@ -57,7 +57,9 @@ def unpack_bits(packed: np.ndarray, count: int) -> np.ndarray:
 
 def _zero_one(a: np.ndarray, what: str) -> np.ndarray:
     """``a`` as uint8 after checking every detection event is 0 or 1 (a 2 was decoded as a
-    1 before, silently; packed input is bits and needs no such check).
+    1 before, silently; packed input is bits and needs no such check). A bool array is 0/1
+    by its type: it comes back as a uint8 view, unchecked and uncopied (the windows pass
+    their own syndromes so, which keeps the check off the per-window path).
 
     >>> _zero_one(np.array([0, 1, 1], np.int64), "syndrome").tolist()
     [0, 1, 1]
@@ -66,7 +68,9 @@ def _zero_one(a: np.ndarray, what: str) -> np.ndarray:
     ...
     qecd.errors.DecoderError: batch: detection events must be 0 or 1, got 2 at index (0, 1)
     """
-    if a.dtype != np.bool_ and a.size:
+    if a.dtype == np.bool_:
+        return a.view(np.uint8)
+    if a.size:
         if a.dtype.kind == "u":  # the usual case: one pass, no temporary array
             ok = a.max() <= 1
         elif a.dtype.kind == "i":

@@ -95,9 +95,9 @@ class BpClusterOptions:
         min-sum legs with disordered memory run after the cluster stage and the lightest valid
         solution wins. 0 turns it off. Default 60 (Relay-BP's ``num_sets``; 20 before the
         ``relay_scaling`` ramp, when legs 21-60 seldom helped): on circuit-level
-        BB [[144,12,12]] at p = 0.3% with the ramp on every leg, 32 failures in 20,000 shots (seed 51) with
-        20 legs, 24 with 40, 22 with 60 (Relay-BP: 23), at no more CPU time (later legs run
-        only on the shots no earlier leg solved). Earlier, at 0.625 scaling: on
+        BB [[144,12,12]] at p = 0.3% with the ramp on every leg, 32 failures in 20,000 shots
+        (seed 51) with 20 legs, 24 with 40, 22 with 60 (Relay-BP: 23), at no more CPU time
+        (later legs run only on the shots no earlier leg solved). Earlier, at 0.625 scaling: on
         phenomenological BB [[144,12,12]] at p = 2.5% (400 shots) 20 legs took failures from
         36 to 8 (ldpc BP+OSD-CS7: 7). Shots where BP converges never pay.
     relay_iter : int

@@ -65,8 +65,8 @@ def kernel_sources() -> list[str]:
 
 _jit.invalidate_if_changed(__file__, kernel_sources()[1:], __name__)
 
-from qecd.decoder.plan import WindowPlan  # noqa: E402
 from qecd.decoder._bits import spread_byte  # noqa: E402
+from qecd.decoder.plan import WindowPlan  # noqa: E402
 from qecd.decoder.window import Correction, ShotDecoding  # noqa: E402
 from qecd.errors import DecoderError  # noqa: E402
 

@@ -289,7 +289,7 @@ class StreamDecoder(ShotDecoding, Decoder):
         b = np.asarray(bits)
         if b.shape != (hi - lo,):
             raise DecoderError(f"round {t}: expected {hi - lo} detector bits, got shape {b.shape}")
-        self._shot_bits[lo:hi] = b
+        self._shot_bits[lo:hi] = _zero_one(b, f"round {t}")  # bool (0/1 by type): unchecked
         self._next_round = t + 1
         if t not in self._by_trigger:
             return None
@@ -336,7 +336,8 @@ class StreamDecoder(ShotDecoding, Decoder):
     def push_round_packed(self, packed: bytes | np.ndarray) -> Correction | None:
         """Like :meth:`push_round`, with stim-packed bits (little bit order, zero padding)."""
         n = self.layout.round_sizes[self._next_round]
-        return self.push_round(unpack_bits(np.frombuffer(packed, dtype=np.uint8), n))
+        return self.push_round(unpack_bits(np.frombuffer(packed, dtype=np.uint8),
+                                           n).view(np.bool_))
 
     def finish(self, final_bits: np.ndarray) -> Correction:
         """Push the final round (data-qubit measurement) and return the final correction."""
@@ -352,7 +353,7 @@ class StreamDecoder(ShotDecoding, Decoder):
         spec, plan = w.spec, self.plan
         np.take(self._shot_bits, plan.layout_pos[spec.det_ids], out=w.syndrome)
         w.syndrome ^= self._carry[spec.det_ids]
-        local = w.decoder.decode_to_faults(w.syndrome)
+        local = w.decoder.decode_to_faults(w.syndrome.view(np.bool_))  # 0/1 by construction
         glob = spec.local_to_global[w.decoder.faults.dem_index[local]]
         committed = glob[plan.fault_first_round[glob] < spec.commit_stop]
         self.last_committed_faults = committed  # ids into self.faults (for checks and tests)

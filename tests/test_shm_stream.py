@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from qecd.codes import build_experiment
-from qecd.errors import ProtocolError
 from qecd.decoder.window import StreamDecoder
+from qecd.errors import ProtocolError
 from qecd.transport import wire as P
 from qecd.transport.shm.loop import EXIT_BYE, EXIT_STOP
 from qecd.transport.shm.streams import ShmStreamClient, ShmStreamServer

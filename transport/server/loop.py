@@ -76,7 +76,6 @@ from qecd.transport.server.session import (
     return_large_blocks,
 )
 from qecd.transport.server.shm_streams import ShmStreams
-from qecd.transport.wire.compiled import decoder_failed_reason, dropped_reason
 from qecd.transport.wire import (
     HEADER_SIZE,
     ErrorCode,
@@ -95,6 +94,7 @@ from qecd.transport.wire import (
     encode_stats,
     parse_packet,
 )
+from qecd.transport.wire.compiled import decoder_failed_reason, dropped_reason
 
 __all__ = ["ServerConfig", "Server", "JsonFormatter", "configure_json_logging", "run_server"]
 

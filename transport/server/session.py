@@ -824,7 +824,7 @@ class StreamSession:
             n = convert_round(self._shot_meas, t, m.round_det_start, m.det_ptr, m.det_meas,
                               m.det_flip, self._dets)
             bits = self._dets[:n]
-        c = self.decoder.push_round(bits)
+        c = self.decoder.push_round(bits.view(np.bool_))  # unpacked wire bits: 0/1
         if c is None:
             return None
         base = r - r % self.rounds_per_shot

@@ -58,6 +58,7 @@ from qecd.transport.wire import compiled as wire_compiled
 _jit.invalidate_if_changed(__file__, [_atomics.__file__, shm_ring.__file__,
                                            shm_stream.__file__, wire_compiled.__file__], __name__)
 
+from qecd.decoder.compiled_stream import reset_shot_ctx  # noqa: E402
 from qecd.decoder.window import StreamDecoder  # noqa: E402
 from qecd.errors import DecoderError  # noqa: E402
 from qecd.transport.shm.atomics import monotonic_ns  # noqa: E402
@@ -72,7 +73,6 @@ from qecd.transport.shm.loop import (  # noqa: E402
     record_packet,
     round_bytes,
 )
-from qecd.decoder.compiled_stream import reset_shot_ctx  # noqa: E402
 from qecd.transport.shm.ring import ring_send  # noqa: E402
 from qecd.transport.wire.compiled import (  # noqa: E402
     HEADER_SIZE,

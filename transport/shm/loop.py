@@ -74,8 +74,6 @@ from qecd.transport.shm.ring import (  # noqa: E402
 )
 from qecd.transport.wire.compiled import (  # noqa: E402
     CORR_SERVICE_AT,
-    MAX_RING_REASON,
-    decoder_failed_reason,
     E_BAD_HEADER,
     E_BAD_MAGIC,
     E_BAD_PAYLOAD,
@@ -91,6 +89,7 @@ from qecd.transport.wire.compiled import (  # noqa: E402
     ERROR_FIXED,
     HEADER_SIZE,
     MAGIC,
+    MAX_RING_REASON,
     RING_CORRUPT,
     T_BYE,
     T_CORRECTION,
@@ -98,6 +97,7 @@ from qecd.transport.wire.compiled import (  # noqa: E402
     T_HEARTBEAT,
     T_SYNDROME,
     VERSION,
+    decoder_failed_reason,
     get_u16,
     get_u32,
     get_u64,

@@ -51,9 +51,9 @@ from qecd.transport.shm.loop import (
     CTL_STOP,
     MAX_OPEN_RECORDS,
     LoopArgs,
-    engine_error_text,
     client_pingpong_kernel,
     client_stream_kernel,
+    engine_error_text,
     serve_stream_kernel,
 )
 from qecd.transport.shm.ring import RingPair, slot_size_for
