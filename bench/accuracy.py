@@ -33,6 +33,7 @@ import numpy as np
 from qecd.bench.machine import machine_info
 from qecd.bench.stats import paired_ratio_interval, wilson_interval
 from qecd.codes import build_experiment
+from qecd.codes.external import ExternalExperiment
 from qecd.decoder.registry import REFERENCE_GRAPH_DECODER, build_decoder, parse_decoder_name
 from qecd.decoder.relay_bp_backend import RelayBpDecoder
 from qecd.errors import DecoderError, QecdError
@@ -102,14 +103,17 @@ def _decode(dec: Any, takes_packed: bool, dets: np.ndarray, packed: np.ndarray,
     return pred, time.perf_counter_ns() - t0, time.thread_time_ns() - c0
 
 
-def run_accuracy(spec: str, decoders: list[str], *, shots: int, seed: int = 0,
-                 reference: str | None = None, time_repeats: int = 1) -> dict:
+def run_accuracy(spec: str | ExternalExperiment, decoders: list[str], *, shots: int,
+                 seed: int = 0, reference: str | None = None, time_repeats: int = 1) -> dict:
     """Sample ``shots`` of ``spec`` once and decode them with each decoder.
 
     Parameters
     ----------
-    spec : str
-        Experiment spec string.
+    spec : str or ExternalExperiment
+        Experiment spec string, or a researcher's own stim circuit
+        (:func:`qecd.codes.external.circuit_file_experiment`; the report's ``spec`` is then
+        its label and ``circuit`` its source, ``rounds`` its detector time slices minus one
+        unless given).
     decoders : list of str
         Decoder names (``uf``, ``pymatching-w10c5``, ``bp-cluster``, ``ldpc-bposd``...).
         The reference is added if missing.
@@ -131,14 +135,14 @@ def run_accuracy(spec: str, decoders: list[str], *, shots: int, seed: int = 0,
         ``failed_shots`` lists the indices of its failed shots (the same seed and count
         sample the same shots again, to look at them).
     """
-    exp = build_experiment(spec)
+    exp = spec if isinstance(spec, ExternalExperiment) else build_experiment(spec)
     ref = reference or (REFERENCE_GRAPH if exp.graph_like else REFERENCE_QLDPC)
     names = list(dict.fromkeys([ref, *decoders]))
     for name in names:
         _check_name(name)
     dets, obs = exp.sample(shots, seed=seed)
     packed = np.packbits(dets, axis=1, bitorder="little")
-    rounds = int(exp.spec["r"])
+    rounds = exp.rounds if isinstance(exp, ExternalExperiment) else int(exp.spec["r"])
     if isinstance(time_repeats, bool) or not isinstance(time_repeats, int) or time_repeats < 1:
         raise ValueError(f"time_repeats: expected an integer >= 1, got {time_repeats!r}")
     rows = []
@@ -168,7 +172,8 @@ def run_accuracy(spec: str, decoders: list[str], *, shots: int, seed: int = 0,
             "decode_s_passes": [decode_ns / 1e9],
             "cpu_s_passes": [cpu_ns / 1e9],
             "failed_shots": np.flatnonzero(failed).tolist(),
-            "window_note": window_note(name, exp.layout.num_rounds),
+            "window_note": (window_note(name, exp.layout.num_rounds)
+                            if exp.layout is not None else None),
         })
     for _ in range(time_repeats - 1):
         for row in rows:
@@ -226,6 +231,9 @@ def run_accuracy(spec: str, decoders: list[str], *, shots: int, seed: int = 0,
     return {
         "schema": SCHEMA,
         "spec": str(exp.spec),
+        "circuit": ({"label": exp.spec, "graph_like": exp.graph_like,
+                     "layout_error": exp.layout_error}
+                    if isinstance(exp, ExternalExperiment) else None),
         "code": {"name": exp.name, "n": exp.n, "k": exp.k, "d": exp.d, "d_note": exp.d_note},
         "shots": shots,
         "seed": seed,
@@ -242,6 +250,13 @@ def format_accuracy(report: dict) -> str:
     """A fixed-width table of an accuracy report."""
     head = (f"{report['spec']}  shots={report['shots']} seed={report['seed']} "
             f"reference={report['reference']}")
+    if report.get("circuit"):
+        c = report["circuit"]
+        head += (f"\ncircuit {c['label']}: {report['num_detectors']} detectors, "
+                 f"{'graph-like (decomposed)' if c['graph_like'] else 'undecomposed'} DEM, "
+                 f"per-round figures over {report['rounds']} rounds"
+                 + ("" if c["layout_error"] is None else
+                    f"; no round layout, so no windows ({c['layout_error']})"))
     lines = [head, f"{'decoder':<22}{'fails':>7}{'LER':>10}  {'95% CI':<21}{'us/shot':>10}"
              f"{'us/round':>10}{'cpu us/sh':>10}{'time/ref':>9}{'LER/ref':>8}  "
              f"{'paired 95% CI':<14}"]

@@ -309,7 +309,13 @@ def _cmd_bench_gate(args: argparse.Namespace) -> int:
 def _cmd_bench_accuracy(args: argparse.Namespace) -> int:
     from qecd.bench.accuracy import format_accuracy, run_accuracy
 
-    report = run_accuracy(args.spec, [d for d in args.decoders.split(",") if d],
+    source = args.spec
+    if args.circuit is not None:
+        from qecd.codes.external import circuit_file_experiment
+
+        source = circuit_file_experiment(args.circuit, time_coord=args.time_coord,
+                                         rounds=args.rounds)
+    report = run_accuracy(source, [d for d in args.decoders.split(",") if d],
                           shots=args.shots, seed=args.seed, reference=args.reference,
                           time_repeats=args.time_repeats)
     print(format_accuracy(report))
@@ -633,7 +639,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--json", default=None, help="write the gate report here")
     g.set_defaults(func=_cmd_bench_gate)
     a = bsub.add_parser("accuracy", help="LER and decode time of decoders on the same shots")
-    a.add_argument("--spec", required=True, help="experiment spec, e.g. surface:d=5,p=0.003")
+    src = a.add_mutually_exclusive_group(required=True)
+    src.add_argument("--spec", help="experiment spec, e.g. surface:d=5,p=0.003")
+    src.add_argument("--circuit", metavar="FILE.stim",
+                     help="your own stim circuit instead of a spec: its DEM as sinter builds "
+                          "it, decomposed when stim can (then pymatching is the reference)")
+    a.add_argument("--time-coord", "--time_coord", type=int, default=-1,
+                   help="with --circuit: which detector coordinate is the round, for windowed "
+                        "decoders (default: the last; 2 for (x, y, t, basis))")
+    a.add_argument("--rounds", type=_positive_int, default=None,
+                   help="with --circuit: rounds to divide per-round times by (default: the "
+                        "detectors' time slices minus one, a memory experiment's rounds)")
     a.add_argument("--decoders", default="pymatching,uf",
                    help="comma-separated decoder names (e.g. uf,uf-w10c5,ldpc-bposd)")
     a.add_argument("--shots", type=int, default=10_000, help="shots, the same for every decoder")

@@ -148,3 +148,78 @@ def test_accuracy_says_which_decoder_refused_names_the_peers_and_notes_whole_sho
                                 "decodes whole shots")
     assert notes["uf-w2c1"] is None and notes["pymatching"] is None
     assert "note: uf-w5c2: window 5 >=" in format_accuracy(r)
+
+
+def _stim_surface(tmp_path, *, coords=True):
+    import stim
+
+    c = stim.Circuit.generated("surface_code:rotated_memory_z", distance=3, rounds=4,
+                               after_clifford_depolarization=0.01,
+                               before_measure_flip_probability=0.01)
+    text = str(c)
+    if not coords:  # a circuit whose detectors carry no coordinates
+        import re
+
+        text = re.sub(r"DETECTOR\([^)]*\)", "DETECTOR", text)
+    path = tmp_path / ("s3.stim" if coords else "s3_nocoords.stim")
+    path.write_text(text)
+    return c, path
+
+
+def test_cli_accuracy_decodes_a_researchers_own_circuit_on_stims_shots(tmp_path, capsys):
+    c, path = _stim_surface(tmp_path)
+    out = tmp_path / "acc.json"
+    assert main(["bench", "accuracy", "--circuit", str(path), "--decoders", "uf,uf-w3c1",
+                 "--shots", "2000", "--seed", "4", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["spec"] == "s3.stim" and report["reference"] == "pymatching"
+    assert report["circuit"]["graph_like"] and report["rounds"] == 4
+    assert report["num_detectors"] == c.num_detectors
+    # the truth is stim's observable flips of the same seeded shots
+    import pymatching
+
+    dets, obs = c.compile_detector_sampler(seed=4).sample(2000, separate_observables=True)
+    dem = c.detector_error_model(decompose_errors=True, approximate_disjoint_errors=True)
+    pm = pymatching.Matching.from_detector_error_model(dem).decode_batch(dets)
+    ref = report["decoders"][0]
+    assert ref["name"] == "pymatching"
+    assert ref["failures"] == int(np.any(pm != obs, axis=1).sum()) > 0
+    assert "graph-like (decomposed) DEM, per-round figures over 4 rounds" in \
+        capsys.readouterr().out
+
+
+def test_circuit_without_coordinates_decodes_whole_shots_and_refuses_windows(tmp_path):
+    from qecd.codes.external import circuit_file_experiment
+    from qecd.errors import QecdError
+
+    _, path = _stim_surface(tmp_path, coords=False)
+    exp = circuit_file_experiment(path)
+    assert exp.layout is None and "no coordinates" in exp.layout_error and exp.rounds == 1
+    r = run_accuracy(exp, ["uf"], shots=300, seed=1)
+    assert "no round layout, so no windows" in format_accuracy(r)
+    with pytest.raises(QecdError, match=r"decoder 'uf-w2c1' on s3_nocoords.stim: .*coordinates"):
+        run_accuracy(exp, ["uf-w2c1"], shots=10, seed=1)
+
+
+def test_circuit_stim_cannot_decompose_gets_the_qldpc_reference(tmp_path):
+    from qecd.codes import build_experiment
+    from qecd.codes.external import circuit_file_experiment
+
+    bb = build_experiment("bb:n=72,r=2,p=0.002,noise=circuit")
+    path = tmp_path / "bb72.stim"
+    path.write_text(str(bb.circuit))
+    exp = circuit_file_experiment(path)
+    assert not exp.graph_like and exp.layout is not None
+    r = run_accuracy(exp, ["bp-cluster"], shots=40, seed=2)
+    assert r["reference"] == "ldpc-bposd" and [d["name"] for d in r["decoders"]] == [
+        "ldpc-bposd", "bp-cluster"]
+
+
+def test_cli_circuit_file_errors_name_the_file(tmp_path, capsys):
+    bad = tmp_path / "bad.stim"
+    bad.write_text("H 0\nNOT_A_GATE 1\n")
+    assert main(["bench", "accuracy", "--circuit", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "circuit file" in err and "bad.stim" in err and "not a stim circuit" in err
+    assert main(["bench", "accuracy", "--circuit", str(tmp_path / "none.stim")]) == 2
+    assert "No such file" in capsys.readouterr().err
