@@ -77,7 +77,7 @@ def _run(spec: str, shots: int, repeats: int, seed: int, cpus: list[int] | None)
             packets, ptr = cli.build_packets(dets)
             cli.next_round += n
 
-            def preload():
+            def preload(packets=packets, ptr=ptr):
                 for k in range(n):
                     f = packets[ptr[k]:ptr[k + 1]]
                     if ring_try_send(w, b, tx, ns, ss, f, len(f)) != 0:
@@ -94,7 +94,7 @@ def _run(spec: str, shots: int, repeats: int, seed: int, cpus: list[int] | None)
                 raise RuntimeError(f"the loop returned {code}, expected BYE (0)")
             got = []
 
-            def read_replies():
+            def read_replies(got=got):
                 r = 0
                 while ring_try_recv(w, b, rx, ns, ss, out) != EMPTY:
                     r += 1

@@ -59,9 +59,9 @@ from qecd.transport.shm import atomics as _atomics_module  # noqa: E402
 from qecd.transport.shm.atomics import (
     copy_bytes,
     cpu_relax,
-    prefetch,
     load_acquire,
     monotonic_ns,
+    prefetch,
     sched_yield,
     store_release,
 )
