@@ -567,8 +567,11 @@ def test_hello_that_is_not_msgpack_is_refused():
     cases = {b"\xc1": "a byte that starts no msgpack value",
              b"\x81\xa1": "2 bytes that end inside a msgpack value (cut short)",
              b"\x80\x80": "1 byte after the end of the map (the body must be the map alone)",
-             b"\xdf\xff\xff\xff\xff": "a length field larger than the 5-byte body",
-             b"\x81\xa1\xff\x00": "a str that is not UTF-8",
+             b"\xdf\xff\xff\xff\xff": "whose length is more than the 5-byte body could hold",
+             b"\x81": "whose length is more than the 1-byte body could hold (cut short",
+             b"\x82\xa1a\x01\xa1": "5 bytes that end inside a msgpack value (cut short)",
+             b"\x81\xa1\xff\x00": "a str that is not UTF-8 in a map key",
+             b"\x81\xa4spec\xa2\xc3\x28": "a str that is not UTF-8 in key 'spec'",
              b"\x91" * 2000 + b"\x00": "nested deeper than the decoder allows"}
     for junk, words in cases.items():
         with pytest.raises(ProtocolError, match="HELLO body: not one msgpack map") as e:

@@ -329,7 +329,38 @@ def _expect_type(header: Header, t: MsgType) -> None:
 # -- msgpack control bodies -------------------------------------------------------------------
 
 
-def _unpack_trouble(e: Exception, size: int) -> str:
+def _where_not_utf8(payload: Buffer) -> str:
+    """Which top-level key's str (or which key) of a map is not UTF-8, as `` in key 'k'``,
+    or ``""`` when it cannot be told (msgpack's error does not say)."""
+    try:
+        m = msgpack.unpackb(payload, raw=True, strict_map_key=False)
+    except Exception:
+        return ""
+    if not isinstance(m, dict):
+        return ""
+
+    def bad(v: object) -> bool:
+        if isinstance(v, bytes):
+            try:
+                v.decode()
+            except UnicodeDecodeError:
+                return True
+            return False
+        if isinstance(v, (list, tuple)):
+            return any(bad(x) for x in v)
+        if isinstance(v, dict):
+            return any(bad(k) or bad(x) for k, x in v.items())
+        return False
+
+    for k, v in m.items():
+        if bad(k):
+            return " in a map key"
+        if bad(v):
+            return f" in key {k.decode()!r}"
+    return ""
+
+
+def _unpack_trouble(e: Exception, size: int, payload: Buffer = b"") -> str:
     """What was wrong with a body msgpack could not unpack, in the protocol's words (not
     msgpack's exception: a C client cannot act on ``ExtraData: unpack(b) received extra
     data.``).
@@ -350,12 +381,15 @@ def _unpack_trouble(e: Exception, size: int) -> str:
     if isinstance(e, msgpack.FormatError):
         return "a byte that starts no msgpack value (0xc1 is reserved)"
     if isinstance(e, UnicodeDecodeError):
-        return f"a str that is not UTF-8 ({e.reason} at byte {e.start} of it; send bytes as bin)"
+        return (f"a str that is not UTF-8{_where_not_utf8(payload)} ({e.reason} at byte "
+                f"{e.start} of it; send bytes as bin)")
     if "incomplete input" in text:
-        return ("an empty body" if size == 0
+        return ("an empty body" if size == 0 else "1 byte that ends inside a msgpack value "
+                "(cut short)" if size == 1
                 else f"{size} bytes that end inside a msgpack value (cut short)")
     if "exceeds max_" in text:
-        return f"a length field larger than the {size}-byte body could hold"
+        return (f"a map, array, str or bin whose length is more than the {size}-byte body "
+                f"could hold (cut short, or a wrong length)")
     if "not allowed for map key" in text:
         return f"a map key that is not a string ({text.split(' is ')[0]})"
     return f"bytes msgpack cannot decode ({type(e).__name__}: {text})"
@@ -366,7 +400,7 @@ def _unpack_map(payload: Buffer, code: ErrorCode, what: str) -> dict:
         obj = msgpack.unpackb(payload, raw=False, strict_map_key=True, use_list=True)
     except Exception as e:  # msgpack raises several unrelated types: all mean "bad bytes"
         raise ProtocolError(code, f"{what} body: not one msgpack map: "
-                            f"{_unpack_trouble(e, len(payload))}") from None
+                            f"{_unpack_trouble(e, len(payload), payload)}") from None
     if not isinstance(obj, dict):
         raise ProtocolError(code, f"{what} body: expected a msgpack map, got "
                             f"{type(obj).__name__}")
