@@ -1,8 +1,9 @@
 """Decoders: one interface (:class:`Decoder`), several backends, sliding windows, sinter.
 
 >>> from qecd.decoder import backend_names
->>> backend_names()
-['bp-cluster', 'pymatching', 'pymatching-corr', 'relay-bp', 'uf', 'uf-corr', 'uf-xcorr']
+>>> backend_names()  # doctest: +NORMALIZE_WHITESPACE
+['belief-uf', 'bp-cluster', 'pymatching', 'pymatching-corr', 'relay-bp', 'uf', 'uf-corr',
+ 'uf-xcorr']
 """
 
 from qecd.decoder.base import Decoder, pack_bits, unpack_bits

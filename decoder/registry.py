@@ -38,6 +38,7 @@ BACKENDS: dict[str, str] = {
     "relay-bp": "qecd.decoder.relay_bp_backend:RelayBpDecoder",
     "uf-corr": "qecd.decoder.correlated_uf:CorrelatedUnionFindDecoder",
     "uf-xcorr": "qecd.decoder.cross_correlated_uf:CrossCorrelatedUnionFindDecoder",
+    "belief-uf": "qecd.decoder.belief_uf:BeliefUnionFindDecoder",
 }
 
 
