@@ -272,13 +272,14 @@ def _pct(values: list[int]) -> dict:
 
 def paced_stream(endpoint: str, seconds: float, cycle_us: int, spec: str = SPEC,
                  seed: int = 1, until=None, max_seconds: float = 300.0,
-                 slowest: int = 10) -> dict:
+                 slowest: int = 10, started=None) -> dict:
     """Stream whole shots of ``spec`` at one round per ``cycle_us`` for ``seconds`` (and
     then on, up to ``max_seconds``, until ``until()`` is true); returns the reaction times
     (last round sent -> its correction), lost and wrong shots, and when the ``slowest``
     slowest shots were (``slowest_at_ms``: [ms from ``t0_unix``, reaction ms, the server's
     ``service_ns`` of that CORRECTION in ms: receipt of the shot's last packet to its
-    send])."""
+    send]). ``started()`` is called once the stream is open, just before its first
+    round's time (the fuzz starts its frames then)."""
     from qecd.codes import build_experiment
     from qecd.decoder.window import StreamDecoder
     from qecd.transport.client import Client
@@ -304,6 +305,8 @@ def paced_stream(endpoint: str, seconds: float, cycle_us: int, spec: str = SPEC,
         t0 = time.perf_counter_ns() + 5_000_000
         t0_unix = time.time() + 0.005  # t0 on the clock of the server's log lines ("ts")
         cyc = cycle_us * 1000
+        if started is not None:
+            started()
 
         def drain() -> None:
             nonlocal errors
@@ -358,7 +361,8 @@ def paced_stream(endpoint: str, seconds: float, cycle_us: int, spec: str = SPEC,
 # -- the fuzzer process -------------------------------------------------------------------------
 def _fuzzer(endpoint: str, frames: int, rate: float, identities: int, seed: int,
             big: list[str], live_sid: int, sizes: tuple[int, ...], max_frame: int,
-            hello_share: float, max_frame_share: float, out, done) -> None:
+            hello_share: float, max_frame_share: float, out, done, ready=None,
+            go=None) -> None:
     import zmq
 
     from qecd.transport.wire import SyndromeLayout
@@ -385,6 +389,9 @@ def _fuzzer(endpoint: str, frames: int, rate: float, identities: int, seed: int,
     mutants = mutant_frames(rng, live_sid, SyndromeLayout(sizes), max_frame,
                             large_share=10 * max_frame_share)
     hellos = hostile_hellos(rng, big)
+    if ready is not None:  # set up (imports, connections, the HELLOs encoded): the valid
+        ready.set()        # stream starts now, and the frames once it runs
+        go.wait(600)
     kinds = {"mutant": 0, "hello": 0, "multipart": 0}
     replies = 0
     t0 = time.perf_counter()
@@ -444,17 +451,23 @@ def run_fuzz(*, frames: int = 200_000, seconds: float = 90.0, baseline_s: float 
             cache0 = c.stats()["plan_cache_bytes"]
         base = paced_stream(srv.endpoint, baseline_s, cycle_us, seed=seed)
         ctx = multiprocessing.get_context("spawn")
-        q, done = ctx.Queue(), ctx.Event()
+        q, done, ready, go = ctx.Queue(), ctx.Event(), ctx.Event(), ctx.Event()
         from qecd.codes import build_experiment
 
         sizes = tuple(int(n) for n in build_experiment(SPEC).layout.round_sizes)
         fz = ctx.Process(target=_fuzzer, args=(srv.endpoint, frames, frames / seconds,
                                                identities, seed, big_texts, 3, sizes,
                                                16 << 20, hello_share, max_frame_share, q,
-                                               done))
+                                               done, ready, go))
         fz.start()
+        # the fuzzer's start (a Python process importing qecd, unpickling the big DEMs,
+        # connecting its DEALERs, encoding HELLOs) runs at normal priority until it lowers
+        # its own: done before the valid stream starts (one run had its slowest shots, 117-
+        # 119 ms, in the first second of the fuzz); its frames then start with the stream
+        if not ready.wait(300):
+            raise RuntimeError("the fuzzer process did not start within 300 s")
         fuzzed = paced_stream(srv.endpoint, seconds, cycle_us, seed=seed + 1,
-                              until=done.is_set)
+                              until=done.is_set, started=go.set)
         fuzz = q.get(timeout=600)
         fz.join(60)
         with Client(srv.endpoint, timeout_s=60) as c:  # the fuzzer's streams time out
