@@ -41,6 +41,7 @@ True
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import multiprocessing
 import os
@@ -261,6 +262,35 @@ def _wait_readable(sock, until_ns: int) -> bool:
         select.select([fd], [], [], left / 1e9)
 
 
+def log_near(log: str, run: dict, before_ms: float = 50.0, after_ms: float = 5.0,
+             slowest: int = 3) -> list[dict]:
+    """The server's log events (``qecd serve``'s JSON lines) from ``before_ms`` before to
+    ``after_ms`` after each of the ``slowest`` slowest shots of a :func:`paced_stream` run
+    (its ``slowest_at_ms`` and ``t0_unix``): what the server was doing when they were sent,
+    counted by event name (the two clocks are the same host's).
+
+    >>> line = '{"ts": 100.0105, "event": "hello_refused"}'
+    >>> log_near(line, {"t0_unix": 100.0, "slowest_at_ms": [[12.0, 3.1, 0.01]]})
+    [{'at_ms': 12.0, 'reaction_ms': 3.1, 'events': {'hello_refused': 1}}]
+    """
+    times = []
+    for line in log.splitlines():
+        try:
+            e = json.loads(line)
+            times.append((float(e["ts"]), str(e.get("event"))))
+        except (ValueError, KeyError, TypeError):
+            continue
+    out = []
+    for at_ms, reaction_ms, *_ in run.get("slowest_at_ms", [])[:slowest]:
+        t = run["t0_unix"] + at_ms / 1e3
+        near: dict[str, int] = {}
+        for ts, ev in times:
+            if t - before_ms / 1e3 <= ts <= t + reaction_ms / 1e3 + after_ms / 1e3:
+                near[ev] = near.get(ev, 0) + 1
+        out.append({"at_ms": at_ms, "reaction_ms": reaction_ms, "events": near})
+    return out
+
+
 def _pct(values: list[int]) -> dict:
     if not values:
         return {"count": 0}
@@ -307,6 +337,13 @@ def paced_stream(endpoint: str, seconds: float, cycle_us: int, spec: str = SPEC,
         cyc = cycle_us * 1000
         if started is not None:
             started()
+        # the measuring client must not pause for Python's cyclic collector (a full
+        # collection in this process took tens of ms as the run's objects piled up, which
+        # the shots sent meanwhile counted as reaction time): off while timing, as the
+        # server keeps it off its serving path (qecd.transport.server.gc_pauses)
+        gc_was = gc.isenabled()
+        gc.disable()
+        gc.freeze()
 
         def drain() -> None:
             nonlocal errors
@@ -336,6 +373,9 @@ def paced_stream(endpoint: str, seconds: float, cycle_us: int, spec: str = SPEC,
         while len(got) < shots and time.monotonic() < deadline:
             drain()
             _wait_readable(client.socket, time.perf_counter_ns() + 100_000_000)
+        gc.unfreeze()
+        if gc_was:
+            gc.enable()
         try:
             s.close(10)
         except Exception as e:  # the stream was closed on the server (reported, not raised)
@@ -470,6 +510,7 @@ def run_fuzz(*, frames: int = 200_000, seconds: float = 90.0, baseline_s: float 
                               until=done.is_set, started=go.set)
         fuzz = q.get(timeout=600)
         fz.join(60)
+        fuzzed["server_log_near_slowest"] = log_near(srv.log(), fuzzed)
         with Client(srv.endpoint, timeout_s=60) as c:  # the fuzzer's streams time out
             deadline = time.monotonic() + 120
             while c.stats()["streams_open"] > 0 and time.monotonic() < deadline:
