@@ -31,9 +31,10 @@ A shot with no detection event returns at once. The result always reproduces the
 
 Where it pays: BP visits every (error, detector) incidence of the DEM each iteration, so a
 shot that has any event costs at least one pass over the whole DEM (step 1's first iteration
-is precomputed, but its decision check and every later iteration are not). See
-docs/accuracy.md (belief-uf) for the measured accuracy and time against ``uf``,
-``uf-xcorr`` and PyMatching.
+is precomputed, but its decision check and every later iteration are not). Measured
+(docs/accuracy.md, belief-uf): on circuit-level surface codes, d = 5-9, 0.52-0.75x ``uf``'s
+failures but more than ``uf-xcorr``'s, at 43-91x PyMatching's CPU time per round; under
+measurement-dominated noise 0.89x ``uf``'s and ``uf-xcorr``'s failures, 1.18x PyMatching's.
 
 In a sliding window the window DEMs are single edges (no ``^``), so BP runs on the matching
 graph itself (still a reweighting, with less to go on); a whole-shot stream gets the DEM itself
@@ -428,7 +429,9 @@ class BeliefUnionFindDecoder(UnionFindDecoder):
         Integer weight of the DEM's least likely edge, as ``uf`` (default 32); reweighted
         edges use the same scale, capped at :data:`MAX_WEIGHT`.
     max_iter : int, optional
-        BP iterations (default 3).
+        BP iterations (default 3). Min-sum is not monotone in it: 2 made fewer failures than
+        3 on uniform circuit-level surface-code noise, 3-5 fewer than 2 under
+        measurement-dominated noise; 1 is no better than ``uf`` (docs/accuracy.md).
     bp_method : str, optional
         ``"minimum_sum"`` (default) or ``"product_sum"`` (aliases ``"ms"``, ``"ps"``).
     ms_scaling_factor : float, optional
