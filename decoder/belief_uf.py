@@ -32,8 +32,8 @@ A shot with no detection event returns at once. The result always reproduces the
 Where it pays: BP visits every (error, detector) incidence of the DEM each iteration, so a
 shot that has any event costs at least one pass over the whole DEM (step 1's first iteration
 is precomputed, but its decision check and every later iteration are not). Measured
-(docs/accuracy.md, belief-uf): on circuit-level surface codes, d = 5-9, 0.52-0.75x ``uf``'s
-failures but more than ``uf-xcorr``'s, at 43-91x PyMatching's CPU time per round; under
+(docs/accuracy.md, belief-uf): on circuit-level surface codes, d = 5-9, 0.33-0.75x ``uf``'s
+failures but 1.00-1.31x ``uf-xcorr``'s, at 43-91x PyMatching's CPU time per round; under
 measurement-dominated noise 0.89x ``uf``'s and ``uf-xcorr``'s failures, 1.18x PyMatching's.
 
 In a sliding window the window DEMs are single edges (no ``^``), so BP runs on the matching
