@@ -326,7 +326,9 @@ def sinter_decoders(names: Iterable[str] = ()) -> SinterDecoderTable:
     Raises
     ------
     DecoderError
-        A name in ``names`` is not a valid qecd decoder name.
+        A name in ``names``, or a ``qecd-*`` name on ``sinter collect``'s ``--decoders``, is
+        not a valid qecd decoder name (the reason says why, e.g. ``expected 1 <= commit <=
+        window``).
 
     Examples
     --------
@@ -340,10 +342,11 @@ def sinter_decoders(names: Iterable[str] = ()) -> SinterDecoderTable:
     on_cli = _sinter_collect_decoder_names(sys.argv)
     for dn in _window_grid(WINDOW_GRID_MAX) if on_cli is None else []:
         table[PREFIX + str(dn)] = QecdSinterDecoder(dn)
-    for name in on_cli or []:
-        dec = SinterDecoderTable._make(name)
-        if dec is not None:
-            table[name] = dec
+    for name in on_cli or []:  # a malformed name fails here with qecd's reason (sinter's
+        try:                   # own message would ask whether custom_decoders was given)
+            table[name] = QecdSinterDecoder(name[len(PREFIX):])
+        except DecoderError as e:
+            raise DecoderError(f"sinter collect --decoders {name}: {e}") from None
     for name in names:
         if not str(name).startswith(PREFIX):
             raise DecoderError(f"names: expected qecd-<decoder name>, got {name!r}")

@@ -223,8 +223,12 @@ def test_sinter_command_line_takes_window_names_beyond_the_listed_grid(tmp_path)
          "--custom_decoders_module_function", "qecd.decoder.sinter_plugin:sinter_decoders",
          "--max_shots", "10", "--processes", "1", "--quiet"],
         capture_output=True, text=True, timeout=120)
-    assert bad.returncode != 0 and "Not a recognized decoder" in bad.stderr
-    assert len(bad.stderr) < 5000  # the available list is short: backends and the named ones
+    # qecd's reason, not sinter's "Not a recognized decoder ... Did you forget to specify
+    # custom_decoders?" (which listed the table's keys)
+    assert bad.returncode != 0 and "Not a recognized decoder" not in bad.stderr
+    assert "--decoders qecd-uf-w3c6: decoder name 'uf-w3c6': expected 1 <= commit <= " \
+        "window" in bad.stderr
+    assert len(bad.stderr) < 5000
 
 
 @pytest.mark.slow
@@ -293,3 +297,17 @@ def test_the_cli_and_its_help_need_no_research_module():
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "--slurm-walltime" in proc.stdout and "--scheduler" in proc.stdout
+
+
+def test_sinter_collect_with_a_malformed_qecd_name_fails_with_qecds_reason(monkeypatch):
+    """sinter itself would say "Not a recognized decoder ... Did you forget to specify
+    custom_decoders?" for qecd-uf-w4c5: the entry point now names what is wrong."""
+    import sys
+
+    monkeypatch.setattr(sys, "argv", ["/usr/bin/sinter", "collect", "--circuits", "a.stim",
+                                      "--decoders", "qecd-uf", "qecd-uf-w4c5"])
+    with pytest.raises(DecoderError, match=r"--decoders qecd-uf-w4c5: .*1 <= commit <= window"):
+        sinter_decoders()
+    monkeypatch.setattr(sys, "argv", ["/usr/bin/sinter", "collect", "--decoders",
+                                      "qecd-uf-w8c4", "pymatching"])
+    assert "qecd-uf-w8c4" in {**sinter_decoders()}
