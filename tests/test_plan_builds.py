@@ -422,6 +422,29 @@ def test_a_plans_arrays_arrive_in_the_buffers_read_from_the_pipe():
                           built.decoder.fork().decode_batch(dets))
 
 
+def test_a_plans_dem_text_travels_out_of_band_and_describes_alike():
+    """A plan carried its DEM text (for ACCEPTs with ``describe``) as a str inside the
+    pickle: unpickling it is one C call holding the server's GIL for the copy, which stalled
+    live streams for milliseconds when a 5-8 MB DEM's plan arrived (build-stall HEARTBEATs
+    of 5-8 ms at each plan's arrival). The text now travels as an out-of-band array, and
+    the description is the same."""
+    import pickle
+
+    from qecd.transport.server.session import SessionLimits, build_plan, plan_key
+
+    dem = build_experiment("surface:d=5,r=40,p=0.01").dem
+    hello = Hello(dem=str(dem), decoder="uf")
+    plan = build_plan(plan_key(hello, SessionLimits()), hello, SessionLimits())
+    want = plan.description()
+    shipped = plan.__getstate__()["_description"]
+    inband = len(pickle.dumps(shipped, protocol=5, buffer_callback=lambda b: None))
+    assert inband < len(str(dem)) / 10, (inband, len(str(dem)))  # was: the text itself
+    buffers: list = []
+    data = pickle.dumps(plan, protocol=5, buffer_callback=buffers.append)
+    arrived = pickle.loads(data, buffers=[b.raw() for b in buffers])
+    assert arrived.description() == want and arrived.description()["dem"] == str(dem)
+
+
 def test_a_large_hello_is_not_copied_on_the_loop(running_server):
     """Ten 5-8 MB HELLOs arriving at once held the loop 2-15 ms each while pyzmq copied
     them out of ZeroMQ's messages (the HEARTBEATs of others waited behind). A packet larger

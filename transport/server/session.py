@@ -295,6 +295,11 @@ class StreamPlan:
         state = dict(self.__dict__)
         del state["_lock"]
         state["dem"] = state["circuit"] = None
+        dets, ranges, text = state["_description"]
+        # the DEM text (megabytes) travels as an array, out of band (pickle protocol 5): a
+        # str is unpickled by one C call holding the server's GIL, which stalled every live
+        # stream for the copy (5-8 ms HEARTBEATs when a 5-8 MB DEM's plan arrived)
+        state["_description"] = (dets, ranges, np.frombuffer(text.encode(), np.uint8))
         m = state["_measurements"]
         if isinstance(m, ProtocolError):  # exceptions with two arguments do not pickle
             state["_measurements"] = ("error", m.code, m.reason)
@@ -350,6 +355,8 @@ class StreamPlan:
             ranges = tuple(committed_ranges(len(self.slice_sizes), self.window, self.commit))
             self._description = (dets, ranges, str(self.dem) if self.dem is not None else "")
         dets, ranges, text = self._description
+        if isinstance(text, np.ndarray):  # as it arrived from the build worker
+            text = text.tobytes().decode()
         return {"slice_detectors": dets, "commit_ranges": ranges, "dem": text}
 
 
