@@ -65,12 +65,19 @@ class Experiment:
         shots (stim's seeded samplers).
         """
         if self.circuit is not None:
-            sampler = self.circuit.compile_detector_sampler(seed=seed)
-            dets, obs = sampler.sample(shots, separate_observables=True, bit_packed=bit_packed)
-        else:
-            sampler = self.dem.compile_sampler(seed=seed)
-            dets, obs, _ = sampler.sample(shots, bit_packed=bit_packed)
+            return sample_circuit(self.circuit, shots, seed=seed, bit_packed=bit_packed)
+        sampler = self.dem.compile_sampler(seed=seed)
+        dets, obs, _ = sampler.sample(shots, bit_packed=bit_packed)
         return dets.astype(np.uint8, copy=False), obs.astype(np.uint8, copy=False)
+
+
+def sample_circuit(circuit: stim.Circuit, shots: int, *, seed: int | None = None,
+                   bit_packed: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``shots`` shots of ``circuit`` from stim's seeded detector sampler: detection events
+    and true observable flips as uint8 (bit-packed, stim's little bit order, when asked)."""
+    sampler = circuit.compile_detector_sampler(seed=seed)
+    dets, obs = sampler.sample(shots, separate_observables=True, bit_packed=bit_packed)
+    return dets.astype(np.uint8, copy=False), obs.astype(np.uint8, copy=False)
 
 
 def _build(spec: ExperimentSpec) -> Experiment:

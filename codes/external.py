@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import stim
 
+from qecd.codes.experiment import sample_circuit
 from qecd.codes.layout import RoundLayout
 from qecd.errors import DemError, QecdError
 
@@ -93,9 +94,7 @@ class ExternalExperiment:
                ) -> tuple[np.ndarray, np.ndarray]:
         """``shots`` shots of the circuit (stim's seeded detector sampler): detection events
         and true observable flips, uint8, as :meth:`Experiment.sample`."""
-        sampler = self.circuit.compile_detector_sampler(seed=seed)
-        dets, obs = sampler.sample(shots, separate_observables=True, bit_packed=bit_packed)
-        return dets.astype(np.uint8, copy=False), obs.astype(np.uint8, copy=False)
+        return sample_circuit(self.circuit, shots, seed=seed, bit_packed=bit_packed)
 
 
 def circuit_file_experiment(path: str | Path, *, time_coord: int = -1,

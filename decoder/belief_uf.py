@@ -68,6 +68,7 @@ from qecd.decoder.fault_table import FaultTable
 from qecd.decoder.union_find import (
     _MAX_WEIGHT_RESOLUTION,
     DEFAULT_WEIGHT_RESOLUTION,
+    PackedCoreRunner,
     UnionFindDecoder,
 )
 from qecd.errors import DecoderError
@@ -419,7 +420,7 @@ def buf_decode_batch_packed(packed, num_detectors, syndrome, uf_args, bp_graph, 
     return bad
 
 
-class BeliefUnionFindDecoder(UnionFindDecoder):
+class BeliefUnionFindDecoder(PackedCoreRunner, UnionFindDecoder):
     """Belief-find: BP on the DEM, then union-find on BP-reweighted edges (module docs).
 
     Parameters
@@ -565,28 +566,7 @@ class BeliefUnionFindDecoder(UnionFindDecoder):
             raise self._no_solution(bad)
         return out[:, :nob]
 
-    @property
-    def _obs_packed_1(self) -> np.ndarray:
-        op = self._obs_packed
-        if op.shape[1] == 0:
-            return np.zeros((op.shape[0], 1), np.uint8)
-        return op
 
-    def _run_batch(self, dets: np.ndarray) -> np.ndarray:
-        packed = np.packbits(np.asarray(dets, np.uint8), axis=1, bitorder="little")
-        out = self._run_packed_core(np.ascontiguousarray(packed))
-        return np.unpackbits(out, axis=1, count=self.num_observables,
-                             bitorder="little").astype(np.uint8)
-
-    def _run_batch_packed(self, packed: np.ndarray) -> np.ndarray:
-        return self._run_packed_core(np.ascontiguousarray(packed, dtype=np.uint8))
-
-    @staticmethod
-    def _no_solution(shot: int) -> DecoderError:
-        return DecoderError(
-            f"belief-uf: shot {shot}: the syndrome has odd parity on a connected component of "
-            "the matching graph that has no boundary edge, so no set of faults explains it"
-        )
 
     @property
     def last_shot_info(self) -> tuple[int, bool]:

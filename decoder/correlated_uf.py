@@ -45,7 +45,11 @@ from numba.cpython.unsafe.numbers import trailing_zeros
 
 from qecd import _jit
 from qecd.decoder import _uf_kernels as _k
-from qecd.decoder.union_find import DEFAULT_WEIGHT_RESOLUTION, UnionFindDecoder
+from qecd.decoder.union_find import (
+    DEFAULT_WEIGHT_RESOLUTION,
+    PackedCoreRunner,
+    UnionFindDecoder,
+)
 
 _jit.invalidate_if_changed(__file__, [_k.__file__], __name__)
 
@@ -233,7 +237,7 @@ def cuf_decode_batch_packed(packed, num_detectors, syndrome, events, args_graph,
     return -1
 
 
-class CorrelatedUnionFindDecoder(UnionFindDecoder):
+class CorrelatedUnionFindDecoder(PackedCoreRunner, UnionFindDecoder):
     """Two-pass correlated union-find (module docs); options as ``uf``."""
 
     name = "uf-corr"
@@ -289,21 +293,6 @@ class CorrelatedUnionFindDecoder(UnionFindDecoder):
             raise self._no_solution(bad)
         return out[:, :(self.num_observables + 7) // 8]
 
-    @property
-    def _obs_packed_1(self) -> np.ndarray:
-        op = self._obs_packed
-        if op.shape[1] == 0:
-            return np.zeros((op.shape[0], 1), np.uint8)
-        return op
-
-    def _run_batch(self, dets: np.ndarray) -> np.ndarray:
-        packed = np.packbits(np.asarray(dets, np.uint8), axis=1, bitorder="little")
-        out = self._run_packed_core(np.ascontiguousarray(packed))
-        return np.unpackbits(out, axis=1, count=self.num_observables,
-                             bitorder="little").astype(np.uint8)
-
-    def _run_batch_packed(self, packed: np.ndarray) -> np.ndarray:
-        return self._run_packed_core(np.ascontiguousarray(packed, dtype=np.uint8))
 
     def decode_to_faults(self, syndrome: np.ndarray) -> np.ndarray:
         """Fault ids (int64, sorted) of the second pass's correction."""

@@ -279,11 +279,11 @@ class UnionFindDecoder(Decoder):
             raise self._no_solution(bad)
         return out
 
-    @staticmethod
-    def _no_solution(shot: int) -> DecoderError:
+    @classmethod
+    def _no_solution(cls, shot: int) -> DecoderError:
         return DecoderError(
-            f"uf: shot {shot}: the syndrome has odd parity on a connected component of the "
-            "matching graph that has no boundary edge, so no set of faults explains it"
+            f"{cls.name}: shot {shot}: the syndrome has odd parity on a connected component of "
+            "the matching graph that has no boundary edge, so no set of faults explains it"
         )
 
     # -- the Decoder interface ----------------------------------------------------------------
@@ -314,3 +314,27 @@ class UnionFindDecoder(Decoder):
                 f"{p.shape}"
             )
         return self._run_batch_packed(np.ascontiguousarray(p.view(np.uint8)))
+
+
+class PackedCoreRunner:
+    """Batch runners of a union-find variant whose kernel decodes bit-packed shots only:
+    mixed in before :class:`UnionFindDecoder`, it turns the variant's
+    ``_run_packed_core(packed)`` (C-contiguous uint8 shots in, packed observable flips out)
+    into ``_run_batch`` and ``_run_batch_packed``; ``_obs_packed_1`` is the packed
+    observable table with at least one column, as the kernels index it."""
+
+    @property
+    def _obs_packed_1(self) -> np.ndarray:
+        op = self._obs_packed
+        if op.shape[1] == 0:
+            return np.zeros((op.shape[0], 1), np.uint8)
+        return op
+
+    def _run_batch(self, dets: np.ndarray) -> np.ndarray:
+        packed = np.packbits(np.asarray(dets, np.uint8), axis=1, bitorder="little")
+        out = self._run_packed_core(np.ascontiguousarray(packed))
+        return np.unpackbits(out, axis=1, count=self.num_observables,
+                             bitorder="little").astype(np.uint8)
+
+    def _run_batch_packed(self, packed: np.ndarray) -> np.ndarray:
+        return self._run_packed_core(np.ascontiguousarray(packed, dtype=np.uint8))

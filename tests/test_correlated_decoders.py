@@ -150,3 +150,14 @@ def test_detection_events_other_than_0_and_1_are_refused(backend):
         with pytest.raises(DecoderError, match="0 or 1, got 2 at index 1"):
             dec.decode(dets[2])
     assert dec.decode_batch(dets.clip(0, 1)).shape == (3, exp.dem.num_observables)
+
+
+@pytest.mark.parametrize("name", ["uf", "uf-corr", "uf-xcorr", "belief-uf"])
+def test_a_syndrome_no_fault_explains_is_refused_naming_the_backend(name):
+    """uf-corr and uf-xcorr said "uf: shot 0: ..." (the base class's text)."""
+    from qecd.decoder import make_decoder
+    from qecd.errors import DecoderError
+
+    dem = stim.DetectorErrorModel("error(0.1) D0 D1\nerror(0.1) D2 D3\nerror(0.1) D2 L0")
+    with pytest.raises(DecoderError, match=rf"^{name}: shot 0: the syndrome has odd parity"):
+        make_decoder(name, dem).decode_batch(np.array([[1, 0, 0, 0]], np.uint8))
