@@ -163,3 +163,78 @@ def test_every_correction_of_a_drained_backlog_is_the_offline_decodes(
     assert len(want) == shots * srv.corrections_per_shot
     assert got == want
     assert any(any(o) for *_, o in want)  # some windows flip an observable
+
+
+def test_a_backlog_read_in_place_hands_every_slot_back_and_a_refilling_producer_loses_nothing():
+    """A backlog's packets are read in place in their slots (not copied out) and handed back
+    in runs (``ring_release``). Against a small request ring that the compiled client keeps
+    refilling as fast as it can (so the loop is behind most of the time, and every slot it
+    hands back is written again at once): a slot handed back before it was read would be
+    overwritten under the loop (wrong or refused rounds, corrections unlike the offline
+    decode). Every shot is answered with the offline decode's correction, nothing is
+    refused, and at the BYE the request ring is empty."""
+    from qecd.transport.shm.ring import ring_pending
+
+    exp = build_experiment(SPEC)
+    shots = 3000
+    dets, _ = exp.sample(shots, seed=21)
+    srv = ShmStreamServer.for_experiment(exp, stream_id=4, n_slots=16)
+    cli = ShmStreamClient.attach(srv.region_name, exp.layout, stream_id=4,
+                                 corrections_per_shot=srv.corrections_per_shot)
+    try:
+        srv.start()
+        res = cli.stream_shots(dets, timeout_s=60)
+        w, b, tx, rx, n, s = cli.pair.kernel_args()
+        bye = np.frombuffer(P.encode_bye(stream_id=4), np.uint8).copy()
+        assert ring_try_send(w, b, tx, n, s, bye, len(bye)) == 0
+        srv.join(timeout=60)
+        assert srv.exit_code == 0  # EXIT_BYE
+        assert ring_pending(w, tx) == 0  # every slot handed back
+        behind = int((srv.records()["lag_ns"] > 0).sum())
+    finally:
+        cli.close()
+        srv.close()
+    assert (res.status, res.errors, res.lost, res.duplicated) == (0, 0, 0, 0)
+    offline = StreamDecoder(exp.dem, exp.layout, "uf").decode_batch(dets)
+    assert np.array_equal(res.predictions, offline)
+    assert offline.any()  # some shots flip an observable
+    assert behind > 0
+
+
+def test_a_corrupt_slot_inside_a_backlog_ends_the_stream_after_the_packets_before_it():
+    """A slot no correct producer writes (a doorbell from the wrong lap) in the middle of a
+    backlog the loop reads in place: the packets before it are served and handed back, the
+    corrupt slot is not consumed, the loop answers ERROR ``RING_CORRUPT`` and returns
+    EXIT_CORRUPT (docs/protocol.md §14)."""
+    from qecd.transport.shm.loop import EXIT_CORRUPT
+    from qecd.transport.shm.ring import RING_HEADER_SIZE, ring_pending
+    from qecd.transport.wire.compiled import RING_CORRUPT, ring_reason
+
+    exp = build_experiment(SPEC)
+    R = exp.layout.num_rounds
+    srv = ShmStreamServer.for_experiment(exp, stream_id=6, n_slots=256)
+    cli = ShmStreamClient.attach(srv.region_name, exp.layout, stream_id=6,
+                                 corrections_per_shot=srv.corrections_per_shot)
+    try:
+        frames = _frames(cli, exp.sample(20, seed=3)[0])
+        w, b, tx, rx, n, s = cli.pair.kernel_args()
+        for f in frames:
+            assert ring_try_send(w, b, tx, n, s, f, len(f)) == 0
+        bad = 5 * R + 2  # inside shot 5, after 17 packets the loop reads as one backlog
+        sw = (tx + RING_HEADER_SIZE + bad * s) // 8
+        w[sw] = bad + 1 + n  # a lap ahead
+        srv.start()
+        srv.join(timeout=60)
+        assert srv.exit_code == EXIT_CORRUPT
+        assert ring_pending(w, tx) == len(frames) - bad  # consumed up to the corrupt slot
+        replies = []
+        out = np.zeros(s, np.uint8)
+        while (m := ring_try_recv(w, b, rx, n, s, out)) != EMPTY:
+            replies.append(P.parse_packet(bytes(out[:m])))
+    finally:
+        cli.close()
+        srv.close()
+    types = [P.MsgType(h.msg_type).name for h, _ in replies]
+    assert types == ["CORRECTION"] * 5 + ["ERROR"]
+    err = P.decode_error(*replies[-1])
+    assert err.code == P.ErrorCode.BAD_HEADER and err.reason == ring_reason(RING_CORRUPT), err
