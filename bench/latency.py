@@ -165,7 +165,8 @@ def run_latency(spec: str = "surface:d=5,p=0.001", *, decoder: str = DEFAULT_STR
                 cycle_us: float = 0.0, window: int | None = None, commit: int | None = None,
                 ping: int = 20_000, pin: bool = True, budget_us: float | None = None,
                 stall_s: float = 1.0, ring_slots: int = 4096, rounds_per_packet: int = 1,
-                emulator: str | None = None, progress=None) -> dict:
+                emulator: str | None = None, serve_args: tuple[str, ...] = (),
+                progress=None) -> dict:
     """Run one latency experiment and return the ``qecd.bench.latency/1`` report.
 
     ``transport="shm"``: shared-memory rings served by a Numba stream loop (``uf`` compiled
@@ -180,7 +181,9 @@ def run_latency(spec: str = "surface:d=5,p=0.001", *, decoder: str = DEFAULT_STR
     only) picks the ZeroMQ emulator, ``"native"`` (compiled, :mod:`qecd.bench.native_emulator`)
     or ``"python"``; None: native when available. With the native one the bare round trip is
     the compiled DEALER <-> compiled echo ROUTER (pinned to the server's CPU), and the
-    HEARTBEAT round trip from Python is kept as ``bare_round_trip_python``.
+    HEARTBEAT round trip from Python is kept as ``bare_round_trip_python``. ``serve_args``
+    (``zmq`` only) are appended to the ``qecd serve`` command line, e.g.
+    ``("--io-thread-nice", "0")``; the report keeps them as ``serve_args``.
     """
     from qecd.decoder.registry import backend_class
     from qecd.errors import QecdError
@@ -191,6 +194,9 @@ def run_latency(spec: str = "surface:d=5,p=0.001", *, decoder: str = DEFAULT_STR
     if emulator is not None and transport != "zmq":
         raise QecdError(f"emulator: chooses the ZeroMQ emulator (transport 'zmq'), got "
                         f"emulator={emulator!r} with transport {transport!r}")
+    if serve_args and transport != "zmq":
+        raise QecdError(f"serve_args: arguments for the qecd serve of transport 'zmq', got "
+                        f"{list(serve_args)} with transport {transport!r}")
     if rounds_per_packet < 1 or (transport == "shm" and rounds_per_packet != 1):
         raise QecdError(f"rounds_per_packet: expected 1 over shm (one round per ring slot) or "
                         f">= 1 over zmq, got {rounds_per_packet} over {transport}")
@@ -208,7 +214,8 @@ def run_latency(spec: str = "surface:d=5,p=0.001", *, decoder: str = DEFAULT_STR
         report = _run_zmq(spec, decoder=decoder, shots=shots, seed=seed, cycle_us=cycle_us,
                           window=window, commit=commit, ping=ping, pin=pin,
                           budget_us=budget_us, rounds_per_packet=rounds_per_packet,
-                          emulator=emulator, progress=progress)
+                          emulator=emulator, serve_args=tuple(serve_args),
+                          progress=progress)
         report["platform_stalls"] = stalls
         report["_series"]["platform_gaps_ns"] = stall_gaps
         return report
@@ -481,7 +488,7 @@ def _wait_until_serving(server, endpoint: str, progress, limit_s: float = 900.0)
 
 
 def _run_zmq(spec, *, decoder, shots, seed, cycle_us, window, commit, ping, pin, budget_us,
-             rounds_per_packet=1, emulator=None, progress=None) -> dict:
+             rounds_per_packet=1, emulator=None, serve_args=(), progress=None) -> dict:
     import signal
     import subprocess
     import sys
@@ -499,6 +506,7 @@ def _run_zmq(spec, *, decoder, shots, seed, cycle_us, window, commit, ping, pin,
            "--record", record, "--record-capacity", str(shots * exp.layout.num_rounds + 10_000)]
     if server_cpu is not None:
         cmd += ["--cpu", str(server_cpu)]
+    cmd += list(serve_args)
     server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_until_serving(server, f"tcp://127.0.0.1:{port}", progress)
@@ -598,6 +606,7 @@ def _run_zmq(spec, *, decoder, shots, seed, cycle_us, window, commit, ping, pin,
             "late_sends": rep["throughput"].get("late_sends"),
             "max_late_us": rep["throughput"].get("max_late_us")},
         "emulator": rep["emulator"], "emulator_note": rep.get("emulator_note"),
+        "serve_args": list(serve_args),
         "bare_round_trip_method": bare.get("method"),
         "bare_round_trip_paced_method": paced.get("method") if paced else None,
         "service_adds_p50_us": adds,

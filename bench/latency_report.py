@@ -28,7 +28,7 @@ LATENCY_DEFAULTS: dict = {
     "shots": 20_000, "seed": 2026,
     "cycle_us": 0.0, "rounds_per_packet": 1, "window": None, "commit": None, "ping": 20_000,
     "pin": True, "budget_us": None, "stall_s": 1.0, "ring_slots": 4096, "json": None,
-    "plot": None, "emulator": None,
+    "plot": None, "emulator": None, "serve_args": (),
 }
 
 

@@ -476,6 +476,9 @@ def _add_latency_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--emulator", default=D["emulator"], choices=["native", "python"],
                    help="zmq: the compiled emulator (Numba calling libzmq) or the Python one "
                         "(default: native when libzmq can be driven from compiled code here)")
+    p.add_argument("--serve-arg", dest="serve_args", action="append", default=[],
+                   help="zmq: an argument for the qecd serve it starts (repeat; e.g. "
+                        "--serve-arg=--io-thread-nice=0)")
     p.add_argument("--json", default=None, help="write the report (schema qecd.bench.latency/1)")
     p.add_argument("--plot", default=None, help="write PNGs into this directory")
 

@@ -36,10 +36,11 @@ def test_zmq_transport_through_qecd_serve(tmp_path):
     out = tmp_path / "latz.json"
     rc = main(["bench", "latency", "--transport", "zmq", "--decoder", "pymatching", "--spec",
                "repetition:d=3,r=3,p=0.01", "--shots", "200", "--ping", "200", "--no-pin",
-               "--json", str(out)])
+               "--serve-arg=--io-thread-nice=0", "--json", str(out)])
     assert rc == 0
     r = json.loads(out.read_text())
     assert r["transport"] == "zmq" and r["corrections_received"] == 200
+    assert r["serve_args"] == ["--io-thread-nice=0"]
     assert (r["lost"], r["duplicated"], r["mismatches_vs_offline"]) == (0, 0, 0)
     assert r["latency_us"]["service"]["count"] == 800
 
@@ -55,6 +56,16 @@ def test_shm_with_pymatching_leaves_numba_only_to_decode(tmp_path):
     assert (r["lost"], r["duplicated"], r["mismatches_vs_offline"]) == (0, 0, 0)
     assert r["corrections_received"] == r["corrections_expected"] == 200 * 3
     assert r["platform_stalls"] is None
+
+
+def test_serve_args_are_for_the_zmq_server_only():
+    from qecd.bench.latency import run_latency
+    from qecd.errors import QecdError
+
+    with pytest.raises(QecdError, match="serve_args: arguments for the qecd serve of "
+                                        "transport 'zmq'"):
+        run_latency("repetition:d=3,r=3,p=0.01", transport="shm", shots=10,
+                    serve_args=("--io-thread-nice=0",))
 
 
 def test_unknown_decoder_is_a_usage_error():
