@@ -15,8 +15,12 @@ Outputs
   column ``qecd-<name>`` (the names of :mod:`qecd.decoder.sinter_plugin`); ``seconds`` is
   the decode time only; ``custom_counts`` holds integer ``decode_ns``, ``sample_ns`` and
   ``chunks`` (they add up when sinter merges rows).
+- the failing shots of each chunk in ``<csv>.failures.jsonl`` beside the CSV
+  (:mod:`qecd.bench.sweep_paired`), so a resumed sweep still pairs its decoders.
 - rows (:func:`rows_from_progress`) for our JSON report (``qecd.bench.sweep/2``): LER with
-  Wilson intervals, time per round, ratios to the reference, the machine.
+  Wilson intervals, time per round, the time ratio and the paired LER ratio to the reference
+  (with its 95% interval from the shots both decoded, as ``qecd bench accuracy`` reports it),
+  the machine.
 - PNGs: :func:`plot_ler_vs_p` and :func:`plot_time_vs_distance`.
 
 Example
@@ -45,6 +49,7 @@ from typing import IO, Any
 from qecd.bench.machine import machine_info
 from qecd.bench.plots import pyplot
 from qecd.bench.stats import wilson_interval
+from qecd.bench.sweep_paired import paired_fields
 from qecd.bench.sweep_store import CsvWriter, TaskProgress
 from qecd.bench.sweep_tasks import (
     DEFAULT_CHUNK_SHOTS,
@@ -258,9 +263,26 @@ def rows_from_progress(tasks: list[SweepTask], progress: dict[str, TaskProgress]
     Row keys: ``spec``, ``family``, ``d``, ``r``, ``p``, ``b``, ``noise``, ``decoder``,
     ``reference``, ``shots``, ``errors``, ``ler``, ``ler_ci95`` (Wilson 95%), ``seconds``
     (decode time), ``decode_ns``, ``sample_ns``, ``us_per_shot``, ``us_per_round``,
-    ``time_ratio_to_reference`` and ``ler_ratio_to_reference`` (None without the reference
-    or its failures; the decode times come from the same shots, possibly on other workers),
-    ``seed``, ``chunks``, ``time_repeats``, ``strong_id``, ``settings``, ``json_metadata``.
+    ``time_ratio_to_reference`` (None without the reference; the decode times come from the
+    same shots, possibly on other workers), the paired LER ratio to the reference
+    (:func:`~qecd.bench.sweep_paired.paired_fields`: ``ler_ratio_to_reference``,
+    ``ler_ratio_to_reference_ci95``, ``paired_shots``, ``both_failed``,
+    ``only_this_failed``, ``only_reference_failed``, ``ler_ratio_note``), ``seed``,
+    ``chunks``, ``time_repeats``, ``strong_id``, ``settings``, ``json_metadata``.
+
+    Examples
+    --------
+    >>> tasks = sweep_tasks("repetition:d=3", distances=[3], ps=[0.05],
+    ...                     decoders=["pymatching-w2c1"], max_shots=400, seed=3,
+    ...                     chunk_shots=200)
+    >>> ref, win = rows_from_progress(tasks, run_tasks_here(tasks))
+    >>> ref["ler_ratio_to_reference_ci95"], ref["paired_shots"] == ref["shots"] == 400
+    ([1.0, 1.0], True)
+    >>> win["both_failed"] + win["only_this_failed"] == win["errors"]
+    True
+    >>> lo, hi = win["ler_ratio_to_reference_ci95"]
+    >>> lo <= win["ler_ratio_to_reference"] <= hi
+    True
     """
     by_spec: dict[str, dict[str, TaskProgress]] = collections.defaultdict(dict)
     for t in tasks:
@@ -285,8 +307,7 @@ def rows_from_progress(tasks: list[SweepTask], progress: dict[str, TaskProgress]
             "us_per_shot": per_shot / 1e3, "us_per_round": per_shot / 1e3 / sp["r"],
             "time_ratio_to_reference": (per_shot / (rp.decode_ns / rp.shots)
                                         if rp and rp.shots and rp.decode_ns else None),
-            "ler_ratio_to_reference": (p.errors / p.shots / (rp.errors / rp.shots)
-                                       if rp and rp.errors else None),
+            **paired_fields(p, rp, is_reference=t.decoder == ref),
             "seed": t.seed, "chunks": p.chunks, "time_repeats": t.time_repeats,
             "strong_id": t.strong_id, "settings": decoder_settings(t.decoder),
             "json_metadata": t.json_metadata,
@@ -361,16 +382,38 @@ def sweep_report(rows: list[dict], **settings: Any) -> dict:
 
 
 def format_sweep(rows: list[dict]) -> str:
-    """A fixed-width table of sweep rows (Markdown-friendly)."""
-    lines = ["| d | r | p | decoder | shots | errors | LER | 95% CI | µs/round | time/ref |",
-             "|--:|--:|--:|:--|--:|--:|--:|:--|--:|--:|"]
+    """A fixed-width table of sweep rows (Markdown-friendly): the LER with its Wilson
+    interval, time per round, and the time and paired LER ratios to the reference with the
+    latter's 95% interval; rows with a ``ler_ratio_note`` are marked and the notes follow.
+
+    >>> rows = run_sweep("repetition:d=3", distances=[3], ps=[0.05], decoders=["pymatching-w2c1"],
+    ...                  shots=200, seed=3)
+    >>> print(format_sweep(rows).splitlines()[0])
+    | d | r | p | decoder | shots | errors | LER | 95% CI | µs/round | time/ref | LER/ref | \
+paired 95% CI |
+    """
+    lines = ["| d | r | p | decoder | shots | errors | LER | 95% CI | µs/round | time/ref "
+             "| LER/ref | paired 95% CI |",
+             "|--:|--:|--:|:--|--:|--:|--:|:--|--:|--:|--:|:--|"]
+    notes: dict[str, list[str]] = {}
     for r in rows:
         lo, hi = r["ler_ci95"]
         ratio = r["time_ratio_to_reference"]
+        ler_ratio = r.get("ler_ratio_to_reference")
+        ci = r.get("ler_ratio_to_reference_ci95")
+        mark = ""
+        if r.get("ler_ratio_note"):
+            where = f"d={r['d']} p={r['p']:g} {r['decoder']}"
+            notes.setdefault(r["ler_ratio_note"], []).append(where)
+            mark = f" ({list(notes).index(r['ler_ratio_note']) + 1})"
         lines.append(f"| {r['d']} | {r['r']} | {r['p']:g} | {r['decoder']} | {r['shots']} | "
                      f"{r['errors']} | {r['ler']:.2e} | [{lo:.2e}, {hi:.2e}] | "
                      f"{r['us_per_round']:.3f} | "
-                     f"{'-' if ratio is None else f'{ratio:.2f}'} |")
+                     f"{'-' if ratio is None else f'{ratio:.2f}'} | "
+                     f"{'-' if ler_ratio is None else f'{ler_ratio:.3f}'} | "
+                     f"{'-' if ci is None else f'[{ci[0]:.3f}, {ci[1]:.3f}]'}{mark} |")
+    for i, (note, where) in enumerate(notes.items(), 1):
+        lines.append(f"({i}) {note}: {', '.join(where)}")
     return "\n".join(lines)
 
 

@@ -49,6 +49,7 @@ def sweep_main(args) -> int:
         sweep_tasks,
     )
     from qecd.bench.sweep_dask import SweepOutcome, open_client, run_sweep_tasks
+    from qecd.bench.sweep_paired import failures_path
     from qecd.bench.sweep_store import CsvWriter, read_progress
 
     if args.slurm and args.scheduler:
@@ -106,7 +107,9 @@ def sweep_main(args) -> int:
             seed=args.seed, rounds_factor=args.rounds_factor, chunk_shots=args.chunk_shots,
             time_repeats=args.time_repeats, cluster=options.describe(), wall_s=wall,
             new_chunks=out.new_chunks, resubmitted=out.resubmitted,
-            chunks_by_worker=dict(out.chunks_by_worker), command=shlex.join(sys.argv))
+            chunks_by_worker=dict(out.chunks_by_worker),
+            failures_file=None if to_stdout else failures_path(args.csv),
+            command=shlex.join(sys.argv))
         with open(args.json, "w") as f:
             json.dump(report, f, indent=2)
         print(f"wrote {args.json}", file=info)

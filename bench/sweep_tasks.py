@@ -5,7 +5,8 @@ A :class:`SweepTask` is one (experiment spec, decoder) pair with its limits, as 
 with :func:`chunk_seed` (spec, sweep seed, k), so the result of any chunk is a pure function
 of (task, k): whichever worker runs it, however many workers there are, and however often it
 is retried after a worker dies. Every decoder of a spec sees the same shots (the seed does
-not depend on the decoder), so failure counts are paired across decoders.
+not depend on the decoder), so failure counts are paired across decoders; each chunk result
+says which of its shots failed, for the paired LER ratios (:mod:`qecd.bench.sweep_paired`).
 
 A task's result is the sum over its committed chunks ``0..K-1``, where ``K`` is the first
 count at which the shots reach ``max_shots`` or the failures reach ``max_errors``
@@ -37,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from qecd.bench.sweep_paired import pack_failures
 from qecd.codes import build_experiment, parse_spec
 
 #: The qLDPC reference decoder (ldpc's BP+OSD-CS7), not a qecd decoder name.
@@ -169,7 +171,8 @@ def decoder_settings(name: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ChunkResult:
-    """What one chunk contributes: counts and times (ns), plus where it ran."""
+    """What one chunk contributes: counts and times (ns), which shots failed (a blob of
+    :func:`qecd.bench.sweep_paired.pack_failures`; None from older code), and where it ran."""
 
     strong_id: str
     k: int
@@ -178,14 +181,16 @@ class ChunkResult:
     decode_ns: int
     sample_ns: int
     worker: str = ""
+    failed: bytes | None = None
 
-    def __eq__(self, other: object) -> bool:  # where it ran is not part of the result
-        return (isinstance(other, ChunkResult)
-                and (self.strong_id, self.k, self.shots, self.errors)
-                == (other.strong_id, other.k, other.shots, other.errors))
+    def _key(self) -> tuple:  # times and where it ran are not part of the result
+        return (self.strong_id, self.k, self.shots, self.errors, self.failed)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ChunkResult) and self._key() == other._key()
 
     def __hash__(self) -> int:
-        return hash((self.strong_id, self.k, self.shots, self.errors))
+        return hash(self._key())
 
 
 @lru_cache(maxsize=16)
@@ -221,7 +226,18 @@ def run_chunk(task: SweepTask, k: int) -> ChunkResult:
     -------
     ChunkResult
         ``errors`` counts shots whose predicted observable flips differ from the true ones
-        in any observable; ``decode_ns`` is the fastest of ``task.time_repeats`` decodes.
+        in any observable, ``failed`` says which (:func:`~qecd.bench.sweep_paired.pack_failures`
+        of that per-shot vector); ``decode_ns`` is the fastest of ``task.time_repeats``
+        decodes.
+
+    Examples
+    --------
+    >>> from qecd.bench.sweep_paired import unpack_failures
+    >>> t = SweepTask("repetition:d=3,p=0.05", "pymatching", seed=2, max_shots=300)
+    >>> r = run_chunk(t, 0)
+    >>> n, idx = unpack_failures(r.failed)
+    >>> n == r.shots == 300, idx.size == r.errors > 0
+    (True, True)
     """
     n = task.chunk_size(k)
     exp, decode = _compiled(task.spec, task.decoder)
@@ -229,16 +245,16 @@ def run_chunk(task: SweepTask, k: int) -> ChunkResult:
     dets, obs = exp.sample(n, seed=chunk_seed(task.spec, task.seed, k), bit_packed=True)
     sample_ns = time.perf_counter_ns() - t0
     best = None
-    errors = 0
+    failed = np.zeros(n, dtype=bool)
     for i in range(task.time_repeats):
         t0 = time.perf_counter_ns()
         pred = decode(dets)
         dt = time.perf_counter_ns() - t0
         best = dt if best is None else min(best, dt)
-        if i == 0:
-            errors = int(np.any(pred != obs, axis=1).sum()) if n else 0
-    return ChunkResult(task.strong_id, k, n, errors, int(best or 0), sample_ns,
-                       worker=_worker_name())
+        if i == 0 and n:
+            failed = np.any(pred != obs, axis=1)
+    return ChunkResult(task.strong_id, k, n, int(failed.sum()), int(best or 0), sample_ns,
+                       worker=_worker_name(), failed=pack_failures(failed))
 
 
 def _worker_name() -> str:

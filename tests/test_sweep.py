@@ -9,13 +9,20 @@ import sys
 import pytest
 import sinter
 
+from qecd.bench.stats import paired_ratio_interval
 from qecd.bench.sweep import (
+    format_sweep,
     plot_ler_vs_p,
     plot_time_vs_distance,
+    rows_from_progress,
     run_sweep,
+    run_tasks_here,
     sweep_specs,
+    sweep_tasks,
     write_sinter_csv,
 )
+from qecd.bench.sweep_paired import failures_path, pack_failures, read_failures, unpack_failures
+from qecd.bench.sweep_store import CsvWriter, TaskProgress, read_progress, with_failures
 from qecd.cli import add_sweep_arguments
 from qecd.cli import main as qecd_main
 from qecd.errors import DecoderError, SpecError
@@ -193,3 +200,158 @@ def test_write_sinter_csv_accepts_an_open_file(rows):
     stats = write_sinter_csv(rows[:2], f)
     lines = f.getvalue().splitlines()
     assert lines[1:] == [s.to_csv_line() for s in stats]
+
+
+# --------------------------------------------------------------------------- paired LER ratios
+
+PAIRED_SPEC = "surface:d=3,p=0.015"
+
+
+def _direct_failures(spec, seed, chunks, chunk_shots):
+    """Per-shot failures of PyMatching and qecd's uf on the sweep's chunks, sampled and
+    decoded here without the sweep's code (pymatching's own Matching, qecd's uf backend)."""
+    import numpy as np
+    import pymatching
+
+    from qecd.bench.sweep_tasks import chunk_seed
+    from qecd.codes import build_experiment
+    from qecd.decoder.registry import build_decoder
+
+    exp = build_experiment(spec)
+    matching = pymatching.Matching.from_detector_error_model(exp.dem)
+    uf = build_decoder("uf", exp.dem, exp.layout)
+    pm_failed, uf_failed = [], []
+    for k in range(chunks):
+        dets, obs = exp.sample(chunk_shots, seed=chunk_seed(spec, seed, k))
+        pm_failed.append(np.any(matching.decode_batch(dets) != obs, axis=1))
+        uf_failed.append(np.any(uf.decode_batch(dets) != obs, axis=1))
+    return np.concatenate(pm_failed), np.concatenate(uf_failed)
+
+
+def test_paired_counts_equal_those_of_decoding_the_same_shots_directly():
+    import dataclasses
+
+    ref_task, uf_task = sweep_tasks(PAIRED_SPEC, distances=[3], ps=[0.015], decoders=["uf"],
+                                    max_shots=3000, seed=11, chunk_shots=1000)
+    # uf stops a chunk earlier, as under max_errors: the pairing covers chunks 0-1 only
+    uf_task = dataclasses.replace(uf_task, max_shots=2000)
+    assert uf_task.strong_id == sweep_tasks(PAIRED_SPEC, distances=[3], ps=[0.015],
+                                            decoders=["uf"], max_shots=1, seed=11,
+                                            chunk_shots=1000)[1].strong_id
+    tasks = [ref_task, uf_task]
+    ref_row, uf_row = rows_from_progress(tasks, run_tasks_here(tasks))
+    pm, uf = _direct_failures(ref_task.spec, 11, 3, 1000)
+    assert (ref_row["shots"], ref_row["errors"]) == (3000, int(pm.sum()))
+    assert (uf_row["shots"], uf_row["errors"]) == (2000, int(uf[:2000].sum()))
+    pm2, uf2 = pm[:2000], uf[:2000]
+    counts = (int((uf2 & pm2).sum()), int((uf2 & ~pm2).sum()), int((~uf2 & pm2).sum()))
+    assert counts[1] + counts[2] > 0, "the two decoders never differ: the test shows nothing"
+    assert (uf_row["paired_shots"], uf_row["both_failed"], uf_row["only_this_failed"],
+            uf_row["only_reference_failed"]) == (2000, *counts)
+    ratio, lo, hi = paired_ratio_interval(*counts)
+    assert uf_row["ler_ratio_to_reference"] == ratio
+    assert uf_row["ler_ratio_to_reference_ci95"] == [lo, hi]
+    assert uf_row["ler_ratio_note"].startswith("paired over the 2000 shots of the 2 chunks")
+    assert (ref_row["ler_ratio_to_reference"], ref_row["ler_ratio_to_reference_ci95"],
+            ref_row["paired_shots"], ref_row["ler_ratio_note"]) == (1.0, [1.0, 1.0], 3000, None)
+
+
+def _store(path, tasks, prior=None):
+    w = CsvWriter.open(path)
+    try:
+        return run_tasks_here(tasks, w, prior=prior)
+    finally:
+        w.close()
+
+
+PAIRED_KEYS = ("ler_ratio_to_reference", "ler_ratio_to_reference_ci95", "paired_shots",
+               "both_failed", "only_this_failed", "only_reference_failed", "ler_ratio_note")
+
+
+def _paired(rows):
+    return [(r["decoder"], r["shots"], r["errors"], *(r[k] for k in PAIRED_KEYS)) for r in rows]
+
+
+def test_an_interrupted_store_resumes_to_the_intervals_of_an_uninterrupted_run(tmp_path):
+    def tasks(max_shots):
+        return sweep_tasks(PAIRED_SPEC, distances=[3], ps=[0.015], decoders=["uf"],
+                           max_shots=max_shots, seed=12, chunk_shots=500)
+
+    fresh = rows_from_progress(tasks(2000), run_tasks_here(tasks(2000)))
+    assert all(r["ler_ratio_to_reference_ci95"] for r in fresh)
+    path = tmp_path / "s.csv"
+    _store(path, tasks(1000))  # "interrupted" after two chunks per task
+    with open(failures_path(path), "a") as f:
+        f.write('{"id": "cut short by a cra')  # a crash mid-line: dropped on reading
+    resumed = _store(path, tasks(2000), prior=read_progress(path))
+    assert _paired(rows_from_progress(tasks(2000), resumed)) == _paired(fresh)
+    # the store alone, read back, gives the same intervals (what a rerun reports)
+    assert _paired(rows_from_progress(tasks(2000), read_progress(path))) == _paired(fresh)
+    # and its CSV is still sinter's: one line per chunk, nothing else
+    stats = sinter.read_stats_from_csv_files(str(path))
+    assert sorted((s.shots, s.custom_counts["chunks"]) for s in stats) == [(2000, 4)] * 2
+
+
+def test_an_old_store_without_failures_loads_with_no_interval_and_says_why(tmp_path, capsys):
+    import os
+
+    def tasks(max_shots):
+        return sweep_tasks(PAIRED_SPEC, distances=[3], ps=[0.015], decoders=["uf"],
+                           max_shots=max_shots, seed=13, chunk_shots=500)
+
+    path = tmp_path / "old.csv"
+    _store(path, tasks(1000))
+    os.remove(failures_path(path))  # the CSV alone is what the code before this wrote
+    ref_row, uf_row = rows_from_progress(tasks(1000), read_progress(path))
+    assert uf_row["ler_ratio_to_reference"] == pytest.approx(
+        uf_row["errors"] / ref_row["errors"])  # the ratio of the two rates, as before
+    assert uf_row["ler_ratio_to_reference_ci95"] is None and uf_row["paired_shots"] is None
+    assert uf_row["ler_ratio_note"] == ("no per-shot failures stored for this decoder: ratio "
+                                        "of the two rates, no paired interval")
+    assert ref_row["ler_ratio_to_reference_ci95"] == [1.0, 1.0]
+    table = format_sweep([ref_row, uf_row])
+    assert "| - (1) |" in table and "(1) no per-shot failures stored" in table
+
+    # the command line reports the old store ("nothing to run": no cluster starts)
+    js = tmp_path / "old.json"
+    code = main(["--spec", PAIRED_SPEC, "--distances", "3", "--ps", "0.015", "--decoders",
+                 "uf", "--max_shots", "1000", "--chunk_shots", "500", "--seed", "13",
+                 "--csv", str(path), "--json", str(js), "--quiet"])
+    assert code == 0 and "nothing to run" in capsys.readouterr().out
+    rows = json.loads(js.read_text())["rows"]
+    assert _paired(rows) == _paired([ref_row, uf_row])
+
+    # resuming it with more shots pairs the new chunks only, and says so
+    more = _store(path, tasks(2000), prior=read_progress(path))
+    _, uf_row = rows_from_progress(tasks(2000), more)
+    assert uf_row["paired_shots"] == 1000 and uf_row["shots"] == 2000
+    assert uf_row["ler_ratio_to_reference_ci95"] is not None
+    assert uf_row["ler_ratio_note"].startswith("paired over the 1000 shots of the 2 chunks")
+
+
+def test_failure_blobs_round_trip_and_a_store_that_does_not_add_up_keeps_none(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    for n, rate in ((0, 0.0), (1, 1.0), (7, 0.5), (10_000, 0.001), (10_000, 0.3)):
+        v = rng.random(n) < rate
+        got_n, idx = unpack_failures(pack_failures(v))
+        assert got_n == n and idx.tolist() == np.flatnonzero(v).tolist()
+    with pytest.raises(ValueError, match="do not fit"):
+        unpack_failures(pack_failures(np.ones(9, bool))[:-1])
+
+    path = tmp_path / "s.csv"
+    tasks = sweep_tasks(PAIRED_SPEC, distances=[3], ps=[0.015], decoders=["uf"],
+                        max_shots=1000, seed=14, chunk_shots=500)
+    _store(path, tasks)
+    blobs = read_failures(failures_path(path))
+    assert {len(b) for b in blobs.values()} == {2}
+    p = read_progress(path)[tasks[1].strong_id]
+    assert all(p.failed)
+    # a failures file of another run (other errors): its blobs are not used
+    assert with_failures(TaskProgress(1000, p.errors + 1, 2), blobs[tasks[1].strong_id]
+                         ).failed == (None, None)
+    with open(failures_path(path), "w") as f:
+        f.write("not a failures file\n")
+    with pytest.raises(ValueError, match="expected a first line with schema"):
+        read_progress(path)

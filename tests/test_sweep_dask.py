@@ -51,14 +51,35 @@ def _rows(path):
     return max(0, len(Path(path).read_text().splitlines()) - 1) if Path(path).exists() else 0
 
 
+#: the paired LER ratio of a report row and what it was counted from
+PAIRED_KEYS = ("ler_ratio_to_reference", "ler_ratio_to_reference_ci95", "paired_shots",
+               "both_failed", "only_this_failed", "only_reference_failed", "ler_ratio_note")
+
+
+def _paired(json_path):
+    rows = json.loads(Path(json_path).read_text())["rows"]
+    return {(r["spec"], r["decoder"]): tuple(json.dumps(r[k]) for k in PAIRED_KEYS)
+            for r in rows}
+
+
 @pytest.fixture(scope="module")
-def embedded(tmp_path_factory):
-    """The sweep on the embedded default cluster: its CSV totals per task."""
-    path = tmp_path_factory.mktemp("embedded") / "sweep.csv"
-    code, out, err = _finish(_sweep("--csv", str(path)))
+def embedded_run(tmp_path_factory):
+    """The sweep on the embedded default cluster: its CSV totals per task and its report's
+    paired LER ratios."""
+    tmp = tmp_path_factory.mktemp("embedded")
+    code, out, err = _finish(_sweep("--csv", str(tmp / "sweep.csv"), "--json",
+                                    str(tmp / "sweep.json")))
     assert code == 0, err[-3000:]
     assert "embedded Dask LocalCluster" in out and "4/4 tasks done" in out
-    return _totals(path)
+    paired = _paired(tmp / "sweep.json")
+    windowed = [v for (_, dec), v in paired.items() if dec == "uf-w2c1"]
+    assert windowed and all(json.loads(v[1]) for v in windowed)  # intervals, not None
+    return _totals(tmp / "sweep.csv"), paired
+
+
+@pytest.fixture(scope="module")
+def embedded(embedded_run):
+    return embedded_run[0]
 
 
 @pytest.fixture
@@ -102,7 +123,8 @@ def cli_cluster(tmp_path):
 
 
 def test_cli_cluster_gives_the_embedded_shots_and_errors_and_survives_a_killed_worker(
-        embedded, cli_cluster, tmp_path):
+        embedded_run, cli_cluster, tmp_path):
+    embedded, embedded_paired = embedded_run
     address, workers, logs = cli_cluster
     path = tmp_path / "cluster.csv"
     proc = _sweep("--csv", str(path), "--scheduler", address, "--json",
@@ -119,6 +141,7 @@ def test_cli_cluster_gives_the_embedded_shots_and_errors_and_survives_a_killed_w
     assert _totals(path) == embedded  # same shots, errors and chunks per task
     assert rows_at_kill < sum(c for _, _, c in embedded.values())  # killed mid-run
     report = json.loads((tmp_path / "r.json").read_text())
+    assert _paired(tmp_path / "r.json") == embedded_paired  # the same paired counts
     assert report["cluster"] == f"Dask scheduler {address}"
     done_after = {w for w, n in report["chunks_by_worker"].items()}
     assert done_after and all(w.startswith("tcp://127.0.0.1:") for w in done_after)
@@ -127,7 +150,8 @@ def test_cli_cluster_gives_the_embedded_shots_and_errors_and_survives_a_killed_w
 
 
 def test_interrupted_sweep_resumes_to_the_same_totals_and_a_rerun_skips_everything(
-        embedded, tmp_path):
+        embedded_run, tmp_path):
+    embedded, embedded_paired = embedded_run
     path = tmp_path / "resumed.csv"
     proc = _sweep("--csv", str(path), "--workers", "1")
     deadline = time.monotonic() + 180
@@ -140,14 +164,19 @@ def test_interrupted_sweep_resumes_to_the_same_totals_and_a_rerun_skips_everythi
     partial = _totals(path)
     assert sum(c for _, _, c in partial.values()) < sum(c for _, _, c in embedded.values())
 
-    code, out, err = _finish(_sweep("--csv", str(path), "--workers", "1"))
+    code, out, err = _finish(_sweep("--csv", str(path), "--workers", "1", "--json",
+                                    str(tmp_path / "resumed.json")))
     assert code == 0, err[-3000:]
     assert "resuming" in out
     assert _totals(path) == embedded
+    assert _paired(tmp_path / "resumed.json") == embedded_paired
     before = path.read_text()
-    code, out, _ = _finish(_sweep("--csv", str(path), "--workers", "1", "--quiet"))
+    code, out, _ = _finish(_sweep("--csv", str(path), "--workers", "1", "--quiet", "--json",
+                                  str(tmp_path / "rerun.json")))
     assert code == 0 and "0 chunks run now" in out and "nothing to run" in out
     assert path.read_text() == before
+    # a rerun reads every chunk's failures back from the store: the same intervals
+    assert _paired(tmp_path / "rerun.json") == embedded_paired
 
 
 def test_raising_max_shots_on_resume_runs_only_the_new_chunks(tmp_path):
@@ -171,6 +200,10 @@ def test_raising_max_shots_on_resume_runs_only_the_new_chunks(tmp_path):
                                                       fresh.progress[sid],
                                                       read_progress(path)[sid])]
     assert counts[0] == counts[1] == counts[2] == (2000, counts[0][1], 8)
+    # each chunk's failures, committed in two runs, equal those of one fresh run
+    blobs = [p.failed for p in (second.progress[sid], fresh.progress[sid],
+                                read_progress(path)[sid])]
+    assert len(blobs[1]) == 8 and all(blobs[1]) and blobs[0] == blobs[1] == blobs[2]
 
 
 def test_a_chunk_that_fails_for_good_stops_the_sweep_with_its_error():
