@@ -136,3 +136,20 @@ def test_surface_rounds_carry_their_ancillas_and_the_last_the_data_qubits():
     exp = build_experiment("surface:d=5,r=10,p=0.001")
     ml = MeasurementLayout.from_circuit(exp.circuit, exp.layout)
     assert ml.slice_sizes == (24,) * 10 + (25,)
+
+
+def test_a_wrong_sized_measurement_syndrome_names_measurements_not_detectors(server):
+    """A measurement stream's SYNDROME of the wrong size is refused in its own unit: the
+    bits are raw measurements (the reason said "detectors", the vendor's reading of it was
+    that the layout was wrong)."""
+    with Client(server.endpoints[0]) as client:
+        m = client.open_stream("repetition:d=3,r=2,p=0.01", input="measurements")
+        sizes = m.accept.measurement_slice_sizes
+        bad = P.encode_frame(P.MsgType.SYNDROME, bytes((sizes[0] + 7) // 8 + 1),
+                             stream_id=m.stream_id, seq=0, count=1)
+        client.send_frame(bad)
+        assert client.socket.poll(5000)
+        h, body = P.parse_packet(client.socket.recv())
+        e = P.decode_error(h, body)
+        assert e.code == P.ErrorCode.BAD_PAYLOAD
+        assert f"with {sizes[0]} measurements" in e.reason and "detectors" not in e.reason, e

@@ -433,3 +433,21 @@ def test_protocol_md_names_every_key_of_the_servers_stats(running_server):
         s = client.open_stream("repetition:d=3,r=2,p=0.01", timeout_s=60)
         keys = set(client.stats()) | set(client.stats(s.stream_id))
     assert sorted(k for k in keys if f"`{k}`" not in section) == []
+
+
+@pytest.mark.parametrize("body", [b"abcd", b"\x80", b"\x81\xa1a\x01", b"x"])
+def test_a_stats_request_with_any_body_is_refused_as_not_empty(running_server, body):
+    """A STATS request's body must be empty (docs/protocol.md §6.6); any body is refused
+    for that, in those words, not parsed as a STATS reply's map first (``abcd`` got "not one
+    msgpack map: 3 bytes after the end of the map")."""
+    from qecd.transport import wire as P
+
+    with running_server() as server, Client(server.endpoints[0]) as client:
+        client.send_frame(P.encode_frame(P.MsgType.STATS, body, seq=3))
+        assert client.socket.poll(5000)
+        h, b = P.parse_packet(client.socket.recv())
+        e = P.decode_error(h, b)
+        n = len(body)
+        assert e.code == P.ErrorCode.BAD_PAYLOAD
+        assert e.reason == (f"STATS request: expected an empty body, got {n} "
+                            f"byte{'s' * (n != 1)}"), e

@@ -86,7 +86,6 @@ from qecd.transport.wire import (
     decode_error,
     decode_heartbeat,
     decode_hello,
-    decode_stats,
     encode_accept,
     encode_bye,
     encode_error,
@@ -1018,9 +1017,9 @@ class Server:
         self._send(route, frame, "replies")  # the echo is byte-identical
 
     def _on_stats(self, route, owner, header, payload, frame, now_ns) -> None:
-        if decode_stats(header, payload) is not None:
+        if len(payload):  # a request; a reply's map is not one, whatever it holds
             raise ProtocolError(ErrorCode.BAD_PAYLOAD, "STATS request: expected an empty "
-                                f"body, got {len(payload)} bytes")
+                                f"body, got {len(payload)} byte{'s' * (len(payload) != 1)}")
         s = self._owned(header, owner, route, now_ns) if header.stream_id else None
         if not self._stats.allow(route, now_ns):
             raise ProtocolError(ErrorCode.SERVER_BUSY, f"STATS: expected at most "

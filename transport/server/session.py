@@ -684,7 +684,7 @@ class StreamSession:
         self._in_sizes = plan.slice_sizes  # bits per round in a SYNDROME
         if measurements is not None:
             self._in_sizes = measurements.slice_sizes
-            self.layout = SyndromeLayout(self._in_sizes)
+            self.layout = SyndromeLayout(self._in_sizes, "measurements")
             self._shot_meas = np.zeros(max(measurements.num_measurements, 1), np.uint8)
             self._dets = np.zeros(max(max(plan.slice_sizes), 1), np.uint8)
         self.rounds_per_shot = self.layout.rounds_per_shot

@@ -56,6 +56,9 @@ class SyndromeLayout:
     ----------
     slice_sizes : sequence of int
         Detectors in each round of a shot (from ACCEPT).
+    unit : str
+        What the bits are, for error texts: ``"detectors"``, or ``"measurements"`` for a
+        measurement-input stream's SYNDROMEs (docs/protocol.md §6.3.1).
 
     Examples
     --------
@@ -65,9 +68,10 @@ class SyndromeLayout:
     """
 
     __slots__ = ("slice_sizes", "rounds_per_shot", "num_detectors", "shot_bytes",
-                 "_slice_bytes", "_byte_prefix", "_det_prefix", "_keep2", "_pad2")
+                 "_slice_bytes", "_byte_prefix", "_det_prefix", "_keep2", "_pad2", "unit")
 
-    def __init__(self, slice_sizes: Sequence[int]) -> None:
+    def __init__(self, slice_sizes: Sequence[int], unit: str = "detectors") -> None:
+        self.unit = unit
         sizes = tuple(int(s) for s in slice_sizes)
         if not 1 <= len(sizes) <= MAX_ROUNDS_PER_SHOT:
             raise ValueError(f"slice_sizes: expected 1..{MAX_ROUNDS_PER_SHOT} rounds per shot, "
@@ -133,7 +137,7 @@ class SyndromeLayout:
                  for i in range(shown)]
         more = ", ..." if count > shown else ""
         return (f"{count} round(s) from round {first_round} with "
-                f"{', '.join(map(str, sizes))}{more} detectors")
+                f"{', '.join(map(str, sizes))}{more} {self.unit}")
 
     def pack_into(self, buf: Buffer, offset: int, first_round: int, count: int,
                   bits: np.ndarray) -> int:
