@@ -502,7 +502,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="shots to stream (default: 200,000; 2,000 with --quick)")
     r.set_defaults(func=_cmd_run)
 
-    v = sub.add_parser("serve", help="run the decoder service (ZeroMQ ROUTER)")
+    v = sub.add_parser("serve", help="run the decoder service (ZeroMQ ROUTER)",
+                       description="Run the decoder service. SIGTERM or SIGINT (Ctrl-C) stops "
+                                   "it gracefully: queued packets are answered, every open "
+                                   "stream gets SYNDROMES_DROPPED for rounds no CORRECTION "
+                                   "covers and a BYE, then it exits (docs/protocol.md §9 "
+                                   "step 5).")
     v.add_argument("--bind", action="append", help="endpoint to bind (repeatable; default "
                    "tcp://127.0.0.1:5555), e.g. ipc:///tmp/qecd.sock")
     v.add_argument("--metrics-port", type=int, default=None,
