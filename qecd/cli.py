@@ -370,6 +370,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                           oversize_replies=args.oversize_replies,
                           io_thread_nice=args.io_thread_nice,
                           build_timeout_s=args.build_timeout,
+                          build_worker_idle=args.build_worker_idle,
                           max_plan_bytes=int(args.max_plan_mb * (1 << 20)),
                           plan_cache_bytes=int(args.plan_cache_mb * (1 << 20)),
                           plan_cache_idle_s=args.plan_cache_idle_s,
@@ -558,6 +559,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--io-thread-nice", type=int, default=19,
                    help="nice value of the ZeroMQ I/O thread when pinned with --cpu (0 leaves "
                         "it alone; default %(default)s)")
+    v.add_argument("--build-worker-idle", action="store_true",
+                   help="run the decoder build worker in the SCHED_IDLE class (Linux) instead "
+                        "of at nice 10: builds never delay a live stream's wake-ups, and wait "
+                        "(up to --build-timeout) on a host kept busy")
     v.add_argument("--build-timeout", type=float, default=30.0,
                    help="time budget of one decoder build, s (BAD_HELLO beyond)")
     v.add_argument("--max-plan-mb", type=float, default=128.0,

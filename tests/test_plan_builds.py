@@ -549,3 +549,35 @@ def test_a_taken_message_leaves_no_cyclic_garbage():
         a.close(0)
         b.close(0)
         ctx.term()
+
+
+@pytest.mark.parametrize("idle", [False, True])
+def test_the_build_worker_runs_at_nice_10_or_in_the_idle_class(idle):
+    """``qecd serve --build-worker-idle`` (``ServerConfig.build_worker_idle``) puts the build
+    worker in Linux's SCHED_IDLE class, where a waking serving thread preempts it at once;
+    by default it runs at nice 10 in the normal class. Checked on the real worker process,
+    after it built a plan."""
+    from qecd.transport.server.build_worker import BuildWorker
+    from qecd.transport.server.session import SessionLimits, plan_key
+
+    if not hasattr(os, "SCHED_IDLE"):
+        pytest.skip("no SCHED_IDLE on this platform")
+    hello = Hello(spec="repetition:d=3,r=2,p=0.01")
+    worker = BuildWorker(SessionLimits(), time_budget_s=120, max_plan_bytes=1 << 30, idle=idle)
+    try:
+        assert worker.build(plan_key(hello), hello).plan.slice_sizes == (2, 2, 2)
+        policy = os.sched_getscheduler(worker.pid)
+        with open(f"/proc/{worker.pid}/stat") as f:
+            nice = int(f.read().rsplit(")", 1)[1].split()[16])
+    finally:
+        worker.close()
+    assert policy == (os.SCHED_IDLE if idle else os.SCHED_OTHER)
+    assert nice == os.nice(0) + 10 or nice == 19
+
+
+def test_qecd_serve_has_a_build_worker_idle_flag():
+    from qecd.cli import build_parser
+
+    a = build_parser().parse_args(["serve", "--build-worker-idle"])
+    b = build_parser().parse_args(["serve"])
+    assert (a.build_worker_idle, b.build_worker_idle) == (True, False)

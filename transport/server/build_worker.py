@@ -143,12 +143,16 @@ def _rss_bytes() -> int:
         return 0
 
 
-def _worker_main(conn, limits: SessionLimits, max_plan_bytes: int, nice: int) -> None:
+def _worker_main(conn, limits: SessionLimits, max_plan_bytes: int, nice: int,
+                 idle: bool = False) -> None:
     """The child: answer requests until the pipe closes (the server exited or replaced it)."""
     from qecd.transport.server import _build_preload  # noqa: F401  (warm, if not preloaded)
 
     with contextlib.suppress(OSError):  # the serving loop wins the CPU over a build
         os.nice(nice)
+    if idle:  # any runnable task of a normal class preempts it at once, on wake-up
+        with contextlib.suppress(AttributeError, OSError):
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
 
     conn.send(("ready", os.getpid()))
     while True:
@@ -244,6 +248,12 @@ class BuildWorker:
     nice : int
         Added to the worker's scheduling niceness (``os.nice``): on a small host a build
         takes the CPU the serving loop leaves idle, not the loop's.
+    idle : bool
+        Run the worker in the ``SCHED_IDLE`` class (Linux): a waking task of the normal
+        class preempts it at once, where a nice-10 task can keep its CPU for the rest of its
+        slice (EEVDF: milliseconds). Builds then use only CPU time nothing else wants; on a
+        host kept busy they wait, and the build time budget turns that into BAD_HELLO
+        (docs/deploy.md, "Builds beside live streams").
     start_method : str
         ``"forkserver"`` (default: children forked from a warm preloaded process) or
         ``"spawn"``.
@@ -257,13 +267,14 @@ class BuildWorker:
     """
 
     def __init__(self, limits: SessionLimits, *, time_budget_s: float, max_plan_bytes: int,
-                 max_worker_rss: int = 1 << 30, nice: int = 10,
+                 max_worker_rss: int = 1 << 30, nice: int = 10, idle: bool = False,
                  start_method: str = "forkserver") -> None:
         self.limits = limits
         self.time_budget_s = float(time_budget_s)
         self.max_plan_bytes = int(max_plan_bytes)
         self.max_worker_rss = int(max_worker_rss)
         self.nice = int(nice)
+        self.idle = bool(idle)
         self._ctx = multiprocessing.get_context(start_method)
         if start_method == "forkserver":
             self._ctx.set_forkserver_preload(["qecd.transport.server._build_preload"])
@@ -278,7 +289,8 @@ class BuildWorker:
         """Start a worker (returns at once; the first request waits until it is ready)."""
         parent, child = self._ctx.Pipe(duplex=True)
         proc = self._ctx.Process(target=_worker_main, name="qecd-build-worker",
-                                 args=(child, self.limits, self.max_plan_bytes, self.nice),
+                                 args=(child, self.limits, self.max_plan_bytes, self.nice,
+                                       self.idle),
                                  daemon=True)
         proc.start()
         child.close()

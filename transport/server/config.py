@@ -67,6 +67,10 @@ class ServerConfig:
         ``client_builds_per_minute``).
     build_worker_max_rss : int
         Resident bytes above which the build worker is replaced after a build.
+    build_worker_idle : bool
+        Run the build worker in Linux's ``SCHED_IDLE`` class instead of at nice 10 (see
+        :class:`~qecd.transport.server.build_worker.BuildWorker`; ``qecd serve
+        --build-worker-idle``).
     oversize_replies : bool
         False (the default): ``ZMQ_MAXMSGSIZE`` is ``max_frame``, so ZeroMQ drops the
         connection of a peer that sends a larger packet before reading it (a 16 MB frame
@@ -144,6 +148,7 @@ class ServerConfig:
     max_builds_per_client: int = 2
     builds_per_minute_per_client: int = 30
     build_worker_max_rss: int = 2 << 30
+    build_worker_idle: bool = False
     offloop_hello_bytes: int = 64 << 10
     hello_queue: int = 1024
     plan_cache_idle_s: float = 60.0

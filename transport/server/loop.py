@@ -221,7 +221,8 @@ class Server:
                                             keep_hellos_above=_COPY_MAX)
         worker = BuildWorker(config.limits, time_budget_s=config.build_timeout_s,
                              max_plan_bytes=config.max_plan_bytes,
-                             max_worker_rss=config.build_worker_max_rss) \
+                             max_worker_rss=config.build_worker_max_rss,
+                             idle=config.build_worker_idle) \
             if config.build_process else None
         self._builds = PlanBuilds(self.pool, self.counters,
                                   max_pending=config.max_pending_builds,
