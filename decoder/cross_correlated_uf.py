@@ -55,7 +55,11 @@ from numba.cpython.unsafe.numbers import trailing_zeros
 from qecd import _jit
 from qecd.decoder import _uf_kernels as _k
 from qecd.decoder.correlated_uf import correlation_table
-from qecd.decoder.union_find import DEFAULT_WEIGHT_RESOLUTION, UnionFindDecoder
+from qecd.decoder.union_find import (
+    DEFAULT_WEIGHT_RESOLUTION,
+    PackedCoreRunner,
+    UnionFindDecoder,
+)
 
 _jit.invalidate_if_changed(__file__, [_k.__file__], __name__)
 
@@ -207,7 +211,7 @@ def xcuf_decode_batch_packed(packed, num_detectors, events, ev_b, relevant, grap
             for ob in range(nob):
                 out[s, ob] ^= obs_packed[f, ob]
     return bad
-class CrossCorrelatedUnionFindDecoder(UnionFindDecoder):
+class CrossCorrelatedUnionFindDecoder(PackedCoreRunner, UnionFindDecoder):
     """Correlated union-find with one pass per detector (module docs).
 
     Parameters
@@ -287,21 +291,13 @@ class CrossCorrelatedUnionFindDecoder(UnionFindDecoder):
         if self._corr is not None:
             super()._warm_up()
 
-    def _run_batch(self, dets: np.ndarray) -> np.ndarray:
-        packed = np.packbits(np.asarray(dets, np.uint8), axis=1, bitorder="little")
-        out = self._run_batch_packed(np.ascontiguousarray(packed))
-        return np.unpackbits(out, axis=1, count=self.num_observables,
-                             bitorder="little").astype(np.uint8)
-
-    def _run_batch_packed(self, packed: np.ndarray) -> np.ndarray:
-        packed = np.ascontiguousarray(packed, dtype=np.uint8)
+    def _run_packed_core(self, packed: np.ndarray) -> np.ndarray:
         nob = (self.num_observables + 7) // 8
         out = np.zeros((packed.shape[0], max(1, nob)), np.uint8)
-        obs = self._obs_packed if nob else np.zeros((self._obs_packed.shape[0], 1), np.uint8)
         a = self._args
         bad = xcuf_decode_batch_packed(packed, self.num_detectors, self._events, self._ev_b,
                                        self.relevant, a[:6], a[6:], self._out2, self._corr,
-                                       obs, out)
+                                       self._obs_packed_1, out)
         if bad >= 0:
             raise self._no_solution(bad)
         return out[:, :nob]

@@ -232,8 +232,9 @@ def check_packet(in_buf, n, out_buf, stream_id, next_round, t_next, round_offset
 
 
 #: :func:`check_packet` inlined into the loop serving a backlog, where it runs once per packet:
-#: a call there passes three arrays (~21 words) for ~10 ns of checks (86-90 against 91-103 ns
-#: per round of the whole loop, ``/tmp`` A/B of the two loops, three runs)
+#: a call there passes three arrays (~21 words) for ~10 ns of checks (86.5-90.0 against
+#: 93.9-102.8 ns per round of the whole loop, medians of a ``/tmp`` A/B of the two loops,
+#: three runs)
 check_packet_inline = numba.njit(**_jit.INLINE)(check_packet.py_func)
 
 
@@ -490,7 +491,11 @@ def serve_stream_kernel(ring, loop, state, plan):
     behind: it reads how many are waiting (the producer's index, once) and serves them all
     before it looks again, reading the clock only where a time is needed rather than per
     packet: when it picks the batch up, for each CORRECTION's ``service_ns`` (that read
-    also closes the records before it), and at the batch's end. It prefetches the request
+    also closes the records before it), and at the batch's end. Every packet of a batch but
+    the first is read in place in its slot (:func:`~qecd.transport.shm.ring.ring_peek`, no
+    copy); the slots go back to the producer (``ring_release``) after each CORRECTION sent,
+    every :data:`MAX_OPEN_RECORDS` packets, at the batch's end and before any return, never
+    before they are read. It prefetches the request
     slot :data:`PREFETCH_AHEAD` places ahead and, after each CORRECTION, the next reply
     slot: their lines were last held by the client's CPU.
     A packet's *pickup* is the clock read before its work began (the CORRECTION's

@@ -250,51 +250,6 @@ def ring_try_send(words, buf, ring_off, n_slots, slot_size, payload, length):
     return OK
 
 
-@njit(_SIG_TRY_RECV, **_KERNEL)
-def ring_try_recv(words, buf, ring_off, n_slots, slot_size, out):
-    """Take the next message into ``out`` if one is published; never waits.
-
-    Parameters
-    ----------
-    words, buf, ring_off, n_slots, slot_size
-        As in :func:`ring_try_send` (``ring_off`` of the receiving ring).
-    out : numpy.ndarray
-        ``uint8`` C-contiguous buffer; receives the payload in ``out[:length]``.
-
-    Returns
-    -------
-    int
-        The payload length ``>= 0``, or ``EMPTY`` (-2), ``BUFFER_TOO_SMALL`` (-6, the
-        message stays in the ring) or ``CORRUPT`` (-7, nothing consumed).
-
-    Examples
-    --------
-    >>> with RingPair.create(n_slots=2, slot_size=64) as p:
-    ...     w, b, tx, rx, n, s = p.kernel_args()
-    ...     out = np.zeros(48, dtype=np.uint8)
-    ...     ring_try_recv(w, b, tx, n, s, out)
-    -2
-    """
-    rw = ring_off >> 3
-    tail = np.int64(words[rw + _R_TAIL])
-    slot = ring_off + RING_HEADER_SIZE + (tail & (n_slots - 1)) * slot_size
-    sw = slot >> 3
-    seq = np.int64(load_acquire(words, sw))
-    if seq != tail + 1:
-        stale = tail + 1 - n_slots
-        if seq == stale or (stale < 0 and seq == 0):
-            return EMPTY
-        return CORRUPT
-    length = np.int64(words[sw + 1]) & 0xFFFFFFFF
-    if length > slot_size - SLOT_HEADER_SIZE:
-        return CORRUPT
-    if length > out.shape[0]:
-        return BUFFER_TOO_SMALL
-    copy_bytes(out, 0, buf, slot + SLOT_HEADER_SIZE, length)
-    store_release(words, rw + _R_TAIL, tail + 1)
-    return length
-
-
 @njit(**_jit.INLINE)
 def ring_peek(words, buf, ring_off, n_slots, slot_size, ahead):
     """The message ``ahead`` places past the consumer's index, read in place and not
@@ -342,6 +297,41 @@ def ring_release(words, ring_off, count):
     if count > 0:
         rw = (ring_off >> 3) + _R_TAIL
         store_release(words, rw, np.int64(words[rw]) + count)
+
+
+@njit(_SIG_TRY_RECV, **_KERNEL)
+def ring_try_recv(words, buf, ring_off, n_slots, slot_size, out):
+    """Take the next message into ``out`` if one is published; never waits.
+
+    Parameters
+    ----------
+    words, buf, ring_off, n_slots, slot_size
+        As in :func:`ring_try_send` (``ring_off`` of the receiving ring).
+    out : numpy.ndarray
+        ``uint8`` C-contiguous buffer; receives the payload in ``out[:length]``.
+
+    Returns
+    -------
+    int
+        The payload length ``>= 0``, or ``EMPTY`` (-2), ``BUFFER_TOO_SMALL`` (-6, the
+        message stays in the ring) or ``CORRUPT`` (-7, nothing consumed).
+
+    Examples
+    --------
+    >>> with RingPair.create(n_slots=2, slot_size=64) as p:
+    ...     w, b, tx, rx, n, s = p.kernel_args()
+    ...     out = np.zeros(48, dtype=np.uint8)
+    ...     ring_try_recv(w, b, tx, n, s, out)
+    -2
+    """
+    length, at = ring_peek(words, buf, ring_off, n_slots, slot_size, 0)
+    if length < 0:
+        return length
+    if length > out.shape[0]:
+        return BUFFER_TOO_SMALL
+    copy_bytes(out, 0, buf, at, length)
+    ring_release(words, ring_off, 1)
+    return length
 
 
 @njit(**_KERNEL)
