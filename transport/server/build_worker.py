@@ -5,12 +5,15 @@ and of C++ that holds the GIL (stim's parser, PyMatching's graph construction: 0
 8.8 MB DEM here). The server's loop must not wait for it, so builds run in a *build worker*:
 one child process, started from the ``forkserver`` (whose preload imports qecd and warms
 every kernel once, :mod:`qecd.transport.server._build_preload`), fed one request at a time
-over a pipe. For each request it decodes the HELLO when the server handed it the raw bytes
-(large HELLOs are never unpacked on the loop), computes its :class:`PlanKey` (hashing the
-DEM text), asks the server whether the plan is cached, builds it, and sends it back
-pickled: numpy arrays, texts and graph edge lists. The arrays travel out of band (pickle
-protocol 5): each is read from the pipe straight into the memory the plan then uses, with
-the GIL released, so the unpickler on the server's build thread copies none of them. What
+over a socket pair. For each request it decodes the HELLO when the server handed it the raw
+bytes (large HELLOs are never unpacked on the loop), computes its :class:`PlanKey` (hashing
+the DEM text), asks the server whether the plan is cached, builds it, and sends it back
+pickled: numpy arrays, texts and graph edge lists. The raw HELLO and the plan's bytes
+cross in a memory file whose descriptor is passed over the socket
+(:mod:`~qecd.transport.server.memfd_handover`): one write and one read of the whole, with
+the GIL released, where a pipe took hundreds of 64 KB turns of the GIL. The arrays travel
+out of band (pickle protocol 5): they are read straight into the memory the plan then uses,
+so the unpickler on the server's build thread copies none of them. What
 remains there is rebuilding native objects from those arrays (PyMatching's graph edge by
 edge, short calls that let the loop have the GIL; see ``docs/server.md`` for each
 backend's share).
@@ -46,9 +49,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
-import numpy as np
-
 from qecd.errors import ProtocolError
+from qecd.transport.server.memfd_handover import recv_parts, send_parts
 from qecd.transport.server.session import (
     LimitError,
     PlanKey,
@@ -157,8 +159,8 @@ def _worker_main(conn, limits: SessionLimits, max_plan_bytes: int, nice: int,
     conn.send(("ready", os.getpid()))
     while True:
         try:
-            key, hello, header = conn.recv()
-            payload = conn.recv_bytes() if hello is None else None
+            key, hello, header, size = conn.recv()
+            payload = memoryview(recv_parts(conn, [size])[0]) if hello is None else None
         except (EOFError, OSError):
             return
         t0 = time.perf_counter()
@@ -186,8 +188,7 @@ def _worker_main(conn, limits: SessionLimits, max_plan_bytes: int, nice: int,
                 continue
             conn.send(("plan", time.perf_counter() - t0, _rss_bytes(),
                        [len(data)] + [r.nbytes for r in raws]))
-            for part in [data, *raws]:
-                conn.send_bytes(part)
+            send_parts(conn, [data, *raws])
             del data, raws, buffers
         except LimitError as e:
             conn.send(("budget", e.limit, e.code, e.reason))
@@ -197,38 +198,6 @@ def _worker_main(conn, limits: SessionLimits, max_plan_bytes: int, nice: int,
             return
         except Exception as e:  # a builder's own bug: the server answers INTERNAL
             conn.send(("internal", type(e).__name__, str(e)[:300]))
-
-
-def _recv_into(conn, size: int) -> np.ndarray:
-    """One message of ``size`` bytes that the worker sent with ``send_bytes``, read from the
-    pipe straight into a fresh uint8 array: ``os.readv`` releases the GIL for every read, and
-    the pages are first touched by the kernel's copy, not under the GIL. (``recv_bytes``
-    reads into a growing buffer, and the unpickler then copied each array again: a 117 ms
-    hold of the GIL by the build thread was seen under a fuzz.) The arrays unpickled from
-    these buffers use them in place (pickle protocol 5, out-of-band buffers)."""
-    fd = conn.fileno()
-    head = np.empty(4, np.uint8)
-    _read_exactly(fd, memoryview(head))
-    n = int.from_bytes(head.tobytes(), "big", signed=True)
-    if n == -1:  # multiprocessing's framing of a message above 2 GiB
-        big = np.empty(8, np.uint8)
-        _read_exactly(fd, memoryview(big))
-        n = int.from_bytes(big.tobytes(), "big")
-    if n != size:
-        raise ValueError(f"build worker: expected a message of {size} bytes, got {n}")
-    out = np.empty(size, np.uint8)
-    _read_exactly(fd, memoryview(out))
-    return out
-
-
-def _read_exactly(fd: int, view: memoryview) -> None:
-    """Fill ``view`` from ``fd`` (blocking; EOFError if it closes first)."""
-    got = 0
-    while got < len(view):
-        n = os.readv(fd, [view[got:]])
-        if n == 0:
-            raise EOFError("build worker: the pipe closed mid-message")
-        got += n
 
 
 class BuildWorker:
@@ -374,9 +343,10 @@ class BuildWorker:
         self._ready(deadline)
         deadline = time.monotonic() + self.time_budget_s
         try:
-            self._conn.send((key, hello, raw[0] if raw is not None else None))
-            if hello is None:
-                self._conn.send_bytes(raw[1])
+            self._conn.send((key, hello, raw[0] if raw is not None else None,
+                             len(raw[1]) if hello is None else None))
+            if hello is None:  # one write of the body, off the GIL (memfd_handover)
+                send_parts(self._conn, [raw[1]])
         except (OSError, ValueError):
             self._replace()
             raise BudgetError(WORKER_DIED, ErrorCode.INTERNAL, "internal server error: the "
@@ -398,8 +368,8 @@ class BuildWorker:
         build_s, rss, sizes = msg[1], msg[2], msg[3]
         self._wait(deadline)
         try:
-            parts = [_recv_into(self._conn, n) for n in sizes]
-        except (EOFError, OSError, ValueError):
+            parts = recv_parts(self._conn, sizes)
+        except (EOFError, OSError, ValueError, RuntimeError):
             self._replace()
             raise BudgetError(WORKER_DIED, ErrorCode.INTERNAL, "internal server error: the "
                               "build worker process died while sending a plan") from None
