@@ -368,7 +368,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                           record_capacity=args.record_capacity, curve=curve, pq=pq,
                           pq_required=args.pq_required, fast_path=not args.no_fast_path,
                           oversize_replies=args.oversize_replies,
-                          io_thread_nice=args.io_thread_nice,
+                          io_thread_nice=args.io_thread_nice, rcvbuf=args.rcvbuf,
                           build_timeout_s=args.build_timeout,
                           build_worker_idle=args.build_worker_idle,
                           max_plan_bytes=int(args.max_plan_mb * (1 << 20)),
@@ -559,6 +559,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--io-thread-nice", type=int, default=19,
                    help="nice value of the ZeroMQ I/O thread when pinned with --cpu (0 leaves "
                         "it alone; default %(default)s)")
+    v.add_argument("--rcvbuf", type=int, default=0,
+                   help="kernel receive buffer of each TCP connection, bytes (ZMQ_RCVBUF; 0 "
+                        "keeps the system's autotuned size): bounds how long one read of a "
+                        "large message keeps the I/O thread from other streams")
     v.add_argument("--build-worker-idle", action="store_true",
                    help="run the decoder build worker in the SCHED_IDLE class (Linux) instead "
                         "of at nice 10: builds never delay a live stream's wake-ups, and wait "

@@ -71,6 +71,13 @@ class ServerConfig:
         Run the build worker in Linux's ``SCHED_IDLE`` class instead of at nice 10 (see
         :class:`~qecd.transport.server.build_worker.BuildWorker`; ``qecd serve
         --build-worker-idle``).
+    rcvbuf : int
+        Kernel receive buffer of each TCP connection, bytes (``ZMQ_RCVBUF``; 0 keeps the
+        system's autotuned size, up to ``net.ipv4.tcp_rmem``'s 6 MB). libzmq reads a large
+        message straight into it in calls as large as the kernel holds, and its I/O thread
+        serves every connection: while 10 clients sent 5-8 MB HELLOs at once, one read
+        copied megabytes and the live streams' packets waited behind it. A smaller buffer
+        bounds each read (256 KB: ~0.1 ms), so the I/O thread turns between connections.
     oversize_replies : bool
         False (the default): ``ZMQ_MAXMSGSIZE`` is ``max_frame``, so ZeroMQ drops the
         connection of a peer that sends a larger packet before reading it (a 16 MB frame
@@ -166,3 +173,4 @@ class ServerConfig:
     fast_path: bool = True
     fast_commit_s: float = 0.001
     io_thread_nice: int = 19
+    rcvbuf: int = 0

@@ -184,6 +184,8 @@ class Server:
             sock.setsockopt(zmq.SNDHWM, config.sndhwm)
             sock.setsockopt(zmq.RCVHWM, config.rcvhwm)
             sock.setsockopt(zmq.LINGER, 0)
+            if config.rcvbuf > 0:  # bounds each read of a large message (config.py)
+                sock.setsockopt(zmq.RCVBUF, config.rcvbuf)
             # a frame above max_frame is refused by ZeroMQ itself before it is read (the
             # peer is disconnected); with oversize_replies, frames up to twice max_frame are
             # read and answered OVERSIZE (config.py)
