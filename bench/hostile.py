@@ -617,7 +617,7 @@ def _heartbeats(endpoint: str, seconds: float, period_us: int, stop=None,
     out = _pct(rtt)
     out["lost"] = len(sched)
     if stop is not None:
-        out["active"] = {**_pct([r for r, q in zip(rtt, seqs) if q < active]),
+        out["active"] = {**_pct([r for r, q in zip(rtt, seqs, strict=True) if q < active]),
                          "seconds": round(active * period_us / 1e6, 2)}
     # when the slowest happened (ms from the first HEARTBEAT; the HELLOs start at ~0):
     # a burst's arrival and each plan's arrival leave their own marks

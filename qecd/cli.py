@@ -76,6 +76,22 @@ def _int_list(text: str) -> list[int]:
     return out
 
 
+def _cpu_list(text: str) -> list[int]:
+    """CPU numbers as ``taskset`` writes them: ``1``, ``0,2``, ``2-3``."""
+    out: list[int] = []
+    try:
+        for part in (t.strip() for t in text.split(",")):
+            if not part:
+                continue
+            lo, _, hi = part.partition("-")
+            out.extend(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        out = []
+    if not out or min(out) < 0:
+        raise argparse.ArgumentTypeError(f"expected CPU numbers like 1 or 1,2-3, got {text!r}")
+    return out
+
+
 def _float_list(text: str) -> list[float]:
     try:
         out = [float(t) for t in text.split(",") if t.strip()]
@@ -371,6 +387,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
                           io_thread_nice=args.io_thread_nice, rcvbuf=args.rcvbuf,
                           build_timeout_s=args.build_timeout,
                           build_worker_idle=args.build_worker_idle,
+                          build_cpus=frozenset(args.build_cpus) if args.build_cpus else None,
                           max_plan_bytes=int(args.max_plan_mb * (1 << 20)),
                           plan_cache_bytes=int(args.plan_cache_mb * (1 << 20)),
                           plan_cache_idle_s=args.plan_cache_idle_s,
@@ -567,6 +584,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the decoder build worker in the SCHED_IDLE class (Linux) instead "
                         "of at nice 10: builds never delay a live stream's wake-ups, and wait "
                         "(up to --build-timeout) on a host kept busy")
+    v.add_argument("--build-cpus", type=_cpu_list, default=None, metavar="LIST",
+                   help="CPUs (e.g. 1 or 1,2-3) for the decoder build thread and worker; "
+                        "default with --cpu: the server's other CPUs, so a build never "
+                        "shares the serving loop's CPU; without --cpu: anywhere")
     v.add_argument("--build-timeout", type=float, default=30.0,
                    help="time budget of one decoder build, s (BAD_HELLO beyond)")
     v.add_argument("--max-plan-mb", type=float, default=128.0,

@@ -59,6 +59,27 @@ def test_builds_run_in_another_process_and_are_logged(running_server, caplog):
         assert server.counters.build_seconds.snapshot()[2] == 1
 
 
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
+def test_builds_run_on_the_build_cpus_and_pinning_the_server_moves_them_off_its_cpu(
+        running_server):
+    """perf sched during ``qecd bench hostile build-stall``: the build thread, unpickling an
+    arriving plan, ran for 2-7 ms on the CPU the loop had last used; the loop, woken there
+    by a HEARTBEAT, waited for the scheduler's next tick (4 ms at HZ=250) while the other
+    CPU stood idle. The build thread and worker now run on ``build_cpus``, and ``qecd serve
+    --cpu C`` sets them to the server's other CPUs."""
+    from qecd.transport.server.loop import build_cpus_beside
+
+    mine = sorted(os.sched_getaffinity(0))
+    builds = frozenset({mine[-1]})
+    with running_server(build_cpus=builds) as server, Client(server.endpoints[0]) as client:
+        _decodes(client, SMALL)
+        assert os.sched_getaffinity(server._builds.thread_id) == builds
+        assert os.sched_getaffinity(server._builds.worker.pid) == builds
+        assert os.sched_getaffinity(0) == set(mine)  # the rest of the server is untouched
+    assert build_cpus_beside(mine[0]) == frozenset(mine[1:])
+    assert build_cpus_beside(mine[0], frozenset({5})) == frozenset({5})
+
+
 def test_a_build_over_the_time_budget_is_stopped_and_the_server_carries_on(running_server):
     """A 40-byte HELLO whose plan takes many seconds (surface d=25, 100 rounds, uf: 7.8 s
     warm here) is refused when the build exceeds the time budget: the worker is killed and

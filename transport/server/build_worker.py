@@ -146,9 +146,13 @@ def _rss_bytes() -> int:
 
 
 def _worker_main(conn, limits: SessionLimits, max_plan_bytes: int, nice: int,
-                 idle: bool = False) -> None:
+                 idle: bool = False, cpus: frozenset[int] | None = None) -> None:
     """The child: answer requests until the pipe closes (the server exited or replaced it)."""
     from qecd.transport.server import _build_preload  # noqa: F401  (warm, if not preloaded)
+
+    if cpus:  # off the serving loop's CPU (ServerConfig.build_cpus)
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            os.sched_setaffinity(0, cpus)
 
     with contextlib.suppress(OSError):  # the serving loop wins the CPU over a build
         os.nice(nice)
@@ -226,6 +230,8 @@ class BuildWorker:
     start_method : str
         ``"forkserver"`` (default: children forked from a warm preloaded process) or
         ``"spawn"``.
+    cpus : frozenset of int, optional
+        CPUs the worker runs on (``ServerConfig.build_cpus``); None: those it inherits.
 
     Attributes
     ----------
@@ -237,13 +243,14 @@ class BuildWorker:
 
     def __init__(self, limits: SessionLimits, *, time_budget_s: float, max_plan_bytes: int,
                  max_worker_rss: int = 1 << 30, nice: int = 10, idle: bool = False,
-                 start_method: str = "forkserver") -> None:
+                 start_method: str = "forkserver", cpus: frozenset[int] | None = None) -> None:
         self.limits = limits
         self.time_budget_s = float(time_budget_s)
         self.max_plan_bytes = int(max_plan_bytes)
         self.max_worker_rss = int(max_worker_rss)
         self.nice = int(nice)
         self.idle = bool(idle)
+        self.cpus = frozenset(cpus) if cpus else None
         self._ctx = multiprocessing.get_context(start_method)
         if start_method == "forkserver":
             self._ctx.set_forkserver_preload(["qecd.transport.server._build_preload"])
@@ -259,7 +266,7 @@ class BuildWorker:
         parent, child = self._ctx.Pipe(duplex=True)
         proc = self._ctx.Process(target=_worker_main, name="qecd-build-worker",
                                  args=(child, self.limits, self.max_plan_bytes, self.nice,
-                                       self.idle),
+                                       self.idle, self.cpus),
                                  daemon=True)
         proc.start()
         child.close()

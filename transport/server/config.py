@@ -78,6 +78,13 @@ class ServerConfig:
         serves every connection: while 10 clients sent 5-8 MB HELLOs at once, one read
         copied megabytes and the live streams' packets waited behind it. A smaller buffer
         bounds each read (256 KB: ~0.1 ms), so the I/O thread turns between connections.
+    build_cpus : frozenset of int or None
+        CPUs the build thread (which unpickles arriving plans, holding the GIL for a few
+        milliseconds) and the build worker run on; None: wherever the process may run.
+        ``qecd serve --cpu C`` sets it to the server's other CPUs (``--build-cpus`` chooses):
+        a thread busy on the loop's CPU keeps a woken loop waiting for the scheduler's next
+        tick (4 ms at HZ=250) while the other CPU idles, where on separate CPUs the loop
+        takes the GIL back within the switch interval.
     oversize_replies : bool
         False (the default): ``ZMQ_MAXMSGSIZE`` is ``max_frame``, so ZeroMQ drops the
         connection of a peer that sends a larger packet before reading it (a 16 MB frame
@@ -156,6 +163,7 @@ class ServerConfig:
     builds_per_minute_per_client: int = 30
     build_worker_max_rss: int = 2 << 30
     build_worker_idle: bool = False
+    build_cpus: frozenset[int] | None = None
     offloop_hello_bytes: int = 64 << 10
     hello_queue: int = 1024
     plan_cache_idle_s: float = 60.0

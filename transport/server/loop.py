@@ -35,6 +35,7 @@ Example
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import logging
 import os
@@ -224,14 +225,15 @@ class Server:
         worker = BuildWorker(config.limits, time_budget_s=config.build_timeout_s,
                              max_plan_bytes=config.max_plan_bytes,
                              max_worker_rss=config.build_worker_max_rss,
-                             idle=config.build_worker_idle) \
+                             idle=config.build_worker_idle, cpus=config.build_cpus) \
             if config.build_process else None
         self._builds = PlanBuilds(self.pool, self.counters,
                                   max_pending=config.max_pending_builds,
                                   switch_interval_s=config.build_switch_interval_s,
                                   on_done=self._wake, worker=worker,
                                   client=ClientBudget(config.max_builds_per_client,
-                                                      config.builds_per_minute_per_client))
+                                                      config.builds_per_minute_per_client),
+                                  cpus=config.build_cpus)
         self._builds.warm_up()
         self._streams: dict[int, StreamSession] = {}
         self._by_owner: dict[bytes | str, set[int]] = {}
@@ -1210,6 +1212,24 @@ def _owner_text(owner: bytes | str) -> str:
     return owner.hex() if isinstance(owner, bytes) else str(owner)
 
 
+def build_cpus_beside(cpu: int, chosen: frozenset[int] | None = None,
+                      allowed: set[int] | None = None) -> frozenset[int] | None:
+    """Where builds run when the server is pinned to ``cpu``: ``chosen`` if given, else the
+    other CPUs this process may use (``allowed``, default its affinity now), else None
+    (one CPU: builds share it).
+
+    >>> build_cpus_beside(0, allowed={0, 1}), build_cpus_beside(0, allowed={0})
+    (frozenset({1}), None)
+    >>> build_cpus_beside(0, frozenset({3}), allowed={0, 1})
+    frozenset({3})
+    """
+    if chosen:
+        return frozenset(chosen)
+    if allowed is None:
+        allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set()
+    return frozenset(allowed - {cpu}) or None
+
+
 def run_server(config: ServerConfig, *, metrics_port: int | None = None,
                metrics_addr: str = "127.0.0.1", metrics_streams: int = MAX_STREAM_LABELS,
                record_path: str | None = None, cpu: int | None = None) -> int:
@@ -1226,6 +1246,7 @@ def run_server(config: ServerConfig, *, metrics_port: int | None = None,
     configure_json_logging()
     return_large_blocks()  # freed plans give their memory back (see its docs)
     if cpu is not None:
+        config = dataclasses.replace(config, build_cpus=build_cpus_beside(cpu, config.build_cpus))
         os.sched_setaffinity(0, {cpu})
     from qecd.transport.shm.ring import sweep_stale_regions
 

@@ -39,10 +39,13 @@ True
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import itertools
 import logging
+import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -118,12 +121,15 @@ class PlanBuilds:
         the build then competes with the loop for the GIL).
     client : ClientBudget, optional
         Per-owner budgets (default: none).
+    cpus : frozenset of int, optional
+        CPUs the build thread runs on (``ServerConfig.build_cpus``); None: the process's.
     """
 
     def __init__(self, pool: DecoderPool, counters: ServerCounters, *, max_pending: int,
                  switch_interval_s: float, on_done: Callable[[], None],
                  worker: BuildWorker | None = None,
-                 client: ClientBudget | None = None) -> None:
+                 client: ClientBudget | None = None,
+                 cpus: frozenset[int] | None = None) -> None:
         self.pool = pool
         self.counters = counters
         self.max_pending = max_pending
@@ -131,7 +137,10 @@ class PlanBuilds:
         self.worker = worker
         self.client = client or ClientBudget(1 << 30, 1 << 30)  # default: unlimited
         self._on_done = on_done
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qecd-build")
+        #: the build thread's kernel thread id (once it started)
+        self.thread_id: int | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="qecd-build",
+                                            initializer=self._on_thread_start, initargs=(cpus,))
         self._builds: dict[object, Future] = {}
         self._waiting: dict[object, list[PendingHello]] = {}
         self._started: dict[object, float] = {}
@@ -155,6 +164,12 @@ class PlanBuilds:
     def __bool__(self) -> bool:
         """True while any build or job is pending."""
         return bool(self._builds) or bool(self._jobs)
+
+    def _on_thread_start(self, cpus: frozenset[int] | None) -> None:
+        self.thread_id = threading.get_native_id()
+        if cpus:  # this thread only (Linux: pid 0 is the calling thread)
+            with contextlib.suppress(AttributeError, OSError, ValueError):
+                os.sched_setaffinity(0, cpus)
 
     def warm_up(self) -> None:
         """Compile (or load from Numba's cache) this process's decoding kernels on the build
