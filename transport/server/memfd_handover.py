@@ -4,15 +4,16 @@ A large HELLO (5-8 MB of DEM text) goes to the build worker and its plan (12-18 
 arrays) comes back. Streamed through the worker's pipe, each took hundreds of 64 KB writes
 and reads, and on the server's side every one of them took the GIL back to run the read
 loop: heartbeats of a live stream waited 2-6 ms in the ~20 ms before each plan arrived
-(docs/benchmarks.md, "Builds beside a live stream"). Here the sender writes the parts into
-an anonymous memory file (``memfd_create``), back to back at 64-byte offsets, and passes its
-descriptor over the worker's socket (``SCM_RIGHTS``). The receiver maps the file
-(``MAP_SHARED | MAP_POPULATE``, through libc so the GIL is released and no descriptor is
-kept) and closes the descriptor: nothing is copied on its side. A copy (``preadv`` of an
-18 MB plan into fresh memory) kept the build thread on its CPU for ~7 ms of kernel time, and
-the loop, woken onto that CPU, waited for the rest of the thread's time slice while the
-other CPU stood idle. The mapping is unmapped (the GIL released again) when the last array
-using it is freed. No name exists anywhere, and a process that dies leaves nothing behind.
+(docs/deploy.md, "Builds beside live streams, by CPU"). Here the sender writes the parts
+into an anonymous memory file (``memfd_create``), back to back at 64-byte offsets, seals its
+size and passes its descriptor over the worker's socket (``SCM_RIGHTS``). The receiver maps
+the file (``MAP_SHARED | MAP_POPULATE``, through libc so the GIL is released and no
+descriptor is kept) and closes the descriptor: nothing is copied on its side. A copy
+(``preadv`` of an 18 MB plan into fresh memory) kept the build thread on its CPU for ~7 ms
+of kernel time, and the loop, woken onto that CPU, waited for the rest of the thread's time
+slice while the other CPU stood idle. The mapping is unmapped (the GIL released again) when
+the last array using it is freed. No name exists anywhere, and a process that dies leaves
+nothing behind.
 
 Example
 -------
@@ -28,6 +29,7 @@ Example
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import mmap
 import os
 import weakref
@@ -57,13 +59,15 @@ def send_parts(conn, parts: Sequence) -> list[int]:
     the GIL."""
     views = [memoryview(p).cast("B") for p in parts]
     offs, total = _offsets([v.nbytes for v in views])
-    fd = os.memfd_create("qecd-handover", os.MFD_CLOEXEC)
+    fd = os.memfd_create("qecd-handover", os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
     try:
         os.ftruncate(fd, total)
         for v, off in zip(views, offs, strict=True):
             done = 0
             while done < v.nbytes:
                 done += os.pwrite(fd, v[done:], off + done)
+        # its size is final: the receiver's mapping can never fault past the end (SIGBUS)
+        fcntl.fcntl(fd, fcntl.F_ADD_SEALS, _SEALS)
         send_handle(conn, fd, 0)  # the pid is used on Windows only
     finally:
         os.close(fd)
@@ -97,13 +101,16 @@ def recv_parts(conn, sizes: Sequence[int]) -> list[np.ndarray]:
     ``sizes`` bytes as writable uint8 arrays over one shared mapping of the file (populated
     in the kernel, with the GIL released; the descriptor is closed at once). The mapping is
     unmapped when the last of them is freed. Raises EOFError when the file is shorter than
-    ``sizes`` say."""
+    ``sizes`` say, ValueError when its size is not sealed (it could shrink under the
+    mapping, and a read past its end would kill the process with SIGBUS)."""
     fd = recv_handle(conn)
     try:
         offs, total = _offsets(sizes)
         have = os.fstat(fd).st_size
         if have < total:
             raise EOFError(f"handover: expected {total} bytes, the file holds {have}")
+        if fcntl.fcntl(fd, fcntl.F_GET_SEALS) & _SEALS != _SEALS:
+            raise ValueError("handover: the file may still change size (not sealed)")
         buf = np.asarray(_Mapping(fd, total))
     finally:
         os.close(fd)
@@ -118,3 +125,4 @@ _libc.munmap.restype = ctypes.c_int
 _libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
 _MAP_FAILED = ctypes.c_void_p(-1).value
 _MAP_POPULATE = getattr(mmap, "MAP_POPULATE", 0x8000)
+_SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL
