@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Callable
 
@@ -371,6 +372,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         except (PqUnavailable, ValueError, OSError) as e:
             print(f"qecd serve: error: {e}", file=sys.stderr)
             return 2
+    if args.build_cpus and hasattr(os, "sched_getaffinity"):
+        outside = sorted(set(args.build_cpus) - os.sched_getaffinity(0))
+        if outside:
+            print(f"qecd serve: error: --build-cpus: expected CPUs this process may run on "
+                  f"({sorted(os.sched_getaffinity(0))}), got {outside}", file=sys.stderr)
+            return 2
     limits = SessionLimits(timeout_ms=int(args.stream_timeout * 1000),
                            heartbeat_ms=max(1, int(args.stream_timeout * 1000) // 5),
                            max_backlog=args.max_backlog,
@@ -576,7 +583,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--io-thread-nice", type=int, default=19,
                    help="nice value of the ZeroMQ I/O thread when pinned with --cpu (0 leaves "
                         "it alone; default %(default)s)")
-    v.add_argument("--rcvbuf", type=int, default=0,
+    v.add_argument("--rcvbuf", type=_non_negative_int, default=0,
                    help="kernel receive buffer of each TCP connection, bytes (ZMQ_RCVBUF; 0 "
                         "keeps the system's autotuned size): bounds how long one read of a "
                         "large message keeps the I/O thread from other streams")

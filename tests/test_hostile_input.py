@@ -460,7 +460,7 @@ def test_the_build_stall_verdict_reads_the_heartbeats_sent_while_the_hellos_were
         server):
     """The build stall's ratio was taken over the whole loaded run: at least 20 s of
     HEARTBEATs, of which the HELLOs and their builds took ~6 s, so 70% quiet samples diluted
-    its p99 (1.2-2.1x over the whole run where the window of the HELLOs gave 5.8-7.8x, same
+    its p99 (1.2-2.0x over the whole run where the window of the HELLOs gave 5.8-7.8x, same
     runs). ``active`` now holds the HEARTBEATs sent until the HELLO sender reported, and the
     verdict reads it."""
     from qecd.bench.hostile import _heartbeats
@@ -474,7 +474,7 @@ def test_the_build_stall_verdict_reads_the_heartbeats_sent_while_the_hellos_were
     out = _heartbeats(server.endpoints[0], 0.2, 2000, stop=stop)
     assert out["count"] == 100 and out["lost"] == 0
     assert out["active"]["count"] == 25 and out["active"]["seconds"] == 0.05
-    assert out["active"]["p99_us"] <= out["max_us"]
+    assert set(out["active"]) == {"count", "p50_us", "p99_us", "max_us", "seconds"}
     quiet = _heartbeats(server.endpoints[0], 0.02, 2000)
     assert quiet["count"] == 10 and "active" not in quiet
 

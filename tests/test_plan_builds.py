@@ -606,3 +606,19 @@ def test_qecd_serve_has_a_build_worker_idle_flag():
     a = build_parser().parse_args(["serve", "--build-worker-idle"])
     b = build_parser().parse_args(["serve"])
     assert (a.build_worker_idle, b.build_worker_idle) == (True, False)
+
+
+def test_qecd_serve_build_cpus_reads_taskset_lists_and_refuses_cpus_it_cannot_use(capsys):
+    """A ``--build-cpus`` outside the process's CPUs would be dropped silently by the build
+    thread's pinning (builds then run anywhere): ``qecd serve`` refuses it at start."""
+    from qecd.cli import build_parser, main
+
+    p = build_parser()
+    assert p.parse_args(["serve", "--build-cpus", "0,2-3"]).build_cpus == [0, 2, 3]
+    assert p.parse_args(["serve"]).build_cpus is None
+    for bad in ("x", "-1", "", "3-a"):
+        with pytest.raises(SystemExit):
+            p.parse_args(["serve", "--build-cpus", bad])
+    far = max(os.sched_getaffinity(0)) + 64
+    assert main(["serve", "--bind", "tcp://127.0.0.1:0", "--build-cpus", str(far)]) == 2
+    assert "--build-cpus: expected CPUs this process may run on" in capsys.readouterr().err

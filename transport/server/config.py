@@ -75,9 +75,10 @@ class ServerConfig:
         Kernel receive buffer of each TCP connection, bytes (``ZMQ_RCVBUF``; 0 keeps the
         system's autotuned size, up to ``net.ipv4.tcp_rmem``'s 6 MB). libzmq reads a large
         message straight into it in calls as large as the kernel holds, and its I/O thread
-        serves every connection: while 10 clients sent 5-8 MB HELLOs at once, one read
-        copied megabytes and the live streams' packets waited behind it. A smaller buffer
-        bounds each read (256 KB: ~0.1 ms), so the I/O thread turns between connections.
+        serves every connection: while 10 clients send 5-8 MB HELLOs at once, one read may
+        copy megabytes and the live streams' packets wait behind it. A smaller buffer bounds
+        each read, so the I/O thread turns between connections sooner (docs/deploy.md,
+        "Builds beside live streams, by CPU", for what was measured).
     build_cpus : frozenset of int or None
         CPUs the build thread (which unpickles arriving plans, holding the GIL for a few
         milliseconds) and the build worker run on; None: wherever the process may run.
